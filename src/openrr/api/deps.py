@@ -1,0 +1,67 @@
+"""Request dependencies: the runtime, bearer-token authorisation with throttling, and api-version checks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from openrr.api.responses import SUPPORTED_API_VERSIONS
+from openrr.domain.ids import parse_account_id
+from openrr.errors import AuthenticationFailed, Forbidden, InvalidInput
+from openrr.services.runtime import Runtime
+from openrr.services.tokens import ACCOUNT_AUDIENCE
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("The request has no bearer token in its Authorization header.")
+    return token.strip()
+
+
+def authorize(request: Request, account_id: str) -> str:
+    """Check the access token against the account in the path and take a throttle token; returns the id."""
+    rt = runtime(request)
+    account = parse_account_id(account_id)
+    claims = rt.tokens.verify(bearer(request), audience=ACCOUNT_AUDIENCE)
+    if claims.get("sub") != account:
+        raise Forbidden("The access token was issued for another account.")
+    rt.throttle.take(account)
+    return account
+
+
+def check_api_version(request: Request) -> str:
+    version = request.query_params.get("api-version")
+    if version is None:
+        raise InvalidInput(
+            "The api-version query parameter is required; supported versions: "
+            + ", ".join(SUPPORTED_API_VERSIONS)
+            + ".",
+            code="MissingApiVersionParameter",
+            target="api-version",
+        )
+    if version not in SUPPORTED_API_VERSIONS:
+        raise InvalidInput(
+            f"The api-version '{version}' is not supported; supported versions: "
+            + ", ".join(SUPPORTED_API_VERSIONS)
+            + ".",
+            code="UnsupportedApiVersion",
+            target="api-version",
+        )
+    return version
+
+
+def _authorized_account(request: Request, account_id: str) -> str:
+    return authorize(request, account_id)
+
+
+# A route parameter that is the path's account id, once the bearer token has been checked against it.
+# As a dependency it runs before the body is parsed: an unauthenticated caller learns nothing about bodies.
+AuthorizedAccount = Annotated[str, Depends(_authorized_account)]

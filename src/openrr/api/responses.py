@@ -1,0 +1,65 @@
+"""Response helpers shared by every API version: JSON with ARR's content type, and the MS-CV header."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+SUPPORTED_API_VERSIONS = ("2021-01-01-preview", "2021-01-01")
+STS_API_VERSIONS = ("2019-02-28-preview",)
+
+
+class ArrJSON(JSONResponse):
+    media_type = "application/json; charset=utf-8"
+
+    def render(self, content: Any) -> bytes:
+        import json
+
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def new_cv() -> str:
+    """A correlation vector like ARR's: 22 base64 characters, a dot, a counter."""
+    return base64.b64encode(secrets.token_bytes(16)).decode()[:22] + ".0"
+
+
+_SUPPORTED_HEADER = ", ".join(SUPPORTED_API_VERSIONS).encode()
+
+
+class ArrHeaders:
+    """ASGI middleware adding the headers every ARR response carries (notes §2.4, §9.18).
+
+    Written as plain ASGI rather than BaseHTTPMiddleware: it runs on every request and must stay cheap.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        is_get = scope["method"] == "GET"
+        data_plane = path.startswith(("/accounts/", "/Accounts/", "/v1/"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                if b"ms-cv" not in names:
+                    headers.append((b"ms-cv", new_cv().encode()))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                if data_plane:
+                    headers.append((b"api-supported-versions", _SUPPORTED_HEADER))
+                    if is_get:
+                        headers.append((b"cache-control", b"no-store,no-cache"))
+                        headers.append((b"pragma", b"no-cache"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,100 @@
+"""v1 wire format: .NET timespans, case-insensitive JSON keys, and the session properties body.
+
+The original service was ASP.NET: it bound JSON keys case-insensitively, ignored unknown keys, and wrote
+leases as TimeSpan strings (``4:0:0``, ``04:00:00``, ``1.00:00:00``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from typing import Any
+
+from openrr.domain.session import Session, Status
+from openrr.errors import InvalidInput
+
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?$")
+
+
+def parse_timespan(value: object, *, field: str = "maxLeaseTime") -> dt.timedelta:
+    """Parse ``[d.]h:m[:s[.fffffff]]``; hours < 24, minutes and seconds < 60, as .NET does."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a timespan string such as '04:00:00'.", target=field)
+    m = _TIMESPAN.match(value.strip())
+    if not m:
+        raise InvalidInput(f"{field} '{value}' is not a timespan such as '04:00:00'.", target=field)
+    days, hours, minutes, seconds, fraction = m.groups()
+    h, mi, se = int(hours), int(minutes), int(seconds or 0)
+    if h > 23 or mi > 59 or se > 59:
+        raise InvalidInput(f"{field} '{value}' has a component out of range.", target=field)
+    return dt.timedelta(
+        days=int(days or 0),
+        hours=h,
+        minutes=mi,
+        seconds=se,
+        microseconds=int((fraction or "0").ljust(6, "0")[:6]),
+    )
+
+
+def lease_minutes(value: object, *, field: str = "maxLeaseTime") -> int:
+    """A lease timespan in whole minutes, rounded up (the service keeps leases in minutes)."""
+    return math.ceil(parse_timespan(value, field=field).total_seconds() / 60)
+
+
+def format_timespan(delta: dt.timedelta) -> str:
+    total = int(delta.total_seconds())
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return f"{days}.{text}" if days else text
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """JSON object with lower-cased keys. Empty body = empty object."""
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    return {str(k).lower(): v for k, v in data.items()}
+
+
+def parse_models(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise InvalidInput("models must be an array of asset URLs.", target="models")
+    return tuple(value)
+
+
+def _message(s: Session) -> str | None:
+    if s.error is not None:
+        return s.error.message
+    if s.status is Status.EXPIRED:
+        return "The session lease has expired."
+    return None
+
+
+def properties_body(s: Session, now: dt.datetime) -> dict[str, Any]:
+    ready = s.status is Status.READY and s.endpoint is not None
+    body: dict[str, Any] = {
+        "message": _message(s),
+        "sessionElapsedTime": format_timespan(s.elapsed(now)),
+        "sessionHostname": s.endpoint.hostname if ready and s.endpoint else "",
+        "sessionId": s.id,
+        "sessionMaxLeaseTime": format_timespan(dt.timedelta(minutes=s.lease_minutes)),
+        "sessionSize": s.size.value,
+        "sessionStatus": s.status.value,
+    }
+    if s.teraflops is not None:
+        body["teraflops"] = s.teraflops
+    if ready and s.endpoint:
+        body["handshakePort"] = s.endpoint.handshake_port
+        body["arrInspectorPort"] = s.endpoint.inspector_port
+    return body

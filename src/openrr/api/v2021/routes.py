@@ -1,0 +1,149 @@
+"""Routes of the 2021-01-01 session API. Thin: parse, call the session service, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from openrr.api.deps import AuthorizedAccount, check_api_version, runtime
+from openrr.api.responses import ArrJSON
+from openrr.api.v2021.schemas import (
+    CreateSessionSettings,
+    ErrorResponse,
+    SessionProperties,
+    SessionsList,
+    UpdateSessionSettings,
+    session_body,
+)
+from openrr.domain.ids import check_resource_id
+from openrr.domain.session import Size
+
+router = APIRouter(tags=["sessions (2021-01-01)"], dependencies=[Depends(check_api_version)])
+
+ApiVersion = Annotated[
+    str,
+    Query(
+        alias="api-version",
+        description="2021-01-01 or 2021-01-01-preview",
+        json_schema_extra={"enum": ["2021-01-01", "2021-01-01-preview"]},
+    ),
+]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
+    described = {
+        400: "The request was malformed.",
+        401: "The access token is missing, forged or expired.",
+        403: "The access token was issued for another account.",
+        404: "No session with this id.",
+        409: "A session with this id exists with other settings.",
+        422: "The lease is not larger than the current one, or the session has ended.",
+        429: "Too many requests for this account; see Retry-After.",
+    }
+    return {c: {"model": ErrorResponse, "description": described[c]} for c in codes}
+
+
+@router.put(
+    "/accounts/{account_id}/sessions/{session_id}",
+    summary="Create a rendering session",
+    response_class=ArrJSON,
+    status_code=201,
+    responses={
+        200: {"model": SessionProperties, "description": "The same session was created before."},
+        201: {"model": SessionProperties, "description": "Created; the session is Starting."},
+        **_errors(400, 401, 403, 409, 429),
+    },
+)
+async def create_session(
+    request: Request,
+    account: AuthorizedAccount,
+    session_id: str,
+    settings: CreateSessionSettings,
+    api_version: ApiVersion,
+) -> Response:
+    check_resource_id(session_id)
+    service = runtime(request).sessions
+    session, created = await service.create(
+        account, session_id, Size.parse(settings.size), settings.maxLeaseTimeMinutes
+    )
+    return ArrJSON(session_body(session, service.now()), status_code=201 if created else 200)
+
+
+@router.get(
+    "/accounts/{account_id}/sessions/{session_id}",
+    summary="Get a rendering session",
+    response_class=ArrJSON,
+    responses={200: {"model": SessionProperties}, **_errors(400, 401, 403, 404, 429)},
+)
+async def get_session(
+    request: Request, account: AuthorizedAccount, session_id: str, api_version: ApiVersion
+) -> Response:
+    check_resource_id(session_id)
+    service = runtime(request).sessions
+    return ArrJSON(session_body(await service.get(account, session_id), service.now()))
+
+
+@router.patch(
+    "/accounts/{account_id}/sessions/{session_id}",
+    summary="Extend the lease of a rendering session",
+    response_class=ArrJSON,
+    responses={200: {"model": SessionProperties}, **_errors(400, 401, 403, 404, 422, 429)},
+)
+async def update_session(
+    request: Request,
+    account: AuthorizedAccount,
+    session_id: str,
+    settings: UpdateSessionSettings,
+    api_version: ApiVersion,
+) -> Response:
+    check_resource_id(session_id)
+    service = runtime(request).sessions
+    session = await service.update_lease(account, session_id, settings.maxLeaseTimeMinutes)
+    return ArrJSON(session_body(session, service.now()))
+
+
+@router.post(
+    "/accounts/{account_id}/sessions/{session_id}/:stop",
+    summary="Stop a rendering session",
+    status_code=204,
+    response_class=Response,
+    responses={204: {"description": "Stopped (or had already ended)."}, **_errors(400, 401, 403, 404, 429)},
+)
+async def stop_session(
+    request: Request, account: AuthorizedAccount, session_id: str, api_version: ApiVersion
+) -> Response:
+    check_resource_id(session_id)
+    await runtime(request).sessions.stop(account, session_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/accounts/{account_id}/sessions",
+    summary="List the Starting and Ready sessions of an account",
+    response_class=ArrJSON,
+    responses={200: {"model": SessionsList}, **_errors(400, 401, 403, 429)},
+)
+async def list_sessions(
+    request: Request,
+    account: AuthorizedAccount,
+    api_version: ApiVersion,
+    skip_token: Annotated[
+        str | None, Query(alias="$skipToken", description="Continuation from @nextLink", max_length=256)
+    ] = None,
+) -> Response:
+    rt = runtime(request)
+    page_size = rt.settings.list_page_size
+    # One extra row tells whether another page exists without a count query.
+    sessions = await rt.sessions.list_active(account, after_id=skip_token, limit=page_size + 1)
+    now = rt.sessions.now()
+    body: dict[str, object] = {"sessions": [session_body(s, now) for s in sessions[:page_size]]}
+    if len(sessions) > page_size:
+        # The SDK follows @nextLink verbatim, so it carries api-version itself (notes §9.5).
+        body["@nextLink"] = str(
+            request.url.replace_query_params(
+                **{"api-version": api_version, "$skipToken": sessions[page_size - 1].id}
+            )
+        )
+    return ArrJSON(body)

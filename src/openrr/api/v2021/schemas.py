@@ -1,0 +1,86 @@
+"""Wire format of the 2021-01-01 session API (shared/reference/arr/stable-2021-01-01/mr-arr.json).
+
+Request bodies are pydantic models (FastAPI validates them and documents them in /openapi.json). Responses are
+built by ``session_body`` as plain dicts: the key order and the omission of fields while Starting must match
+what the real service sent (notes §2.4), which a response model would blur.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from openrr.domain.session import Session, Status
+
+StrictInt = Annotated[int, Field(strict=True)]
+
+
+class CreateSessionSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    maxLeaseTimeMinutes: StrictInt = Field(
+        description="Minutes the session runs after reaching Ready; between 0 and 1440."
+    )
+    size: str = Field(description="Standard or Premium (any letter case).", examples=["Standard"])
+
+
+class UpdateSessionSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    maxLeaseTimeMinutes: StrictInt = Field(
+        description="The new lease in minutes: larger than the current one and at most 1440."
+    )
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    target: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class SessionProperties(BaseModel):
+    """Documentation of the response body (the API writes it with ``session_body``)."""
+
+    id: str
+    creationTime: dt.datetime | None = None
+    arrInspectorPort: int | None = Field(default=None, ge=49152, le=65534)
+    handshakePort: int | None = Field(default=None, ge=49152, le=65534)
+    elapsedTimeMinutes: int | None = None
+    hostname: str | None = None
+    maxLeaseTimeMinutes: int | None = None
+    size: Literal["Standard", "Premium"]
+    status: Literal["Starting", "Ready", "Stopped", "Expired", "Error"]
+    teraflops: float | None = None
+    error: ErrorDetail | None = None
+
+
+class SessionsList(BaseModel):
+    sessions: list[SessionProperties]
+    next_link: str | None = Field(default=None, alias="@nextLink")
+
+
+def iso(ts: dt.datetime) -> str:
+    return ts.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def session_body(s: Session, now: dt.datetime) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": s.id, "creationTime": iso(s.created_at)}
+    if s.endpoint is not None and s.status is Status.READY:
+        body["arrInspectorPort"] = s.endpoint.inspector_port
+        body["handshakePort"] = s.endpoint.handshake_port
+    body["elapsedTimeMinutes"] = s.elapsed_minutes(now)
+    if s.endpoint is not None and s.status is Status.READY:
+        body["hostname"] = s.endpoint.hostname
+    body["maxLeaseTimeMinutes"] = s.lease_minutes
+    body["size"] = s.size.value
+    body["status"] = s.status.value
+    if s.teraflops is not None:
+        body["teraflops"] = s.teraflops
+    if s.status is Status.ERROR and s.error is not None:
+        # A non-null error makes the SDK's poller raise: right for Error, wrong for anything else.
+        body["error"] = {"code": s.error.code, "message": s.error.message}
+    return body

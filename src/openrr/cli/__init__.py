@@ -1,0 +1,1 @@
+"""The ``openrr`` command line (click + rich)."""

@@ -1,0 +1,21 @@
+"""``openrr``: the command group. Each sub-group lives in a module of its own."""
+
+from __future__ import annotations
+
+import click
+
+from openrr import __version__
+from openrr.cli.accounts import accounts
+from openrr.cli.serve import serve
+from openrr.cli.sessions import sessions
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="openrr")
+def cli() -> None:
+    """openrr: self-hosted remote rendering with the Azure Remote Rendering session API."""
+
+
+cli.add_command(serve)
+cli.add_command(accounts)
+cli.add_command(sessions)

@@ -1,0 +1,185 @@
+"""``openrr serve``: the control plane.
+
+Every option also reads ``OPENRR_<OPTION>`` (``--data-dir`` ↔ ``OPENRR_DATA_DIR``). Settings are validated
+before anything starts, and every invalid one is reported at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+import uvicorn
+
+from openrr.cli.output import console, fail
+from openrr.config import Settings
+from openrr.errors import OpenRRError
+from openrr.services.runtime import Runtime
+from openrr.tls import ensure_self_signed
+
+_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("--host", {"help": "Address to listen on. [default: 127.0.0.1]"}),
+    ("--port", {"type": int, "help": "Port to listen on. [default: 8443]"}),
+    (
+        "--data-dir",
+        {
+            "type": click.Path(file_okay=False, path_type=Path),
+            "help": "Store, certificates, logs. [default: ./openrr-data]",
+        },
+    ),
+    (
+        "--store-url",
+        {"help": "sqlite:///FILE or postgresql://USER:PASS@HOST/DB. [default: SQLite in the data dir]"},
+    ),
+    (
+        "--cert",
+        {
+            "type": click.Path(path_type=Path),
+            "help": "TLS certificate (PEM). [default: self-signed in DATA_DIR/tls]",
+        },
+    ),
+    ("--key", {"type": click.Path(path_type=Path), "help": "TLS private key (PEM), with --cert."}),
+    (
+        "--public-url",
+        {"help": "URL render servers use to reach this service. [default: derived from host and port]"},
+    ),
+    ("--render-host", {"help": "Address render servers bind to. [default: 127.0.0.1]"}),
+    (
+        "--render-advertise-host",
+        {"help": "Hostname reported to clients for render servers. [default: --render-host]"},
+    ),
+    (
+        "--start-timeout",
+        {"type": float, "help": "Seconds a session may stay Starting before Error. [default: 60]"},
+    ),
+    (
+        "--stop-grace",
+        {"type": float, "help": "Seconds between SIGTERM and SIGKILL of a render server. [default: 5]"},
+    ),
+    ("--reaper-interval", {"type": float, "help": "Seconds between lease/health passes. [default: 1]"}),
+    ("--retention-days", {"type": float, "help": "Days ended sessions stay queryable. [default: 30]"}),
+    ("--list-page-size", {"type": int, "help": "Sessions per list page before @nextLink. [default: 100]"}),
+    (
+        "--throttle-rate",
+        {"type": float, "help": "Data-plane requests per second per account (0 = off). [default: 2]"},
+    ),
+    ("--throttle-burst", {"type": int, "help": "Data-plane burst per account. [default: 60]"}),
+    (
+        "--sts-throttle-rate",
+        {"type": float, "help": "Token requests per second per account (0 = off). [default: 0.5]"},
+    ),
+    ("--sts-throttle-burst", {"type": int, "help": "Token request burst per account. [default: 20]"}),
+    ("--log-level", {"help": "critical, error, warning, info or debug. [default: info]"}),
+]
+
+
+def _with_options(f: Any) -> Any:
+    for flag, kwargs in reversed(_OPTIONS):
+        env = "OPENRR_" + flag.removeprefix("--").replace("-", "_").upper()
+        f = click.option(flag, envvar=env, default=None, show_envvar=True, **kwargs)(f)
+    f = click.option(
+        "--insecure-http",
+        is_flag=True,
+        default=False,
+        envvar="OPENRR_INSECURE_HTTP",
+        show_envvar=True,
+        help="Serve plain HTTP (for a proxy that terminates TLS); the stock Azure SDK needs HTTPS.",
+    )(f)
+    f = click.option(
+        "--dev-account/--no-dev-account",
+        default=True,
+        envvar="OPENRR_DEV_ACCOUNT",
+        show_envvar=True,
+        help="On a store without accounts, create one and write DATA_DIR/arrconfig.json.",
+    )(f)
+    return f
+
+
+@click.command()
+@_with_options
+def serve(**options: Any) -> None:
+    """Run the control plane: STS, session APIs (2021-01-01 and v1), and the render-server hosts."""
+    try:
+        settings = Settings.load(options)
+    except OpenRRError as exc:
+        fail("invalid settings:\n  " + exc.message.replace("\n", "\n  "), code=2)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(_serve(settings))
+    except KeyboardInterrupt:
+        pass
+    except OpenRRError as exc:
+        fail(exc.message)
+
+
+async def _serve(settings: Settings) -> None:
+    from openrr.api.app import create_app  # the web stack is imported only by the command that serves
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    cert, key, ca = settings.cert, settings.key, None
+    if not settings.insecure_http and cert is None:
+        cert, key = ensure_self_signed(settings.tls_dir)
+        ca = str(cert.resolve())
+    runtime = await Runtime.open(settings, callback_ca=ca)
+    try:
+        dev = None
+        if settings.dev_account and not await runtime.accounts.list():
+            dev = await runtime.accounts.create("development")
+            _write_arrconfig(settings, dev.account_id, dev.primary_key, ca)
+        _banner(settings, cert, dev)
+        await runtime.start_background()
+        config = uvicorn.Config(
+            create_app(runtime),
+            host=settings.host,
+            port=settings.port,
+            ssl_certfile=str(cert) if cert else None,
+            ssl_keyfile=str(key) if key else None,
+            log_level=settings.log_level,
+            access_log=settings.log_level == "debug",
+            lifespan="off",
+        )
+        await uvicorn.Server(config).serve()
+    finally:
+        await runtime.close()
+
+
+def _write_arrconfig(settings: Settings, account_id: str, key: str, ca: str | None) -> Path:
+    """An arrconfig.json in the shape of ARR's sample scripts, pointing at this service."""
+    url = settings.local_address
+    config = {
+        "accountSettings": {"arrAccountId": account_id, "arrAccountKey": key, "arrAccountDomain": url},
+        "renderingSessionSettings": {
+            "remoteRenderingDomain": url,
+            "vmSize": "standard",
+            "maxLeaseTime": "01:00:00",
+        },
+        "assetConversionSettings": {},
+        "openrr": {"caCertificate": ca},
+    }
+    path = settings.data_dir / "arrconfig.json"
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def _banner(settings: Settings, cert: Path | None, dev: Any) -> None:
+    console.rule("[bold]openrr[/]")
+    console.print(f"endpoint      {settings.local_address}  (STS and session API; docs at /docs)")
+    if cert is not None:
+        console.print(f"certificate   {cert.resolve()}")
+        ca = cert.resolve()
+        console.print(f"              trust it with: export SSL_CERT_FILE={ca} REQUESTS_CA_BUNDLE={ca}")
+    console.print(f"store         {settings.resolved_store_url}")
+    if dev is not None:
+        console.print("[bold green]development account created[/] (the key is shown only now):")
+        console.print(f"  account id  {dev.account_id}")
+        console.print(f"  key         {dev.primary_key}")
+        console.print(f"  config      {(settings.data_dir / 'arrconfig.json').resolve()}")
+    console.print("[dim]Render servers keep running when this process stops; a restart adopts them.[/]")
+    console.rule()

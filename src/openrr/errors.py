@@ -1,0 +1,85 @@
+"""The one error tree of openrr.
+
+Services and the store raise these; only ``openrr.api`` turns them into HTTP statuses and the error bodies of
+each API version. Foreign exceptions (SQLAlchemy, OS, HTTP clients) are translated once, where they enter.
+
+    OpenRRError                      code           typical HTTP mapping
+    ├── InvalidInput                 BadRequest                  400
+    ├── AuthenticationFailed         Unauthorized                401
+    ├── Forbidden                    Forbidden                   403
+    ├── NotFound                     NotFound                    404
+    ├── Conflict                     Conflict                    409
+    ├── Unprocessable                UnprocessableEntity         422
+    ├── Throttled                    TooManyRequests             429 (+ Retry-After)
+    ├── CapacityExhausted            CapacityExhausted           503
+    ├── TryAgain                     ServiceUnavailable          503 (+ Retry-After)
+    └── HostError                    RenderServerError           (never reaches a client as such:
+                                                                  the session goes to Error instead)
+"""
+
+from __future__ import annotations
+
+
+class OpenRRError(Exception):
+    """Base of every error openrr raises on purpose. ``code`` is the ARR-style error code."""
+
+    code = "InternalServerError"
+
+    def __init__(self, message: str, *, code: str | None = None, target: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.target = target
+
+
+class InvalidInput(OpenRRError):
+    code = "BadRequest"
+
+
+class AuthenticationFailed(OpenRRError):
+    code = "Unauthorized"
+
+
+class Forbidden(OpenRRError):
+    code = "Forbidden"
+
+
+class NotFound(OpenRRError):
+    code = "NotFound"
+
+
+class Conflict(OpenRRError):
+    code = "Conflict"
+
+
+class Unprocessable(OpenRRError):
+    code = "UnprocessableEntity"
+
+
+class Throttled(OpenRRError):
+    code = "TooManyRequests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CapacityExhausted(OpenRRError):
+    code = "CapacityExhausted"
+
+
+class TryAgain(OpenRRError):
+    """A transient condition that the caller should simply retry."""
+
+    code = "ServiceUnavailable"
+
+
+class HostError(OpenRRError):
+    code = "RenderServerError"
+
+
+class IllegalTransition(OpenRRError):
+    """A lifecycle event that the state table does not allow: a bug in the caller, or a lost race."""
+
+    code = "Conflict"

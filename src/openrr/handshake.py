@@ -1,0 +1,74 @@
+"""The contract between the control plane and a render server: the only module both sides import.
+
+Launch: the host layer starts ``python -m openrr.render`` with a ``RenderSpec`` as JSON in the environment
+variable ``OPENRR_RENDER_SPEC`` (environment, not argv, so the callback credential does not show in ``ps``).
+
+Ready: the render server binds its handshake and inspector ports itself (in ARR's range 49152–65534), then
+POSTs a ``ReadyReport`` to ``spec.callback_url + READY_SUFFIX`` with ``Authorization: Bearer
+spec.callback_token``, retrying until the control plane answers. A 2xx means "serve"; 404/409/410 mean "this
+session is gone or belongs to another instance: exit". The same URL + ``FAILED_SUFFIX`` reports a failure
+(``{"code", "message"}``) that puts the session into Error.
+
+Handshake: clients call ``HANDSHAKE_PATH`` on ``hostname:handshakePort`` with ``Authorization: Bearer <access
+token of the session's account>``; the render server checks it with ``spec.token_public_key``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+SPEC_ENV = "OPENRR_RENDER_SPEC"
+READY_SUFFIX = "/ready"
+FAILED_SUFFIX = "/failed"
+HANDSHAKE_PATH = "/handshake"
+HEALTH_PATH = "/health"
+PROTOCOL = "openrr-render/1"
+PORT_RANGE = (49152, 65534)
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderSpec:
+    account_id: str
+    session_id: str
+    instance: str
+    size: str
+    models: tuple[str, ...]
+    bind_host: str
+    advertise_host: str
+    teraflops: float
+    callback_url: str
+    callback_token: str
+    callback_ca: str | None
+    token_public_key: str
+    ready_deadline_s: float
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RenderSpec:
+        data: dict[str, Any] = json.loads(text)
+        data["models"] = tuple(data.get("models") or ())
+        return cls(**data)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadyReport:
+    instance: str
+    hostname: str
+    handshake_port: int
+    inspector_port: int
+    teraflops: float
+    pid: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "hostname": self.hostname,
+            "handshakePort": self.handshake_port,
+            "arrInspectorPort": self.inspector_port,
+            "teraflops": self.teraflops,
+            "pid": self.pid,
+        }

@@ -1,0 +1,297 @@
+"""Rendering sessions: create, read, extend, stop, and the events that move them through their lifecycle.
+
+All status changes go through ``Session.apply`` (the lifecycle table) and a compare-and-set write; a lost race
+is retried from a fresh read. Render servers are released (stopped) after the state change is stored, in the
+background, and the ``host_released`` flag records that it happened: whatever is not released yet (the
+control plane died in between) is released by the reaper later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+
+from openrr.domain.clock import Clock
+from openrr.domain.ids import check_resource_id
+from openrr.domain.session import (
+    MAX_LEASE_MINUTES,
+    Endpoint,
+    Event,
+    Session,
+    SessionError,
+    Size,
+    Status,
+    check_create_lease,
+)
+from openrr.errors import Conflict, HostError, NotFound, TryAgain, Unprocessable
+from openrr.handshake import ReadyReport, RenderSpec
+from openrr.hosts.base import Host
+from openrr.services.tokens import TokenIssuer
+from openrr.store.base import StaleWrite, Store
+
+log = logging.getLogger(__name__)
+
+_CAS_ATTEMPTS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionConfig:
+    render_bind_host: str = "127.0.0.1"
+    render_advertise_host: str = "127.0.0.1"
+    callback_base_url: str = "https://127.0.0.1:8443"
+    callback_ca: str | None = None
+    start_timeout_s: float = 60.0
+    stop_grace_s: float = 5.0
+    teraflops: dict[Size, float] = dataclasses.field(
+        default_factory=lambda: {Size.STANDARD: 8.1, Size.PREMIUM: 16.2}
+    )
+
+
+class SessionService:
+    def __init__(
+        self, store: Store, host: Host, tokens: TokenIssuer, clock: Clock, config: SessionConfig
+    ) -> None:
+        self._store = store
+        self._host = host
+        self._tokens = tokens
+        self._clock = clock
+        self.config = config
+        self._releases: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    # ---- queries ----------------------------------------------------------------------------------------
+    async def get(self, account_id: str, session_id: str) -> Session:
+        session = await self._store.get_session(account_id, session_id)
+        if session is None:
+            raise NotFound(
+                f"No session with id '{session_id}' exists in this account.", code="SessionNotFound"
+            )
+        return session
+
+    async def list_active(
+        self, account_id: str, *, after_id: str | None = None, limit: int = 100
+    ) -> Sequence[Session]:
+        return await self._store.list_sessions(
+            account_id, statuses=(Status.STARTING, Status.READY), after_id=after_id, limit=limit
+        )
+
+    def now(self) -> dt.datetime:
+        return self._clock.now()
+
+    # ---- commands ---------------------------------------------------------------------------------------
+    async def create(
+        self,
+        account_id: str,
+        session_id: str,
+        size: Size,
+        lease_minutes: int,
+        models: Sequence[str] = (),
+    ) -> tuple[Session, bool]:
+        """Create and start a session. Returns (session, created).
+
+        Idempotent: the same id with the same size and lease returns the existing session with created=False;
+        other settings raise Conflict.
+        """
+        check_resource_id(session_id)
+        check_create_lease(lease_minutes)
+        session = Session(
+            account_id=account_id,
+            id=session_id,
+            size=size,
+            lease_minutes=lease_minutes,
+            status=Status.STARTING,
+            created_at=self._clock.now(),
+            models=tuple(models),
+        )
+        if not await self._store.insert_session(session):
+            existing = await self.get(account_id, session_id)
+            if existing.size == size and existing.lease_minutes == lease_minutes:
+                return existing, False
+            raise Conflict("A session already exists under the given ID with other settings.")
+        return await self._launch(session), True
+
+    async def _launch(self, session: Session) -> Session:
+        cfg = self.config
+        instance = secrets.token_hex(8)
+        spec = RenderSpec(
+            account_id=session.account_id,
+            session_id=session.id,
+            instance=instance,
+            size=session.size.value,
+            models=session.models,
+            bind_host=cfg.render_bind_host,
+            advertise_host=cfg.render_advertise_host,
+            teraflops=cfg.teraflops[session.size],
+            callback_url=f"{cfg.callback_base_url}/internal/render/{session.account_id}/{session.id}",
+            callback_token=self._tokens.issue_render_token(
+                session.account_id, session.id, dt.timedelta(minutes=MAX_LEASE_MINUTES + 60)
+            ),
+            callback_ca=cfg.callback_ca,
+            token_public_key=self._tokens.public_pem,
+            ready_deadline_s=cfg.start_timeout_s,
+        )
+        try:
+            handle = await self._host.start(spec)
+        except HostError as exc:
+            return await self._fail(session, "RenderServerStartFailed", exc.message)
+        handle["instance"] = instance
+        # A server that was just started is not released, even if the session was stopped meanwhile.
+        launched = await self._mutate(
+            session, lambda s: dataclasses.replace(s, host_handle=handle, host_released=False)
+        )
+        if not launched.status.active:
+            self._release_soon(launched)
+        return launched
+
+    async def update_lease(
+        self, account_id: str, session_id: str, lease_minutes: int, *, allow_equal: bool = False
+    ) -> Session:
+        def change(s: Session) -> Session:
+            if not s.status.active:
+                raise Unprocessable(f"The session is {s.status.value}; only active sessions can be updated.")
+            if lease_minutes > MAX_LEASE_MINUTES:
+                raise Unprocessable(
+                    f"The maxLeaseTimeMinutes value cannot be larger than {MAX_LEASE_MINUTES}."
+                )
+            if lease_minutes < s.lease_minutes or (lease_minutes == s.lease_minutes and not allow_equal):
+                raise Unprocessable(
+                    f"The maxLeaseTimeMinutes value ({lease_minutes}) has to be bigger than the current "
+                    f"value ({s.lease_minutes})."
+                )
+            return s.with_lease(lease_minutes)
+
+        return await self._mutate(await self.get(account_id, session_id), change)
+
+    async def stop(self, account_id: str, session_id: str) -> Session:
+        """Stop a session. Stopping an ended session changes nothing (idempotent)."""
+        session = await self.get(account_id, session_id)
+        if not session.status.active:
+            return session
+        stopped = await self._transition(session, Event.STOP)
+        self._release_soon(stopped)
+        return stopped
+
+    async def mark_ready(self, account_id: str, session_id: str, report: ReadyReport) -> Session:
+        """The render server's ready callback. Conflict tells a stale or orphaned server to exit."""
+        session = await self.get(account_id, session_id)
+        handle = session.host_handle
+        if handle is None and session.status is Status.STARTING:
+            raise TryAgain("The session is still being launched; call back again.")
+        if (handle or {}).get("instance") != report.instance:
+            raise Conflict("This render server is not the one serving the session.")
+        if session.status is Status.READY:
+            return session  # a retried callback
+        if session.status is not Status.STARTING:
+            raise Conflict(f"The session is {session.status.value}.")
+        endpoint = Endpoint(report.hostname, report.handshake_port, report.inspector_port, report.teraflops)
+        return await self._transition(session, Event.READY, endpoint=endpoint)
+
+    async def report_failure(
+        self, account_id: str, session_id: str, instance: str, code: str, message: str
+    ) -> Session:
+        session = await self.get(account_id, session_id)
+        if (session.host_handle or {}).get("instance") != instance:
+            raise Conflict("This render server is not the one serving the session.")
+        if not session.status.active:
+            return session
+        return await self._fail(session, code, message)
+
+    # ---- reaper -------------------------------------------------------------------------------------------
+    async def adopt_all(self) -> None:
+        """After a restart: reattach every persisted render server, then settle what changed meanwhile."""
+        for session in await self._store.sessions_needing_attention():
+            if session.host_handle:
+                try:
+                    await self._host.adopt(session.host_handle)
+                except Exception:  # one bad handle must not stop the others from being adopted
+                    log.exception(
+                        "adopting the render server of %s/%s failed", session.account_id, session.id
+                    )
+        await self.tick()
+
+    async def tick(self) -> None:
+        """One pass of the reaper: expire, detect dead servers, time out starts, release servers."""
+        now = self._clock.now()
+        for session in await self._store.sessions_needing_attention():
+            try:
+                await self._settle(session, now)
+            except StaleWrite:
+                continue  # someone else moved it; the next tick sees the new state
+            except Exception:
+                log.exception("reaper: settling %s/%s failed", session.account_id, session.id)
+
+    async def _settle(self, session: Session, now: dt.datetime) -> None:
+        if not session.status.active:
+            self._release_soon(session)
+            return
+        expires_at = session.expires_at
+        if expires_at is not None and now >= expires_at:
+            self._release_soon(await self._transition(session, Event.EXPIRE))
+            return
+        handle = session.host_handle
+        if handle is not None:
+            status = await self._host.status(handle)
+            if not status.running:
+                await self._fail(session, "RenderServerExited", status.message)
+                return
+        if session.status is Status.STARTING:
+            age = (now - session.created_at).total_seconds()
+            if age > self.config.start_timeout_s:
+                await self._fail(
+                    session,
+                    "RenderServerStartTimeout",
+                    f"The render server did not become ready within {self.config.start_timeout_s:g} s.",
+                )
+
+    async def purge(self, retention: dt.timedelta) -> int:
+        return await self._store.purge_ended_before(self._clock.now() - retention)
+
+    async def drain(self) -> None:
+        """Wait for background releases (tests, shutdown)."""
+        while self._releases:
+            await asyncio.gather(*list(self._releases.values()), return_exceptions=True)
+
+    # ---- internals -------------------------------------------------------------------------------------
+    async def _fail(self, session: Session, code: str, message: str) -> Session:
+        failed = await self._transition(session, Event.FAIL, error=SessionError(code, message))
+        self._release_soon(failed)
+        return failed
+
+    async def _transition(
+        self,
+        session: Session,
+        event: Event,
+        *,
+        endpoint: Endpoint | None = None,
+        error: SessionError | None = None,
+    ) -> Session:
+        now = self._clock.now()
+        return await self._mutate(session, lambda s: s.apply(event, now, endpoint=endpoint, error=error))
+
+    async def _mutate(self, session: Session, change: Callable[[Session], Session]) -> Session:
+        """Apply ``change`` and store it with compare-and-set, re-reading and re-applying on a lost race."""
+        for _ in range(_CAS_ATTEMPTS):
+            try:
+                return await self._store.update_session(change(session))
+            except StaleWrite:
+                session = await self.get(session.account_id, session.id)
+        raise StaleWrite(f"session {session.id} kept changing under us")
+
+    def _release_soon(self, session: Session) -> None:
+        key = (session.account_id, session.id)
+        if session.host_released or key in self._releases:
+            return
+        task = asyncio.create_task(self._release(session))
+        self._releases[key] = task
+        task.add_done_callback(lambda _t: self._releases.pop(key, None))
+
+    async def _release(self, session: Session) -> None:
+        try:
+            if session.host_handle:
+                await self._host.stop(session.host_handle, self.config.stop_grace_s)
+            await self._mutate(session, lambda s: dataclasses.replace(s, host_released=True))
+        except Exception:
+            log.exception("releasing the render server of %s/%s failed", session.account_id, session.id)

@@ -1,0 +1,122 @@
+"""Access tokens: 24-hour JWTs signed with Ed25519.
+
+Asymmetric signatures let render servers check a client's token with the public key alone. The signing key
+lives in the store, so every control-plane replica issues and accepts the same tokens.
+
+Two audiences share the key:
+  * ``openrr``          — an account's access token from the STS (claims: sub = account id);
+  * ``openrr-render``   — the credential a render server uses to call the control plane back (sub = session).
+
+The stock ARR SDK reads ``exp`` by base64-decoding the payload with the *standard* alphabet, dropping the
+URL-safe characters ``-`` and ``_``. ``issue`` therefore varies a padding claim until the encoded payload
+contains neither (notes §9.4).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import secrets
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from openrr.domain.clock import Clock
+from openrr.errors import AuthenticationFailed
+from openrr.store.base import SigningKey
+
+ISSUER = "openrr"
+ACCOUNT_AUDIENCE = "openrr"
+RENDER_AUDIENCE = "openrr-render"
+TOKEN_LIFETIME = dt.timedelta(hours=24)
+
+
+def new_signing_key(now: dt.datetime) -> SigningKey:
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return SigningKey(kid=secrets.token_hex(8), private_pem=pem, created_at=now)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenIssuer:
+    def __init__(self, key: SigningKey, clock: Clock) -> None:
+        private = serialization.load_pem_private_key(key.private_pem, password=None)
+        assert isinstance(private, Ed25519PrivateKey)
+        self._private = private
+        self._public: Ed25519PublicKey = private.public_key()
+        self._kid = key.kid
+        self._clock = clock
+
+    @property
+    def public_pem(self) -> str:
+        return self._public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        # The payload is encoded here rather than by PyJWT so its exact bytes can be checked.
+        header = _b64url(
+            json.dumps({"alg": "EdDSA", "typ": "JWT", "kid": self._kid}, separators=(",", ":")).encode()
+        )
+        for _ in range(1000):
+            claims["pad"] = secrets.token_hex(4)
+            payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+            if "-" not in payload and "_" not in payload:
+                break
+        signing_input = f"{header}.{payload}".encode()
+        return f"{header}.{payload}.{_b64url(self._private.sign(signing_input))}"
+
+    def issue_account_token(self, account_id: str) -> tuple[str, dt.datetime]:
+        now = self._clock.now()
+        expires = now + TOKEN_LIFETIME
+        claims = {
+            "iss": ISSUER,
+            "aud": ACCOUNT_AUDIENCE,
+            "sub": account_id,
+            "accountId": account_id,
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()) - 60,
+            "exp": int(expires.timestamp()),
+            "jti": secrets.token_hex(8),
+        }
+        return self._sign(claims), expires
+
+    def issue_render_token(self, account_id: str, session_id: str, lifetime: dt.timedelta) -> str:
+        now = self._clock.now()
+        claims = {
+            "iss": ISSUER,
+            "aud": RENDER_AUDIENCE,
+            "sub": session_id,
+            "accountId": account_id,
+            "iat": int(now.timestamp()),
+            "exp": int((now + lifetime).timestamp()),
+        }
+        return self._sign(claims)
+
+    def verify(self, token: str, *, audience: str) -> dict[str, Any]:
+        """Check signature, issuer, audience and lifetime against the injected clock; return the claims."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._public,
+                algorithms=["EdDSA"],
+                audience=audience,
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub"], "verify_exp": False, "verify_iat": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthenticationFailed(f"The access token is not valid: {exc}.") from None
+        now = self._clock.now().timestamp()
+        if not isinstance(claims.get("exp"), int) or claims["exp"] <= now:
+            raise AuthenticationFailed("The access token has expired.")
+        if isinstance(claims.get("nbf"), int) and claims["nbf"] > now:
+            raise AuthenticationFailed("The access token is not valid yet.")
+        return claims

@@ -1,0 +1,32 @@
+"""Alembic migrations, run programmatically by ``open_store`` (no alembic.ini needed by operators)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+_HERE = Path(__file__).resolve().parent
+# Any constant will do; it only has to be the same for every replica.
+_PG_MIGRATION_LOCK = 72_501_113
+
+
+def _config(connection: sa.Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_HERE))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(sync_url: str, revision: str = "head") -> None:
+    """Upgrade the schema at ``sync_url`` to ``revision``. Safe to call from several processes at once."""
+    engine = sa.create_engine(sync_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            command.upgrade(_config(conn), revision)
+    finally:
+        engine.dispose()

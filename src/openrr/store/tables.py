@@ -1,0 +1,50 @@
+"""SQLAlchemy Core tables. Changing them means a new Alembic revision in store/migrations/versions."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("primary_key_hash", sa.String(200), nullable=False),
+    sa.Column("secondary_key_hash", sa.String(200), nullable=False),
+)
+
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("kid", sa.String(64), primary_key=True),
+    sa.Column("private_pem", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("id", sa.String(256), primary_key=True),
+    sa.Column("size", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("lease_minutes", sa.Integer, nullable=False),
+    sa.Column("models", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ready_at", sa.DateTime(timezone=True)),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("hostname", sa.String(255)),
+    sa.Column("handshake_port", sa.Integer),
+    sa.Column("inspector_port", sa.Integer),
+    sa.Column("teraflops", sa.Float),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("host_handle", sa.JSON),
+    sa.Column("host_released", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ix_sessions_status", "status"),
+    sa.Index("ix_sessions_ended_at", "ended_at"),
+)
