@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from openrr.errors import InvalidInput
 
@@ -46,25 +46,35 @@ class Settings(BaseModel):
     dev_account: bool = True
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
 
+    # Field validators run for every field even when others fail, so each problem is reported;
+    # the model validator adds the combinations once the fields themselves are valid.
+    @field_validator("cert", "key")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} is not a readable file")
+        return path
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("sqlite:", "postgresql", "postgres:")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return url
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return url
+
     @model_validator(mode="after")
-    def _check(self) -> Self:
-        problems = []
+    def _combinations(self) -> Self:
         if (self.cert is None) != (self.key is None):
-            problems.append("--cert and --key must be given together")
-        for name in ("cert", "key"):
-            path = getattr(self, name)
-            if path is not None and not path.is_file():
-                problems.append(f"--{name} {path} is not a readable file")
+            raise ValueError("--cert and --key must be given together")
         if self.insecure_http and self.cert is not None:
-            problems.append("--insecure-http cannot be combined with --cert/--key")
-        if self.store_url is not None and not self.store_url.startswith(
-            ("sqlite:", "postgresql", "postgres:")
-        ):
-            problems.append("--store-url must start with sqlite:/// or postgresql://")
-        if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
-            problems.append("--public-url must be an http(s) URL")
-        if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("--insecure-http cannot be combined with --cert/--key")
         return self
 
     @classmethod
@@ -75,7 +85,7 @@ class Settings(BaseModel):
         except ValidationError as exc:
             lines = []
             for err in exc.errors():
-                where = ".".join(str(p) for p in err["loc"])
+                where = "--" + "-".join(str(p) for p in err["loc"]).replace("_", "-") if err["loc"] else ""
                 msg = err["msg"].removeprefix("Value error, ")
                 lines.append(f"{where}: {msg}" if where else msg)
             raise InvalidInput("\n".join(lines)) from None

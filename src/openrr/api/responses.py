@@ -45,7 +45,8 @@ class ArrHeaders:
             return
         path: str = scope["path"]
         is_get = scope["method"] == "GET"
-        data_plane = path.startswith(("/accounts/", "/Accounts/", "/v1/"))
+        arr_path = path.startswith(("/accounts/", "/Accounts/", "/v1/"))
+        data_plane = arr_path and not path.endswith("/token")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -56,9 +57,9 @@ class ArrHeaders:
                 headers.append((b"x-content-type-options", b"nosniff"))
                 if data_plane:
                     headers.append((b"api-supported-versions", _SUPPORTED_HEADER))
-                    if is_get:
-                        headers.append((b"cache-control", b"no-store,no-cache"))
-                        headers.append((b"pragma", b"no-cache"))
+                if arr_path and is_get:
+                    headers.append((b"cache-control", b"no-store,no-cache"))
+                    headers.append((b"pragma", b"no-cache"))
                 message["headers"] = headers
             await send(message)
 

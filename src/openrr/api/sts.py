@@ -34,10 +34,7 @@ async def _token(request: Request, account_id: str, api_version: str | None) -> 
     if not sep or header_account.lower() != account or not await rt.accounts.verify_key(account, key):
         raise AuthenticationFailed("Invalid account id or key.")
     token, _expires = rt.tokens.issue_account_token(account)
-    return ArrJSON(
-        {"AccessToken": token},
-        headers={"Cache-Control": "no-store,no-cache", "Pragma": "no-cache"},
-    )
+    return ArrJSON({"AccessToken": token})  # ArrHeaders adds Cache-Control: no-store,no-cache
 
 
 _RESPONSES: dict[int | str, dict[str, object]] = {

@@ -110,6 +110,7 @@ def serve(**options: Any) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         asyncio.run(_serve(settings))
     except KeyboardInterrupt:

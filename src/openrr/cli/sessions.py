@@ -84,7 +84,9 @@ def sessions() -> None:
 @click.option("--lease", help="Lease in minutes or hh:mm:ss. [default: from config, else 01:00:00]")
 @click.option("--no-wait", is_flag=True, help="Return once created instead of waiting for Ready.")
 @click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for Ready.")
-@click.option("--poll-interval", type=float, default=2.0, show_default=True)
+@click.option(
+    "--poll-interval", type=float, default=2.0, show_default=True, help="Longest wait between polls."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def create(
     session_id: str | None,
@@ -108,6 +110,7 @@ def create(
             return session
         deadline = time.monotonic() + timeout
         started = time.monotonic()
+        delay = 0.1
         with (
             console.status("", spinner="dots") if sys.stdout.isatty() and not as_json else _Quiet() as status
         ):
@@ -117,7 +120,9 @@ def create(
                 status.update(
                     f"session {session_id}: {session.get('status')} ({time.monotonic() - started:.0f} s)"
                 )
-                time.sleep(poll_interval)
+                # Start fast (a local session is Ready in well under a second), back off to the interval.
+                time.sleep(delay)
+                delay = min(delay * 2, poll_interval)
                 session = client.get_session(session_id)
         return session
 

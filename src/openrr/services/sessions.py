@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import logging
 import secrets
+import time
 from collections.abc import Callable, Sequence
 
 from openrr.domain.clock import Clock
@@ -46,6 +47,7 @@ class SessionConfig:
     callback_ca: str | None = None
     start_timeout_s: float = 60.0
     stop_grace_s: float = 5.0
+    cache_ttl_s: float = 1.0
     teraflops: dict[Size, float] = dataclasses.field(
         default_factory=lambda: {Size.STANDARD: 8.1, Size.PREMIUM: 16.2}
     )
@@ -61,14 +63,24 @@ class SessionService:
         self._clock = clock
         self.config = config
         self._releases: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._cache = SessionCache(config.cache_ttl_s)
 
     # ---- queries ----------------------------------------------------------------------------------------
     async def get(self, account_id: str, session_id: str) -> Session:
+        """The session, from the read cache if it is fresh (see SessionCache), else from the store."""
+        cached = self._cache.get(account_id, session_id)
+        if cached is not None:
+            return cached
+        return await self._load(account_id, session_id)
+
+    async def _load(self, account_id: str, session_id: str) -> Session:
         session = await self._store.get_session(account_id, session_id)
         if session is None:
+            self._cache.forget(account_id, session_id)
             raise NotFound(
                 f"No session with id '{session_id}' exists in this account.", code="SessionNotFound"
             )
+        self._cache.put(session)
         return session
 
     async def list_active(
@@ -107,7 +119,7 @@ class SessionService:
             models=tuple(models),
         )
         if not await self._store.insert_session(session):
-            existing = await self.get(account_id, session_id)
+            existing = await self._load(account_id, session_id)
             if existing.size == size and existing.lease_minutes == lease_minutes:
                 return existing, False
             raise Conflict("A session already exists under the given ID with other settings.")
@@ -224,6 +236,7 @@ class SessionService:
                 log.exception("reaper: settling %s/%s failed", session.account_id, session.id)
 
     async def _settle(self, session: Session, now: dt.datetime) -> None:
+        self._cache.put(session)
         if not session.status.active:
             self._release_soon(session)
             return
@@ -247,7 +260,10 @@ class SessionService:
                 )
 
     async def purge(self, retention: dt.timedelta) -> int:
-        return await self._store.purge_ended_before(self._clock.now() - retention)
+        purged = await self._store.purge_ended_before(self._clock.now() - retention)
+        if purged:
+            self._cache.clear()
+        return purged
 
     async def drain(self) -> None:
         """Wait for background releases (tests, shutdown)."""
@@ -275,9 +291,12 @@ class SessionService:
         """Apply ``change`` and store it with compare-and-set, re-reading and re-applying on a lost race."""
         for _ in range(_CAS_ATTEMPTS):
             try:
-                return await self._store.update_session(change(session))
+                stored = await self._store.update_session(change(session))
             except StaleWrite:
-                session = await self.get(session.account_id, session.id)
+                session = await self._load(session.account_id, session.id)  # never the cache: it lost
+                continue
+            self._cache.put(stored)
+            return stored
         raise StaleWrite(f"session {session.id} kept changing under us")
 
     def _release_soon(self, session: Session) -> None:
@@ -295,3 +314,43 @@ class SessionService:
             await self._mutate(session, lambda s: dataclasses.replace(s, host_released=True))
         except Exception:
             log.exception("releasing the render server of %s/%s failed", session.account_id, session.id)
+
+
+class SessionCache:
+    """A small read-through cache of sessions, so that polling clients do not cost a database read each.
+
+    Every write of this process goes through ``SessionService._mutate`` and refreshes the entry, so with one
+    control plane the cache is exact. With several replicas on one store, another replica's write becomes
+    visible here within ``ttl`` seconds (``cache_ttl_s``; 0 turns the cache off). Writes never trust it:
+    a compare-and-set that loses re-reads the store.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 100_000) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._entries: dict[tuple[str, str], tuple[Session, float]] = {}
+
+    def get(self, account_id: str, session_id: str) -> Session | None:
+        if self._ttl <= 0:
+            return None
+        entry = self._entries.get((account_id, session_id))
+        if entry is None or time.monotonic() - entry[1] > self._ttl:
+            return None
+        return entry[0]
+
+    def put(self, session: Session) -> None:
+        if self._ttl <= 0:
+            return
+        key = (session.account_id, session.id)
+        current = self._entries.pop(key, None)
+        if current is not None and current[0].version > session.version:
+            session = current[0]  # never replace a newer snapshot with an older one
+        self._entries[key] = (session, time.monotonic())
+        while len(self._entries) > self._max:
+            del self._entries[next(iter(self._entries))]
+
+    def forget(self, account_id: str, session_id: str) -> None:
+        self._entries.pop((account_id, session_id), None)
+
+    def clear(self) -> None:
+        self._entries.clear()

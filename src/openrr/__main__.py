@@ -1,0 +1,5 @@
+"""``python -m openrr`` is the ``openrr`` command."""
+
+from openrr.cli.main import cli
+
+cli()

@@ -1,0 +1,97 @@
+"""The STS: account id + key in, a 24-hour token out; both paths; wrong keys get an empty 401."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+
+from openrr.domain.clock import ManualClock
+from openrr.services.runtime import Runtime
+from tests.conftest import Account
+
+
+@pytest.mark.parametrize("path", ["/accounts/{id}/token", "/Accounts/{id}/token"])
+@pytest.mark.parametrize("params", [{}, {"api-version": "2019-02-28-preview"}])
+async def test_token_with_either_key(
+    client: httpx.AsyncClient, runtime: Runtime, account: Account, path: str, params: dict[str, str]
+) -> None:
+    for key in (account.key, (await runtime.accounts.rotate_key(account.id, "secondary"))):
+        resp = await client.get(
+            path.format(id=account.id), params=params, headers={"Authorization": f"Bearer {account.id}:{key}"}
+        )
+        assert resp.status_code == 200
+        assert list(resp.json()) == ["AccessToken"]
+        assert resp.headers["cache-control"] == "no-store,no-cache"
+        token = resp.json()["AccessToken"]
+        payload = json.loads(base64.b64decode(token.split(".")[1] + "==="))
+        assert payload["exp"] - payload["iat"] == 24 * 3600
+        # the token opens the data plane
+        listed = await client.get(
+            f"/accounts/{account.id}/sessions",
+            params={"api-version": "2021-01-01"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert listed.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        "Bearer {id}:wrong",
+        "Bearer {other}:{key}",
+        "Bearer {id}",
+        "Basic {id}:{key}",
+        "",
+        "Bearer {id}:",
+    ],
+)
+async def test_wrong_credentials_get_an_empty_401(
+    client: httpx.AsyncClient, account: Account, other_account: Account, auth: str
+) -> None:
+    header = auth.format(id=account.id, key=account.key, other=other_account.id)
+    resp = await client.get(
+        f"/accounts/{account.id}/token", headers={"Authorization": header} if header else {}
+    )
+    assert resp.status_code == 401 and resp.content == b""
+    assert "retry-after" not in resp.headers
+
+
+async def test_rotated_key_stops_working(
+    client: httpx.AsyncClient, runtime: Runtime, account: Account
+) -> None:
+    await runtime.accounts.rotate_key(account.id, "primary")
+    resp = await client.get(
+        f"/accounts/{account.id}/token", headers={"Authorization": f"Bearer {account.id}:{account.key}"}
+    )
+    assert resp.status_code == 401
+
+
+async def test_bad_account_id_and_version(client: httpx.AsyncClient, account: Account) -> None:
+    auth = {"Authorization": f"Bearer {account.id}:{account.key}"}
+    resp = await client.get("/accounts/not-a-uuid/token", headers=auth)
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "BadRequest"
+    resp = await client.get(
+        f"/accounts/{account.id}/token", params={"api-version": "1999-01-01"}, headers=auth
+    )
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "UnsupportedApiVersion"
+
+
+async def test_sts_throttle(
+    settings_factory: object,
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    account: Account,
+    clock: ManualClock,
+) -> None:
+    runtime.sts_throttle.rate, runtime.sts_throttle.burst = 0.5, 2
+    auth = {"Authorization": f"Bearer {account.id}:{account.key}"}
+    for _ in range(2):
+        assert (await client.get(f"/accounts/{account.id}/token", headers=auth)).status_code == 200
+    resp = await client.get(f"/accounts/{account.id}/token", headers=auth)
+    assert resp.status_code == 429 and resp.headers["retry-after"] == "2"
+    assert resp.json()["error"]["code"] == "TooManyRequests"
+    clock.advance(2)
+    assert (await client.get(f"/accounts/{account.id}/token", headers=auth)).status_code == 200
