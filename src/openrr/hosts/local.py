@@ -41,7 +41,11 @@ def _describe_exit(code: int | None, log: str | None) -> str:
     if code is None:
         how = "The render server process is gone"
     elif code < 0:
-        how = f"The render server was killed by signal {signal.Signals(-code).name}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:  # e.g. real-time signals other than SIGRTMIN/SIGRTMAX have no enum member
+            name = str(-code)
+        how = f"The render server was killed by signal {name}"
     else:
         how = f"The render server exited with code {code}"
     tail = _tail(log)
@@ -102,9 +106,15 @@ class LocalHost:
 
     async def status(self, handle: Handle) -> HostStatus:
         child = self._children.get(int(handle.get("pid", -1)))
+        gone = self._process(handle) is None
+        if child is not None and child.returncode is None and gone:
+            # Our child exited but asyncio's child watcher has not delivered the exit status yet (the
+            # process is a zombie, or reaped a moment ago): wait for it so the signal/code is reported.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.wait(), 1.0)
         if child is not None and child.returncode is not None:
             return HostStatus(HostState.EXITED, _describe_exit(child.returncode, handle.get("log")))
-        if self._process(handle) is None:
+        if gone:
             return HostStatus(HostState.GONE, _describe_exit(None, handle.get("log")))
         return HostStatus(HostState.RUNNING)
 
