@@ -14,6 +14,7 @@ from openrr.config import Settings
 from openrr.domain.clock import ManualClock
 from openrr.services.runtime import Runtime
 from tests.fakes import FakeHost
+from tests.postgres import postgres_server, postgres_url  # noqa: F401
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ advisory lock on PostgreSQL so that replicas starting together migrate once.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,9 +21,13 @@ from openrr.store import migrations
 from openrr.store.base import Account, SigningKey, StaleWrite
 from openrr.store.tables import accounts, sessions, signing_keys
 
+# Serialises signing_key's read-or-insert across replicas on PostgreSQL (SQLite has a single writer anyway).
+_PG_SIGNING_KEY_LOCK = 72_501_114
+
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite returns naive datetimes; everything openrr stores is UTC.
+    # SQLite returns naive datetimes; everything openrr stores is UTC. Used on writes too: SQLite keeps only
+    # the wall time of an aware datetime, so one in another zone must be converted before it is stored.
     if value is None:
         return None
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
@@ -55,9 +60,9 @@ def _session_row(s: Session) -> dict[str, Any]:
         "status": s.status.value,
         "lease_minutes": s.lease_minutes,
         "models": list(s.models),
-        "created_at": s.created_at,
-        "ready_at": s.ready_at,
-        "ended_at": s.ended_at,
+        "created_at": _utc(s.created_at),
+        "ready_at": _utc(s.ready_at),
+        "ended_at": _utc(s.ended_at),
         "hostname": ep.hostname if ep else None,
         "handshake_port": ep.handshake_port if ep else None,
         "inspector_port": ep.inspector_port if ep else None,
@@ -120,7 +125,7 @@ class SqlStore:
                 accounts.insert().values(
                     id=account.id,
                     name=account.name,
-                    created_at=account.created_at,
+                    created_at=_utc(account.created_at),
                     primary_key_hash=account.primary_key_hash,
                     secondary_key_hash=account.secondary_key_hash,
                 )
@@ -146,19 +151,20 @@ class SqlStore:
     # ---- signing keys ---------------------------------------------------------------------------------
     async def signing_key(self, make: SigningKey) -> SigningKey:
         query = signing_keys.select().order_by(signing_keys.c.created_at.desc()).limit(1)
+        # Insert only into an empty table, in one statement. On SQLite that statement opens the write
+        # transaction, so it and the read after it see every committed key; on PostgreSQL (READ COMMITTED)
+        # two such statements could both see the table empty, so an advisory lock orders them.
+        candidate = sa.select(
+            sa.literal(make.kid, signing_keys.c.kid.type),
+            sa.literal(make.private_pem, signing_keys.c.private_pem.type),
+            sa.literal(_utc(make.created_at), signing_keys.c.created_at.type),
+        ).where(~sa.exists().select_from(signing_keys))
+        insert = signing_keys.insert().from_select(["kid", "private_pem", "created_at"], candidate)
         async with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_SIGNING_KEY_LOCK)))
+            await conn.execute(insert)
             row = (await conn.execute(query)).first()
-            if row is None:
-                try:
-                    async with conn.begin_nested():
-                        await conn.execute(
-                            signing_keys.insert().values(
-                                kid=make.kid, private_pem=make.private_pem, created_at=make.created_at
-                            )
-                        )
-                except sa.exc.IntegrityError:
-                    pass
-                row = (await conn.execute(query)).first()
         assert row is not None
         m = row._mapping
         created = _utc(m["created_at"])
@@ -228,7 +234,7 @@ class SqlStore:
     async def purge_ended_before(self, cutoff: dt.datetime) -> int:
         stmt = sessions.delete().where(
             sessions.c.ended_at.is_not(None),
-            sessions.c.ended_at < cutoff,
+            sessions.c.ended_at < _utc(cutoff),
             sessions.c.host_released == sa.true(),
         )
         async with self._engine.begin() as conn:
@@ -249,7 +255,8 @@ async def open_store(store_url: str, *, migrate: bool = True) -> SqlStore:
     """Open the store at ``store_url``, upgrading its schema to the newest revision first."""
     async_url, sync_url = driver_urls(store_url)
     if migrate:
-        migrations.upgrade(sync_url)
+        # Alembic is synchronous: run it in a thread so a slow migration does not stall the event loop.
+        await asyncio.to_thread(migrations.upgrade, sync_url)
     kwargs: dict[str, Any] = {}
     if async_url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
