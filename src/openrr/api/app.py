@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from openrr import __version__
-from openrr.api import errors, internal, sts
+from openrr.api import errors, internal, openapi, sts
 from openrr.api.responses import ArrHeaders, ArrJSON
 from openrr.api.v1 import routes as v1
 from openrr.api.v2021 import routes as v2021
@@ -37,6 +37,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     errors.install(app)
+    openapi.install(app)
     app.include_router(sts.router)
     app.include_router(v2021.router)
     app.include_router(v1.router)

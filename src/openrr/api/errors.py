@@ -133,7 +133,10 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"There is no resource at {request.url.path}."
-        return error_response(request, exc.status_code, code, detail)
+        response = error_response(request, exc.status_code, code, detail)
+        if exc.headers:
+            response.headers.update(exc.headers)  # e.g. the Allow header RFC 9110 requires on a 405
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

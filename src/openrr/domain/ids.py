@@ -9,11 +9,15 @@ from openrr.errors import InvalidInput
 
 # ARR: "case sensitive, any combination of alphanumeric characters including hyphens and underscores,
 # not more than 256 characters". Colons would also break the SDK's continuation tokens.
-_RESOURCE_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_RESOURCE_ID = re.compile(r"[A-Za-z0-9_-]{1,256}", re.ASCII)
+
+
+def is_resource_id(value: str) -> bool:
+    return _RESOURCE_ID.fullmatch(value) is not None
 
 
 def check_resource_id(value: str, *, what: str = "session") -> str:
-    if not _RESOURCE_ID.fullmatch(value):
+    if not is_resource_id(value):
         raise InvalidInput(
             f"The {what} id must be 1 to 256 characters of letters, digits, hyphens and underscores.",
             target=f"{what}_id",

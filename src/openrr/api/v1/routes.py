@@ -26,7 +26,8 @@ _CREATE_BODY: dict[str, Any] = {
                     "type": "object",
                     "properties": {
                         "maxLeaseTime": _TIMESPAN_SCHEMA,
-                        "models": {"type": "array", "items": {"type": "string"}},
+                        # null binds like an absent list, as it did in ASP.NET
+                        "models": {"type": ["array", "null"], "items": {"type": "string"}},
                         "size": {"type": "string", "example": "standard"},
                     },
                     "required": ["maxLeaseTime", "size"],

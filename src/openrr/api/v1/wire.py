@@ -15,7 +15,7 @@ from typing import Any
 from openrr.domain.session import Session, Status
 from openrr.errors import InvalidInput
 
-_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?$")
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?$", re.ASCII)
 
 
 def parse_timespan(value: object, *, field: str = "maxLeaseTime") -> dt.timedelta:
@@ -27,15 +27,19 @@ def parse_timespan(value: object, *, field: str = "maxLeaseTime") -> dt.timedelt
         raise InvalidInput(f"{field} '{value}' is not a timespan such as '04:00:00'.", target=field)
     days, hours, minutes, seconds, fraction = m.groups()
     h, mi, se = int(hours), int(minutes), int(seconds or 0)
+    out_of_range = InvalidInput(f"{field} '{value}' has a component out of range.", target=field)
     if h > 23 or mi > 59 or se > 59:
-        raise InvalidInput(f"{field} '{value}' has a component out of range.", target=field)
-    return dt.timedelta(
-        days=int(days or 0),
-        hours=h,
-        minutes=mi,
-        seconds=se,
-        microseconds=int((fraction or "0").ljust(6, "0")[:6]),
-    )
+        raise out_of_range
+    try:
+        return dt.timedelta(
+            days=int(days or 0),
+            hours=h,
+            minutes=mi,
+            seconds=se,
+            microseconds=int((fraction or "0").ljust(6, "0")[:6]),
+        )
+    except (OverflowError, ValueError):  # more days than a timedelta holds, or than int() converts
+        raise out_of_range from None
 
 
 def lease_minutes(value: object, *, field: str = "maxLeaseTime") -> int:
@@ -58,7 +62,8 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    # ValueError: malformed, not UTF-8, or an integer longer than int() converts; RecursionError: too deep.
+    except (ValueError, RecursionError):
         raise InvalidInput("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise InvalidInput("The request body must be a JSON object.")

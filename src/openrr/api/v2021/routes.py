@@ -17,8 +17,9 @@ from openrr.api.v2021.schemas import (
     UpdateSessionSettings,
     session_body,
 )
-from openrr.domain.ids import check_resource_id
+from openrr.domain.ids import check_resource_id, is_resource_id
 from openrr.domain.session import Size
+from openrr.errors import InvalidInput
 
 router = APIRouter(tags=["sessions (2021-01-01)"], dependencies=[Depends(check_api_version)])
 
@@ -133,6 +134,9 @@ async def list_sessions(
         str | None, Query(alias="$skipToken", description="Continuation from @nextLink", max_length=256)
     ] = None,
 ) -> Response:
+    if skip_token is not None and not is_resource_id(skip_token):
+        # Our tokens are session ids; anything else was not issued by us.
+        raise InvalidInput("The $skipToken is not valid.", target="$skipToken")
     rt = runtime(request)
     page_size = rt.settings.list_page_size
     # One extra row tells whether another page exists without a count query.
