@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("serve_args", nargs="*", help="extra `openrr serve` options (after --)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: run scripts/setup")
@@ -92,7 +93,7 @@ def main() -> None:
     bare_port = free_port()
     bare = bare_server(bare_port)
     try:
-        with openrr_server(insecure_http=True) as server:
+        with openrr_server(*args.serve_args, insecure_http=True) as server:
             token = server.token()
             with server.client() as c:
                 resp = c.put(

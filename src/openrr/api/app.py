@@ -34,14 +34,19 @@ def create_app(runtime: Runtime) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
         default_response_class=ArrJSON,
+        # openrr exports its own metrics; FastAPI's OpenTelemetry hooks cost a check on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
     errors.install(app)
     openapi.install(app)
-    app.include_router(sts.router)
-    app.include_router(v2021.router)
-    app.include_router(v1.router)
-    app.include_router(internal.router)
+    # The routers' routes go straight into the app's route list: they carry their full paths and router
+    # dependencies already, and FastAPI's nested include machinery costs tens of microseconds a request.
+    # Placed first: the data plane is what clients call all the time, not the documentation.
+    api_routes = [
+        route for router in (v2021.router, sts.router, v1.router, internal.router) for route in router.routes
+    ]
+    app.router.routes[:0] = api_routes
 
     @app.get("/health", include_in_schema=False)
     async def health() -> Response:

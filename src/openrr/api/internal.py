@@ -35,7 +35,7 @@ class FailedBody(BaseModel):
     message: str = Field(max_length=4000)
 
 
-def _render_server(request: Request, account_id: str, session_id: str) -> tuple[str, str]:
+async def _render_server(request: Request, account_id: str, session_id: str) -> tuple[str, str]:
     """The (account, session) whose render-server credential this request carries."""
     account = parse_account_id(account_id)
     check_resource_id(session_id)

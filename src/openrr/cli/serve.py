@@ -7,6 +7,7 @@ before anything starts, and every invalid one is reported at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import click
 import uvicorn
+import uvloop
 
 from openrr.cli.output import console, fail
 from openrr.config import Settings
@@ -112,7 +114,9 @@ def serve(**options: Any) -> None:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        asyncio.run(_serve(settings))
+        # uvloop (installed with uvicorn[standard]) is what `uvicorn` itself would pick: a faster loop.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(settings))
     except KeyboardInterrupt:
         pass
     except OpenRRError as exc:
@@ -145,7 +149,11 @@ async def _serve(settings: Settings) -> None:
             access_log=settings.log_level == "debug",
             lifespan="off",
         )
-        await uvicorn.Server(config).serve()
+        server = uvicorn.Server(config)
+        # Everything allocated so far lives as long as the process: keep it out of the cyclic GC's full
+        # passes, which otherwise stall requests for tens of milliseconds.
+        gc.freeze()
+        await server.serve()
     finally:
         await runtime.close()
 

@@ -64,6 +64,7 @@ class SessionService:
         self.config = config
         self._releases: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._cache = SessionCache(config.cache_ttl_s)
+        self._loading: dict[tuple[str, str], asyncio.Future[Session]] = {}
 
     # ---- queries ----------------------------------------------------------------------------------------
     async def get(self, account_id: str, session_id: str) -> Session:
@@ -71,7 +72,15 @@ class SessionService:
         cached = self._cache.get(account_id, session_id)
         if cached is not None:
             return cached
-        return await self._load(account_id, session_id)
+        # Single flight: when an entry goes stale under load, one read refreshes it for every waiter
+        # instead of each request queueing its own read behind the others.
+        key = (account_id, session_id)
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(account_id, session_id))
+            self._loading[key] = loading
+            loading.add_done_callback(lambda _f: self._loading.pop(key, None))
+        return await asyncio.shield(loading)
 
     async def _load(self, account_id: str, session_id: str) -> Session:
         session = await self._store.get_session(account_id, session_id)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from openrr.api.deps import AuthorizedAccount, check_api_version, runtime
+from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
 from openrr.api.v2021.schemas import (
     CreateSessionSettings,
@@ -21,7 +22,9 @@ from openrr.domain.ids import check_resource_id, is_resource_id
 from openrr.domain.session import Size
 from openrr.errors import InvalidInput
 
-router = APIRouter(tags=["sessions (2021-01-01)"], dependencies=[Depends(check_api_version)])
+router = APIRouter(
+    tags=["sessions (2021-01-01)"], dependencies=[Depends(check_api_version)], route_class=LeanRoute
+)
 
 ApiVersion = Annotated[
     str,
@@ -131,7 +134,7 @@ async def list_sessions(
     account: AuthorizedAccount,
     api_version: ApiVersion,
     skip_token: Annotated[
-        str | None, Query(alias="$skipToken", description="Continuation from @nextLink", max_length=256)
+        str | None, Query(alias="$skipToken", description="Continuation from @nextLink")
     ] = None,
 ) -> Response:
     if skip_token is not None and not is_resource_id(skip_token):
