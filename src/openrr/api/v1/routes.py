@@ -18,39 +18,24 @@ from openrr.errors import InvalidInput
 router = APIRouter(prefix="/v1/accounts/{account_id}/sessions", tags=["sessions (v1)"], route_class=LeanRoute)
 
 _TIMESPAN_SCHEMA = {"type": "string", "example": "04:00:00", "description": "[d.]hh:mm:ss"}
-_CREATE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "maxLeaseTime": _TIMESPAN_SCHEMA,
-                        # null binds like an absent list, as it did in ASP.NET
-                        "models": {"type": ["array", "null"], "items": {"type": "string"}},
-                        "size": {"type": "string", "example": "standard"},
-                    },
-                    "required": ["maxLeaseTime", "size"],
-                }
-            }
-        },
-    }
-}
-_UPDATE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"maxLeaseTime": _TIMESPAN_SCHEMA},
-                    "required": ["maxLeaseTime"],
-                }
-            }
-        },
-    }
-}
+
+
+def _json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """OpenAPI for a JSON body the handler parses itself (v1 keys are case-insensitive)."""
+    schema = {"type": "object", "properties": properties, "required": required}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_CREATE_BODY = _json_body(
+    {
+        "maxLeaseTime": _TIMESPAN_SCHEMA,
+        # null binds like an absent list, as it did in ASP.NET
+        "models": {"type": ["array", "null"], "items": {"type": "string"}},
+        "size": {"type": "string", "example": "standard"},
+    },
+    ["maxLeaseTime", "size"],
+)
+_UPDATE_BODY = _json_body({"maxLeaseTime": _TIMESPAN_SCHEMA}, ["maxLeaseTime"])
 
 
 def _required(body: dict[str, Any], key: str) -> Any:
