@@ -38,7 +38,10 @@ def _show(session: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(session)
         return
-    print_table(f"session {session.get('id')}", _COLUMNS, [_row(session)])
+    # One session reads best as a list of fields: a row of eight columns truncates in a narrow terminal.
+    print_table(
+        f"session {session.get('id')}", ["field", "value"], list(zip(_COLUMNS, _row(session), strict=True))
+    )
     if session.get("error"):
         err = session["error"]
         err_console.print(f"[red]{err.get('code')}[/]: {err.get('message')}", highlight=False)
