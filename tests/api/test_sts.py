@@ -95,3 +95,12 @@ async def test_sts_throttle(
     assert resp.json()["error"]["code"] == "TooManyRequests"
     clock.advance(2)
     assert (await client.get(f"/accounts/{account.id}/token", headers=auth)).status_code == 200
+
+
+async def test_docs_page_needs_no_internet(client: httpx.AsyncClient) -> None:
+    page = await client.get("/docs")
+    assert page.status_code == 200 and "swagger-ui" in page.text
+    assert "http://" not in page.text and "https://" not in page.text.replace("https://openrr.test", "")
+    for asset in ("/docs/static/swagger-ui-bundle.js", "/docs/static/swagger-ui.css"):
+        assert (await client.get(asset)).status_code == 200
+    assert (await client.get("/openapi.json")).json()["info"]["title"] == "openrr"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import swagger_ui_bundle
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.staticfiles import StaticFiles
 from starlette.responses import Response
 
 from openrr import __version__
@@ -30,7 +33,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         title="openrr",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # served below from local files: a self-hosted service must not need a CDN
         redoc_url=None,
         openapi_url="/openapi.json",
         default_response_class=ArrJSON,
@@ -47,6 +50,18 @@ def create_app(runtime: Runtime) -> FastAPI:
         route for router in (v2021.router, sts.router, v1.router, internal.router) for route in router.routes
     ]
     app.router.routes[:0] = api_routes
+
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="openrr API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
 
     @app.get("/health", include_in_schema=False)
     async def health() -> Response:
