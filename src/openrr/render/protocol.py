@@ -1,0 +1,190 @@
+"""The data-channel protocol between a client and its render server: versioned JSON messages.
+
+Every message is a JSON object with ``"v": 1`` and a ``"type"``. A client request may carry an ``"id"``
+(string or integer); every answer to it repeats it as ``"re"``, so clients can match answers and measure
+round trips. Camera requests may carry a ``"poseId"``: the server stamps the id of the newest pose it
+rendered on every frame's stats, which is how a client measures input → frame latency.
+
+Client → server                                   Server → client
+  camera.set    position, orientation, fov          hello         protocol version, session, limits
+  camera.orbit  yaw, pitch (degrees)                ack           re
+  camera.pan    dx, dy (fractions of the view)      error         re, code, message
+  camera.zoom   factor (> 1 moves closer)           model.progress re, modelId, fraction, message
+  camera.frame  (fit the scene)                     model.loaded  re, modelId, nodes, polygons
+  model.load    url, modelId?                       pick.result   re, node (id, name) or null
+  model.unload  modelId                             stats         frame, fps, render/encode ms, bitrate,
+  node.set      node, transform?, visible?, color?                polygons, poseId, rtt …
+  pick          x, y (0..1, origin top left)        pong          re, t
+  stats.get
+  ping          t
+
+Unknown types, missing fields and wrong types are answered with an ``error`` (code ``BadMessage``); the
+server keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+
+RequestId = Annotated[str, Field(max_length=128)] | int
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Vec3 = tuple[Finite, Finite, Finite]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1] = 1
+    id: RequestId | None = None
+
+
+class CameraSet(_Message):
+    type: Literal["camera.set"]
+    position: Vec3
+    orientation: tuple[Finite, Finite, Finite, Finite] = Field(description="Quaternion x, y, z, w.")
+    fov: Annotated[float, Field(gt=1, lt=179)] = 60.0
+    poseId: int | None = None
+
+    @field_validator("orientation")
+    @classmethod
+    def _unit(cls, q: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        norm = math.sqrt(sum(c * c for c in q))
+        if norm < 1e-6:
+            raise ValueError("the orientation quaternion must not be zero")
+        return (q[0] / norm, q[1] / norm, q[2] / norm, q[3] / norm)
+
+
+class CameraOrbit(_Message):
+    type: Literal["camera.orbit"]
+    yaw: Finite = 0.0
+    pitch: Finite = 0.0
+    poseId: int | None = None
+
+
+class CameraPan(_Message):
+    type: Literal["camera.pan"]
+    dx: Finite = 0.0
+    dy: Finite = 0.0
+    poseId: int | None = None
+
+
+class CameraZoom(_Message):
+    type: Literal["camera.zoom"]
+    factor: Annotated[float, Field(gt=0.01, lt=100)]
+    poseId: int | None = None
+
+
+class CameraFrame(_Message):
+    type: Literal["camera.frame"]
+    poseId: int | None = None
+
+
+class ModelLoad(_Message):
+    type: Literal["model.load"]
+    url: Annotated[str, Field(min_length=1, max_length=4096)]
+    modelId: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+
+class ModelUnload(_Message):
+    type: Literal["model.unload"]
+    modelId: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class NodeSet(_Message):
+    type: Literal["node.set"]
+    node: int | Annotated[str, Field(min_length=1, max_length=256)]
+    transform: Annotated[list[Finite], Field(min_length=16, max_length=16)] | None = Field(
+        default=None, description="Local 4x4 matrix, column-major as in glTF."
+    )
+    visible: bool | None = None
+    color: tuple[Finite, Finite, Finite, Finite] | None = Field(
+        default=None, description="RGBA override in 0..1; null clears it."
+    )
+    clearColor: bool = False
+
+
+class Pick(_Message):
+    type: Literal["pick"]
+    x: Annotated[float, Field(ge=0, le=1)]
+    y: Annotated[float, Field(ge=0, le=1)]
+
+
+class StatsGet(_Message):
+    type: Literal["stats.get"]
+
+
+class Ping(_Message):
+    type: Literal["ping"]
+    t: Finite = 0.0
+
+
+Request = Annotated[
+    CameraSet
+    | CameraOrbit
+    | CameraPan
+    | CameraZoom
+    | CameraFrame
+    | ModelLoad
+    | ModelUnload
+    | NodeSet
+    | Pick
+    | StatsGet
+    | Ping,
+    Field(discriminator="type"),
+]
+_REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
+
+
+class BadMessage(Exception):
+    """A message that is not a valid request; ``re`` is its id when one could be read."""
+
+    def __init__(self, message: str, re: str | int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.re = re
+
+
+def parse(raw: str | bytes) -> Request:
+    """Parse one data-channel message into a request, or raise BadMessage with a readable reason."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise BadMessage(f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadMessage("the message is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadMessage("a message must be a JSON object")
+    re = data.get("id") if isinstance(data.get("id"), str | int) else None
+    if data.get("v") != VERSION:
+        raise BadMessage(f"unsupported protocol version {data.get('v')!r}; this server speaks v{VERSION}", re)
+    try:
+        return _REQUEST.validate_python(data)
+    except ValidationError as exc:
+        raise BadMessage(_describe(exc), re) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    return "; ".join(parts)
+
+
+def message(type_: str, re: str | int | None = None, **fields: Any) -> str:
+    """Encode a server → client message."""
+    body: dict[str, Any] = {"v": VERSION, "type": type_}
+    if re is not None:
+        body["re"] = re
+    body.update(fields)
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
+def error(re: str | int | None, code: str, text: str) -> str:
+    return message("error", re, code=code, message=text)
