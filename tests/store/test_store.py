@@ -373,9 +373,17 @@ async def test_migrations_twice_are_a_no_op(backend_url: str) -> None:
         await second.close()
 
 
-@pytest.mark.postgres
-async def test_concurrent_open_store_on_fresh_postgres(postgres_url: str) -> None:
-    """Replicas starting together on an empty database: the advisory lock lets one migrate, all succeed."""
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fresh.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+async def test_concurrent_open_store_on_a_fresh_database(fresh_url: str) -> None:
+    """Processes starting together on an empty store: one migrates (advisory lock on PostgreSQL, a file
+    lock on SQLite), all succeed."""
+    postgres_url = fresh_url
     n = 4
     barrier = threading.Barrier(n)
 

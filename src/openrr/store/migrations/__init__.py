@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -24,9 +27,24 @@ def upgrade(sync_url: str, revision: str = "head") -> None:
     """Upgrade the schema at ``sync_url`` to ``revision``. Safe to call from several processes at once."""
     engine = sa.create_engine(sync_url, poolclass=sa.pool.NullPool)
     try:
-        with engine.begin() as conn:
+        with _sqlite_file_lock(engine.url), engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             command.upgrade(_config(conn), revision)
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(url: sa.URL) -> Iterator[None]:
+    """For a SQLite file, an exclusive lock on a sibling file while migrating (PostgreSQL has its own)."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
