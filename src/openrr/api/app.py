@@ -5,8 +5,8 @@ from __future__ import annotations
 import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from starlette.staticfiles import StaticFiles
 from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 
 from openrr import __version__
 from openrr.api import errors, internal, openapi, sts

@@ -1,0 +1,369 @@
+"""The offscreen renderer: moderngl on a standalone EGL context (NVIDIA when present, Mesa llvmpipe else).
+
+Threading: a GL context is current on the thread that created it. Create the ``Renderer`` on the thread
+that will use it (the render server's single-thread executor) and call it only from there.
+
+Image orientation: the projection is followed by a y flip, so the framebuffer stores the image top row
+first and ``render`` returns rows top to bottom without a copy-and-flip (the flip reverses triangle
+winding, hence ``front_face = "cw"``). No MSAA: on llvmpipe it costs about 3x; ``fxaa=True`` adds a cheap
+post-process instead.
+
+Scenes: ``set_scene`` once; geometry and textures go to the GPU on the next render, once per distinct
+mesh/texture. Node transform, visibility and colour changes cost nothing to apply: each frame reads
+``Scene.world()``. Adding or removing nodes uploads or releases only the meshes concerned.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import moderngl
+import numpy as np
+from numpy.typing import NDArray
+
+from openrr.render import shaders
+from openrr.render.camera import Camera, boxes_in_frustum, frustum_planes
+from openrr.render.picking import Picker, PickHit, PickItem, pick_matrix
+from openrr.render.scene import F64, Material, Mesh, Primitive, Scene, WorldState
+from openrr.render.shaders import Background, DirectionalLight, Hemisphere, default_lights
+
+__all__ = ["Background", "DirectionalLight", "Hemisphere", "RenderStats", "Renderer"]
+_FLIP_Y = np.diag([1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass
+class RenderStats:
+    """Figures of the last ``render`` call (``frame_ms`` includes the readback)."""
+
+    frame_ms: float = 0.0
+    draw_calls: int = 0
+    triangles: int = 0
+    nodes_drawn: int = 0
+    nodes_culled: int = 0
+
+
+@dataclass(eq=False)
+class _GpuPrimitive:
+    primitive: Primitive
+    program: Any
+    uniforms: dict[str, Any]  # the program's active uniforms by name (moderngl's lookup is a linear scan)
+    vao: Any
+    id_vao: Any
+    resources: list[Any]
+    textures: dict[int, Any] = field(default_factory=dict)  # texture unit -> moderngl.Texture
+
+
+class Renderer:
+    """Renders a ``Scene`` seen by a ``Camera`` into RGB frames of ``width`` x ``height`` pixels.
+
+    ``polygon_limit``: past it the scene is not uploaded and a checkerboard is drawn instead, as ARR
+    did; ``limit_exceeded`` and ``limit_message`` say so.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        polygon_limit: int | None = None,
+        fxaa: bool = False,
+        device_index: int = 0,
+    ) -> None:
+        # backend="egl" for both GPUs and llvmpipe: no X display, no environment variables needed.
+        settings: dict[str, Any] = {"backend": "egl", "device_index": device_index}
+        self.ctx = moderngl.create_context(standalone=True, require=330, **settings)
+        self.gl_renderer = str(self.ctx.info["GL_RENDERER"])
+        self.polygon_limit = polygon_limit
+        self.fxaa = fxaa
+        self.background = Background()
+        self.lights: list[DirectionalLight] = default_lights()
+        self.ambient = Hemisphere()
+        self.stats = RenderStats()
+        self.limit_exceeded = False
+        self.limit_message: str | None = None
+        self._scene: Scene | None = None
+        self._synced: tuple[Scene | None, int, bool] | None = None  # what the GPU holds now
+        self._meshes: dict[int, tuple[Mesh, list[_GpuPrimitive]]] = {}
+        self._textures: dict[int, tuple[NDArray[np.uint8], Any]] = {}
+        self._programs: dict[tuple[bool, bool, bool], tuple[Any, dict[str, Any]]] = {}
+        self._picker = Picker(self.ctx)
+        full = shaders.FULLSCREEN_VERTEX
+        self._gradient: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.GRADIENT_FRAGMENT)
+        self._checker: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.CHECKER_FRAGMENT)
+        self._fxaa: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.FXAA_FRAGMENT)
+        self._quads = {p: self.ctx.vertex_array(p, []) for p in (self._gradient, self._checker, self._fxaa)}
+        self._targets: list[Any] = []
+        self.resize(width, height)
+
+    # -- frame buffers ---------------------------------------------------------------------------------
+
+    def resize(self, width: int, height: int) -> None:
+        if width < 1 or height < 1:
+            raise ValueError("the frame size must be positive")
+        for target in self._targets:
+            target.release()
+        self.width, self.height = width, height
+        self._color = self.ctx.texture((width, height), 4)
+        self._depth = self.ctx.depth_renderbuffer((width, height))
+        self._fbo = self.ctx.framebuffer(color_attachments=[self._color], depth_attachment=self._depth)
+        self._post_color = self.ctx.texture((width, height), 4)
+        self._post = self.ctx.framebuffer(color_attachments=[self._post_color])
+        self._targets = [self._fbo, self._color, self._depth, self._post, self._post_color]
+
+    @property
+    def aspect(self) -> float:
+        return self.width / self.height
+
+    # -- scene -----------------------------------------------------------------------------------------
+
+    @property
+    def scene(self) -> Scene | None:
+        return self._scene
+
+    def set_scene(self, scene: Scene | None) -> None:
+        """Render ``scene`` from now on; meshes it no longer references are released on the next render."""
+        self._scene = scene
+
+    def _sync(self) -> None:
+        scene = self._scene
+        count = scene.polygon_count if scene is not None else 0
+        self.limit_exceeded = self.polygon_limit is not None and count > self.polygon_limit
+        self.limit_message = (
+            f"the scene has {count} polygons, more than the limit of {self.polygon_limit} for this size"
+            if self.limit_exceeded
+            else None
+        )
+        # The scene itself, not its id(): a new scene may reuse a collected one's id and revision.
+        key = (scene, scene.structure_revision if scene is not None else 0, self.limit_exceeded)
+        if key == self._synced:  # Scene has no __eq__: compared by identity
+            return
+        wanted = {id(m): m for m in scene.meshes()} if scene is not None and not self.limit_exceeded else {}
+        for gone in set(self._meshes) - set(wanted):
+            for gpu in self._meshes.pop(gone)[1]:
+                for resource in (gpu.vao, gpu.id_vao, *gpu.resources):
+                    resource.release()
+        for key_, mesh in wanted.items():
+            if key_ not in self._meshes:
+                self._meshes[key_] = (mesh, [self._upload(p) for p in mesh.primitives])
+        used = {id(t) for _, gpus in self._meshes.values() for g in gpus for t in g.textures.values()}
+        for key_ in [k for k, (_, tex) in self._textures.items() if id(tex) not in used]:
+            self._textures.pop(key_)[1].release()
+        self._synced = key
+
+    def _upload(self, primitive: Primitive) -> _GpuPrimitive:
+        ctx = self.ctx
+        variant = (primitive.normals is not None, primitive.uvs is not None, primitive.colors is not None)
+        if variant not in self._programs:
+            vertex, fragment = shaders.mesh_program_source(*variant)
+            program: Any = ctx.program(vertex_shader=vertex, fragment_shader=fragment)
+            uniforms = {n: program[n] for n in program if isinstance(program[n], moderngl.Uniform)}
+            for name, unit in shaders.TEXTURE_UNITS.items():
+                if name in uniforms:
+                    uniforms[name].value = unit
+            self._programs[variant] = (program, uniforms)
+        program, uniforms = self._programs[variant]
+        positions = ctx.buffer(primitive.positions)
+        indices = ctx.buffer(primitive.indices)
+        resources = [positions, indices]
+        content = [(positions, "3f", "in_position")]
+        for array, fmt, name in (
+            (primitive.normals, "3f", "in_normal"),
+            (primitive.uvs, "2f", "in_uv"),
+            (primitive.colors, "4f", "in_color"),
+        ):
+            if array is not None:
+                resources.append(ctx.buffer(array))
+                content.append((resources[-1], fmt, name))
+        vao = ctx.vertex_array(program, content, index_buffer=indices, index_element_size=4, skip_errors=True)
+        id_vao = self._picker.vertex_array(positions, indices)
+        gpu = _GpuPrimitive(primitive, program, uniforms, vao, id_vao, resources)
+        material = primitive.material
+        if primitive.uvs is not None:
+            for unit, image in enumerate(shaders.material_textures(material)):
+                if image is not None:
+                    gpu.textures[unit] = self._texture(image)
+        return gpu
+
+    def _texture(self, image: NDArray[np.uint8]) -> Any:
+        if id(image) not in self._textures:
+            largest = int(self.ctx.info["GL_MAX_TEXTURE_SIZE"])
+            step = -(-max(image.shape[:2]) // largest)  # decimate what the GL cannot hold at all
+            pixels = np.ascontiguousarray(image[::step, ::step])
+            texture = self.ctx.texture((pixels.shape[1], pixels.shape[0]), 4, pixels)
+            texture.build_mipmaps()
+            texture.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
+            self._textures[id(image)] = (image, texture)  # holding the array keeps its id() unique
+        return self._textures[id(image)][1]
+
+    # -- rendering -------------------------------------------------------------------------------------
+
+    def _view_projection(self, camera: Camera, state: WorldState | None) -> F64:
+        bounds = self._scene.bounds() if self._scene is not None and state is not None else None
+        near, far = camera.clip_planes(bounds)
+        projection: F64 = _FLIP_Y @ camera.projection_matrix(self.aspect, near, far) @ camera.view_matrix()
+        return projection
+
+    def _candidates(self, state: WorldState, view_projection: F64) -> NDArray[np.int64]:
+        """Rows to draw: visible, with an uploaded mesh, not degenerate, inside the frustum."""
+        rows = np.flatnonzero(state.has_mesh & state.visible)
+        rows = rows[np.abs(np.linalg.det(state.world[rows, :3, :3])) > 1e-30]
+        inside = boxes_in_frustum(frustum_planes(view_projection), state.bounds[rows])
+        drawn: NDArray[np.int64] = rows[inside]
+        return drawn
+
+    def render(self, camera: Camera) -> NDArray[np.uint8]:
+        """Draw the scene and return the frame: RGB uint8, shape (height, width, 3), top row first."""
+        start = time.perf_counter()
+        self.stats = RenderStats()
+        self._sync()
+        self._fbo.use()
+        self._draw_background()
+        if self.limit_exceeded:
+            self._checker["u_cell"].value = max(self.height / 12.0, 4.0)
+            self._fullscreen(self._checker)
+        elif self._scene is not None:
+            self._draw_scene(camera, self._scene.world())
+        target = self._fbo
+        if self.fxaa:
+            self._post.use()
+            self._color.use(location=0)
+            self._fxaa["u_texel"].value = (1.0 / self.width, 1.0 / self.height)
+            self._fullscreen(self._fxaa)
+            target = self._post
+        frame = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        target.read_into(frame, components=3, alignment=1)
+        self.stats.frame_ms = (time.perf_counter() - start) * 1000.0
+        return frame
+
+    def _draw_background(self) -> None:
+        top, bottom = self.background.top, self.background.bottom
+        self._fbo.clear(*top, 1.0, depth=1.0)
+        if bottom is not None and bottom != top:
+            self._gradient["u_top"].value = top
+            self._gradient["u_bottom"].value = bottom
+            self._gradient["u_height"].value = float(self.height)
+            self._fullscreen(self._gradient)
+
+    def _fullscreen(self, program: Any) -> None:
+        """One screen-covering triangle; depth, culling and blending off (the scene pass leaves them on)."""
+        self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE | moderngl.BLEND)
+        self._quads[program].render(moderngl.TRIANGLES, vertices=3)
+
+    def _draw_scene(self, camera: Camera, state: WorldState) -> None:
+        ctx = self.ctx
+        view_projection = self._view_projection(camera, state)
+        rows = self._candidates(state, view_projection)
+        self.stats.nodes_culled = int((state.has_mesh & state.visible).sum()) - len(rows)
+        worlds = state.world[rows]
+        models = np.ascontiguousarray(worlds.transpose(0, 2, 1), dtype=np.float32)  # column-major for GL
+        normals = np.ascontiguousarray(
+            np.linalg.inv(worlds[:, :3, :3]), dtype=np.float32
+        )  # (M^-1)^T, col-major
+        mirrored = np.linalg.det(worlds[:, :3, :3]) < 0
+        opaque: list[tuple[int, _GpuPrimitive]] = []
+        blended: list[tuple[float, int, _GpuPrimitive]] = []
+        eye = camera.position
+        for i, row in enumerate(rows):
+            for gpu in self._meshes[id(state.meshes[row])][1]:
+                if gpu.primitive.material.alpha_mode == "BLEND":
+                    centre = state.bounds[row].mean(axis=0)
+                    blended.append((-float(np.sum((centre - eye) ** 2)), i, gpu))
+                else:
+                    opaque.append((i, gpu))
+        opaque.sort(key=lambda item: (id(item[1].program), id(item[1].primitive.material)))
+        blended.sort(key=lambda item: item[0])  # far to near
+        frame_uniforms = shaders.frame_uniforms(
+            camera.position, camera.rotation, view_projection, self.lights, self.ambient
+        )
+        prepared: set[int] = set()
+        ctx.enable(moderngl.DEPTH_TEST)
+        ctx.disable(moderngl.BLEND)
+        self._fbo.depth_mask = True
+        # Per program, the material state last set, to skip redundant uniform writes; same for GL state.
+        last: dict[int, tuple[Material, tuple[float, ...] | None]] = {}
+        culling: bool | None = None
+        front: str | None = None
+        for phase, items in (("opaque", opaque), ("blend", [(i, g) for _, i, g in blended])):
+            if phase == "blend" and items:
+                ctx.enable(moderngl.BLEND)
+                ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
+                self._fbo.depth_mask = False
+            for i, gpu in items:
+                uniforms = gpu.uniforms
+                if id(uniforms) not in prepared:
+                    for name, value in frame_uniforms.items():
+                        if name in uniforms:
+                            uniform = uniforms[name]
+                            # Arrays may have lost unused trailing elements to the compiler.
+                            uniform.write(value[: 4 * uniform.dimension * uniform.array_length])
+                    prepared.add(id(uniforms))
+                uniforms["u_model"].write(models[i].tobytes())
+                if "u_normal_matrix" in uniforms:
+                    uniforms["u_normal_matrix"].write(normals[i].tobytes())
+                override = state.color[rows[i]]
+                material = gpu.primitive.material
+                key = (material, tuple(override.tolist()) if np.isfinite(override[0]) else None)
+                if last.get(id(uniforms)) != key:
+                    for name, value in shaders.material_uniforms(material, gpu.textures, override).items():
+                        if name in uniforms:
+                            uniforms[name].value = value
+                    last[id(uniforms)] = key
+                for unit, texture in gpu.textures.items():
+                    texture.use(location=unit)
+                if front != (want := "ccw" if mirrored[i] else "cw"):
+                    ctx.front_face = front = want
+                if culling != (cull := not material.double_sided):
+                    (ctx.enable if cull else ctx.disable)(moderngl.CULL_FACE)
+                    culling = cull
+                gpu.vao.render(moderngl.TRIANGLES)
+                self.stats.draw_calls += 1
+                self.stats.triangles += gpu.primitive.triangle_count
+        self._fbo.depth_mask = True
+        ctx.disable(moderngl.BLEND)
+        self.stats.nodes_drawn = len(rows)
+
+    # -- picking ---------------------------------------------------------------------------------------
+
+    def pick_hit(self, camera: Camera, x: float, y: float) -> PickHit | None:
+        """The node visible at pixel (x, y) (from the top left, continuous: the first pixel's centre is
+        (0.5, 0.5)) and the world point hit, or None for background. See picking.py for the method."""
+        self._sync()
+        if self._scene is None or self.limit_exceeded or not (0 <= x < self.width and 0 <= y < self.height):
+            return None
+        state = self._scene.world()
+        view_projection = pick_matrix(x, y, self.width, self.height) @ self._view_projection(camera, state)
+        rows = self._candidates(state, view_projection)
+        items = [
+            PickItem(
+                int(state.ids[row]),
+                state.world[row],
+                [
+                    (g.id_vao, g.primitive.material.double_sided)
+                    for g in self._meshes[id(state.meshes[row])][1]
+                ],
+            )
+            for row in rows
+        ]
+        return self._picker.pick(view_projection, items)
+
+    def pick(self, camera: Camera, x: float, y: float) -> int | None:
+        """The id of the node visible at pixel (x, y), or None; see ``pick_hit``."""
+        hit = self.pick_hit(camera, x, y)
+        return None if hit is None else hit.node_id
+
+    # -- lifetime --------------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Free every GPU resource and the context; the renderer is unusable afterwards."""
+        self._scene = None
+        self._sync()
+        self._picker.release()
+        self.ctx.release()
+
+    def __enter__(self) -> Renderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
