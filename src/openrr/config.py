@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -14,6 +15,15 @@ from openrr.errors import InvalidInput
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[float, Field(gt=0)]
+
+# Fields whose flag is not "--" + the field's name: the repeatable options are singular.
+_FLAGS = {"model_roots": "--model-root", "stun_urls": "--stun-url", "turn_urls": "--turn-url"}
+
+# The STUN/TURN URL shapes aiortc parses (openrr.render.ice.IceSettings checks them with aiortc itself).
+# They are checked here with a regex because the control plane never imports the render stack (aiortc
+# alone takes half a second to import): a typo is still reported at start, not when the first session fails.
+_STUN_URL = re.compile(r"stun:[^?:/\s@]+(:(?P<port>[0-9]{1,5}))?")
+_TURN_URL = re.compile(r"turns?:[^?:/\s@]+(:(?P<port>[0-9]{1,5}))?(\?transport=(udp|tcp))?")
 
 
 class Settings(BaseModel):
@@ -45,6 +55,22 @@ class Settings(BaseModel):
     teraflops_premium: Positive = 16.2
     dev_account: bool = True
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
+    # Render servers: where models may come from (openrr.render.sources), limits, video and ICE.
+    model_roots: tuple[Path, ...] = Field(
+        # The default depends on data_dir (validated before, as it is declared before); serve creates it.
+        default_factory=lambda data: (Path(data.get("data_dir") or "openrr-data") / "models",),
+        description="Directories local model files may be loaded from; relative paths use the first.",
+    )
+    allow_private_model_urls: bool = False
+    standard_polygon_limit: Annotated[int, Field(ge=1)] = 20_000_000  # ARR's Standard; Premium: unlimited
+    video_width: Annotated[int, Field(ge=160, le=3840)] = 1280
+    video_height: Annotated[int, Field(ge=120, le=2160)] = 720
+    video_fps: Annotated[float, Field(ge=1, le=60)] = 30.0
+    video_bitrate: Annotated[int, Field(ge=100_000, le=50_000_000)] = 3_000_000
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_username: str | None = None
+    turn_credential: str | None = Field(default=None, repr=False)
 
     # Field validators run for every field even when others fail, so each problem is reported;
     # the model validator adds the combinations once the fields themselves are valid.
@@ -69,12 +95,44 @@ class Settings(BaseModel):
             raise ValueError("must be an http(s) URL")
         return url
 
+    @field_validator("model_roots")
+    @classmethod
+    def _directories(cls, roots: tuple[Path, ...]) -> tuple[Path, ...]:
+        # Only roots that were given are checked (validators skip defaults): serve creates the default one.
+        missing = [str(root) for root in roots if not root.is_dir()]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: not an existing directory")
+        return roots
+
+    @field_validator("video_width", "video_height")
+    @classmethod
+    def _even(cls, size: int) -> int:
+        # H.264 with 4:2:0 chroma needs even frame dimensions.
+        if size % 2:
+            raise ValueError(f"must be even, not {size}")
+        return size
+
+    @field_validator("stun_urls")
+    @classmethod
+    def _stun_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_ice_urls(urls, _STUN_URL, "stun:HOST[:PORT]")
+
+    @field_validator("turn_urls")
+    @classmethod
+    def _turn_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_ice_urls(urls, _TURN_URL, "turn:HOST[:PORT][?transport=udp|tcp] or turns:...")
+
     @model_validator(mode="after")
     def _combinations(self) -> Self:
+        problems = []
         if (self.cert is None) != (self.key is None):
-            raise ValueError("--cert and --key must be given together")
+            problems.append("--cert and --key must be given together")
         if self.insecure_http and self.cert is not None:
-            raise ValueError("--insecure-http cannot be combined with --cert/--key")
+            problems.append("--insecure-http cannot be combined with --cert/--key")
+        if self.turn_urls and (not self.turn_username or not self.turn_credential):
+            problems.append("--turn-url needs --turn-username and --turn-credential")
+        if problems:
+            raise ValueError("\n".join(problems))  # load() reports each line
         return self
 
     @classmethod
@@ -85,7 +143,14 @@ class Settings(BaseModel):
         except ValidationError as exc:
             lines = []
             for err in exc.errors():
-                where = "--" + "-".join(str(p) for p in err["loc"]).replace("_", "-") if err["loc"] else ""
+                if err["type"] == "default_factory_not_called":
+                    continue  # a default derived from a field that failed, and that failure is reported
+                where = ""
+                if err["loc"]:
+                    field, *inner = (str(p) for p in err["loc"])
+                    where = _FLAGS.get(field, "--" + field.replace("_", "-")) + "".join(
+                        f"[{i}]" for i in inner
+                    )
                 msg = err["msg"].removeprefix("Value error, ")
                 lines.append(f"{where}: {msg}" if where else msg)
             raise InvalidInput("\n".join(lines)) from None
@@ -108,6 +173,10 @@ class Settings(BaseModel):
         return self.data_dir / "logs"
 
     @property
+    def default_model_root(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
     def local_address(self) -> str:
         """An address of this service that local processes can reach."""
         host = self.host
@@ -122,3 +191,13 @@ class Settings(BaseModel):
     @property
     def callback_base_url(self) -> str:
         return (self.public_url or self.local_address).rstrip("/")
+
+
+def _check_ice_urls(urls: tuple[str, ...], shape: re.Pattern[str], example: str) -> tuple[str, ...]:
+    for url in urls:
+        match = shape.fullmatch(url)
+        if match is None:
+            raise ValueError(f"{url!r} is not of the form {example}")
+        if match["port"] is not None and not 1 <= int(match["port"]) <= 65535:
+            raise ValueError(f"{url!r}: the port must be 1..65535")
+    return urls

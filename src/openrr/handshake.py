@@ -11,6 +11,15 @@ session is gone or belongs to another instance: exit". The same URL + ``FAILED_S
 
 Handshake: clients call ``HANDSHAKE_PATH`` on ``hostname:handshakePort`` with ``Authorization: Bearer <access
 token of the session's account>``; the render server checks it with ``spec.token_public_key``.
+
+Signalling (WebRTC offer/answer, no trickle ICE): the client POSTs ``OFFER_PATH`` on the same port, with the
+same bearer token, a JSON body ``{"type": "offer", "sdp": ..., "video": {...}?}`` after its ICE gathering is
+complete. ``video`` may ask for ``width``, ``height``, ``fps``, ``bitrate`` (bit/s) and ``codec``
+(``"h264"``/``"vp8"``) within the server's limits. The offer must hold one video transceiver the client
+receives on and one data channel (label ``DATA_CHANNEL_LABEL``, ordered). The answer is ``{"type": "answer",
+"sdp": ..., "video": {the settings in effect}}``. Errors are ``{"error": {"code", "message"}}``: 400
+``BadRequest``, 401 ``Unauthorized``, 403 ``Forbidden``, 409 ``ClientAlreadyConnected`` (one client at a
+time, as in ARR), 503 ``NotReady``/``Stopping``. The data-channel messages are in ``openrr.render.protocol``.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ FAILED_SUFFIX = "/failed"
 HANDSHAKE_PATH = "/handshake"
 HEALTH_PATH = "/health"
 PROTOCOL = "openrr-render/1"
+OFFER_PATH = "/offer"
+DATA_CHANNEL_LABEL = "openrr"
 PORT_RANGE = (49152, 65534)
 
 
@@ -43,6 +54,22 @@ class RenderSpec:
     callback_ca: str | None
     token_public_key: str
     ready_deadline_s: float
+    # Where models may come from (see ``openrr.render.sources``): local files only under these roots;
+    # http(s) URLs only to public addresses unless private ones are allowed.
+    model_roots: tuple[str, ...] = ()
+    allow_private_model_urls: bool = False
+    # Triangles a session may show before the checkerboard replaces the scene; None is unlimited.
+    polygon_limit: int | None = None
+    # Video settings a client gets when its offer asks for none.
+    video_width: int = 1280
+    video_height: int = 720
+    video_fps: float = 30.0
+    video_bitrate: int = 3_000_000
+    # STUN/TURN for real networks (``openrr.render.ice.IceSettings``).
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_username: str | None = None
+    turn_credential: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -50,7 +77,8 @@ class RenderSpec:
     @classmethod
     def from_json(cls, text: str) -> RenderSpec:
         data: dict[str, Any] = json.loads(text)
-        data["models"] = tuple(data.get("models") or ())
+        for key in ("models", "model_roots", "stun_urls", "turn_urls"):
+            data[key] = tuple(data.get(key) or ())
         return cls(**data)
 
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from openrr.config import Settings
+from openrr.domain.clock import ManualClock
+from openrr.domain.session import Size
 from openrr.errors import InvalidInput
+from openrr.handshake import RenderSpec
+from openrr.services.runtime import Runtime
+from tests.fakes import FakeHost
 
 
 def test_defaults() -> None:
@@ -38,3 +45,179 @@ def test_addresses() -> None:
     assert Settings.load({"host": "0.0.0.0", "port": 9}).local_address == "https://127.0.0.1:9"
     assert Settings.load({"host": "::", "insecure_http": True}).local_address == "http://[::1]:8443"
     assert Settings.load({"public_url": "https://rr.example/"}).callback_base_url == "https://rr.example"
+
+
+# ---- render server settings ---------------------------------------------------------------------------
+def test_render_defaults(tmp_path: Path) -> None:
+    s = Settings.load({"data_dir": tmp_path / "d"})
+    assert s.model_roots == (tmp_path / "d" / "models",) == (s.default_model_root,)
+    assert s.allow_private_model_urls is False
+    assert s.standard_polygon_limit == 20_000_000
+    assert (s.video_width, s.video_height, s.video_fps, s.video_bitrate) == (1280, 720, 30.0, 3_000_000)
+    assert (s.stun_urls, s.turn_urls, s.turn_username, s.turn_credential) == ((), (), None, None)
+
+
+def test_render_settings_errors_name_their_flags(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput) as info:
+        Settings.load(
+            {
+                "model_roots": (tmp_path, tmp_path / "missing"),
+                "standard_polygon_limit": 0,
+                "video_width": 1281,
+                "video_height": 4000,
+                "video_fps": 0,
+                "video_bitrate": 10,
+                "stun_urls": ("stun:stun.example.org:3478", "turn:turn.example.org"),
+                "turn_urls": ("turn:turn.example.org?transport=sctp",),
+            }
+        )
+    lines = info.value.message.splitlines()
+    assert len(lines) == 8, lines
+    assert f"--model-root: {tmp_path / 'missing'}: not an existing directory" in lines
+    assert "--video-width: must be even, not 1281" in lines
+    for flag in ("--standard-polygon-limit", "--video-height", "--video-fps", "--video-bitrate"):
+        assert any(line.startswith(flag + ": ") for line in lines), flag
+    assert any(line.startswith("--stun-url: 'turn:turn.example.org'") for line in lines)
+    assert any(line.startswith("--turn-url: 'turn:turn.example.org?transport=sctp'") for line in lines)
+
+
+def test_turn_needs_credentials() -> None:
+    with pytest.raises(InvalidInput) as info:
+        Settings.load({"turn_urls": ("turns:turn.example.org:5349",), "turn_username": "u"})
+    assert info.value.message == "--turn-url needs --turn-username and --turn-credential"
+    s = Settings.load(
+        {"turn_urls": ("turns:turn.example.org:5349",), "turn_username": "u", "turn_credential": "s3cr3t"}
+    )
+    assert s.turn_credential == "s3cr3t" and "s3cr3t" not in repr(s)
+
+
+def test_combination_problems_reported_together(tmp_path: Path) -> None:
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    with pytest.raises(InvalidInput) as info:
+        Settings.load({"cert": cert, "turn_urls": ("turn:t.example",)})
+    assert len(info.value.message.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("stun", "turn"),
+    [
+        (("stun:stun.example.org", "stun:192.0.2.1:3478"), ()),
+        ((), ("turn:turn.example.org", "turn:t.example:3478?transport=tcp", "turns:t.example:5349")),
+    ],
+)
+def test_ice_urls_accepted_here_are_accepted_by_the_render_server(
+    stun: tuple[str, ...], turn: tuple[str, ...]
+) -> None:
+    from openrr.render.ice import IceSettings  # aiortc: only this test needs it
+
+    s = Settings.load({"stun_urls": stun, "turn_urls": turn, "turn_username": "u", "turn_credential": "p"})
+    IceSettings(s.stun_urls, s.turn_urls, s.turn_username, s.turn_credential)
+
+
+def test_serve_reads_flags_and_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from openrr.cli import serve as serve_cli
+
+    seen: list[Settings] = []
+
+    async def fake_serve(settings: Settings) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(serve_cli, "_serve", fake_serve)
+    for name in [n for n in os.environ if n.startswith("OPENRR_")]:
+        monkeypatch.delenv(name)  # the developer's own settings must not leak in
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    env = {
+        "OPENRR_MODEL_ROOTS": f"{a}:{b}",
+        "OPENRR_STUN_URLS": "stun:one.example stun:two.example:3479",
+        "OPENRR_ALLOW_PRIVATE_MODEL_URLS": "1",
+        "OPENRR_VIDEO_FPS": "60",
+        "OPENRR_TURN_CREDENTIAL": "secret",
+    }
+    args = ["--data-dir", str(tmp_path / "d"), "--video-width", "1920", "--video-height", "1080"]
+    args += ["--turn-url", "turn:t.example", "--turn-url", "turns:t.example", "--turn-username", "u"]
+    result = CliRunner().invoke(serve_cli.serve, args, env=env)
+    assert result.exit_code == 0, result.output
+    (s,) = seen
+    assert s.model_roots == (a, b) and s.allow_private_model_urls
+    assert s.stun_urls == ("stun:one.example", "stun:two.example:3479")
+    assert s.turn_urls == ("turn:t.example", "turns:t.example")
+    assert (s.turn_username, s.turn_credential) == ("u", "secret")
+    assert (s.video_width, s.video_height, s.video_fps) == (1920, 1080, 60.0)
+
+    # Flags override variables; without any, the default root under the data dir.
+    seen.clear()
+    result = CliRunner().invoke(serve_cli.serve, ["--data-dir", str(tmp_path / "d"), "--model-root", str(b)])
+    assert result.exit_code == 0, result.output
+    assert seen[0].model_roots == (b,)
+    seen.clear()
+    result = CliRunner().invoke(
+        serve_cli.serve, ["--data-dir", str(tmp_path / "d")], env={"OPENRR_MODEL_ROOTS": None}
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[0].model_roots == (tmp_path / "d" / "models",) and not seen[0].allow_private_model_urls
+
+    result = CliRunner().invoke(serve_cli.serve, ["--video-bitrate", "1"], env={"OPENRR_VIDEO_WIDTH": "99"})
+    assert result.exit_code == 2
+    assert "--video-width:" in result.output and "--video-bitrate:" in result.output
+
+
+async def test_render_spec_carries_the_settings(
+    settings_factory: Callable[..., Settings],
+    store_url: str,
+    fake_host: FakeHost,
+    clock: ManualClock,
+    tmp_path: Path,
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    settings = settings_factory(
+        store_url=store_url,
+        model_roots=(models,),
+        allow_private_model_urls=True,
+        standard_polygon_limit=1000,
+        video_width=640,
+        video_height=480,
+        video_fps=24,
+        video_bitrate=1_000_000,
+        stun_urls=("stun:stun.example.org",),
+        turn_urls=("turn:turn.example.org:3478?transport=udp",),
+        turn_username="user",
+        turn_credential="pass",
+    )
+    rt = await Runtime.open(settings, host=fake_host, clock=clock)
+    fake_host.attach(rt.sessions)
+    try:
+        account = await rt.accounts.create("test")
+        await rt.sessions.create(account.account_id, "standard-one", Size.STANDARD, 30)
+        await rt.sessions.create(account.account_id, "premium-one", Size.PREMIUM, 30)
+        await fake_host.settle()
+        spec = RenderSpec.from_json(fake_host.server("standard-one").spec.to_json())  # as the server sees it
+        assert spec.model_roots == (str(models.resolve()),)
+        assert spec.allow_private_model_urls is True
+        assert spec.polygon_limit == 1000
+        assert (spec.video_width, spec.video_height, spec.video_fps, spec.video_bitrate) == (
+            640,
+            480,
+            24,
+            1_000_000,
+        )
+        assert spec.stun_urls == ("stun:stun.example.org",)
+        assert spec.turn_urls == ("turn:turn.example.org:3478?transport=udp",)
+        assert (spec.turn_username, spec.turn_credential) == ("user", "pass")
+        assert fake_host.server("premium-one").spec.polygon_limit is None
+    finally:
+        await rt.close()
+
+
+async def test_default_model_root_is_absolute_in_the_spec(runtime: Runtime, fake_host: FakeHost) -> None:
+    account = await runtime.accounts.create("test")
+    await runtime.sessions.create(account.account_id, "s", Size.STANDARD, 30)
+    await fake_host.settle()
+    spec = fake_host.server("s").spec
+    assert spec.model_roots == (str(runtime.settings.default_model_root.resolve()),)
+    assert Path(spec.model_roots[0]).is_absolute() and spec.polygon_limit == 20_000_000

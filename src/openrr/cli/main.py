@@ -6,6 +6,7 @@ import click
 
 from openrr import __version__
 from openrr.cli.accounts import accounts
+from openrr.cli.connect import connect
 from openrr.cli.serve import serve
 from openrr.cli.sessions import sessions
 
@@ -19,3 +20,4 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(accounts)
 cli.add_command(sessions)
+cli.add_command(connect)

@@ -76,13 +76,64 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ),
     ("--sts-throttle-burst", {"type": int, "help": "Token request burst per account. [default: 20]"}),
     ("--log-level", {"help": "critical, error, warning, info or debug. [default: info]"}),
+    # Repeatable options take a plural field name and variable; the variable holds several values, separated
+    # by the path separator (":") for directories and by whitespace for URLs.
+    (
+        "--model-root",
+        {
+            "param": "model_roots",
+            "envvar": "OPENRR_MODEL_ROOTS",
+            "multiple": True,
+            "type": click.Path(file_okay=False, path_type=Path),
+            "help": "Directory clients may load local model files from; repeatable, relative model paths use "
+            "the first. [default: DATA_DIR/models, created at start]",
+        },
+    ),
+    (
+        "--standard-polygon-limit",
+        {
+            "type": int,
+            "help": "Polygons a standard session may show before a checkerboard replaces the scene; premium "
+            "sessions are unlimited. [default: 20000000]",
+        },
+    ),
+    ("--video-width", {"type": int, "help": "Default video width, even, 160..3840. [default: 1280]"}),
+    ("--video-height", {"type": int, "help": "Default video height, even, 120..2160. [default: 720]"}),
+    ("--video-fps", {"type": float, "help": "Default frames per second, 1..60. [default: 30]"}),
+    ("--video-bitrate", {"type": int, "help": "Default video bit/s, 100000..50000000. [default: 3000000]"}),
+    (
+        "--stun-url",
+        {
+            "param": "stun_urls",
+            "envvar": "OPENRR_STUN_URLS",
+            "multiple": True,
+            "help": "STUN server for render servers' WebRTC, stun:HOST[:PORT]; repeatable. [default: none]",
+        },
+    ),
+    (
+        "--turn-url",
+        {
+            "param": "turn_urls",
+            "envvar": "OPENRR_TURN_URLS",
+            "multiple": True,
+            "help": "TURN server, turn:HOST[:PORT][?transport=udp|tcp] or turns:...; repeatable, needs "
+            "--turn-username and --turn-credential. [default: none]",
+        },
+    ),
+    ("--turn-username", {"help": "User name for the TURN servers."}),
+    (
+        "--turn-credential",
+        {"help": "Password for the TURN servers; prefer the variable (command lines are visible in ps)."},
+    ),
 ]
 
 
 def _with_options(f: Any) -> Any:
-    for flag, kwargs in reversed(_OPTIONS):
-        env = "OPENRR_" + flag.removeprefix("--").replace("-", "_").upper()
-        f = click.option(flag, envvar=env, default=None, show_envvar=True, **kwargs)(f)
+    for flag, options in reversed(_OPTIONS):
+        kwargs = dict(options)
+        decls = [flag, kwargs.pop("param")] if "param" in kwargs else [flag]
+        env = kwargs.pop("envvar", "OPENRR_" + flag.removeprefix("--").replace("-", "_").upper())
+        f = click.option(*decls, envvar=env, default=None, show_envvar=True, **kwargs)(f)
     f = click.option(
         "--insecure-http",
         is_flag=True,
@@ -98,6 +149,15 @@ def _with_options(f: Any) -> Any:
         show_envvar=True,
         help="On a store without accounts, create one and write DATA_DIR/arrconfig.json.",
     )(f)
+    f = click.option(
+        "--allow-private-model-urls",
+        is_flag=True,
+        default=False,
+        envvar="OPENRR_ALLOW_PRIVATE_MODEL_URLS",
+        show_envvar=True,
+        help="Let clients load models from loopback, private and link-local addresses (by default only "
+        "public ones: a client must not reach the service's own network through a render server).",
+    )(f)
     return f
 
 
@@ -105,6 +165,8 @@ def _with_options(f: Any) -> Any:
 @_with_options
 def serve(**options: Any) -> None:
     """Run the control plane: STS, session APIs (2021-01-01 and v1), and the render-server hosts."""
+    # A repeatable option that was not given is an empty tuple: leave the setting to its default.
+    options = {k: None if v == () else v for k, v in options.items()}
     try:
         settings = Settings.load(options)
     except OpenRRError as exc:
@@ -127,6 +189,9 @@ async def _serve(settings: Settings) -> None:
     from openrr.api.app import create_app  # the web stack is imported only by the command that serves
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Only the default root is created: one given explicitly had to exist (a typo must not make a new one).
+    if settings.default_model_root in settings.model_roots:
+        settings.default_model_root.mkdir(parents=True, exist_ok=True)
     cert, key, ca = settings.cert, settings.key, None
     if not settings.insecure_http and cert is None:
         cert, key = ensure_self_signed(settings.tls_dir)
@@ -185,6 +250,9 @@ def _banner(settings: Settings, cert: Path | None, dev: Any) -> None:
         ca = cert.resolve()
         console.print(f"              trust it with: export SSL_CERT_FILE={ca} REQUESTS_CA_BUNDLE={ca}")
     console.print(f"store         {settings.resolved_store_url}")
+    roots = ", ".join(str(root.resolve()) for root in settings.model_roots)
+    urls = "any address" if settings.allow_private_model_urls else "public addresses only"
+    console.print(f"models        files under {roots}; URLs to {urls}")
     if dev is not None:
         console.print("[bold green]development account created[/] (the key is shown only now):")
         console.print(f"  account id  {dev.account_id}")

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from trimesh.resolvers import FilePathResolver, Resolver
 
 from openrr.render.scene import AlphaMode, Material, Mesh, Primitive, Scene
+from openrr.render.sources import quote_url
 
 log = logging.getLogger("openrr.render.loader")
 
@@ -60,12 +61,16 @@ class _Budget:
 class _LocalResolver(FilePathResolver):
     """trimesh's resolver (confined to the model's folder) plus percent-decoding and the size budget."""
 
-    def __init__(self, path: Path, budget: _Budget) -> None:
+    def __init__(self, path: Path, budget: _Budget, guard: Callable[[str], object] | None) -> None:
         super().__init__(str(path))
+        self.folder = path.parent
         self.budget = budget
+        self.guard = guard
         self.failures: list[str] = []
 
     def get(self, name: str) -> bytes:
+        if self.guard is not None:  # "../../etc/passwd" or a symlink out of the allowed folders
+            _guarded(self.guard, str(self.folder / unquote(name)))
         try:
             try:
                 data: bytes = super().get(name)
@@ -105,28 +110,42 @@ class _HttpResolver(Resolver):
         return []
 
 
+def _shown(location: str) -> str:
+    """A location as messages show it: URLs without credentials, query or fragment (SAS tokens)."""
+    if urlparse(location).scheme.lower() in ("http", "https"):
+        return quote_url(location)
+    return location
+
+
+def _guarded(guard: Callable[[str], object], location: str) -> None:
+    try:
+        guard(location)
+    except Exception as exc:
+        raise ModelLoadError(str(getattr(exc, "message", exc))) from None
+
+
 def _download(client: httpx.Client, url: str, budget: _Budget, progress: ProgressCallback | None) -> bytes:
     if urlparse(url).scheme not in ("http", "https"):
-        raise ModelLoadError(f"{url}: only http(s) references are allowed in a remote model")
+        raise ModelLoadError(f"{_shown(url)}: only http(s) references are allowed in a remote model")
     try:
         with client.stream("GET", url) as response:
             if response.status_code >= 400:
-                raise ModelLoadError(f"{url}: the server answered HTTP {response.status_code}")
+                raise ModelLoadError(f"{_shown(url)}: the server answered HTTP {response.status_code}")
             total = int(response.headers.get("content-length") or 0)
             if total:
-                budget.take(total, url)
+                budget.take(total, _shown(url))
                 budget.used -= total  # counted for real as the bytes arrive
             chunks: list[bytes] = []
             received = 0
             for chunk in response.iter_bytes():
-                budget.take(len(chunk), url)
+                budget.take(len(chunk), _shown(url))
                 chunks.append(chunk)
                 received += len(chunk)
                 if progress is not None and total:
                     progress(0.5 * min(received / total, 1.0), "downloading")
             return b"".join(chunks)
     except httpx.HTTPError as exc:
-        raise ModelLoadError(f"{url}: download failed: {exc or type(exc).__name__}") from exc
+        raise ModelLoadError(f"{_shown(url)}: download failed: {type(exc).__name__}") from exc
 
 
 def load_model(
@@ -135,13 +154,16 @@ def load_model(
     progress: ProgressCallback | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = DEFAULT_TIMEOUT,
+    guard: Callable[[str], object] | None = None,
 ) -> Scene:
     """Load a glTF 2.0 model from a path or an http(s)/file URL into a new ``Scene``.
 
     ``progress(fraction, message)`` is called with fractions rising from 0 to 1; an exception it raises
     aborts the load and propagates (use that to cancel). ``max_bytes`` bounds the file plus its
     external buffers and images; ``timeout`` bounds each network operation. Blocking: run it off the
-    event loop.
+    event loop. ``guard(location)`` is called before every HTTP request (the model, its buffers and
+    images, every redirect) and before every local file a .gltf references, and refuses it by raising;
+    the refusal becomes a ``ModelLoadError``. URLs in messages never show credentials or query strings.
     """
     report = progress or (lambda fraction, message: None)
     budget = _Budget(max_bytes)
@@ -149,10 +171,18 @@ def load_model(
     scheme = urlparse(text).scheme.lower() if "://" in text else ""
     report(0.0, "reading")
     if scheme in ("http", "https"):
-        with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        hooks: dict[str, list[Callable[[httpx.Request], None]]] = {}
+        if guard is not None:
+            check_url = guard
+
+            def check(request: httpx.Request) -> None:
+                _guarded(check_url, str(request.url))
+
+            hooks["request"] = [check]
+        with httpx.Client(timeout=timeout, follow_redirects=True, event_hooks=hooks) as client:
             data = _download(client, text, budget, report)
             resolver: _LocalResolver | _HttpResolver = _HttpResolver(text, client, budget)
-            loaded = _parse(data, text, resolver, report)
+            loaded = _parse(data, _shown(text), resolver, report)
         name = Path(urlparse(text).path).name
     elif scheme in ("", "file"):
         path = Path(unquote(urlparse(text).path) if scheme else text)
@@ -163,7 +193,7 @@ def load_model(
             data = path.read_bytes()
         except OSError as exc:
             raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        loaded = _parse(data, str(path), _LocalResolver(path, budget), report)
+        loaded = _parse(data, str(path), _LocalResolver(path, budget, guard), report)
         name = path.name
     else:
         raise ModelLoadError(f"unsupported model location {text!r}: use a file path or an http(s) URL")
@@ -171,7 +201,7 @@ def load_model(
         scene = _convert(loaded, name, report)
     except (ValueError, OSError, KeyError, IndexError, PIL.Image.DecompressionBombError) as exc:
         # Bad indices, undecodable or absurd images... (a progress callback's own exception propagates)
-        raise ModelLoadError(f"{text}: invalid model content: {exc}") from exc
+        raise ModelLoadError(f"{_shown(text)}: invalid model content: {exc}") from exc
     report(1.0, "loaded")
     return scene
 

@@ -6,17 +6,41 @@ round trips. Camera requests may carry a ``"poseId"``: the server stamps the id 
 rendered on every frame's stats, which is how a client measures input → frame latency.
 
 Client → server                                   Server → client
-  camera.set    position, orientation, fov          hello         protocol version, session, limits
-  camera.orbit  yaw, pitch (degrees)                ack           re
+  camera.set    position, orientation, fov          hello         protocol version, session, video, limits
+  camera.orbit  yaw, pitch (degrees)                ack           re (+ camera pose for camera requests)
   camera.pan    dx, dy (fractions of the view)      error         re, code, message
   camera.zoom   factor (> 1 moves closer)           model.progress re, modelId, fraction, message
-  camera.frame  (fit the scene)                     model.loaded  re, modelId, nodes, polygons
-  model.load    url, modelId?                       pick.result   re, node (id, name) or null
-  model.unload  modelId                             stats         frame, fps, render/encode ms, bitrate,
-  node.set      node, transform?, visible?, color?                polygons, poseId, rtt …
-  pick          x, y (0..1, origin top left)        pong          re, t
-  stats.get
+  camera.frame  (fit the scene)                     model.loaded  re, modelId, nodes, polygons, rootNodes
+  model.load    url, modelId?                       model.unloaded re, modelId
+                                                    bye           reason (the server is ending the link)
+  model.unload  modelId                             pick.result   re, node (id, name) or null, position
+  node.set      node, transform?, visible?, color?  stats         pushed once a second and on stats.get
+  pick          x, y (0..1, origin top left)        frame         one per video frame sent (see below)
+  stats.get                                         pong          re, t (echoed), serverTime
   ping          t
+
+``hello`` (sent when the channel opens): ``protocol``, ``sessionId``, ``video`` {width, height, fps, bitrate,
+codec}, ``polygonLimit`` (null: unlimited), ``models`` [{modelId, url, nodes, polygons}], ``nodes``
+[{id, name, parent, mesh (bool), visible}], ``camera`` {position, orientation, fov}.
+
+``frame``: ``frameId``, ``pts`` (90 kHz; 0 for the connection's first frame, so it equals the ``pts`` of the
+frame an aiortc or browser receiver decodes), ``poseId`` (newest pose rendered into it, or null), ``t``
+(server clock, seconds, when rendering of the frame began), ``renderMs``, ``encodeMs``, ``keyframe``,
+``bytes``. With ``pong.serverTime`` a client estimates the clock offset and from it glass-to-glass latency.
+
+``stats``: ``frames``, ``fps``, ``frameMs`` (render + encode), ``renderMs``, ``encodeMs``, ``bitrate``
+(bit/s sent over the last second), ``targetBitrate``, ``polygons``, ``polygonsDrawn``, ``limitExceeded``
+and ``limitMessage``, ``poseId``, ``rttMs`` (RTP round trip from the receiver's RTCP reports, null before
+the first), ``codec``, ``encoder``, ``width``, ``height``, ``cpuPercent``, ``rssMiB``.
+
+Errors carry a ``code``: ``BadMessage``, ``ModelLoadFailed``, ``ModelSourceRefused`` (outside the
+server's model roots, or a private address), ``ModelAlreadyLoaded``, ``ModelNotFound``, ``NodeNotFound``,
+``Busy`` (too many loads at once), ``InternalError``.
+
+Models: ``url`` is a path (relative paths are taken relative to the server's first model root), a
+``file:`` URL or an http(s) URL. Loading the first model into an empty scene frames the camera on it.
+When the client leaves, the next client starts from a clean slate: the session's preloaded models as
+they were loaded, the default camera.
 
 Unknown types, missing fields and wrong types are answered with an ``error`` (code ``BadMessage``); the
 server keeps serving.

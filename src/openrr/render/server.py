@@ -3,15 +3,23 @@
 Ports: the handshake port (client handshake, health) and the inspector port (live stats) are picked at
 random in ARR's range 49152–65534 and bound here, so the ports reported are the ports really held.
 
-Lifecycle: SIGTERM or SIGINT → graceful exit 0. If the control plane answers the ready callback with
-404/409/410 the session is gone or served by another instance: exit 3 without serving. If no answer comes
-before the ready deadline: exit 4.
+Start: the GL context is created and the spec's models are loaded *before* the ready report, so a Ready
+session shows its models from the first frame; a model that cannot be loaded is reported to the control
+plane as ``ModelLoadFailed`` (the session goes to Error with the loader's message) and the process exits 5.
+
+Clients: POST ``OFFER_PATH`` (see ``openrr.handshake``) opens the one ``ClientConnection`` a session may
+have; when it ends the scene is reset for the next client.
+
+Lifecycle: SIGTERM or SIGINT → the client gets a ``bye`` and the connection closes; graceful exit 0.
+If the control plane answers the ready callback with 404/409/410 the session is gone or served by
+another instance: exit 3 without serving. If no answer comes before the ready deadline: exit 4.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -21,14 +29,18 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Mapping
 
 import aiohttp
 import jwt
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openrr.handshake import (
+    FAILED_SUFFIX,
     HANDSHAKE_PATH,
     HEALTH_PATH,
+    OFFER_PATH,
     PORT_RANGE,
     PROTOCOL,
     READY_SUFFIX,
@@ -36,11 +48,18 @@ from openrr.handshake import (
     ReadyReport,
     RenderSpec,
 )
+from openrr.render.connection import ClientConnection, OfferRejected
+from openrr.render.encoder import EncoderConfig
+from openrr.render.ice import IceSettings
+from openrr.render.pipeline import ModelError, RenderPipeline
+from openrr.render.sources import ModelSourcePolicy
 
 log = logging.getLogger("openrr.render")
 
 EXIT_REJECTED = 3
 EXIT_NO_CONTROL_PLANE = 4
+EXIT_MODEL_FAILED = 5
+MAX_OFFER_BYTES = 256 * 1024
 
 
 def bind_in_range(host: str, attempts: int = 200) -> socket.socket:
@@ -61,11 +80,52 @@ def bind_in_range(host: str, attempts: int = 200) -> socket.socket:
     raise OSError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]} on {host}: {last}")
 
 
+class VideoRequest(BaseModel):
+    """What a client may ask of the video in its offer (anything left out: the session's defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+    width: int | None = Field(default=None, ge=160, le=3840, multiple_of=2)
+    height: int | None = Field(default=None, ge=120, le=2160, multiple_of=2)
+    fps: int | None = Field(default=None, ge=1, le=60)
+    bitrate: int | None = Field(default=None, ge=100_000, le=50_000_000)
+    codec: str | None = Field(default=None, pattern="^(h264|vp8)$")
+
+
+class OfferBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str = Field(pattern="^offer$")
+    sdp: str = Field(min_length=1, max_length=MAX_OFFER_BYTES)
+    video: VideoRequest = Field(default_factory=VideoRequest)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 class RenderServer:
     def __init__(self, spec: RenderSpec) -> None:
         self.spec = spec
         self.started = time.monotonic()
         self.stopping = asyncio.Event()
+        self.ice = IceSettings(
+            stun_urls=spec.stun_urls,
+            turn_urls=spec.turn_urls,
+            turn_username=spec.turn_username,
+            turn_credential=spec.turn_credential,
+        )
+        self.pipeline = RenderPipeline(
+            spec.video_width,
+            spec.video_height,
+            policy=ModelSourcePolicy.from_spec(spec),
+            polygon_limit=spec.polygon_limit,
+        )
+        self.client: ClientConnection | None = None
+        self.clients_served = 0
+        self._offer_lock = asyncio.Lock()
+        self._watchers: set[asyncio.Task[None]] = set()
 
     # ---- authorisation --------------------------------------------------------------------------------
     def _check_token(self, request: web.Request) -> None:
@@ -93,6 +153,7 @@ class RenderServer:
                 "status": "stopping" if self.stopping.is_set() else "ok",
                 "sessionId": self.spec.session_id,
                 "uptimeSeconds": round(time.monotonic() - self.started, 3),
+                "clientConnected": self.client is not None,
             }
         )
 
@@ -104,12 +165,86 @@ class RenderServer:
                 "sessionId": self.spec.session_id,
                 "size": self.spec.size,
                 "models": list(self.spec.models),
+                "offerPath": OFFER_PATH,
+                "clientConnected": self.client is not None,
             }
         )
+
+    async def offer(self, request: web.Request) -> web.Response:
+        """WebRTC signalling: one offer in, one answer out; a second client is refused while one is on."""
+        self._check_token(request)
+        if self.stopping.is_set():
+            raise _error(503, "Stopping", "The session is stopping.")
+        try:
+            body = OfferBody.model_validate_json(await request.read())
+        except ValidationError as exc:
+            raise _error(400, "BadRequest", f"Invalid offer: {_describe(exc)}") from None
+        async with self._offer_lock:  # two offers at once: the second sees the first's connection
+            if self.client is not None:
+                raise _error(
+                    409,
+                    "ClientAlreadyConnected",
+                    "Another client is connected to this session; only one client can be connected at a "
+                    "time.",
+                )
+            spec, video = self.spec, body.video
+            width = video.width or spec.video_width
+            height = video.height or spec.video_height
+            encoder = EncoderConfig(
+                codec="vp8" if video.codec == "vp8" else "h264",
+                width=width,
+                height=height,
+                fps=video.fps or round(spec.video_fps),
+                bitrate=video.bitrate or spec.video_bitrate,
+            )
+            await self.pipeline.resize(width, height)
+            client = ClientConnection(
+                session_id=spec.session_id,
+                pipeline=self.pipeline,
+                encoder=encoder,
+                ice=self.ice,
+                loopback=is_loopback(spec.advertise_host),
+            )
+            try:
+                sdp = await client.answer(body.sdp)
+            except OfferRejected as exc:
+                await client.close(str(exc))
+                raise _error(400, "BadRequest", str(exc)) from None
+            self.client = client
+            self.clients_served += 1
+            watcher = asyncio.create_task(self._after_client(client))
+            self._watchers.add(watcher)
+            watcher.add_done_callback(self._watchers.discard)
+        log.info("client connected from %s (%dx%d %s)", request.remote, width, height, client.codec)
+        return web.json_response(
+            {
+                "type": "answer",
+                "sdp": sdp,
+                "video": {
+                    "width": width,
+                    "height": height,
+                    "fps": encoder.fps,
+                    "bitrate": encoder.bitrate,
+                    "codec": client.codec,
+                },
+            }
+        )
+
+    async def _after_client(self, client: ClientConnection) -> None:
+        """When a client leaves: a clean slate (ARR: models unloaded), then the next one may come."""
+        await client.closed.wait()
+        await client.close(client.close_reason)  # finish its teardown if it ended itself
+        try:
+            if not self.stopping.is_set():
+                await self.pipeline.reset()
+        finally:
+            if self.client is client:
+                self.client = None
 
     async def stats(self, request: web.Request) -> web.Response:
         self._check_token(request)
         usage = os.times()
+        client = self.client
         return web.json_response(
             {
                 "sessionId": self.spec.session_id,
@@ -117,13 +252,18 @@ class RenderServer:
                 "uptimeSeconds": round(time.monotonic() - self.started, 3),
                 "cpuSeconds": round(usage.user + usage.system, 3),
                 "maxRssKiB": _max_rss_kib(),
+                "clientConnected": client is not None,
+                "clientsServed": self.clients_served,
+                "models": [m.describe() for m in self.pipeline.models.values()],
+                "render": await client.stats() if client is not None else self.pipeline.stats(),
             }
         )
 
     def handshake_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_OFFER_BYTES + 4096)
         app.router.add_get(HEALTH_PATH, self.health)
         app.router.add_get(HANDSHAKE_PATH, self.handshake)
+        app.router.add_post(OFFER_PATH, self.offer)
         return app
 
     def inspector_app(self) -> web.Application:
@@ -132,9 +272,42 @@ class RenderServer:
         app.router.add_get("/stats", self.stats)
         return app
 
-    # ---- control-plane callback -------------------------------------------------------------------------
+    # ---- start and stop ---------------------------------------------------------------------------------
+    async def prepare(self) -> ModelError | None:
+        """The GL context and the spec's models; the first model error, if any."""
+        await self.pipeline.start()
+        for url in self.spec.models:
+            try:
+                loaded = await self.pipeline.load(url, preload=True)
+            except ModelError as exc:
+                return exc
+            log.info("preloaded %s: %d nodes, %d polygons", url, loaded.nodes, loaded.polygons)
+        # One frame now compiles the shaders and uploads the meshes (0.3-0.4 s on llvmpipe), which the
+        # first client would otherwise wait for.
+        await self.pipeline.latest_frame()
+        return None
+
+    async def shutdown(self) -> None:
+        client = self.client
+        if client is not None:
+            await client.close("the session stopped", notify="The session was stopped.")
+        for watcher in list(self._watchers):
+            with contextlib.suppress(Exception):
+                await watcher
+        await self.pipeline.close()
+
+    # ---- control-plane callbacks ------------------------------------------------------------------------
     async def report_ready(self, report: ReadyReport) -> bool:
         """POST the ready report until accepted. False means the control plane rejected this server."""
+        return await self._callback(READY_SUFFIX, report.to_json())
+
+    async def report_failed(self, code: str, message: str) -> bool:
+        """Tell the control plane this server cannot serve the session (it goes to Error)."""
+        body = {"instance": self.spec.instance, "code": code, "message": message[:2000]}
+        return await self._callback(FAILED_SUFFIX, body)
+
+    async def _callback(self, suffix: str, body: Mapping[str, object]) -> bool:
+        """POST until answered; True on 2xx, False when refused, TimeoutError past the ready deadline."""
         ssl_ctx: ssl.SSLContext | bool = True
         if self.spec.callback_url.startswith("https://") and self.spec.callback_ca:
             ssl_ctx = ssl.create_default_context(cafile=self.spec.callback_ca)
@@ -145,30 +318,39 @@ class RenderServer:
             while True:
                 try:
                     async with http.post(
-                        self.spec.callback_url + READY_SUFFIX,
-                        json=report.to_json(),
-                        headers=headers,
-                        ssl=ssl_ctx,
+                        self.spec.callback_url + suffix, json=body, headers=headers, ssl=ssl_ctx
                     ) as resp:
                         if resp.status < 300:
                             return True
                         text = await resp.text()
                         if resp.status in (401, 403, 404, 409, 410):
-                            log.error("control plane refused the ready report: %s %s", resp.status, text)
+                            log.error("control plane refused %s: %s %s", suffix, resp.status, text)
                             return False
-                        log.warning("ready report answered %s %s; retrying", resp.status, text)
+                        log.warning("%s answered %s %s; retrying", suffix, resp.status, text)
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    log.warning("ready report failed (%s); retrying", exc)
+                    log.warning("%s failed (%s); retrying", suffix, exc)
                 if time.monotonic() + delay > deadline:
-                    raise TimeoutError("the control plane did not accept the ready report in time")
+                    raise TimeoutError(f"the control plane did not answer {suffix} in time")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
 
 def _error(status: int, code: str, message: str) -> web.HTTPException:
     body = json.dumps({"error": {"code": code, "message": message}})
-    cls = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden}[status]
+    cls = {
+        400: web.HTTPBadRequest,
+        401: web.HTTPUnauthorized,
+        403: web.HTTPForbidden,
+        409: web.HTTPConflict,
+        503: web.HTTPServiceUnavailable,
+    }[status]
     return cls(text=body, content_type="application/json")
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5]
+    )
 
 
 def _max_rss_kib() -> int:
@@ -182,52 +364,77 @@ async def serve(spec: RenderSpec) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stopping.set)
-
-    handshake_sock = bind_in_range(spec.bind_host)
-    inspector_sock = bind_in_range(spec.bind_host)
-    runners = []
-    for app, sock in ((server.handshake_app(), handshake_sock), (server.inspector_app(), inspector_sock)):
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        runners.append(runner)
-    report = ReadyReport(
-        instance=spec.instance,
-        hostname=spec.advertise_host,
-        handshake_port=handshake_sock.getsockname()[1],
-        inspector_port=inspector_sock.getsockname()[1],
-        teraflops=spec.teraflops,
-        pid=os.getpid(),
-    )
-    log.info(
-        "session %s listening on %s (handshake %d, inspector %d)",
-        spec.session_id,
-        spec.bind_host,
-        report.handshake_port,
-        report.inspector_port,
-    )
-    code = 0
     try:
-        reporting = asyncio.create_task(server.report_ready(report))
-        stopping = asyncio.create_task(server.stopping.wait())
-        await asyncio.wait({reporting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if reporting.done():
+        return await _serve(server)
+    finally:
+        await server.shutdown()
+        log.info("render server for session %s stopped", spec.session_id)
+
+
+async def _serve(server: RenderServer) -> int:
+    spec = server.spec
+    preparing = asyncio.create_task(server.prepare())
+    stopping = asyncio.create_task(server.stopping.wait())
+    try:
+        await asyncio.wait({preparing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not preparing.done():
+            preparing.cancel()
+            return 0
+        failure = preparing.result()
+        if failure is not None:
+            log.error("cannot serve the session: %s", failure.message)
+            try:
+                await server.report_failed("ModelLoadFailed", failure.message)
+            except TimeoutError as exc:
+                log.error("%s", exc)
+            return EXIT_MODEL_FAILED
+
+        handshake_sock = bind_in_range(spec.bind_host)
+        inspector_sock = bind_in_range(spec.bind_host)
+        runners = []
+        try:
+            for app, sock in (
+                (server.handshake_app(), handshake_sock),
+                (server.inspector_app(), inspector_sock),
+            ):
+                runner = web.AppRunner(app, access_log=None)
+                await runner.setup()
+                await web.SockSite(runner, sock).start()
+                runners.append(runner)
+            report = ReadyReport(
+                instance=spec.instance,
+                hostname=spec.advertise_host,
+                handshake_port=handshake_sock.getsockname()[1],
+                inspector_port=inspector_sock.getsockname()[1],
+                teraflops=spec.teraflops,
+                pid=os.getpid(),
+            )
+            log.info(
+                "session %s listening on %s (handshake %d, inspector %d)",
+                spec.session_id,
+                spec.bind_host,
+                report.handshake_port,
+                report.inspector_port,
+            )
+            reporting = asyncio.create_task(server.report_ready(report))
+            await asyncio.wait({reporting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not reporting.done():
+                reporting.cancel()
+                return 0
             if reporting.exception() is not None:
                 log.error("%s", reporting.exception())
-                code = EXIT_NO_CONTROL_PLANE
-            elif not reporting.result():
-                code = EXIT_REJECTED
-            else:
-                log.info("ready; models to preload: %s", list(spec.models))
-                await stopping
-        else:
-            reporting.cancel()
-        stopping.cancel()
+                return EXIT_NO_CONTROL_PLANE
+            if not reporting.result():
+                return EXIT_REJECTED
+            log.info("ready")
+            await stopping
+            return 0
+        finally:
+            await server.shutdown()  # the client first: its connection still needs the event loop
+            for runner in runners:
+                await runner.cleanup()
     finally:
-        for runner in runners:
-            await runner.cleanup()
-    log.info("render server for session %s exits with %d", spec.session_id, code)
-    return code
+        stopping.cancel()
 
 
 def main() -> int:

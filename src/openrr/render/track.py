@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcpeerconnection import filter_preferred_codecs
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpSendParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -413,4 +414,19 @@ def add_video_track(
         # RTX must stay offered for NACK retransmissions of the preferred codecs.
         wanted += [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
         transceiver.setCodecPreferences(wanted)
+        if transceiver._codecs:
+            # Answering: aiortc already chose the codecs in setRemoteDescription, in the offer's order
+            # and before these preferences existed, so apply them to that choice too.
+            chosen = filter_preferred_codecs(transceiver._codecs, wanted)
+            if chosen:
+                transceiver._codecs = chosen
     return sender
+
+
+def negotiated_codec(pc: RTCPeerConnection, sender: RTCRtpSender) -> Codec | None:
+    """The codec ``sender`` will send with, once the remote description is applied (else None)."""
+    transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
+    for codec in transceiver._codecs:
+        if (name := _MIME_TO_CODEC.get(codec.mimeType.lower())) is not None:
+            return name
+    return None

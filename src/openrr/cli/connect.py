@@ -1,0 +1,267 @@
+"""``openrr connect``: connect to a session's render server over WebRTC, receive video and report on it.
+
+The command looks the session up through the REST API (it must be Ready), offers a WebRTC connection to
+``hostname:handshakePort`` (plain HTTP signalling, see ``openrr.handshake``), syncs clocks with pings,
+receives ``--frames`` video frames and prints what it measured: fps, resolution, codec, time to the first
+frame, glass-to-glass latency, data-channel round trip and, with ``--orbit``, input → frame latency.
+
+``--orbit DEG`` is off by default so that connecting only looks and leaves the session's camera where it
+is. With it, the camera orbits DEG degrees per second in ten ``camera.orbit`` steps a second, each with a
+``poseId``, and every step's time to the first frame showing it is measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import click
+
+from openrr.cli.connection import connection_options, resolve
+from openrr.cli.output import console, fail, print_json
+from openrr.client.rest import ApiError, ArrClient
+
+if TYPE_CHECKING:
+    from openrr.client.stream import Codec, RenderConnection, VideoSettings
+
+_ORBIT_STEP_S = 0.1
+_PING_INTERVAL_S = 0.5
+_HINTS = {
+    "ClientAlreadyConnected": "another client is connected to this session (one client at a time, as in ARR)",
+    "Unauthorized": "the render server did not accept the access token",
+    "Forbidden": "the access token belongs to another account than the session's",
+    "NotReady": "the render server is not ready yet",
+    "Stopping": "the render server is stopping",
+}
+
+
+@click.command()
+@connection_options
+@click.argument("session_id")
+@click.option(
+    "--frames",
+    "frame_count",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help="Video frames to receive.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=15.0,
+    show_default=True,
+    help="Seconds allowed to connect, and to wait for each next frame.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--snapshot",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Save the last frame received as a PNG file.",
+)
+@click.option("--width", type=click.IntRange(min=16), help="Video width to ask for.")
+@click.option("--height", type=click.IntRange(min=16), help="Video height to ask for.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate to ask for.")
+@click.option("--bitrate", type=click.IntRange(min=1), help="Video bitrate to ask for, in bit/s.")
+@click.option("--codec", type=click.Choice(["h264", "vp8"], case_sensitive=False), help="Video codec.")
+@click.option(
+    "--orbit",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="DEG",
+    help="Orbit the camera DEG degrees per second while receiving, to measure input → frame latency "
+    "(0: leave the camera alone).",
+)
+def connect(
+    session_id: str,
+    frame_count: int,
+    timeout: float,
+    as_json: bool,
+    snapshot: Path | None,
+    width: int | None,
+    height: int | None,
+    fps: float | None,
+    bitrate: int | None,
+    codec: str | None,
+    orbit: float,
+    **opts: Any,
+) -> None:
+    """Connect to a Ready session's render server over WebRTC, receive video and report on it."""
+    # The WebRTC stack (aiortc, PyAV) is imported here, not at module level, so other commands and
+    # `openrr --help` start without loading it.
+    from openrr.client.stream import RenderConnectError, RenderRequestError, VideoSettings
+
+    conn = resolve(
+        opts["endpoint"], opts["account_id"], opts["account_key"], opts["ca_cert"], opts["config_path"]
+    )
+    video = VideoSettings(
+        width=width,
+        height=height,
+        fps=fps,
+        bitrate=bitrate,
+        codec=cast("Codec", codec.lower()) if codec else None,
+    )
+    try:
+        with conn.client() as client:
+            report, image = asyncio.run(_run(client, session_id, video, frame_count, timeout, orbit))
+    except ApiError as exc:
+        fail(f"{exc.code}: {exc.message}" if exc.status else exc.message)
+    except RenderConnectError as exc:
+        hint = _HINTS.get(exc.code)
+        fail(f"{hint}: {exc}" if hint else str(exc))
+    except RenderRequestError as exc:
+        fail(f"the render server refused a request: {exc}")
+    except TimeoutError as exc:
+        fail(str(exc) or f"timed out after {timeout:g} s")
+    if snapshot is not None:
+        if image is None:
+            fail("no frame to save")
+        from PIL import Image
+
+        try:
+            Image.fromarray(image).save(snapshot, format="PNG")
+        except OSError as exc:
+            fail(f"cannot write {snapshot}: {exc}")
+        report["snapshot"] = str(snapshot)
+    if as_json:
+        print_json(report)
+    else:
+        _print_report(report)
+
+
+async def _run(
+    client: ArrClient,
+    session_id: str,
+    video: VideoSettings,
+    frame_count: int,
+    timeout: float,
+    orbit: float,
+) -> tuple[dict[str, Any], Any]:
+    from openrr.client.stream import RenderRequestError, connect_session
+
+    rc = await connect_session(client, session_id, video=video, timeout=timeout)
+    background: list[asyncio.Task[None]] = []
+    try:
+        await rc.sync_clock(5)
+        try:
+            await rc.wait_frames(1, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no video frame arrived within {timeout:g} s of connecting") from None
+        window = rc.first_frame_at
+        background.append(asyncio.create_task(_keep_pinging(rc)))
+        if orbit:
+            background.append(asyncio.create_task(_orbit(rc, orbit)))
+        while rc.frames_received < frame_count:
+            try:
+                await rc.wait_frames(rc.frames_received + 1, timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the video stalled: no frame for {timeout:g} s "
+                    f"({rc.frames_received} of {frame_count} received)"
+                ) from None
+        for task in background:
+            task.cancel()
+        results = await asyncio.gather(*background, return_exceptions=True)
+        background.clear()
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        # A frame's data-channel message can trail its video; give the last ones a moment to join.
+        deadline = time.monotonic() + 0.5
+        while len(rc.log.matched(window)) < len(rc.log.arrivals(window)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        server: dict[str, Any] | None
+        try:
+            server = await rc.stats()
+        except (RenderRequestError, TimeoutError):
+            server = None  # the report stands without the server's view
+        measured = await rc.measure(window)
+        image = rc.latest_image()
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await rc.close()
+    report: dict[str, Any] = {
+        "sessionId": session_id,
+        "host": rc.host,
+        "port": rc.port,
+        **measured.to_json(),
+        "video": rc.answer_video,
+        "orbitDegreesPerSecond": orbit or None,
+        "server": _server_summary(server),
+    }
+    return report, image
+
+
+async def _keep_pinging(rc: RenderConnection) -> None:
+    """Round trips during reception: RTT under load, and more samples for the clock offset."""
+    while True:
+        await asyncio.sleep(_PING_INTERVAL_S)
+        await rc.ping()
+
+
+async def _orbit(rc: RenderConnection, degrees_per_second: float) -> None:
+    step = degrees_per_second * _ORBIT_STEP_S
+    next_at = time.monotonic()
+    while True:
+        await rc.orbit(step)
+        next_at += _ORBIT_STEP_S
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def _server_summary(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    if stats is None:
+        return None
+    keys = (
+        "fps",
+        "frameMs",
+        "renderMs",
+        "encodeMs",
+        "bitrate",
+        "encoder",
+        "polygons",
+        "cpuPercent",
+        "rssMiB",
+    )
+    return {k: stats[k] for k in keys if k in stats}
+
+
+def _fmt_ms(p: dict[str, float] | None) -> str:
+    if p is None:
+        return "-"
+    return f"p50 {p['p50']:.1f} · p90 {p['p90']:.1f} · p99 {p['p99']:.1f} ms"
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"session {report['sessionId']} ({report['host']}:{report['port']})")
+    table.add_column("measure")
+    table.add_column("value")
+
+    def row(name: str, value: Any) -> None:
+        table.add_row(name, "-" if value is None else str(value))
+
+    row("frames", report["frames"])
+    row("fps", report["fps"])
+    row("resolution", f"{report['width']}x{report['height']}")
+    row("codec", report["codec"])
+    row("first frame", None if report["firstFrameSeconds"] is None else f"{report['firstFrameSeconds']} s")
+    row("glass-to-glass latency", _fmt_ms(report["latencyMs"]))
+    row("input → frame latency", _fmt_ms(report["inputLatencyMs"]))
+    row("data-channel round trip", _fmt_ms(report["rttMs"]))
+    row("clock offset", None if report["clockOffsetMs"] is None else f"{report['clockOffsetMs']} ms")
+    row("video bytes", report["videoBytes"])
+    row("bytes received", report["bytesReceived"])
+    row("packets lost", report["packetsLost"])
+    with contextlib.suppress(KeyError):
+        row("snapshot", report["snapshot"])
+    server = report.get("server") or {}
+    for key, value in server.items():
+        row(f"server {key}", value)
+    console.print(table)

@@ -1,0 +1,349 @@
+"""One connected client: its WebRTC peer connection, video track and data channel.
+
+The render server holds at most one ``ClientConnection`` at a time (ARR's rule). The connection ends when
+the client closes the data channel or the peer connection, when ICE/DTLS fails, when it does not
+connect within ``CONNECT_TIMEOUT_S`` of its offer, or when the server stops; ``closed`` is then set and
+the server resets the scene for the next client.
+
+Requests on the data channel are handled in order of arrival, except model loads, which run as tasks
+of their own (a 30 s download must not hold up camera moves) with at most ``MAX_PENDING_LOADS`` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.stats import RTCRemoteInboundRtpStreamStats
+
+from openrr.handshake import DATA_CHANNEL_LABEL, PROTOCOL
+from openrr.render import protocol
+from openrr.render.encoder import Codec, EncoderConfig
+from openrr.render.ice import IceSettings, loopback_host_candidates
+from openrr.render.pipeline import ModelError, PipelineClosed, RenderPipeline
+from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track, negotiated_codec
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 20.0
+STATS_INTERVAL_S = 1.0
+MAX_PENDING_LOADS = 4
+
+
+class OfferRejected(Exception):
+    """An offer this server cannot answer (400 BadRequest)."""
+
+
+class ClientConnection:
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        pipeline: RenderPipeline,
+        encoder: EncoderConfig,
+        ice: IceSettings,
+        loopback: bool,
+    ) -> None:
+        self.session_id = session_id
+        self.pipeline = pipeline
+        self.encoder = encoder
+        self.ice = ice
+        self.loopback = loopback
+        self.pc = RTCPeerConnection(configuration=ice.rtc_configuration())
+        self.track = EncodedVideoTrack(pipeline, encoder, on_frame=self._on_frame)
+        self.channel: RTCDataChannel | None = None
+        self.codec: Codec = encoder.codec
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+        self.connected_at: float | None = None
+        self.opened_at = time.monotonic()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loads = 0
+        self._sent_times: deque[float] = deque(maxlen=256)
+        self._rtt_ms: float | None = None
+        self._process = psutil.Process(os.getpid())
+        self._process.cpu_percent()  # the first call only starts the measurement
+
+    # -- negotiation ------------------------------------------------------------------------------------
+
+    async def answer(self, sdp: str) -> str:
+        """Answer the client's offer (its ICE candidates already in it); returns the answer's SDP."""
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except (ValueError, TypeError) as exc:
+            raise OfferRejected(f"the offer's SDP could not be used: {exc}") from None
+        videos = [t for t in self.pc.getTransceivers() if t.kind == "video"]
+        if len(videos) != 1 or videos[0].direction not in ("recvonly", "sendrecv"):
+            raise OfferRejected("the offer must hold exactly one video transceiver the client receives on")
+        prefer: list[Codec] = ["h264", "vp8"] if self.encoder.codec == "h264" else ["vp8", "h264"]
+        # The answer uses the offer's transceiver for our track (aiortc matches an unused recvonly one).
+        sender = add_video_track(self.pc, self.track, prefer=prefer)
+        self.codec = negotiated_codec(self.pc, sender) or self.encoder.codec
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_state)
+        answer = await self.pc.createAnswer()
+        with self._candidates():
+            await self.pc.setLocalDescription(answer)  # gathers all candidates (no trickle in aiortc)
+        self._spawn(self._watchdog())
+        return self.pc.localDescription.sdp
+
+    @contextlib.contextmanager
+    def _candidates(self) -> Iterator[None]:
+        # A server advertised on a loopback address has clients on this machine: offer loopback host
+        # candidates, which aioice leaves out by default (see ice.py).
+        if self.loopback:
+            with loopback_host_candidates():
+                yield
+        else:
+            yield
+
+    async def _watchdog(self) -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        if self.connected_at is None:
+            await self.close(f"the client did not connect within {CONNECT_TIMEOUT_S:.0f} s of its offer")
+
+    async def _on_state(self) -> None:
+        state = self.pc.connectionState
+        log.info("client connection %s", state)
+        if state == "connected" and self.connected_at is None:
+            self.connected_at = time.monotonic()
+        elif state in ("failed", "closed"):
+            await self.close(f"connection {state}")
+
+    # -- data channel -----------------------------------------------------------------------------------
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != DATA_CHANNEL_LABEL or self.channel is not None:
+            log.warning("ignoring data channel %r", channel.label)
+            return
+        self.channel = channel
+        channel.on("message", self._on_message)
+        channel.on("close", lambda: self._spawn(self.close("the client closed the data channel")))
+        if channel.readyState == "open":
+            self._spawn(self._hello())
+        else:
+            channel.on("open", lambda: self._spawn(self._hello()))
+
+    async def _hello(self) -> None:
+        self.send(
+            protocol.message(
+                "hello",
+                protocol=PROTOCOL,
+                sessionId=self.session_id,
+                video={
+                    "width": self.encoder.width,
+                    "height": self.encoder.height,
+                    "fps": self.encoder.fps,
+                    "bitrate": self.encoder.bitrate,
+                    "codec": self.codec,
+                },
+                polygonLimit=self.pipeline.polygon_limit,
+                models=[m.describe() for m in self.pipeline.models.values()],
+                nodes=await self.pipeline.describe_nodes(),
+                camera=self.pipeline.camera_json(),
+            )
+        )
+        self._spawn(self._push_stats())
+
+    def send(self, text: str) -> None:
+        channel = self.channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(text)
+
+    def _on_message(self, raw: str | bytes) -> None:
+        try:
+            request = protocol.parse(raw)
+        except protocol.BadMessage as exc:
+            self.send(protocol.error(exc.re, "BadMessage", exc.message))
+            return
+        if isinstance(request, protocol.ModelLoad):
+            if self._loads >= MAX_PENDING_LOADS:
+                self.send(protocol.error(request.id, "Busy", f"at most {MAX_PENDING_LOADS} loads at once"))
+                return
+            self._loads += 1
+            self._spawn(self._load(request))
+        else:
+            # In arrival order: camera moves apply at once, scene edits queue on the GL thread.
+            self._spawn(self._handle(request))
+
+    async def _handle(self, request: protocol.Request) -> None:
+        p = self.pipeline
+        re = request.id
+        try:
+            match request:
+                case protocol.CameraSet():
+                    p.camera.set_pose(request.position, request.orientation, request.fov)
+                    p.camera_changed(request.poseId)
+                    self.send(protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId))
+                case protocol.CameraOrbit():
+                    p.camera.orbit(request.yaw, request.pitch)
+                    p.camera_changed(request.poseId)
+                    self.send(protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId))
+                case protocol.CameraPan():
+                    p.camera.pan(request.dx, request.dy, p.width / p.height)
+                    p.camera_changed(request.poseId)
+                    self.send(protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId))
+                case protocol.CameraZoom():
+                    p.camera.zoom(request.factor)
+                    p.camera_changed(request.poseId)
+                    self.send(protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId))
+                case protocol.CameraFrame():
+                    await p.frame_scene(request.poseId)
+                    self.send(protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId))
+                case protocol.ModelUnload():
+                    await p.unload(request.modelId)
+                    self.send(protocol.message("model.unloaded", re, modelId=request.modelId))
+                case protocol.NodeSet():
+                    node = await p.set_node(
+                        request.node,
+                        transform=request.transform,
+                        visible=request.visible,
+                        color=request.color,
+                        clear_color=request.clearColor,
+                    )
+                    self.send(protocol.message("ack", re, node=node))
+                case protocol.Pick():
+                    hit = await p.pick(request.x, request.y)
+                    self.send(
+                        protocol.message("pick.result", re, **(hit or {"node": None, "position": None}))
+                    )
+                case protocol.StatsGet():
+                    self.send(protocol.message("stats", re, **await self.stats()))
+                case protocol.Ping():
+                    self.send(protocol.message("pong", re, t=request.t, serverTime=time.time()))
+        except ModelError as exc:
+            self.send(protocol.error(re, exc.code, exc.message))
+        except PipelineClosed:
+            pass
+        except Exception as exc:  # a bug must cost the request, not the session
+            log.exception("request %s failed", request.type)
+            self.send(protocol.error(re, "InternalError", f"{request.type} failed: {exc}"))
+
+    async def _load(self, request: protocol.ModelLoad) -> None:
+        model_id = request.modelId or request.url
+        last = [-1.0]
+
+        def progress(fraction: float, message: str) -> None:
+            # At most one message per percent: a download reports every chunk.
+            if fraction >= 1.0 or fraction - last[0] >= 0.01:
+                last[0] = fraction
+                self.send(
+                    protocol.message(
+                        "model.progress",
+                        request.id,
+                        modelId=model_id,
+                        fraction=round(fraction, 3),
+                        message=message,
+                    )
+                )
+
+        try:
+            loaded = await self.pipeline.load(request.url, request.modelId, progress)
+        except ModelError as exc:
+            self.send(protocol.error(request.id, exc.code, exc.message))
+        except PipelineClosed:
+            pass
+        else:
+            self.send(
+                protocol.message(
+                    "model.loaded",
+                    request.id,
+                    **loaded.describe(),
+                    rootNodes=loaded.roots,
+                    camera=self.pipeline.camera_json(),
+                )
+            )
+        finally:
+            self._loads -= 1
+
+    # -- frames and stats -------------------------------------------------------------------------------
+
+    def _on_frame(self, sent: SentFrame) -> None:
+        self._sent_times.append(sent.captured_at)
+        info = self.pipeline.frame_info(sent.frame_id)
+        self.send(
+            protocol.message(
+                "frame",
+                frameId=sent.frame_id,
+                pts=sent.pts,
+                poseId=info.pose_id if info else None,
+                t=round(info.started, 6) if info else None,
+                renderMs=round(info.render_ms, 2) if info else None,
+                encodeMs=round(sent.encode_ms, 2),
+                keyframe=sent.keyframe,
+                bytes=sent.size,
+            )
+        )
+
+    def fps(self) -> float:
+        """Frames sent over the last second."""
+        now = asyncio.get_running_loop().time()
+        return float(sum(1 for t in self._sent_times if t > now - 1.0))
+
+    async def stats(self) -> dict[str, Any]:
+        track = self.track.stats()
+        await self._update_rtt()
+        pipeline = self.pipeline.stats()
+        memory = self._process.memory_info().rss / 2**20
+        return {
+            **pipeline,
+            "frames": track.frames,
+            "fps": self.fps(),
+            "encodeMs": round(track.encode_ms_last, 2),
+            "encodeMsAvg": round(track.encode_ms_avg, 2),
+            "frameMs": round(pipeline["renderMs"] + track.encode_ms_last, 2),
+            "bitrate": round(track.sent_bps),
+            "targetBitrate": track.target_bitrate,
+            "keyframes": track.keyframes,
+            "bytes": track.bytes,
+            "codec": track.codec,
+            "encoder": track.encoder,
+            "rttMs": self._rtt_ms,
+            "cpuPercent": self._process.cpu_percent(),
+            "rssMiB": round(memory, 1),
+        }
+
+    async def _update_rtt(self) -> None:
+        for sender in self.pc.getSenders():
+            with contextlib.suppress(Exception):  # stats of a transport being torn down
+                for item in (await sender.getStats()).values():
+                    if isinstance(item, RTCRemoteInboundRtpStreamStats) and math.isfinite(item.roundTripTime):
+                        self._rtt_ms = round(item.roundTripTime * 1000, 2)
+
+    async def _push_stats(self) -> None:
+        while not self.closed.is_set():
+            await asyncio.sleep(STATS_INTERVAL_S)
+            self.send(protocol.message("stats", **await self.stats()))
+
+    # -- teardown ---------------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self, reason: str, *, notify: str | None = None) -> None:
+        """End the connection (idempotent). ``notify``: a ``bye`` reason sent to the client first."""
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        self.close_reason = reason
+        log.info("client connection closed: %s", reason)
+        if notify is not None:
+            self.send(protocol.message("bye", reason=notify))
+            await asyncio.sleep(0.05)  # let the SCTP stack put it on the wire before the teardown
+        self.track.stop()
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        await self.pc.close()

@@ -1,0 +1,465 @@
+"""The session's scene and the render-ahead loop that turns it into frames for the video track.
+
+Threads: the GL context lives on one thread (``openrr-gl``) for its whole life, so everything that
+touches the renderer *or the scene* runs there, in submission order: renders, picks, scene edits. The
+event loop owns the camera and hands each render a copy of it, so a camera command never waits for a
+render. Model files are parsed on another thread (``openrr-load``): a big model loading does not stop
+the picture, and only its final insertion into the scene takes a turn on the GL thread.
+
+Render ahead: :meth:`RenderPipeline.next_frame` (the track's ``FrameSource``) returns the newest finished
+frame and immediately starts rendering the next one from the newest camera pose, so rendering frame
+N+1 overlaps encoding frame N (on a 2-core machine: one core each). If the camera and scene have not
+changed since the newest frame, nothing is rendered and that frame is sent again (cheap to encode).
+If the render in flight is not done yet, the track waits for it: fps then follows the render rate
+instead of repeating stale frames that cost encoder time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+from numpy.typing import NDArray
+
+from openrr.render.camera import Camera
+from openrr.render.loader import ModelLoadError, load_model
+from openrr.render.renderer import Renderer
+from openrr.render.scene import Scene
+from openrr.render.sources import ModelSourcePolicy, SourceRefused
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The default view: a little above and in front of the scene, looking at its centre (then framed).
+_DEFAULT_EYE = (0.0, 0.6, 3.0)
+_RECENT_FRAMES = 8
+_NO_IMAGE: NDArray[np.uint8] = np.zeros((0, 0, 3), dtype=np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One rendered picture and what produced it."""
+
+    image: NDArray[np.uint8]
+    frame_id: int
+    pose_id: int | None
+    started: float  # time.time() when the render began (the "glass" a latency is measured from)
+    render_ms: float
+    triangles: int
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    model_id: str
+    url: str  # as the client gave it; shown only as display_name(url)
+    source: str  # the url as checked by the source policy
+    roots: list[int]  # scene node ids of the model's roots
+    nodes: int
+    polygons: int
+    preloaded: bool
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "modelId": self.model_id,
+            "url": display_name(self.url),
+            "nodes": self.nodes,
+            "polygons": self.polygons,
+        }
+
+
+class ModelError(Exception):
+    """A model command that failed; ``code`` is the data-channel error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class PipelineClosed(Exception):
+    """The pipeline was closed (the server is stopping)."""
+
+
+ProgressSink = Callable[[float, str], None]
+
+
+class RenderPipeline:
+    """Scene, camera and renderer of one render server; see the module doc for the threading rules."""
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        policy: ModelSourcePolicy,
+        polygon_limit: int | None = None,
+        fxaa: bool = True,
+        max_model_bytes: int | None = None,
+    ) -> None:
+        self.width, self.height = width, height
+        self.policy = policy
+        self.polygon_limit = polygon_limit
+        self._fxaa = fxaa
+        self._max_model_bytes = max_model_bytes
+        self._gl = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openrr-gl")
+        self._loads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openrr-load")
+        self._renderer: Renderer | None = None
+        self.scene = Scene("session")
+        self.camera = Camera.look_at(_DEFAULT_EYE, (0.0, 0.0, 0.0))
+        self.models: dict[str, LoadedModel] = {}
+        self._loading: set[str] = set()
+        self._parsed: dict[str, Scene] = {}  # preloaded models, kept to rebuild the scene on reset
+        self._camera_version = 0
+        self._pose_id: int | None = None
+        self._frame_ids = 0
+        self._latest: Frame | None = None
+        self._recent: OrderedDict[int, Frame] = OrderedDict()
+        self._latest_version: tuple[int, ...] | None = None
+        self._inflight: asyncio.Task[Frame] | None = None
+        self._closed = False
+        self.gl_renderer = ""
+        # stats
+        self.frames_rendered = 0
+        self.render_ms_total = 0.0
+        self.render_ms_last = 0.0
+
+    # -- lifetime ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the GL context on the GL thread (about 0.1 s on llvmpipe)."""
+        self._renderer = await self._on_gl(self._create_renderer)
+        self.gl_renderer = self._renderer.gl_renderer
+        log.info("renderer: %s, %dx%d", self.gl_renderer, self.width, self.height)
+
+    def _create_renderer(self) -> Renderer:
+        renderer = Renderer(self.width, self.height, polygon_limit=self.polygon_limit, fxaa=self._fxaa)
+        renderer.set_scene(self.scene)
+        return renderer
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._settle()
+        renderer, self._renderer = self._renderer, None
+        if renderer is not None:
+            await asyncio.get_running_loop().run_in_executor(self._gl, renderer.release)
+        self._gl.shutdown(wait=True)
+        self._loads.shutdown(wait=False, cancel_futures=True)
+
+    async def _on_gl(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise PipelineClosed
+        return await asyncio.get_running_loop().run_in_executor(self._gl, fn)
+
+    @property
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            raise PipelineClosed
+        return self._renderer
+
+    # -- frames -----------------------------------------------------------------------------------------
+
+    def _version(self) -> tuple[int, ...]:
+        return (
+            self._camera_version,
+            self.scene.structure_revision,
+            self.scene.state_revision,
+            id(self.scene),
+        )
+
+    async def _render(self) -> Frame:
+        camera = self.camera.copy()
+        pose_id = self._pose_id
+        version = self._version()
+        self._frame_ids += 1
+        frame_id = self._frame_ids
+        renderer = self.renderer
+
+        def draw() -> Frame:
+            started = time.time()
+            image = renderer.render(camera)
+            return Frame(image, frame_id, pose_id, started, renderer.stats.frame_ms, renderer.stats.triangles)
+
+        frame = await asyncio.get_running_loop().run_in_executor(self._gl, draw)
+        self._latest, self._latest_version = frame, version
+        self._recent[frame_id] = dataclasses.replace(frame, image=_NO_IMAGE)  # the facts, not the pixels
+        while len(self._recent) > _RECENT_FRAMES:
+            self._recent.popitem(last=False)
+        self.frames_rendered += 1
+        self.render_ms_total += frame.render_ms
+        self.render_ms_last = frame.render_ms
+        return frame
+
+    def _start_render(self) -> asyncio.Task[Frame]:
+        task = asyncio.create_task(self._render())
+        task.add_done_callback(_log_failure)
+        self._inflight = task
+        return task
+
+    async def next_frame(self) -> tuple[NDArray[np.uint8], int]:
+        """The track's ``FrameSource``: the newest frame, and the next one set rendering."""
+        frame = await self.latest_frame()
+        return frame.image, frame.frame_id
+
+    async def latest_frame(self) -> Frame:
+        """The newest frame; see the module doc for when this waits for a render."""
+        if self._closed:
+            raise PipelineClosed
+        inflight = self._inflight
+        if inflight is not None and not inflight.done():
+            # Rendered from the pose of when it began, which is the newest a frame can have by now.
+            await asyncio.shield(inflight)
+        elif self._latest is None or self._latest_version != self._version():
+            await self._start_render()
+        latest = self._latest
+        if latest is None:
+            raise PipelineClosed
+        if self._latest_version != self._version() and not self._closed:
+            self._start_render()  # render ahead: ready, or nearly, when the encoder asks again
+        return latest
+
+    async def _settle(self) -> None:
+        inflight = self._inflight
+        if inflight is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(inflight)
+
+    def frame_info(self, frame_id: int) -> Frame | None:
+        """A recent frame by id (the track reports frames after encoding, when newer ones may exist)."""
+        return self._recent.get(frame_id)
+
+    # -- camera -----------------------------------------------------------------------------------------
+
+    def camera_changed(self, pose_id: int | None) -> None:
+        self._camera_version += 1
+        if pose_id is not None:
+            self._pose_id = pose_id
+
+    def camera_json(self) -> dict[str, Any]:
+        c = self.camera
+        return {
+            "position": [round(float(v), 6) for v in c.position],
+            "orientation": [round(float(v), 6) for v in c.orientation],
+            "fov": c.fov,
+            "target": [round(float(v), 6) for v in c.target],
+        }
+
+    async def frame_scene(self, pose_id: int | None = None) -> None:
+        bounds = await self._on_gl(self.scene.bounds)
+        self.camera.frame(bounds, self.width / self.height)
+        self.camera_changed(pose_id)
+
+    @property
+    def pose_id(self) -> int | None:
+        return self._pose_id
+
+    # -- size -------------------------------------------------------------------------------------------
+
+    async def resize(self, width: int, height: int) -> None:
+        if (width, height) == (self.width, self.height):
+            return
+        await self._settle()  # no frame of the old size may become the newest after this
+        await self._on_gl(lambda: self.renderer.resize(width, height))
+        self.width, self.height = width, height
+        self._latest = None
+        self._camera_version += 1
+
+    # -- models -----------------------------------------------------------------------------------------
+
+    async def load(
+        self,
+        url: str,
+        model_id: str | None = None,
+        progress: ProgressSink | None = None,
+        *,
+        preload: bool = False,
+    ) -> LoadedModel:
+        """Load a model into the scene; raises ModelError with the data-channel error code."""
+        model_id = model_id or display_name(url)
+        if model_id in self.models or model_id in self._loading:
+            raise ModelError("ModelAlreadyLoaded", f"a model with id {model_id!r} is already loaded")
+        self._loading.add(model_id)
+        try:
+            return await self._load(url, model_id, progress, preload)
+        finally:
+            self._loading.discard(model_id)
+
+    async def _load(
+        self, url: str, model_id: str, progress: ProgressSink | None, preload: bool
+    ) -> LoadedModel:
+        loop = asyncio.get_running_loop()
+        scene = self.scene  # a reset meanwhile (the client left) must not receive this model
+
+        def report(fraction: float, message: str) -> None:
+            if progress is not None and not self._closed:
+                loop.call_soon_threadsafe(progress, fraction, message)
+
+        def fetch() -> tuple[str, Scene]:
+            # On the load thread: the policy may resolve host names (blocking), the loader blocks.
+            source = self.policy.check(url)
+            cached = self._parsed.get(source)
+            if cached is not None:
+                return source, cached
+            kwargs: dict[str, Any] = {"progress": report, "guard": self.policy.check}
+            if self._max_model_bytes is not None:
+                kwargs["max_bytes"] = self._max_model_bytes
+            return source, load_model(source, **kwargs)
+
+        try:
+            source, parsed = await loop.run_in_executor(self._loads, fetch)
+        except SourceRefused as exc:
+            raise ModelError("ModelSourceRefused", exc.message) from None
+        except ModelLoadError as exc:
+            raise ModelError("ModelLoadFailed", str(exc)) from None
+        if preload:
+            self._parsed[source] = parsed
+
+        def insert() -> LoadedModel:
+            if self.scene is not scene:
+                raise ModelError("ModelLoadFailed", "the scene was reset while the model loaded")
+            roots = scene.add_scene(parsed)
+            return LoadedModel(
+                model_id, url, source, [n.id for n in roots], len(parsed), parsed.polygon_count, preload
+            )
+
+        loaded = await self._on_gl(insert)
+        self.models[model_id] = loaded
+        if len(self.models) == 1:
+            await self.frame_scene()  # the first model: show it whole
+        return loaded
+
+    async def unload(self, model_id: str) -> None:
+        model = self.models.pop(model_id, None)
+        if model is None:
+            raise ModelError("ModelNotFound", f"no model with id {model_id!r} is loaded")
+
+        def remove() -> None:
+            for root in model.roots:
+                if root in self.scene:
+                    self.scene.remove_node(root)
+
+        await self._on_gl(remove)
+
+    async def reset(self) -> None:
+        """A clean slate for the next client: only the preloaded models, untouched, and the default view."""
+        fresh = Scene("session")
+        kept: dict[str, LoadedModel] = {}
+        for model in self.models.values():
+            parsed = self._parsed.get(model.source) if model.preloaded else None
+            if parsed is not None:
+                roots = fresh.add_scene(parsed)
+                kept[model.model_id] = dataclasses.replace(model, roots=[n.id for n in roots])
+
+        def swap() -> None:
+            self.scene = fresh
+            self.renderer.set_scene(fresh)
+
+        await self._on_gl(swap)
+        self.models = kept
+        self.camera = Camera.look_at(_DEFAULT_EYE, (0.0, 0.0, 0.0))
+        self._pose_id = None
+        await self.frame_scene()
+
+    # -- nodes and picking ------------------------------------------------------------------------------
+
+    async def set_node(
+        self,
+        key: int | str,
+        *,
+        transform: list[float] | None,
+        visible: bool | None,
+        color: tuple[float, float, float, float] | None,
+        clear_color: bool,
+    ) -> dict[str, Any]:
+        def edit() -> dict[str, Any]:
+            try:
+                node = self.scene.node(key)
+            except KeyError:
+                raise ModelError("NodeNotFound", f"no node {key!r} in the scene") from None
+            if transform is not None:
+                # glTF matrices are column-major; ours are row-major.
+                node.transform = np.array(transform, dtype=np.float64).reshape(4, 4).T
+            if visible is not None:
+                node.visible = visible
+            if clear_color:
+                node.color = None
+            elif color is not None:
+                try:
+                    node.color = color
+                except ValueError as exc:
+                    raise ModelError("BadMessage", str(exc)) from None
+            return node_json(node)
+
+        return await self._on_gl(edit)
+
+    async def pick(self, x: float, y: float) -> dict[str, Any] | None:
+        camera = self.camera.copy()
+
+        def hit() -> dict[str, Any] | None:
+            found = self.renderer.pick_hit(camera, x * self.width, y * self.height)
+            if found is None or found.node_id not in self.scene:
+                return None
+            node = self.scene.node(found.node_id)
+            return {
+                "node": {"id": node.id, "name": node.name},
+                "position": [round(float(v), 6) for v in found.position],
+            }
+
+        return await self._on_gl(hit)
+
+    async def describe_nodes(self) -> list[dict[str, Any]]:
+        return await self._on_gl(lambda: [node_json(n) for n in self.scene.nodes()])
+
+    # -- stats ------------------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        renderer = self._renderer
+        frames = max(1, self.frames_rendered)
+        return {
+            "renderMs": round(self.render_ms_last, 2),
+            "renderMsAvg": round(self.render_ms_total / frames, 2),
+            "framesRendered": self.frames_rendered,
+            "polygons": self.scene.polygon_count,
+            "polygonsDrawn": renderer.stats.triangles if renderer is not None else 0,
+            "polygonLimit": self.polygon_limit,
+            "limitExceeded": bool(renderer is not None and renderer.limit_exceeded),
+            "limitMessage": renderer.limit_message if renderer is not None else None,
+            "poseId": self._pose_id,
+            "width": self.width,
+            "height": self.height,
+            "glRenderer": self.gl_renderer,
+        }
+
+
+def display_name(url: str) -> str:
+    """A model location without credentials or query string (a SAS token must not reach logs or ids)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() in ("http", "https"):
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    return url
+
+
+def node_json(node: Any) -> dict[str, Any]:
+    return {
+        "id": node.id,
+        "name": node.name,
+        "parent": node.parent,
+        "mesh": node.mesh is not None,
+        "visible": node.visible,
+    }
+
+
+def _log_failure(task: asyncio.Task[Frame]) -> None:
+    # A render ahead that nobody awaited must still have its failure seen (and retrieved).
+    if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, PipelineClosed):
+        log.error("render failed: %s", exc, exc_info=exc)

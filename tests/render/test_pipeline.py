@@ -1,0 +1,157 @@
+"""The render pipeline without WebRTC: frames, render-ahead, camera, models, nodes, picking and reset."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openrr.render.pipeline import ModelError, RenderPipeline
+from openrr.render.sources import ModelSourcePolicy
+from tests.render import fixtures
+
+W, H = 320, 180
+
+
+@pytest.fixture
+async def pipeline(tmp_path: Path) -> AsyncIterator[RenderPipeline]:
+    fixtures.two_node_glb(tmp_path)
+    p = RenderPipeline(W, H, policy=ModelSourcePolicy(roots=(tmp_path,)))
+    await p.start()
+    yield p
+    await p.close()
+
+
+def red(image: np.ndarray) -> int:
+    return int(((image[..., 0] > 150) & (image[..., 1] < 80) & (image[..., 2] < 80)).sum())
+
+
+def blue(image: np.ndarray) -> int:
+    return int(((image[..., 2] > 150) & (image[..., 0] < 80) & (image[..., 1] < 80)).sum())
+
+
+async def test_empty_scene_renders_background(pipeline: RenderPipeline) -> None:
+    frame = await pipeline.latest_frame()
+    assert frame.image.shape == (H, W, 3)
+    assert red(frame.image) == 0 and blue(frame.image) == 0
+
+
+async def test_load_frames_the_model_and_shows_it(pipeline: RenderPipeline) -> None:
+    progress: list[float] = []
+    loaded = await pipeline.load("two_nodes.glb", "m", lambda f, _m: progress.append(f))
+    assert (loaded.nodes, loaded.polygons) == (3, 1292)
+    frame = await pipeline.latest_frame()
+    assert red(frame.image) > 500 and blue(frame.image) > 500
+    # Red box on the left half, blue sphere on the right half.
+    assert red(frame.image[:, : W // 2]) == red(frame.image)
+    assert blue(frame.image[:, W // 2 :]) == blue(frame.image)
+    await pipeline.load("two_nodes.glb", "m2")  # same file, another id: allowed
+    with pytest.raises(ModelError) as err:
+        await pipeline.load("two_nodes.glb", "m")
+    assert err.value.code == "ModelAlreadyLoaded"
+
+
+async def test_unchanged_state_is_not_rendered_again_and_a_camera_move_is(pipeline: RenderPipeline) -> None:
+    await pipeline.load("two_nodes.glb")
+    first = await pipeline.latest_frame()
+    again = await pipeline.latest_frame()
+    assert again.frame_id == first.frame_id  # nothing changed: the same frame is sent again
+    pipeline.camera.orbit(180, 0)
+    pipeline.camera_changed(pose_id=42)
+    moved = await pipeline.latest_frame()
+    assert moved.frame_id > first.frame_id and moved.pose_id == 42
+    # Seen from behind, the box is on the right.
+    assert red(moved.image[:, W // 2 :]) == red(moved.image) > 0
+    info = pipeline.frame_info(moved.frame_id)
+    assert info is not None and info.pose_id == 42 and info.image.size == 0
+
+
+async def test_render_ahead_starts_the_next_frame_when_the_pose_changed_meanwhile(
+    pipeline: RenderPipeline,
+) -> None:
+    await pipeline.load("two_nodes.glb")
+    await pipeline.latest_frame()
+    pipeline.camera.orbit(10, 0)
+    pipeline.camera_changed(1)
+    pending = pipeline.latest_frame()
+    pipeline.camera.orbit(10, 0)  # arrives while frame for pose 1 renders
+    pipeline.camera_changed(2)
+    frame = await pending
+    assert frame.pose_id in (1, 2)
+    newer = await pipeline.latest_frame()  # the render started ahead carries pose 2
+    assert newer.pose_id == 2
+
+
+async def test_bad_sources_and_files_raise_model_errors(pipeline: RenderPipeline, tmp_path: Path) -> None:
+    broken = fixtures.broken_glb(tmp_path)
+    with pytest.raises(ModelError) as err:
+        await pipeline.load("/etc/passwd")
+    assert err.value.code == "ModelSourceRefused"
+    with pytest.raises(ModelError) as err:
+        await pipeline.load(str(broken))
+    assert err.value.code == "ModelLoadFailed"
+    with pytest.raises(ModelError) as err:
+        await pipeline.load("missing.glb")
+    assert err.value.code == "ModelLoadFailed"
+    with pytest.raises(ModelError) as err:
+        await pipeline.unload("nothing")
+    assert err.value.code == "ModelNotFound"
+    assert pipeline.models == {}
+    assert (await pipeline.latest_frame()).image.shape == (H, W, 3)  # still rendering
+
+
+async def test_node_edits_pick_and_unload(pipeline: RenderPipeline) -> None:
+    await pipeline.load("two_nodes.glb", "m")
+    hit = await pipeline.pick(0.3, 0.5)
+    assert hit is not None and hit["node"]["name"] == "RedBox"
+    assert await pipeline.pick(0.5, 0.02) is None
+    node = await pipeline.set_node("RedBox", transform=None, visible=False, color=None, clear_color=False)
+    assert node["visible"] is False
+    assert red((await pipeline.latest_frame()).image) == 0
+    await pipeline.set_node("BlueSphere", transform=None, visible=None, color=(1, 0, 0, 1), clear_color=False)
+    frame = await pipeline.latest_frame()
+    assert blue(frame.image) == 0 and red(frame.image[:, W // 2 :]) > 500
+    with pytest.raises(ModelError) as err:
+        await pipeline.set_node("Nope", transform=None, visible=True, color=None, clear_color=False)
+    assert err.value.code == "NodeNotFound"
+    await pipeline.unload("m")
+    frame = await pipeline.latest_frame()
+    assert red(frame.image) == 0 and blue(frame.image) == 0
+
+
+async def test_reset_keeps_preloaded_models_untouched_and_drops_the_rest(pipeline: RenderPipeline) -> None:
+    await pipeline.load("two_nodes.glb", "pre", preload=True)
+    await pipeline.load("two_nodes.glb", "client")
+    await pipeline.set_node("RedBox", transform=None, visible=False, color=None, clear_color=False)
+    pipeline.camera.orbit(90, 0)
+    pipeline.camera_changed(5)
+    await pipeline.reset()
+    assert list(pipeline.models) == ["pre"]
+    assert pipeline.pose_id is None
+    nodes = await pipeline.describe_nodes()
+    assert [n["name"] for n in nodes] == ["Scene", "BlueSphere", "RedBox"] and all(
+        n["visible"] for n in nodes
+    )
+    frame = await pipeline.latest_frame()
+    assert red(frame.image[:, : W // 2]) > 500
+
+
+async def test_polygon_limit_shows_the_checkerboard_and_says_why(tmp_path: Path) -> None:
+    fixtures.two_node_glb(tmp_path)
+    p = RenderPipeline(W, H, policy=ModelSourcePolicy(roots=(tmp_path,)), polygon_limit=1000)
+    await p.start()
+    try:
+        await p.load("two_nodes.glb")
+        frame = await p.latest_frame()
+        stats = p.stats()
+        assert stats["limitExceeded"] is True and "1000" in stats["limitMessage"].replace(",", "")
+        assert red(frame.image) == 0 and blue(frame.image) == 0
+    finally:
+        await p.close()
+
+
+async def test_resize_changes_the_frame_size(pipeline: RenderPipeline) -> None:
+    await pipeline.resize(640, 360)
+    assert (await pipeline.latest_frame()).image.shape == (360, 640, 3)

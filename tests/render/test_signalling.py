@@ -1,0 +1,129 @@
+"""The offer endpoint: who gets in, what a bad offer gets, and one client at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from openrr.handshake import DATA_CHANNEL_LABEL, OFFER_PATH
+from openrr.render.ice import loopback_host_candidates
+from tests.render import fixtures
+from tests.render.live import LiveServer, live_server
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[LiveServer]:
+    fixtures.two_node_glb(tmp_path)
+    async with live_server(tmp_path, models=("two_nodes.glb",)) as server:
+        yield server
+
+
+async def make_offer() -> RTCPeerConnection:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    pc.createDataChannel(DATA_CHANNEL_LABEL, ordered=True)
+    with loopback_host_candidates():
+        await pc.setLocalDescription(await pc.createOffer())
+    return pc
+
+
+async def post(
+    live: LiveServer, body: Any, token: str | None = None, raw: bytes | None = None
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient() as http:
+        if raw is not None:
+            return await http.post(live.url + OFFER_PATH, content=raw, headers=headers)
+        return await http.post(live.url + OFFER_PATH, json=body, headers=headers)
+
+
+def error_of(resp: httpx.Response) -> tuple[int, str]:
+    body = resp.json()
+    assert set(body) == {"error"} and body["error"]["message"]
+    return resp.status_code, body["error"]["code"]
+
+
+async def test_offers_need_a_valid_token_of_the_sessions_account(live: LiveServer) -> None:
+    body = {"type": "offer", "sdp": "v=0"}
+    assert error_of(await post(live, body)) == (401, "Unauthorized")
+    assert error_of(await post(live, body, "not-a-jwt")) == (401, "Unauthorized")
+    assert error_of(await post(live, body, live.token(lifetime=-60))) == (401, "Unauthorized")
+    other = live.token(account="00000000-0000-0000-0000-0000000000bb")
+    assert error_of(await post(live, body, other)) == (403, "Forbidden")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "answer", "sdp": "v=0"},
+        {"type": "offer"},
+        {"type": "offer", "sdp": ""},
+        {"type": "offer", "sdp": "v=0", "video": {"width": 321}},
+        {"type": "offer", "sdp": "v=0", "video": {"fps": 0}},
+        {"type": "offer", "sdp": "v=0", "video": {"codec": "av1"}},
+        {"type": "offer", "sdp": "v=0", "video": {"colour": "red"}},
+        ["not", "an", "object"],
+        {"type": "offer", "sdp": "this is not SDP"},
+    ],
+)
+async def test_bad_offers_get_400_and_leave_the_server_free(live: LiveServer, body: Any) -> None:
+    assert error_of(await post(live, body, live.token())) == (400, "BadRequest")
+    assert live.server.client is None
+
+
+async def test_invalid_json_gets_400(live: LiveServer) -> None:
+    assert error_of(await post(live, None, live.token(), raw=b"{nope")) == (400, "BadRequest")
+
+
+async def test_an_offer_without_video_is_refused(live: LiveServer) -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.createDataChannel(DATA_CHANNEL_LABEL)
+    with loopback_host_candidates():
+        await pc.setLocalDescription(await pc.createOffer())
+    try:
+        resp = await post(live, {"type": "offer", "sdp": pc.localDescription.sdp}, live.token())
+        assert error_of(resp) == (400, "BadRequest")
+        assert "video" in resp.json()["error"]["message"]
+    finally:
+        await pc.close()
+
+
+async def test_one_client_at_a_time_and_the_next_after_it_left(live: LiveServer) -> None:
+    first = await make_offer()
+    second = await make_offer()
+    try:
+        resp = await post(live, {"type": "offer", "sdp": first.localDescription.sdp}, live.token())
+        assert resp.status_code == 200, resp.text
+        answer = resp.json()
+        assert answer["type"] == "answer" and answer["video"]["codec"] == "h264"
+        assert (answer["video"]["width"], answer["video"]["height"]) == (320, 180)
+        await first.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        for _ in range(200):
+            if first.connectionState == "connected":
+                break
+            await asyncio.sleep(0.05)
+        assert first.connectionState == "connected"
+        refused = await post(live, {"type": "offer", "sdp": second.localDescription.sdp}, live.token())
+        assert error_of(refused) == (409, "ClientAlreadyConnected")
+        await first.close()
+        for _ in range(100):
+            if live.server.client is None:
+                break
+            await asyncio.sleep(0.05)
+        assert live.server.client is None
+        third = await make_offer()
+        try:
+            body = {"type": "offer", "sdp": third.localDescription.sdp, "video": {"codec": "vp8"}}
+            resp = await post(live, body, live.token())
+            assert resp.status_code == 200 and resp.json()["video"]["codec"] == "vp8"
+        finally:
+            await third.close()
+    finally:
+        await first.close()
+        await second.close()
