@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import ssl
 import uuid
 
+import aiohttp.connector
 import httpx
 import pytest
 from azure.core.credentials import AzureKeyCredential
@@ -27,6 +29,10 @@ def _trust(server: OpenRRServer, monkeypatch: pytest.MonkeyPatch) -> None:
     # through the environment (requests reads REQUESTS_CA_BUNDLE, aiohttp/ssl read SSL_CERT_FILE).
     monkeypatch.setenv("SSL_CERT_FILE", str(server.cert))
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.cert))
+    # aiohttp reads SSL_CERT_FILE once, into a context it builds when it is first imported (by pytest's
+    # collection, long before this server's certificate exists): give it a context that trusts it.
+    trusted = ssl.create_default_context(cafile=str(server.cert))
+    monkeypatch.setattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", trusted)
 
 
 def _client_kwargs(server: OpenRRServer) -> dict[str, object]:
