@@ -64,7 +64,7 @@ _HINTS = {
 )
 @click.option("--width", type=click.IntRange(min=16), help="Video width to ask for.")
 @click.option("--height", type=click.IntRange(min=16), help="Video height to ask for.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate to ask for.")
+@click.option("--fps", type=click.IntRange(min=1), help="Frame rate to ask for.")
 @click.option("--bitrate", type=click.IntRange(min=1), help="Video bitrate to ask for, in bit/s.")
 @click.option("--codec", type=click.Choice(["h264", "vp8"], case_sensitive=False), help="Video codec.")
 @click.option(
@@ -84,7 +84,7 @@ def connect(
     snapshot: Path | None,
     width: int | None,
     height: int | None,
-    fps: float | None,
+    fps: int | None,
     bitrate: int | None,
     codec: str | None,
     orbit: float,
@@ -93,7 +93,12 @@ def connect(
     """Connect to a Ready session's render server over WebRTC, receive video and report on it."""
     # The WebRTC stack (aiortc, PyAV) is imported here, not at module level, so other commands and
     # `openrr --help` start without loading it.
-    from openrr.client.stream import RenderConnectError, RenderRequestError, VideoSettings
+    from openrr.client.stream import (
+        RenderConnectError,
+        RenderRequestError,
+        SessionNotReadyError,
+        VideoSettings,
+    )
 
     conn = resolve(
         opts["endpoint"], opts["account_id"], opts["account_key"], opts["ca_cert"], opts["config_path"]
@@ -110,6 +115,8 @@ def connect(
             report, image = asyncio.run(_run(client, session_id, video, frame_count, timeout, orbit))
     except ApiError as exc:
         fail(f"{exc.code}: {exc.message}" if exc.status else exc.message)
+    except SessionNotReadyError as exc:
+        fail(exc.message)
     except RenderConnectError as exc:
         hint = _HINTS.get(exc.code)
         fail(f"{hint}: {exc}" if hint else str(exc))

@@ -6,6 +6,7 @@ its Retry-After, up to ``max_throttle_wait`` seconds in all.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -39,7 +40,9 @@ class ArrClient:
         self.sts_endpoint = (sts_endpoint or endpoint).rstrip("/")
         self.account_id = account_id
         self._key = account_key
-        self._http = httpx.Client(verify=verify, timeout=timeout)
+        # A CA bundle path becomes a context: httpx deprecated verify=<path>.
+        context = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        self._http = httpx.Client(verify=context, timeout=timeout)
         self._token: str | None = None
         self._max_throttle_wait = max_throttle_wait
 

@@ -16,9 +16,11 @@ Typical use::
 Measurements (all on the client's ``time.monotonic()`` clock):
 
 * first-frame time: from the start of :meth:`RenderConnection.open` to the first decoded frame;
-* glass-to-glass latency of a frame: its decode time here minus the server time ``t`` at which rendering
-  of it began, moved onto the client clock with an offset estimated NTP-style from pings (the ping with
-  the smallest round trip wins: its midpoint is the best bound on when the server read its clock);
+* glass-to-glass latency of a picture: its first decode here minus the server time ``t`` at which
+  rendering of it began, moved onto the client clock with an offset estimated NTP-style from pings (the
+  ping with the smallest round trip wins: its midpoint is the best bound on when the server read its
+  clock); repeats of an unchanged picture (same ``frameId``) and pictures rendered before the connection
+  was opened do not count;
 * input → frame latency: from sending a camera request carrying a ``poseId`` to the first decoded frame
   whose ``frame`` message has a ``poseId`` at least that large.
 
@@ -37,7 +39,7 @@ import json
 import math
 import socket
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeGuard
@@ -121,7 +123,7 @@ class VideoSettings:
 
     width: int | None = None
     height: int | None = None
-    fps: float | None = None
+    fps: int | None = None
     bitrate: int | None = None  # bit/s
     codec: Codec | None = None
 
@@ -219,14 +221,27 @@ def best_clock_sample(samples: Iterable[ClockSample]) -> ClockSample | None:
     return min(samples, key=lambda s: s.rtt, default=None)
 
 
-def glass_to_glass_ms(frames: Iterable[Matched], offset: float) -> list[float]:
-    """Per frame: decode time here − start of its rendering on the server, in ms (``offset`` = server −
-    client clock). Frames without a server time are skipped."""
+def glass_to_glass_ms(
+    frames: Iterable[Matched], offset: float, rendered_after: float | None = None
+) -> list[float]:
+    """Per picture: decode time here − start of its rendering on the server, in ms (``offset`` = server −
+    client clock), in arrival order. When nothing changes the server sends its newest picture again (same
+    ``frameId``, same ``t``); only a picture's first arrival counts, since later ones measure how old the
+    picture is, not how long it took to show. For the same reason pictures rendered before
+    ``rendered_after`` (client clock; e.g. the server's picture from before the client connected) are
+    left out, as are frames without a server time."""
     out = []
-    for f in frames:
+    seen: set[Any] = set()
+    for f in sorted(frames, key=lambda m: m.received_at):
         t = f.server_time
-        if t is not None:
-            out.append((f.received_at - (t - offset)) * 1000)
+        frame_id = f.meta.get("frameId")
+        if frame_id is not None:
+            if frame_id in seen:
+                continue
+            seen.add(frame_id)
+        if t is None or (rendered_after is not None and t - offset < rendered_after):
+            continue
+        out.append((f.received_at - (t - offset)) * 1000)
     return out
 
 
@@ -255,7 +270,12 @@ def fps(arrivals: Sequence[float]) -> float | None:
 class FrameLog:
     """Decoded frames and ``frame`` messages by ``pts``, joined in whichever order they arrive.
 
-    Each side keeps its newest ``limit`` entries, so a long connection holds bounded memory.
+    The protocol makes a ``frame`` message's pts equal the pts the receiver decodes, but aiortc's
+    receiver counts from the first RTP timestamp it *decodes*: when the server's first pts is not exactly
+    0 (it is when its first frame was taken, a fraction of a millisecond after its clock started) or the
+    first frame was lost, both sides differ by a constant. :meth:`pts_shift` finds that constant from the
+    newest entries, so the join holds either way. Each side keeps its newest ``limit`` entries, so a long
+    connection holds bounded memory.
     """
 
     def __init__(self, limit: int = 20_000) -> None:
@@ -283,18 +303,38 @@ class FrameLog:
     def arrivals(self, since: float | None = None) -> list[float]:
         return sorted(t for t in self._received.values() if since is None or t >= since)
 
+    def pts_shift(self, sample: int = 32) -> int:
+        """The constant ``c`` with message pts = decoded pts + ``c`` (0 when the server keeps the contract).
+
+        Every pairing of the newest ``sample`` decoded frames with the newest messages votes for its
+        difference; the most votes win and ties go to the smallest shift, which also settles perfectly
+        regular frame intervals (where ``c`` ± one interval would match nearly as often). The contract's
+        0 stands unless another shift has at least three votes and more than twice as many as 0.
+        """
+        received = list(itertools.islice(reversed(self._received), sample))
+        messages = list(itertools.islice(reversed(self._meta), 3 * sample))
+        if not received or not messages:
+            return 0
+        votes = Counter(m - r for r in received for m in messages)
+        shift, count = max(votes.items(), key=lambda kv: (kv[1], -abs(kv[0])))
+        return shift if count >= 3 and count > 2 * votes.get(0, 0) else 0
+
     def matched(self, since: float | None = None) -> list[Matched]:
-        """Decoded frames (received at or after ``since``) that have their ``frame`` message, by arrival."""
+        """Decoded frames (received at or after ``since``) that have their ``frame`` message, by arrival.
+
+        ``Matched.pts`` is the decoded frame's pts."""
+        shift = self.pts_shift()
         out = [
-            Matched(pts, at, self._meta[pts])
+            Matched(pts, at, self._meta[pts + shift])
             for pts, at in self._received.items()
-            if pts in self._meta and (since is None or at >= since)
+            if pts + shift in self._meta and (since is None or at >= since)
         ]
         out.sort(key=lambda m: m.received_at)
         return out
 
     def meta(self, pts: int) -> Mapping[str, Any] | None:
-        return self._meta.get(pts)
+        """The ``frame`` message of the decoded frame with ``pts``, if it came."""
+        return self._meta.get(pts + self.pts_shift())
 
 
 @dataclass(frozen=True)
@@ -310,6 +350,8 @@ class Measurements:
     latency_ms: dict[str, float] | None
     input_latency_ms: dict[str, float] | None
     rtt_ms: dict[str, float] | None
+    # server clock − this machine's wall clock (time.time()): about 0 on one machine when the server
+    # stamps wall-clock times, as openrr's does; the latencies use the monotonic offset underneath.
     clock_offset_ms: float | None
     matched_frames: int
     poses: int
@@ -348,15 +390,16 @@ def offer_error(status: int, body: bytes) -> RenderConnectError:
     """The error for a non-2xx offer answer: the server's ``{"error": {"code", "message"}}`` when the body
     has one, else a code from the status and the start of the body as the message."""
     code = _OFFER_STATUS_CODES.get(status, f"HTTP{status}")
-    text = body[:300].decode("utf-8", "replace").strip()
-    message = text or f"the render server answered HTTP {status}"
+    message = f"the render server answered HTTP {status}"
     try:
         data = json.loads(body)
     except ValueError:
-        data = None
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        code = str(data["error"].get("code") or code)
-        message = str(data["error"].get("message") or message)
+        # Not JSON (a proxy's page, a plain-text error): its start says more than the status alone.
+        message = body[:300].decode("utf-8", "replace").strip() or message
+    else:
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            code = str(data["error"].get("code") or code)
+            message = str(data["error"].get("message") or message)
     return RenderConnectError(status, code, message)
 
 
@@ -465,6 +508,8 @@ class RenderConnection:
         self.frames_received = 0
         self.latest: ReceivedFrame | None = None
         self.ignored_messages = 0
+        #: the reason of the server's ``bye``, once it said goodbye
+        self.bye_reason: str | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------------------
     @property
@@ -507,9 +552,9 @@ class RenderConnection:
                 stage = f"waiting for the answer from {self.url}"
                 answer = await self._post_offer(pc.localDescription.sdp)
                 self.answer_video = dict(answer.get("video") or {})
-                stage = "connecting (ICE/DTLS)"
+                stage = "applying the answer"
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-                stage = "waiting for the server's hello"
+                stage = "connecting (ICE/DTLS) and waiting for the server's hello"
                 await self._until(lambda: self._hello is not None)
         except TimeoutError:
             await self.close()
@@ -564,6 +609,11 @@ class RenderConnection:
     def hello(self) -> dict[str, Any] | None:
         """The server's ``hello`` (protocol, sessionId, video, polygonLimit, models, nodes, camera)."""
         return self._hello
+
+    @property
+    def latest_stats(self) -> dict[str, Any] | None:
+        """The newest ``stats`` message (pushed once a second, or answered to ``stats.get``)."""
+        return self.stats_messages[-1] if self.stats_messages else None
 
     @property
     def codec(self) -> str | None:
@@ -642,6 +692,11 @@ class RenderConnection:
         if kind == "hello":
             self._hello = msg
             self._notify()
+            return
+        if kind == "bye":
+            # The server ends the connection (session stopping): say why instead of "connection closed".
+            self.bye_reason = str(msg.get("reason") or "no reason given")
+            self._on_lost(f"the render server ended the connection: {self.bye_reason}")
             return
         if kind == "stats":
             self.stats_messages.append(msg)
@@ -741,6 +796,7 @@ class RenderConnection:
         sent_at = time.monotonic()
         if kind in _CAMERA_TYPES and isinstance(body.get("poseId"), int):
             self.poses.append((body["poseId"], sent_at))
+            self._pose = max(self._pose, body["poseId"])  # a caller's own ids count too
         timeout = self.timeout if timeout is None else timeout
         try:
             channel.send(text)
@@ -866,7 +922,7 @@ class RenderConnection:
         arrivals = self.log.arrivals(since)
         matched = self.log.matched(since)
         best = best_clock_sample(self.clock_samples)
-        latency = glass_to_glass_ms(matched, best.offset) if best is not None else []
+        latency = glass_to_glass_ms(matched, best.offset, self.started_at) if best is not None else []
         poses = [(p, t) for p, t in self.poses if since is None or t >= since]
         video_bytes = sum(
             int(m.meta["bytes"]) for m in matched if isinstance(m.meta.get("bytes"), int | float)
@@ -895,7 +951,7 @@ class RenderConnection:
             latency_ms=percentiles(latency),
             input_latency_ms=percentiles(input_latencies_ms(poses, matched)),
             rtt_ms=percentiles(s.rtt * 1000 for s in self.clock_samples),
-            clock_offset_ms=best.offset * 1000 if best is not None else None,
+            clock_offset_ms=(best.offset - (time.time() - time.monotonic())) * 1000 if best else None,
             matched_frames=len(matched),
             poses=len(poses),
             video_bytes=video_bytes,

@@ -70,6 +70,7 @@ class ClientConnection:
         self._loads = 0
         self._sent_times: deque[float] = deque(maxlen=256)
         self._rtt_ms: float | None = None
+        self._first_pts: int | None = None
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent()  # the first call only starts the measurement
 
@@ -269,12 +270,16 @@ class ClientConnection:
 
     def _on_frame(self, sent: SentFrame) -> None:
         self._sent_times.append(sent.captured_at)
+        if self._first_pts is None:
+            self._first_pts = sent.pts
         info = self.pipeline.frame_info(sent.frame_id)
         self.send(
             protocol.message(
                 "frame",
                 frameId=sent.frame_id,
-                pts=sent.pts,
+                # Receivers count RTP time from their first frame: so do we (the track's pts start a
+                # few ms after its clock does).
+                pts=sent.pts - self._first_pts,
                 poseId=info.pose_id if info else None,
                 t=round(info.started, 6) if info else None,
                 renderMs=round(info.render_ms, 2) if info else None,

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
+from aiortc.mediastreams import MediaStreamError
 from numpy.typing import NDArray
 
 from openrr.render.camera import Camera
@@ -85,8 +86,8 @@ class ModelError(Exception):
         self.message = message
 
 
-class PipelineClosed(Exception):
-    """The pipeline was closed (the server is stopping)."""
+class PipelineClosed(MediaStreamError):
+    """The pipeline was closed (the server is stopping); as a ``MediaStreamError`` it ends the track."""
 
 
 ProgressSink = Callable[[float, str], None]

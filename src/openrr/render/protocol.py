@@ -27,6 +27,8 @@ codec}, ``polygonLimit`` (null: unlimited), ``models`` [{modelId, url, nodes, po
 frame an aiortc or browser receiver decodes), ``poseId`` (newest pose rendered into it, or null), ``t``
 (server clock, seconds, when rendering of the frame began), ``renderMs``, ``encodeMs``, ``keyframe``,
 ``bytes``. With ``pong.serverTime`` a client estimates the clock offset and from it glass-to-glass latency.
+An unchanged picture is not rendered again but sent again, with the same ``frameId`` and ``t``: count
+latency at a ``frameId``'s first arrival only.
 
 ``stats``: ``frames``, ``fps``, ``frameMs`` (render + encode), ``renderMs``, ``encodeMs``, ``bitrate``
 (bit/s sent over the last second), ``targetBitrate``, ``polygons``, ``polygonsDrawn``, ``limitExceeded``
