@@ -40,6 +40,33 @@ PORT_RANGE = (49152, 65534)
 
 
 @dataclasses.dataclass(frozen=True)
+class RenderSettings:
+    """The render-server settings of ``openrr serve``, the same for every session it starts."""
+
+    # Where models may come from (see ``openrr.render.sources``): local files only under these roots;
+    # http(s) URLs only to public addresses unless private ones are allowed.
+    model_roots: tuple[str, ...] = ()
+    allow_private_model_urls: bool = False
+    # Video settings a client gets when its offer asks for none.
+    video_width: int = 1280
+    video_height: int = 720
+    video_fps: float = 30.0
+    video_bitrate: int = 3_000_000
+    # STUN/TURN for real networks (``openrr.render.ice.IceSettings``).
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_username: str | None = None
+    turn_credential: str | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RenderSettings:
+        fields = dict(data)
+        for key in ("model_roots", "stun_urls", "turn_urls"):
+            fields[key] = tuple(fields.get(key) or ())
+        return cls(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
 class RenderSpec:
     account_id: str
     session_id: str
@@ -54,22 +81,10 @@ class RenderSpec:
     callback_ca: str | None
     token_public_key: str
     ready_deadline_s: float
-    # Where models may come from (see ``openrr.render.sources``): local files only under these roots;
-    # http(s) URLs only to public addresses unless private ones are allowed.
-    model_roots: tuple[str, ...] = ()
-    allow_private_model_urls: bool = False
-    # Triangles a session may show before the checkerboard replaces the scene; None is unlimited.
+    # What every render server of this control plane shares (``openrr serve``'s options).
+    settings: RenderSettings = dataclasses.field(default_factory=lambda: RenderSettings())
+    # Triangles this session may show before the checkerboard replaces the scene; None is unlimited.
     polygon_limit: int | None = None
-    # Video settings a client gets when its offer asks for none.
-    video_width: int = 1280
-    video_height: int = 720
-    video_fps: float = 30.0
-    video_bitrate: int = 3_000_000
-    # STUN/TURN for real networks (``openrr.render.ice.IceSettings``).
-    stun_urls: tuple[str, ...] = ()
-    turn_urls: tuple[str, ...] = ()
-    turn_username: str | None = None
-    turn_credential: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -77,8 +92,8 @@ class RenderSpec:
     @classmethod
     def from_json(cls, text: str) -> RenderSpec:
         data: dict[str, Any] = json.loads(text)
-        for key in ("models", "model_roots", "stun_urls", "turn_urls"):
-            data[key] = tuple(data.get(key) or ())
+        data["models"] = tuple(data.get("models") or ())
+        data["settings"] = RenderSettings.from_json(data.get("settings") or {})
         return cls(**data)
 
 

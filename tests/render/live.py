@@ -15,7 +15,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from openrr.handshake import RenderSpec
+from openrr.handshake import RenderSettings, RenderSpec
 from openrr.render.server import RenderServer
 
 ACCOUNT = "00000000-0000-0000-0000-0000000000aa"
@@ -56,9 +56,7 @@ async def live_server(model_root: Path, **spec_fields: Any) -> AsyncIterator[Liv
         "callback_ca": None,
         "token_public_key": public.decode(),
         "ready_deadline_s": 5.0,
-        "model_roots": (str(model_root),),
-        "video_width": 320,
-        "video_height": 180,
+        "settings": RenderSettings(model_roots=(str(model_root),), video_width=320, video_height=180),
     }
     fields.update(spec_fields)
     server = RenderServer(RenderSpec(**fields))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openrr.handshake import RenderSpec
+from openrr.handshake import RenderSettings, RenderSpec
 from openrr.render.sources import ModelSourcePolicy, SourceRefused
 
 PUBLIC_IP = "93.184.216.34"
@@ -298,8 +298,7 @@ def test_from_spec_and_describe(root: Path) -> None:
         callback_ca=None,
         token_public_key="k",
         ready_deadline_s=60,
-        model_roots=(str(root),),
-        allow_private_model_urls=True,
+        settings=RenderSettings(model_roots=(str(root),), allow_private_model_urls=True),
     )
     policy = ModelSourcePolicy.from_spec(RenderSpec.from_json(spec.to_json()))
     assert policy == ModelSourcePolicy(roots=(root,), allow_private_urls=True)

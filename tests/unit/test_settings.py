@@ -197,18 +197,19 @@ async def test_render_spec_carries_the_settings(
         await rt.sessions.create(account.account_id, "premium-one", Size.PREMIUM, 30)
         await fake_host.settle()
         spec = RenderSpec.from_json(fake_host.server("standard-one").spec.to_json())  # as the server sees it
-        assert spec.model_roots == (str(models.resolve()),)
-        assert spec.allow_private_model_urls is True
+        render = spec.settings
+        assert render.model_roots == (str(models.resolve()),)
+        assert render.allow_private_model_urls is True
         assert spec.polygon_limit == 1000
-        assert (spec.video_width, spec.video_height, spec.video_fps, spec.video_bitrate) == (
+        assert (render.video_width, render.video_height, render.video_fps, render.video_bitrate) == (
             640,
             480,
             24,
             1_000_000,
         )
-        assert spec.stun_urls == ("stun:stun.example.org",)
-        assert spec.turn_urls == ("turn:turn.example.org:3478?transport=udp",)
-        assert (spec.turn_username, spec.turn_credential) == ("user", "pass")
+        assert render.stun_urls == ("stun:stun.example.org",)
+        assert render.turn_urls == ("turn:turn.example.org:3478?transport=udp",)
+        assert (render.turn_username, render.turn_credential) == ("user", "pass")
         assert fake_host.server("premium-one").spec.polygon_limit is None
     finally:
         await rt.close()
@@ -219,5 +220,5 @@ async def test_default_model_root_is_absolute_in_the_spec(runtime: Runtime, fake
     await runtime.sessions.create(account.account_id, "s", Size.STANDARD, 30)
     await fake_host.settle()
     spec = fake_host.server("s").spec
-    assert spec.model_roots == (str(runtime.settings.default_model_root.resolve()),)
-    assert Path(spec.model_roots[0]).is_absolute() and spec.polygon_limit == 20_000_000
+    assert spec.settings.model_roots == (str(runtime.settings.default_model_root.resolve()),)
+    assert Path(spec.settings.model_roots[0]).is_absolute() and spec.polygon_limit == 20_000_000

@@ -111,14 +111,14 @@ class RenderServer:
         self.started = time.monotonic()
         self.stopping = asyncio.Event()
         self.ice = IceSettings(
-            stun_urls=spec.stun_urls,
-            turn_urls=spec.turn_urls,
-            turn_username=spec.turn_username,
-            turn_credential=spec.turn_credential,
+            stun_urls=spec.settings.stun_urls,
+            turn_urls=spec.settings.turn_urls,
+            turn_username=spec.settings.turn_username,
+            turn_credential=spec.settings.turn_credential,
         )
         self.pipeline = RenderPipeline(
-            spec.video_width,
-            spec.video_height,
+            spec.settings.video_width,
+            spec.settings.video_height,
             policy=ModelSourcePolicy.from_spec(spec),
             polygon_limit=spec.polygon_limit,
         )
@@ -187,23 +187,23 @@ class RenderServer:
                     "Another client is connected to this session; only one client can be connected at a "
                     "time.",
                 )
-            spec, video = self.spec, body.video
-            width = video.width or spec.video_width
-            height = video.height or spec.video_height
+            defaults, video = self.spec.settings, body.video
+            width = video.width or defaults.video_width
+            height = video.height or defaults.video_height
             encoder = EncoderConfig(
                 codec="vp8" if video.codec == "vp8" else "h264",
                 width=width,
                 height=height,
-                fps=video.fps or round(spec.video_fps),
-                bitrate=video.bitrate or spec.video_bitrate,
+                fps=video.fps or round(defaults.video_fps),
+                bitrate=video.bitrate or defaults.video_bitrate,
             )
             await self.pipeline.resize(width, height)
             client = ClientConnection(
-                session_id=spec.session_id,
+                session_id=self.spec.session_id,
                 pipeline=self.pipeline,
                 encoder=encoder,
                 ice=self.ice,
-                loopback=is_loopback(spec.advertise_host),
+                loopback=is_loopback(self.spec.advertise_host),
             )
             try:
                 sdp = await client.answer(body.sdp)

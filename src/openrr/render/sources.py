@@ -66,8 +66,8 @@ class ModelSourcePolicy:
     @classmethod
     def from_spec(cls, spec: RenderSpec) -> ModelSourcePolicy:
         return cls(
-            roots=tuple(Path(root) for root in spec.model_roots),
-            allow_private_urls=spec.allow_private_model_urls,
+            roots=tuple(Path(root) for root in spec.settings.model_roots),
+            allow_private_urls=spec.settings.allow_private_model_urls,
         )
 
     def describe(self) -> str:

@@ -11,6 +11,7 @@ import logging
 from openrr.config import Settings
 from openrr.domain.clock import Clock, SystemClock
 from openrr.domain.session import Size
+from openrr.handshake import RenderSettings
 from openrr.hosts.base import Host
 from openrr.hosts.local import LocalHost
 from openrr.services.accounts import AccountService
@@ -58,18 +59,20 @@ class Runtime:
             start_timeout_s=settings.start_timeout,
             stop_grace_s=settings.stop_grace,
             teraflops={Size.STANDARD: settings.teraflops_standard, Size.PREMIUM: settings.teraflops_premium},
-            # Absolute: the render server must not depend on the control plane's working directory.
-            model_roots=tuple(str(root.resolve()) for root in settings.model_roots),
-            allow_private_model_urls=settings.allow_private_model_urls,
+            render=RenderSettings(
+                # Absolute: the render server must not depend on the control plane's working directory.
+                model_roots=tuple(str(root.resolve()) for root in settings.model_roots),
+                allow_private_model_urls=settings.allow_private_model_urls,
+                video_width=settings.video_width,
+                video_height=settings.video_height,
+                video_fps=settings.video_fps,
+                video_bitrate=settings.video_bitrate,
+                stun_urls=settings.stun_urls,
+                turn_urls=settings.turn_urls,
+                turn_username=settings.turn_username,
+                turn_credential=settings.turn_credential,
+            ),
             polygon_limits={Size.STANDARD: settings.standard_polygon_limit},  # Premium: unlimited, as in ARR
-            video_width=settings.video_width,
-            video_height=settings.video_height,
-            video_fps=settings.video_fps,
-            video_bitrate=settings.video_bitrate,
-            stun_urls=settings.stun_urls,
-            turn_urls=settings.turn_urls,
-            turn_username=settings.turn_username,
-            turn_credential=settings.turn_credential,
         )
         return cls(
             settings=settings,

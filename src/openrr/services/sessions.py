@@ -29,7 +29,7 @@ from openrr.domain.session import (
     check_create_lease,
 )
 from openrr.errors import Conflict, HostError, NotFound, TryAgain, Unprocessable
-from openrr.handshake import ReadyReport, RenderSpec
+from openrr.handshake import ReadyReport, RenderSettings, RenderSpec
 from openrr.hosts.base import Host
 from openrr.services.tokens import TokenIssuer
 from openrr.store.base import StaleWrite, Store
@@ -51,19 +51,10 @@ class SessionConfig:
     teraflops: dict[Size, float] = dataclasses.field(
         default_factory=lambda: {Size.STANDARD: 8.1, Size.PREMIUM: 16.2}
     )
-    # Passed through to every render server (see RenderSpec). A size missing from polygon_limits, like
-    # Premium, is unlimited.
-    model_roots: tuple[str, ...] = ()
-    allow_private_model_urls: bool = False
+    # Passed through to every render server (see RenderSpec).
+    render: RenderSettings = dataclasses.field(default_factory=RenderSettings)
+    # A size missing here, like Premium, is unlimited.
     polygon_limits: dict[Size, int] = dataclasses.field(default_factory=lambda: {Size.STANDARD: 20_000_000})
-    video_width: int = 1280
-    video_height: int = 720
-    video_fps: float = 30.0
-    video_bitrate: int = 3_000_000
-    stun_urls: tuple[str, ...] = ()
-    turn_urls: tuple[str, ...] = ()
-    turn_username: str | None = None
-    turn_credential: str | None = dataclasses.field(default=None, repr=False)
 
 
 class SessionService:
@@ -166,17 +157,8 @@ class SessionService:
             callback_ca=cfg.callback_ca,
             token_public_key=self._tokens.public_pem,
             ready_deadline_s=cfg.start_timeout_s,
-            model_roots=cfg.model_roots,
-            allow_private_model_urls=cfg.allow_private_model_urls,
+            settings=cfg.render,
             polygon_limit=cfg.polygon_limits.get(session.size),
-            video_width=cfg.video_width,
-            video_height=cfg.video_height,
-            video_fps=cfg.video_fps,
-            video_bitrate=cfg.video_bitrate,
-            stun_urls=cfg.stun_urls,
-            turn_urls=cfg.turn_urls,
-            turn_username=cfg.turn_username,
-            turn_credential=cfg.turn_credential,
         )
         try:
             handle = await self._host.start(spec)
