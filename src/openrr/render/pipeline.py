@@ -321,7 +321,8 @@ class RenderPipeline:
         except SourceRefused as exc:
             raise ModelError("ModelSourceRefused", exc.message) from None
         except ModelLoadError as exc:
-            raise ModelError("ModelLoadFailed", str(exc)) from None
+            # Name the model as the client did, not by where it resolved to on this machine.
+            raise ModelError("ModelLoadFailed", _relative_to_roots(str(exc), self.policy)) from None
         if preload:
             self._parsed[source] = parsed
 
@@ -440,6 +441,13 @@ class RenderPipeline:
             "height": self.height,
             "glRenderer": self.gl_renderer,
         }
+
+
+def _relative_to_roots(message: str, policy: ModelSourcePolicy) -> str:
+    for root in policy.roots:  # resolved paths inside a root become relative to it
+        for form in {str(root), str(root.resolve())}:
+            message = message.replace(form.rstrip("/") + "/", "")
+    return message
 
 
 def display_name(url: str) -> str:
