@@ -206,6 +206,10 @@ def test_openrr_connect_reports_frames_and_saves_a_snapshot(
         "--json",
         "--snapshot",
         str(snapshot),
+        "--load",
+        "two_nodes.glb",
+        "--orbit",
+        "60",
         "--config",
         str(streaming_server.config_path),
         "--ca-cert",
@@ -215,6 +219,8 @@ def test_openrr_connect_reports_frames_and_saves_a_snapshot(
     report = json.loads(done.stdout)
     assert report["frames"] >= 20 and (report["width"], report["height"]) == (W, H)
     assert report["firstFrameSeconds"] > 0
+    assert report["loaded"] == [{"modelId": "two_nodes.glb", "nodes": 3, "polygons": 1292}]
+    assert report["inputLatencyMs"]["p50"] > 0 and report["latencyMs"]["p50"] > 0
     with Image.open(snapshot) as picture:
         assert picture.size == (W, H)
 

@@ -5,6 +5,10 @@ The command looks the session up through the REST API (it must be Ready), offers
 receives ``--frames`` video frames and prints what it measured: fps, resolution, codec, time to the first
 frame, glass-to-glass latency, data-channel round trip and, with ``--orbit``, input → frame latency.
 
+``--load MODEL`` (repeatable) loads models after connecting (a path inside the server's model roots or
+an http(s) URL), showing their progress on stderr, before the frames are counted; the camera frames the
+first one. They stay loaded until this client leaves.
+
 ``--orbit DEG`` is off by default so that connecting only looks and leaves the session's camera where it
 is. With it, the camera orbits DEG degrees per second in ten ``camera.orbit`` steps a second, each with a
 ``poseId``, and every step's time to the first frame showing it is measured.
@@ -76,6 +80,13 @@ _HINTS = {
     help="Orbit the camera DEG degrees per second while receiving, to measure input → frame latency "
     "(0: leave the camera alone).",
 )
+@click.option(
+    "--load",
+    "models",
+    multiple=True,
+    metavar="MODEL",
+    help="Load this model after connecting (repeatable): a path in the server's model roots or a URL.",
+)
 def connect(
     session_id: str,
     frame_count: int,
@@ -88,6 +99,7 @@ def connect(
     bitrate: int | None,
     codec: str | None,
     orbit: float,
+    models: tuple[str, ...],
     **opts: Any,
 ) -> None:
     """Connect to a Ready session's render server over WebRTC, receive video and report on it."""
@@ -112,7 +124,9 @@ def connect(
     )
     try:
         with conn.client() as client:
-            report, image = asyncio.run(_run(client, session_id, video, frame_count, timeout, orbit))
+            report, image = asyncio.run(
+                _run(client, session_id, video, frame_count, timeout, orbit, models, as_json)
+            )
     except ApiError as exc:
         fail(f"{exc.code}: {exc.message}" if exc.status else exc.message)
     except SessionNotReadyError as exc:
@@ -122,6 +136,8 @@ def connect(
         fail(f"{hint}: {exc}" if hint else str(exc))
     except RenderRequestError as exc:
         fail(f"the render server refused a request: {exc}")
+    except KeyboardInterrupt:
+        fail("interrupted")
     except TimeoutError as exc:
         fail(str(exc) or f"timed out after {timeout:g} s")
     if snapshot is not None:
@@ -147,12 +163,17 @@ async def _run(
     frame_count: int,
     timeout: float,
     orbit: float,
+    models: tuple[str, ...] = (),
+    quiet: bool = False,
 ) -> tuple[dict[str, Any], Any]:
     from openrr.client.stream import RenderRequestError, connect_session
 
     rc = await connect_session(client, session_id, video=video, timeout=timeout)
     background: list[asyncio.Task[None]] = []
+    loaded: list[dict[str, Any]] = []
     try:
+        for model in models:
+            loaded.append(await _load(rc, model, quiet))
         await rc.sync_clock(5)
         try:
             await rc.wait_frames(1, timeout)
@@ -200,9 +221,25 @@ async def _run(
         **measured.to_json(),
         "video": rc.answer_video,
         "orbitDegreesPerSecond": orbit or None,
+        "loaded": [{k: m[k] for k in ("modelId", "nodes", "polygons") if k in m} for m in loaded],
         "server": _server_summary(server),
     }
     return report, image
+
+
+async def _load(rc: RenderConnection, model: str, quiet: bool) -> dict[str, Any]:
+    from rich.console import Console
+
+    err = Console(stderr=True)
+
+    def progress(message: dict[str, Any]) -> None:
+        if not quiet:
+            err.print(f"loading {model}: {message.get('fraction', 0):.0%} {message.get('message', '')}")
+
+    loaded = await rc.load_model(model, on_progress=progress)
+    if not quiet:
+        err.print(f"loaded {model}: {loaded.get('nodes')} nodes, {loaded.get('polygons')} polygons")
+    return loaded
 
 
 async def _keep_pinging(rc: RenderConnection) -> None:
