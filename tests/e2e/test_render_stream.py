@@ -23,6 +23,7 @@ from openrr.client.rest import ArrClient
 from openrr.client.stream import RenderConnectError, RenderConnection, RenderRequestError, connect_session
 from openrr.render.camera import Camera
 from openrr.render.loader import load_model
+from openrr.render.pipeline import is_software
 from openrr.render.renderer import Renderer
 from tests.e2e.checks import wait_gone
 from tests.e2e.server import OpenRRServer
@@ -84,7 +85,8 @@ def offline(models: Path, camera_json: dict[str, Any]) -> NDArray[np.uint8]:
     """The frame the server should be sending: same model, same renderer, same camera."""
     scene = load_model(models / "two_nodes.glb")
     camera = camera_of(camera_json)
-    with Renderer(W, H, fxaa=True) as renderer:
+    with Renderer(W, H) as renderer:
+        renderer.fxaa = not is_software(renderer.gl_renderer)  # as the render server decides
         renderer.set_scene(scene)
         return renderer.render(camera)
 

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from openrr.render import shaders
 from openrr.render.camera import Camera, boxes_in_frustum, frustum_planes
+from openrr.render.glcalls import GLCalls
 from openrr.render.picking import Picker, PickHit, PickItem, pick_matrix
 from openrr.render.scene import F64, Material, Mesh, Primitive, Scene, WorldState
 from openrr.render.shaders import Background, DirectionalLight, Hemisphere, default_lights
@@ -75,6 +76,7 @@ class Renderer:
         settings: dict[str, Any] = {"backend": "egl", "device_index": device_index}
         self.ctx = moderngl.create_context(standalone=True, require=330, **settings)
         self.gl_renderer = str(self.ctx.info["GL_RENDERER"])
+        self._calls = GLCalls.load()  # draw and read back without holding the GIL (see glcalls.py)
         self.polygon_limit = polygon_limit
         self.fxaa = fxaa
         self.background = Background()
@@ -233,7 +235,11 @@ class Renderer:
             self._fullscreen(self._fxaa)
             target = self._post
         frame = np.empty((self.height, self.width, 3), dtype=np.uint8)
-        target.read_into(frame, components=3, alignment=1)
+        if self._calls is not None:
+            target.use()  # bound for reading; the wait for the rasterizer happens without the GIL
+            self._calls.read_rgb(frame)
+        else:
+            target.read_into(frame, components=3, alignment=1)
         self.stats.frame_ms = (time.perf_counter() - start) * 1000.0
         return frame
 
@@ -317,7 +323,10 @@ class Renderer:
                 if culling != (cull := not material.double_sided):
                     (ctx.enable if cull else ctx.disable)(moderngl.CULL_FACE)
                     culling = cull
-                gpu.vao.render(moderngl.TRIANGLES)
+                if self._calls is not None:
+                    self._calls.draw_triangles(gpu.program, gpu.vao, gpu.primitive.indices.size)
+                else:
+                    gpu.vao.render(moderngl.TRIANGLES)
                 self.stats.draw_calls += 1
                 self.stats.triangles += gpu.primitive.triangle_count
         self._fbo.depth_mask = True
