@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from openrr.render import pipeline as pipeline_module
 from openrr.render.pipeline import ModelError, RenderPipeline
 from openrr.render.sources import ModelSourcePolicy
 from tests.render import fixtures
@@ -155,3 +158,28 @@ async def test_polygon_limit_shows_the_checkerboard_and_says_why(tmp_path: Path)
 async def test_resize_changes_the_frame_size(pipeline: RenderPipeline) -> None:
     await pipeline.resize(640, 360)
     assert (await pipeline.latest_frame()).image.shape == (360, 640, 3)
+
+
+async def test_an_unchanged_picture_slows_down_until_something_changes(
+    pipeline: RenderPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline_module, "SETTLE_S", 0.0)
+    monkeypatch.setattr(pipeline_module, "IDLE_FRAME_INTERVAL_S", 0.4)
+    await pipeline.load("two_nodes.glb")
+    _, first = await pipeline.next_frame()
+    started = time.monotonic()
+    _, again = await pipeline.next_frame()  # nothing changed: waits the idle interval
+    assert again == first and time.monotonic() - started >= 0.35
+
+    monkeypatch.setattr(pipeline_module, "IDLE_FRAME_INTERVAL_S", 30.0)
+
+    async def move() -> None:
+        await asyncio.sleep(0.1)
+        pipeline.camera.orbit(20, 0)
+        pipeline.camera_changed(9)
+
+    mover = asyncio.create_task(move())
+    started = time.monotonic()
+    _, moved = await pipeline.next_frame()  # woken by the change, long before the interval
+    await mover
+    assert moved != first and time.monotonic() - started < 5

@@ -11,7 +11,8 @@ frame and immediately starts rendering the next one from the newest camera pose,
 N+1 overlaps encoding frame N (on a 2-core machine: one core each). If the camera and scene have not
 changed since the newest frame, nothing is rendered and that frame is sent again (cheap to encode).
 If the render in flight is not done yet, the track waits for it: fps then follows the render rate
-instead of repeating stale frames that cost encoder time.
+instead of repeating stale frames that cost encoder time. A picture that stays unchanged is sent at the
+full rate for a moment, then five times a second until the next change (see ``next_frame``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ T = TypeVar("T")
 # The default view: a little above and in front of the scene, looking at its centre (then framed).
 _DEFAULT_EYE = (0.0, 0.6, 3.0)
 _RECENT_FRAMES = 8
+SETTLE_S = 0.5
+IDLE_FRAME_INTERVAL_S = 0.2
 _NO_IMAGE: NDArray[np.uint8] = np.zeros((0, 0, 3), dtype=np.uint8)
 
 
@@ -126,6 +129,9 @@ class RenderPipeline:
         self._recent: OrderedDict[int, Frame] = OrderedDict()
         self._latest_version: tuple[int, ...] | None = None
         self._inflight: asyncio.Task[Frame] | None = None
+        self._changed = asyncio.Event()
+        self._last_sent_id = -1
+        self._last_new_frame = float("-inf")
         self._closed = False
         self.gl_renderer = ""
         # stats
@@ -211,9 +217,34 @@ class RenderPipeline:
         return task
 
     async def next_frame(self) -> tuple[NDArray[np.uint8], int]:
-        """The track's ``FrameSource``: the newest frame, and the next one set rendering."""
+        """The track's ``FrameSource``: the newest frame, and the next one set rendering.
+
+        A picture that stopped changing is sent at the full frame rate for ``SETTLE_S`` (the encoder
+        refines it), then only every ``IDLE_FRAME_INTERVAL_S`` until something changes: a still session
+        costs almost nothing, and a change is rendered and sent at once, without waiting for a slot.
+        """
+        loop = asyncio.get_running_loop()
+        self._changed.clear()
+        if self._unchanged() and loop.time() - self._last_new_frame > SETTLE_S:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), IDLE_FRAME_INTERVAL_S)
         frame = await self.latest_frame()
+        if frame.frame_id != self._last_sent_id:
+            self._last_sent_id = frame.frame_id
+            self._last_new_frame = loop.time()
         return frame.image, frame.frame_id
+
+    def _unchanged(self) -> bool:
+        inflight = self._inflight
+        return (
+            self._latest is not None
+            and (inflight is None or inflight.done())
+            and self._latest_version == self._version()
+        )
+
+    def _touch(self) -> None:
+        """Something in the picture changed: wake a track waiting on an unchanged picture."""
+        self._changed.set()
 
     async def latest_frame(self) -> Frame:
         """The newest frame; see the module doc for when this waits for a render."""
@@ -248,6 +279,7 @@ class RenderPipeline:
         self._camera_version += 1
         if pose_id is not None:
             self._pose_id = pose_id
+        self._touch()
 
     def camera_json(self) -> dict[str, Any]:
         c = self.camera
@@ -277,6 +309,7 @@ class RenderPipeline:
         self.width, self.height = width, height
         self._latest = None
         self._camera_version += 1
+        self._touch()
 
     # -- models -----------------------------------------------------------------------------------------
 
@@ -338,6 +371,7 @@ class RenderPipeline:
             )
 
         loaded = await self._on_gl(insert)
+        self._touch()
         self.models[model_id] = loaded
         if len(self.models) == 1:
             await self.frame_scene()  # the first model: show it whole
@@ -354,6 +388,7 @@ class RenderPipeline:
                     self.scene.remove_node(root)
 
         await self._on_gl(remove)
+        self._touch()
 
     async def reset(self) -> None:
         """A clean slate for the next client: only the preloaded models, untouched, and the default view."""
@@ -370,6 +405,7 @@ class RenderPipeline:
             self.renderer.set_scene(fresh)
 
         await self._on_gl(swap)
+        self._touch()
         self.models = kept
         self.camera = Camera.look_at(_DEFAULT_EYE, (0.0, 0.0, 0.0))
         self._pose_id = None
@@ -405,7 +441,9 @@ class RenderPipeline:
                     raise ModelError("BadMessage", str(exc)) from None
             return node_json(node)
 
-        return await self._on_gl(edit)
+        node = await self._on_gl(edit)
+        self._touch()
+        return node
 
     async def pick(self, x: float, y: float) -> dict[str, Any] | None:
         camera = self.camera.copy()

@@ -82,7 +82,8 @@ class Renderer:
         self.background = Background()
         self.lights: list[DirectionalLight] = default_lights()
         self.ambient = Hemisphere()
-        self.stats = RenderStats()
+        self.stats = RenderStats()  # of the last finished frame (read from other threads)
+        self._stats = RenderStats()  # of the frame being drawn
         self.limit_exceeded = False
         self.limit_message: str | None = None
         self._scene: Scene | None = None
@@ -218,7 +219,7 @@ class Renderer:
     def render(self, camera: Camera) -> NDArray[np.uint8]:
         """Draw the scene and return the frame: RGB uint8, shape (height, width, 3), top row first."""
         start = time.perf_counter()
-        self.stats = RenderStats()
+        self._stats = RenderStats()
         self._sync()
         self._fbo.use()
         self._draw_background()
@@ -240,7 +241,8 @@ class Renderer:
             self._calls.read_rgb(frame)
         else:
             target.read_into(frame, components=3, alignment=1)
-        self.stats.frame_ms = (time.perf_counter() - start) * 1000.0
+        self._stats.frame_ms = (time.perf_counter() - start) * 1000.0
+        self.stats = self._stats
         return frame
 
     def _draw_background(self) -> None:
@@ -261,7 +263,7 @@ class Renderer:
         ctx = self.ctx
         view_projection = self._view_projection(camera, state)
         rows = self._candidates(state, view_projection)
-        self.stats.nodes_culled = int((state.has_mesh & state.visible).sum()) - len(rows)
+        self._stats.nodes_culled = int((state.has_mesh & state.visible).sum()) - len(rows)
         worlds = state.world[rows]
         models = np.ascontiguousarray(worlds.transpose(0, 2, 1), dtype=np.float32)  # column-major for GL
         normals = np.ascontiguousarray(
@@ -327,11 +329,11 @@ class Renderer:
                     self._calls.draw_triangles(gpu.program, gpu.vao, gpu.primitive.indices.size)
                 else:
                     gpu.vao.render(moderngl.TRIANGLES)
-                self.stats.draw_calls += 1
-                self.stats.triangles += gpu.primitive.triangle_count
+                self._stats.draw_calls += 1
+                self._stats.triangles += gpu.primitive.triangle_count
         self._fbo.depth_mask = True
         ctx.disable(moderngl.BLEND)
-        self.stats.nodes_drawn = len(rows)
+        self._stats.nodes_drawn = len(rows)
 
     # -- picking ---------------------------------------------------------------------------------------
 
