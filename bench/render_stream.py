@@ -4,8 +4,8 @@ A real `openrr serve` (HTTPS, loopback) starts one real render server per sessio
 `openrr.client.stream` in this process, receiving and decoding the H.264 stream at 1280x720. Per model a
 v1 session preloads the GLB, and then, on one connection:
 
-* static window (8 s): the camera stays put; the server sends its unchanged picture again, so the
-  decoded fps shows the video pacing, not rendering;
+* static window (8 s): the camera stays put; after a short settle the server sends its unchanged
+  picture five times a second, so the decoded fps and CPU show what a still session costs;
 * moving window (10 s): `camera.orbit` steps of 1° with pose ids are sent 30 times a second (fired
   without waiting for each ack, so the cadence holds under load), so every frame must be rendered anew.
   Decoded fps, new pictures per second, glass-to-glass and input → frame latency, and the CPU time of the
