@@ -29,6 +29,7 @@ from openrr.handshake import DATA_CHANNEL_LABEL, PROTOCOL
 from openrr.render import protocol
 from openrr.render.encoder import Codec, EncoderConfig
 from openrr.render.ice import IceSettings, loopback_host_candidates
+from openrr.render.inspector import Tracer
 from openrr.render.pipeline import ModelError, PipelineClosed, RenderPipeline
 from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track, negotiated_codec
 
@@ -52,12 +53,14 @@ class ClientConnection:
         encoder: EncoderConfig,
         ice: IceSettings,
         loopback: bool,
+        tracer: Tracer | None = None,
     ) -> None:
         self.session_id = session_id
         self.pipeline = pipeline
         self.encoder = encoder
         self.ice = ice
         self.loopback = loopback
+        self.tracer = tracer  # the inspector's timing capture: frames, commands, connect/disconnect
         self.pc = RTCPeerConnection(configuration=ice.rtc_configuration())
         self.track = EncodedVideoTrack(pipeline, encoder, on_frame=self._on_frame)
         self.channel: RTCDataChannel | None = None
@@ -73,6 +76,9 @@ class ClientConnection:
         self._first_pts: int | None = None
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent()  # the first call only starts the measurement
+        # Measured once a second by the stats push only: psutil reports the CPU used since the previous
+        # call, so callers that sample at other times (stats.get, the inspector) would skew it.
+        self._cpu_percent: float | None = None
 
     # -- negotiation ------------------------------------------------------------------------------------
 
@@ -117,6 +123,14 @@ class ClientConnection:
         log.info("client connection %s", state)
         if state == "connected" and self.connected_at is None:
             self.connected_at = time.monotonic()
+            if self.tracer is not None:
+                self.tracer.instant(
+                    "client connected",
+                    codec=self.codec,
+                    width=self.encoder.width,
+                    height=self.encoder.height,
+                    fps=self.encoder.fps,
+                )
         elif state in ("failed", "closed"):
             await self.close(f"connection {state}")
 
@@ -166,6 +180,8 @@ class ClientConnection:
         except protocol.BadMessage as exc:
             self.send(protocol.error(exc.re, "BadMessage", exc.message))
             return
+        if self.tracer is not None:
+            self.tracer.command(request)
         if isinstance(request, protocol.ModelLoad):
             if self._loads >= MAX_PENDING_LOADS:
                 self.send(protocol.error(request.id, "Busy", f"at most {MAX_PENDING_LOADS} loads at once"))
@@ -273,6 +289,8 @@ class ClientConnection:
         if self._first_pts is None:
             self._first_pts = sent.pts
         info = self.pipeline.frame_info(sent.frame_id)
+        if self.tracer is not None:
+            self.tracer.frame(sent, info)
         self.send(
             protocol.message(
                 "frame",
@@ -313,7 +331,7 @@ class ClientConnection:
             "codec": track.codec,
             "encoder": track.encoder,
             "rttMs": self._rtt_ms,
-            "cpuPercent": self._process.cpu_percent(),
+            "cpuPercent": self._cpu_percent,
             "rssMiB": round(memory, 1),
         }
 
@@ -327,6 +345,7 @@ class ClientConnection:
     async def _push_stats(self) -> None:
         while not self.closed.is_set():
             await asyncio.sleep(STATS_INTERVAL_S)
+            self._cpu_percent = self._process.cpu_percent()
             self.send(protocol.message("stats", **await self.stats()))
 
     # -- teardown ---------------------------------------------------------------------------------------
@@ -343,6 +362,8 @@ class ClientConnection:
         self.closed.set()
         self.close_reason = reason
         log.info("client connection closed: %s", reason)
+        if self.tracer is not None:
+            self.tracer.instant("client disconnected", reason=reason)
         if notify is not None:
             self.send(protocol.message("bye", reason=notify))
             await asyncio.sleep(0.05)  # let the SCTP stack put it on the wire before the teardown

@@ -51,6 +51,7 @@ from openrr.handshake import (
 from openrr.render.connection import ClientConnection, OfferRejected
 from openrr.render.encoder import EncoderConfig
 from openrr.render.ice import IceSettings
+from openrr.render.inspector import Inspector, install_log_buffer
 from openrr.render.pipeline import ModelError, RenderPipeline
 from openrr.render.sources import ModelSourcePolicy
 
@@ -126,6 +127,7 @@ class RenderServer:
         self.clients_served = 0
         self._offer_lock = asyncio.Lock()
         self._watchers: set[asyncio.Task[None]] = set()
+        self.inspector = Inspector(self)  # the inspector port's page, data, trace and /metrics
 
     # ---- authorisation --------------------------------------------------------------------------------
     def _check_token(self, request: web.Request) -> None:
@@ -204,6 +206,7 @@ class RenderServer:
                 encoder=encoder,
                 ice=self.ice,
                 loopback=is_loopback(self.spec.advertise_host),
+                tracer=self.inspector.tracer,
             )
             try:
                 sdp = await client.answer(body.sdp)
@@ -270,6 +273,7 @@ class RenderServer:
         app = web.Application()
         app.router.add_get(HEALTH_PATH, self.health)
         app.router.add_get("/stats", self.stats)
+        self.inspector.install(app)
         return app
 
     # ---- start and stop ---------------------------------------------------------------------------------
@@ -441,6 +445,7 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    install_log_buffer()  # the inspector's /log: the last records, from every logger
     raw = os.environ.get(SPEC_ENV)
     if not raw:
         print(f"openrr.render: {SPEC_ENV} is not set; render servers are started by the control plane.")
