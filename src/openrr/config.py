@@ -54,6 +54,7 @@ class Settings(BaseModel):
     teraflops_standard: Positive = 8.1
     teraflops_premium: Positive = 16.2
     dev_account: bool = True
+    metrics: bool = True  # GET /metrics (Prometheus) and per-request timing
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
     # Render servers: where models may come from (openrr.render.sources), limits, video and ICE.
     model_roots: tuple[Path, ...] = Field(

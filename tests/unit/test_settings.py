@@ -222,3 +222,29 @@ async def test_default_model_root_is_absolute_in_the_spec(runtime: Runtime, fake
     spec = fake_host.server("s").spec
     assert spec.settings.model_roots == (str(runtime.settings.default_model_root.resolve()),)
     assert Path(spec.settings.model_roots[0]).is_absolute() and spec.polygon_limit == 20_000_000
+
+
+def test_metrics_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from openrr.cli import serve as serve_cli
+
+    assert Settings.load({}).metrics is True
+    assert Settings.load({"metrics": False}).metrics is False
+    seen: list[Settings] = []
+
+    async def fake_serve(settings: Settings) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(serve_cli, "_serve", fake_serve)
+    monkeypatch.delenv("OPENRR_METRICS", raising=False)
+    data = ["--data-dir", str(tmp_path / "d")]
+    for args, env, expected in (
+        ([], {}, True),
+        (["--no-metrics"], {}, False),
+        ([], {"OPENRR_METRICS": "0"}, False),
+        (["--metrics"], {"OPENRR_METRICS": "false"}, True),
+    ):
+        result = CliRunner().invoke(serve_cli.serve, data + args, env=env)
+        assert result.exit_code == 0, result.output
+        assert seen.pop().metrics is expected, (args, env)

@@ -9,7 +9,8 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from openrr import __version__
-from openrr.api import errors, internal, openapi, sts
+from openrr.api import errors, internal, metrics, openapi, sts
+from openrr.api import web as web_ui
 from openrr.api.responses import ArrHeaders, ArrJSON
 from openrr.api.v1 import routes as v1
 from openrr.api.v2021 import routes as v2021
@@ -67,5 +68,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def health() -> Response:
         return ArrJSON({"status": "ok", "version": __version__})
 
+    web_ui.install(app)  # the browser pages at /ui/ and their offer relay
     app.add_middleware(ArrHeaders)
+    if runtime.settings.metrics:
+        metrics.install(app, runtime)  # GET /metrics, and request timing as the outermost middleware
     return app

@@ -150,6 +150,14 @@ def _with_options(f: Any) -> Any:
         help="On a store without accounts, create one and write DATA_DIR/arrconfig.json.",
     )(f)
     f = click.option(
+        "--metrics/--no-metrics",
+        default=True,
+        envvar="OPENRR_METRICS",
+        show_envvar=True,
+        help="Serve Prometheus metrics at /metrics, unauthenticated: aggregate numbers only, no account "
+        "or session ids. [default: on]",
+    )(f)
+    f = click.option(
         "--allow-private-model-urls",
         is_flag=True,
         default=False,

@@ -15,6 +15,7 @@ from openrr.handshake import RenderSettings
 from openrr.hosts.base import Host
 from openrr.hosts.local import LocalHost
 from openrr.services.accounts import AccountService
+from openrr.services.metrics import Metrics
 from openrr.services.sessions import SessionConfig, SessionService
 from openrr.services.throttle import TokenBuckets
 from openrr.services.tokens import TokenIssuer, new_signing_key
@@ -34,6 +35,7 @@ class Runtime:
     sessions: SessionService
     throttle: TokenBuckets
     sts_throttle: TokenBuckets
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)  # this runtime's own registry
     _reaper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -74,6 +76,7 @@ class Runtime:
             ),
             polygon_limits={Size.STANDARD: settings.standard_polygon_limit},  # Premium: unlimited, as in ARR
         )
+        metrics = Metrics()
         return cls(
             settings=settings,
             clock=clock,
@@ -81,13 +84,14 @@ class Runtime:
             host=host,
             tokens=tokens,
             accounts=AccountService(store, clock),
-            sessions=SessionService(store, host, tokens, clock, config),
+            sessions=SessionService(store, host, tokens, clock, config, metrics=metrics),
             throttle=TokenBuckets(
                 clock, rate=settings.throttle_rate, burst=settings.throttle_burst, what="data-plane"
             ),
             sts_throttle=TokenBuckets(
                 clock, rate=settings.sts_throttle_rate, burst=settings.sts_throttle_burst, what="token"
             ),
+            metrics=metrics,
         )
 
     async def start_background(self) -> None:

@@ -31,6 +31,7 @@ from openrr.domain.session import (
 from openrr.errors import Conflict, HostError, NotFound, TryAgain, Unprocessable
 from openrr.handshake import ReadyReport, RenderSettings, RenderSpec
 from openrr.hosts.base import Host
+from openrr.services.metrics import Metrics
 from openrr.services.tokens import TokenIssuer
 from openrr.store.base import StaleWrite, Store
 
@@ -59,7 +60,14 @@ class SessionConfig:
 
 class SessionService:
     def __init__(
-        self, store: Store, host: Host, tokens: TokenIssuer, clock: Clock, config: SessionConfig
+        self,
+        store: Store,
+        host: Host,
+        tokens: TokenIssuer,
+        clock: Clock,
+        config: SessionConfig,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._host = host
@@ -69,6 +77,7 @@ class SessionService:
         self._releases: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._cache = SessionCache(config.cache_ttl_s)
         self._loading: dict[tuple[str, str], asyncio.Future[Session]] = {}
+        self._metrics = metrics
 
     # ---- queries ----------------------------------------------------------------------------------------
     async def get(self, account_id: str, session_id: str) -> Session:
@@ -214,7 +223,10 @@ class SessionService:
         if session.status is not Status.STARTING:
             raise Conflict(f"The session is {session.status.value}.")
         endpoint = Endpoint(report.hostname, report.handshake_port, report.inspector_port, report.teraflops)
-        return await self._transition(session, Event.READY, endpoint=endpoint)
+        ready = await self._transition(session, Event.READY, endpoint=endpoint)
+        if self._metrics is not None and ready.ready_at is not None:  # a retried callback returned above
+            self._metrics.observe_ready(ready.size.value, (ready.ready_at - ready.created_at).total_seconds())
+        return ready
 
     async def report_failure(
         self, account_id: str, session_id: str, instance: str, code: str, message: str

@@ -1,0 +1,271 @@
+"""The browser pages (``/ui/``) and the offer relay they connect through (an openrr extension).
+
+Pages: ``openrr/web/static`` is served at ``/ui/`` (``/`` redirects there), with a content security policy
+that lets a page talk to this control plane only. Nothing is fetched from the internet.
+
+The relay: ``POST /openrr/accounts/{accountId}/sessions/{sessionId}/offer``. A page served over HTTPS cannot
+call a render server's plain-HTTP handshake port itself (mixed content, private network access), so the
+control plane forwards the WebRTC offer (``openrr.handshake``) for it:
+
+* authorised like the 2021-01-01 session API: a bearer access token of the account in the path, and a
+  token from the account's data-plane throttle (no ``api-version``: this is not an ARR operation);
+* the body must be an offer, ``{"type": "offer", "sdp": "...", "video": {...}?}`` (400 ``BadRequest``
+  otherwise, 413 ``PayloadTooLarge`` past 512 KiB); it is forwarded as it came, so the render server decides
+  the limits of ``video``;
+* the session must exist (404 ``SessionNotFound``) and be Ready (409 ``SessionNotReady``, with its status);
+* the body goes to ``http://{hostname}:{handshakePort}/offer`` with the caller's Authorization header, and
+  the render server's status and JSON body come back as they are: 200 with the answer, or its errors
+  (``{"error": {"code", "message"}}``: 400, 401, 403, 409 ``ClientAlreadyConnected``, 503 ``NotReady`` /
+  ``Stopping``);
+* a render server that cannot be reached gives 502 ``RenderServerUnreachable``; one that does not answer
+  within 15 s, 504 ``RenderServerTimeout``; one whose answer is not JSON, 502 ``RenderServerBadAnswer``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, FastAPI, Request
+from starlette.responses import RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from openrr.api.deps import AuthorizedAccount, runtime
+from openrr.api.errors import error_response
+from openrr.api.responses import ArrJSON
+from openrr.api.v2021.schemas import ErrorResponse
+from openrr.domain.ids import check_resource_id
+from openrr.domain.session import Status
+from openrr.errors import Conflict, InvalidInput
+from openrr.handshake import OFFER_PATH
+from openrr.web import STATIC_DIR
+
+log = logging.getLogger(__name__)
+
+UI_PREFIX = "/ui"
+RELAY_PATH = "/openrr/accounts/{account_id}/sessions/{session_id}/offer"
+RELAY_TIMEOUT_S = 15.0
+MAX_RELAY_BODY = 512 * 1024  # the render server takes SDPs up to 256 KiB
+
+# Everything a page loads or calls is on this origin; WebRTC media is not subject to connect-src.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-cache",  # revalidate (ETag), so an upgrade's pages and modules arrive together
+}
+
+router = APIRouter(tags=["openrr"])
+
+_VIDEO_TYPES: dict[str, tuple[type, ...]] = {
+    "width": (int,),
+    "height": (int,),
+    "fps": (int, float),
+    "bitrate": (int,),
+    "codec": (str,),
+}
+_OFFER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "sdp"],
+    "properties": {
+        "type": {"type": "string", "enum": ["offer"]},
+        "sdp": {"type": "string", "minLength": 1, "description": "The complete offer (ICE gathered)."},
+        "video": {
+            "type": ["object", "null"],
+            "description": "Optional video settings; the render server checks their limits.",
+            "properties": {
+                "width": {"type": "integer"},
+                "height": {"type": "integer"},
+                "fps": {"type": "number"},
+                "bitrate": {"type": "integer", "description": "bit/s"},
+                "codec": {"type": "string", "enum": ["h264", "vp8"]},
+            },
+        },
+    },
+}
+_ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "enum": ["answer"]},
+        "sdp": {"type": "string"},
+        "video": {"type": "object", "description": "The video settings in effect."},
+    },
+}
+
+
+def _error_doc(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The render server's answer.",
+        "content": {"application/json": {"schema": _ANSWER_SCHEMA}},
+    },
+    400: _error_doc("The body is not an offer, or the render server refused it."),
+    401: _error_doc("The access token is missing, forged or expired."),
+    403: _error_doc("The access token was issued for another account."),
+    404: _error_doc("No session with this id."),
+    409: _error_doc(
+        "The session is not Ready (SessionNotReady), or another client is connected to it "
+        "(ClientAlreadyConnected)."
+    ),
+    413: _error_doc("The body is larger than 512 KiB."),
+    429: _error_doc("Too many requests for this account; see Retry-After."),
+    502: _error_doc("The render server could not be reached, or gave an answer that is not JSON."),
+    503: _error_doc("The render server is not ready yet or is stopping."),
+    504: _error_doc("The render server did not answer in time."),
+}
+
+
+def url_host(host: str) -> str:
+    """A hostname as it goes into a URL: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def check_offer(raw: bytes) -> None:
+    """Raise InvalidInput unless ``raw`` is a JSON offer of the shape ``openrr.handshake`` describes."""
+    try:
+        body = json.loads(raw)
+    # ValueError: malformed or not UTF-8, or an integer longer than int() converts; RecursionError: too deep.
+    except (ValueError, RecursionError):
+        raise InvalidInput("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("The request body must be a JSON object: an offer.")
+    if body.get("type") != "offer":
+        raise InvalidInput('The body\'s type must be "offer".', target="type")
+    sdp = body.get("sdp")
+    if not isinstance(sdp, str) or not sdp:
+        raise InvalidInput("The body's sdp must be a non-empty string.", target="sdp")
+    video = body.get("video")
+    if video is None:
+        return
+    if not isinstance(video, dict):
+        raise InvalidInput("The body's video must be an object.", target="video")
+    for key, types in _VIDEO_TYPES.items():
+        value = video.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            kind = "a string" if types == (str,) else "an integer" if types == (int,) else "a number"
+            raise InvalidInput(f"video.{key} must be {kind}.", target=f"video.{key}")
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None once it grows past MAX_RELAY_BODY (read no further)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_RELAY_BODY:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_RELAY_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    RELAY_PATH,
+    summary="Relay a WebRTC offer to the session's render server",
+    description=(
+        "An openrr extension for clients that cannot reach a render server's handshake port themselves "
+        "(browser pages served over HTTPS). The body is the offer of `openrr.handshake`; it is forwarded "
+        "unchanged with the same Authorization header, and the render server's status and JSON body are "
+        "returned unchanged. Needs no api-version."
+    ),
+    response_class=ArrJSON,
+    responses=_RESPONSES,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _OFFER_SCHEMA}}}
+    },
+)
+async def relay_offer(request: Request, account: AuthorizedAccount, session_id: str) -> Response:
+    raw = await _read_body(request)
+    if raw is None:
+        return error_response(
+            request, 413, "PayloadTooLarge", f"The offer is larger than {MAX_RELAY_BODY // 1024} KiB."
+        )
+    check_offer(raw)
+    check_resource_id(session_id)
+    session = await runtime(request).sessions.get(account, session_id)
+    endpoint = session.endpoint
+    if session.status is not Status.READY or endpoint is None:
+        why = {
+            Status.STARTING: "it is still starting; try again when it is Ready",
+            Status.STOPPED: "it was stopped",
+            Status.EXPIRED: "its lease expired",
+            Status.ERROR: "it failed",
+        }.get(session.status, "it is not Ready")
+        raise Conflict(
+            f"The session '{session_id}' is {session.status.value}: {why}.", code="SessionNotReady"
+        )
+    url = f"http://{url_host(endpoint.hostname)}:{endpoint.handshake_port}{OFFER_PATH}"
+    headers = {"Authorization": request.headers["authorization"], "Content-Type": "application/json"}
+    # trust_env=False: a proxy from the environment must not see the token or misroute loopback traffic.
+    async with httpx.AsyncClient(timeout=RELAY_TIMEOUT_S, trust_env=False, follow_redirects=False) as http:
+        try:
+            answer = await http.post(url, content=raw, headers=headers)
+        except (httpx.ConnectTimeout, httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+            log.warning("offer relay: %s is unreachable: %r", url, exc)
+            return error_response(
+                request,
+                502,
+                "RenderServerUnreachable",
+                f"The render server of session '{session_id}' could not be reached.",
+            )
+        except httpx.TimeoutException:
+            return error_response(
+                request,
+                504,
+                "RenderServerTimeout",
+                f"The render server of session '{session_id}' did not answer within {RELAY_TIMEOUT_S:g} s.",
+            )
+        except httpx.HTTPError as exc:
+            log.warning("offer relay: %s failed: %r", url, exc)
+            return error_response(
+                request,
+                502,
+                "RenderServerUnreachable",
+                f"The render server of session '{session_id}' could not be reached.",
+            )
+    try:
+        json.loads(answer.content)
+    except (ValueError, RecursionError):
+        return error_response(
+            request,
+            502,
+            "RenderServerBadAnswer",
+            f"The render server answered {answer.status_code} without a JSON body.",
+        )
+    return Response(
+        answer.content,
+        status_code=answer.status_code,
+        media_type="application/json; charset=utf-8",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+class _Pages(StaticFiles):
+    """Static files with the pages' security headers."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(_PAGE_HEADERS)
+        return response
+
+
+def install(app: FastAPI) -> None:
+    """Add the offer relay, the pages at ``/ui/`` and the redirect from ``/``."""
+    app.include_router(router)
+    app.mount(UI_PREFIX, _Pages(directory=STATIC_DIR, html=True), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        # Relative, so that it also works behind a proxy that serves openrr under a path prefix.
+        return RedirectResponse("ui/", status_code=307)

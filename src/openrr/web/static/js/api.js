@@ -1,0 +1,203 @@
+// The control plane's HTTP APIs: the STS, the 2021-01-01 session API, v1 create (the only call that
+// preloads models) and the offer relay. Every failure becomes an ApiError with a readable message.
+
+export const API_VERSION = "2021-01-01";
+
+// The control plane's root: this module is served at <root>/ui/js/api.js. Relative, so the pages also work
+// behind a proxy that serves openrr under a path prefix.
+const ROOT = new URL("../../", import.meta.url);
+
+export class ApiError extends Error {
+  /**
+   * @param {number} status HTTP status (0: no answer at all)
+   * @param {string} code the error code of the body (`ClientAlreadyConnected`, …) or one made from the status
+   * @param {string} message readable text for people
+   * @param {number} retryAfter seconds from a Retry-After header, else 0
+   */
+  constructor(status, code, message, retryAfter = 0) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+const STATUS_CODES = {
+  400: "BadRequest",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "NotFound",
+  409: "Conflict",
+  413: "PayloadTooLarge",
+  422: "UnprocessableEntity",
+  429: "TooManyRequests",
+  500: "InternalServerError",
+  502: "BadGateway",
+  503: "ServiceUnavailable",
+  504: "GatewayTimeout",
+};
+
+/** The ApiError for a failed response: ARR's `{"error": {code, message}}`, v1 problem details, or none. */
+async function failure(response) {
+  let body = null;
+  try {
+    body = JSON.parse(await response.text());
+  } catch {
+    body = null;
+  }
+  const retryAfter = Number.parseInt(response.headers.get("Retry-After") || "0", 10) || 0;
+  let code = STATUS_CODES[response.status] || `Http${response.status}`;
+  let message = `The service answered ${response.status} ${response.statusText}`.trim() + ".";
+  if (body && typeof body === "object") {
+    if (body.error && typeof body.error === "object") {
+      code = String(body.error.code || code);
+      message = String(body.error.message || message);
+    } else if (typeof body.title === "string") {
+      message = body.title; // v1 problem details
+    }
+  }
+  if (response.status === 429) {
+    message = `Too many requests for this account; try again in ${retryAfter || 1} s.`;
+  }
+  return new ApiError(response.status, code, message, retryAfter);
+}
+
+async function request(method, path, { token, json, query, authorization, signal } = {}) {
+  const url = new URL(path, ROOT);
+  for (const [key, value] of Object.entries(query || {})) url.searchParams.set(key, value);
+  const headers = { Accept: "application/json" };
+  if (authorization || token) headers.Authorization = authorization || `Bearer ${token}`;
+  const init = { method, headers, cache: "no-store", credentials: "omit", signal };
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  }
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (err) {
+    if (err && err.name === "AbortError") throw err;
+    throw new ApiError(0, "NetworkError", "The openrr service could not be reached. Check the connection.");
+  }
+  if (!response.ok) throw await failure(response);
+  if (response.status === 204) return null;
+  const text = await response.text();
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError(response.status, "BadAnswer", "The service sent an answer that is not JSON.");
+  }
+}
+
+const ACCOUNT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Exchange an account id and key for an access token at the STS. */
+export async function fetchToken(accountId, accountKey) {
+  const id = accountId.trim();
+  if (!ACCOUNT_ID.test(id)) {
+    throw new ApiError(400, "BadRequest", "The account id is a UUID, such as 0f19e115-3d08-405f-be41-86c960260416.");
+  }
+  try {
+    const body = await request("GET", `accounts/${id}/token`, { authorization: `Bearer ${id}:${accountKey.trim()}` });
+    if (!body || typeof body.AccessToken !== "string") {
+      throw new ApiError(200, "BadAnswer", "The token service sent no access token.");
+    }
+    return { accountId: id.toLowerCase(), token: body.AccessToken };
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      throw new ApiError(401, "Unauthorized", "Wrong account id or key.");
+    }
+    throw err;
+  }
+}
+
+/** v1 leases are .NET timespans: 90 → "1:30:00", 1440 → "1.00:00:00". */
+export function leaseTimespan(minutes) {
+  const days = Math.floor(minutes / 1440);
+  const hours = Math.floor((minutes % 1440) / 60);
+  const rest = String(minutes % 60).padStart(2, "0");
+  return `${days ? `${days}.` : ""}${days ? String(hours).padStart(2, "0") : hours}:${rest}:00`;
+}
+
+/** The inspector page of a Ready session's render server, with the token in the fragment (never sent). */
+export function inspectorUrl(session, token) {
+  if (!session.hostname || !session.arrInspectorPort) return null;
+  const host = session.hostname.includes(":") && !session.hostname.startsWith("[") ? `[${session.hostname}]` : session.hostname;
+  return `http://${host}:${session.arrInspectorPort}/#token=${encodeURIComponent(token)}`;
+}
+
+/** The session API of one signed-in account. */
+export class Api {
+  constructor(accountId, token) {
+    this.accountId = accountId;
+    this.token = token;
+  }
+
+  _sessions(suffix = "") {
+    return `accounts/${encodeURIComponent(this.accountId)}/sessions${suffix}`;
+  }
+
+  _call(method, suffix, options = {}) {
+    return request(method, this._sessions(suffix), {
+      token: this.token,
+      ...options,
+      query: { "api-version": API_VERSION, ...(options.query || {}) },
+    });
+  }
+
+  /** Every Starting and Ready session (the 2021 list, all pages). */
+  async listSessions() {
+    const sessions = [];
+    let skipToken = null;
+    for (let page = 0; page < 100; page += 1) {
+      const body = await this._call("GET", "", { query: skipToken ? { $skipToken: skipToken } : {} });
+      sessions.push(...((body && body.sessions) || []));
+      const next = body && body["@nextLink"];
+      if (!next) break;
+      skipToken = new URL(next, ROOT).searchParams.get("$skipToken");
+      if (!skipToken) break;
+    }
+    return sessions;
+  }
+
+  getSession(id) {
+    return this._call("GET", `/${encodeURIComponent(id)}`);
+  }
+
+  /** Create through the 2021 API: the caller picks the id. */
+  createSession(id, size, leaseMinutes) {
+    return this._call("PUT", `/${encodeURIComponent(id)}`, { json: { maxLeaseTimeMinutes: leaseMinutes, size } });
+  }
+
+  /** Create through v1, which alone preloads models; the service picks the id. Returns it. */
+  async createSessionWithModels(size, leaseMinutes, models) {
+    const body = await request("POST", `v1/${this._sessions("/create")}`, {
+      token: this.token,
+      json: { maxLeaseTime: leaseTimespan(leaseMinutes), models, size: size.toLowerCase() },
+    });
+    if (!body || typeof body.sessionId !== "string") {
+      throw new ApiError(202, "BadAnswer", "The service did not say which session it created.");
+    }
+    return body.sessionId;
+  }
+
+  /** Set a larger total lease (2021 PATCH). */
+  extendLease(id, leaseMinutes) {
+    return this._call("PATCH", `/${encodeURIComponent(id)}`, { json: { maxLeaseTimeMinutes: leaseMinutes } });
+  }
+
+  stopSession(id) {
+    return this._call("POST", `/${encodeURIComponent(id)}/:stop`);
+  }
+
+  /** Send a WebRTC offer to the session's render server through the control plane; returns the answer. */
+  relayOffer(id, offer, signal) {
+    return request("POST", `openrr/${this._sessions(`/${encodeURIComponent(id)}/offer`)}`, {
+      token: this.token,
+      json: offer,
+      signal,
+    });
+  }
+}
