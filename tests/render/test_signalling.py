@@ -127,3 +127,14 @@ async def test_one_client_at_a_time_and_the_next_after_it_left(live: LiveServer)
     finally:
         await first.close()
         await second.close()
+
+
+async def test_unknown_paths_methods_and_huge_bodies_get_json_errors(live: LiveServer) -> None:
+    async with httpx.AsyncClient() as http:
+        assert error_of(await http.get(live.url + "/nope")) == (404, "NotFound")
+        assert error_of(await http.get(live.url + OFFER_PATH)) == (405, "MethodNotAllowed")
+        huge = b"x" * (600 * 1024)
+        resp = await http.post(
+            live.url + OFFER_PATH, content=huge, headers={"Authorization": f"Bearer {live.token()}"}
+        )
+        assert error_of(resp) == (413, "PayloadTooLarge")

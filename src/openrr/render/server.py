@@ -34,6 +34,7 @@ from collections.abc import Mapping
 import aiohttp
 import jwt
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openrr.handshake import (
@@ -263,7 +264,7 @@ class RenderServer:
         )
 
     def handshake_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_OFFER_BYTES + 4096)
+        app = web.Application(client_max_size=MAX_OFFER_BYTES + 4096, middlewares=[json_errors])
         app.router.add_get(HEALTH_PATH, self.health)
         app.router.add_get(HANDSHAKE_PATH, self.handshake)
         app.router.add_post(OFFER_PATH, self.offer)
@@ -349,6 +350,22 @@ def _error(status: int, code: str, message: str) -> web.HTTPException:
         503: web.HTTPServiceUnavailable,
     }[status]
     return cls(text=body, content_type="application/json")
+
+
+_ERROR_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own errors (unknown path, wrong method, body too large) in the documented error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json" or exc.status < 400:
+            raise
+        code = _ERROR_CODES.get(exc.status, "BadRequest" if exc.status < 500 else "InternalError")
+        body = json.dumps({"error": {"code": code, "message": exc.reason}})
+        return web.Response(status=exc.status, text=body, content_type="application/json")
 
 
 def _describe(exc: ValidationError) -> str:
