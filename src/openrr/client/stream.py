@@ -54,6 +54,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from openrr.client import jitter
 from openrr.client.rest import ArrClient
 from openrr.handshake import DATA_CHANNEL_LABEL, OFFER_PATH
 from openrr.render import protocol
@@ -534,6 +535,7 @@ class RenderConnection:
         try:
             async with asyncio.timeout(self.timeout):
                 transceiver = pc.addTransceiver("video", direction="recvonly")
+                jitter.install(transceiver.receiver)  # frames decoded a frame interval sooner
                 if self.video.codec is not None:
                     mime = _CODEC_MIME[self.video.codec]
                     codecs = RTCRtpSender.getCapabilities("video").codecs

@@ -7,9 +7,10 @@ render. Model files are parsed on another thread (``openrr-load``): a big model 
 the picture, and only its final insertion into the scene takes a turn on the GL thread.
 
 Render ahead: :meth:`RenderPipeline.next_frame` (the track's ``FrameSource``) returns the newest finished
-frame and immediately starts rendering the next one from the newest camera pose, so rendering frame
-N+1 overlaps encoding frame N (on a 2-core machine: one core each). If the camera and scene have not
-changed since the newest frame, nothing is rendered and that frame is sent again (cheap to encode).
+frame and has the next one rendered from the newest camera pose before the encoder asks again, so
+rendering frame N+1 overlaps encoding frame N (on a 2-core machine: one core each). It starts as late as
+the render time allows, so the frame is fresh when taken (see ``_schedule_ahead``). If the camera and
+scene have not changed since the newest frame, nothing is rendered and that frame is sent again.
 If the render in flight is not done yet, the track waits for it: fps then follows the render rate
 instead of repeating stale frames that cost encoder time. A picture that stays unchanged is sent at the
 full rate for a moment, then five times a second until the next change (see ``next_frame``).
@@ -45,6 +46,7 @@ T = TypeVar("T")
 _DEFAULT_EYE = (0.0, 0.6, 3.0)
 _RECENT_FRAMES = 8
 SETTLE_S = 0.5
+_AHEAD_MARGIN_S = 0.003
 IDLE_FRAME_INTERVAL_S = 0.2
 _NO_IMAGE: NDArray[np.uint8] = np.zeros((0, 0, 3), dtype=np.uint8)
 
@@ -130,6 +132,11 @@ class RenderPipeline:
         self._latest_version: tuple[int, ...] | None = None
         self._inflight: asyncio.Task[Frame] | None = None
         self._changed = asyncio.Event()
+        # Render-ahead timing (see _schedule_ahead); frame_interval is set by the connection's track.
+        self.frame_interval: float | None = None
+        self._ahead: asyncio.TimerHandle | None = None
+        self._last_pull = 0.0
+        self._render_s = 0.0  # smoothed render time
         self._last_sent_id = -1
         self._last_new_frame = float("-inf")
         self._closed = False
@@ -159,6 +166,7 @@ class RenderPipeline:
         if self._closed:
             return
         self._closed = True
+        self._cancel_ahead()
         await self._settle()
         renderer, self._renderer = self._renderer, None
         if renderer is not None:
@@ -208,6 +216,8 @@ class RenderPipeline:
         self.frames_rendered += 1
         self.render_ms_total += frame.render_ms
         self.render_ms_last = frame.render_ms
+        seconds = frame.render_ms / 1000
+        self._render_s = seconds if self._render_s == 0 else 0.7 * self._render_s + 0.3 * seconds
         return frame
 
     def _start_render(self) -> asyncio.Task[Frame]:
@@ -243,8 +253,10 @@ class RenderPipeline:
         )
 
     def _touch(self) -> None:
-        """Something in the picture changed: wake a track waiting on an unchanged picture."""
+        """Something in the picture changed: wake a track waiting on an unchanged picture, and have the
+        change rendered ahead of the next pull."""
         self._changed.set()
+        self._schedule_ahead()
 
     async def latest_frame(self) -> Frame:
         """The newest frame; see the module doc for when this waits for a render."""
@@ -255,13 +267,50 @@ class RenderPipeline:
             # Rendered from the pose of when it began, which is the newest a frame can have by now.
             await asyncio.shield(inflight)
         elif self._latest is None or self._latest_version != self._version():
+            self._cancel_ahead()
             await self._start_render()
         latest = self._latest
         if latest is None:
             raise PipelineClosed
-        if self._latest_version != self._version() and not self._closed:
-            self._start_render()  # render ahead: ready, or nearly, when the encoder asks again
+        self._last_pull = asyncio.get_running_loop().time()
+        self._schedule_ahead()
         return latest
+
+    def _schedule_ahead(self) -> None:
+        """Start the next render so that it ends just before the encoder asks for it.
+
+        Without a frame interval (no track) or when rendering takes a whole interval, that is at once:
+        render and encode then overlap fully (throughput). When rendering is quicker, starting at once
+        would leave the frame waiting for its slot, older than it needs to be: it starts ``frame_interval
+        - render time`` after the last pull instead, from the pose current then (latency).
+        """
+        inflight = self._inflight
+        if (
+            self._closed
+            or self._renderer is None
+            or self._ahead is not None
+            or (inflight is not None and not inflight.done())
+            or self._latest is None
+            or self._latest_version == self._version()
+        ):
+            return
+        loop = asyncio.get_running_loop()
+        delay = 0.0
+        if self.frame_interval is not None:
+            delay = self._last_pull + self.frame_interval - self._render_s - _AHEAD_MARGIN_S - loop.time()
+        if delay <= 0:
+            self._start_render()
+        else:
+            self._ahead = loop.call_later(delay, self._ahead_due)
+
+    def _ahead_due(self) -> None:
+        self._ahead = None
+        self._schedule_ahead()
+
+    def _cancel_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead.cancel()
+            self._ahead = None
 
     async def _settle(self) -> None:
         inflight = self._inflight

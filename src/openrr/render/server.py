@@ -201,6 +201,7 @@ class RenderServer:
                 bitrate=video.bitrate or defaults.video_bitrate,
             )
             await self.pipeline.resize(width, height)
+            self.pipeline.frame_interval = 1 / encoder.fps
             client = ClientConnection(
                 session_id=self.spec.session_id,
                 pipeline=self.pipeline,
