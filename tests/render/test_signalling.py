@@ -138,3 +138,14 @@ async def test_unknown_paths_methods_and_huge_bodies_get_json_errors(live: LiveS
             live.url + OFFER_PATH, content=huge, headers={"Authorization": f"Bearer {live.token()}"}
         )
         assert error_of(resp) == (413, "PayloadTooLarge")
+
+
+async def test_an_offer_with_no_codec_in_common_is_refused(live: LiveServer) -> None:
+    pc = await make_offer()
+    try:
+        sdp = pc.localDescription.sdp.replace("VP8/90000", "VP9/90000").replace("H264/90000", "AV1/90000")
+        resp = await post(live, {"type": "offer", "sdp": sdp}, live.token())
+        assert error_of(resp) == (400, "BadRequest")
+        assert live.server.client is None
+    finally:
+        await pc.close()

@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.stats import RTCRemoteInboundRtpStreamStats
 
 from openrr.handshake import DATA_CHANNEL_LABEL, PROTOCOL
@@ -86,7 +87,8 @@ class ClientConnection:
         """Answer the client's offer (its ICE candidates already in it); returns the answer's SDP."""
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, InvalidAccessError, InvalidStateError, OperationError) as exc:
+            # Unparsable SDP, or nothing in common (e.g. a client offering only VP9 or AV1).
             raise OfferRejected(f"the offer's SDP could not be used: {exc}") from None
         videos = [t for t in self.pc.getTransceivers() if t.kind == "video"]
         if len(videos) != 1 or videos[0].direction not in ("recvonly", "sendrecv"):

@@ -367,6 +367,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         code = _ERROR_CODES.get(exc.status, "BadRequest" if exc.status < 500 else "InternalError")
         body = json.dumps({"error": {"code": code, "message": exc.reason}})
         return web.Response(status=exc.status, text=body, content_type="application/json")
+    except Exception:  # a bug: the client gets the error shape, the log gets the traceback
+        log.exception("%s %s failed", request.method, request.path)
+        body = json.dumps({"error": {"code": "InternalError", "message": "The render server failed."}})
+        return web.Response(status=500, text=body, content_type="application/json")
 
 
 def _describe(exc: ValidationError) -> str:
