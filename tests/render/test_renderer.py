@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trimesh
 from numpy.typing import NDArray
 
 from openrr.render.camera import Camera
 from openrr.render.loader import load_model
 from openrr.render.renderer import Background, DirectionalLight, Hemisphere, Renderer
-from openrr.render.scene import Material, Mesh, Primitive, Scene
+from openrr.render.scene import LodLevel, Material, Mesh, Primitive, Scene
 from openrr.render.shaders import default_lights
 from tests.render import fixtures
 
@@ -250,3 +251,23 @@ def _shift(x: float, y: float) -> NDArray[np.float64]:
     matrix = np.zeros((4, 4))
     matrix[:2, 3] = (x, y)
     return matrix
+
+
+def test_levels_of_detail_follow_the_size_on_screen(renderer: Renderer) -> None:
+    def sphere(subdivisions: int) -> Mesh:
+        ico = trimesh.creation.icosphere(subdivisions=subdivisions)  # unit radius: normals = positions
+        return Mesh(f"ico{subdivisions}", (Primitive(ico.vertices, ico.faces, normals=ico.vertices),))
+
+    fine, coarse = sphere(4), sphere(1)
+    fine.lods = (LodLevel(coarse, error=0.05),)
+    scene = Scene()
+    scene.add_node("ball", mesh=fine)
+    renderer.set_scene(scene)
+    # Far away the sphere is a few pixels wide: the coarse level's 0.05-unit error is under a pixel.
+    renderer.render(Camera.look_at((0, 0, 400), (0, 0, 0)))
+    assert renderer.stats.triangles == coarse.triangle_count
+    # Close up the same error would be many pixels: the full mesh is drawn.
+    frame = renderer.render(Camera.look_at((0, 0, 3), (0, 0, 0)))
+    assert renderer.stats.triangles == fine.triangle_count
+    assert frame[H // 2, W // 2].sum() > 100  # the sphere is there, in the middle
+    renderer.set_scene(None)

@@ -15,6 +15,7 @@ mesh/texture. Node transform, visibility and colour changes cost nothing to appl
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,18 @@ from openrr.render.glcalls import GLCalls
 from openrr.render.picking import Picker, PickHit, PickItem, pick_matrix
 from openrr.render.scene import F64, Material, Mesh, Primitive, Scene, WorldState
 from openrr.render.shaders import Background, DirectionalLight, Hemisphere, default_lights
+
+LOD_TOLERANCE_PX = 1.0  # a level may move vertices by at most this much on screen
+
+
+def choose_lod(mesh: Mesh, pixels_per_unit: float, tolerance_px: float = LOD_TOLERANCE_PX) -> Mesh:
+    """The coarsest of ``mesh`` and its levels whose error stays within ``tolerance_px`` pixels."""
+    chosen = mesh
+    for level in mesh.lods:
+        if level.error * pixels_per_unit <= tolerance_px:
+            chosen = level.mesh
+    return chosen
+
 
 __all__ = ["Background", "DirectionalLight", "Hemisphere", "RenderStats", "Renderer"]
 _FLIP_Y = np.diag([1.0, -1.0, 1.0, 1.0])
@@ -142,7 +155,11 @@ class Renderer:
         key = (scene, scene.structure_revision if scene is not None else 0, self.limit_exceeded)
         if key == self._synced:  # Scene has no __eq__: compared by identity
             return
-        wanted = {id(m): m for m in scene.meshes()} if scene is not None and not self.limit_exceeded else {}
+        wanted: dict[int, Mesh] = {}
+        if scene is not None and not self.limit_exceeded:
+            for mesh in scene.meshes():
+                wanted[id(mesh)] = mesh
+                wanted.update((id(level.mesh), level.mesh) for level in mesh.lods)
         for gone in set(self._meshes) - set(wanted):
             for gpu in self._meshes.pop(gone)[1]:
                 for resource in (gpu.vao, gpu.id_vao, *gpu.resources):
@@ -273,8 +290,13 @@ class Renderer:
         opaque: list[tuple[int, _GpuPrimitive]] = []
         blended: list[tuple[float, int, _GpuPrimitive]] = []
         eye = camera.position
+        pixels = self._pixels_per_unit(camera, state, rows, worlds)
         for i, row in enumerate(rows):
-            for gpu in self._meshes[id(state.meshes[row])][1]:
+            mesh = state.meshes[row]
+            assert mesh is not None  # rows with meshes only
+            if mesh.lods:
+                mesh = choose_lod(mesh, pixels[i])
+            for gpu in self._meshes[id(mesh)][1]:
                 if gpu.primitive.material.alpha_mode == "BLEND":
                     centre = state.bounds[row].mean(axis=0)
                     blended.append((-float(np.sum((centre - eye) ** 2)), i, gpu))
@@ -334,6 +356,19 @@ class Renderer:
         self._fbo.depth_mask = True
         ctx.disable(moderngl.BLEND)
         self._stats.nodes_drawn = len(rows)
+
+    def _pixels_per_unit(
+        self, camera: Camera, state: WorldState, rows: NDArray[np.int64], worlds: F64
+    ) -> NDArray[np.float64]:
+        """Per row, how many pixels one unit of the node's mesh covers at its nearest point (conservative
+        for level-of-detail choice: nearer means finer)."""
+        bounds = state.bounds[rows]
+        nearest = np.clip(camera.position, bounds[:, 0], bounds[:, 1])
+        distance = np.maximum(np.linalg.norm(nearest - camera.position, axis=1), 1e-9)
+        scale = np.linalg.norm(worlds[:, :3, :3], axis=1).max(axis=1)  # largest axis scale of the node
+        focal = self.height / (2 * math.tan(math.radians(camera.fov) / 2))
+        result: NDArray[np.float64] = focal * scale / distance
+        return result
 
     # -- picking ---------------------------------------------------------------------------------------
 

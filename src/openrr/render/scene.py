@@ -105,10 +105,15 @@ def _attribute(values: NDArray[np.generic], count: int, width: int, what: str) -
 
 @dataclass(eq=False)
 class Mesh:
-    """A glTF mesh: primitives drawn together under one node."""
+    """A glTF mesh: primitives drawn together under one node.
+
+    ``lods``: coarser copies of the mesh, finest first (converted assets carry them for big meshes); the
+    renderer draws the coarsest one whose error is below a pixel on screen.
+    """
 
     name: str
     primitives: tuple[Primitive, ...]
+    lods: tuple[LodLevel, ...] = ()
     bounds: F64 = field(init=False)
     triangle_count: int = field(init=False)
 
@@ -119,6 +124,14 @@ class Mesh:
         stacked = np.stack([p.bounds for p in self.primitives])
         self.bounds = np.stack([stacked[:, 0].min(axis=0), stacked[:, 1].max(axis=0)])
         self.triangle_count = sum(p.triangle_count for p in self.primitives)
+
+
+@dataclass(frozen=True)
+class LodLevel:
+    """A coarser copy of a mesh. ``error``: the largest distance a vertex moved, in mesh units."""
+
+    mesh: Mesh
+    error: float
 
 
 class Node:
