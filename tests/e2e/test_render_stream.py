@@ -182,7 +182,7 @@ async def test_the_client_sees_the_model_steers_it_picks_and_is_alone(
             await asyncio.sleep(0.05)
         assert not again.connected, "the stream did not end"
         wait_gone(render_proc, timeout=15)
-        assert again.bye_reason is None or "stopped" in again.bye_reason
+        assert again.bye_reason is not None and "stopped" in again.bye_reason
 
 
 async def test_a_preload_that_fails_puts_the_session_in_error(streaming_server: OpenRRServer) -> None:

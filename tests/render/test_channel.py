@@ -5,6 +5,7 @@ The server keeps serving through every error: frames still arrive after each one
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from openrr.client.stream import RenderConnection, RenderRequestError, connect
+from openrr.render.server import configure_logging
 from tests.render import fixtures
 from tests.render.live import live_server
 
@@ -95,3 +97,12 @@ async def test_node_edits_and_picks(conn: RenderConnection) -> None:
     assert {h["node"]["name"] for h in hits if h["node"] is not None} == {"RedBox", "BlueSphere"}
     pong = await conn.ping()
     assert pong.rtt >= 0
+
+
+def test_render_server_logging_keeps_download_urls_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("httpx", "httpcore"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    configure_logging()
+    # httpx logs "HTTP Request: GET <url with its SAS query>" at INFO: that must not be recorded.
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert not logging.getLogger("httpcore").isEnabledFor(logging.INFO)

@@ -130,8 +130,10 @@ async def test_reset_keeps_preloaded_models_untouched_and_drops_the_rest(pipelin
     await pipeline.set_node("RedBox", transform=None, visible=False, color=None, clear_color=False)
     pipeline.camera.orbit(90, 0)
     pipeline.camera_changed(5)
+    await pipeline.unload("pre")  # even a preloaded model the client unloaded comes back
     await pipeline.reset()
     assert list(pipeline.models) == ["pre"]
+    assert pipeline.stats()["polygons"] == 1292
     assert pipeline.pose_id is None
     nodes = await pipeline.describe_nodes()
     assert [n["name"] for n in nodes] == ["Scene", "BlueSphere", "RedBox"] and all(
@@ -183,3 +185,17 @@ async def test_an_unchanged_picture_slows_down_until_something_changes(
     _, moved = await pipeline.next_frame()  # woken by the change, long before the interval
     await mover
     assert moved != first and time.monotonic() - started < 5
+
+
+async def test_with_a_frame_interval_the_next_render_starts_just_in_time(pipeline: RenderPipeline) -> None:
+    await pipeline.load("two_nodes.glb")
+    pipeline.frame_interval = 0.5  # far longer than a render of this scene takes
+    await pipeline.next_frame()
+    pipeline.camera.orbit(10, 0)
+    pipeline.camera_changed(1)
+    # The render is scheduled for later (just before the next slot), not started at once...
+    assert pipeline._ahead is not None and (pipeline._inflight is None or pipeline._inflight.done())
+    await asyncio.sleep(0.6)
+    # ...and then it ran, from the pose current at that time.
+    frame = await pipeline.latest_frame()
+    assert frame.pose_id == 1 and pipeline._ahead is None

@@ -149,3 +149,22 @@ async def test_an_offer_with_no_codec_in_common_is_refused(live: LiveServer) -> 
         assert live.server.client is None
     finally:
         await pc.close()
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda sdp: sdp.replace("a=setup:actpass\r\n", ""),
+        lambda sdp: sdp + sdp[sdp.index("m=video") :],
+        lambda sdp: sdp.replace("a=sendrecv", "a=sendonly").replace("a=recvonly", "a=sendonly"),
+    ],
+    ids=["no-setup", "two-videos", "video-sendonly"],
+)
+async def test_hostile_offers_get_400_and_leave_no_connection(live: LiveServer, mangle: Any) -> None:
+    pc = await make_offer()
+    try:
+        resp = await post(live, {"type": "offer", "sdp": mangle(pc.localDescription.sdp)}, live.token())
+        assert error_of(resp) == (400, "BadRequest")
+        assert live.server.client is None
+    finally:
+        await pc.close()

@@ -66,7 +66,7 @@ router = APIRouter(tags=["openrr"])
 _VIDEO_TYPES: dict[str, tuple[type, ...]] = {
     "width": (int,),
     "height": (int,),
-    "fps": (int, float),
+    "fps": (int,),
     "bitrate": (int,),
     "codec": (str,),
 }
@@ -82,7 +82,7 @@ _OFFER_SCHEMA: dict[str, Any] = {
             "properties": {
                 "width": {"type": "integer"},
                 "height": {"type": "integer"},
-                "fps": {"type": "number"},
+                "fps": {"type": "integer"},
                 "bitrate": {"type": "integer", "description": "bit/s"},
                 "codec": {"type": "string", "enum": ["h264", "vp8"]},
             },

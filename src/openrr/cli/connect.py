@@ -230,15 +230,21 @@ async def _run(
 async def _load(rc: RenderConnection, model: str, quiet: bool) -> dict[str, Any]:
     from rich.console import Console
 
+    from openrr.render.sources import display_name
+
     err = Console(stderr=True)
+
+    shown = display_name(model)  # no SAS token on the screen
 
     def progress(message: dict[str, Any]) -> None:
         if not quiet:
-            err.print(f"loading {model}: {message.get('fraction', 0):.0%} {message.get('message', '')}")
+            fraction = message.get("fraction", 0)
+            err.print(f"loading {shown}: {fraction:.0%} {message.get('message', '')}", markup=False)
 
     loaded = await rc.load_model(model, on_progress=progress)
     if not quiet:
-        err.print(f"loaded {model}: {loaded.get('nodes')} nodes, {loaded.get('polygons')} polygons")
+        counts = f"{loaded.get('nodes')} nodes, {loaded.get('polygons')} polygons"
+        err.print(f"loaded {shown}: {counts}", markup=False)
     return loaded
 
 

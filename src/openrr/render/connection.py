@@ -23,7 +23,6 @@ from typing import Any
 
 import psutil
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.stats import RTCRemoteInboundRtpStreamStats
 
 from openrr.handshake import DATA_CHANNEL_LABEL, PROTOCOL
@@ -32,6 +31,7 @@ from openrr.render.encoder import Codec, EncoderConfig
 from openrr.render.ice import IceSettings, loopback_host_candidates
 from openrr.render.inspector import Tracer
 from openrr.render.pipeline import ModelError, PipelineClosed, RenderPipeline
+from openrr.render.sources import display_name
 from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track, negotiated_codec
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 20.0
 STATS_INTERVAL_S = 1.0
 MAX_PENDING_LOADS = 4
+MAX_PENDING_REQUESTS = 64
 
 
 class OfferRejected(Exception):
@@ -66,12 +67,14 @@ class ClientConnection:
         self.track = EncodedVideoTrack(pipeline, encoder, on_frame=self._on_frame)
         self.channel: RTCDataChannel | None = None
         self.codec: Codec = encoder.codec
-        self.closed = asyncio.Event()
+        self.closed = asyncio.Event()  # set when the connection starts to end
+        self.finished = asyncio.Event()  # set when its teardown is complete
         self.close_reason = ""
         self.connected_at: float | None = None
         self.opened_at = time.monotonic()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loads = 0
+        self._requests = 0
         self._sent_times: deque[float] = deque(maxlen=256)
         self._rtt_ms: float | None = None
         self._first_pts: int | None = None
@@ -87,11 +90,15 @@ class ClientConnection:
         """Answer the client's offer (its ICE candidates already in it); returns the answer's SDP."""
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except (ValueError, TypeError, InvalidAccessError, InvalidStateError, OperationError) as exc:
-            # Unparsable SDP, or nothing in common (e.g. a client offering only VP9 or AV1).
-            raise OfferRejected(f"the offer's SDP could not be used: {exc}") from None
+        except Exception as exc:
+            # Unparsable or inconsistent SDP, or nothing in common (a client offering only VP9 or AV1):
+            # aiortc raises anything from ValueError to AssertionError on hostile input.
+            raise OfferRejected(f"the offer's SDP could not be used: {exc or type(exc).__name__}") from None
         videos = [t for t in self.pc.getTransceivers() if t.kind == "video"]
-        if len(videos) != 1 or videos[0].direction not in ("recvonly", "sendrecv"):
+        # What the client's offer lets us do, from our side (aiortc keeps it privately, reversed: a client
+        # that receives only is "sendonly" here; the transceiver's own direction is our answer's).
+        allowed = getattr(videos[0], "_offerDirection", None) if len(videos) == 1 else None
+        if allowed not in ("sendonly", "sendrecv"):
             raise OfferRejected("the offer must hold exactly one video transceiver the client receives on")
         prefer: list[Codec] = ["h264", "vp8"] if self.encoder.codec == "h264" else ["vp8", "h264"]
         # The answer uses the offer's transceiver for our track (aiortc matches an unused recvonly one).
@@ -99,9 +106,12 @@ class ClientConnection:
         self.codec = negotiated_codec(self.pc, sender) or self.encoder.codec
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_state)
-        answer = await self.pc.createAnswer()
-        with self._candidates():
-            await self.pc.setLocalDescription(answer)  # gathers all candidates (no trickle in aiortc)
+        try:
+            answer = await self.pc.createAnswer()
+            with self._candidates():
+                await self.pc.setLocalDescription(answer)  # gathers all candidates (no trickle in aiortc)
+        except Exception as exc:  # an offer aiortc accepted but cannot answer (duplicated m-lines, ...)
+            raise OfferRejected(f"the offer could not be answered: {exc or type(exc).__name__}") from None
         self._spawn(self._watchdog())
         return self.pc.localDescription.sdp
 
@@ -190,8 +200,12 @@ class ClientConnection:
                 return
             self._loads += 1
             self._spawn(self._load(request))
+        elif self._requests >= MAX_PENDING_REQUESTS:
+            # A flood (of picks, say) would queue unbounded work on the GL thread and starve rendering.
+            self.send(protocol.error(request.id, "Busy", f"at most {MAX_PENDING_REQUESTS} requests at once"))
         else:
             # In arrival order: camera moves apply at once, scene edits queue on the GL thread.
+            self._requests += 1
             self._spawn(self._handle(request))
 
     async def _handle(self, request: protocol.Request) -> None:
@@ -246,9 +260,11 @@ class ClientConnection:
         except Exception as exc:  # a bug must cost the request, not the session
             log.exception("request %s failed", request.type)
             self.send(protocol.error(re, "InternalError", f"{request.type} failed: {exc}"))
+        finally:
+            self._requests -= 1
 
     async def _load(self, request: protocol.ModelLoad) -> None:
-        model_id = request.modelId or request.url
+        model_id = request.modelId or display_name(request.url)  # as the pipeline names it
         last = [-1.0]
 
         def progress(fraction: float, message: str) -> None:
@@ -348,7 +364,10 @@ class ClientConnection:
         while not self.closed.is_set():
             await asyncio.sleep(STATS_INTERVAL_S)
             self._cpu_percent = self._process.cpu_percent()
-            self.send(protocol.message("stats", **await self.stats()))
+            try:
+                self.send(protocol.message("stats", **await self.stats()))
+            except Exception:  # one bad sample must not end the stats for the rest of the connection
+                log.exception("stats push failed")
 
     # -- teardown ---------------------------------------------------------------------------------------
 
@@ -358,8 +377,10 @@ class ClientConnection:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self, reason: str, *, notify: str | None = None) -> None:
-        """End the connection (idempotent). ``notify``: a ``bye`` reason sent to the client first."""
+        """End the connection. ``notify``: a ``bye`` reason sent to the client first. Idempotent: a
+        second call waits until the first has finished the teardown."""
         if self.closed.is_set():
+            await self.finished.wait()
             return
         self.closed.set()
         self.close_reason = reason
@@ -374,4 +395,7 @@ class ClientConnection:
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
-        await self.pc.close()
+        try:
+            await self.pc.close()
+        finally:
+            self.finished.set()

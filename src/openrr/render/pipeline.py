@@ -27,7 +27,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError
@@ -37,7 +36,7 @@ from openrr.render.camera import Camera
 from openrr.render.loader import ModelLoadError, load_model
 from openrr.render.renderer import Renderer
 from openrr.render.scene import Scene
-from openrr.render.sources import ModelSourcePolicy, SourceRefused
+from openrr.render.sources import ModelSourcePolicy, SourceRefused, display_name
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,6 +44,7 @@ T = TypeVar("T")
 # The default view: a little above and in front of the scene, looking at its centre (then framed).
 _DEFAULT_EYE = (0.0, 0.6, 3.0)
 _RECENT_FRAMES = 8
+LOAD_DEADLINE_S = 300.0  # a whole model load, download included
 SETTLE_S = 0.5
 _AHEAD_MARGIN_S = 0.003
 IDLE_FRAME_INTERVAL_S = 0.2
@@ -123,7 +123,9 @@ class RenderPipeline:
         self.camera = Camera.look_at(_DEFAULT_EYE, (0.0, 0.0, 0.0))
         self.models: dict[str, LoadedModel] = {}
         self._loading: set[str] = set()
-        self._parsed: dict[str, Scene] = {}  # preloaded models, kept to rebuild the scene on reset
+        self._parsed: dict[str, Scene] = {}  # preloaded models by source, parsed once
+        self._preloaded: dict[str, LoadedModel] = {}  # the session's own models: every reset restores them
+        self._polygons = 0  # of self.scene, counted on the GL thread after each change (see stats)
         self._camera_version = 0
         self._pose_id: int | None = None
         self._frame_ids = 0
@@ -385,9 +387,16 @@ class RenderPipeline:
     ) -> LoadedModel:
         loop = asyncio.get_running_loop()
         scene = self.scene  # a reset meanwhile (the client left) must not receive this model
+        deadline = time.monotonic() + LOAD_DEADLINE_S
 
         def report(fraction: float, message: str) -> None:
-            if progress is not None and not self._closed:
+            # Called by the loader on the load thread as it goes; raising here aborts the load, which is
+            # how a load stops when its client left, the server is closing, or it takes too long.
+            if self._closed or (self.scene is not scene and not preload):
+                raise ModelLoadError("the load was cancelled: the client left or the server is stopping")
+            if time.monotonic() > deadline:
+                raise ModelLoadError(f"the load took longer than {LOAD_DEADLINE_S:.0f} s")
+            if progress is not None:
                 loop.call_soon_threadsafe(progress, fraction, message)
 
         def fetch() -> tuple[str, Scene]:
@@ -415,6 +424,7 @@ class RenderPipeline:
             if self.scene is not scene:
                 raise ModelError("ModelLoadFailed", "the scene was reset while the model loaded")
             roots = scene.add_scene(parsed)
+            self._polygons = scene.polygon_count
             return LoadedModel(
                 model_id, url, source, [n.id for n in roots], len(parsed), parsed.polygon_count, preload
             )
@@ -422,6 +432,8 @@ class RenderPipeline:
         loaded = await self._on_gl(insert)
         self._touch()
         self.models[model_id] = loaded
+        if preload:
+            self._preloaded[model_id] = loaded
         if len(self.models) == 1:
             await self.frame_scene()  # the first model: show it whole
         return loaded
@@ -435,6 +447,7 @@ class RenderPipeline:
             for root in model.roots:
                 if root in self.scene:
                     self.scene.remove_node(root)
+            self._polygons = self.scene.polygon_count
 
         await self._on_gl(remove)
         self._touch()
@@ -443,15 +456,14 @@ class RenderPipeline:
         """A clean slate for the next client: only the preloaded models, untouched, and the default view."""
         fresh = Scene("session")
         kept: dict[str, LoadedModel] = {}
-        for model in self.models.values():
-            parsed = self._parsed.get(model.source) if model.preloaded else None
-            if parsed is not None:
-                roots = fresh.add_scene(parsed)
-                kept[model.model_id] = dataclasses.replace(model, roots=[n.id for n in roots])
+        for model in self._preloaded.values():  # even those the last client unloaded
+            roots = fresh.add_scene(self._parsed[model.source])
+            kept[model.model_id] = dataclasses.replace(model, roots=[n.id for n in roots])
 
         def swap() -> None:
             self.scene = fresh
             self.renderer.set_scene(fresh)
+            self._polygons = fresh.polygon_count
 
         await self._on_gl(swap)
         self._touch()
@@ -521,7 +533,7 @@ class RenderPipeline:
             "renderMs": round(self.render_ms_last, 2),
             "renderMsAvg": round(self.render_ms_total / frames, 2),
             "framesRendered": self.frames_rendered,
-            "polygons": self.scene.polygon_count,
+            "polygons": self._polygons,
             "polygonsDrawn": renderer.stats.triangles if renderer is not None else 0,
             "polygonLimit": self.polygon_limit,
             "limitExceeded": bool(renderer is not None and renderer.limit_exceeded),
@@ -544,14 +556,6 @@ def _relative_to_roots(message: str, policy: ModelSourcePolicy) -> str:
         for form in {str(root), str(root.resolve())}:
             message = message.replace(form.rstrip("/") + "/", "")
     return message
-
-
-def display_name(url: str) -> str:
-    """A model location without credentials or query string (a SAS token must not reach logs or ids)."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() in ("http", "https"):
-        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
-    return url
 
 
 def node_json(node: Any) -> dict[str, Any]:

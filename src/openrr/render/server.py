@@ -97,7 +97,7 @@ class OfferBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: str = Field(pattern="^offer$")
     sdp: str = Field(min_length=1, max_length=MAX_OFFER_BYTES)
-    video: VideoRequest = Field(default_factory=VideoRequest)
+    video: VideoRequest | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -190,7 +190,7 @@ class RenderServer:
                     "Another client is connected to this session; only one client can be connected at a "
                     "time.",
                 )
-            defaults, video = self.spec.settings, body.video
+            defaults, video = self.spec.settings, body.video or VideoRequest()
             width = video.width or defaults.video_width
             height = video.height or defaults.video_height
             encoder = EncoderConfig(
@@ -215,6 +215,9 @@ class RenderServer:
             except OfferRejected as exc:
                 await client.close(str(exc))
                 raise _error(400, "BadRequest", str(exc)) from None
+            except BaseException:
+                await client.close("the offer could not be answered")  # no half-open peer left behind
+                raise
             self.client = client
             self.clients_served += 1
             watcher = asyncio.create_task(self._after_client(client))
@@ -238,10 +241,12 @@ class RenderServer:
     async def _after_client(self, client: ClientConnection) -> None:
         """When a client leaves: a clean slate (ARR: models unloaded), then the next one may come."""
         await client.closed.wait()
-        await client.close(client.close_reason)  # finish its teardown if it ended itself
+        await client.close(client.close_reason)  # waits for its teardown to finish
         try:
             if not self.stopping.is_set():
                 await self.pipeline.reset()
+        except Exception:
+            log.exception("resetting the scene after a client left failed")
         finally:
             if self.client is client:
                 self.client = None
@@ -272,7 +277,7 @@ class RenderServer:
         return app
 
     def inspector_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[json_errors])
         app.router.add_get(HEALTH_PATH, self.health)
         app.router.add_get("/stats", self.stats)
         self.inspector.install(app)
@@ -463,11 +468,18 @@ async def _serve(server: RenderServer) -> int:
         stopping.cancel()
 
 
-def main() -> int:
+def configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request's full URL at INFO, and model URLs may carry SAS tokens in their query.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     install_log_buffer()  # the inspector's /log: the last records, from every logger
+
+
+def main() -> int:
+    configure_logging()
     raw = os.environ.get(SPEC_ENV)
     if not raw:
         print(f"openrr.render: {SPEC_ENV} is not set; render servers are started by the control plane.")

@@ -28,7 +28,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from openrr.handshake import RenderSpec
@@ -228,3 +228,11 @@ def _is_public(address: IPAddress) -> bool:
         or address.is_private
         or address.is_unspecified
     )
+
+
+def display_name(url: str) -> str:
+    """A model location without credentials or query string (a SAS token must not reach logs or ids)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() in ("http", "https"):
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    return url

@@ -295,13 +295,16 @@ class EncodedVideoTrack(MediaStreamTrack):
         super().stop()
         executor, self._executor = self._executor, None
         if executor is not None:
-            encoder = self._encoder
-            if encoder is not None:
-                # Close on the encoder thread, after any encode still running there.
-                executor.submit(encoder.close)
+            # Close on the encoder thread, after any encode still running there, and read the encoder
+            # there too: the first encode may be creating it right now (an NVENC session, on GPUs).
+            executor.submit(self._close_encoder)
             executor.shutdown(wait=False, cancel_futures=False)
 
     # internals
+
+    def _close_encoder(self) -> None:
+        if self._encoder is not None:
+            self._encoder.close()
 
     async def _pace(self) -> None:
         loop = asyncio.get_running_loop()
