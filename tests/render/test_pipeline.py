@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -199,3 +201,46 @@ async def test_with_a_frame_interval_the_next_render_starts_just_in_time(pipelin
     # ...and then it ran, from the pose current at that time.
     frame = await pipeline.latest_frame()
     assert frame.pose_id == 1 and pipeline._ahead is None
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Answers with a body that never ends: a byte every 50 ms, no Content-Length."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        try:
+            for _ in range(2000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass  # the client hung up: what the test wants
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_a_trickling_download_stops_when_the_scene_is_reset(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fixtures.two_node_glb(tmp_path)
+    policy = ModelSourcePolicy(roots=(tmp_path,), allow_private_urls=True)
+    p = RenderPipeline(W, H, policy=policy)
+    await p.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/slow.glb"
+        loading = asyncio.create_task(p.load(url))
+        await asyncio.sleep(0.3)
+        await p.reset()  # the client left
+        started = time.monotonic()
+        with pytest.raises(ModelError) as err:
+            await loading
+        assert "cancelled" in err.value.message and time.monotonic() - started < 5
+        loaded = await p.load("two_nodes.glb")  # the load thread is free again
+        assert loaded.polygons == 1292
+    finally:
+        await p.close()
+        server.shutdown()
+        server.server_close()

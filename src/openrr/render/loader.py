@@ -1,4 +1,5 @@
-"""Load glTF 2.0 models (.gltf with external or embedded resources, .glb) into a ``Scene``.
+"""Load glTF 2.0 models (.gltf with external or embedded resources, .glb) and openrr's converted
+``.arrAsset`` files (``openrr.assets.arrasset``, recognised by content or name) into a ``Scene``.
 
 Sources are local paths (``file://`` URLs too) and http(s) URLs. Every failure, whatever its cause (a
 missing file, a bad download, broken JSON or binary data, a size limit), raises ``ModelLoadError`` with a
@@ -86,16 +87,23 @@ class _LocalResolver(FilePathResolver):
 class _HttpResolver(Resolver):
     """Fetches a .gltf's relative or absolute http(s) references with the same client and budget."""
 
-    def __init__(self, base_url: str, client: httpx.Client, budget: _Budget) -> None:
+    def __init__(
+        self, base_url: str, client: httpx.Client, budget: _Budget, report: ProgressCallback
+    ) -> None:
         self.base_url = base_url
         self.client = client
         self.budget = budget
+        self.report = report
         self.failures: list[str] = []
+
+    def progress(self, fraction: float, message: str) -> None:
+        # Buffers and images are fetched while parsing, after the model's own download (0 to 0.5).
+        self.report(0.5, "downloading resources")
 
     def get(self, key: str) -> bytes:
         url = urljoin(self.base_url, key)
         try:
-            return _download(self.client, url, self.budget, None)
+            return _download(self.client, url, self.budget, self.progress)
         except ModelLoadError as exc:
             self.failures.append(exc.message)
             raise
@@ -104,7 +112,8 @@ class _HttpResolver(Resolver):
         raise NotImplementedError("remote models are read-only")
 
     def namespaced(self, namespace: str) -> _HttpResolver:
-        return _HttpResolver(urljoin(self.base_url, namespace.rstrip("/") + "/"), self.client, self.budget)
+        base = urljoin(self.base_url, namespace.rstrip("/") + "/")
+        return _HttpResolver(base, self.client, self.budget, self.report)
 
     def keys(self) -> list[str]:
         return []
@@ -141,8 +150,10 @@ def _download(client: httpx.Client, url: str, budget: _Budget, progress: Progres
                 budget.take(len(chunk), _shown(url))
                 chunks.append(chunk)
                 received += len(chunk)
-                if progress is not None and total:
-                    progress(0.5 * min(received / total, 1.0), "downloading")
+                if progress is not None:
+                    # Every chunk, even without a length: raising from progress is how a caller stops
+                    # a download that trickles (its client left, its deadline passed).
+                    progress(0.5 * min(received / total, 1.0) if total else 0.0, "downloading")
             return b"".join(chunks)
     except httpx.HTTPError as exc:
         raise ModelLoadError(f"{_shown(url)}: download failed: {type(exc).__name__}") from exc
@@ -156,7 +167,7 @@ def load_model(
     timeout: float = DEFAULT_TIMEOUT,
     guard: Callable[[str], object] | None = None,
 ) -> Scene:
-    """Load a glTF 2.0 model from a path or an http(s)/file URL into a new ``Scene``.
+    """Load a glTF 2.0 model or an ``.arrAsset`` from a path or an http(s)/file URL into a new ``Scene``.
 
     ``progress(fraction, message)`` is called with fractions rising from 0 to 1; an exception it raises
     aborts the load and propagates (use that to cancel). ``max_bytes`` bounds the file plus its
@@ -181,7 +192,9 @@ def load_model(
             hooks["request"] = [check]
         with httpx.Client(timeout=timeout, follow_redirects=True, event_hooks=hooks) as client:
             data = _download(client, text, budget, report)
-            resolver: _LocalResolver | _HttpResolver = _HttpResolver(text, client, budget)
+            if _is_arrasset(data, text):
+                return _load_arrasset(data, _shown(text), Path(urlparse(text).path).name, report)
+            resolver: _LocalResolver | _HttpResolver = _HttpResolver(text, client, budget, report)
             loaded = _parse(data, _shown(text), resolver, report)
         name = Path(urlparse(text).path).name
     elif scheme in ("", "file"):
@@ -193,6 +206,8 @@ def load_model(
             data = path.read_bytes()
         except OSError as exc:
             raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if _is_arrasset(data, text):
+            return _load_arrasset(data, str(path), path.name, report)
         loaded = _parse(data, str(path), _LocalResolver(path, budget, guard), report)
         name = path.name
     else:
@@ -204,6 +219,33 @@ def load_model(
         raise ModelLoadError(f"{_shown(text)}: invalid model content: {exc}") from exc
     report(1.0, "loaded")
     return scene
+
+
+# -- converted assets (.arrAsset, written by openrr.assets) ------------------------------------------------
+
+
+def _is_arrasset(data: bytes, location: str) -> bool:
+    """By content (the magic), or by name so that a wrong file named .arrAsset gets the asset reader's
+    message rather than a glTF parser's."""
+    from openrr.assets.arrasset import MAGIC  # here: openrr.assets imports this module
+
+    return data[: len(MAGIC)] == MAGIC or urlparse(location).path.lower().endswith(".arrasset")
+
+
+def _load_arrasset(data: bytes, label: str, name: str, report: ProgressCallback) -> Scene:
+    """The asset's scene, its meshes with their levels of detail. The arrays share ``data``'s memory."""
+    from openrr.assets.arrasset import read_asset
+
+    report(0.5, "parsing")
+    scene = read_asset(data, name=name, label=label).scene
+    report(1.0, "loaded")
+    return scene
+
+
+def scene_from_trimesh(loaded: trimesh.Scene, name: str) -> Scene:
+    """A trimesh scene (from any format trimesh reads) as a ``Scene``, the way glTF models are converted:
+    only triangle meshes, normals only where the file had them. Raises ValueError on invalid content."""
+    return _convert(loaded, name, lambda fraction, message: None)
 
 
 def _parse(

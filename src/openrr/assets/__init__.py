@@ -1,0 +1,27 @@
+"""Model conversion: source models (glTF/GLB, OBJ, PLY, XYZ) to openrr's ``.arrAsset`` runtime format.
+
+* ``openrr.assets.settings``: ``<model>.ConversionSettings.json``, parsed and validated as ARR did.
+* ``openrr.assets.convert``: ``convert_model``, which writes ``<name>.arrAsset``, ``<name>.info.json``,
+  ``<name>.result.json`` and ``<name>.log``.
+* ``openrr.assets.arrasset``: the format's writer and reader (``docs/arrasset.md`` describes it byte by byte).
+
+This package imports nothing heavy itself, so the control plane can catch ``ConversionFailed`` and use the
+settings parser without loading numpy, trimesh or the renderer.
+"""
+
+from __future__ import annotations
+
+
+class ConversionFailed(Exception):
+    """A conversion cannot proceed because of its input: ``message`` says why, in words for the user.
+
+    ``code`` is the short code written to ``<name>.result.json`` (``{"error": code, "title", "details"}``).
+    """
+
+    def __init__(self, message: str, *, code: str = "InvalidInput") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+__all__ = ["ConversionFailed"]
