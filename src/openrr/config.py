@@ -12,12 +12,14 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from openrr.errors import InvalidInput
+from openrr.storage.base import LinkedAccount, parse_linked_account
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[float, Field(gt=0)]
 
 # Fields whose flag is not "--" + the field's name: the repeatable options are singular.
 _FLAGS = {"model_roots": "--model-root", "stun_urls": "--stun-url", "turn_urls": "--turn-url"}
+_FLAGS.update({"container_roots": "--container-root", "storage_accounts": "--storage-account"})
 
 # The STUN/TURN URL shapes aiortc parses (openrr.render.ice.IceSettings checks them with aiortc itself).
 # They are checked here with a regex because the control plane never imports the render stack (aiortc
@@ -72,6 +74,16 @@ class Settings(BaseModel):
     turn_urls: tuple[str, ...] = ()
     turn_username: str | None = None
     turn_credential: str | None = Field(default=None, repr=False)
+    # Conversions: where containers may be (openrr.storage), and the workers that run them.
+    container_roots: tuple[Path, ...] = Field(
+        default=(), description="Directories file: containers may lie in; none: no file: containers."
+    )
+    storage_accounts: tuple[str, ...] = Field(
+        default=(), repr=False, description="Linked storage accounts: NAME=KEY[@ENDPOINT] or NAME@ENDPOINT."
+    )
+    conversion_workers: Annotated[int, Field(ge=1, le=64)] = 2
+    conversion_timeout: Positive = 3600.0
+    conversion_max_input_mb: Annotated[int, Field(ge=1)] = 4096
 
     # Field validators run for every field even when others fail, so each problem is reported;
     # the model validator adds the combinations once the fields themselves are valid.
@@ -104,6 +116,27 @@ class Settings(BaseModel):
         if missing:
             raise ValueError(f"{', '.join(missing)}: not an existing directory")
         return roots
+
+    @field_validator("container_roots")
+    @classmethod
+    def _container_directories(cls, roots: tuple[Path, ...]) -> tuple[Path, ...]:
+        missing = [str(root) for root in roots if not root.is_dir()]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: not an existing directory")
+        return roots
+
+    @field_validator("storage_accounts")
+    @classmethod
+    def _storage_accounts(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        names = []
+        for number, value in enumerate(values, 1):
+            try:
+                names.append(parse_linked_account(value).name)
+            except ValueError as exc:  # its message never shows the key
+                raise ValueError(f"entry {number}: {exc}") from None
+        if len(set(names)) != len(names):
+            raise ValueError("a storage account is given twice")
+        return values
 
     @field_validator("video_width", "video_height")
     @classmethod
@@ -176,6 +209,15 @@ class Settings(BaseModel):
     @property
     def default_model_root(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def linked_accounts(self) -> tuple[LinkedAccount, ...]:
+        return tuple(parse_linked_account(value) for value in self.storage_accounts)
+
+    @property
+    def conversion_dir(self) -> Path:
+        """Scratch space of running conversions (their downloads and outputs)."""
+        return self.data_dir / "conversions"
 
     @property
     def local_address(self) -> str:

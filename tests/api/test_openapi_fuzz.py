@@ -148,6 +148,10 @@ def test_schemathesis_finds_no_server_errors(target: LifespanApp) -> None:
     # An explicit config: no schemathesis.toml from the working directory, no cache of earlier runs.
     config = schemathesis.Config(seed=SEED, cache=CacheConfig(enabled=False))
     schema = schemathesis.openapi.from_asgi("/openapi.json", target, config=config)
+    # The offer relay forwards to the session's render server, which the fake host never starts: a
+    # correct 502 RenderServerUnreachable there is not a bug. tests/api/test_web.py covers the relay's bad
+    # input (and its 502/504) on its own.
+    schema = schema.exclude(path_regex="^/openrr/")
     schema.config.update(
         parameters={"account_id": target.account_id},
         headers={"Authorization": f"Bearer {target.token}"},

@@ -59,6 +59,11 @@ class Swagger:
         for definition in strict["definitions"].values():
             if definition.get("type") == "object" and "properties" in definition:
                 definition["additionalProperties"] = False
+            for prop in definition.get("properties", {}).values():
+                # x-nullable (a Swagger 2.0 extension, e.g. a conversion's "error": null) also allows null
+                if prop.get("x-nullable") and "$ref" in prop:
+                    prop["anyOf"] = [{"$ref": prop.pop("$ref")}, {"type": "null"}]
+                    prop.pop("type", None)
         # Swagger 2.0 schemas are JSON Schema draft 4 plus x-* keys, which validators ignore.
         self._uri = f"urn:openrr-test:{path.parent.name}"
         self._registry: Registry[Any] = Registry().with_resource(
@@ -382,3 +387,137 @@ async def test_errors_the_swagger_does_not_list_still_have_error_bodies(arr: Api
     resp = await arr.client.delete(arr.url("s1"), params=arr.params, headers=arr.account.auth)
     assert resp.status_code == 405 and "PUT" in resp.headers["allow"]
     sw.check_body(resp)
+
+
+# ---- conversions ------------------------------------------------------------------------------------------
+@pytest.fixture
+async def conversions_api(
+    settings_factory: Callable[..., Settings], tmp_path: Path, fake_host: FakeHost, clock: ManualClock
+) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime, Account, Account, Path]]:
+    """A control plane of its own with file: containers and the fake converter, and two accounts."""
+    from tests.api.conversion_fixtures import FakeConverter
+
+    containers = tmp_path / "containers"
+    (containers / "input").mkdir(parents=True)
+    (containers / "output").mkdir()
+    settings = settings_factory(
+        store_url=f"sqlite:///{tmp_path / 'conversions.db'}", container_roots=(containers,), list_page_size=2
+    )
+    rt = await Runtime.open(settings, host=fake_host, clock=clock, conversion_runner=FakeConverter())
+    accounts = []
+    for name in ("conversions", "other"):
+        created = await rt.accounts.create(name)
+        token, _ = rt.tokens.issue_account_token(created.account_id)
+        accounts.append(Account(created.account_id, created.primary_key, token))
+    from openrr.api.app import create_app
+
+    transport = httpx.ASGITransport(app=create_app(rt))
+    async with httpx.AsyncClient(transport=transport, base_url="https://openrr.test") as client:
+        yield client, rt, accounts[0], accounts[1], containers
+    await rt.close()
+
+
+async def test_conversion_bodies(
+    conversions_api: tuple[httpx.AsyncClient, Runtime, Account, Account, Path], api: str
+) -> None:
+    from tests.api.conversion_fixtures import put_blob, settings_body
+
+    client, rt, account, other, containers = conversions_api
+    sw = swagger(api)
+    params = {"api-version": api}
+    base = f"/accounts/{account.id}/conversions"
+
+    def check(operation_id: str, resp: httpx.Response, status: int) -> Any:
+        assert resp.status_code == status, resp.text
+        return sw.check(operation_id, resp)
+
+    put_blob(containers / "input", "models/box.glb")
+    good = settings_body(containers, input_sas="?sv=1&sig=S", output_sas="?sv=1&sig=S")
+    created = check(
+        "RemoteRendering_CreateConversion",
+        await client.put(f"{base}/ok", params=params, json=good, headers=account.auth),
+        201,
+    )
+    assert created["status"] == "NotStarted" and created["error"] is None
+    check(
+        "RemoteRendering_CreateConversion",
+        await client.put(f"{base}/ok", params=params, json=good, headers=account.auth),
+        200,
+    )
+    other_settings = settings_body(containers, "other.glb")
+    check(
+        "RemoteRendering_CreateConversion",
+        await client.put(f"{base}/ok", params=params, json=other_settings, headers=account.auth),
+        409,
+    )
+    check(
+        "RemoteRendering_CreateConversion",
+        await client.put(
+            f"{base}/missing",
+            params=params,
+            json=settings_body(containers, "missing.glb"),
+            headers=account.auth,
+        ),
+        201,
+    )
+    check(
+        "RemoteRendering_CreateConversion",
+        await client.put(
+            f"{base}/bad", params=params, json=settings_body(containers, "box.txt"), headers=account.auth
+        ),
+        400,
+    )
+    denied = settings_body(containers, input_uri="file:///etc")
+    body = check(
+        "RemoteRendering_CreateConversion",
+        await client.put(f"{base}/bad", params=params, json=denied, headers=account.auth),
+        403,
+    )
+    assert body["error"]["code"] == "DelegatedResourceAccessError"
+
+    await rt.conversions.run_pending()
+    succeeded = check(
+        "RemoteRendering_GetConversion",
+        await client.get(f"{base}/ok", params=params, headers=account.auth),
+        200,
+    )
+    assert succeeded["status"] == "Succeeded" and succeeded["output"]["outputAssetUri"]
+    failed = check(
+        "RemoteRendering_GetConversion",
+        await client.get(f"{base}/missing", params=params, headers=account.auth),
+        200,
+    )
+    assert failed["status"] == "Failed" and failed["error"]["code"] == "ConversionProcessFailed"
+    check(
+        "RemoteRendering_GetConversion",
+        await client.get(f"{base}/nope", params=params, headers=account.auth),
+        404,
+    )
+
+    check(
+        "RemoteRendering_CreateConversion",
+        await client.put(f"{base}/third", params=params, json=good, headers=account.auth),
+        201,
+    )
+    resp = await client.get(base, params=params, headers=account.auth)
+    page = check("RemoteRendering_ListConversions", resp, 200)
+    assert len(page["conversions"]) == 2 and "@nextLink" in page
+    page = check(
+        "RemoteRendering_ListConversions", await client.get(page["@nextLink"], headers=account.auth), 200
+    )
+    assert [c["id"] for c in page["conversions"]] == ["third"] and "@nextLink" not in page
+
+    for headers, status in (({}, 401), ({"Authorization": "Bearer not.a.token"}, 401), (other.auth, 403)):
+        check(
+            "RemoteRendering_CreateConversion",
+            await client.put(f"{base}/x", params=params, json=good, headers=headers),
+            status,
+        )
+        check(
+            "RemoteRendering_GetConversion",
+            await client.get(f"{base}/ok", params=params, headers=headers),
+            status,
+        )
+        check(
+            "RemoteRendering_ListConversions", await client.get(base, params=params, headers=headers), status
+        )

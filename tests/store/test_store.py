@@ -355,7 +355,7 @@ async def test_migrations_twice_are_a_no_op(backend_url: str) -> None:
         await first.add_account(account)
         assert await first.insert_session(make_session(account.id, "s1"))
         version = await _schema_version(first)
-        assert version == ["0001"]
+        assert version == ["0002"]
     finally:
         await first.close()
 
@@ -368,7 +368,7 @@ async def test_migrations_twice_are_a_no_op(backend_url: str) -> None:
         assert await second.get_session(account.id, "s1") == make_session(account.id, "s1")
         async with second._engine.connect() as conn:
             tables = await conn.run_sync(lambda c: sorted(sa.inspect(c).get_table_names()))
-        assert tables == ["accounts", "alembic_version", "sessions", "signing_keys"]
+        assert tables == ["accounts", "alembic_version", "conversions", "sessions", "signing_keys"]
     finally:
         await second.close()
 
@@ -403,7 +403,7 @@ async def test_concurrent_open_store_on_a_fresh_database(fresh_url: str) -> None
         return asyncio.run(open_and_use(i))
 
     versions = await asyncio.gather(*(asyncio.to_thread(replica, i) for i in range(n)))
-    assert versions == ["0001"] * n
+    assert versions == ["0002"] * n
     s = await open_store(postgres_url)
     try:
         async with s._engine.connect() as conn:

@@ -12,7 +12,9 @@ from openrr import __version__
 from openrr.api import errors, internal, metrics, openapi, sts
 from openrr.api import web as web_ui
 from openrr.api.responses import ArrHeaders, ArrJSON
+from openrr.api.v1 import conversions as v1_conversions
 from openrr.api.v1 import routes as v1
+from openrr.api.v2021 import conversions as v2021_conversions
 from openrr.api.v2021 import routes as v2021
 from openrr.services.runtime import Runtime
 
@@ -47,9 +49,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     # The routers' routes go straight into the app's route list: they carry their full paths and router
     # dependencies already, and FastAPI's nested include machinery costs tens of microseconds a request.
     # Placed first: the data plane is what clients call all the time, not the documentation.
-    api_routes = [
-        route for router in (v2021.router, sts.router, v1.router, internal.router) for route in router.routes
-    ]
+    routers = (v2021.router, v2021_conversions.router, sts.router, v1.router, v1_conversions.router)
+    api_routes = [route for router in (*routers, internal.router) for route in router.routes]
     app.router.routes[:0] = api_routes
 
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")

@@ -7,6 +7,7 @@ import click
 from openrr import __version__
 from openrr.cli.accounts import accounts
 from openrr.cli.connect import connect
+from openrr.cli.conversions import conversions
 from openrr.cli.serve import serve
 from openrr.cli.sessions import sessions
 
@@ -21,3 +22,4 @@ cli.add_command(serve)
 cli.add_command(accounts)
 cli.add_command(sessions)
 cli.add_command(connect)
+cli.add_command(conversions)

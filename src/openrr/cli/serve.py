@@ -125,6 +125,38 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
         "--turn-credential",
         {"help": "Password for the TURN servers; prefer the variable (command lines are visible in ps)."},
     ),
+    # Conversions
+    (
+        "--container-root",
+        {
+            "param": "container_roots",
+            "envvar": "OPENRR_CONTAINER_ROOTS",
+            "multiple": True,
+            "type": click.Path(file_okay=False, path_type=Path),
+            "help": "Directory file:///PATH conversion containers may lie in; repeatable. [default: none, "
+            "no file: containers]",
+        },
+    ),
+    (
+        "--storage-account",
+        {
+            "param": "storage_accounts",
+            "envvar": "OPENRR_STORAGE_ACCOUNTS",
+            "multiple": True,
+            "help": "Linked Azure storage account, NAME=KEY (Azure), NAME=KEY@ENDPOINT or NAME@ENDPOINT (SAS "
+            "only, e.g. http://127.0.0.1:10000/devstoreaccount1 for Azurite); repeatable. Keys are secrets: "
+            "prefer the variable. [default: none]",
+        },
+    ),
+    ("--conversion-workers", {"type": int, "help": "Conversions run at once, 1..64. [default: 2]"}),
+    (
+        "--conversion-timeout",
+        {"type": float, "help": "Seconds a conversion may run before it fails. [default: 3600]"},
+    ),
+    (
+        "--conversion-max-input-mb",
+        {"type": int, "help": "Largest input a conversion downloads, in MiB. [default: 4096]"},
+    ),
 ]
 
 
@@ -183,6 +215,7 @@ def serve(**options: Any) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("azure").setLevel(logging.WARNING)  # azure-core logs every storage request at INFO
     try:
         # uvloop (installed with uvicorn[standard]) is what `uvicorn` itself would pick: a faster loop.
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -221,6 +254,9 @@ async def _serve(settings: Settings) -> None:
             log_level=settings.log_level,
             access_log=settings.log_level == "debug",
             lifespan="off",
+            # On SIGTERM, idle keep-alive connections would hold the shutdown until their clients close
+            # them; requests in flight get this long to finish.
+            timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
         # Everything allocated so far lives as long as the process: keep it out of the cyclic GC's full
@@ -261,6 +297,9 @@ def _banner(settings: Settings, cert: Path | None, dev: Any) -> None:
     roots = ", ".join(str(root.resolve()) for root in settings.model_roots)
     urls = "any address" if settings.allow_private_model_urls else "public addresses only"
     console.print(f"models        files under {roots}; URLs to {urls}")
+    containers = ", ".join(str(root.resolve()) for root in settings.container_roots) or "none"
+    accounts = ", ".join(str(account) for account in settings.linked_accounts) or "none"
+    console.print(f"conversions   file: containers under {containers}; storage accounts: {accounts}")
     if dev is not None:
         console.print("[bold green]development account created[/] (the key is shown only now):")
         console.print(f"  account id  {dev.account_id}")

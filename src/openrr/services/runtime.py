@@ -15,10 +15,12 @@ from openrr.handshake import RenderSettings
 from openrr.hosts.base import Host
 from openrr.hosts.local import LocalHost
 from openrr.services.accounts import AccountService
+from openrr.services.conversions import ConversionConfig, ConversionService, Runner
 from openrr.services.metrics import Metrics
 from openrr.services.sessions import SessionConfig, SessionService
 from openrr.services.throttle import TokenBuckets
 from openrr.services.tokens import TokenIssuer, new_signing_key
+from openrr.storage import StorageAccess
 from openrr.store.sql import SqlStore, open_store
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class Runtime:
     sessions: SessionService
     throttle: TokenBuckets
     sts_throttle: TokenBuckets
+    conversions: ConversionService
     metrics: Metrics = dataclasses.field(default_factory=Metrics)  # this runtime's own registry
     _reaper: asyncio.Task[None] | None = None
 
@@ -46,6 +49,7 @@ class Runtime:
         host: Host | None = None,
         clock: Clock | None = None,
         callback_ca: str | None = None,
+        conversion_runner: Runner | None = None,
     ) -> Runtime:
         clock = clock or SystemClock()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +95,21 @@ class Runtime:
             sts_throttle=TokenBuckets(
                 clock, rate=settings.sts_throttle_rate, burst=settings.sts_throttle_burst, what="token"
             ),
+            conversions=ConversionService(
+                store,
+                clock,
+                StorageAccess(
+                    container_roots=tuple(root.resolve() for root in settings.container_roots),
+                    accounts=settings.linked_accounts,
+                ),
+                ConversionConfig(
+                    work_dir=settings.conversion_dir.resolve(),
+                    workers=settings.conversion_workers,
+                    timeout_s=settings.conversion_timeout,
+                    max_input_bytes=settings.conversion_max_input_mb << 20,
+                ),
+                runner=conversion_runner,
+            ),
             metrics=metrics,
         )
 
@@ -98,6 +117,7 @@ class Runtime:
         """Re-adopt running render servers, then run the reaper until ``close``."""
         await self.sessions.adopt_all()
         self._reaper = asyncio.create_task(self._reap_forever(), name="openrr-reaper")
+        self.conversions.start()
 
     async def _reap_forever(self) -> None:
         retention = dt.timedelta(days=self.settings.retention_days)
@@ -111,6 +131,9 @@ class Runtime:
                     last_purge = loop.time()
                     if purged:
                         log.info("purged %d ended sessions older than %s", purged, retention)
+                    purged = await self.conversions.purge(retention)
+                    if purged:
+                        log.info("purged %d ended conversions older than %s", purged, retention)
             except Exception:
                 log.exception("reaper pass failed; trying again next interval")
             await asyncio.sleep(self.settings.reaper_interval)
@@ -122,5 +145,6 @@ class Runtime:
                 await self._reaper
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.sessions.drain(), timeout=self.settings.stop_grace + 5)
+        await self.conversions.close()
         await self.host.close()
         await self.store.close()

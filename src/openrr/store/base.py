@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -33,6 +34,69 @@ class SigningKey:
     kid: str
     private_pem: bytes
     created_at: dt.datetime
+
+
+class ConversionStatus(enum.StrEnum):
+    # Case-exact: the stock SDK compares these strings with ==.
+    NOT_STARTED = "NotStarted"
+    RUNNING = "Running"
+    CANCELLED = "Cancelled"
+    FAILED = "Failed"
+    SUCCEEDED = "Succeeded"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (ConversionStatus.CANCELLED, ConversionStatus.FAILED, ConversionStatus.SUCCEEDED)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionInput:
+    """Where a conversion reads: every blob under ``blob_prefix`` ("" = the whole container)."""
+
+    container_uri: str
+    blob_prefix: str
+    asset_path: str  # relative to blob_prefix
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionOutput:
+    """Where a conversion writes: ``blob_prefix`` + each output's name."""
+
+    container_uri: str
+    blob_prefix: str
+    asset_filename: str  # ends in .arrAsset
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """A conversion as stored. Status changes go through ``openrr.services.conversions`` only.
+
+    ``input_sas``/``output_sas`` are the request's shared access signatures: never shown, and dropped once
+    the conversion ends. ``worker`` names the control-plane process running it and ``heartbeat_at`` is when
+    that process last confirmed it, so that a conversion whose process died is found and run again.
+    """
+
+    account_id: str
+    id: str
+    input: ConversionInput
+    output: ConversionOutput
+    status: ConversionStatus
+    created_at: dt.datetime
+    input_sas: str | None = dataclasses.field(default=None, repr=False)
+    output_sas: str | None = dataclasses.field(default=None, repr=False)
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    output_uri: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    attempts: int = 0
+    worker: str | None = None
+    heartbeat_at: dt.datetime | None = None
+    version: int = 0
+
+    def same_request(self, other: Conversion) -> bool:
+        """Whether ``other`` asks for the same conversion (SAS aside: they are not part of the settings)."""
+        return self.input == other.input and self.output == other.output
 
 
 class Store(Protocol):
@@ -83,3 +147,33 @@ class Store(Protocol):
         ...
 
     async def count_sessions_by_status(self) -> dict[Status, int]: ...
+
+    # conversions: every write is a compare-and-set on ``Conversion.version``, as for sessions
+    async def insert_conversion(self, conversion: Conversion) -> bool:
+        """Insert; False if (account_id, id) already exists."""
+        ...
+
+    async def get_conversion(self, account_id: str, conversion_id: str) -> Conversion | None: ...
+
+    async def update_conversion(self, conversion: Conversion) -> Conversion:
+        """Write if the stored version equals ``conversion.version``; returns it with version+1.
+
+        Raises StaleWrite otherwise.
+        """
+        ...
+
+    async def list_conversions(
+        self, account_id: str, *, after_id: str | None = None, limit: int = 100
+    ) -> Sequence[Conversion]:
+        """Conversions of one account, ordered by id, starting after ``after_id``."""
+        ...
+
+    async def conversions_with_status(
+        self, statuses: Sequence[ConversionStatus], *, limit: int = 100
+    ) -> Sequence[Conversion]:
+        """Conversions of every account with one of ``statuses``, oldest first."""
+        ...
+
+    async def purge_conversions_ended_before(self, cutoff: dt.datetime) -> int:
+        """Delete ended conversions whose end is before ``cutoff``; returns how many."""
+        ...

@@ -18,8 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from openrr.domain.session import Endpoint, Session, SessionError, Size, Status
 from openrr.errors import InvalidInput
 from openrr.store import migrations
-from openrr.store.base import Account, SigningKey, StaleWrite
-from openrr.store.tables import accounts, sessions, signing_keys
+from openrr.store.base import (
+    Account,
+    Conversion,
+    ConversionInput,
+    ConversionOutput,
+    ConversionStatus,
+    SigningKey,
+    StaleWrite,
+)
+from openrr.store.tables import accounts, conversions, sessions, signing_keys
 
 # Serialises signing_key's read-or-insert across replicas on PostgreSQL (SQLite has a single writer anyway).
 _PG_SIGNING_KEY_LOCK = 72_501_114
@@ -97,6 +105,64 @@ def _session_from(m: Mapping[Any, Any]) -> Session:
         error=error,
         host_handle=m["host_handle"],
         host_released=bool(m["host_released"]),
+        version=m["version"],
+    )
+
+
+def _conversion_row(c: Conversion) -> dict[str, Any]:
+    return {
+        "account_id": c.account_id,
+        "id": c.id,
+        "status": c.status.value,
+        "settings": {
+            "input": {
+                "containerUri": c.input.container_uri,
+                "blobPrefix": c.input.blob_prefix,
+                "assetPath": c.input.asset_path,
+            },
+            "output": {
+                "containerUri": c.output.container_uri,
+                "blobPrefix": c.output.blob_prefix,
+                "assetFilename": c.output.asset_filename,
+            },
+        },
+        "input_sas": c.input_sas,
+        "output_sas": c.output_sas,
+        "created_at": _utc(c.created_at),
+        "started_at": _utc(c.started_at),
+        "ended_at": _utc(c.ended_at),
+        "output_uri": c.output_uri,
+        "error_code": c.error_code,
+        "error_message": c.error_message,
+        "attempts": c.attempts,
+        "worker": c.worker,
+        "heartbeat_at": _utc(c.heartbeat_at),
+        "version": c.version,
+    }
+
+
+def _conversion_from(m: Mapping[Any, Any]) -> Conversion:
+    settings = m["settings"]
+    inp, out = settings["input"], settings["output"]
+    created = _utc(m["created_at"])
+    assert created is not None
+    return Conversion(
+        account_id=m["account_id"],
+        id=m["id"],
+        input=ConversionInput(inp["containerUri"], inp["blobPrefix"], inp["assetPath"]),
+        output=ConversionOutput(out["containerUri"], out["blobPrefix"], out["assetFilename"]),
+        status=ConversionStatus(m["status"]),
+        created_at=created,
+        input_sas=m["input_sas"],
+        output_sas=m["output_sas"],
+        started_at=_utc(m["started_at"]),
+        ended_at=_utc(m["ended_at"]),
+        output_uri=m["output_uri"],
+        error_code=m["error_code"],
+        error_message=m["error_message"],
+        attempts=m["attempts"],
+        worker=m["worker"],
+        heartbeat_at=_utc(m["heartbeat_at"]),
         version=m["version"],
     )
 
@@ -249,6 +315,73 @@ class SqlStore:
         for status, n in rows:
             counts[Status(status)] = int(n)
         return counts
+
+    # ---- conversions ----------------------------------------------------------------------------------
+    async def insert_conversion(self, conversion: Conversion) -> bool:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(conversions.insert().values(_conversion_row(conversion)))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    async def get_conversion(self, account_id: str, conversion_id: str) -> Conversion | None:
+        query = conversions.select().where(
+            conversions.c.account_id == account_id, conversions.c.id == conversion_id
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _conversion_from(row._mapping) if row else None
+
+    async def update_conversion(self, conversion: Conversion) -> Conversion:
+        values = _conversion_row(conversion)
+        values["version"] = conversion.version + 1
+        stmt = (
+            conversions.update()
+            .where(
+                conversions.c.account_id == conversion.account_id,
+                conversions.c.id == conversion.id,
+                conversions.c.version == conversion.version,
+            )
+            .values(values)
+        )
+        async with self._engine.begin() as conn:
+            result = await conn.execute(stmt)
+        if result.rowcount != 1:
+            raise StaleWrite(f"conversion {conversion.id} changed concurrently")
+        return _conversion_from(values)
+
+    async def list_conversions(
+        self, account_id: str, *, after_id: str | None = None, limit: int = 100
+    ) -> Sequence[Conversion]:
+        query = conversions.select().where(conversions.c.account_id == account_id)
+        if after_id is not None:
+            query = query.where(conversions.c.id > after_id)
+        query = query.order_by(conversions.c.id).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_conversion_from(r._mapping) for r in rows]
+
+    async def conversions_with_status(
+        self, statuses: Sequence[ConversionStatus], *, limit: int = 100
+    ) -> Sequence[Conversion]:
+        query = (
+            conversions.select()
+            .where(conversions.c.status.in_([s.value for s in statuses]))
+            .order_by(conversions.c.created_at, conversions.c.account_id, conversions.c.id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_conversion_from(r._mapping) for r in rows]
+
+    async def purge_conversions_ended_before(self, cutoff: dt.datetime) -> int:
+        stmt = conversions.delete().where(
+            conversions.c.ended_at.is_not(None), conversions.c.ended_at < _utc(cutoff)
+        )
+        async with self._engine.begin() as conn:
+            result = await conn.execute(stmt)
+        return int(result.rowcount or 0)
 
 
 async def open_store(store_url: str, *, migrate: bool = True) -> SqlStore:

@@ -48,3 +48,28 @@ sessions = sa.Table(
     sa.Index("ix_sessions_status", "status"),
     sa.Index("ix_sessions_ended_at", "ended_at"),
 )
+
+conversions = sa.Table(
+    "conversions",
+    metadata,
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("id", sa.String(256), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    # The normalised input and output locations, as the API echoes them (never a SAS).
+    sa.Column("settings", sa.JSON, nullable=False),
+    # Shared access signatures, kept only until the conversion ends.
+    sa.Column("input_sas", sa.Text),
+    sa.Column("output_sas", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("output_uri", sa.Text),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # Which control-plane process runs it, and when that process last said it still does.
+    sa.Column("worker", sa.String(200)),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ix_conversions_status", "status"),
+)

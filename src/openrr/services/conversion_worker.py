@@ -1,0 +1,70 @@
+"""One conversion in its own process: ``python -m openrr.services.conversion_worker`` (job JSON on stdin).
+
+The control plane (``openrr.services.conversions``) downloads the input, starts this process, and uploads
+what it wrote. Running the converter here keeps the control plane safe from what a hostile or broken model
+can do to a converter (a crash, a hang, runaway memory): the process is killed on timeout and its failure
+is the conversion's, not the service's.
+
+Job: ``{"input": PATH, "outputDir": PATH, "outputName": STEM, "resultFile": PATH}``. The process writes its
+log to stdout, and to ``resultFile`` ``{"ok": true}`` or ``{"ok": false, "code", "message"}`` (a
+``ConversionFailed``); any other end (no result file, a non-zero exit) is a crash. It exits by itself when the
+process that started it dies, so a killed control plane leaves no converter running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 2  # the input could not be converted: see the result file
+EXIT_ORPHANED = 3
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(EXIT_ORPHANED)
+
+
+def _write_result(path: Path, result: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, path)
+
+
+def run(job: dict[str, Any]) -> int:
+    from openrr.assets import ConversionFailed
+
+    result_file = Path(job["resultFile"])
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        from openrr.assets.convert import convert_model
+
+        # Settings: convert_model reads <model>.ConversionSettings.json (or conversionSettings.json) itself.
+        convert_model(Path(job["input"]), Path(job["outputDir"]), job["outputName"], None, log)
+    except ConversionFailed as exc:
+        log(f"conversion failed: {exc.message}")
+        _write_result(result_file, {"ok": False, "code": exc.code, "message": exc.message})
+        return EXIT_FAILED
+    _write_result(result_file, {"ok": True})
+    return EXIT_OK
+
+
+def main() -> int:
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    job = json.loads(sys.stdin.read())
+    return run(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

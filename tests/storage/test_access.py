@@ -1,0 +1,81 @@
+"""Which containers the service may use, with which credential; linked storage account settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from openrr.config import Settings
+from openrr.errors import InvalidInput
+from openrr.storage import LinkedAccount, NoAccess, StorageAccess, parse_linked_account
+from openrr.storage.blob import BlobContainer, normalise_sas
+
+KEY = "a2V5a2V5a2V5+/=="
+AZURITE = "http://127.0.0.1:10000/devstoreaccount1"
+
+
+def test_parse_linked_account() -> None:
+    assert parse_linked_account(f"acct1=={KEY}") == LinkedAccount("acct1", f"={KEY}", "")
+    assert parse_linked_account(f"acct1={KEY}") == LinkedAccount("acct1", KEY, "")
+    assert parse_linked_account(f"devstoreaccount1={KEY}@{AZURITE}/").endpoint == AZURITE
+    sas_only = parse_linked_account(f"devstoreaccount1@{AZURITE}")
+    assert sas_only.key is None and sas_only.blob_endpoint == AZURITE
+    assert LinkedAccount("acct1", KEY).blob_endpoint == "https://acct1.blob.core.windows.net"
+    assert KEY not in repr(LinkedAccount("acct1", KEY)) and KEY not in str(LinkedAccount("acct1", KEY))
+    for bad in ("Upper=key", "ab=key", "acct1", "acct1=", f"acct1={KEY}@ftp://x", f"acct1={KEY}@http://h/?q"):
+        with pytest.raises(ValueError) as info:
+            parse_linked_account(bad)
+        assert KEY not in str(info.value)
+
+
+def test_settings_report_bad_accounts_without_their_keys() -> None:
+    with pytest.raises(InvalidInput) as info:
+        Settings.load({"storage_accounts": (f"acct1={KEY}", "x=SECRETKEY")})
+    assert "--storage-account" in info.value.message and "entry 2" in info.value.message
+    assert "SECRETKEY" not in info.value.message
+    with pytest.raises(InvalidInput):
+        Settings.load({"storage_accounts": (f"acct1={KEY}", f"acct1={KEY}@{AZURITE}")})
+    settings = Settings.load({"storage_accounts": (f"acct1={KEY}",)})
+    assert KEY not in repr(settings)
+    assert settings.linked_accounts == (LinkedAccount("acct1", KEY),)
+
+
+def test_which_credential() -> None:
+    access = StorageAccess(
+        accounts=(LinkedAccount("linked", KEY), LinkedAccount("devstoreaccount1", None, AZURITE))
+    )
+    # Azure, with a SAS; linked, with or without one
+    sas = access.open("https://acct1.blob.core.windows.net/input", "?sv=1&sig=x")
+    assert isinstance(sas, BlobContainer) and sas.uri == "https://acct1.blob.core.windows.net/input"
+    assert isinstance(access.open("https://linked.blob.core.windows.net/input/", None), BlobContainer)
+    assert isinstance(access.open(f"{AZURITE}/input", "sv=1&sig=x"), BlobContainer)
+    refused = [
+        ("https://acct1.blob.core.windows.net/input", None),  # not linked, no SAS
+        (f"{AZURITE}/input", None),  # configured without a key
+        ("http://acct1.blob.core.windows.net/input", "sv=1"),  # Azure over plain http
+        ("https://acct1.blob.core.windows.net:444/input", "sv=1"),
+        ("https://evil.example.com/input", "sv=1"),  # an endpoint the service does not know
+        ("http://169.254.169.254/latest", "sv=1"),
+        ("http://127.0.0.1:10000/otheraccount/input", "sv=1"),
+        ("https://acct1.blob.core.windows.net/input/sub", "sv=1"),  # not one container
+        ("https://acct1.blob.core.windows.net/IN", "sv=1"),
+        ("https://acct1.blob.core.windows.net/input?sv=1", None),
+        ("ftp://acct1.blob.core.windows.net/input", "sv=1"),
+    ]
+    for uri, given in refused:
+        with pytest.raises(NoAccess):
+            access.open(uri, given)
+
+
+def test_v1_names() -> None:
+    access = StorageAccess(accounts=(LinkedAccount("devstoreaccount1", None, AZURITE),))
+    assert access.v1_container_uri("devstoreaccount1", "input") == f"{AZURITE}/input"
+    assert access.v1_container_uri("acct1", "input") == "https://acct1.blob.core.windows.net/input"
+    assert access.v1_names(f"{AZURITE}/input") == ("devstoreaccount1", "input")
+    assert access.v1_names("https://acct1.blob.core.windows.net/input") == ("acct1", "input")
+    assert access.v1_names("file:///srv/containers/output") == ("local", "output")
+
+
+def test_normalise_sas() -> None:
+    assert normalise_sas("?sv=1&sig=2") == "sv=1&sig=2"
+    assert normalise_sas(" sv=1&sig=2 ") == "sv=1&sig=2"
+    assert normalise_sas("https://a.blob.core.windows.net/c?sv=1&sig=2") == "sv=1&sig=2"

@@ -1,0 +1,118 @@
+"""file: containers: confined to the container roots, nothing read or written outside the container."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from openrr.storage import BadBlobName, NoAccess, StorageAccess, StorageError, Unreachable
+from openrr.storage.local import LocalContainer
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "c" / "models" / "sub").mkdir(parents=True)
+    (root / "c" / "models" / "box.glb").write_bytes(b"box")
+    (root / "c" / "models" / "sub" / "tex.png").write_bytes(b"png")
+    (root / "c" / "other.glb").write_bytes(b"other")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_text("secret")
+    return root
+
+
+def access(root: Path) -> StorageAccess:
+    return StorageAccess(container_roots=(root,))
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "file:///etc",
+        "file:///",
+        "file://otherhost/root/c",
+        "file:///root/c?x=1",
+        "file:relative/path",
+    ],
+)
+def test_containers_outside_the_roots_are_refused(root: Path, uri: str) -> None:
+    with pytest.raises(NoAccess):
+        access(root).open(uri, None)
+
+
+def test_traversal_and_symlinks_out_of_the_roots_are_refused(root: Path, tmp_path: Path) -> None:
+    with pytest.raises(NoAccess):
+        access(root).open((root / "c").as_uri() + "/../../outside", None)
+    os.symlink(tmp_path / "outside", root / "link")
+    with pytest.raises(NoAccess):
+        access(root).open((root / "link").as_uri(), None)
+    with pytest.raises(NoAccess):
+        StorageAccess().open((root / "c").as_uri(), None)  # no roots: no file: containers at all
+    assert isinstance(access(root).open((root / "c").as_uri(), None), LocalContainer)
+    assert isinstance(access(root).open(root.as_uri(), None), LocalContainer)
+
+
+async def test_list_download_upload(root: Path, tmp_path: Path) -> None:
+    async with access(root).open((root / "c").as_uri(), None) as container:
+        await container.check_read("models/")
+        listed = await container.list_blobs("models/")
+        assert [(b.name, b.size) for b in listed] == [("models/box.glb", 3), ("models/sub/tex.png", 3)]
+        assert [b.name for b in await container.list_blobs("")] == [
+            "models/box.glb",
+            "models/sub/tex.png",
+            "other.glb",
+        ]
+        assert [b.name for b in await container.list_blobs("mod")] == ["models/box.glb", "models/sub/tex.png"]
+        assert await container.list_blobs("nothing/") == []
+        dest = tmp_path / "box.glb"
+        await container.download("models/box.glb", dest)
+        assert dest.read_bytes() == b"box"
+        await container.check_write("out/deep/x.arrAsset")
+        await container.upload("out/deep/x.arrAsset", dest)
+        assert (root / "c" / "out" / "deep" / "x.arrAsset").read_bytes() == b"box"
+        assert not list((root / "c" / "out" / "deep").glob(".upload-*"))  # no temporary left behind
+        assert container.blob_uri("out/a b.arrAsset") == (root / "c").as_uri() + "/out/a%20b.arrAsset"
+
+
+@pytest.mark.parametrize(
+    "name", ["../outside/secret.txt", "/etc/passwd", "a/../../x", "a\\b", "a\x00b", "", "a//b"]
+)
+async def test_blob_names_that_leave_the_container_are_refused(root: Path, tmp_path: Path, name: str) -> None:
+    async with access(root).open((root / "c").as_uri(), None) as container:
+        with pytest.raises(BadBlobName):
+            await container.download(name, tmp_path / "x")
+        with pytest.raises(BadBlobName):
+            await container.upload(name, root / "c" / "other.glb")
+        with pytest.raises(BadBlobName):
+            await container.check_write(name)
+
+
+async def test_symlinks_inside_a_container_do_not_lead_out(root: Path, tmp_path: Path) -> None:
+    container_dir = root / "c"
+    os.symlink(tmp_path / "outside" / "secret.txt", container_dir / "models" / "leak.txt")
+    os.symlink(tmp_path / "outside", container_dir / "models" / "out")
+    async with access(root).open(container_dir.as_uri(), None) as container:
+        names = [b.name for b in await container.list_blobs("models/")]
+        assert names == ["models/box.glb", "models/sub/tex.png"]
+        with pytest.raises(NoAccess):
+            await container.download("models/leak.txt", tmp_path / "x")
+        with pytest.raises(NoAccess):
+            await container.download("models/out/secret.txt", tmp_path / "x")
+        with pytest.raises(NoAccess):
+            await container.upload("models/out/planted.txt", container_dir / "other.glb")
+    assert not (tmp_path / "outside" / "planted.txt").exists()
+
+
+async def test_missing_containers_and_blobs(root: Path, tmp_path: Path) -> None:
+    async with access(root).open((root / "missing").as_uri(), None) as container:
+        with pytest.raises(Unreachable):
+            await container.check_read("")
+        with pytest.raises(Unreachable):
+            await container.check_write("x")
+        with pytest.raises(Unreachable):
+            await container.list_blobs("")
+    async with access(root).open((root / "c").as_uri(), None) as container:
+        with pytest.raises(StorageError):
+            await container.download("models/nope.glb", tmp_path / "x")
