@@ -326,3 +326,72 @@ def test_an_expired_lease_is_explained(browser: BrowserContext, server: OpenRRSe
         api.stop("ends")
     expect(page.locator("#status")).to_have_text(re.compile(r"The lease of session ends expired"))
     shot(page, "expired-while-connected")
+
+
+def test_the_dashboard_lists_conversions_with_their_outcome(
+    browser: BrowserContext, openrr_factory: Callable[..., OpenRRServer], tmp_path: Path, shot: Shot
+) -> None:
+    containers = tmp_path / "containers"
+    (containers / "input" / "models").mkdir(parents=True)
+    (containers / "output").mkdir()
+    fixtures.two_node_glb(containers / "input" / "models")
+    (containers / "input" / "models" / "broken.glb").write_bytes(b"not a model at all")
+    server = openrr_factory(container_root=str(containers))
+
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, server)
+    expect(page.locator("#conversions-empty")).to_contain_text("No conversions yet")
+    expect(page.locator("#conversions-empty")).to_contain_text("openrr conversions create")
+    expect(page.locator("#conversions-wrap")).to_be_hidden()
+    page.locator("#conversions-empty").scroll_into_view_if_needed()
+    shot(page, "no-conversions")
+
+    for conversion_id, asset in (("good", "two_nodes.glb"), ("bad", "broken.glb")):
+        r = httpx.put(
+            f"{server.url}/accounts/{server.account.id}/conversions/{conversion_id}",
+            params={"api-version": "2021-01-01"},
+            json={
+                "settings": {
+                    "inputLocation": {
+                        "storageContainerUri": (containers / "input").as_uri(),
+                        "storageContainerReadListSas": "?sv=1&sig=SECRETSIGNATURE",
+                        "blobPrefix": "models",
+                        "relativeInputAssetPath": asset,
+                    },
+                    "outputLocation": {
+                        "storageContainerUri": (containers / "output").as_uri(),
+                        "blobPrefix": conversion_id,
+                    },
+                }
+            },
+            headers={"Authorization": f"Bearer {server.token()}"},
+            verify=server.ssl_context(),
+        )
+        assert r.status_code == 201, r.text
+
+    table = page.get_by_role("table", name="Conversions")
+    good = table.locator('tr[data-conversion="good"]')
+    bad = table.locator('tr[data-conversion="bad"]')
+    expect(good.locator(".badge")).to_have_text("Succeeded", timeout=10_000)
+    expect(bad.locator(".badge")).to_have_text("Failed", timeout=10_000)
+    output = (containers / "output" / "good" / "two_nodes.arrAsset").as_uri()
+    expect(good.locator('[data-field="result"]')).to_have_text(f"Output {output}")
+    expect(bad.locator('[data-field="result"] .key')).to_have_text("ConversionProcessFailed")
+    expect(bad.locator('[data-field="result"] .value')).not_to_be_empty()
+    expect(good.locator('[data-field="input"]')).to_have_text(
+        f"Container {(containers / 'input').as_uri()}Prefix models/Asset two_nodes.glb"
+    )
+    expect(good.get_by_role("rowheader")).to_have_text("good")
+    expect(good.locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-\d\d-\d\dT.*Z$"))
+    expect(page.locator("#conversions-empty")).to_be_hidden()
+    assert "SECRETSIGNATURE" not in page.content()
+    table.scroll_into_view_if_needed()
+    shot(page, "conversions-done")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    bad.scroll_into_view_if_needed()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "conversions-phone")
+    assert not errors, errors

@@ -1,5 +1,5 @@
-// The control plane's HTTP APIs: the STS, the 2021-01-01 session API, v1 create (the only call that
-// preloads models) and the offer relay. Every failure becomes an ApiError with a readable message.
+// The control plane's HTTP APIs: the STS, the 2021-01-01 session and conversion APIs, v1 create (the only
+// call that preloads models) and the offer relay. Every failure becomes an ApiError with a readable message.
 
 export const API_VERSION = "2021-01-01";
 
@@ -147,19 +147,31 @@ export class Api {
     });
   }
 
-  /** Every Starting and Ready session (the 2021 list, all pages). */
-  async listSessions() {
-    const sessions = [];
+  /** Every item of a paged 2021 list (`{key: [...], "@nextLink": ...}`), following $skipToken. */
+  async _listAll(path, key) {
+    const items = [];
     let skipToken = null;
     for (let page = 0; page < 100; page += 1) {
-      const body = await this._call("GET", "", { query: skipToken ? { $skipToken: skipToken } : {} });
-      sessions.push(...((body && body.sessions) || []));
+      const query = { "api-version": API_VERSION };
+      if (skipToken) query.$skipToken = skipToken;
+      const body = await request("GET", path, { token: this.token, query });
+      items.push(...((body && body[key]) || []));
       const next = body && body["@nextLink"];
       if (!next) break;
       skipToken = new URL(next, ROOT).searchParams.get("$skipToken");
       if (!skipToken) break;
     }
-    return sessions;
+    return items;
+  }
+
+  /** Every Starting and Ready session (the 2021 list, all pages). */
+  listSessions() {
+    return this._listAll(this._sessions(), "sessions");
+  }
+
+  /** Every asset conversion of the account, in the service's order (the 2021 list, all pages). */
+  listConversions() {
+    return this._listAll(`accounts/${encodeURIComponent(this.accountId)}/conversions`, "conversions");
   }
 
   getSession(id) {

@@ -1,10 +1,12 @@
-// The dashboard: the account's sessions, kept current by polling the 2021 API; create, extend, stop.
+// The dashboard: the account's sessions (create, extend, stop) and asset conversions (read only), kept
+// current by polling the 2021 API.
 
 import { Api, ApiError, inspectorUrl } from "./api.js";
 import { clearAuth, goToSignIn, requireAuth } from "./auth.js";
 import { byId, el, errorText, formatMinutes, newUuid, showMessage } from "./ui.js";
 
-const POLL_MS = 2000; // the default throttle (2 requests/s, burst 60) allows this indefinitely
+// Two lists every 2 s (1 request/s): the default throttle (2 requests/s, burst 60) allows this indefinitely.
+const POLL_MS = 2000;
 const SESSION_ID = /^[A-Za-z0-9_-]{1,256}$/;
 
 const auth = requireAuth();
@@ -21,6 +23,7 @@ function start({ accountId, token }) {
   const shown = new Map();
   let pollTimer = 0;
   let polling = false;
+  let leaving = false;
 
   byId("account-id").textContent = accountId;
   byId("sign-out").addEventListener("click", () => {
@@ -32,6 +35,7 @@ function start({ accountId, token }) {
   /** Handle what no caller can: an expired token. Returns true when the page is going away. */
   function fatal(err) {
     if (err instanceof ApiError && err.status === 401) {
+      leaving = true;
       clearAuth();
       goToSignIn("expired");
       return true;
@@ -45,6 +49,7 @@ function start({ accountId, token }) {
     if (polling) return;
     polling = true;
     let delay = POLL_MS;
+    const conversionsDone = pollConversions(); // its own errors, shown in its own section
     try {
       const active = await api.listSessions();
       const seen = new Set();
@@ -71,9 +76,10 @@ function start({ accountId, token }) {
       status.dataset.source = "poll";
       showMessage(status, `The session list could not be refreshed: ${errorText(err)} Retrying…`, "error");
     } finally {
+      delay = Math.max(delay, await conversionsDone);
       polling = false;
       empty.hidden = shown.size > 0;
-      if (!document.hidden) pollTimer = setTimeout(poll, delay);
+      if (!document.hidden && !leaving) pollTimer = setTimeout(poll, delay);
     }
   }
 
@@ -179,6 +185,124 @@ function start({ accountId, token }) {
     action("extend").hidden = !active;
     action("stop").hidden = !active;
     action("dismiss").hidden = active;
+  }
+
+  // ---- conversions (read only: they are started with `openrr conversions create` or the SDK) ------------
+  const conversionsBody = byId("conversions").tBodies[0];
+  const conversionsWrap = byId("conversions-wrap");
+  const conversionsEmpty = byId("conversions-empty");
+  const conversionsStatus = byId("conversions-status");
+  const conversionsUpdated = byId("conversions-updated");
+  /** id → its table row; rows are kept and refilled, so the table does not flicker. */
+  const conversionRows = new Map();
+  let conversionsLoaded = false;
+
+  /** Refresh the conversion table; resolves to the delay the next poll should keep (Retry-After); never throws. */
+  async function pollConversions() {
+    try {
+      const conversions = await api.listConversions();
+      showConversions(conversions);
+      conversionsLoaded = true;
+      conversionsUpdated.textContent =
+        `Updated ${new Date().toLocaleTimeString()}; refreshed every ${POLL_MS / 1000} s.`;
+      showMessage(conversionsStatus, "");
+      return POLL_MS;
+    } catch (err) {
+      if (fatal(err)) return POLL_MS;
+      const text = `The conversion list could not be refreshed: ${errorText(err)} Retrying…`;
+      showMessage(conversionsStatus, text, "error");
+      return err instanceof ApiError && err.retryAfter ? err.retryAfter * 1000 : POLL_MS;
+    } finally {
+      conversionsEmpty.hidden = !conversionsLoaded || conversionRows.size > 0;
+      conversionsWrap.hidden = conversionRows.size === 0;
+    }
+  }
+
+  function showConversions(conversions) {
+    // Newest first; the service lists by id.
+    const newest = (a, b) =>
+      String(b.creationTime || "").localeCompare(String(a.creationTime || "")) || String(a.id).localeCompare(String(b.id));
+    const sorted = [...conversions].sort(newest);
+    const seen = new Set();
+    for (const conversion of sorted) {
+      seen.add(conversion.id);
+      let row = conversionRows.get(conversion.id);
+      if (!row) {
+        row = makeConversionRow(conversion.id);
+        conversionRows.set(conversion.id, row);
+      }
+      fillConversionRow(row, conversion);
+      conversionsBody.append(row); // moves a kept row into the sorted place
+    }
+    for (const [id, row] of conversionRows) {
+      if (!seen.has(id)) {
+        row.remove();
+        conversionRows.delete(id);
+      }
+    }
+  }
+
+  function makeConversionRow(id) {
+    const cell = (label, field, ...children) =>
+      el("td", { role: "cell", "data-label": label, "data-field": field }, ...children);
+    return el(
+      "tr",
+      { role: "row", "data-conversion": id },
+      el("th", { scope: "row", role: "rowheader", class: "id", "data-label": "Conversion", text: id }),
+      cell("Status", "status", el("span", { class: "badge" })),
+      cell("Input", "input"),
+      cell("Result", "result"),
+      cell("Created", "created", el("time")),
+    );
+  }
+
+  /** One labelled line of a cell: `<span class="line"><span class="key">Container</span> value</span>`. */
+  function line(key, value, extra = {}) {
+    const { class: more, ...attrs } = extra;
+    return el(
+      "span",
+      { class: more ? `line ${more}` : "line", ...attrs },
+      el("span", { class: "key", text: key }),
+      " ",
+      el("span", { class: "value", text: value }),
+    );
+  }
+
+  function fillConversionRow(row, conversion) {
+    const field = (name) => row.querySelector(`[data-field="${name}"]`);
+    const status = String(conversion.status || "Unknown");
+    row.dataset.status = status;
+    const badge = field("status").querySelector(".badge");
+    badge.textContent = status;
+    badge.dataset.status = status;
+
+    const input = (conversion.settings && conversion.settings.inputLocation) || {};
+    const inputLines = [line("Container", input.storageContainerUri || "–")];
+    if (input.blobPrefix) inputLines.push(line("Prefix", input.blobPrefix));
+    inputLines.push(line("Asset", input.relativeInputAssetPath || "–"));
+    field("input").replaceChildren(...inputLines);
+
+    const result = field("result");
+    const output = conversion.output && conversion.output.outputAssetUri;
+    const error = conversion.error;
+    if (status === "Succeeded" && output) {
+      result.replaceChildren(line("Output", output, { "data-kind": "output" }));
+    } else if (error && (status === "Failed" || status === "Cancelled")) {
+      result.replaceChildren(line(error.code || "Error", error.message || "", { class: "problem", "data-kind": "error" }));
+    } else {
+      const pending = status === "Running" || status === "NotStarted";
+      result.replaceChildren(el("span", { class: "hint", text: pending ? "In progress…" : "–" }));
+    }
+
+    const time = field("created").querySelector("time");
+    const created = conversion.creationTime ? new Date(conversion.creationTime) : null;
+    if (created && !Number.isNaN(created.getTime())) {
+      time.dateTime = conversion.creationTime;
+      time.textContent = created.toLocaleString();
+    } else {
+      time.removeAttribute("datetime");
+      time.textContent = "–";
+    }
   }
 
   // ---- create ----------------------------------------------------------------------------------------------
