@@ -403,8 +403,13 @@ async def open_store(store_url: str, *, migrate: bool = True) -> SqlStore:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # WAL is a property of the database file: set it once. Asking for it again on every new connection
+    # needs a lock that can fail at once with "database is locked" while another connection writes.
+    cursor.execute("PRAGMA journal_mode")
+    (mode,) = cursor.fetchone()
+    if str(mode).lower() != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
