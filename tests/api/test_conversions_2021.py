@@ -261,7 +261,7 @@ async def test_malformed_bodies_are_400(
     ("change", "which"),
     [
         ({"input_uri": "file:///etc"}, "input"),  # outside the container roots
-        ({"output_uri": "file:///tmp/../etc"}, "output"),
+        ({"output_uri": "file:///srv/../etc"}, "output"),
         ({"input_uri": "file:///nonexistent-container-root/x"}, "input"),
         ({"input_uri": "https://acct.blob.core.windows.net/input"}, "input"),  # Azure, no SAS, not linked
         ({"input_uri": "https://storage.example.com/input"}, "input"),  # not an endpoint the service knows

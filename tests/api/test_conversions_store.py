@@ -128,7 +128,7 @@ async def test_hostile_conversion_requests_get_4xx(
 ) -> None:
     client, account = hostile_client
     base = {
-        "storageContainerUri": "file:///tmp/containers/input",
+        "storageContainerUri": "file:///srv/containers/input",
         "blobPrefix": "p",
         "relativeInputAssetPath": "box.glb",
     }

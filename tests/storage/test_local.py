@@ -32,8 +32,8 @@ def access(root: Path) -> StorageAccess:
     [
         "file:///etc",
         "file:///",
-        "file://otherhost/root/c",
-        "file:///root/c?x=1",
+        "file://otherhost/srv/c",
+        "file:///srv/c?x=1",
         "file:relative/path",
     ],
 )
