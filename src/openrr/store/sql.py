@@ -246,6 +246,21 @@ class SqlStore:
             return False
         return True
 
+    async def _compare_and_set(
+        self, table: sa.Table, account_id: str, id_: str, version: int, values: dict[str, Any]
+    ) -> None:
+        """Write ``values`` (with the next version) only if the row still has ``version``; else StaleWrite."""
+        values["version"] = version + 1
+        stmt = (
+            table.update()
+            .where(table.c.account_id == account_id, table.c.id == id_, table.c.version == version)
+            .values(values)
+        )
+        async with self._engine.begin() as conn:
+            result = await conn.execute(stmt)
+        if result.rowcount != 1:
+            raise StaleWrite(f"{table.name.rstrip('s')} {id_} changed concurrently")
+
     async def get_session(self, account_id: str, session_id: str) -> Session | None:
         query = sessions.select().where(sessions.c.account_id == account_id, sessions.c.id == session_id)
         async with self._engine.connect() as conn:
@@ -254,20 +269,7 @@ class SqlStore:
 
     async def update_session(self, session: Session) -> Session:
         values = _session_row(session)
-        values["version"] = session.version + 1
-        stmt = (
-            sessions.update()
-            .where(
-                sessions.c.account_id == session.account_id,
-                sessions.c.id == session.id,
-                sessions.c.version == session.version,
-            )
-            .values(values)
-        )
-        async with self._engine.begin() as conn:
-            result = await conn.execute(stmt)
-        if result.rowcount != 1:
-            raise StaleWrite(f"session {session.id} changed concurrently")
+        await self._compare_and_set(sessions, session.account_id, session.id, session.version, values)
         return _session_from(values)
 
     async def list_sessions(
@@ -335,20 +337,9 @@ class SqlStore:
 
     async def update_conversion(self, conversion: Conversion) -> Conversion:
         values = _conversion_row(conversion)
-        values["version"] = conversion.version + 1
-        stmt = (
-            conversions.update()
-            .where(
-                conversions.c.account_id == conversion.account_id,
-                conversions.c.id == conversion.id,
-                conversions.c.version == conversion.version,
-            )
-            .values(values)
+        await self._compare_and_set(
+            conversions, conversion.account_id, conversion.id, conversion.version, values
         )
-        async with self._engine.begin() as conn:
-            result = await conn.execute(stmt)
-        if result.rowcount != 1:
-            raise StaleWrite(f"conversion {conversion.id} changed concurrently")
         return _conversion_from(values)
 
     async def list_conversions(
