@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from openrr.domain.session import Size
 from openrr.errors import InvalidInput
 from openrr.storage.base import LinkedAccount, parse_linked_account
 
@@ -20,6 +21,7 @@ Positive = Annotated[float, Field(gt=0)]
 # Fields whose flag is not "--" + the field's name: the repeatable options are singular.
 _FLAGS = {"model_roots": "--model-root", "stun_urls": "--stun-url", "turn_urls": "--turn-url"}
 _FLAGS.update({"container_roots": "--container-root", "storage_accounts": "--storage-account"})
+_FLAGS.update({"local_slots": "--local-slots", "warm_pool": "--warm-pool"})
 
 # The STUN/TURN URL shapes aiortc parses (openrr.render.ice.IceSettings checks them with aiortc itself).
 # They are checked here with a regex because the control plane never imports the render stack (aiortc
@@ -84,6 +86,16 @@ class Settings(BaseModel):
     conversion_workers: Annotated[int, Field(ge=1, le=64)] = 2
     conversion_timeout: Positive = 3600.0
     conversion_max_input_mb: Annotated[int, Field(ge=1)] = 4096
+    # Where render servers run (openrr.hosts), how many, and the limits on sessions.
+    host_backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(default=None, description="HOST:PORT of the Ray cluster's head (GCS).")
+    ray_namespace: str = Field(default="openrr", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    ray_auth_token_file: Path | None = None
+    local_slots: tuple[str, ...] = Field(default=(), description="SIZE=N: local render servers per size.")
+    warm_pool: tuple[str, ...] = Field(default=(), description="SIZE=N: pooled render servers per size.")
+    max_sessions_per_account: Annotated[int, Field(ge=1)] | None = None
+    idle_stop_minutes: Positive | None = None
+    max_lease_minutes: Annotated[int, Field(ge=1, le=1440)] = 1440
 
     # Field validators run for every field even when others fail, so each problem is reported;
     # the model validator adds the combinations once the fields themselves are valid.
@@ -138,6 +150,19 @@ class Settings(BaseModel):
             raise ValueError("a storage account is given twice")
         return values
 
+    @field_validator("local_slots", "warm_pool")
+    @classmethod
+    def _per_size(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        parse_per_size(values)
+        return values
+
+    @field_validator("ray_auth_token_file")
+    @classmethod
+    def _token_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} is not a readable file")
+        return path
+
     @field_validator("video_width", "video_height")
     @classmethod
     def _even(cls, size: int) -> int:
@@ -165,6 +190,12 @@ class Settings(BaseModel):
             problems.append("--insecure-http cannot be combined with --cert/--key")
         if self.turn_urls and (not self.turn_username or not self.turn_credential):
             problems.append("--turn-url needs --turn-username and --turn-credential")
+        if self.host_backend == "ray" and not self.ray_address:
+            problems.append("--host-backend ray needs --ray-address HOST:PORT (the head's GCS address)")
+        if self.host_backend == "ray" and self.local_slots:
+            problems.append(
+                "--local-slots applies to the local host; a Ray cluster's nodes declare their slots"
+            )
         if problems:
             raise ValueError("\n".join(problems))  # load() reports each line
         return self
@@ -215,6 +246,14 @@ class Settings(BaseModel):
         return tuple(parse_linked_account(value) for value in self.storage_accounts)
 
     @property
+    def local_slot_counts(self) -> dict[str, int]:
+        return {size.value.lower(): n for size, n in parse_per_size(self.local_slots).items()}
+
+    @property
+    def warm_pool_targets(self) -> dict[Size, int]:
+        return parse_per_size(self.warm_pool)
+
+    @property
     def conversion_dir(self) -> Path:
         """Scratch space of running conversions (their downloads and outputs)."""
         return self.data_dir / "conversions"
@@ -234,6 +273,23 @@ class Settings(BaseModel):
     @property
     def callback_base_url(self) -> str:
         return (self.public_url or self.local_address).rstrip("/")
+
+
+def parse_per_size(values: tuple[str, ...]) -> dict[Size, int]:
+    """``("standard=4", "premium=1")`` (any letter case; also comma-separated) → counts by size."""
+    counts: dict[Size, int] = {}
+    for value in (part.strip() for item in values for part in item.split(",") if part.strip()):
+        name, sep, number = value.partition("=")
+        if not sep or not number.strip().isdigit():
+            raise ValueError(f"{value!r} is not of the form SIZE=COUNT, e.g. standard=4")
+        try:
+            size = Size.parse(name)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+        if size in counts:
+            raise ValueError(f"{size.value} is given twice")
+        counts[size] = int(number)
+    return counts
 
 
 def _check_ice_urls(urls: tuple[str, ...], shape: re.Pattern[str], example: str) -> tuple[str, ...]:

@@ -7,11 +7,12 @@ each API version. Foreign exceptions (SQLAlchemy, OS, HTTP clients) are translat
     ├── InvalidInput                 BadRequest                  400
     ├── AuthenticationFailed         Unauthorized                401
     ├── Forbidden                    Forbidden                   403
+    │   └── QuotaExceeded            QuotaExceeded               403
     ├── NotFound                     NotFound                    404
     ├── Conflict                     Conflict                    409
     ├── Unprocessable                UnprocessableEntity         422
     ├── Throttled                    TooManyRequests             429 (+ Retry-After)
-    ├── CapacityExhausted            CapacityExhausted           503
+    ├── CapacityExhausted            CapacityExhausted           503 (+ Retry-After)
     ├── TryAgain                     ServiceUnavailable          503 (+ Retry-After)
     └── HostError                    RenderServerError           (never reaches a client as such:
                                                                   the session goes to Error instead)
@@ -45,6 +46,12 @@ class Forbidden(OpenRRError):
     code = "Forbidden"
 
 
+class QuotaExceeded(Forbidden):
+    """The account is at its limit (e.g. concurrent sessions); retrying will not help until it changes."""
+
+    code = "QuotaExceeded"
+
+
 class NotFound(OpenRRError):
     code = "NotFound"
 
@@ -66,7 +73,13 @@ class Throttled(OpenRRError):
 
 
 class CapacityExhausted(OpenRRError):
+    """No render server of the size can be started now; a later retry may find one free."""
+
     code = "CapacityExhausted"
+
+    def __init__(self, message: str, *, retry_after: int = 10) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TryAgain(OpenRRError):

@@ -20,6 +20,16 @@ receives on and one data channel (label ``DATA_CHANNEL_LABEL``, ordered). The an
 "sdp": ..., "video": {the settings in effect}}``. Errors are ``{"error": {"code", "message"}}``: 400
 ``BadRequest``, 401 ``Unauthorized``, 403 ``Forbidden``, 409 ``ClientAlreadyConnected`` (one client at a
 time, as in ARR), 503 ``NotReady``/``Stopping``. The data-channel messages are in ``openrr.render.protocol``.
+
+Pooled start (a warm pool, see ``openrr.hosts.base``): with ``POOL_ENV=1`` the spec in ``SPEC_ENV`` is a
+*template* (blank session fields). The server warms up (GL context, shaders, one frame), then reads one
+line from stdin: the session's full ``RenderSpec`` as JSON, whose shared fields (size, settings,
+polygon_limit, bind_host, advertise_host, teraflops) must equal the template's. From there it starts as
+any render server does. End of input before that line means "not needed": it exits 0.
+
+Idle stop: when ``RenderSettings.idle_stop_s`` is set, a server that has had no client for that long (since
+it became ready or since its last client left) POSTs ``{"instance", "idleSeconds"}`` to ``callback_url +
+IDLE_SUFFIX``; the control plane stops the session and records why.
 """
 
 from __future__ import annotations
@@ -31,6 +41,10 @@ from typing import Any
 SPEC_ENV = "OPENRR_RENDER_SPEC"
 READY_SUFFIX = "/ready"
 FAILED_SUFFIX = "/failed"
+IDLE_SUFFIX = "/idle"
+POOL_ENV = "OPENRR_RENDER_POOL"
+# The RenderSpec fields a pooled server warmed up with; its session's spec must carry the same values.
+SHARED_FIELDS = ("size", "settings", "polygon_limit", "bind_host", "advertise_host", "teraflops")
 HANDSHAKE_PATH = "/handshake"
 HEALTH_PATH = "/health"
 PROTOCOL = "openrr-render/1"
@@ -57,6 +71,8 @@ class RenderSettings:
     turn_urls: tuple[str, ...] = ()
     turn_username: str | None = None
     turn_credential: str | None = dataclasses.field(default=None, repr=False)
+    # Stop a session that has had no client connected for this many seconds (None: never).
+    idle_stop_s: float | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RenderSettings:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from openrr.domain.session import Endpoint, Session, SessionError, Size, Status
 from openrr.store import migrations
-from openrr.store.base import Account, SigningKey, StaleWrite
+from openrr.store.base import Account, Admission, SigningKey, StaleWrite
 from openrr.store.sql import SqlStore, driver_urls, open_store
 from openrr.store.tables import sessions as sessions_table
 from tests.conftest import Account as ApiAccount
@@ -146,12 +146,12 @@ async def test_signing_key_race_between_stores_has_one_winner(backend_url: str) 
 async def test_insert_session_refuses_duplicates(store: SqlStore, acct: Account) -> None:
     other = make_account()
     await store.add_account(other)
-    assert await store.insert_session(make_session(acct.id, "s1")) is True
-    assert await store.insert_session(make_session(acct.id, "s1", lease_minutes=99)) is False
+    assert await store.insert_session(make_session(acct.id, "s1")) is Admission.INSERTED
+    assert await store.insert_session(make_session(acct.id, "s1", lease_minutes=99)) is Admission.EXISTS
     stored = await store.get_session(acct.id, "s1")
     assert stored is not None and stored.lease_minutes == 30
     # the key is (account_id, id): another account may use the same session id
-    assert await store.insert_session(make_session(other.id, "s1")) is True
+    assert await store.insert_session(make_session(other.id, "s1")) is Admission.INSERTED
     assert await store.get_session(acct.id, "missing") is None
     assert await store.get_session(str(uuid.uuid4()), "s1") is None
 
@@ -355,7 +355,7 @@ async def test_migrations_twice_are_a_no_op(backend_url: str) -> None:
         await first.add_account(account)
         assert await first.insert_session(make_session(account.id, "s1"))
         version = await _schema_version(first)
-        assert version == ["0002"]
+        assert version == ["0003"]
     finally:
         await first.close()
 
@@ -368,7 +368,14 @@ async def test_migrations_twice_are_a_no_op(backend_url: str) -> None:
         assert await second.get_session(account.id, "s1") == make_session(account.id, "s1")
         async with second._engine.connect() as conn:
             tables = await conn.run_sync(lambda c: sorted(sa.inspect(c).get_table_names()))
-        assert tables == ["accounts", "alembic_version", "conversions", "sessions", "signing_keys"]
+        assert tables == [
+            "accounts",
+            "alembic_version",
+            "conversions",
+            "leases",
+            "sessions",
+            "signing_keys",
+        ]
     finally:
         await second.close()
 
@@ -403,7 +410,7 @@ async def test_concurrent_open_store_on_a_fresh_database(fresh_url: str) -> None
         return asyncio.run(open_and_use(i))
 
     versions = await asyncio.gather(*(asyncio.to_thread(replica, i) for i in range(n)))
-    assert versions == ["0002"] * n
+    assert versions == ["0003"] * n
     s = await open_store(postgres_url)
     try:
         async with s._engine.connect() as conn:

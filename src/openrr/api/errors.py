@@ -57,6 +57,7 @@ _V1_TYPES = {
     409: "https://tools.ietf.org/html/rfc7231#section-6.5.8",
     429: "https://tools.ietf.org/html/rfc6585#section-4",
     500: "https://tools.ietf.org/html/rfc7231#section-6.6.1",
+    503: "https://tools.ietf.org/html/rfc7231#section-6.6.4",
 }
 
 
@@ -115,7 +116,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.OpenRRError)
     async def _openrr(request: Request, exc: errors.OpenRRError) -> Response:
-        retry_after = exc.retry_after if isinstance(exc, errors.Throttled) else 0
+        retry_after = exc.retry_after if isinstance(exc, errors.Throttled | errors.CapacityExhausted) else 0
         if isinstance(exc, errors.TryAgain):
             retry_after = 1
         return error_response(

@@ -1,4 +1,4 @@
-"""Callbacks from render servers (see openrr.handshake): ready and failed. Not part of any ARR API."""
+"""Callbacks from render servers (see openrr.handshake): ready, failed and idle. Not part of any ARR API."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from openrr.api.deps import bearer, runtime
 from openrr.api.responses import ArrJSON
 from openrr.domain.ids import check_resource_id, parse_account_id
 from openrr.errors import Forbidden
-from openrr.handshake import FAILED_SUFFIX, PORT_RANGE, READY_SUFFIX, ReadyReport
+from openrr.handshake import FAILED_SUFFIX, IDLE_SUFFIX, PORT_RANGE, READY_SUFFIX, ReadyReport
 from openrr.services.tokens import RENDER_AUDIENCE
 
 router = APIRouter(prefix="/internal/render/{account_id}/{session_id}", include_in_schema=False)
@@ -33,6 +33,11 @@ class FailedBody(BaseModel):
     instance: str = Field(max_length=64)
     code: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,63}$")
     message: str = Field(max_length=4000)
+
+
+class IdleBody(BaseModel):
+    instance: str = Field(max_length=64)
+    idleSeconds: float = Field(ge=0, le=10**7)
 
 
 async def _render_server(request: Request, account_id: str, session_id: str) -> tuple[str, str]:
@@ -65,4 +70,10 @@ async def ready(request: Request, caller: RenderServer, body: ReadyBody) -> Resp
 @router.post(FAILED_SUFFIX)
 async def failed(request: Request, caller: RenderServer, body: FailedBody) -> Response:
     session = await runtime(request).sessions.report_failure(*caller, body.instance, body.code, body.message)
+    return ArrJSON({"status": session.status.value})
+
+
+@router.post(IDLE_SUFFIX)
+async def idle(request: Request, caller: RenderServer, body: IdleBody) -> Response:
+    session = await runtime(request).sessions.stop_idle(*caller, body.instance, body.idleSeconds)
     return ArrJSON({"status": session.status.value})

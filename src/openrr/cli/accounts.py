@@ -19,7 +19,7 @@ from openrr.store.sql import open_store
 T = TypeVar("T")
 
 
-def _store_options(f: Callable[..., Any]) -> Callable[..., Any]:
+def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option(
         "--store-url", envvar="OPENRR_STORE_URL", help="Store URL (default: SQLite in the data directory)."
     )(f)
@@ -55,7 +55,7 @@ def accounts() -> None:
 
 
 @accounts.command()
-@_store_options
+@store_options
 @click.option("--name", default="", help="A label for the account.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def create(data_dir: Path, store_url: str | None, name: str, as_json: bool) -> None:
@@ -71,7 +71,7 @@ def create(data_dir: Path, store_url: str | None, name: str, as_json: bool) -> N
 
 
 @accounts.command(name="list")
-@_store_options
+@store_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(data_dir: Path, store_url: str | None, as_json: bool) -> None:
     """List accounts (ids and names; keys are never shown)."""
@@ -84,7 +84,7 @@ def list_(data_dir: Path, store_url: str | None, as_json: bool) -> None:
 
 
 @accounts.command(name="rotate-key")
-@_store_options
+@store_options
 @click.argument("account_id")
 @click.argument("slot", type=click.Choice(["primary", "secondary"]))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

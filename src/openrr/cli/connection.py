@@ -38,7 +38,7 @@ class Connection:
         )
 
 
-def _load_config(path: Path | None) -> tuple[dict[str, Any], Path | None]:
+def load_config(path: Path | None) -> tuple[dict[str, Any], Path | None]:
     candidates = [path] if path is not None else [p for p in _DEFAULT_CONFIGS if p.is_file()]
     for candidate in candidates:
         try:
@@ -66,7 +66,7 @@ def resolve(
     ca_cert: str | None,
     config_path: Path | None,
 ) -> Connection:
-    config, found = _load_config(config_path)
+    config, found = load_config(config_path)
     account = config.get("accountSettings", {})
     rendering = config.get("renderingSessionSettings", {})
     extra = config.get("openrr", {})

@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from openrr.cli.connection import Connection, _load_config, connection_options, resolve
+from openrr.cli.connection import Connection, connection_options, load_config, resolve
 from openrr.cli.output import console, err_console, fail, print_json, print_table
 from openrr.client.rest import ApiError, ArrClient
 
@@ -251,7 +251,7 @@ def conversions() -> None:
 def create(**opts: Any) -> None:
     """Upload a local folder, convert, wait, print the asset's URI (exit 1 if the conversion fails)."""
     conn = _connect(opts)
-    config, _found = _load_config(opts["config_path"])
+    config, _found = load_config(opts["config_path"])
     cfg: dict[str, Any] = config.get("assetConversionSettings", {}) or {}
     account = opts["storage_account"] or cfg.get("storageAccountName") or None
     endpoint = opts["storage_endpoint"]

@@ -6,6 +6,7 @@ import click
 
 from openrr import __version__
 from openrr.cli.accounts import accounts
+from openrr.cli.cluster import cluster
 from openrr.cli.connect import connect
 from openrr.cli.conversions import conversions
 from openrr.cli.serve import serve
@@ -23,3 +24,4 @@ cli.add_command(accounts)
 cli.add_command(sessions)
 cli.add_command(connect)
 cli.add_command(conversions)
+cli.add_command(cluster)

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import json
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,62 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
         "--conversion-max-input-mb",
         {"type": int, "help": "Largest input a conversion downloads, in MiB. [default: 4096]"},
     ),
+    # Hosts, capacity and limits
+    (
+        "--host-backend",
+        {
+            "type": click.Choice(["local", "ray"]),
+            "help": "Where render servers run: local processes, or actors on a Ray cluster. [default: local]",
+        },
+    ),
+    ("--ray-address", {"help": "HOST:PORT of the Ray head's GCS, with --host-backend ray."}),
+    ("--ray-namespace", {"help": "Ray namespace of this service's actors. [default: openrr]"}),
+    (
+        "--ray-auth-token-file",
+        {
+            "type": click.Path(path_type=Path),
+            "help": "File holding the Ray cluster's auth token (RAY_AUTH_MODE=token). [default: Ray's own "
+            "RAY_AUTH_* variables]",
+        },
+    ),
+    (
+        "--local-slots",
+        {
+            "param": "local_slots",
+            "envvar": "OPENRR_LOCAL_SLOTS",
+            "multiple": True,
+            "help": "SIZE=N: render servers of a size this machine may run at once, e.g. standard=4; "
+            "repeatable. Creates beyond it get 503 CapacityExhausted. [default: unlimited]",
+        },
+    ),
+    (
+        "--warm-pool",
+        {
+            "param": "warm_pool",
+            "envvar": "OPENRR_WARM_POOL",
+            "multiple": True,
+            "help": "SIZE=N: render servers kept started and waiting, so a create is Ready in well under a "
+            "second; each session still gets a fresh one. Repeatable. [default: none]",
+        },
+    ),
+    (
+        "--max-sessions-per-account",
+        {
+            "type": int,
+            "help": "Active sessions an account may have at once (403 QuotaExceeded). [default: no limit]",
+        },
+    ),
+    (
+        "--idle-stop-minutes",
+        {"type": float, "help": "Stop a session with no client connected for this long. [default: never]"},
+    ),
+    (
+        "--max-lease-minutes",
+        {
+            "type": int,
+            "help": "Longest lease a session may have, at create or by renewals, 1..1440. [default: 1440]",
+        },
+    ),
 ]
 
 
@@ -259,12 +316,21 @@ async def _serve(settings: Settings) -> None:
             timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
+        # uvicorn handles SIGTERM/SIGINT itself while serving, and once it has shut down it raises the signal
+        # again to the handler that was there before it: by default that kills the process before
+        # ``runtime.close()`` (warm pool, releases, reaper lease) can run. A no-op there lets it run.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _ignore_signal)
         # Everything allocated so far lives as long as the process: keep it out of the cyclic GC's full
         # passes, which otherwise stall requests for tens of milliseconds.
         gc.freeze()
         await server.serve()
     finally:
         await runtime.close()
+
+
+def _ignore_signal(_signum: int, _frame: object) -> None:
+    pass
 
 
 def _write_arrconfig(settings: Settings, account_id: str, key: str, ca: str | None) -> Path:

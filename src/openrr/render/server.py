@@ -10,6 +10,17 @@ plane as ``ModelLoadFailed`` (the session goes to Error with the loader's messag
 Clients: POST ``OFFER_PATH`` (see ``openrr.handshake``) opens the one ``ClientConnection`` a session may
 have; when it ends the scene is reset for the next client.
 
+Pooled start (``POOL_ENV=1``, see ``openrr.handshake``): the spec is a template. The server warms up (GL
+context, one frame of the empty scene so the shaders compile) while it already listens on stdin for its
+session's spec, one JSON line. End of input before that line: exit 0, nobody needs it. A line that is
+not a ``RenderSpec`` or does not fit the template: exit 2. Otherwise the server takes that spec and goes on
+as a normal start does from the model preload on. Only then does stdin stop mattering: an assigned server
+outlives its control plane like any other.
+
+Idle stop: with ``settings.idle_stop_s`` set, once ready, a server that has had no client for that long
+(since ready, or since its last client left) POSTs ``IDLE_SUFFIX`` once and keeps serving; stopping it is
+the control plane's decision.
+
 Lifecycle: SIGTERM or SIGINT → the client gets a ``bye`` and the connection closes; graceful exit 0.
 If the control plane answers the ready callback with 404/409/410 the session is gone or served by
 another instance: exit 3 without serving. If no answer comes before the ready deadline: exit 4.
@@ -30,6 +41,7 @@ import ssl
 import sys
 import time
 from collections.abc import Mapping
+from typing import TextIO
 
 import aiohttp
 import jwt
@@ -41,10 +53,13 @@ from openrr.handshake import (
     FAILED_SUFFIX,
     HANDSHAKE_PATH,
     HEALTH_PATH,
+    IDLE_SUFFIX,
     OFFER_PATH,
+    POOL_ENV,
     PORT_RANGE,
     PROTOCOL,
     READY_SUFFIX,
+    SHARED_FIELDS,
     SPEC_ENV,
     ReadyReport,
     RenderSpec,
@@ -58,10 +73,17 @@ from openrr.render.sources import ModelSourcePolicy
 
 log = logging.getLogger("openrr.render")
 
+EXIT_BAD_ASSIGNMENT = 2
 EXIT_REJECTED = 3
 EXIT_NO_CONTROL_PLANE = 4
 EXIT_MODEL_FAILED = 5
 MAX_OFFER_BYTES = 256 * 1024
+# A session spec is a few KiB; its model list (URLs with SAS tokens) is what can make it long.
+MAX_ASSIGNMENT_BYTES = 16 * 2**20
+
+
+class AssignmentRejected(Exception):
+    """The session spec given to a pooled server is not one it can serve (exit 2)."""
 
 
 def bind_in_range(host: str, attempts: int = 200) -> socket.socket:
@@ -129,6 +151,24 @@ class RenderServer:
         self._offer_lock = asyncio.Lock()
         self._watchers: set[asyncio.Task[None]] = set()
         self.inspector = Inspector(self)  # the inspector port's page, data, trace and /metrics
+        # Idle stop (settings.idle_stop_s): one timer per period without a client, armed once ready.
+        self._idle_armed = False
+        self._idle_since = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_report: asyncio.Task[None] | None = None
+
+    def assign(self, spec: RenderSpec) -> None:
+        """Give a pooled server its session: from now on everything reads ``spec``.
+
+        Raises ``AssignmentRejected`` when ``spec`` differs from the template in a field the server was
+        built for (``SHARED_FIELDS``): its pipeline and warm-up would not match the session.
+        """
+        differing = [name for name in SHARED_FIELDS if getattr(spec, name) != getattr(self.spec, name)]
+        if differing:
+            raise AssignmentRejected(
+                f"the session's spec differs from this pooled server's template in: {', '.join(differing)}"
+            )
+        self.spec = spec
 
     # ---- authorisation --------------------------------------------------------------------------------
     def _check_token(self, request: web.Request) -> None:
@@ -210,12 +250,16 @@ class RenderServer:
                 loopback=is_loopback(self.spec.advertise_host),
                 tracer=self.inspector.tracer,
             )
+            # The idle clock stops now: a report sent while this client connects would end its session.
+            self._idle_stop_clock()
             try:
                 sdp = await client.answer(body.sdp)
             except OfferRejected as exc:
+                self._idle_restart_clock()
                 await client.close(str(exc))
                 raise _error(400, "BadRequest", str(exc)) from None
             except BaseException:
+                self._idle_restart_clock()
                 await client.close("the offer could not be answered")  # no half-open peer left behind
                 raise
             self.client = client
@@ -250,6 +294,7 @@ class RenderServer:
         finally:
             if self.client is client:
                 self.client = None
+                self._idle_restart_clock()
 
     async def stats(self, request: web.Request) -> web.Response:
         self._check_token(request)
@@ -285,20 +330,40 @@ class RenderServer:
 
     # ---- start and stop ---------------------------------------------------------------------------------
     async def prepare(self) -> ModelError | None:
-        """The GL context and the spec's models; the first model error, if any."""
+        """A normal start: the GL context and the spec's models; the first model error, if any."""
         await self.pipeline.start()
+        failure = await self._load_models()
+        if failure is None:
+            # One frame now compiles the shaders and uploads the meshes (0.3-0.4 s on llvmpipe), which the
+            # first client would otherwise wait for.
+            await self.pipeline.latest_frame()
+        return failure
+
+    async def warm_up(self) -> None:
+        """What a pooled server does before it has a session: the GL context and one frame of the empty
+        scene, which compiles the shaders."""
+        await self.pipeline.start()
+        await self.pipeline.latest_frame()
+
+    async def preload(self) -> ModelError | None:
+        """After ``warm_up``: the spec's models, and one frame that uploads their meshes."""
+        failure = await self._load_models()
+        if failure is None:
+            await self.pipeline.latest_frame()  # no work when no model changed the scene
+        return failure
+
+    async def _load_models(self) -> ModelError | None:
         for url in self.spec.models:
             try:
                 loaded = await self.pipeline.load(url, preload=True)
             except ModelError as exc:
                 return exc
             log.info("preloaded %s: %d nodes, %d polygons", url, loaded.nodes, loaded.polygons)
-        # One frame now compiles the shaders and uploads the meshes (0.3-0.4 s on llvmpipe), which the
-        # first client would otherwise wait for.
-        await self.pipeline.latest_frame()
         return None
 
     async def shutdown(self) -> None:
+        self._idle_armed = False
+        self._idle_stop_clock()
         client = self.client
         if client is not None:
             await client.close("the session stopped", notify="The session was stopped.")
@@ -306,6 +371,48 @@ class RenderServer:
             with contextlib.suppress(Exception):
                 await watcher
         await self.pipeline.close()
+
+    # ---- idle stop ----------------------------------------------------------------------------------------
+    def start_idle_clock(self) -> None:
+        """Once ready: from now on, no client for ``settings.idle_stop_s`` is reported (once a period)."""
+        if self.spec.settings.idle_stop_s is None:
+            return
+        self._idle_armed = True
+        if self.client is None:
+            self._idle_restart_clock()
+
+    def _idle_restart_clock(self) -> None:
+        """No client from now on: a new idle period starts."""
+        limit = self.spec.settings.idle_stop_s
+        if not self._idle_armed or limit is None or self.stopping.is_set():
+            return
+        self._idle_stop_clock()
+        self._idle_since = time.monotonic()
+        self._idle_timer = asyncio.get_running_loop().call_later(max(0.0, limit), self._idle_due)
+
+    def _idle_stop_clock(self) -> None:
+        """A client came (or the server stops): this idle period is over, and so is its report."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        report, self._idle_report = self._idle_report, None
+        if report is not None and not report.done():
+            report.cancel()
+
+    def _idle_due(self) -> None:
+        self._idle_timer = None
+        if self.stopping.is_set() or self.client is not None:
+            return
+        self._idle_report = asyncio.create_task(self.report_idle(time.monotonic() - self._idle_since))
+
+    async def report_idle(self, seconds: float) -> None:
+        """Tell the control plane nobody used this session for ``seconds``; it decides to stop it."""
+        log.info("no client for %.1f s: reporting the session idle", seconds)
+        body = {"instance": self.spec.instance, "idleSeconds": round(seconds, 3)}
+        try:
+            await self._callback(IDLE_SUFFIX, body)
+        except TimeoutError as exc:
+            log.warning("%s", exc)
 
     # ---- control-plane callbacks ------------------------------------------------------------------------
     async def report_ready(self, report: ReadyReport) -> bool:
@@ -390,21 +497,95 @@ def _max_rss_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-async def serve(spec: RenderSpec) -> int:
+async def serve(spec: RenderSpec, *, pooled: bool = False) -> int:
+    """Run one render server; returns the exit code. ``pooled``: ``spec`` is a template, and the session
+    comes as one line on stdin (see the module doc)."""
     server = RenderServer(spec)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stopping.set)
     try:
-        return await _serve(server)
+        if pooled:
+            code = await _wait_for_session(server)
+            if code is not None:
+                return code
+        return await _serve(server, warmed=pooled)
     finally:
         await server.shutdown()
-        log.info("render server for session %s stopped", spec.session_id)
+        log.info("render server for session %s stopped", server.spec.session_id or "(none: pooled)")
 
 
-async def _serve(server: RenderServer) -> int:
+async def read_line(stream: TextIO | None) -> bytes:
+    """One line of ``stream`` without blocking the event loop; b"" at end of input."""
+    try:
+        fd = os.dup(stream.fileno()) if stream is not None else None
+    except (OSError, ValueError):  # no descriptor behind it
+        fd = None
+    if fd is None:  # started with stdin closed: nothing can ever come
+        return b""
+    # A duplicate that the transport may close: fd 0 stays taken, so nothing opened later lands on it.
+    pipe = os.fdopen(fd, "rb")
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_ASSIGNMENT_BYTES)
+    try:
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    except ValueError:  # a regular file (``< spec.json``): its reads never block
+        with pipe:
+            return await asyncio.to_thread(pipe.readline, MAX_ASSIGNMENT_BYTES)
+    try:
+        return await reader.readline()
+    finally:
+        transport.close()
+
+
+async def _wait_for_session(server: RenderServer) -> int | None:
+    """A pooled server: warm up, then wait for the session's spec on stdin and take it. None: go on
+    serving it; otherwise the exit code."""
+    started = time.monotonic()
+    # Reading starts at once: the host may write the assignment while the warm-up is still running.
+    reading = asyncio.create_task(read_line(sys.stdin))
+    warming = asyncio.create_task(server.warm_up())
+    stopping = asyncio.create_task(server.stopping.wait())
+    try:
+        await asyncio.wait({warming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not warming.done():
+            return 0
+        warming.result()  # a GL failure ends the process as it does in a normal start
+        log.info(
+            "pooled render server (size %s) warmed up in %.2f s; waiting for a session",
+            server.spec.size,
+            time.monotonic() - started,
+        )
+        await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not reading.done():
+            return 0
+        try:
+            line = reading.result()
+        except ValueError as exc:  # longer than MAX_ASSIGNMENT_BYTES
+            log.error("cannot take the session: %s", exc)
+            return EXIT_BAD_ASSIGNMENT
+    finally:
+        for task in (reading, warming, stopping):
+            task.cancel()
+    if not line:
+        log.info("no session assigned (end of input): exiting")
+        return 0
+    waited = time.monotonic() - started
+    try:
+        server.assign(RenderSpec.from_json(line.decode()))
+    except (ValueError, TypeError, AttributeError) as exc:  # what json and RenderSpec raise on bad input
+        log.error("cannot take the session: not a valid render spec: %s", exc)
+        return EXIT_BAD_ASSIGNMENT
+    except AssignmentRejected as exc:
+        log.error("cannot take the session: %s", exc)
+        return EXIT_BAD_ASSIGNMENT
+    log.info("assigned session %s, %.2f s after start", server.spec.session_id, waited)
+    return None
+
+
+async def _serve(server: RenderServer, *, warmed: bool = False) -> int:
     spec = server.spec
-    preparing = asyncio.create_task(server.prepare())
+    preparing = asyncio.create_task(server.preload() if warmed else server.prepare())
     stopping = asyncio.create_task(server.stopping.wait())
     try:
         await asyncio.wait({preparing, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -458,6 +639,7 @@ async def _serve(server: RenderServer) -> int:
             if not reporting.result():
                 return EXIT_REJECTED
             log.info("ready")
+            server.start_idle_clock()
             await stopping
             return 0
         finally:
@@ -490,5 +672,5 @@ def main() -> int:
         print(f"openrr.render: invalid {SPEC_ENV}: {exc}")
         return 2
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(serve(spec))
+        return asyncio.run(serve(spec, pooled=os.environ.get(POOL_ENV) == "1"))
     return 0

@@ -1,4 +1,8 @@
-"""Wiring: opens the store, builds the services on one clock and one host, and runs the reaper loop."""
+"""Wiring: opens the store, builds the services on one clock and one host, and runs the background loops.
+
+Several replicas may share one store (PostgreSQL). Each answers every request; the reaper runs in one of
+them at a time, the holder of the store's ``reaper`` lease, so expiries and failures are settled once.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import os
+import secrets
+import socket
+from typing import Any
 
 from openrr.config import Settings
 from openrr.domain.clock import Clock, SystemClock
@@ -17,6 +25,7 @@ from openrr.hosts.local import LocalHost
 from openrr.services.accounts import AccountService
 from openrr.services.conversions import ConversionConfig, ConversionService, Runner
 from openrr.services.metrics import Metrics
+from openrr.services.pool import WarmPool
 from openrr.services.sessions import SessionConfig, SessionService
 from openrr.services.throttle import TokenBuckets
 from openrr.services.tokens import TokenIssuer, new_signing_key
@@ -24,6 +33,8 @@ from openrr.storage import StorageAccess
 from openrr.store.sql import SqlStore, open_store
 
 log = logging.getLogger(__name__)
+
+REAPER_LEASE = "reaper"
 
 
 @dataclasses.dataclass
@@ -39,7 +50,13 @@ class Runtime:
     sts_throttle: TokenBuckets
     conversions: ConversionService
     metrics: Metrics = dataclasses.field(default_factory=Metrics)  # this runtime's own registry
+    pool: WarmPool | None = None
+    # Names this process among the replicas on one store (lease holder, logs, cluster status).
+    replica_id: str = dataclasses.field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    )
     _reaper: asyncio.Task[None] | None = None
+    _stopping: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     @classmethod
     async def open(
@@ -56,7 +73,7 @@ class Runtime:
         store = await open_store(settings.resolved_store_url)
         key = await store.signing_key(new_signing_key(clock.now()))
         tokens = TokenIssuer(key, clock)
-        host = host or LocalHost(settings.log_dir / "sessions")
+        host = host or await open_host(settings)
         config = SessionConfig(
             render_bind_host=settings.render_host,
             render_advertise_host=settings.render_advertise_host or settings.render_host,
@@ -77,10 +94,25 @@ class Runtime:
                 turn_urls=settings.turn_urls,
                 turn_username=settings.turn_username,
                 turn_credential=settings.turn_credential,
+                idle_stop_s=settings.idle_stop_minutes * 60 if settings.idle_stop_minutes else None,
             ),
             polygon_limits={Size.STANDARD: settings.standard_polygon_limit},  # Premium: unlimited, as in ARR
+            max_sessions_per_account=settings.max_sessions_per_account,
+            max_lease_minutes=settings.max_lease_minutes,
         )
         metrics = Metrics()
+        sessions = SessionService(store, host, tokens, clock, config, metrics=metrics)
+        pool = None
+        if settings.warm_pool_targets:
+            pool = WarmPool(
+                host,
+                settings.warm_pool_targets,
+                sessions.render_spec,
+                holding=store.count_holding_by_size,
+                stop_grace=settings.stop_grace,
+                claim_timeout=settings.start_timeout,
+            )
+            sessions.pool = pool
         return cls(
             settings=settings,
             clock=clock,
@@ -88,7 +120,7 @@ class Runtime:
             host=host,
             tokens=tokens,
             accounts=AccountService(store, clock),
-            sessions=SessionService(store, host, tokens, clock, config, metrics=metrics),
+            sessions=sessions,
             throttle=TokenBuckets(
                 clock, rate=settings.throttle_rate, burst=settings.throttle_burst, what="data-plane"
             ),
@@ -111,6 +143,7 @@ class Runtime:
                 runner=conversion_runner,
             ),
             metrics=metrics,
+            pool=pool,
         )
 
     async def start_background(self) -> None:
@@ -118,33 +151,112 @@ class Runtime:
         await self.sessions.adopt_all()
         self._reaper = asyncio.create_task(self._reap_forever(), name="openrr-reaper")
         self.conversions.start()
+        if self.pool is not None:
+            self.pool.start()
 
     async def _reap_forever(self) -> None:
         retention = dt.timedelta(days=self.settings.retention_days)
+        # Long enough that a busy replica keeps it, short enough that a dead one's is taken over quickly.
+        lease_ttl = dt.timedelta(seconds=max(10.0, 5 * self.settings.reaper_interval))
         last_purge = -float("inf")
+        leading = False
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping.is_set():
             try:
-                await self.sessions.tick()
-                if loop.time() - last_purge >= self.settings.purge_interval:
-                    purged = await self.sessions.purge(retention)
-                    last_purge = loop.time()
-                    if purged:
-                        log.info("purged %d ended sessions older than %s", purged, retention)
-                    purged = await self.conversions.purge(retention)
-                    if purged:
-                        log.info("purged %d ended conversions older than %s", purged, retention)
+                was_leading = leading
+                leading = await self.store.try_lease(
+                    REAPER_LEASE, self.replica_id, lease_ttl, self.clock.now()
+                )
+                if leading != was_leading:
+                    log.info(
+                        "replica %s %s the reaper", self.replica_id, "runs" if leading else "no longer runs"
+                    )
+                if leading:
+                    await self.sessions.tick()
+                    if loop.time() - last_purge >= self.settings.purge_interval:
+                        await self._purge(retention)
+                        last_purge = loop.time()
             except Exception:
                 log.exception("reaper pass failed; trying again next interval")
-            await asyncio.sleep(self.settings.reaper_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.reaper_interval)
+
+    async def _purge(self, retention: dt.timedelta) -> None:
+        purged = await self.sessions.purge(retention)
+        if purged:
+            log.info("purged %d ended sessions older than %s", purged, retention)
+        purged = await self.conversions.purge(retention)
+        if purged:
+            log.info("purged %d ended conversions older than %s", purged, retention)
+
+    async def cluster_status(self) -> dict[str, Any]:
+        """What ``openrr cluster status`` shows: the host's slots and nodes, this replica's pool."""
+        capacity = await self.host.capacity()
+        holding = await self.store.count_holding_by_size()
+        pools = {state.size: state for state in self.pool.states()} if self.pool else {}
+        sizes = []
+        for size in Size:
+            slots = capacity.slots(size.value)
+            pool = pools.get(size.value)
+            sizes.append(
+                {
+                    "size": size.value,
+                    "total": slots.total,
+                    "free": slots.free,
+                    "sessions": holding.get(size.value, 0),
+                    "pool": dataclasses.asdict(pool) if pool else None,
+                }
+            )
+        nodes = [
+            {
+                "nodeId": node.node_id,
+                "address": node.address,
+                "alive": node.alive,
+                "slots": {
+                    name: {"total": slot.total, "free": slot.free}
+                    for name, slot in sorted(node.slots.items())
+                },
+            }
+            for node in capacity.nodes
+        ]
+        return {
+            "host": self.host.name,
+            "replica": self.replica_id,
+            "reaper": await self.store.lease_holder(REAPER_LEASE, self.clock.now()),
+            "sizes": sizes,
+            "nodes": nodes,
+        }
 
     async def close(self) -> None:
         if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+            # Let a pass in progress finish: a query cancelled halfway leaves its connection behind.
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(self._reaper, timeout=self.settings.stop_grace + 5)
+            except TimeoutError:
+                log.warning("the reaper pass did not finish in time; cancelled")
+        if self.pool is not None:
+            await self.pool.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.sessions.drain(), timeout=self.settings.stop_grace + 5)
+        with contextlib.suppress(Exception):  # the next replica takes over without waiting for it to expire
+            await self.store.release_lease(REAPER_LEASE, self.replica_id)
         await self.conversions.close()
         await self.host.close()
         await self.store.close()
+
+
+async def open_host(settings: Settings) -> Host:
+    """The host ``--host-backend`` names, connected."""
+    if settings.host_backend == "ray":
+        from openrr.hosts.ray import RayHost  # imports ray (about a second): only when it is used
+
+        assert settings.ray_address is not None  # Settings checks it
+        ray_host = RayHost(
+            settings.ray_address,
+            namespace=settings.ray_namespace,
+            auth_token_file=str(settings.ray_auth_token_file) if settings.ray_auth_token_file else None,
+        )
+        await ray_host.connect()
+        return ray_host
+    return LocalHost(settings.log_dir / "sessions", slots=settings.local_slot_counts)

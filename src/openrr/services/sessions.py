@@ -9,6 +9,7 @@ control plane died in between) is released by the reaper later.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -28,16 +29,27 @@ from openrr.domain.session import (
     Status,
     check_create_lease,
 )
-from openrr.errors import Conflict, HostError, NotFound, TryAgain, Unprocessable
+from openrr.errors import (
+    CapacityExhausted,
+    Conflict,
+    HostError,
+    InvalidInput,
+    NotFound,
+    QuotaExceeded,
+    TryAgain,
+    Unprocessable,
+)
 from openrr.handshake import ReadyReport, RenderSettings, RenderSpec
-from openrr.hosts.base import Host
+from openrr.hosts.base import Capacity, Handle, Host
 from openrr.services.metrics import Metrics
+from openrr.services.pool import WarmPool
 from openrr.services.tokens import TokenIssuer
-from openrr.store.base import StaleWrite, Store
+from openrr.store.base import Admission, StaleWrite, Store
 
 log = logging.getLogger(__name__)
 
 _CAS_ATTEMPTS = 20
+_CAPACITY_TTL_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +68,10 @@ class SessionConfig:
     render: RenderSettings = dataclasses.field(default_factory=RenderSettings)
     # A size missing here, like Premium, is unlimited.
     polygon_limits: dict[Size, int] = dataclasses.field(default_factory=lambda: {Size.STANDARD: 20_000_000})
+    # Sessions holding a render server at once, per account (None: no quota).
+    max_sessions_per_account: int | None = None
+    # The longest lease a session may have, at create or by renewals (ARR's own ceiling is 1440).
+    max_lease_minutes: int = MAX_LEASE_MINUTES
 
 
 class SessionService:
@@ -78,6 +94,9 @@ class SessionService:
         self._cache = SessionCache(config.cache_ttl_s)
         self._loading: dict[tuple[str, str], asyncio.Future[Session]] = {}
         self._metrics = metrics
+        self.pool: WarmPool | None = None  # set by the runtime when a warm pool is configured
+        self._capacity: tuple[float, Capacity] | None = None  # (time.monotonic(), the host's answer)
+        self._capacity_lock = asyncio.Lock()
 
     # ---- queries ----------------------------------------------------------------------------------------
     async def get(self, account_id: str, session_id: str) -> Session:
@@ -131,6 +150,12 @@ class SessionService:
         """
         check_resource_id(session_id)
         check_create_lease(lease_minutes)
+        cap = self.config.max_lease_minutes
+        if lease_minutes > cap:
+            raise InvalidInput(
+                f"The maxLeaseTimeMinutes value cannot be larger than {cap} on this service.",
+                target="maxLeaseTimeMinutes",
+            )
         session = Session(
             account_id=account_id,
             id=session_id,
@@ -140,37 +165,71 @@ class SessionService:
             created_at=self._clock.now(),
             models=tuple(models),
         )
-        if not await self._store.insert_session(session):
+        quota = self.config.max_sessions_per_account
+        slots = (await self._host_capacity()).slots(size.value).total
+        admission = await self._store.insert_session(session, max_active_per_account=quota, size_slots=slots)
+        if admission is Admission.EXISTS:
             existing = await self._load(account_id, session_id)
             if existing.size == size and existing.lease_minutes == lease_minutes:
                 return existing, False
             raise Conflict("A session already exists under the given ID with other settings.")
+        if admission is Admission.OVER_QUOTA:
+            raise QuotaExceeded(
+                f"The account already has {quota} active sessions, the most this service allows; stop one "
+                "or wait for one to end."
+            )
+        if admission is Admission.NO_CAPACITY:
+            if not slots:
+                raise CapacityExhausted(f"This service has no {size.value} render servers.")
+            raise CapacityExhausted(
+                f"All {slots} {size.value} render servers are in use; try again later or use another size."
+            )
         return await self._launch(session), True
 
-    async def _launch(self, session: Session) -> Session:
+    async def _host_capacity(self) -> Capacity:
+        """The host's slots, asked at most every ``_CAPACITY_TTL_S``: totals change only when machines come
+        or go, and asking a Ray cluster is three round trips to its head, too many for every create."""
+        async with self._capacity_lock:
+            if self._capacity is None or time.monotonic() - self._capacity[0] > _CAPACITY_TTL_S:
+                self._capacity = (time.monotonic(), await self._host.capacity())
+            return self._capacity[1]
+
+    def render_spec(self, size: Size, session: Session | None = None, instance: str = "") -> RenderSpec:
+        """The spec a render server gets; without a session, the template a pooled server warms up with."""
         cfg = self.config
-        instance = secrets.token_hex(8)
-        spec = RenderSpec(
-            account_id=session.account_id,
-            session_id=session.id,
+        return RenderSpec(
+            account_id=session.account_id if session else "",
+            session_id=session.id if session else "",
             instance=instance,
-            size=session.size.value,
-            models=session.models,
+            size=size.value,
+            models=session.models if session else (),
             bind_host=cfg.render_bind_host,
             advertise_host=cfg.render_advertise_host,
-            teraflops=cfg.teraflops[session.size],
-            callback_url=f"{cfg.callback_base_url}/internal/render/{session.account_id}/{session.id}",
-            callback_token=self._tokens.issue_render_token(
-                session.account_id, session.id, dt.timedelta(minutes=MAX_LEASE_MINUTES + 60)
+            teraflops=cfg.teraflops[size],
+            callback_url=(
+                f"{cfg.callback_base_url}/internal/render/{session.account_id}/{session.id}"
+                if session
+                else ""
+            ),
+            callback_token=(
+                self._tokens.issue_render_token(
+                    session.account_id, session.id, dt.timedelta(minutes=MAX_LEASE_MINUTES + 60)
+                )
+                if session
+                else ""
             ),
             callback_ca=cfg.callback_ca,
             token_public_key=self._tokens.public_pem,
             ready_deadline_s=cfg.start_timeout_s,
             settings=cfg.render,
-            polygon_limit=cfg.polygon_limits.get(session.size),
+            polygon_limit=cfg.polygon_limits.get(size),
         )
+
+    async def _launch(self, session: Session) -> Session:
+        instance = secrets.token_hex(8)
+        spec = self.render_spec(session.size, session, instance)
         try:
-            handle = await self._host.start(spec)
+            handle = await self._start(spec, session.size)
         except HostError as exc:
             return await self._fail(session, "RenderServerStartFailed", exc.message)
         handle["instance"] = instance
@@ -182,16 +241,28 @@ class SessionService:
             self._release_soon(launched)
         return launched
 
+    async def _start(self, spec: RenderSpec, size: Size) -> Handle:
+        """A pooled server if one is waiting, else a cold start."""
+        pooled = await self.pool.take(size) if self.pool is not None else None
+        if pooled is not None:
+            try:
+                return await self._host.assign(pooled, spec)
+            except HostError as exc:
+                log.warning("a pooled render server could not take session %s: %s", spec.session_id, exc)
+                with contextlib.suppress(Exception):
+                    await self._host.stop(pooled, self.config.stop_grace_s)
+        return await self._host.start(spec)
+
     async def update_lease(
         self, account_id: str, session_id: str, lease_minutes: int, *, allow_equal: bool = False
     ) -> Session:
         def change(s: Session) -> Session:
             if not s.status.active:
                 raise Unprocessable(f"The session is {s.status.value}; only active sessions can be updated.")
-            if lease_minutes > MAX_LEASE_MINUTES:
-                raise Unprocessable(
-                    f"The maxLeaseTimeMinutes value cannot be larger than {MAX_LEASE_MINUTES}."
-                )
+            cap = self.config.max_lease_minutes
+            if lease_minutes > cap:
+                suffix = "" if cap == MAX_LEASE_MINUTES else " on this service"
+                raise Unprocessable(f"The maxLeaseTimeMinutes value cannot be larger than {cap}{suffix}.")
             if lease_minutes < s.lease_minutes or (lease_minutes == s.lease_minutes and not allow_equal):
                 raise Unprocessable(
                     f"The maxLeaseTimeMinutes value ({lease_minutes}) has to be bigger than the current "
@@ -237,6 +308,24 @@ class SessionService:
         if not session.status.active:
             return session
         return await self._fail(session, code, message)
+
+    async def stop_idle(
+        self, account_id: str, session_id: str, instance: str, idle_seconds: float
+    ) -> Session:
+        """The render server's idle report: stop the session and say why (``--idle-stop-minutes``)."""
+        session = await self.get(account_id, session_id)
+        if (session.host_handle or {}).get("instance") != instance:
+            raise Conflict("This render server is not the one serving the session.")
+        if not session.status.active:
+            return session
+        minutes = idle_seconds / 60
+        error = SessionError(
+            "IdleTimeout",
+            f"The session was stopped after {minutes:.3g} minutes with no client connected.",
+        )
+        stopped = await self._transition(session, Event.STOP, error=error)
+        self._release_soon(stopped)
+        return stopped
 
     # ---- reaper -------------------------------------------------------------------------------------------
     async def adopt_all(self) -> None:

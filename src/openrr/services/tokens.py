@@ -31,6 +31,8 @@ from openrr.store.base import SigningKey
 ISSUER = "openrr"
 ACCOUNT_AUDIENCE = "openrr"
 RENDER_AUDIENCE = "openrr-render"
+# Operators (``openrr cluster status``): whoever can read the store's signing key.
+OPERATOR_AUDIENCE = "openrr-operator"
 TOKEN_LIFETIME = dt.timedelta(hours=24)
 _VERIFIED_CACHE_SIZE = 10_000
 
@@ -100,6 +102,17 @@ class TokenIssuer:
             "aud": RENDER_AUDIENCE,
             "sub": session_id,
             "accountId": account_id,
+            "iat": int(now.timestamp()),
+            "exp": int((now + lifetime).timestamp()),
+        }
+        return self._sign(claims)
+
+    def issue_operator_token(self, lifetime: dt.timedelta = dt.timedelta(minutes=1)) -> str:
+        now = self._clock.now()
+        claims = {
+            "iss": ISSUER,
+            "aud": OPERATOR_AUDIENCE,
+            "sub": "operator",
             "iat": int(now.timestamp()),
             "exp": int((now + lifetime).timestamp()),
         }

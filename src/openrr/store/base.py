@@ -20,6 +20,15 @@ class StaleWrite(Exception):
     """The session changed since it was read."""
 
 
+class Admission(enum.StrEnum):
+    """What ``Store.insert_session`` did. Every member is truthy: compare with ``is``, never test truth."""
+
+    INSERTED = "inserted"
+    EXISTS = "exists"  # the (account_id, id) is taken: the caller compares settings (idempotent create)
+    OVER_QUOTA = "over_quota"  # the account already has max_active_per_account sessions holding a server
+    NO_CAPACITY = "no_capacity"  # the size already has size_slots sessions holding a server
+
+
 @dataclasses.dataclass(frozen=True)
 class Account:
     id: str
@@ -114,8 +123,34 @@ class Store(Protocol):
         ...
 
     # sessions
-    async def insert_session(self, session: Session) -> bool:
-        """Insert; False if (account_id, id) already exists."""
+    async def insert_session(
+        self,
+        session: Session,
+        *,
+        max_active_per_account: int | None = None,
+        size_slots: int | None = None,
+    ) -> Admission:
+        """Insert ``session`` unless its id is taken or a limit is reached; say which.
+
+        A session *holds a server* while it is Starting or Ready, and after it ended for as long as its
+        render server is not released (``host_released`` False with a ``host_handle``): that server still
+        occupies a slot. The limits count such sessions: ``max_active_per_account`` those of the session's
+        account (any size), ``size_slots`` those of the session's size (every account). ``None`` means no
+        limit. A session that would not itself hold a server is never refused for a limit.
+
+        Checks run in this order: EXISTS first (an idempotent retry of a create must get EXISTS, never a
+        quota refusal), then OVER_QUOTA, then NO_CAPACITY. With a limit, counting and inserting are one
+        admission serialised against every other admission of every replica on the database (an advisory
+        lock on PostgreSQL, an immediate write transaction on SQLite), so no race lets a limit be exceeded.
+        """
+        ...
+
+    async def count_holding_by_size(self) -> dict[str, int]:
+        """Sessions holding a server, by size value (every ``Size`` present, 0 if none): status displays."""
+        ...
+
+    async def count_holding_for_account(self, account_id: str) -> int:
+        """Sessions of ``account_id`` holding a server (what ``max_active_per_account`` limits)."""
         ...
 
     async def get_session(self, account_id: str, session_id: str) -> Session | None: ...
@@ -176,4 +211,24 @@ class Store(Protocol):
 
     async def purge_conversions_ended_before(self, cutoff: dt.datetime) -> int:
         """Delete ended conversions whose end is before ``cutoff``; returns how many."""
+        ...
+
+    # leader leases: several replicas share one database, and some jobs (the reaper) must run in one only
+    async def try_lease(self, name: str, holder: str, ttl: dt.timedelta, now: dt.datetime) -> bool:
+        """Take lease ``name`` for ``holder`` until ``now + ttl``, or renew it if ``holder`` has it already.
+
+        True if ``holder`` holds the lease now; False if another holder's lease is still live (its
+        ``expires_at`` is after ``now``). One atomic statement: of any number of replicas racing, exactly one
+        wins. A holder must renew well before ``ttl`` runs out, and stop the job when a renewal returns
+        False. ``now`` comes from the caller's clock; replicas' clocks are assumed to agree to well within
+        ``ttl``.
+        """
+        ...
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give lease ``name`` up at once if ``holder`` holds it (a clean shutdown); otherwise do nothing."""
+        ...
+
+    async def lease_holder(self, name: str, now: dt.datetime) -> str | None:
+        """Who holds lease ``name`` at ``now``; None if nobody or if the lease expired (status displays)."""
         ...

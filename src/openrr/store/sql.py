@@ -7,19 +7,22 @@ advisory lock on PostgreSQL so that replicas starting together migrate once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from openrr.domain.session import Endpoint, Session, SessionError, Size, Status
 from openrr.errors import InvalidInput
 from openrr.store import migrations
 from openrr.store.base import (
     Account,
+    Admission,
     Conversion,
     ConversionInput,
     ConversionOutput,
@@ -27,10 +30,12 @@ from openrr.store.base import (
     SigningKey,
     StaleWrite,
 )
-from openrr.store.tables import accounts, conversions, sessions, signing_keys
+from openrr.store.tables import accounts, conversions, leases, sessions, signing_keys
 
 # Serialises signing_key's read-or-insert across replicas on PostgreSQL (SQLite has a single writer anyway).
 _PG_SIGNING_KEY_LOCK = 72_501_114
+# Serialises session admissions (count, then insert) across replicas on PostgreSQL.
+_PG_ADMISSION_LOCK = 72_501_115
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -59,6 +64,11 @@ def driver_urls(store_url: str) -> tuple[str, str]:
     raise InvalidInput(f"Unsupported store URL scheme {url.drivername!r}: use sqlite:/// or postgresql://.")
 
 
+def holds_server(s: Session) -> bool:
+    """Whether ``s`` occupies a render-server slot: active, or ended with its server not released yet."""
+    return s.status.active or (not s.host_released and s.host_handle is not None)
+
+
 def _session_row(s: Session) -> dict[str, Any]:
     ep = s.endpoint
     return {
@@ -79,6 +89,7 @@ def _session_row(s: Session) -> dict[str, Any]:
         "error_message": s.error.message if s.error else None,
         "host_handle": s.host_handle,
         "host_released": s.host_released,
+        "holds_server": holds_server(s),
         "version": s.version,
     }
 
@@ -238,13 +249,89 @@ class SqlStore:
         return SigningKey(m["kid"], bytes(m["private_pem"]), created)
 
     # ---- sessions -------------------------------------------------------------------------------------
-    async def insert_session(self, session: Session) -> bool:
+    async def insert_session(
+        self,
+        session: Session,
+        *,
+        max_active_per_account: int | None = None,
+        size_slots: int | None = None,
+    ) -> Admission:
+        insert = sessions.insert().values(_session_row(session))
+        limited = max_active_per_account is not None or size_slots is not None
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(sessions.insert().values(_session_row(session)))
+            if not limited or not holds_server(session):
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert)
+                return Admission.INSERTED
+            async with self._admission() as conn:
+                verdict = await self._admit(conn, session, max_active_per_account, size_slots)
+                if verdict is Admission.INSERTED:
+                    await conn.execute(insert)
+                return verdict
         except sa.exc.IntegrityError:
-            return False
-        return True
+            # The id was taken after the check (a plain insert is not serialised with admissions) or,
+            # without a limit, before: either way it exists. A missing account is a bug, not a race.
+            if await self.get_session(session.account_id, session.id) is None:
+                raise
+            return Admission.EXISTS
+
+    @contextlib.asynccontextmanager
+    async def _admission(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that no other admission on this database runs beside, until it commits."""
+        async with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # READ COMMITTED reads see every admission committed before the lock was granted.
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_ADMISSION_LOCK)))
+            else:
+                # pysqlite opens a deferred transaction only at the first write, so the counts would be
+                # read outside any transaction: two replicas could both count 9 of 10 and both insert.
+                # BEGIN IMMEDIATE takes the database's write lock first (waiting out the busy timeout), so
+                # the counts and the insert see and hold the latest state. SQLAlchemy's begin() emits
+                # nothing for pysqlite, and the driver leaves an explicit BEGIN alone and commits it.
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+
+    @staticmethod
+    async def _admit(
+        conn: AsyncConnection, session: Session, max_active_per_account: int | None, size_slots: int | None
+    ) -> Admission:
+        taken = await conn.execute(
+            sa.select(sa.literal(1)).where(
+                sessions.c.account_id == session.account_id, sessions.c.id == session.id
+            )
+        )
+        if taken.first() is not None:
+            return Admission.EXISTS
+        holding = sessions.c.holds_server == sa.true()
+        if max_active_per_account is not None:
+            query = sa.select(sa.func.count()).where(sessions.c.account_id == session.account_id, holding)
+            if int((await conn.execute(query)).scalar_one()) >= max_active_per_account:
+                return Admission.OVER_QUOTA
+        if size_slots is not None:
+            query = sa.select(sa.func.count()).where(sessions.c.size == session.size.value, holding)
+            if int((await conn.execute(query)).scalar_one()) >= size_slots:
+                return Admission.NO_CAPACITY
+        return Admission.INSERTED
+
+    async def count_holding_by_size(self) -> dict[str, int]:
+        query = (
+            sa.select(sessions.c.size, sa.func.count())
+            .where(sessions.c.holds_server == sa.true())
+            .group_by(sessions.c.size)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        counts = {size.value: 0 for size in Size}
+        for size, n in rows:
+            counts[str(size)] = int(n)
+        return counts
+
+    async def count_holding_for_account(self, account_id: str) -> int:
+        query = sa.select(sa.func.count()).where(
+            sessions.c.account_id == account_id, sessions.c.holds_server == sa.true()
+        )
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     async def _compare_and_set(
         self, table: sa.Table, account_id: str, id_: str, version: int, values: dict[str, Any]
@@ -373,6 +460,46 @@ class SqlStore:
         async with self._engine.begin() as conn:
             result = await conn.execute(stmt)
         return int(result.rowcount or 0)
+
+    # ---- leader leases --------------------------------------------------------------------------------
+    async def try_lease(self, name: str, holder: str, ttl: dt.timedelta, now: dt.datetime) -> bool:
+        if ttl <= dt.timedelta(0):
+            raise ValueError(f"a lease needs a positive ttl, not {ttl}")
+        at = _utc(now)
+        assert at is not None
+        insert_ = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        ins = insert_(leases).values(name=name, holder=holder, acquired_at=at, expires_at=at + ttl)
+        # One statement: insert the lease, or take the existing row over only if it is ours or expired.
+        # PostgreSQL re-checks the WHERE against the row as a concurrent winner left it (the row is locked
+        # first); SQLite runs one writer at a time. RETURNING yields a row only if this statement wrote
+        # one (rowcount is not reported for an INSERT through the asyncio psycopg driver).
+        stmt = ins.on_conflict_do_update(
+            index_elements=[leases.c.name],
+            set_={
+                "holder": ins.excluded.holder,
+                "expires_at": ins.excluded.expires_at,
+                # a renewal keeps the time the holder first took the lease
+                "acquired_at": sa.case(
+                    (leases.c.holder == ins.excluded.holder, leases.c.acquired_at),
+                    else_=ins.excluded.acquired_at,
+                ),
+            },
+            where=sa.or_(leases.c.holder == holder, leases.c.expires_at <= at),
+        ).returning(leases.c.holder)
+        async with self._engine.begin() as conn:
+            written = (await conn.execute(stmt)).first()
+        return written is not None
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        stmt = leases.delete().where(leases.c.name == name, leases.c.holder == holder)
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def lease_holder(self, name: str, now: dt.datetime) -> str | None:
+        query = sa.select(leases.c.holder).where(leases.c.name == name, leases.c.expires_at > _utc(now))
+        async with self._engine.connect() as conn:
+            holder = (await conn.execute(query)).scalar_one_or_none()
+        return None if holder is None else str(holder)
 
 
 async def open_store(store_url: str, *, migrate: bool = True) -> SqlStore:

@@ -45,8 +45,15 @@ sessions = sa.Table(
     sa.Column("host_handle", sa.JSON),
     sa.Column("host_released", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("version", sa.Integer, nullable=False),
+    # Whether the session holds a render server: Starting or Ready, or ended with a server not released yet
+    # (see ``openrr.store.sql.holds_server``). Derived from the columns above and written with them, so
+    # that admission control counts servers per size and per account through an index instead of
+    # evaluating that predicate (and JSON nulls, which differ per dialect) over every session ever kept.
+    sa.Column("holds_server", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_sessions_status", "status"),
     sa.Index("ix_sessions_ended_at", "ended_at"),
+    sa.Index("ix_sessions_size_holding", "size", "holds_server"),
+    sa.Index("ix_sessions_account_holding", "account_id", "holds_server"),
 )
 
 conversions = sa.Table(
@@ -72,4 +79,16 @@ conversions = sa.Table(
     sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Index("ix_conversions_status", "status"),
+)
+
+# Named leases that make one control-plane replica at a time do a job (the reaper, say). A holder keeps its
+# lease by renewing it before ``expires_at``; a replica that dies simply stops renewing, and another one
+# takes the lease over once it has expired.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )

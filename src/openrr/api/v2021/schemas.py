@@ -80,7 +80,8 @@ def session_body(s: Session, now: dt.datetime) -> dict[str, Any]:
     body["status"] = s.status.value
     if s.teraflops is not None:
         body["teraflops"] = s.teraflops
-    if s.status is Status.ERROR and s.error is not None:
-        # A non-null error makes the SDK's poller raise: right for Error, wrong for anything else.
+    if s.error is not None and not s.status.active:
+        # A non-null error makes the SDK's poller raise: right for Error and for a session the service
+        # stopped by itself (idle stop: the only Stopped session with an error), wrong while active.
         body["error"] = {"code": s.error.code, "message": s.error.message}
     return body

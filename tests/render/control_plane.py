@@ -1,0 +1,152 @@
+"""The control plane's half of the render-server contract, for tests that start real ``python -m
+openrr.render`` processes: specs (templates and sessions), account tokens, and a receiver for the
+ready/failed/idle callbacks on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from openrr.handshake import RenderSettings, RenderSpec
+
+ACCOUNT = "00000000-0000-0000-0000-0000000000aa"
+
+
+class Keys:
+    """The key pair the control plane signs account tokens with."""
+
+    def __init__(self) -> None:
+        self.key = Ed25519PrivateKey.generate()
+        self.public_pem = (
+            self.key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+
+    def token(self, account: str = ACCOUNT) -> str:
+        claims = {"sub": account, "aud": "openrr", "iss": "openrr", "exp": int(time.time() + 600)}
+        return jwt.encode(claims, self.key, algorithm="EdDSA")
+
+
+def template(model_root: Path, *, size: str = "standard", **settings: Any) -> RenderSpec:
+    """What a pool is filled from: the shared fields set, every session field blank."""
+    values: dict[str, Any] = {"model_roots": (str(model_root),), "video_width": 320, "video_height": 180}
+    values.update(settings)
+    return RenderSpec(
+        account_id="",
+        session_id="",
+        instance="",
+        size=size,
+        models=(),
+        bind_host="127.0.0.1",
+        advertise_host="127.0.0.1",
+        teraflops=1.0,
+        callback_url="",
+        callback_token="",
+        callback_ca=None,
+        token_public_key="",
+        ready_deadline_s=20.0,
+        settings=RenderSettings(**values),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Callback:
+    session: str
+    kind: str  # "ready", "failed", "idle"
+    body: dict[str, Any]
+    authorization: str
+    at: float  # time.monotonic() on arrival
+
+
+class CallbackReceiver:
+    """Answers every callback 200 and keeps it, in order of arrival."""
+
+    def __init__(self) -> None:
+        self.received: list[Callback] = []
+        self.port = 0
+        self._arrived = asyncio.Condition()
+
+    def url(self, session: str) -> str:
+        return f"http://127.0.0.1:{self.port}/render/{session}"
+
+    def session(
+        self, base: RenderSpec, keys: Keys, session: str, *, models: tuple[str, ...] = ()
+    ) -> RenderSpec:
+        """``base`` (a template) with a session's fields filled in, calling back here."""
+        return dataclasses.replace(
+            base,
+            account_id=ACCOUNT,
+            session_id=session,
+            instance=f"instance-of-{session}",
+            models=models,
+            callback_url=self.url(session),
+            callback_token=f"token-of-{session}",
+            token_public_key=keys.public_pem,
+        )
+
+    async def _post(self, request: web.Request) -> web.Response:
+        callback = Callback(
+            session=request.match_info["session"],
+            kind=request.match_info["kind"],
+            body=await request.json(),
+            authorization=request.headers.get("Authorization", ""),
+            at=time.monotonic(),
+        )
+        async with self._arrived:
+            self.received.append(callback)
+            self._arrived.notify_all()
+        return web.json_response({})
+
+    def of(self, session: str, kind: str) -> list[Callback]:
+        return [c for c in self.received if c.session == session and c.kind == kind]
+
+    async def wait(self, session: str, kind: str, count: int = 1, timeout: float = 60.0) -> list[Callback]:
+        """The first ``count`` callbacks of that kind for that session, waiting for them to arrive."""
+
+        def enough() -> bool:
+            return len(self.of(session, kind)) >= count
+
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(enough), timeout)
+        return self.of(session, kind)[:count]
+
+
+@asynccontextmanager
+async def callback_receiver() -> AsyncIterator[CallbackReceiver]:
+    receiver = CallbackReceiver()
+    app = web.Application()
+    app.router.add_post("/render/{session}/{kind}", receiver._post)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    receiver.port = runner.addresses[0][1]
+    try:
+        yield receiver
+    finally:
+        await runner.cleanup()
+
+
+async def wait_for_log(path: Path, text: str, alive: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Until ``text`` shows in the log at ``path``; fails at once when the process is no longer alive."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        if not alive():
+            log = path.read_text(errors="replace") if path.exists() else ""
+            raise AssertionError(f"the render server ended before logging {text!r}:\n{log}")
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{text!r} not logged in {timeout} s")
