@@ -5,11 +5,12 @@ Why so much ceremony (see notes/stack-feasibility.md §4):
   * Two nodes on one machine collide on Ray's default ports, and a parallel test run would too: every port
     option gets a port found free here, and each node its own worker-port range.
   * ``ray stop`` kills every Ray process on the machine. Each ``ray start`` runs in its own session
-    (``start_new_session``), so every daemon it forks (gcs_server, raylet, agents, workers, and the render
-    servers actors start) shares one process group that belongs to us. Stopping signals only those groups,
+    (``start_new_session``), so every process it forks (gcs_server, raylet, agents, workers, and the render
+    servers actors start) carries that session's id. Ray puts each worker in a process group of its own,
+    so membership is by session, not by group. Stopping signals exactly the pids found in our sessions,
     SIGTERM first and then SIGKILL (some Ray daemons outlive SIGTERM), and checks that each process ever
     seen in them is gone. If the test process dies without its teardown, a small watcher process kills
-    those groups.
+    the processes of those sessions.
   * Token auth is on (as in production): the fixture makes a random token; ``driver_env()`` carries it to
     drivers (``openrr serve --host-backend ray``), ``token_file`` holds it for ``RayHost(auth_token_file=)``.
   * The GCS health check runs faster than Ray's default (about 15 s to declare a node dead) so node-death
@@ -61,8 +62,8 @@ _FAST_HEALTH_CHECK = {
 
 
 # Crash safety: if the test process dies without its teardown (SIGKILL, a fatal Ray abort), this small
-# process, started with the cluster, kills the process groups listed in the registry file. Normal stops
-# empty the registry first and then end the watcher.
+# process, started with the cluster, kills the processes of the sessions listed in the registry file.
+# Normal stops empty the registry first and then end the watcher.
 _WATCHER = """
 import os, signal, sys, time
 parent, registry = int(sys.argv[1]), sys.argv[2]
@@ -72,9 +73,10 @@ try:
     groups = [int(g) for g in open(registry).read().split()]
 except (OSError, ValueError):
     groups = []
-for group in groups:
+for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
     try:
-        os.killpg(group, signal.SIGKILL)
+        if os.getsid(pid) in groups:
+            os.kill(pid, signal.SIGKILL)
     except OSError:
         pass
 """
@@ -143,7 +145,8 @@ class _Proc:
 
 @dataclasses.dataclass
 class RayNode:
-    """One ``ray start`` and everything it forked: one process group, led by the (exited) CLI's pid."""
+    """One ``ray start`` and everything it forked: one session (``pgid``: the session and first group id,
+    the exited CLI's pid), whose processes Ray spreads over several process groups."""
 
     name: str
     ip: str
@@ -155,11 +158,11 @@ class RayNode:
     stopped: bool = False
 
     def members(self) -> list[psutil.Process]:
-        """The live processes of this node's process group (workers and render servers included)."""
+        """The live processes of this node's session (workers and render servers included)."""
         found = []
         for proc in psutil.process_iter(["pid"]):
             try:
-                if os.getpgid(proc.pid) == self.pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                if os.getsid(proc.pid) == self.pgid and proc.status() != psutil.STATUS_ZOMBIE:
                     found.append(proc)
             except (ProcessLookupError, psutil.Error):
                 continue
@@ -177,12 +180,11 @@ class RayNode:
         return [p for p in self.seen if p.process() is not None]
 
     def signal(self, sig: signal.Signals) -> None:
-        # A pgid cannot be reused while a member of the group lives, so the group is still ours exactly
-        # when one of the processes we recorded in it is alive.
-        self.refresh()
-        if self.alive():
+        # Each pid is signalled as found in our session a moment ago: a session id cannot be reused while
+        # a process of the session lives, and each pid was just checked to be one.
+        for proc in self.refresh():
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pgid, sig)
+                os.kill(proc.pid, sig)
 
     def kill(self, grace: float = 2.0) -> list[_Proc]:
         """SIGTERM the group, SIGKILL what is left after ``grace``; returns survivors (should be none)."""
@@ -212,7 +214,7 @@ class RayCluster:
     needs in its environment (token auth, no usage stats); ``token_file`` holds the token for
     ``RayHost(auth_token_file=...)``; ``serve_options()`` are the matching ``openrr serve`` options.
     ``kill_node(node)`` kills one node the way a crash would; ``start_node()`` adds (or replaces) one.
-    Render servers started by actors run in their node's process group, so they go with it.
+    Render servers started by actors run in their node's session, so they go with it.
     """
 
     def __init__(self, base_dir: Path | None = None, *, token: str | None = None) -> None:
@@ -323,7 +325,7 @@ class RayCluster:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.base_dir,
-                start_new_session=True,  # its own process group: see the module docstring
+                start_new_session=True,  # its own session: see the module docstring
             )
         node = RayNode(name, ip, dict(resources), temp_dir, pgid=proc.pid, log=log)
         with contextlib.suppress(psutil.Error):

@@ -22,8 +22,7 @@ import pytest
 from openrr.errors import HostError
 from openrr.hosts.base import Handle, HostState, HostStatus, Slots
 from openrr.hosts.local import LocalHost
-from tests.render import fixtures
-from tests.render.control_plane import CallbackReceiver, Keys, callback_receiver, template, wait_for_log
+from tests.render.control_plane import CallbackReceiver, Keys, template, wait_for_log
 
 WAITING = "waiting for a session"
 
@@ -67,20 +66,6 @@ def kill(handle: Handle) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(psutil.Error):
         proc.wait(10)
-
-
-@pytest.fixture
-def models(tmp_path: Path) -> Path:
-    root = tmp_path / "models"
-    root.mkdir()
-    fixtures.two_node_glb(root)
-    return root
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[CallbackReceiver]:
-    async with callback_receiver() as r:
-        yield r
 
 
 async def until_exited(local: LocalHost, handle: Handle) -> HostStatus:

@@ -31,11 +31,9 @@ from openrr.handshake import (
 )
 from openrr.render.ice import loopback_host_candidates
 from openrr.render.server import EXIT_BAD_ASSIGNMENT
-from tests.render import fixtures
 from tests.render.control_plane import (
     CallbackReceiver,
     Keys,
-    callback_receiver,
     template,
     wait_for_log,
 )
@@ -115,20 +113,6 @@ async def render(tmp_path: Path) -> AsyncIterator[RenderProcesses]:
         yield processes
     finally:
         await processes.stop_all()
-
-
-@pytest.fixture
-def models(tmp_path: Path) -> Path:
-    root = tmp_path / "models"
-    root.mkdir()
-    fixtures.two_node_glb(root)
-    return root
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[CallbackReceiver]:
-    async with callback_receiver() as r:
-        yield r
 
 
 async def get(url: str, token: str | None = None) -> httpx.Response:

@@ -6,10 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from openrr.domain.session import Size, Status
@@ -18,33 +15,9 @@ from openrr.store.base import Account, Admission
 from openrr.store.sql import SqlStore, _session_row, driver_urls, open_store
 from openrr.store.tables import accounts as accounts_table
 from openrr.store.tables import sessions as sessions_table
-from tests.store.test_store import BACKENDS, T0, make_account, make_session
+from tests.store.helpers import T0, make_account, make_session
 
 HANDLE = {"kind": "fake", "key": "k"}
-
-
-@pytest.fixture(params=BACKENDS)
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty store (as in test_store): a new SQLite file, or a new database on the test PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-async def store(backend_url: str) -> AsyncIterator[SqlStore]:
-    s = await open_store(backend_url)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
-async def acct(store: SqlStore) -> Account:
-    account = make_account()
-    await store.add_account(account)
-    return account
 
 
 async def _count_rows(store: SqlStore, **where: str) -> int:

@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from openrr.store.sql import SqlStore, open_store
 from openrr.store.tables import leases
-from tests.store.test_store import BACKENDS, T0
+from tests.store.helpers import T0
 
 TTL = dt.timedelta(seconds=30)
-
-
-@pytest.fixture(params=BACKENDS)
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty store (as in test_store): a new SQLite file, or a new database on the test PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-async def store(backend_url: str) -> AsyncIterator[SqlStore]:
-    s = await open_store(backend_url)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def at(seconds: float) -> dt.datetime:

@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 import threading
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -21,64 +20,13 @@ from openrr.store.sql import SqlStore, driver_urls, open_store
 from openrr.store.tables import sessions as sessions_table
 from tests.conftest import Account as ApiAccount
 from tests.fakes import FakeHost
-
-T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty store: a new SQLite file, or a new database on the session's PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    return str(request.getfixturevalue("postgres_url"))
+from tests.store.helpers import T0, make_account, make_session
 
 
 @pytest.fixture
 def store_url(backend_url: str) -> str:
     """Overrides conftest's: the in-process control plane below runs on both backends."""
     return backend_url
-
-
-@pytest.fixture
-async def store(backend_url: str) -> AsyncIterator[SqlStore]:
-    s = await open_store(backend_url)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-def make_account(account_id: str | None = None, *, name: str = "acct", at: dt.datetime = T0) -> Account:
-    return Account(
-        id=account_id or str(uuid.uuid4()),
-        name=name,
-        created_at=at,
-        primary_key_hash="sha256$00$primary",
-        secondary_key_hash="sha256$00$secondary",
-    )
-
-
-@pytest.fixture
-async def acct(store: SqlStore) -> Account:
-    account = make_account()
-    await store.add_account(account)
-    return account
-
-
-def make_session(account_id: str, session_id: str, status: Status = Status.STARTING, **kw: object) -> Session:
-    values: dict[str, object] = {
-        "account_id": account_id,
-        "id": session_id,
-        "size": Size.STANDARD,
-        "lease_minutes": 30,
-        "status": status,
-        "created_at": T0,
-    }
-    if not status.active:
-        values["ended_at"] = T0 + dt.timedelta(minutes=5)
-    values.update(kw)
-    return Session(**values)  # type: ignore[arg-type]
 
 
 # ---- accounts -------------------------------------------------------------------------------------------

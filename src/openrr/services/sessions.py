@@ -302,20 +302,23 @@ class SessionService:
     async def report_failure(
         self, account_id: str, session_id: str, instance: str, code: str, message: str
     ) -> Session:
-        session = await self.get(account_id, session_id)
-        if (session.host_handle or {}).get("instance") != instance:
-            raise Conflict("This render server is not the one serving the session.")
+        session = await self._reported_by(account_id, session_id, instance)
         if not session.status.active:
             return session
         return await self._fail(session, code, message)
+
+    async def _reported_by(self, account_id: str, session_id: str, instance: str) -> Session:
+        """The session a render server reports on; Conflict (the server exits) if it is not the one."""
+        session = await self.get(account_id, session_id)
+        if (session.host_handle or {}).get("instance") != instance:
+            raise Conflict("This render server is not the one serving the session.")
+        return session
 
     async def stop_idle(
         self, account_id: str, session_id: str, instance: str, idle_seconds: float
     ) -> Session:
         """The render server's idle report: stop the session and say why (``--idle-stop-minutes``)."""
-        session = await self.get(account_id, session_id)
-        if (session.host_handle or {}).get("instance") != instance:
-            raise Conflict("This render server is not the one serving the session.")
+        session = await self._reported_by(account_id, session_id, instance)
         if not session.status.active:
             return session
         minutes = idle_seconds / 60
