@@ -106,12 +106,25 @@ class WarmPool:
         try:
             handle = await asyncio.wait_for(asyncio.shield(starting.done), self._claim_timeout)
         except TimeoutError:
+            self._unclaim(size, starting)
             handle = None
+        except asyncio.CancelledError:  # the create itself was cancelled
+            self._unclaim(size, starting)
+            raise
         if handle is None:
             self._missed[size] += 1
         else:
             self._taken[size] += 1
         return handle
+
+    def _unclaim(self, size: Size, starting: _Starting) -> None:
+        """A create gave up on the start it claimed: the server must join the pool, not be lost."""
+        if not starting.done.done():
+            starting.claimed = False  # _start_one adds it to the pool when it is up
+            return
+        handle = starting.done.result()
+        if handle is not None:
+            self._members[size].appendleft(_Member(handle, time.monotonic()))
 
     def states(self) -> list[PoolState]:
         return [
