@@ -83,28 +83,33 @@ class Server:
         return [(int(h["pid"]), float(h["createTime"])) for h in (json.loads(r[0]) for r in rows)]
 
 
+def serve_command(port: int, data_dir: Path, *extra: str, log_level: str) -> list[str]:
+    """``openrr serve`` on loopback with throttling off (benchmarks send more than a client would)."""
+    return [
+        sys.executable,
+        "-m",
+        "openrr",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--throttle-rate",
+        "0",
+        "--sts-throttle-rate",
+        "0",
+        "--log-level",
+        log_level,
+        *extra,
+    ]
+
+
 @contextlib.contextmanager
 def openrr_server(*extra: str, insecure_http: bool = False) -> Iterator[Server]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="openrr-bench-") as tmp:
         data_dir = Path(tmp) / "data"
-        args = [
-            sys.executable,
-            "-m",
-            "openrr",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--throttle-rate",
-            "0",
-            "--sts-throttle-rate",
-            "0",
-            "--log-level",
-            "warning",
-            *extra,
-        ]
+        args = serve_command(port, data_dir, *extra, log_level="warning")
         if insecure_http:
             args.append("--insecure-http")
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

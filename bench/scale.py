@@ -40,7 +40,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -51,7 +50,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.common import RESULTS, Server, free_port, machine, percentile
+from bench.common import RESULTS, Server, free_port, machine, percentile, serve_command
 
 V = {"api-version": "2021-01-01"}
 PARTS = ("local", "ray", "concurrent", "memory")
@@ -244,23 +243,7 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="openrr-scale-") as tmp:
         data_dir = Path(tmp) / "data"
         log = Path(tmp) / "serve.log"
-        args = [
-            sys.executable,
-            "-m",
-            "openrr",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--throttle-rate",
-            "0",
-            "--sts-throttle-rate",
-            "0",
-            "--log-level",
-            "info",
-            *extra,
-        ]
+        args = serve_command(port, data_dir, *extra, log_level="info")
         base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENRR_", "RAY_"))}
         with open(log, "ab") as out:
             proc = subprocess.Popen(

@@ -4,12 +4,14 @@ claim given up (timeout, cancelled create) never loses the server."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from openrr.domain.session import Size
 from openrr.handshake import RenderSpec
 from openrr.hosts.base import Handle
 from openrr.services.pool import WarmPool
 from tests.fakes import FakeHost
+from tests.render import control_plane
 
 
 class SlowStarts(FakeHost):
@@ -25,21 +27,7 @@ class SlowStarts(FakeHost):
 
 
 def template(size: Size) -> RenderSpec:
-    return RenderSpec(
-        account_id="",
-        session_id="",
-        instance="",
-        size=size.value,
-        models=(),
-        bind_host="127.0.0.1",
-        advertise_host="127.0.0.1",
-        teraflops=1.0,
-        callback_url="",
-        callback_token="",
-        callback_ca=None,
-        token_public_key="",
-        ready_deadline_s=10.0,
-    )
+    return control_plane.template(Path("models"), size=size.value)
 
 
 async def _starting(pool: WarmPool) -> int:
