@@ -11,9 +11,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-# soft_wrap: long lines (paths, keys) stay whole so they can be copied from the terminal.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# soft_wrap: long lines (paths, keys) stay whole so they can be copied from the terminal. emoji off:
+# "HOST:1234:" in a message must not turn into an emoji code.
+console = Console(soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 def print_json(data: Any) -> None:

@@ -27,6 +27,7 @@ process); ``close`` leaves it when the last one closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 ACTOR_PREFIX = "openrr-"
 _GONE = "The render server's Ray actor is gone."
+# How long connect waits for the head's GCS port to accept a connection before giving up.
+_REACH_TIMEOUT_S = 10.0
 # How long stop waits for Ray to confirm an actor is dead (and its slot free) after ray.kill.
 _KILL_CONFIRM_S = 5.0
 
@@ -155,6 +158,7 @@ class RayHost:
         token_file = self._auth_token_file
         if token_file is not None and not os.path.isfile(token_file):
             raise HostError(f"The Ray auth token file {token_file} does not exist.")
+        await self._reachable()
         try:
             await asyncio.to_thread(_Driver.acquire, self.address, self.namespace, token_file)
         except Exception as exc:  # ray.init raises ConnectionError, AuthenticationError, RuntimeError…
@@ -163,6 +167,20 @@ class RayHost:
             detail = f" ({lines[-1].strip()[:300]})" if lines else ""
             raise HostError(f"Could not join the Ray cluster at {self.address}: {exc}{detail}") from None
         self._connected = True
+
+    async def _reachable(self, timeout: float = _REACH_TIMEOUT_S) -> None:
+        """Fail fast on an address nothing answers at: ray.init would retry for minutes, logging only."""
+        host, sep, port = self.address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise HostError(f"The Ray address {self.address!r} is not HOST:PORT (the head's GCS address).")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+        except (OSError, TimeoutError) as exc:
+            why = "no answer in time" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            raise HostError(f"Could not reach the Ray cluster's head at {self.address}: {why}.") from None
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
     async def close(self) -> None:
         """Stop this host's pooled actors, then leave the cluster. Session actors keep running."""
