@@ -38,6 +38,7 @@ from openrr.hosts.exits import describe_exit
 _ASSIGN_TIMEOUT_S = 30.0
 # Pooled servers stop at once on SIGTERM or end of input: this is only for a hung one.
 _POOL_STOP_GRACE_S = 5.0
+_TAKEN_KEPT = 1024
 
 
 class LocalHost:
@@ -76,6 +77,13 @@ class LocalHost:
         self._taken.pop(proc.pid, None)  # a recycled pid of an old pooled server
         return handle
 
+    def _note_taken(self, pid: int, why: str) -> None:
+        # Only for a clearer error on a stale pooled handle: the most recent ones are plenty.
+        self._taken.pop(pid, None)
+        self._taken[pid] = why
+        while len(self._taken) > _TAKEN_KEPT:
+            del self._taken[next(iter(self._taken))]
+
     async def assign(self, handle: Handle, spec: RenderSpec) -> Handle:
         """Hand ``spec`` to a pooled server of this host; returns the session's handle (as ``start``'s).
 
@@ -94,11 +102,11 @@ class LocalHost:
             )
         # Taken before the first await: a concurrent assign of the same server fails instead of writing.
         del self._pooled[pid]
-        self._taken[pid] = "was already assigned a session"
+        self._note_taken(pid, "was already assigned a session")
         proc = self._children.get(pid)
         status = await self.status(own)
         if proc is None or proc.stdin is None or not status.running:
-            self._taken[pid] = "is gone"
+            self._note_taken(pid, "is gone")
             await self.stop(own, _POOL_STOP_GRACE_S)  # only forgets it: nothing runs
             raise HostError(f"The pooled render server {pid} is gone. {status.message}".strip())
         stdin = proc.stdin
@@ -114,7 +122,7 @@ class LocalHost:
                 await stdin.wait_closed()
         if failure is not None:
             # Dead, or hung before reading its input: either way of no use, and it must not hold a slot.
-            self._taken[pid] = "is gone"
+            self._note_taken(pid, "is gone")
             await self.stop(own, _POOL_STOP_GRACE_S)
             why = str(failure) or type(failure).__name__
             raise HostError(f"The pooled render server {pid} did not take its session ({why}).")
@@ -228,7 +236,7 @@ class LocalHost:
         pid = int(handle.get("pid", -1))
         child = self._children.get(pid)
         if self._pooled.pop(pid, None) is not None:
-            self._taken[pid] = "was stopped"
+            self._note_taken(pid, "was stopped")
             if child is not None and child.stdin is not None:
                 child.stdin.close()  # end of input: it exits by itself, SIGTERM or not
         proc = self._process(handle)
