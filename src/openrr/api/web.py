@@ -35,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 from openrr.api.deps import AuthorizedAccount, runtime
 from openrr.api.errors import error_response
 from openrr.api.responses import ArrJSON
-from openrr.api.v2021.schemas import ErrorResponse
+from openrr.api.v2021.schemas import error_responses
 from openrr.domain.ids import check_resource_id
 from openrr.domain.session import Status
 from openrr.errors import Conflict, InvalidInput
@@ -99,28 +99,24 @@ _ANSWER_SCHEMA: dict[str, Any] = {
 }
 
 
-def _error_doc(description: str) -> dict[str, Any]:
-    return {"model": ErrorResponse, "description": description}
-
-
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The render server's answer.",
         "content": {"application/json": {"schema": _ANSWER_SCHEMA}},
     },
-    400: _error_doc("The body is not an offer, or the render server refused it."),
-    401: _error_doc("The access token is missing, forged or expired."),
-    403: _error_doc("The access token was issued for another account."),
-    404: _error_doc("No session with this id."),
-    409: _error_doc(
-        "The session is not Ready (SessionNotReady), or another client is connected to it "
-        "(ClientAlreadyConnected)."
+    **error_responses(
+        {
+            400: "The body is not an offer, or the render server refused it.",
+            404: "No session with this id.",
+            409: "The session is not Ready (SessionNotReady), or another client is connected to it "
+            "(ClientAlreadyConnected).",
+            413: "The body is larger than 512 KiB.",
+            502: "The render server could not be reached, or gave an answer that is not JSON.",
+            503: "The render server is not ready yet or is stopping.",
+            504: "The render server did not answer in time.",
+        },
+        *(400, 401, 403, 404, 409, 413, 429, 502, 503, 504),
     ),
-    413: _error_doc("The body is larger than 512 KiB."),
-    429: _error_doc("Too many requests for this account; see Retry-After."),
-    502: _error_doc("The render server could not be reached, or gave an answer that is not JSON."),
-    503: _error_doc("The render server is not ready yet or is stopping."),
-    504: _error_doc("The render server did not answer in time."),
 }
 
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from openrr.api.deps import AuthorizedAccount, check_api_version, runtime
 from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
-from openrr.api.v2021.schemas import ErrorDetail, ErrorResponse, iso
+from openrr.api.v2021.schemas import ErrorDetail, error_responses, iso
 from openrr.domain.ids import check_resource_id, is_resource_id
 from openrr.errors import InvalidInput
 from openrr.store.base import Conversion, ConversionInput, ConversionOutput, ConversionStatus
@@ -136,18 +136,18 @@ def conversion_body(c: Conversion) -> dict[str, Any]:
     return body
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
-    described = {
-        400: "The request was malformed: a missing field, an unsupported input format, a path that leaves "
-        "its prefix, an output name without .arrAsset.",
-        401: "The access token is missing, forged or expired.",
-        403: "The access token was issued for another account; or DelegatedResourceAccessError: the service "
-        "cannot use a storage container (no SAS and not linked, a denied SAS, a missing container).",
-        404: "No conversion with this id.",
-        409: "A conversion with this id exists with other settings.",
-        429: "Too many requests for this account; see Retry-After.",
-    }
-    return {c: {"model": ErrorResponse, "description": described[c]} for c in codes}
+_DESCRIBED = {
+    400: "The request was malformed: a missing field, an unsupported input format, a path that leaves "
+    "its prefix, an output name without .arrAsset.",
+    403: "The access token was issued for another account; or DelegatedResourceAccessError: the service "
+    "cannot use a storage container (no SAS and not linked, a denied SAS, a missing container).",
+    404: "No conversion with this id.",
+    409: "A conversion with this id exists with other settings.",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return error_responses(_DESCRIBED, *codes)
 
 
 @router.put(

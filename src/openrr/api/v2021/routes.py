@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
@@ -12,10 +12,10 @@ from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
 from openrr.api.v2021.schemas import (
     CreateSessionSettings,
-    ErrorResponse,
     SessionProperties,
     SessionsList,
     UpdateSessionSettings,
+    error_responses,
     session_body,
 )
 from openrr.domain.ids import check_resource_id, is_resource_id
@@ -36,17 +36,16 @@ ApiVersion = Annotated[
 ]
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
-    described = {
-        400: "The request was malformed.",
-        401: "The access token is missing, forged or expired.",
-        403: "The access token was issued for another account.",
-        404: "No session with this id.",
-        409: "A session with this id exists with other settings.",
-        422: "The lease is not larger than the current one, or the session has ended.",
-        429: "Too many requests for this account; see Retry-After.",
-    }
-    return {c: {"model": ErrorResponse, "description": described[c]} for c in codes}
+_DESCRIBED = {
+    400: "The request was malformed.",
+    404: "No session with this id.",
+    409: "A session with this id exists with other settings.",
+    422: "The lease is not larger than the current one, or the session has ended.",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return error_responses(_DESCRIBED, *codes)
 
 
 @router.put(
@@ -57,7 +56,20 @@ def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
     responses={
         200: {"model": SessionProperties, "description": "The same session was created before."},
         201: {"model": SessionProperties, "description": "Created; the session is Starting."},
-        **_errors(400, 401, 403, 409, 429),
+        **error_responses(
+            {
+                **_DESCRIBED,
+                403: "The access token was issued for another account; or QuotaExceeded: the account has "
+                "as many active sessions as --max-sessions-per-account allows.",
+                503: "CapacityExhausted: no render server of this size is free; see Retry-After.",
+            },
+            400,
+            401,
+            403,
+            409,
+            429,
+            503,
+        ),
     },
 )
 async def create_session(

@@ -8,6 +8,7 @@ what the real service sent (notes §2.4), which a response model would blur.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +41,21 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+# What an error status means wherever an account's token is checked and throttled.
+_COMMON_ERRORS = {
+    401: "The access token is missing, forged or expired.",
+    403: "The access token was issued for another account.",
+    429: "Too many requests for this account; see Retry-After.",
+}
+
+
+def error_responses(described: Mapping[int, str], *codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error statuses, in the ARR error shape; ``described`` adds to or
+    overrides the common texts."""
+    texts = {**_COMMON_ERRORS, **described}
+    return {code: {"model": ErrorResponse, "description": texts[code]} for code in codes}
 
 
 class SessionProperties(BaseModel):
