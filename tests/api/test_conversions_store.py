@@ -28,9 +28,7 @@ from openrr.store.sql import SqlStore, open_store
 from tests.api.conversion_fixtures import FakeConverter
 from tests.conftest import Account as ApiAccount
 from tests.fakes import FakeHost
-
-T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+from tests.store.helpers import BACKENDS, T0
 
 
 @pytest.fixture(params=BACKENDS)
