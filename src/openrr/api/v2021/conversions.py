@@ -16,9 +16,9 @@ from starlette.responses import Response
 from openrr.api.deps import AuthorizedAccount, check_api_version, runtime
 from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
+from openrr.api.v2021.paging import SkipToken, check_skip_token, page
 from openrr.api.v2021.schemas import ErrorDetail, error_responses, iso
-from openrr.domain.ids import check_resource_id, is_resource_id
-from openrr.errors import InvalidInput
+from openrr.domain.ids import check_resource_id
 from openrr.store.base import Conversion, ConversionInput, ConversionOutput, ConversionStatus
 
 router = APIRouter(
@@ -204,21 +204,10 @@ async def list_conversions(
     request: Request,
     account: AuthorizedAccount,
     api_version: ApiVersion,
-    skip_token: Annotated[
-        str | None, Query(alias="$skipToken", description="Continuation from @nextLink")
-    ] = None,
+    skip_token: SkipToken = None,
 ) -> Response:
-    if skip_token is not None and not is_resource_id(skip_token):
-        raise InvalidInput("The $skipToken is not valid.", target="$skipToken")
+    check_skip_token(skip_token)
     rt = runtime(request)
     page_size = rt.settings.list_page_size
     found = await rt.conversions.list_conversions(account, after_id=skip_token, limit=page_size + 1)
-    body: dict[str, object] = {"conversions": [conversion_body(c) for c in found[:page_size]]}
-    if len(found) > page_size:
-        # The SDK follows @nextLink verbatim, so it carries api-version itself (notes §9.5).
-        body["@nextLink"] = str(
-            request.url.replace_query_params(
-                **{"api-version": api_version, "$skipToken": found[page_size - 1].id}
-            )
-        )
-    return ArrJSON(body)
+    return ArrJSON(page(request, api_version, "conversions", found, page_size, conversion_body))

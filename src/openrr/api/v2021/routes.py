@@ -10,6 +10,7 @@ from starlette.responses import Response
 from openrr.api.deps import AuthorizedAccount, check_api_version, runtime
 from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
+from openrr.api.v2021.paging import SkipToken, check_skip_token, page
 from openrr.api.v2021.schemas import (
     CreateSessionSettings,
     SessionProperties,
@@ -18,9 +19,8 @@ from openrr.api.v2021.schemas import (
     error_responses,
     session_body,
 )
-from openrr.domain.ids import check_resource_id, is_resource_id
+from openrr.domain.ids import check_resource_id
 from openrr.domain.session import Size
-from openrr.errors import InvalidInput
 
 router = APIRouter(
     tags=["sessions (2021-01-01)"], dependencies=[Depends(check_api_version)], route_class=LeanRoute
@@ -145,24 +145,13 @@ async def list_sessions(
     request: Request,
     account: AuthorizedAccount,
     api_version: ApiVersion,
-    skip_token: Annotated[
-        str | None, Query(alias="$skipToken", description="Continuation from @nextLink")
-    ] = None,
+    skip_token: SkipToken = None,
 ) -> Response:
-    if skip_token is not None and not is_resource_id(skip_token):
-        # Our tokens are session ids; anything else was not issued by us.
-        raise InvalidInput("The $skipToken is not valid.", target="$skipToken")
+    check_skip_token(skip_token)
     rt = runtime(request)
     page_size = rt.settings.list_page_size
-    # One extra row tells whether another page exists without a count query.
     sessions = await rt.sessions.list_active(account, after_id=skip_token, limit=page_size + 1)
     now = rt.sessions.now()
-    body: dict[str, object] = {"sessions": [session_body(s, now) for s in sessions[:page_size]]}
-    if len(sessions) > page_size:
-        # The SDK follows @nextLink verbatim, so it carries api-version itself (notes §9.5).
-        body["@nextLink"] = str(
-            request.url.replace_query_params(
-                **{"api-version": api_version, "$skipToken": sessions[page_size - 1].id}
-            )
-        )
-    return ArrJSON(body)
+    return ArrJSON(
+        page(request, api_version, "sessions", sessions, page_size, lambda s: session_body(s, now))
+    )
