@@ -87,6 +87,20 @@ async def ready_at(
     await runtime.sessions.mark_ready(account.id, session_id, report)
 
 
+@pytest.fixture
+async def s1_ready_at_render_server(
+    client: httpx.AsyncClient,
+    account: Account,
+    fake_host: FakeHost,
+    runtime: Runtime,
+    render_server: FakeRenderServer,
+) -> None:
+    """Session s1, Ready at the fake render server: the relay forwards its offers there."""
+    fake_host.auto_ready = False
+    await create(client, account, "s1")
+    await ready_at(runtime, fake_host, account, "s1", "127.0.0.1", render_server.port)
+
+
 # ---- the pages ---------------------------------------------------------------------------------------------
 async def test_root_redirects_to_the_pages(client: httpx.AsyncClient) -> None:
     resp = await client.get("/")
@@ -279,13 +293,9 @@ async def test_the_relay_takes_a_data_plane_throttle_token(
 async def test_the_offer_goes_to_the_render_server_and_its_answer_comes_back(
     client: httpx.AsyncClient,
     account: Account,
-    fake_host: FakeHost,
-    runtime: Runtime,
     render_server: FakeRenderServer,
+    s1_ready_at_render_server: None,
 ) -> None:
-    fake_host.auto_ready = False
-    await create(client, account, "s1")
-    await ready_at(runtime, fake_host, account, "s1", "127.0.0.1", render_server.port)
     raw = json.dumps(OFFER, indent=1).encode()  # forwarded byte for byte, not re-encoded
     resp = await client.post(
         relay(account, "s1"), content=raw, headers={**account.auth, "content-type": "application/json"}
@@ -312,15 +322,11 @@ async def test_the_offer_goes_to_the_render_server_and_its_answer_comes_back(
 async def test_the_render_servers_errors_come_back_as_they_are(
     client: httpx.AsyncClient,
     account: Account,
-    fake_host: FakeHost,
-    runtime: Runtime,
     render_server: FakeRenderServer,
+    s1_ready_at_render_server: None,
     status: int,
     body: dict[str, Any],
 ) -> None:
-    fake_host.auto_ready = False
-    await create(client, account, "s1")
-    await ready_at(runtime, fake_host, account, "s1", "127.0.0.1", render_server.port)
     render_server.status, render_server.body = status, json.dumps(body).encode()
     resp = await client.post(relay(account, "s1"), json=OFFER, headers=account.auth)
     assert resp.status_code == status
@@ -330,13 +336,9 @@ async def test_the_render_servers_errors_come_back_as_they_are(
 async def test_an_answer_that_is_not_json_is_a_502(
     client: httpx.AsyncClient,
     account: Account,
-    fake_host: FakeHost,
-    runtime: Runtime,
     render_server: FakeRenderServer,
+    s1_ready_at_render_server: None,
 ) -> None:
-    fake_host.auto_ready = False
-    await create(client, account, "s1")
-    await ready_at(runtime, fake_host, account, "s1", "127.0.0.1", render_server.port)
     render_server.status, render_server.body = 413, b"Request Entity Too Large"
     resp = await client.post(relay(account, "s1"), json=OFFER, headers=account.auth)
     assert resp.status_code == 502
