@@ -141,7 +141,7 @@ class WarmPool:
 
     async def fill(self) -> None:
         """One pass: forget pooled servers that died, then start what is missing into free slots."""
-        holding = await self._holding() if self._holding is not None else {}
+        holding: dict[str, int] | None = None  # asked only when something is missing (most passes: not)
         for size, target in self._targets.items():
             await self._prune(size)
             pooled = len(self._members[size]) + len(self._starting[size])
@@ -153,6 +153,8 @@ class WarmPool:
             if slots.free is not None:
                 room = min(room, slots.free)
             if slots.total is not None:
+                if holding is None:
+                    holding = await self._holding() if self._holding is not None else {}
                 room = min(room, slots.total - holding.get(size.value, 0) - pooled)
             if room > 0:
                 await asyncio.gather(*(self._start_one(size) for _ in range(room)))
