@@ -20,6 +20,15 @@ from tests.store.helpers import T0, make_account, make_session
 HANDLE = {"kind": "fake", "key": "k"}
 
 
+async def _holding(store: SqlStore, account_id: str) -> int:
+    """Sessions of the account holding a server: what ``max_active_per_account`` limits."""
+    query = sa.select(sa.func.count()).where(
+        sessions_table.c.account_id == account_id, sessions_table.c.holds_server == sa.true()
+    )
+    async with store._engine.connect() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
 async def _count_rows(store: SqlStore, **where: str) -> int:
     query = sa.select(sa.func.count()).select_from(sessions_table)
     for column, value in where.items():
@@ -67,8 +76,8 @@ async def test_quota_counts_the_account_across_sizes(store: SqlStore, acct: Acco
         Admission.INSERTED
     )
     assert await store.insert_session(make_session(acct.id, "a4")) is Admission.INSERTED
-    assert await store.count_holding_for_account(acct.id) == 4
-    assert await store.count_holding_for_account(other.id) == 1
+    assert await _holding(store, acct.id) == 4
+    assert await _holding(store, other.id) == 1
 
 
 async def test_capacity_counts_the_size_across_accounts(store: SqlStore, acct: Account) -> None:
@@ -107,7 +116,7 @@ async def test_ended_sessions_hold_a_server_until_it_is_released(store: SqlStore
     ]
     for s in rows:
         assert await store.insert_session(s) is Admission.INSERTED
-    assert await store.count_holding_for_account(acct.id) == 2
+    assert await _holding(store, acct.id) == 2
     assert await store.count_holding_by_size() == {"Standard": 2, "Premium": 0}
     assert await store.insert_session(make_session(acct.id, "new"), size_slots=2) is Admission.NO_CAPACITY
     assert await store.insert_session(make_session(acct.id, "new"), max_active_per_account=2) is (
@@ -133,7 +142,7 @@ async def test_updates_move_sessions_in_and_out_of_the_count(store: SqlStore, ac
 
     await store.update_session(dataclasses.replace(stopped, host_released=True))
     assert await store.count_holding_by_size() == {"Standard": 0, "Premium": 0}
-    assert await store.count_holding_for_account(acct.id) == 0
+    assert await _holding(store, acct.id) == 0
     assert await store.insert_session(make_session(acct.id, "s2"), size_slots=1) is Admission.INSERTED
 
 
@@ -184,8 +193,8 @@ async def test_concurrent_creates_never_exceed_quota(store: SqlStore, backend_ur
     assert Counter(got[:100]) == {Admission.INSERTED: 7, Admission.OVER_QUOTA: 93}, Counter(got[:100])
     assert Counter(got[100:]) == {Admission.INSERTED: 7, Admission.OVER_QUOTA: 3}, Counter(got[100:])
     assert await _count_rows(store, account_id=mine.id) == 7
-    assert await store.count_holding_for_account(mine.id) == 7
-    assert await store.count_holding_for_account(other.id) == 7
+    assert await _holding(store, mine.id) == 7
+    assert await _holding(store, other.id) == 7
 
 
 async def test_concurrent_retries_of_one_create_insert_once(
@@ -249,7 +258,7 @@ async def test_upgrade_from_0002_keeps_sessions_and_counts_them(backend_url: str
         }
         for s in rows:
             assert await upgraded.get_session(s.account_id, s.id) == s
-        assert await upgraded.count_holding_for_account(account.id) == 3
+        assert await _holding(upgraded, account.id) == 3
         assert await upgraded.count_holding_by_size() == {"Standard": 3, "Premium": 1}
         assert await upgraded.insert_session(make_session(account.id, "new"), size_slots=3) is (
             Admission.NO_CAPACITY

@@ -149,10 +149,6 @@ class Store(Protocol):
         """Sessions holding a server, by size value (every ``Size`` present, 0 if none): status displays."""
         ...
 
-    async def count_holding_for_account(self, account_id: str) -> int:
-        """Sessions of ``account_id`` holding a server (what ``max_active_per_account`` limits)."""
-        ...
-
     async def get_session(self, account_id: str, session_id: str) -> Session | None: ...
 
     async def update_session(self, session: Session) -> Session:

@@ -326,13 +326,6 @@ class SqlStore:
             counts[str(size)] = int(n)
         return counts
 
-    async def count_holding_for_account(self, account_id: str) -> int:
-        query = sa.select(sa.func.count()).where(
-            sessions.c.account_id == account_id, sessions.c.holds_server == sa.true()
-        )
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
-
     async def _compare_and_set(
         self, table: sa.Table, account_id: str, id_: str, version: int, values: dict[str, Any]
     ) -> None:
