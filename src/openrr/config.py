@@ -96,6 +96,11 @@ class Settings(BaseModel):
     max_sessions_per_account: Annotated[int, Field(ge=1)] | None = None
     idle_stop_minutes: Positive | None = None
     max_lease_minutes: Annotated[int, Field(ge=1, le=1440)] = 1440
+    # Request bounds, enforced before a route (or authentication) does any work: see openrr.api.limits.
+    max_body_kib: Annotated[int, Field(ge=1, le=65536)] = 64
+    max_offer_kib: Annotated[int, Field(ge=1, le=65536)] = 512
+    max_header_kib: Annotated[int, Field(ge=1, le=1024)] = 32
+    max_header_fields: Annotated[int, Field(ge=8, le=1000)] = 100
 
     # Field validators run for every field even when others fail, so each problem is reported;
     # the model validator adds the combinations once the fields themselves are valid.
