@@ -55,6 +55,8 @@ class Settings(BaseModel):
     throttle_burst: Annotated[int, Field(ge=1)] = 60
     sts_throttle_rate: Annotated[float, Field(ge=0)] = 0.5
     sts_throttle_burst: Annotated[int, Field(ge=1)] = 20
+    sts_failure_rate: Annotated[float, Field(ge=0)] = 0.2
+    sts_failure_burst: Annotated[int, Field(ge=1)] = 10
     teraflops_standard: Positive = 8.1
     teraflops_premium: Positive = 16.2
     dev_account: bool = True
@@ -96,6 +98,7 @@ class Settings(BaseModel):
     max_sessions_per_account: Annotated[int, Field(ge=1)] | None = None
     idle_stop_minutes: Positive | None = None
     max_lease_minutes: Annotated[int, Field(ge=1, le=1440)] = 1440
+    connect_token_minutes: Annotated[int, Field(ge=1, le=1440)] = 30
     # Request bounds, enforced before a route (or authentication) does any work: see openrr.api.limits.
     max_body_kib: Annotated[int, Field(ge=1, le=65536)] = 64
     max_offer_kib: Annotated[int, Field(ge=1, le=65536)] = 512

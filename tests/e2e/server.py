@@ -303,6 +303,20 @@ class OpenRRServer:
         assert r.status_code == 200, r.text
         return str(r.json()["AccessToken"])
 
+    def connect_token_response(self, session_id: str, account: Account | None = None) -> httpx.Response:
+        account = account or self.account
+        return httpx.post(
+            f"{self.url}/openrr/accounts/{self.account.id}/sessions/{session_id}/connectToken",
+            headers={"Authorization": f"Bearer {self.token(account)}"},
+            verify=self.ssl_context(),
+        )
+
+    def connect_token(self, session_id: str) -> str:
+        """A connect token of the session (of the dev account): what its render server takes."""
+        r = self.connect_token_response(session_id)
+        assert r.status_code == 200, r.text
+        return str(r.json()["token"])
+
     def api(self, account: Account | None = None) -> ApiClient:
         account = account or self.account
         return ApiClient(self, account, self.token(account))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,28 +15,40 @@ from typing import Any
 
 import jwt
 from aiohttp import web
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from openrr.handshake import RenderSettings, RenderSpec
+from openrr.handshake import CONNECT_AUDIENCE, RenderSettings, RenderSpec
 
 ACCOUNT = "00000000-0000-0000-0000-0000000000aa"
 
 
 class Keys:
-    """The key pair the control plane signs account tokens with."""
+    """The connect secret the control plane gives a session's render server, and the account key pair its
+    STS signs with (an account token is what a render server must refuse)."""
 
     def __init__(self) -> None:
-        self.key = Ed25519PrivateKey.generate()
-        self.public_pem = (
-            self.key.public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            .decode()
-        )
+        self.secret = secrets.token_urlsafe(32)
+        self.account_key = Ed25519PrivateKey.generate()
 
-    def token(self, account: str = ACCOUNT) -> str:
+    def token(self, session: str, lifetime: float = 600) -> str:
+        """A connect token for ``session``'s render server."""
+        return connect_token(self.secret, session, lifetime)
+
+    def account_token(self, account: str = ACCOUNT) -> str:
         claims = {"sub": account, "aud": "openrr", "iss": "openrr", "exp": int(time.time() + 600)}
-        return jwt.encode(claims, self.key, algorithm="EdDSA")
+        return jwt.encode(claims, self.account_key, algorithm="EdDSA")
+
+
+def connect_token(secret: str, session: str, lifetime: float = 600) -> str:
+    """What ``POST .../sessions/{session}/connectToken`` answers, minted here (see openrr.handshake)."""
+    claims = {
+        "sub": session,
+        "aud": CONNECT_AUDIENCE,
+        "iss": "openrr",
+        "accountId": ACCOUNT,
+        "exp": int(time.time() + lifetime),
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def template(model_root: Path, *, size: str = "standard", **settings: Any) -> RenderSpec:
@@ -54,7 +67,7 @@ def template(model_root: Path, *, size: str = "standard", **settings: Any) -> Re
         callback_url="",
         callback_token="",
         callback_ca=None,
-        token_public_key="",
+        connect_secret="",
         ready_deadline_s=20.0,
         settings=RenderSettings(**values),
     )
@@ -92,7 +105,7 @@ class CallbackReceiver:
             models=models,
             callback_url=self.url(session),
             callback_token=f"token-of-{session}",
-            token_public_key=keys.public_pem,
+            connect_secret=keys.secret,
         )
 
     async def _post(self, request: web.Request) -> web.Response:

@@ -296,7 +296,7 @@ def test_from_spec_and_describe(root: Path) -> None:
         callback_url="https://127.0.0.1:8443/internal/render/a/s",
         callback_token="t",
         callback_ca=None,
-        token_public_key="k",
+        connect_secret="k",
         ready_deadline_s=60,
         settings=RenderSettings(model_roots=(str(root),), allow_private_model_urls=True),
     )

@@ -78,6 +78,18 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
         {"type": float, "help": "Token requests per second per account (0 = off). [default: 0.5]"},
     ),
     ("--sts-throttle-burst", {"type": int, "help": "Token request burst per account. [default: 20]"}),
+    (
+        "--sts-failure-rate",
+        {
+            "type": float,
+            "help": "Failed key checks per second per client address before the STS answers 429 without "
+            "checking (0 = off). [default: 0.2]",
+        },
+    ),
+    (
+        "--sts-failure-burst",
+        {"type": int, "help": "Failed key check burst per client address. [default: 10]"},
+    ),
     ("--log-level", {"help": "critical, error, warning, info or debug. [default: info]"}),
     # Repeatable options take a plural field name and variable; the variable holds several values, separated
     # by the path separator (":") for directories and by whitespace for URLs.
@@ -214,6 +226,14 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
         {
             "type": int,
             "help": "Longest lease a session may have, at create or by renewals, 1..1440. [default: 1440]",
+        },
+    ),
+    (
+        "--connect-token-minutes",
+        {
+            "type": int,
+            "help": "Longest life of a connect token (a client's credential for one session's render "
+            "server; never past the lease), 1..1440. [default: 30]",
         },
     ),
     # Request bounds (413 / 431 before any authentication or parsing)

@@ -90,6 +90,7 @@ def _session_row(s: Session) -> dict[str, Any]:
         "host_handle": s.host_handle,
         "host_released": s.host_released,
         "holds_server": holds_server(s),
+        "connect_secret": s.connect_secret,
         "version": s.version,
     }
 
@@ -116,6 +117,7 @@ def _session_from(m: Mapping[Any, Any]) -> Session:
         error=error,
         host_handle=m["host_handle"],
         host_released=bool(m["host_released"]),
+        connect_secret=m["connect_secret"],
         version=m["version"],
     )
 

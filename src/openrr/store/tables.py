@@ -50,6 +50,8 @@ sessions = sa.Table(
     # that admission control counts servers per size and per account through an index instead of
     # evaluating that predicate (and JSON nulls, which differ per dialect) over every session ever kept.
     sa.Column("holds_server", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The HMAC key of the session's connect tokens (openrr.services.tokens), given to its render server alone.
+    sa.Column("connect_secret", sa.Text),
     sa.Index("ix_sessions_status", "status"),
     sa.Index("ix_sessions_ended_at", "ended_at"),
     sa.Index("ix_sessions_size_holding", "size", "holds_server"),
