@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from openrr.handshake import RenderSettings, RenderSpec
 from openrr.render.server import RenderServer
+from tests.render.fixtures import model_root_for
 
 ACCOUNT = "00000000-0000-0000-0000-0000000000aa"
 
@@ -56,7 +57,9 @@ async def live_server(model_root: Path, **spec_fields: Any) -> AsyncIterator[Liv
         "callback_ca": None,
         "token_public_key": public.decode(),
         "ready_deadline_s": 5.0,
-        "settings": RenderSettings(model_roots=(str(model_root),), video_width=320, video_height=180),
+        "settings": RenderSettings(
+            model_roots=(str(model_root_for(model_root, ACCOUNT)),), video_width=320, video_height=180
+        ),
     }
     fields.update(spec_fields)
     server = RenderServer(RenderSpec(**fields))

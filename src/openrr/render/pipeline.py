@@ -405,7 +405,7 @@ class RenderPipeline:
             cached = self._parsed.get(source)
             if cached is not None:
                 return source, cached
-            kwargs: dict[str, Any] = {"progress": report, "guard": self.policy.check}
+            kwargs: dict[str, Any] = {"progress": report, "guard": self.policy.guard}
             if self._max_model_bytes is not None:
                 kwargs["max_bytes"] = self._max_model_bytes
             return source, load_model(source, **kwargs)
@@ -552,7 +552,7 @@ def is_software(gl_renderer: str) -> bool:
 
 
 def _relative_to_roots(message: str, policy: ModelSourcePolicy) -> str:
-    for root in policy.roots:  # resolved paths inside a root become relative to it
+    for root in policy.folders:  # resolved paths inside a root become relative to it
         for form in {str(root), str(root.resolve())}:
             message = message.replace(form.rstrip("/") + "/", "")
     return message
