@@ -255,3 +255,39 @@ def test_metrics_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         result = CliRunner().invoke(serve_cli.serve, data + args, env=env)
         assert result.exit_code == 0, result.output
         assert seen.pop().metrics is expected, (args, env)
+
+
+def test_serve_refuses_a_service_wide_storage_key_and_keeps_keyless_endpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old ``--storage-account NAME=KEY`` gave every account the storage: ``openrr serve`` stops at once
+    and says how to link it to one account; ``NAME@ENDPOINT`` (SAS only) still starts; so do libraries."""
+    from click.testing import CliRunner
+
+    from openrr.cli import serve as serve_cli
+
+    seen: list[Settings] = []
+
+    async def fake_serve(settings: Settings) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(serve_cli, "_serve", fake_serve)
+    for name in [n for n in os.environ if n.startswith("OPENRR_")]:
+        monkeypatch.delenv(name)
+    key = "c3RvcmFnZWtleQ=="
+    data = ["--data-dir", str(tmp_path / "d")]
+    for how in (["--storage-account", f"mystore={key}"], []):
+        env = {} if how else {"OPENRR_STORAGE_ACCOUNTS": f"mystore={key}@http://127.0.0.1:10000/mystore"}
+        result = CliRunner().invoke(serve_cli.serve, [*data, *how], env=env)
+        assert result.exit_code == 2, result.output
+        words = " ".join(result.output.split())  # however the console wrapped it
+        assert "openrr accounts link-storage ACCOUNT mystore=KEY" in words
+        assert key not in result.output and not seen
+    library = tmp_path / "library"
+    library.mkdir()
+    endpoint = "devstoreaccount1@http://127.0.0.1:10000/devstoreaccount1"
+    result = CliRunner().invoke(
+        serve_cli.serve, [*data, "--storage-account", endpoint, "--model-library", str(library)]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[0].storage_accounts == (endpoint,) and seen[0].model_libraries == (library,)

@@ -310,6 +310,9 @@ async def _serve(settings: Settings) -> None:
         if settings.dev_account and not await runtime.accounts.list():
             dev = await runtime.accounts.create("development")
             _write_arrconfig(settings, dev.account_id, dev.primary_key, ca)
+            if settings.default_model_root in settings.model_roots:
+                # Where its sessions' local models go: each account reads only its own folder of a root.
+                (settings.default_model_root / dev.account_id).mkdir(exist_ok=True)
         _banner(settings, cert, dev)
         await runtime.start_background()
         config = uvicorn.Config(
@@ -384,5 +387,7 @@ def _banner(settings: Settings, cert: Path | None, dev: Any) -> None:
         console.print(f"  account id  {dev.account_id}")
         console.print(f"  key         {dev.primary_key}")
         console.print(f"  config      {(settings.data_dir / 'arrconfig.json').resolve()}")
+        if settings.default_model_root in settings.model_roots:
+            console.print(f"  models      {(settings.default_model_root / dev.account_id).resolve()}")
     console.print("[dim]Render servers keep running when this process stops; a restart adopts them.[/]")
     console.rule()
