@@ -101,6 +101,20 @@ def test_the_loader_connects_to_the_checked_address_and_not_to_a_second_answer(
     assert evil_seen == []
 
 
+def test_the_render_pipelines_up_front_check_is_the_one_the_download_uses(sites: tuple[Path, Path]) -> None:
+    """The pipeline checks a source before loading it (``guard``), then loads with ``guard_after``: the
+    model's request connects to the address of that first check, without a second lookup."""
+    good, evil = sites
+    with serving(good, "127.0.0.1") as (port, good_seen), serving(evil, "127.0.0.2", port) as (_, evil_seen):
+        resolver = RebindingResolver("127.0.0.1", "127.0.0.2")
+        policy = ModelSourcePolicy(roots=(), allow_private_urls=True, resolver=resolver)
+        url = f"http://models.test:{port}/two_nodes.glb"
+        checked = policy.guard(url)
+        scene = load_model(url, guard=policy.guard_after(checked))
+    assert len(scene) and resolver.lookups == ["models.test"]
+    assert len(good_seen) == 1 and evil_seen == []
+
+
 def test_a_rebinding_to_a_private_address_is_refused_before_any_connection(
     sites: tuple[Path, Path],
 ) -> None:

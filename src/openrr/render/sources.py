@@ -185,6 +185,17 @@ class ModelSourcePolicy:
             return self.pin_url(location)
         return self.check(location)
 
+    def guard_after(self, checked: str | CheckedURL) -> Callable[[str], str | CheckedURL]:
+        """``guard`` for a load whose source was just checked: its first request for that URL uses
+        ``checked`` (one lookup, the one that was judged); every other request is checked anew."""
+        first = {checked.url: checked} if isinstance(checked, CheckedURL) else {}
+
+        def guard(location: str) -> str | CheckedURL:
+            done = first.pop(location, None)
+            return done if done is not None else self.guard(location)
+
+        return guard
+
     def pin_url(self, url: str) -> CheckedURL:
         """Check an http(s) URL; the result names the addresses that passed, which connections must use."""
         quoted = quote_url(url)
