@@ -66,7 +66,7 @@ class RenderSettings:
 
     # Where models may come from (see ``openrr.render.sources``): local files only under these roots;
     # http(s) URLs only to public addresses unless private ones are allowed.
-    model_roots: tuple[str, ...] = ()
+    model_roots: tuple[str, ...] = ()  # a session reads only its account's folder in each
     allow_private_model_urls: bool = False
     # Video settings a client gets when its offer asks for none.
     video_width: int = 1280
@@ -80,11 +80,13 @@ class RenderSettings:
     turn_credential: str | None = dataclasses.field(default=None, repr=False)
     # Stop a session that has had no client connected for this many seconds (None: never).
     idle_stop_s: float | None = None
+    # Shared read-only model folders every account's sessions may load from (``--model-library``).
+    model_libraries: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RenderSettings:
         fields = dict(data)
-        for key in ("model_roots", "stun_urls", "turn_urls"):
+        for key in ("model_roots", "stun_urls", "turn_urls", "model_libraries"):
             fields[key] = tuple(fields.get(key) or ())
         return cls(**fields)
 

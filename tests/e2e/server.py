@@ -276,15 +276,18 @@ class OpenRRServer:
         return [_render_proc(row) for row in self.rows() if (row["host_handle"] or {}).get("pid")]
 
     # ---- clients --------------------------------------------------------------------------------------
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run ``openrr ARGS`` and capture its output."""
+    def cli(
+        self, *args: str, timeout: float = 60, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``openrr ARGS`` and capture its output; ``stdin``: text for its standard input."""
         return subprocess.run(
             [*openrr_command(), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
             env=self.env(),
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
         )
 
     def create_account(self) -> Account:

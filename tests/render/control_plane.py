@@ -18,6 +18,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from openrr.handshake import CONNECT_AUDIENCE, RenderSettings, RenderSpec
+from tests.render.fixtures import model_root_for
 
 ACCOUNT = "00000000-0000-0000-0000-0000000000aa"
 
@@ -53,7 +54,8 @@ def connect_token(secret: str, session: str, lifetime: float = 600) -> str:
 
 def template(model_root: Path, *, size: str = "standard", **settings: Any) -> RenderSpec:
     """What a pool is filled from: the shared fields set, every session field blank."""
-    values: dict[str, Any] = {"model_roots": (str(model_root),), "video_width": 320, "video_height": 180}
+    root = model_root_for(model_root, ACCOUNT)  # sessions are ACCOUNT's: its folder holds model_root's models
+    values: dict[str, Any] = {"model_roots": (str(root),), "video_width": 320, "video_height": 180}
     values.update(settings)
     return RenderSpec(
         account_id="",

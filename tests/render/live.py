@@ -14,6 +14,7 @@ from aiohttp import web
 from openrr.handshake import RenderSettings, RenderSpec
 from openrr.render.server import RenderServer, http_runner
 from tests.render.control_plane import ACCOUNT, Keys
+from tests.render.fixtures import model_root_for
 
 SESSION = "live-session"
 
@@ -54,7 +55,9 @@ async def live_server(model_root: Path, **spec_fields: Any) -> AsyncIterator[Liv
         "callback_ca": None,
         "connect_secret": keys.secret,
         "ready_deadline_s": 5.0,
-        "settings": RenderSettings(model_roots=(str(model_root),), video_width=320, video_height=180),
+        "settings": RenderSettings(
+            model_roots=(str(model_root_for(model_root, ACCOUNT)),), video_width=320, video_height=180
+        ),
     }
     fields.update(spec_fields)
     server = RenderServer(RenderSpec(**fields))

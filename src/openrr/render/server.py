@@ -174,6 +174,8 @@ class RenderServer:
                 f"the session's spec differs from this pooled server's template in: {', '.join(differing)}"
             )
         self.spec = spec
+        # The template had no account, so no local model folders: the session's are its account's.
+        self.pipeline.policy = ModelSourcePolicy.from_spec(spec)
 
     # ---- authorisation --------------------------------------------------------------------------------
     def _check_token(self, request: web.Request) -> None:
@@ -435,7 +437,10 @@ class RenderServer:
         deadline = time.monotonic() + self.spec.ready_deadline_s
         delay = 0.05
         headers = {"Authorization": f"Bearer {self.spec.callback_token}"}
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        # trust_env=False (aiohttp's default, said here because it matters): no proxy from the environment
+        # sees the callback token. The URL is the control plane's own (--public-url), never a client's.
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as http:
             while True:
                 try:
                     async with http.post(

@@ -89,6 +89,7 @@ class Runtime:
                 # Absolute: the render server must not depend on the control plane's working directory.
                 model_roots=tuple(str(root.resolve()) for root in settings.model_roots),
                 allow_private_model_urls=settings.allow_private_model_urls,
+                model_libraries=tuple(str(folder.resolve()) for folder in settings.model_libraries),
                 video_width=settings.video_width,
                 video_height=settings.video_height,
                 video_fps=settings.video_fps,

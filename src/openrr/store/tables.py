@@ -94,3 +94,17 @@ leases = sa.Table(
     sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# ARR's "linked storage accounts": a storage account whose key one account's conversions may use without a
+# SAS. Per account, never service-wide: a conversion reaches only the storage linked to its own account.
+# The key is kept in clear, like ``signing_keys.private_pem`` beside it: anyone who can read this database
+# can already mint tokens for every account, so encrypting with a key from the same database adds nothing.
+linked_storage = sa.Table(
+    "linked_storage",
+    metadata,
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("name", sa.String(24), primary_key=True),
+    sa.Column("account_key", sa.Text),
+    sa.Column("endpoint", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
