@@ -197,6 +197,47 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
+        "--max-texture-pixels",
+        {
+            "multiple": True,
+            "help": "SIZE=N: decoded texture pixels one model may have (K/M/G suffixes: powers of 1024); "
+            "counted from image headers before decoding. Repeatable; 0 is unlimited. "
+            "[default: standard=64M, premium=128M]",
+        },
+    ),
+    (
+        "--max-session-texture-pixels",
+        {
+            "multiple": True,
+            "help": "SIZE=N: decoded texture pixels of all of a session's models together. "
+            "[default: standard=128M, premium=256M]",
+        },
+    ),
+    (
+        "--max-models",
+        {
+            "multiple": True,
+            "help": "SIZE=N: models a session may have loaded (or loading) at once. "
+            "[default: standard=32, premium=64]",
+        },
+    ),
+    (
+        "--max-scene-bytes",
+        {
+            "multiple": True,
+            "help": "SIZE=N: bytes of geometry (vertices and indices) of all of a session's models. "
+            "[default: standard=1G, premium=4G]",
+        },
+    ),
+    (
+        "--render-memory",
+        {
+            "multiple": True,
+            "help": "SIZE=N: memory ceiling (RLIMIT_DATA) of a session's render server; past it the "
+            "session ends in Error, OutOfMemory. [default: standard=4G, premium=12G]",
+        },
+    ),
+    (
         "--max-sessions-per-account",
         {
             "type": int,

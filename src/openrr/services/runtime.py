@@ -97,6 +97,7 @@ class Runtime:
                 idle_stop_s=settings.idle_stop_minutes * 60 if settings.idle_stop_minutes else None,
             ),
             polygon_limits={Size.STANDARD: settings.standard_polygon_limit},  # Premium: unlimited, as in ARR
+            render_limits=settings.render_limits,
             max_sessions_per_account=settings.max_sessions_per_account,
             max_lease_minutes=settings.max_lease_minutes,
         )
