@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from openrr.domain.session import Size
@@ -132,7 +134,9 @@ class Settings(BaseModel):
     max_models: tuple[str, ...] = ()
     max_scene_bytes: tuple[str, ...] = ()
     render_memory: tuple[str, ...] = ()
-    max_sessions_per_account: Annotated[int, Field(ge=1)] | None = None
+    max_sessions_per_account: Annotated[int, Field(ge=1)] = 10
+    max_conversions_per_account: Annotated[int, Field(ge=1)] = 20
+    converter_memory: Annotated[str, Field(pattern=r"(?i)^[0-9]{1,15}\s*[KMGT]?I?B?$")] = "8G"
     idle_stop_minutes: Positive | None = None
     max_lease_minutes: Annotated[int, Field(ge=1, le=1440)] = 1440
 
@@ -292,7 +296,14 @@ class Settings(BaseModel):
 
     @property
     def local_slot_counts(self) -> dict[str, int]:
-        return {size.value.lower(): n for size, n in parse_per_size(self.local_slots).items()}
+        """``--local-slots``, and for each size it leaves out, ``derived_local_slots()``'s."""
+        given = parse_per_size(self.local_slots)
+        derived = derived_local_slots()
+        return {size.value.lower(): given.get(size, derived[size]) for size in Size}
+
+    @property
+    def converter_memory_bytes(self) -> int:
+        return _amount(self.converter_memory)
 
     @property
     def warm_pool_targets(self) -> dict[Size, int]:
@@ -351,6 +362,28 @@ def parse_per_size(values: tuple[str, ...], *, amounts: bool = False) -> dict[Si
             raise ValueError(f"{size.value} is given twice")
         counts[size] = int(match[1]) * _UNITS[match[2].upper()] if match else int(number)
     return counts
+
+
+def _amount(text: str) -> int:
+    match = _AMOUNT.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not an amount such as 8G")
+    return int(match[1]) * _UNITS[match[2].upper()]
+
+
+def derived_local_slots() -> dict[Size, int]:
+    """Render servers this machine runs at once by default: a standard one per half core (most sessions
+    are idle or light between bursts; a streaming one takes about a core on llvmpipe) and per GiB of
+    memory, whichever gives fewer; a premium one per core and per 4 GiB. At least one of each."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    memory_gib = psutil.virtual_memory().total >> 30
+    return {
+        Size.STANDARD: max(1, min(2 * cores, memory_gib)),
+        Size.PREMIUM: max(1, min(cores, memory_gib // 4)),
+    }
 
 
 def _check_ice_urls(urls: tuple[str, ...], shape: re.Pattern[str], example: str) -> tuple[str, ...]:

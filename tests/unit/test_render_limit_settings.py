@@ -3,13 +3,15 @@ limits a session's RenderSpec carries to its render server."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
-from openrr.config import DEFAULT_RENDER_LIMITS, Settings
+from openrr.config import DEFAULT_RENDER_LIMITS, Settings, derived_local_slots
 from openrr.domain.clock import ManualClock
 from openrr.domain.session import Size
 from openrr.errors import InvalidInput
@@ -104,3 +106,25 @@ async def test_each_sizes_spec_carries_its_limits(
         )
     finally:
         await rt.close()
+
+
+def test_quotas_and_slots_are_finite_by_default(settings_factory: Callable[..., Settings]) -> None:
+    settings = settings_factory()
+    assert (settings.max_sessions_per_account, settings.max_conversions_per_account) == (10, 20)
+    assert settings.converter_memory_bytes == 8 << 30
+    cores = len(os.sched_getaffinity(0))
+    memory_gib = psutil.virtual_memory().total >> 30
+    derived = derived_local_slots()
+    assert derived == {
+        Size.STANDARD: max(1, min(2 * cores, memory_gib)),
+        Size.PREMIUM: max(1, min(cores, memory_gib // 4)),
+    }
+    assert settings.local_slot_counts == {
+        "standard": derived[Size.STANDARD],
+        "premium": derived[Size.PREMIUM],
+    }
+    # A size given keeps its count; the other is still derived.
+    given = settings_factory(local_slots=("standard=3",)).local_slot_counts
+    assert given == {"standard": 3, "premium": derived[Size.PREMIUM]}
+    with pytest.raises(InvalidInput, match=r"^--converter-memory: "):
+        settings_factory(converter_memory="lots")

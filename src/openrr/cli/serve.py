@@ -183,7 +183,8 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
             "envvar": "OPENRR_LOCAL_SLOTS",
             "multiple": True,
             "help": "SIZE=N: render servers of a size this machine may run at once, e.g. standard=4; "
-            "repeatable. Creates beyond it get 503 CapacityExhausted. [default: unlimited]",
+            "repeatable. Creates beyond it get 503 CapacityExhausted. [default: from this machine: "
+            "standard = min(2 x cores, GiB of memory), premium = min(cores, GiB / 4), at least 1]",
         },
     ),
     (
@@ -241,7 +242,22 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
         "--max-sessions-per-account",
         {
             "type": int,
-            "help": "Active sessions an account may have at once (403 QuotaExceeded). [default: no limit]",
+            "help": "Active sessions an account may have at once (403 QuotaExceeded). [default: 10]",
+        },
+    ),
+    (
+        "--max-conversions-per-account",
+        {
+            "type": int,
+            "help": "Conversions an account may have queued or running at once (403 QuotaExceeded); "
+            "queued ones start in turn across accounts. [default: 20]",
+        },
+    ),
+    (
+        "--converter-memory",
+        {
+            "help": "Memory ceiling (RLIMIT_DATA) of a converter process, e.g. 8G; past it the conversion "
+            "fails. [default: 8G]",
         },
     ),
     (

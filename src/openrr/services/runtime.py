@@ -140,6 +140,8 @@ class Runtime:
                     workers=settings.conversion_workers,
                     timeout_s=settings.conversion_timeout,
                     max_input_bytes=settings.conversion_max_input_mb << 20,
+                    max_per_account=settings.max_conversions_per_account,
+                    memory_bytes=settings.converter_memory_bytes,
                 ),
                 runner=conversion_runner,
             ),
