@@ -153,3 +153,19 @@ async def test_past_its_memory_ceiling_a_render_server_ends_its_session(
     assert "memory ceiling of 1024 MiB" in failed.body["message"]
     assert await server.exit_code() == 0
     assert not receiver.of("oom", "idle")
+
+
+def test_other_formats_converted_through_trimesh_get_the_same_ceiling(tmp_path: Path) -> None:
+    """An OBJ whose material names the bomb (the converter reads OBJ, FBX... through trimesh)."""
+    import trimesh
+
+    from openrr.render.loader import scene_from_trimesh
+
+    (tmp_path / "bomb.png").write_bytes(fixtures.png_bomb(20000))
+    (tmp_path / "m.mtl").write_text("newmtl mat\nKd 1 1 1\nmap_Kd bomb.png\n")
+    (tmp_path / "m.obj").write_text(
+        "mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\nusemtl mat\nf 1/1 2/2 3/3\n"
+    )
+    loaded = trimesh.load_scene(str(tmp_path / "m.obj"))
+    with pytest.raises(ValueError, match=r"20000x20000 .* more than the 256\.0 Mpx any model may have"):
+        scene_from_trimesh(loaded, "m.obj")

@@ -192,9 +192,7 @@ def load_model(
     ``DEFAULT_TEXTURE_PIXELS``, geometry unlimited); what the model took is in ``allowance.used`` afterwards.
     """
     if allowance is None:
-        allowance = Allowance(
-            DEFAULT_TEXTURE_PIXELS, f"the {pixels_text(DEFAULT_TEXTURE_PIXELS)} any model may have"
-        )
+        allowance = _default_allowance()
     report = progress or (lambda fraction, message: None)
     budget = _Budget(max_bytes)
     text = os.fspath(source)
@@ -273,8 +271,16 @@ def _load_arrasset(
 
 def scene_from_trimesh(loaded: trimesh.Scene, name: str) -> Scene:
     """A trimesh scene (from any format trimesh reads) as a ``Scene``, the way glTF models are converted:
-    only triangle meshes, normals only where the file had them. Raises ValueError on invalid content."""
-    return _convert(loaded, name, lambda fraction, message: None, Allowance())
+    only triangle meshes, normals only where the file had them, textures within the default allowance.
+    Raises ValueError on invalid content (a texture past the allowance too)."""
+    try:
+        return _convert(loaded, name, lambda fraction, message: None, _default_allowance())
+    except BudgetExceeded as exc:
+        raise ValueError(exc.message) from None
+
+
+def _default_allowance() -> Allowance:
+    return Allowance(DEFAULT_TEXTURE_PIXELS, f"the {pixels_text(DEFAULT_TEXTURE_PIXELS)} any model may have")
 
 
 def _parse(
