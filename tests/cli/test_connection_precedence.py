@@ -317,3 +317,17 @@ def test_a_next_link_to_another_host_never_gets_the_token(
     assert not other.requests
     paths = [path for path, _ in flag.requests]
     assert paths[-1].endswith("$skipToken=s1") or "%24skipToken=s1" in paths[-1]
+
+
+def test_the_account_id_follows_the_same_order(listeners: dict[str, Listener], runner_env: Path) -> None:
+    listener = listeners["file"]
+    write_config(runner_env / "openrr-data" / "arrconfig.json", listener.url, None)  # arrAccountId acc-1
+
+    def token_paths() -> list[str]:
+        return [path for path, _ in listener.requests if path.endswith("/token")]
+
+    assert run([], {}).exit_code == 0
+    assert run([], {"OPENRR_ACCOUNT_ID": "env-id"}).exit_code == 0
+    assert run(["--account-id", "flag-id"], {"OPENRR_ACCOUNT_ID": "env-id"}).exit_code == 0
+    ids = [path.split("/")[2] for path in token_paths()]
+    assert ids == [ACCOUNT, "env-id", "flag-id"]
