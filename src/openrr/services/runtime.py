@@ -101,6 +101,7 @@ class Runtime:
                 idle_stop_s=settings.idle_stop_minutes * 60 if settings.idle_stop_minutes else None,
             ),
             polygon_limits={Size.STANDARD: settings.standard_polygon_limit},  # Premium: unlimited, as in ARR
+            render_limits=settings.render_limits,
             max_sessions_per_account=settings.max_sessions_per_account,
             max_lease_minutes=settings.max_lease_minutes,
             connect_token_minutes=settings.connect_token_minutes,
@@ -151,6 +152,8 @@ class Runtime:
                     workers=settings.conversion_workers,
                     timeout_s=settings.conversion_timeout,
                     max_input_bytes=settings.conversion_max_input_mb << 20,
+                    max_per_account=settings.max_conversions_per_account,
+                    memory_bytes=settings.converter_memory_bytes,
                 ),
                 runner=conversion_runner,
             ),

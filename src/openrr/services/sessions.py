@@ -39,7 +39,7 @@ from openrr.errors import (
     TryAgain,
     Unprocessable,
 )
-from openrr.handshake import ReadyReport, RenderSettings, RenderSpec
+from openrr.handshake import ReadyReport, RenderLimits, RenderSettings, RenderSpec
 from openrr.hosts.base import Capacity, Handle, Host
 from openrr.services.metrics import Metrics
 from openrr.services.pool import WarmPool
@@ -68,6 +68,9 @@ class SessionConfig:
     render: RenderSettings = dataclasses.field(default_factory=RenderSettings)
     # A size missing here, like Premium, is unlimited.
     polygon_limits: dict[Size, int] = dataclasses.field(default_factory=lambda: {Size.STANDARD: 20_000_000})
+    # What each size's render server may use (textures, models, geometry, memory); a size missing here has
+    # no limits (tests); ``openrr serve`` always gives both (openrr.config.DEFAULT_RENDER_LIMITS).
+    render_limits: dict[Size, RenderLimits] = dataclasses.field(default_factory=dict)
     # Sessions holding a render server at once, per account (None: no quota).
     max_sessions_per_account: int | None = None
     # The longest lease a session may have, at create or by renewals (ARR's own ceiling is 1440).
@@ -226,6 +229,7 @@ class SessionService:
             ready_deadline_s=cfg.start_timeout_s,
             settings=cfg.render,
             polygon_limit=cfg.polygon_limits.get(size),
+            limits=cfg.render_limits.get(size, RenderLimits()),
         )
 
     async def _launch(self, session: Session) -> Session:

@@ -21,7 +21,8 @@ class StaleWrite(Exception):
 
 
 class Admission(enum.StrEnum):
-    """What ``Store.insert_session`` did. Every member is truthy: compare with ``is``, never test truth."""
+    """What ``Store.insert_session`` (or ``insert_conversion``) did. Every member is truthy: compare with
+    ``is``, never test truth."""
 
     INSERTED = "inserted"
     EXISTS = "exists"  # the (account_id, id) is taken: the caller compares settings (idempotent create)
@@ -204,8 +205,12 @@ class Store(Protocol):
     async def count_sessions_by_status(self) -> dict[Status, int]: ...
 
     # conversions: every write is a compare-and-set on ``Conversion.version``, as for sessions
-    async def insert_conversion(self, conversion: Conversion) -> bool:
-        """Insert; False if (account_id, id) already exists."""
+    async def insert_conversion(
+        self, conversion: Conversion, *, max_pending_per_account: int | None = None
+    ) -> Admission:
+        """Insert: INSERTED, EXISTS if (account_id, id) already exists, or OVER_QUOTA if the account already
+        has ``max_pending_per_account`` conversions NotStarted or Running (checked and inserted atomically,
+        as ``insert_session`` does)."""
         ...
 
     async def get_conversion(self, account_id: str, conversion_id: str) -> Conversion | None: ...

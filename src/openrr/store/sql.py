@@ -437,13 +437,37 @@ class SqlStore:
         return counts
 
     # ---- conversions ----------------------------------------------------------------------------------
-    async def insert_conversion(self, conversion: Conversion) -> bool:
+    async def insert_conversion(
+        self, conversion: Conversion, *, max_pending_per_account: int | None = None
+    ) -> Admission:
+        insert = conversions.insert().values(_conversion_row(conversion))
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(conversions.insert().values(_conversion_row(conversion)))
+            if max_pending_per_account is None:
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert)
+                return Admission.INSERTED
+            async with self._admission() as conn:
+                taken = await conn.execute(
+                    sa.select(sa.literal(1)).where(
+                        conversions.c.account_id == conversion.account_id, conversions.c.id == conversion.id
+                    )
+                )
+                if taken.first() is not None:
+                    return Admission.EXISTS
+                pending = await conn.scalar(
+                    sa.select(sa.func.count()).where(
+                        conversions.c.account_id == conversion.account_id,
+                        conversions.c.status.in_(
+                            [ConversionStatus.NOT_STARTED.value, ConversionStatus.RUNNING.value]
+                        ),
+                    )
+                )
+                if int(pending or 0) >= max_pending_per_account:
+                    return Admission.OVER_QUOTA
+                await conn.execute(insert)
+                return Admission.INSERTED
         except sa.exc.IntegrityError:
-            return False
-        return True
+            return Admission.EXISTS
 
     async def get_conversion(self, account_id: str, conversion_id: str) -> Conversion | None:
         query = conversions.select().where(
