@@ -43,7 +43,7 @@ from openrr.handshake import ReadyReport, RenderLimits, RenderSettings, RenderSp
 from openrr.hosts.base import Capacity, Handle, Host
 from openrr.services.metrics import Metrics
 from openrr.services.pool import WarmPool
-from openrr.services.tokens import TokenIssuer
+from openrr.services.tokens import MAX_TOKEN_LIFETIME, TokenIssuer
 from openrr.store.base import Admission, StaleWrite, Store
 
 log = logging.getLogger(__name__)
@@ -218,9 +218,7 @@ class SessionService:
                 else ""
             ),
             callback_token=(
-                self._tokens.issue_render_token(
-                    session.account_id, session.id, dt.timedelta(minutes=MAX_LEASE_MINUTES + 60)
-                )
+                self._tokens.issue_render_token(session.account_id, session.id, MAX_TOKEN_LIFETIME)
                 if session
                 else ""
             ),
