@@ -80,6 +80,11 @@ class Settings(BaseModel):
         default=None, description="Base URL render servers use to call the control plane back."
     )
     render_host: str = "127.0.0.1"
+    # TLS on the render servers' handshake and inspector ports: paths as the render nodes see them.
+    render_tls_cert: Path | None = None
+    render_tls_key: Path | None = None
+    # What the control plane (its offer relay) trusts render servers' certificates with; default: the cert.
+    render_tls_ca: Path | None = None
     render_advertise_host: str | None = None
     start_timeout: Positive = 60.0
     stop_grace: Positive = 5.0
@@ -261,6 +266,10 @@ class Settings(BaseModel):
         problems = []
         if (self.cert is None) != (self.key is None):
             problems.append("--cert and --key must be given together")
+        if (self.render_tls_cert is None) != (self.render_tls_key is None):
+            problems.append("--render-tls-cert and --render-tls-key must be given together")
+        if self.render_tls_ca is not None and self.render_tls_cert is None:
+            problems.append("--render-tls-ca needs --render-tls-cert and --render-tls-key")
         if self.insecure_http and self.cert is not None:
             problems.append("--insecure-http cannot be combined with --cert/--key")
         if self.turn_urls and (not self.turn_username or not self.turn_credential):
@@ -299,6 +308,16 @@ class Settings(BaseModel):
     @property
     def scheme(self) -> str:
         return "http" if self.insecure_http else "https"
+
+    @property
+    def render_scheme(self) -> str:
+        """How clients and the offer relay reach render servers: https with --render-tls-cert."""
+        return "https" if self.render_tls_cert is not None else "http"
+
+    @property
+    def render_trust(self) -> Path | None:
+        """The CA file the offer relay checks render servers' certificates with (None: plain HTTP)."""
+        return self.render_tls_ca or self.render_tls_cert
 
     @property
     def resolved_store_url(self) -> str:

@@ -78,6 +78,9 @@ class RenderSettings:
     turn_urls: tuple[str, ...] = ()
     turn_username: str | None = None
     turn_credential: str | None = dataclasses.field(default=None, repr=False)
+    # TLS on the handshake and inspector ports: certificate and key files on the render node (None: HTTP).
+    tls_cert: str | None = None
+    tls_key: str | None = None
     # Stop a session that has had no client connected for this many seconds (None: never).
     idle_stop_s: float | None = None
     # Shared read-only model folders every account's sessions may load from (``--model-library``).

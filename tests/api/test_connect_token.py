@@ -50,7 +50,9 @@ async def test_a_connect_token_is_for_its_session_alone_and_short_lived(
     await ready(client, account, fake_host, "s2", lease=120)
     resp = await client.post(url(account, "s1"), headers=account.auth)
     assert resp.status_code == 200, resp.text
-    assert set(resp.json()) == {"token", "expiresOn"} and resp.headers["cache-control"] == "no-store"
+    assert set(resp.json()) == {"token", "expiresOn", "handshakeUrl", "inspectorUrl"}
+    assert resp.headers["cache-control"] == "no-store"
+    assert resp.json()["handshakeUrl"].startswith("http://render.test:")
     token = resp.json()["token"]
     s1 = await runtime.sessions.get(account.id, "s1")
     s2 = await runtime.sessions.get(account.id, "s2")

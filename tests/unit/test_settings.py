@@ -41,6 +41,22 @@ def test_cert_and_key_together(tmp_path: Path) -> None:
         Settings.load({"cert": cert, "key": tmp_path / "missing.pem"})
 
 
+def test_render_tls_options_go_together(tmp_path: Path) -> None:
+    cert, key = tmp_path / "r.pem", tmp_path / "r.key"
+    with pytest.raises(InvalidInput, match="--render-tls-cert and --render-tls-key must be given together"):
+        Settings.load({"render_tls_cert": cert})
+    with pytest.raises(InvalidInput, match="--render-tls-ca needs --render-tls-cert"):
+        Settings.load({"render_tls_ca": cert})
+    plain = Settings.load({})
+    assert plain.render_scheme == "http" and plain.render_trust is None
+    tls = Settings.load({"render_tls_cert": cert, "render_tls_key": key})
+    assert tls.render_scheme == "https" and tls.render_trust == cert
+    assert (
+        Settings.load({"render_tls_cert": cert, "render_tls_key": key, "render_tls_ca": key}).render_trust
+        == key
+    )
+
+
 def test_addresses() -> None:
     assert Settings.load({"host": "0.0.0.0", "port": 9}).local_address == "https://127.0.0.1:9"
     assert Settings.load({"host": "::", "insecure_http": True}).local_address == "http://[::1]:8443"

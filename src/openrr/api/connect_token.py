@@ -19,6 +19,7 @@ from starlette.responses import Response
 from openrr.api.deps import AuthorizedAccount, runtime
 from openrr.api.responses import ArrJSON
 from openrr.api.v2021.schemas import error_responses, iso
+from openrr.api.web import render_url
 from openrr.domain.ids import check_resource_id
 
 CONNECT_TOKEN_PATH = "/openrr/accounts/{account_id}/sessions/{session_id}/connectToken"
@@ -31,6 +32,8 @@ class ConnectToken(BaseModel):
         description="Bearer token for the session's render server (handshake, offer, inspector)."
     )
     expiresOn: str = Field(description="When the token expires (UTC, ISO 8601).")
+    handshakeUrl: str = Field(description="The render server's handshake port: https with TLS, else http.")
+    inspectorUrl: str = Field(description="The render server's inspector port, likewise.")
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -60,5 +63,14 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 async def connect_token(request: Request, account: AuthorizedAccount, session_id: str) -> Response:
     check_resource_id(session_id)
-    _session, token, expires = await runtime(request).sessions.connect_token(account, session_id)
-    return ArrJSON({"token": token, "expiresOn": iso(expires)}, headers={"Cache-Control": "no-store"})
+    rt = runtime(request)
+    session, token, expires = await rt.sessions.connect_token(account, session_id)
+    endpoint = session.endpoint
+    assert endpoint is not None  # a Ready session has one
+    body = {
+        "token": token,
+        "expiresOn": iso(expires),
+        "handshakeUrl": render_url(rt.settings, endpoint.hostname, endpoint.handshake_port),
+        "inspectorUrl": render_url(rt.settings, endpoint.hostname, endpoint.inspector_port),
+    }
+    return ArrJSON(body, headers={"Cache-Control": "no-store"})

@@ -24,8 +24,10 @@ control plane forwards the WebRTC offer (``openrr.handshake``) for it:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import ssl
 from typing import Any
 
 import httpx
@@ -37,6 +39,7 @@ from openrr.api.deps import AuthorizedAccount, runtime
 from openrr.api.errors import error_response
 from openrr.api.responses import ArrJSON
 from openrr.api.v2021.schemas import error_responses
+from openrr.config import Settings
 from openrr.domain.ids import check_resource_id
 from openrr.errors import InvalidInput
 from openrr.handshake import OFFER_PATH
@@ -122,6 +125,17 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def render_url(settings: Settings, hostname: str, port: int) -> str:
+    """Where a render server's port is: https with --render-tls-cert, plain http otherwise."""
+    return f"{settings.render_scheme}://{url_host(hostname)}:{port}"
+
+
+@functools.lru_cache(maxsize=4)
+def render_trust_context(ca_file: str) -> ssl.SSLContext:
+    """The client context the relay checks render servers' certificates with (loaded once)."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
 def url_host(host: str) -> str:
     """A hostname as it goes into a URL: IPv6 addresses in brackets."""
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
@@ -176,10 +190,15 @@ async def relay_offer(request: Request, account: AuthorizedAccount, session_id: 
     session, token, _expires = await runtime(request).sessions.connect_token(account, session_id)
     endpoint = session.endpoint
     assert endpoint is not None  # a Ready session has one
-    url = f"http://{url_host(endpoint.hostname)}:{endpoint.handshake_port}{OFFER_PATH}"
+    settings = runtime(request).settings
+    url = render_url(settings, endpoint.hostname, endpoint.handshake_port) + OFFER_PATH
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    trust = settings.render_trust
+    verify: ssl.SSLContext | bool = render_trust_context(str(trust)) if trust is not None else True
     # trust_env=False: a proxy from the environment must not see the token or misroute loopback traffic.
-    async with httpx.AsyncClient(timeout=RELAY_TIMEOUT_S, trust_env=False, follow_redirects=False) as http:
+    async with httpx.AsyncClient(
+        timeout=RELAY_TIMEOUT_S, trust_env=False, follow_redirects=False, verify=verify
+    ) as http:
         try:
             answer = await http.post(url, content=raw, headers=headers)
         except (httpx.ConnectTimeout, httpx.ConnectError, httpx.RemoteProtocolError) as exc:

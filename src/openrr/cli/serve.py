@@ -58,6 +58,26 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
         {"help": "Hostname reported to clients for render servers. [default: --render-host]"},
     ),
     (
+        "--render-tls-cert",
+        {
+            "type": click.Path(dir_okay=False, path_type=Path),
+            "help": "Certificate (PEM, chain first) render servers serve their handshake and inspector "
+            "ports with, as a path on the render nodes; with --render-tls-key. [default: plain HTTP]",
+        },
+    ),
+    (
+        "--render-tls-key",
+        {"type": click.Path(dir_okay=False, path_type=Path), "help": "Its private key (PEM)."},
+    ),
+    (
+        "--render-tls-ca",
+        {
+            "type": click.Path(dir_okay=False, path_type=Path),
+            "help": "CA file the offer relay checks render servers' certificates with. [default: the "
+            "certificate itself]",
+        },
+    ),
+    (
         "--start-timeout",
         {"type": float, "help": "Seconds a session may stay Starting before Error. [default: 60]"},
     ),

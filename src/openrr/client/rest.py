@@ -42,6 +42,8 @@ class ArrClient:
         self._key = account_key
         # A CA bundle path becomes a context: httpx deprecated verify=<path>.
         context = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        #: what render servers' certificates are checked with too, where they serve TLS (--render-tls-cert)
+        self.verify: ssl.SSLContext | bool = context
         self._http = httpx.Client(verify=context, timeout=timeout)
         self._token: str | None = None
         self._max_throttle_wait = max_throttle_wait
@@ -95,11 +97,13 @@ class ArrClient:
         )
 
     # ---- sessions ---------------------------------------------------------------------------------------
-    def connect_token(self, session_id: str) -> str:
-        """A connect token for the session's render server: the only credential render servers accept."""
+    def connect_token(self, session_id: str) -> dict[str, Any]:
+        """A connect token for the session's render server (the only credential it accepts) and where its
+        ports are: ``{"token", "expiresOn", "handshakeUrl", "inspectorUrl"}``."""
         url = f"{self.endpoint}/openrr/accounts/{self.account_id}/sessions/{session_id}/connectToken"
         resp = self._send("POST", url, headers={"Authorization": f"Bearer {self.token()}"})
-        return str(resp.json()["token"])
+        body: dict[str, Any] = resp.json()
+        return body
 
     def create_session(self, session_id: str, size: str, lease_minutes: int) -> tuple[dict[str, Any], bool]:
         resp = self._call(

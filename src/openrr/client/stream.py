@@ -39,11 +39,13 @@ import itertools
 import json
 import math
 import socket
+import ssl
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal, NamedTuple, TypeGuard
+from urllib.parse import urlsplit
 
 import aioice.ice
 import av
@@ -480,9 +482,13 @@ class RenderConnection:
         timeout: float = 10.0,
         ice: RTCConfiguration | None = None,
         log_limit: int = 20_000,
+        scheme: str = "http",
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.host = host
         self.port = port
+        self.scheme = scheme
+        self._verify = verify
         self.video = video or VideoSettings()
         self.timeout = timeout
         self._token = token
@@ -516,7 +522,7 @@ class RenderConnection:
     # ---- lifecycle --------------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://{_url_host(self.host)}:{self.port}{OFFER_PATH}"
+        return f"{self.scheme}://{_url_host(self.host)}:{self.port}{OFFER_PATH}"
 
     async def __aenter__(self) -> RenderConnection:
         if self._pc is None:
@@ -575,7 +581,7 @@ class RenderConnection:
             body["video"] = video
         # trust_env=False: the media itself goes peer to peer, so an HTTP proxy from the environment could
         # only misroute the signalling (e.g. loopback traffic sent to a corporate proxy).
-        async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as http:
+        async with httpx.AsyncClient(timeout=self.timeout, trust_env=False, verify=self._verify) as http:
             try:
                 resp = await http.post(
                     self.url, json=body, headers={"Authorization": f"Bearer {self._token}"}
@@ -976,14 +982,25 @@ async def connect(
     video: VideoSettings | None = None,
     timeout: float = 10.0,
     ice: RTCConfiguration | None = None,
+    scheme: str = "http",
+    verify: ssl.SSLContext | bool = True,
 ) -> RenderConnection:
     """Open a connection to the render server at ``host:port`` (see :class:`RenderConnection`)."""
-    conn = RenderConnection(host, port, token, video=video, timeout=timeout, ice=ice)
+    conn = RenderConnection(
+        host, port, token, video=video, timeout=timeout, ice=ice, scheme=scheme, verify=verify
+    )
     return await conn.open()
 
 
-async def session_endpoint(client: ArrClient, session_id: str) -> tuple[str, int, str]:
-    """``(hostname, handshakePort, connect token)`` of a Ready session; SessionNotReadyError otherwise.
+class RenderEndpoint(NamedTuple):
+    host: str
+    port: int
+    token: str  # a connect token of the session
+    scheme: str = "http"  # https where the service serves render ports with TLS (--render-tls-cert)
+
+
+async def session_endpoint(client: ArrClient, session_id: str) -> RenderEndpoint:
+    """Where a Ready session's render server is, with a connect token; SessionNotReadyError otherwise.
 
     ``ArrClient`` is synchronous, so its calls run in a worker thread to keep the event loop free.
     """
@@ -998,8 +1015,9 @@ async def session_endpoint(client: ArrClient, session_id: str) -> tuple[str, int
     host, port = session.get("hostname"), session.get("handshakePort")
     if not isinstance(host, str) or not host or not isinstance(port, int):
         raise RenderConnectError(0, "BadSession", f"session {session_id} has no hostname/handshakePort")
-    token = await asyncio.to_thread(client.connect_token, session_id)
-    return host, port, token
+    grant = await asyncio.to_thread(client.connect_token, session_id)
+    scheme = urlsplit(str(grant.get("handshakeUrl") or "http:")).scheme
+    return RenderEndpoint(host, port, str(grant["token"]), "https" if scheme == "https" else "http")
 
 
 async def connect_session(
@@ -1011,5 +1029,14 @@ async def connect_session(
     ice: RTCConfiguration | None = None,
 ) -> RenderConnection:
     """Look the session up through the REST API, require Ready, and connect to its render server."""
-    host, port, token = await session_endpoint(client, session_id)
-    return await connect(host, port, token, video=video, timeout=timeout, ice=ice)
+    found = await session_endpoint(client, session_id)
+    return await connect(
+        found.host,
+        found.port,
+        found.token,
+        video=video,
+        timeout=timeout,
+        ice=ice,
+        scheme=found.scheme,
+        verify=client.verify,
+    )

@@ -79,6 +79,7 @@ EXIT_BAD_ASSIGNMENT = 2
 EXIT_REJECTED = 3
 EXIT_NO_CONTROL_PLANE = 4
 EXIT_MODEL_FAILED = 5
+EXIT_TLS_FAILED = 6
 MAX_OFFER_BYTES = 256 * 1024
 # A session spec is a few KiB; its model list (URLs with SAS tokens) is what can make it long.
 MAX_ASSIGNMENT_BYTES = 16 * 2**20
@@ -511,6 +512,17 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return web.Response(status=500, text=body, content_type="application/json")
 
 
+def serving_tls(spec: RenderSpec) -> ssl.SSLContext | None:
+    """The server-side TLS context of the handshake and inspector ports, or None for plain HTTP."""
+    settings = spec.settings
+    if not settings.tls_cert or not settings.tls_key:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
+
+
 def http_runner(app: web.Application) -> web.AppRunner:
     """A runner for one of the render server's apps, with bounded request heads and no access log (the
     URLs it would log may carry tokens)."""
@@ -653,6 +665,14 @@ async def _serve(server: RenderServer, *, warmed: bool = False) -> int:
                 log.error("%s", exc)
             return EXIT_MODEL_FAILED
 
+        try:
+            tls = serving_tls(spec)
+        except (OSError, ssl.SSLError) as exc:
+            message = f"the render server cannot use its TLS certificate and key: {exc}"
+            log.error("cannot serve the session: %s", message)
+            with contextlib.suppress(TimeoutError):
+                await server.report_failed("RenderServerTlsFailed", message)
+            return EXIT_TLS_FAILED
         handshake_sock = bind_in_range(spec.bind_host)
         inspector_sock = bind_in_range(spec.bind_host)
         runners = []
@@ -663,7 +683,7 @@ async def _serve(server: RenderServer, *, warmed: bool = False) -> int:
             ):
                 runner = http_runner(app)
                 await runner.setup()
-                await web.SockSite(runner, sock).start()
+                await web.SockSite(runner, sock, ssl_context=tls).start()
                 runners.append(runner)
             report = ReadyReport(
                 instance=spec.instance,

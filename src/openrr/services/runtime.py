@@ -94,6 +94,8 @@ class Runtime:
             render=RenderSettings(
                 # Absolute: the render server must not depend on the control plane's working directory.
                 model_roots=tuple(str(root.resolve()) for root in settings.model_roots),
+                tls_cert=str(settings.render_tls_cert.resolve()) if settings.render_tls_cert else None,
+                tls_key=str(settings.render_tls_key.resolve()) if settings.render_tls_key else None,
                 allow_private_model_urls=settings.allow_private_model_urls,
                 model_libraries=tuple(str(folder.resolve()) for folder in settings.model_libraries),
                 video_width=settings.video_width,

@@ -121,11 +121,15 @@ export function leaseTimespan(minutes) {
   return `${days ? `${days}.` : ""}${days ? String(hours).padStart(2, "0") : hours}:${rest}:00`;
 }
 
-/** The inspector page of a Ready session's render server, with the token in the fragment (never sent). */
-export function inspectorUrl(session, token) {
+/**
+ * The inspector page of a Ready session's render server, with the token in the fragment (never sent).
+ * `base` is the connect token's `inspectorUrl` (https where render servers serve TLS); without it, http.
+ */
+export function inspectorUrl(session, token, base = null) {
   if (!session.hostname || !session.arrInspectorPort) return null;
   const host = session.hostname.includes(":") && !session.hostname.startsWith("[") ? `[${session.hostname}]` : session.hostname;
-  return `http://${host}:${session.arrInspectorPort}/#token=${encodeURIComponent(token)}`;
+  const origin = base && /^https?:\/\//.test(base) ? base.replace(/\/+$/, "") : `http://${host}:${session.arrInspectorPort}`;
+  return `${origin}/#token=${encodeURIComponent(token)}`;
 }
 
 /** The session API of one signed-in account. */

@@ -169,7 +169,7 @@ function start({ accountId, token }) {
     const held = inspectorTokens.get(session.id);
     const now = Date.now();
     if (held && held.token && now < held.fetched + (held.expires - held.fetched) / 2) {
-      link.href = inspectorUrl(session, held.token);
+      link.href = inspectorUrl(session, held.token, held.base);
       link.hidden = false;
       return;
     }
@@ -179,8 +179,9 @@ function start({ accountId, token }) {
       (body) => {
         const expires = Date.parse(body && body.expiresOn);
         if (!body || typeof body.token !== "string" || Number.isNaN(expires)) throw new Error("no token");
-        inspectorTokens.set(session.id, { token: body.token, fetched: now, expires });
-        link.href = inspectorUrl(session, body.token);
+        const base = typeof body.inspectorUrl === "string" ? body.inspectorUrl : null;
+        inspectorTokens.set(session.id, { token: body.token, fetched: now, expires, base });
+        link.href = inspectorUrl(session, body.token, base);
         link.hidden = false;
       },
     ).catch(() => {
