@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 
 from openrr.domain.session import Size
-from openrr.errors import HostError, TryAgain
+from openrr.errors import HostError, IllegalTransition, TryAgain
 from openrr.handshake import SHARED_FIELDS, ReadyReport, RenderSpec
 from openrr.hosts.base import Capacity, Handle, HostState, HostStatus, NodeCapacity, Slots
 from openrr.services.sessions import SessionService
@@ -61,6 +61,8 @@ class FakeHost:
         self._assigned: dict[str, str] = {}  # pooled key -> the session key it became (the same server)
         self._tasks: set[asyncio.Task[None]] = set()
         self._port = 50000
+        #: where every server reports itself ready, when set: (host, port) of a stand-in render server
+        self.render_address: tuple[str, int] | None = None
         self._pool_seq = 0
 
     def attach(self, service: SessionService) -> None:
@@ -151,13 +153,19 @@ class FakeHost:
     async def report_ready(self, spec: RenderSpec) -> None:
         assert self.service is not None
         self._port += 2
-        report = ReadyReport(spec.instance, "render.test", self._port, self._port + 1, spec.teraflops, 1)
+        if self.render_address is not None:  # a stand-in render server that really answers on loopback
+            host, port = self.render_address
+            report = ReadyReport(spec.instance, host, port, port, spec.teraflops, 1)
+        else:
+            report = ReadyReport(spec.instance, "render.test", self._port, self._port + 1, spec.teraflops, 1)
         for _ in range(100):
             try:
                 await self.service.mark_ready(spec.account_id, spec.session_id, report)
                 return
             except TryAgain:
                 await asyncio.sleep(0.001)
+            except IllegalTransition:
+                return  # stopped before it was ready: a real render server hears 409 and exits
 
     def server(self, session_id: str) -> FakeServer:
         matches = [s for s in self.servers.values() if s.spec.session_id == session_id]
