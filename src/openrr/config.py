@@ -96,6 +96,9 @@ class Settings(BaseModel):
     max_sessions_per_account: Annotated[int, Field(ge=1)] | None = None
     idle_stop_minutes: Positive | None = None
     max_lease_minutes: Annotated[int, Field(ge=1, le=1440)] = 1440
+    # Render servers heartbeat this often and stop themselves after this long without an answer.
+    heartbeat_interval: Annotated[float, Field(ge=0.05, le=3600)] = 10.0
+    control_plane_grace: Annotated[float, Field(gt=0, le=7 * 86400)] = 600.0
 
     # Field validators run for every field even when others fail, so each problem is reported;
     # the model validator adds the combinations once the fields themselves are valid.
@@ -196,6 +199,8 @@ class Settings(BaseModel):
             problems.append(
                 "--local-slots applies to the local host; a Ray cluster's nodes declare their slots"
             )
+        if self.control_plane_grace <= self.heartbeat_interval:
+            problems.append("--control-plane-grace must be longer than --heartbeat-interval")
         if problems:
             raise ValueError("\n".join(problems))  # load() reports each line
         return self

@@ -214,6 +214,21 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
             "help": "Longest lease a session may have, at create or by renewals, 1..1440. [default: 1440]",
         },
     ),
+    (
+        "--heartbeat-interval",
+        {
+            "type": float,
+            "help": "Seconds between a render server's heartbeats. [default: 10]",
+        },
+    ),
+    (
+        "--control-plane-grace",
+        {
+            "type": float,
+            "help": "Seconds a render server keeps serving while this service does not answer its "
+            "heartbeats; then it stops itself (its session ends as Error). [default: 600]",
+        },
+    ),
 ]
 
 

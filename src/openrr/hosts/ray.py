@@ -306,7 +306,10 @@ class RayHost:
         self._unanswered.pop(name, None)
         if result["running"]:
             return HostStatus(HostState.RUNNING)
-        return HostStatus(HostState.EXITED, str(result["message"]))
+        reason = result.get("reason")
+        return HostStatus(
+            HostState.EXITED, str(result["message"]), reason if isinstance(reason, str) else None
+        )
 
     def _unanswered_poll(self, name: str, why: str) -> HostStatus:
         # A hung node or a slow GCS: maybe still running, so RUNNING, up to max_unanswered_polls in a row.

@@ -36,7 +36,7 @@ from typing import Any
 import ray
 
 from openrr.handshake import POOL_ENV, SPEC_ENV, RenderSpec
-from openrr.hosts.exits import describe_exit
+from openrr.hosts.exits import describe_exit, self_stop_reason
 
 _PR_SET_PDEATHSIG = 1
 
@@ -162,7 +162,8 @@ class RenderSupervisor:
 
     # ---- watch ----------------------------------------------------------------------------------------
     async def poll(self) -> dict[str, Any]:
-        """``{running, code, message}``; ``message`` describes an exit, with the log's last lines."""
+        """``{running, code, message, reason}``; ``message`` describes an exit, with the log's last lines;
+        ``reason`` says why the server stopped itself, if it did (``openrr.hosts.exits.self_stop_reason``)."""
         self._last_poll = time.monotonic()
         child = self._child
         if child is None:
@@ -170,7 +171,13 @@ class RenderSupervisor:
         code = child.proc.poll()
         if code is None:
             return {"running": True, "code": None, "message": ""}
-        return {"running": False, "code": code, "message": describe_exit(code, child.log)}
+        message = describe_exit(code, child.log)
+        return {
+            "running": False,
+            "code": code,
+            "message": message,
+            "reason": self_stop_reason(code, child.log),
+        }
 
     async def _watch_idle(self) -> None:
         interval = max(0.05, min(1.0, self._idle_timeout / 4))

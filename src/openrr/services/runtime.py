@@ -95,6 +95,8 @@ class Runtime:
                 turn_username=settings.turn_username,
                 turn_credential=settings.turn_credential,
                 idle_stop_s=settings.idle_stop_minutes * 60 if settings.idle_stop_minutes else None,
+                heartbeat_s=settings.heartbeat_interval,
+                control_plane_grace_s=settings.control_plane_grace,
             ),
             polygon_limits={Size.STANDARD: settings.standard_polygon_limit},  # Premium: unlimited, as in ARR
             max_sessions_per_account=settings.max_sessions_per_account,
