@@ -29,6 +29,7 @@ from pathlib import Path
 
 import psutil
 
+from openrr.child_env import child_env
 from openrr.errors import HostError
 from openrr.handshake import POOL_ENV, SPEC_ENV, RenderSpec
 from openrr.hosts.base import Capacity, Handle, HostState, HostStatus, NodeCapacity, Slots
@@ -141,12 +142,8 @@ class LocalHost:
         return log_dir / f"{spec.session_id}.log"
 
     async def _spawn(self, spec: RenderSpec, log_path: Path, *, pooled: bool) -> asyncio.subprocess.Process:
-        env = dict(os.environ)
-        env[SPEC_ENV] = spec.to_json()
-        env.pop(POOL_ENV, None)
-        if pooled:
-            env[POOL_ENV] = "1"
-        env.setdefault("PYTHONUNBUFFERED", "1")
+        # An allow-listed environment: none of the control plane's secrets (openrr.child_env).
+        env = child_env({SPEC_ENV: spec.to_json(), **({POOL_ENV: "1"} if pooled else {})})
         try:
             with open(log_path, "ab") as log:
                 proc = await asyncio.create_subprocess_exec(

@@ -35,6 +35,7 @@ from typing import Any
 
 import ray
 
+from openrr.child_env import child_env
 from openrr.handshake import POOL_ENV, SPEC_ENV, RenderSpec
 from openrr.hosts.exits import describe_exit, self_stop_reason
 
@@ -47,15 +48,10 @@ def _libc_prctl() -> Any:
     return libc.prctl
 
 
-def child_env(spec_json: str, *, pooled: bool) -> dict[str, str]:
-    # The render server has no business with Ray, and the worker's environment may hold the cluster's
-    # auth token: a render server loads models from anywhere, so it gets none of RAY_*.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != POOL_ENV}
-    env[SPEC_ENV] = spec_json
-    if pooled:
-        env[POOL_ENV] = "1"
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
+def render_env(spec_json: str, *, pooled: bool) -> dict[str, str]:
+    # An allow-list (openrr.child_env): the worker's environment holds the cluster's auth token (RAY_*)
+    # and whatever the node exported, and a render server loads models from anywhere.
+    return child_env({SPEC_ENV: spec_json, **({POOL_ENV: "1"} if pooled else {})})
 
 
 @dataclasses.dataclass
@@ -97,7 +93,7 @@ class RenderSupervisor:
                 stdin=subprocess.PIPE if pooled else subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=child_env(spec.to_json(), pooled=pooled),
+                env=render_env(spec.to_json(), pooled=pooled),
                 preexec_fn=self._die_with_parent,  # PR_SET_PDEATHSIG: see the module docstring
                 close_fds=True,
             )

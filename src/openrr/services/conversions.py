@@ -34,7 +34,6 @@ import datetime as dt
 import enum
 import json
 import logging
-import os
 import shutil
 import socket
 import sys
@@ -46,6 +45,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from openrr.child_env import child_env
 from openrr.domain.clock import Clock
 from openrr.domain.ids import check_resource_id
 from openrr.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
@@ -175,8 +175,8 @@ class SubprocessRunner:
             "outputName": name,
             "resultFile": str(result_file),
         }
-        # The converter handles untrusted files: it gets none of the service's secrets (OPENRR_*: keys).
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENRR_")}
+        # The converter handles untrusted files: it gets none of the service's secrets (openrr.child_env).
+        env = child_env()
         with open(log_file, "ab") as out:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
