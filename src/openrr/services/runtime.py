@@ -22,6 +22,7 @@ from openrr.domain.session import Size
 from openrr.handshake import RenderSettings
 from openrr.hosts.base import Host
 from openrr.hosts.local import LocalHost
+from openrr.private import private_dir
 from openrr.services.accounts import AccountService
 from openrr.services.conversions import ConversionConfig, ConversionService, Runner
 from openrr.services.metrics import Metrics
@@ -69,7 +70,7 @@ class Runtime:
         conversion_runner: Runner | None = None,
     ) -> Runtime:
         clock = clock or SystemClock()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         store = await open_store(settings.resolved_store_url)
         key = await store.signing_key(new_signing_key(clock.now()))
         tokens = TokenIssuer(key, clock)
