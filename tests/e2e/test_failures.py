@@ -73,7 +73,6 @@ def test_control_plane_restart_adopts_running_render_servers(openrr_server: Open
             assert renders[session_id].alive
             health = httpx.get(f"http://{after['hostname']}:{after['handshakePort']}/health", timeout=5)
             assert health.status_code == 200
-            assert health.json()["sessionId"] == session_id
             # Tokens of the restarted STS still open the adopted server (the signing key is persisted).
             handshake = httpx.get(
                 f"http://{after['hostname']}:{after['handshakePort']}/handshake",

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import ssl
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.server import OpenRRServer
+from tests.e2e.server import OpenRRServer, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -33,3 +34,26 @@ def test_the_data_is_private_and_the_certificate_a_leaf(openrr_server: OpenRRSer
     assert resp.status_code == 200
     assert resp.headers["strict-transport-security"] == "max-age=31536000"
     assert f"SSL_CERT_FILE={ca}" in server.log_tail(80)
+
+
+def test_no_log_line_carries_a_query_string(openrr_factory: Callable[..., OpenRRServer]) -> None:
+    server = openrr_factory(log_level="debug")  # debug: uvicorn's access log is on
+    verify = server.ssl_context()
+    account = server.account
+    token = server.token()
+    for path in (
+        "/health?sig=SECRET-1",
+        f"/accounts/{account.id}/sessions?api-version=2021-01-01&sig=SECRET-2",
+    ):
+        resp = httpx.get(f"{server.url}{path}", headers={"Authorization": f"Bearer {token}"}, verify=verify)
+        assert resp.status_code == 200, resp.text
+    bad = httpx.get(f"{server.url}/accounts/{account.id}/token?sig=SECRET-3", verify=verify)  # 401, logged
+    assert bad.status_code == 401
+
+    def logged() -> str | None:
+        text = server.log_path.read_text(errors="replace")
+        return text if "/token?[redacted]" in text else None
+
+    log = wait_for(logged, what="the access log line of the last request")
+    assert "SECRET" not in log
+    assert "/health?[redacted]" in log and "/sessions?[redacted]" in log

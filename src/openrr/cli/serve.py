@@ -20,6 +20,7 @@ import uvloop
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from openrr import log_redaction
 from openrr.cli.output import console, fail
 from openrr.config import Settings
 from openrr.errors import OpenRRError
@@ -286,6 +287,7 @@ def serve(**options: Any) -> None:
         settings = Settings.load(options)
     except OpenRRError as exc:
         fail("invalid settings:\n  " + exc.message.replace("\n", "\n  "), code=2)
+    log_redaction.install()  # no URL query string in any log line, uvicorn's access log included
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

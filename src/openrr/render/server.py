@@ -54,6 +54,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from openrr import log_redaction
 from openrr.handshake import (
     CONTROL_PLANE_UNREACHABLE,
     EXIT_CONTROL_PLANE_UNREACHABLE,
@@ -208,14 +209,9 @@ class RenderServer:
 
     # ---- handlers ---------------------------------------------------------------------------------------
     async def health(self, _request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "status": "stopping" if self.stopping.is_set() else "ok",
-                "sessionId": self.spec.session_id,
-                "uptimeSeconds": round(time.monotonic() - self.started, 3),
-                "clientConnected": self.client is not None,
-            }
-        )
+        """Open to anyone who can reach the port: whether the server runs, and nothing else (no session
+        id, no client state, no uptime); the session's account sees those through ``HANDSHAKE_PATH``."""
+        return web.json_response({"status": "stopping" if self.stopping.is_set() else "ok"})
 
     async def handshake(self, request: web.Request) -> web.Response:
         self._check_token(request)
@@ -783,10 +779,12 @@ async def _serve(server: RenderServer, *, warmed: bool = False) -> int:
 
 
 def configure_logging() -> None:
+    # Model URLs carry SAS tokens in their query: no log line may show one (openrr.log_redaction).
+    log_redaction.install()
     logging.basicConfig(
         level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # httpx logs every request's full URL at INFO, and model URLs may carry SAS tokens in their query.
+    # httpx logs every request at INFO: noise in a render server's log (redacted like any other line).
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     install_log_buffer()  # the inspector's /log: the last records, from every logger

@@ -41,11 +41,12 @@ def _write_result(path: Path, result: dict[str, Any]) -> None:
 
 def run(job: dict[str, Any]) -> int:
     from openrr.assets import ConversionFailed
+    from openrr.log_redaction import redact
 
     result_file = Path(job["resultFile"])
 
     def log(line: str) -> None:
-        print(line, flush=True)
+        print(redact(line), flush=True)  # no URL query string in a log (openrr.log_redaction)
 
     try:
         from openrr.assets.convert import convert_model

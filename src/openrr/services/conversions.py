@@ -49,6 +49,7 @@ from openrr.child_env import child_env
 from openrr.domain.clock import Clock
 from openrr.domain.ids import check_resource_id
 from openrr.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
+from openrr.log_redaction import redact
 from openrr.storage import BadBlobName, StorageAccess, StorageError, safe_relative
 from openrr.storage.base import AccessDenied, NoAccess, is_clean_text
 from openrr.store.base import (
@@ -228,7 +229,7 @@ class JobLog:
     def __call__(self, line: str) -> None:
         stamp = self._clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
         with open(self.path, "a", encoding="utf-8") as out:
-            out.write(f"{stamp} {line}\n")
+            out.write(f"{stamp} {redact(line)}\n")  # it is uploaded: no URL query string (log_redaction)
 
 
 class ConversionService:
