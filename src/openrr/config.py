@@ -91,6 +91,7 @@ class Settings(BaseModel):
     ray_address: str | None = Field(default=None, description="HOST:PORT of the Ray cluster's head (GCS).")
     ray_namespace: str = Field(default="openrr", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     ray_auth_token_file: Path | None = None
+    ray_allow_unauthenticated: bool = False  # join a Ray cluster without token authentication
     local_slots: tuple[str, ...] = Field(default=(), description="SIZE=N: local render servers per size.")
     warm_pool: tuple[str, ...] = Field(default=(), description="SIZE=N: pooled render servers per size.")
     max_sessions_per_account: Annotated[int, Field(ge=1)] | None = None

@@ -266,6 +266,15 @@ def _with_options(f: Any) -> Any:
         "or session ids. [default: on]",
     )(f)
     f = click.option(
+        "--ray-allow-unauthenticated",
+        is_flag=True,
+        default=False,
+        envvar="OPENRR_RAY_ALLOW_UNAUTHENTICATED",
+        show_envvar=True,
+        help="With --host-backend ray: use a Ray cluster that does not require token authentication (by "
+        "default such a cluster is refused: anyone who can reach it can run code on its nodes).",
+    )(f)
+    f = click.option(
         "--allow-private-model-urls",
         is_flag=True,
         default=False,

@@ -22,6 +22,14 @@ server and exits, so it cannot hold a slot forever; ``close`` stops this host's 
 
 Driver: ``connect`` joins the cluster as a Ray driver (one per process, shared by the RayHosts of a
 process); ``close`` leaves it when the last one closes.
+
+Authentication: whoever can reach a Ray cluster's GCS can run code on every node, render servers
+included. Before joining, ``connect`` checks that the cluster requires token authentication
+(``RAY_AUTH_MODE=token``): a separate process with no token at all (no ``RAY_*`` variables, an empty home,
+so no ``~/.ray/auth_token``) opens a GCS client, which such a cluster refuses with Ray's
+``AuthenticationError``. A cluster that lets it in is refused with a ``HostError``, unless the host was
+made with ``allow_unauthenticated`` (``openrr serve --ray-allow-unauthenticated``); an answer that says
+neither (the check itself failed) is refused as well, with what went wrong.
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ import contextlib
 import logging
 import os
 import secrets
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -39,6 +50,7 @@ from typing import Any
 import ray
 import ray.exceptions
 
+from openrr.child_env import child_env
 from openrr.domain.session import Size
 from openrr.errors import HostError
 from openrr.handshake import RenderSpec
@@ -53,6 +65,22 @@ _GONE = "The render server's Ray actor is gone."
 _REACH_TIMEOUT_S = 10.0
 # How long stop waits for Ray to confirm an actor is dead (and its slot free) after ray.kill.
 _KILL_CONFIRM_S = 5.0
+# How long the authentication check may take (it imports Ray: about a second).
+_AUTH_CHECK_TIMEOUT_S = 60.0
+# Run in a process without any token: does the GCS at argv[1] let a client in? One line of answer.
+_AUTH_CHECK = """
+import sys
+from ray._raylet import GcsClient
+from ray.exceptions import AuthenticationError
+try:
+    GcsClient(address=sys.argv[1])
+except AuthenticationError:
+    print("token-required")
+except Exception as exc:
+    print("failed:", type(exc).__name__, str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "")
+else:
+    print("open")
+"""
 
 
 def resource_name(size: str) -> str:
@@ -128,12 +156,15 @@ class RayHost:
         start_timeout_s: float = 30.0,
         poll_timeout_s: float = 5.0,
         max_unanswered_polls: int = 6,
+        allow_unauthenticated: bool = False,
     ) -> None:
         """``address``: the head's GCS ``HOST:PORT``. ``auth_token_file``: the cluster token (sets
         ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH`` for this process); without it Ray's own
         ``RAY_AUTH_*`` environment applies. ``log_dir``: where render-server logs go on each node
-        (default: ``logs/openrr`` in the node's Ray session directory)."""
+        (default: ``logs/openrr`` in the node's Ray session directory). ``allow_unauthenticated``: join a
+        cluster without token authentication (see the module doc) instead of refusing it."""
         self.address = address
+        self._allow_unauthenticated = allow_unauthenticated
         self.namespace = namespace
         self._auth_token_file = auth_token_file
         self._log_dir = log_dir
@@ -159,6 +190,8 @@ class RayHost:
         if token_file is not None and not os.path.isfile(token_file):
             raise HostError(f"The Ray auth token file {token_file} does not exist.")
         await self._reachable()
+        if not self._allow_unauthenticated:
+            await self._require_token_auth()
         try:
             await asyncio.to_thread(_Driver.acquire, self.address, self.namespace, token_file)
         except Exception as exc:  # ray.init raises ConnectionError, AuthenticationError, RuntimeError…
@@ -181,6 +214,26 @@ class RayHost:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+    async def _require_token_auth(self) -> None:
+        """HostError unless the cluster refuses a client without a token (see the module doc)."""
+        if self.address in _TOKEN_AUTH_SEEN:
+            return
+        answer = await asyncio.to_thread(_probe_without_token, self.address)
+        if answer == "token-required":
+            _TOKEN_AUTH_SEEN.add(self.address)
+            return
+        if answer == "open":
+            raise HostError(
+                f"The Ray cluster at {self.address} does not require token authentication: anyone who can "
+                "reach it can run code on its nodes. Start it with RAY_AUTH_MODE=token (and give this "
+                "service the token with --ray-auth-token-file), or pass --ray-allow-unauthenticated to "
+                "use it as it is."
+            )
+        raise HostError(
+            f"Could not check whether the Ray cluster at {self.address} requires token authentication "
+            f"({answer}); pass --ray-allow-unauthenticated to skip the check."
+        )
 
     async def close(self) -> None:
         """Stop this host's pooled actors, then leave the cluster. Session actors keep running."""
@@ -484,6 +537,33 @@ class RayHost:
         self._node_of.pop(name, None)
         self._actors.pop(name, None)
         self._unanswered.pop(name, None)
+
+
+# Addresses whose cluster was seen to require a token, by this process: checked once per address.
+_TOKEN_AUTH_SEEN: set[str] = set()
+
+
+def _probe_without_token(address: str) -> str:
+    """``_AUTH_CHECK``'s answer for ``address``: "token-required", "open", or what failed."""
+    with tempfile.TemporaryDirectory(prefix="openrr-ray-auth-") as home:
+        # No RAY_* (child_env drops them) and an empty home: Ray finds no token anywhere.
+        env = child_env({"HOME": home, "RAY_USAGE_STATS_ENABLED": "0"})
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", _AUTH_CHECK, address],
+                capture_output=True,
+                text=True,
+                timeout=_AUTH_CHECK_TIMEOUT_S,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                cwd=home,
+            )
+        except subprocess.TimeoutExpired:
+            return f"no answer within {_AUTH_CHECK_TIMEOUT_S:g} s"
+    lines = done.stdout.strip().splitlines()
+    if lines:
+        return lines[-1]
+    return f"the check exited with {done.returncode}: {done.stderr.strip()[-300:]}"
 
 
 def _available_per_node() -> dict[str, dict[str, float]]:

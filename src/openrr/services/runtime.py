@@ -260,6 +260,7 @@ async def open_host(settings: Settings) -> Host:
             namespace=settings.ray_namespace,
             auth_token_file=str(settings.ray_auth_token_file) if settings.ray_auth_token_file else None,
             start_timeout_s=settings.start_timeout,  # placing an actor counts against the session's start
+            allow_unauthenticated=settings.ray_allow_unauthenticated,
         )
         await ray_host.connect()
         return ray_host
