@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -55,7 +56,7 @@ from openrr.domain.session import Size
 from openrr.errors import HostError
 from openrr.handshake import RenderSpec
 from openrr.hosts.base import Capacity, Handle, HostState, HostStatus, NodeCapacity, Slots
-from openrr.hosts.ray_actor import RenderSupervisor
+from openrr.hosts.ray_actor import EXIT_KV_NAMESPACE, RenderSupervisor, exit_key
 
 log = logging.getLogger(__name__)
 
@@ -344,14 +345,15 @@ class RayHost:
                 return HostStatus(HostState.EXITED, exc.message)
         actor = await self._actor(handle)
         if actor is None:
-            return HostStatus(HostState.GONE, _GONE)
+            return await self._retired(handle) or HostStatus(HostState.GONE, _GONE)
         try:
             result = await asyncio.wait_for(_awaitable(actor.poll.remote()), self._poll_timeout_s)
         except ray.exceptions.ActorUnavailableError as exc:  # unreachable for now (a partitioned node)
             return self._unanswered_poll(name, _reason(exc))
         except ray.exceptions.RayActorError as exc:  # ActorDiedError: killed, crashed, its node died
             self._forget(name)
-            return HostStatus(HostState.EXITED, f"The render server's Ray actor died: {_reason(exc)}")
+            died = HostStatus(HostState.EXITED, f"The render server's Ray actor died: {_reason(exc)}")
+            return await self._retired(handle) or died
         except ray.exceptions.RayError as exc:
             return self._unanswered_poll(name, _reason(exc))
         except TimeoutError:
@@ -430,6 +432,7 @@ class RayHost:
         actor = await self._actor(handle)
         if actor is None:
             self._forget(name)
+            await asyncio.to_thread(self._last_poll, handle, forget=True)
             return
         if launching is not None and not launching.done():
             # Not placed or not started yet: nothing to stop politely, and a polite stop would wait for
@@ -532,6 +535,31 @@ class RayHost:
             return None
         self._actors[name] = actor
         return actor
+
+    async def _retired(self, handle: Handle) -> HostStatus | None:
+        """How the render server of a session actor that retired ended (``openrr.hosts.ray_actor``)."""
+        last = await asyncio.to_thread(self._last_poll, handle)
+        if last is None:
+            return None
+        reason = last.get("reason")
+        why = reason if isinstance(reason, str) else None
+        return HostStatus(HostState.EXITED, str(last.get("message", "")), why)
+
+    def _last_poll(self, handle: Handle, *, forget: bool = False) -> dict[str, Any] | None:
+        """What a retired session actor left in the KV store (``forget``: and remove it). Blocking."""
+        from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get
+
+        key = exit_key(str(handle.get("namespace") or self.namespace), _name(handle))
+        try:
+            if forget:
+                _internal_kv_del(key, namespace=EXIT_KV_NAMESPACE)
+                return None
+            raw = _internal_kv_get(key, namespace=EXIT_KV_NAMESPACE)
+            found = json.loads(raw) if raw else None
+        except Exception as exc:  # the GCS unreachable, or a value that is not ours: as if none was left
+            log.debug("reading the exit record of %s: %s", key, exc)
+            return None
+        return found if isinstance(found, dict) else None
 
     def _forget(self, name: str) -> None:
         self._node_of.pop(name, None)
