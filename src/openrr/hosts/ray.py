@@ -20,6 +20,12 @@ Warm pool: ``start_idle`` starts an actor whose render server warms up and waits
 session. A pooled actor that nobody polls for ``pool_idle_timeout_s`` (its control plane died) stops its
 server and exits, so it cannot hold a slot forever; ``close`` stops this host's pooled actors at once.
 
+Orphaned sessions: a session's render server stops itself when its lease ends or its control plane has
+been unreachable too long (``openrr.handshake``, "Lease"); its actor, once nobody has polled it for
+``pool_idle_timeout_s`` either, leaves its last poll in Ray's KV store and exits, freeing the slot.
+``status`` of such a handle reads that record (EXITED, with the server's message and reason); ``stop``
+deletes it.
+
 Driver: ``connect`` joins the cluster as a Ray driver (one per process, shared by the RayHosts of a
 process); ``close`` leaves it when the last one closes.
 
