@@ -100,6 +100,11 @@ class Settings(BaseModel):
     # Render servers heartbeat this often and stop themselves after this long without an answer.
     heartbeat_interval: Annotated[float, Field(ge=0.05, le=3600)] = 10.0
     control_plane_grace: Annotated[float, Field(gt=0, le=7 * 86400)] = 600.0
+    # Request bounds, enforced before a route (or authentication) does any work: see openrr.api.limits.
+    max_body_kib: Annotated[int, Field(ge=1, le=65536)] = 64
+    max_offer_kib: Annotated[int, Field(ge=1, le=65536)] = 512
+    max_header_kib: Annotated[int, Field(ge=1, le=1024)] = 32
+    max_header_fields: Annotated[int, Field(ge=8, le=1000)] = 100
 
     # Field validators run for every field even when others fail, so each problem is reported;
     # the model validator adds the combinations once the fields themselves are valid.

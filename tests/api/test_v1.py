@@ -14,7 +14,8 @@ from tests.fakes import FakeHost
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
-# The seed's PowerShell sends single-quoted pseudo-JSON; these are the same bodies as JSON.
+# The seed's PowerShell sends single-quoted JSON, which ARR's JSON.NET read leniently; test_seed_requests_
+# byte_for_byte sends those bytes. These are the same bodies as strict JSON, for the other tests.
 SEED_CREATE = {"maxLeaseTime": "4:0:0", "models": [], "size": "standard"}
 SEED_UPDATE = {"maxLeaseTime": "5:0:0"}
 
@@ -78,6 +79,101 @@ async def test_seed_walkthrough(
         await client.get(f"/v1/accounts/{account.id}/sessions/{sid}/properties/", headers=account.auth)
     ).json()
     assert props["sessionStatus"] == "Stopped" and props["sessionHostname"] == ""
+
+
+async def test_seed_requests_byte_for_byte(
+    client: httpx.AsyncClient, account: Account, fake_host: FakeHost, clock: ManualClock
+) -> None:
+    """Every request of seed 000, with its exact method, path, headers and body bytes, in the seed's order."""
+    json_type = {"Content-Type": "application/json"}
+    resp = await client.get(
+        f"/accounts/{account.id}/token",
+        headers={**json_type, "Authorization": f"Bearer {account.id}:{account.key}"},
+    )
+    assert resp.status_code == 200, resp.text
+    auth = {"Authorization": f"Bearer {resp.json()['AccessToken']}"}
+    base = f"/v1/accounts/{account.id}/sessions"
+
+    resp = await client.post(
+        f"{base}/create",
+        content=b"{ 'maxLeaseTime': '4:0:0', 'models': [], 'size': 'standard' }",
+        headers={**json_type, **auth},
+    )
+    assert resp.status_code == 202, resp.text
+    assert resp.headers["content-type"] == "application/json; charset=utf-8"
+    assert re.fullmatch(rb'\{"sessionId":"[0-9a-f-]{36}"\}', resp.content)
+    assert resp.headers["content-length"] == "52" and re.fullmatch(
+        r"[A-Za-z0-9+/]{22}\.0", resp.headers["ms-cv"]
+    )
+    sid = resp.json()["sessionId"]
+    await fake_host.settle()
+    clock.advance(1)
+
+    resp = await client.patch(
+        f"{base}/{sid}", content=b"{ 'maxLeaseTime': '5:0:0' }", headers={**json_type, **auth}
+    )
+    assert resp.status_code == 200 and resp.content == b"" and resp.headers["content-length"] == "0"
+
+    resp = await client.get(base, headers=auth)
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/json; charset=utf-8"
+    assert [s["sessionId"] for s in resp.json()["sessions"]] == [sid]
+
+    resp = await client.get(f"{base}/{sid}/properties", headers=auth)
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/json; charset=utf-8"
+    props = resp.json()
+    assert props["sessionStatus"] == "Ready" and props["sessionMaxLeaseTime"] == "05:00:00"
+    assert props["message"] is None and props["sessionElapsedTime"] == "00:00:01"
+
+    resp = await client.delete(f"{base}/{sid}", headers=auth)
+    assert resp.status_code == 204 and resp.content == b""
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # What JSON.NET read besides strict JSON, as real scripts write it.
+        b"{maxLeaseTime: '4:0:0', size: 'standard'}",
+        b"{ 'maxLeaseTime': '4:0:0', 'size': 'standard', }",
+        b"// a comment\n{ 'maxLeaseTime': '4:0:0', /* inline */ 'size': \"standard\", 'models': [], }",
+        b"\xef\xbb\xbf{ 'maxLeaseTime': '4:0:0', 'size': 'standard' }",
+        b"{ 'MaxLeaseTime': '4:0:0', 'Size': 'Standard', 'models': null }",
+    ],
+)
+async def test_v1_reads_bodies_as_leniently_as_json_net(
+    client: httpx.AsyncClient, account: Account, raw: bytes
+) -> None:
+    resp = await client.post(
+        f"/v1/accounts/{account.id}/sessions/create",
+        content=raw,
+        headers={"Content-Type": "application/json", **account.auth},
+    )
+    assert resp.status_code == 202, resp.text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{'single': 'quotes'", b"{ 'maxLeaseTime': }", b"\xff\xfe{}", b"[" * 100 + b"]" * 100, b"'text'"],
+)
+async def test_v1_refuses_what_even_json_net_could_not_read(
+    client: httpx.AsyncClient, account: Account, raw: bytes
+) -> None:
+    base = f"/v1/accounts/{account.id}/sessions"
+    resp = await client.post(f"{base}/create", content=raw, headers=account.auth)
+    assert resp.status_code == 400
+    problem = resp.json()
+    assert problem["status"] == 400 and problem["title"]
+    assert (await client.get(base, headers=account.auth)).json() == {"sessions": []}
+
+
+async def test_the_2021_api_stays_strict_json(client: httpx.AsyncClient, account: Account) -> None:
+    resp = await client.put(
+        f"/accounts/{account.id}/sessions/strict",
+        params={"api-version": "2021-01-01"},
+        content=b"{ 'maxLeaseTimeMinutes': 30, 'size': 'Standard' }",
+        headers={"Content-Type": "application/json", **account.auth},
+    )
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"]
 
 
 async def test_keys_any_case_unknown_keys_ignored_models_reach_the_render_server(

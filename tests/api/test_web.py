@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from openrr.api.app import create_app
-from openrr.api.web import MAX_RELAY_BODY, url_host
+from openrr.api.web import url_host
 from openrr.config import Settings
 from openrr.domain.clock import ManualClock
 from openrr.handshake import ReadyReport
@@ -247,15 +247,16 @@ async def test_bad_bodies_get_400(client: httpx.AsyncClient, account: Account, b
 
 
 async def test_a_huge_body_gets_413_without_being_read(client: httpx.AsyncClient, account: Account) -> None:
+    max_relay_body = Settings().max_offer_kib * 1024
     await create(client, account, "s1")
-    huge = json.dumps({"type": "offer", "sdp": "x" * (MAX_RELAY_BODY + 1)}).encode()
+    huge = json.dumps({"type": "offer", "sdp": "x" * (max_relay_body + 1)}).encode()
     resp = await client.post(
         relay(account, "s1"), content=huge, headers={**account.auth, "content-type": "application/json"}
     )
     assert resp.status_code == 413 and resp.json()["error"]["code"] == "PayloadTooLarge"
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit holds while streaming
-        for _ in range(MAX_RELAY_BODY // 65536 + 2):
+        for _ in range(max_relay_body // 65536 + 2):
             yield b" " * 65536
 
     resp = await client.post(relay(account, "s1"), content=chunks(), headers=account.auth)

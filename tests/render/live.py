@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from openrr.handshake import RenderSettings, RenderSpec
-from openrr.render.server import RenderServer
+from openrr.render.server import RenderServer, http_runner
 
 ACCOUNT = "00000000-0000-0000-0000-0000000000aa"
 
@@ -62,7 +62,7 @@ async def live_server(model_root: Path, **spec_fields: Any) -> AsyncIterator[Liv
     server = RenderServer(RenderSpec(**fields))
     failure = await server.prepare()
     assert failure is None, failure.message
-    runner = web.AppRunner(server.handshake_app(), access_log=None)
+    runner = http_runner(server.handshake_app())
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

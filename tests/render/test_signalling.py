@@ -13,6 +13,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from openrr.handshake import DATA_CHANNEL_LABEL, OFFER_PATH
 from openrr.render.ice import loopback_host_candidates
+from openrr.render.server import MAX_HEADER_FIELD, MAX_HEADER_FIELDS, MAX_OFFER_BYTES
 from tests.render import fixtures
 from tests.render.live import LiveServer, live_server
 
@@ -138,6 +139,24 @@ async def test_unknown_paths_methods_and_huge_bodies_get_json_errors(live: LiveS
             live.url + OFFER_PATH, content=huge, headers={"Authorization": f"Bearer {live.token()}"}
         )
         assert error_of(resp) == (413, "PayloadTooLarge")
+
+
+async def test_bodies_and_heads_are_bounded_before_the_token_is_checked(live: LiveServer) -> None:
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: bounded while it is read
+        for _ in range(MAX_OFFER_BYTES // 65536 + 2):
+            yield b" " * 65536
+
+    async with httpx.AsyncClient() as http:
+        # No Authorization header: a 401 would mean the token was looked at first.
+        declared = await http.post(live.url + OFFER_PATH, content=b"x" * (MAX_OFFER_BYTES + 5000))
+        assert error_of(declared) == (413, "PayloadTooLarge")
+        assert error_of(await http.post(live.url + OFFER_PATH, content=chunks())) == (413, "PayloadTooLarge")
+        small = await http.post(live.url + OFFER_PATH, content=b"{}")
+        assert error_of(small) == (401, "Unauthorized")
+        many = {f"x-field-{i}": "1" for i in range(MAX_HEADER_FIELDS + 1)}
+        assert (await http.get(live.url + "/health", headers=many)).status_code == 400  # aiohttp's answer
+        long = {"x-long": "a" * (MAX_HEADER_FIELD + 1)}
+        assert (await http.get(live.url + "/health", headers=long)).status_code == 400
 
 
 async def test_an_offer_with_no_codec_in_common_is_refused(live: LiveServer) -> None:

@@ -11,6 +11,7 @@ from starlette.staticfiles import StaticFiles
 from openrr import __version__
 from openrr.api import cluster, errors, internal, metrics, openapi, sts
 from openrr.api import web as web_ui
+from openrr.api.limits import BodyLimit, body_limits
 from openrr.api.responses import ArrHeaders, ArrJSON
 from openrr.api.v1 import conversions as v1_conversions
 from openrr.api.v1 import routes as v1
@@ -70,6 +71,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         return ArrJSON({"status": "ok", "version": __version__})
 
     web_ui.install(app)  # the browser pages at /ui/ and their offer relay
+    # Inside ArrHeaders, so that a 413 carries MS-CV like every other answer.
+    app.add_middleware(BodyLimit, limits=body_limits(runtime.settings))
     app.add_middleware(ArrHeaders)
     if runtime.settings.metrics:
         metrics.install(app, runtime)  # GET /metrics, and request timing as the outermost middleware

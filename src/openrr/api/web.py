@@ -10,8 +10,8 @@ control plane forwards the WebRTC offer (``openrr.handshake``) for it:
 * authorised like the 2021-01-01 session API: a bearer access token of the account in the path, and a
   token from the account's data-plane throttle (no ``api-version``: this is not an ARR operation);
 * the body must be an offer, ``{"type": "offer", "sdp": "...", "video": {...}?}`` (400 ``BadRequest``
-  otherwise, 413 ``PayloadTooLarge`` past 512 KiB); it is forwarded as it came, so the render server decides
-  the limits of ``video``;
+  otherwise, 413 ``PayloadTooLarge`` past ``--max-offer-kib``); it is forwarded as it came, so the render
+  server decides the limits of ``video``;
 * the session must exist (404 ``SessionNotFound``) and be Ready (409 ``SessionNotReady``, with its status);
 * the body goes to ``http://{hostname}:{handshakePort}/offer`` with the caller's Authorization header, and
   the render server's status and JSON body come back as they are: 200 with the answer, or its errors
@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 UI_PREFIX = "/ui"
 RELAY_PATH = "/openrr/accounts/{account_id}/sessions/{session_id}/offer"
 RELAY_TIMEOUT_S = 15.0
-MAX_RELAY_BODY = 512 * 1024  # the render server takes SDPs up to 256 KiB
+# The relay's body limit (--max-offer-kib, 512 KiB by default: the render server takes SDPs up to 256 KiB)
+# applies to the paths this pattern matches.
+RELAY_PATTERN = r"/openrr/accounts/[^/]+/sessions/[^/]+/offer"
 
 # Everything a page loads or calls is on this origin; WebRTC media is not subject to connect-src.
 _PAGE_HEADERS = {
@@ -110,7 +112,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
             404: "No session with this id.",
             409: "The session is not Ready (SessionNotReady), or another client is connected to it "
             "(ClientAlreadyConnected).",
-            413: "The body is larger than 512 KiB.",
+            413: "The body is larger than the relay's limit (--max-offer-kib, 512 KiB by default).",
             502: "The render server could not be reached, or gave an answer that is not JSON.",
             503: "The render server is not ready yet or is stopping.",
             504: "The render server did not answer in time.",
@@ -151,21 +153,6 @@ def check_offer(raw: bytes) -> None:
             raise InvalidInput(f"video.{key} must be {kind}.", target=f"video.{key}")
 
 
-async def _read_body(request: Request) -> bytes | None:
-    """The body, or None once it grows past MAX_RELAY_BODY (read no further)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_RELAY_BODY:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_RELAY_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post(
     RELAY_PATH,
     summary="Relay a WebRTC offer to the session's render server",
@@ -182,11 +169,7 @@ async def _read_body(request: Request) -> bytes | None:
     },
 )
 async def relay_offer(request: Request, account: AuthorizedAccount, session_id: str) -> Response:
-    raw = await _read_body(request)
-    if raw is None:
-        return error_response(
-            request, 413, "PayloadTooLarge", f"The offer is larger than {MAX_RELAY_BODY // 1024} KiB."
-        )
+    raw = await request.body()  # bounded by --max-offer-kib before the route runs (openrr.api.limits)
     check_offer(raw)
     check_resource_id(session_id)
     session = await runtime(request).sessions.get(account, session_id)

@@ -21,7 +21,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from openrr import log_redaction
+from openrr.api.limits import body_limits
 from openrr.cli.output import console, fail
+from openrr.compat.uvicorn_headers import bounded_protocol
 from openrr.config import Settings
 from openrr.errors import OpenRRError
 from openrr.private import private_dir, write_private
@@ -233,6 +235,17 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
             "heartbeats; then it stops itself (its session ends as Error). [default: 600]",
         },
     ),
+    # Request bounds (413 / 431 before any authentication or parsing)
+    ("--max-body-kib", {"type": int, "help": "Largest request body of the JSON APIs, in KiB. [default: 64]"}),
+    (
+        "--max-offer-kib",
+        {"type": int, "help": "Largest WebRTC offer the browser pages' relay takes, in KiB. [default: 512]"},
+    ),
+    (
+        "--max-header-kib",
+        {"type": int, "help": "Largest request line and headers of one request, in KiB. [default: 32]"},
+    ),
+    ("--max-header-fields", {"type": int, "help": "Most header fields of one request. [default: 100]"}),
 ]
 
 
@@ -331,8 +344,9 @@ async def _serve(settings: Settings) -> None:
             _write_arrconfig(settings, dev.account_id, dev.primary_key, ca)
         _banner(settings, cert, ca, dev)
         await runtime.start_background()
+        app = create_app(runtime)
         config = uvicorn.Config(
-            create_app(runtime),
+            app,
             host=settings.host,
             port=settings.port,
             ssl_certfile=str(cert) if cert else None,
@@ -343,6 +357,12 @@ async def _serve(settings: Settings) -> None:
             # On SIGTERM, idle keep-alive connections would hold the shutdown until their clients close
             # them; requests in flight get this long to finish.
             timeout_graceful_shutdown=2,
+            # httptools bounds neither the size nor the number of header fields.
+            http=bounded_protocol(
+                max_head_bytes=settings.max_header_kib * 1024,
+                max_fields=settings.max_header_fields,
+                body_limit=body_limits(settings).limit_for,
+            ),
         )
         server = uvicorn.Server(config)
         # uvicorn handles SIGTERM/SIGINT itself while serving, and once it has shut down it raises the signal

@@ -93,6 +93,10 @@ EXIT_MODEL_FAILED = 5
 MAX_OFFER_BYTES = 256 * 1024
 # A session spec is a few KiB; its model list (URLs with SAS tokens) is what can make it long.
 MAX_ASSIGNMENT_BYTES = 16 * 2**20
+MAX_INSPECTOR_BODY = 4096
+# Request heads: aiohttp's parser enforces these before a handler runs, answering 400 past either.
+MAX_HEADER_FIELD = 8190
+MAX_HEADER_FIELDS = 100
 
 
 class AssignmentRejected(Exception):
@@ -328,14 +332,17 @@ class RenderServer:
         )
 
     def handshake_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_OFFER_BYTES + 4096, middlewares=[json_errors])
+        app = web.Application(
+            client_max_size=MAX_OFFER_BYTES + 4096, middlewares=[json_errors, read_body_first]
+        )
         app.router.add_get(HEALTH_PATH, self.health)
         app.router.add_get(HANDSHAKE_PATH, self.handshake)
         app.router.add_post(OFFER_PATH, self.offer)
         return app
 
     def inspector_app(self) -> web.Application:
-        app = web.Application(middlewares=[json_errors])
+        # The inspector takes no request bodies at all (every route is a GET).
+        app = web.Application(client_max_size=MAX_INSPECTOR_BODY, middlewares=[json_errors, read_body_first])
         app.router.add_get(HEALTH_PATH, self.health)
         app.router.add_get("/stats", self.stats)
         self.inspector.install(app)
@@ -603,6 +610,31 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return web.Response(status=500, text=body, content_type="application/json")
 
 
+def http_runner(app: web.Application) -> web.AppRunner:
+    """A runner for one of the render server's apps, with bounded request heads and no access log (the
+    URLs it would log may carry tokens)."""
+    return web.AppRunner(
+        app,
+        access_log=None,
+        max_line_size=MAX_HEADER_FIELD,
+        max_field_size=MAX_HEADER_FIELD,
+        max_headers=MAX_HEADER_FIELDS,
+    )
+
+
+@web.middleware
+async def read_body_first(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bound the body before the route (and so the token check) runs: a Content-Length over the app's
+    ``client_max_size`` is refused unread, and a chunked body is read only up to it (413 either way)."""
+    if request.content_length is not None and request.content_length > request.client_max_size:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=request.client_max_size, actual_size=request.content_length
+        )
+    if request.body_exists:
+        await request.read()  # raises HTTPRequestEntityTooLarge past client_max_size; kept for the route
+    return await handler(request)
+
+
 def _describe(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5]
@@ -727,7 +759,7 @@ async def _serve(server: RenderServer, *, warmed: bool = False) -> int:
                 (server.handshake_app(), handshake_sock),
                 (server.inspector_app(), inspector_sock),
             ):
-                runner = web.AppRunner(app, access_log=None)
+                runner = http_runner(app)
                 await runner.setup()
                 await web.SockSite(runner, sock).start()
                 runners.append(runner)

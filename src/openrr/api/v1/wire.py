@@ -1,7 +1,10 @@
-"""v1 wire format: .NET timespans, case-insensitive JSON keys, and the session properties body.
+"""v1 wire format: lenient JSON, .NET timespans, case-insensitive JSON keys, and the session properties body.
 
-The original service was ASP.NET: it bound JSON keys case-insensitively, ignored unknown keys, and wrote
-leases as TimeSpan strings (``4:0:0``, ``04:00:00``, ``1.00:00:00``).
+The original service was ASP.NET with JSON.NET: it read bodies leniently (single-quoted strings and keys,
+unquoted keys, comments, trailing commas: the seed's own PowerShell examples send ``{ 'maxLeaseTime':
+'4:0:0', ... }``), bound keys case-insensitively, ignored unknown keys, and wrote leases as TimeSpan strings
+(``4:0:0``, ``04:00:00``, ``1.00:00:00``). JSON5 (pyjson5) accepts those relaxations; the 2021-01-01 API
+stays strict JSON.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import math
 import re
 from typing import Any
 
+import pyjson5
+
 from openrr.domain.session import Session, Status
 from openrr.errors import InvalidInput
 
+_NEAR = re.compile(r"near (\d+)")
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?$", re.ASCII)
 
 
@@ -57,17 +63,36 @@ def format_timespan(delta: dt.timedelta) -> str:
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
-    """JSON object with lower-cased keys. Empty body = empty object."""
+    """A JSON object (read as leniently as JSON.NET did) with lower-cased keys. Empty body = empty object."""
     if not raw.strip():
         return {}
     try:
+        # Strict JSON first: it is what every SDK sends, and the C parser is the fastest.
         data = json.loads(raw)
     # ValueError: malformed, not UTF-8, or an integer longer than int() converts; RecursionError: too deep.
     except (ValueError, RecursionError):
-        raise InvalidInput("The request body is not valid JSON.") from None
+        data = _lenient(raw)
     if not isinstance(data, dict):
         raise InvalidInput("The request body must be a JSON object.")
     return {str(k).lower(): v for k, v in data.items()}
+
+
+def _lenient(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark, as Windows tools write one, is not content
+    except UnicodeDecodeError:
+        raise InvalidInput("The request body is not UTF-8 text.") from None
+    try:
+        # pyjson5 bounds nesting itself (Json5NestingTooDeep is a Json5DecoderException).
+        return pyjson5.decode(text)
+    except (pyjson5.Json5Exception, ValueError, OverflowError) as exc:
+        raise InvalidInput(f"The request body is not valid JSON: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    # pyjson5's messages quote parser internals (b'object'); only the position is worth passing on.
+    near = _NEAR.search(str(exc.args[0]) if exc.args else "")
+    return f"near character {near.group(1)}." if near else "it could not be parsed."
 
 
 def parse_models(value: object) -> tuple[str, ...]:
