@@ -175,6 +175,7 @@ class RenderServer:
         self._idle_report: asyncio.Task[None] | None = None
         # Lease and heartbeats (see the module doc): deadlines on time.monotonic().
         self.exit_code = 0  # what the process exits with once ``stopping`` is set (0: told to stop)
+        self.self_stop: str | None = None  # the self-stop line, logged again as the process's last line
         self._bye = "The session was stopped."  # what a connected client is told when the server stops
         self.lease_deadline: float | None = None
         self.last_contact = 0.0
@@ -464,7 +465,8 @@ class RenderServer:
         """End the session from this side: the one ``self-stop`` log line, then a stop as on SIGTERM."""
         if self.stopping.is_set():
             return
-        log.warning("%s %s: %s", SELF_STOP_LOG, reason, why)
+        self.self_stop = f"{SELF_STOP_LOG} {reason}: {why}"
+        log.warning("%s", self.self_stop)
         self.exit_code = code
         self._bye = bye
         self.stopping.set()
@@ -474,6 +476,7 @@ class RenderServer:
         settings = self.spec.settings
         interval, grace = settings.heartbeat_s, settings.control_plane_grace_s
         timeout = aiohttp.ClientTimeout(total=max(1.0, min(10.0, 2 * interval)))
+        ssl_ctx = self._ssl()
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while not self.stopping.is_set():
                 now = time.monotonic()
@@ -484,7 +487,7 @@ class RenderServer:
                     await asyncio.wait_for(self.stopping.wait(), max(0.0, wake - now))
                 if self.stopping.is_set():
                     return
-                if not await self._heartbeat(http):
+                if not await self._heartbeat(http, ssl_ctx):
                     log.error("the control plane says this session is over: exiting")
                     self.exit_code = EXIT_REJECTED
                     self.stopping.set()
@@ -506,13 +509,13 @@ class RenderServer:
                         "The session was stopped: the service is unreachable.",
                     )
 
-    async def _heartbeat(self, http: aiohttp.ClientSession) -> bool:
+    async def _heartbeat(self, http: aiohttp.ClientSession, ssl_ctx: ssl.SSLContext | bool) -> bool:
         """One heartbeat. False: the control plane says the session is over (exit). A 2xx answer counts as
         contact and may move the lease; anything else (no answer, 5xx, 401/403) counts as no contact."""
         url = self.spec.callback_url + HEARTBEAT_SUFFIX
         try:
             async with http.post(
-                url, json={"instance": self.spec.instance}, headers=self._auth(), ssl=self._ssl()
+                url, json={"instance": self.spec.instance}, headers=self._auth(), ssl=ssl_ctx
             ) as resp:
                 if resp.status in (404, 409, 410):
                     log.error("heartbeat refused: %s %s", resp.status, (await resp.text())[:500])
@@ -663,6 +666,9 @@ async def serve(spec: RenderSpec, *, pooled: bool = False) -> int:
     finally:
         await server.shutdown()
         log.info("render server for session %s stopped", server.spec.session_id or "(none: pooled)")
+        if server.self_stop is not None:
+            # Last, so a host reading the log's last lines (its exit code lost) finds why: hosts.exits.
+            log.warning("%s", server.self_stop)
 
 
 async def read_line(stream: TextIO | None) -> bytes:

@@ -474,7 +474,7 @@ class SessionService:
 def _self_stopped(status: HostStatus) -> SessionError:
     """What a session records when its render server ended it by itself (``openrr.handshake``, "Lease")."""
     if status.reason == LEASE_ENDED:
-        why = "its lease had ended while the control plane was not there to end it"
+        why = "the session's lease had ended"  # with or without a control plane there to end it
     else:
         why = "the control plane was unreachable for longer than its grace (--control-plane-grace)"
     return SessionError(str(status.reason), f"The render server stopped itself: {why}. {status.message}")
