@@ -61,6 +61,8 @@ def private_sqlite(database: str) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     path = Path(database)
+    if not path.parent.is_dir():
+        return  # SQLite itself reports that it cannot open the file, as it always did
     private_file(path)
     for suffix in ("-wal", "-shm", "-journal"):
         side = path.with_name(path.name + suffix)
