@@ -2,6 +2,8 @@
 
 Launch: the host layer starts ``python -m openrr.render`` with a ``RenderSpec`` as JSON in the environment
 variable ``OPENRR_RENDER_SPEC`` (environment, not argv, so the callback credential does not show in ``ps``).
+Nothing else of the control plane's environment is passed on but an allow-list (``openrr.child_env``): the
+spec is how a render server gets what it needs, the TURN credential for its own ICE included.
 
 Ready: the render server binds its handshake and inspector ports itself (in ARR's range 49152–65534), then
 POSTs a ``ReadyReport`` to ``spec.callback_url + READY_SUFFIX`` with ``Authorization: Bearer
