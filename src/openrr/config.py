@@ -20,6 +20,7 @@ Positive = Annotated[float, Field(gt=0)]
 
 # Fields whose flag is not "--" + the field's name: the repeatable options are singular.
 _FLAGS = {"model_roots": "--model-root", "stun_urls": "--stun-url", "turn_urls": "--turn-url"}
+_FLAGS["model_libraries"] = "--model-library"
 _FLAGS.update({"container_roots": "--container-root", "storage_accounts": "--storage-account"})
 _FLAGS.update({"local_slots": "--local-slots", "warm_pool": "--warm-pool"})
 
@@ -55,6 +56,8 @@ class Settings(BaseModel):
     throttle_burst: Annotated[int, Field(ge=1)] = 60
     sts_throttle_rate: Annotated[float, Field(ge=0)] = 0.5
     sts_throttle_burst: Annotated[int, Field(ge=1)] = 20
+    sts_failure_rate: Annotated[float, Field(ge=0)] = 0.2
+    sts_failure_burst: Annotated[int, Field(ge=1)] = 10
     teraflops_standard: Positive = 8.1
     teraflops_premium: Positive = 16.2
     dev_account: bool = True
@@ -64,7 +67,10 @@ class Settings(BaseModel):
     model_roots: tuple[Path, ...] = Field(
         # The default depends on data_dir (validated before, as it is declared before); serve creates it.
         default_factory=lambda data: (Path(data.get("data_dir") or "openrr-data") / "models",),
-        description="Directories local model files may be loaded from; relative paths use the first.",
+        description="Directories local model files may be loaded from, a folder per account in each.",
+    )
+    model_libraries: tuple[Path, ...] = Field(
+        default=(), description="Directories of models every account may load (read only)."
     )
     allow_private_model_urls: bool = False
     standard_polygon_limit: Annotated[int, Field(ge=1)] = 20_000_000  # ARR's Standard; Premium: unlimited
@@ -81,7 +87,10 @@ class Settings(BaseModel):
         default=(), description="Directories file: containers may lie in; none: no file: containers."
     )
     storage_accounts: tuple[str, ...] = Field(
-        default=(), repr=False, description="Linked storage accounts: NAME=KEY[@ENDPOINT] or NAME@ENDPOINT."
+        default=(),
+        repr=False,
+        description="Storage endpoints every account may use with a SAS: NAME@ENDPOINT (keys are linked per "
+        "account: openrr accounts link-storage).",
     )
     conversion_workers: Annotated[int, Field(ge=1, le=64)] = 2
     conversion_timeout: Positive = 3600.0
@@ -100,6 +109,7 @@ class Settings(BaseModel):
     # Render servers heartbeat this often and stop themselves after this long without an answer.
     heartbeat_interval: Annotated[float, Field(ge=0.05, le=3600)] = 10.0
     control_plane_grace: Annotated[float, Field(gt=0, le=7 * 86400)] = 600.0
+    connect_token_minutes: Annotated[int, Field(ge=1, le=1440)] = 30
     # Request bounds, enforced before a route (or authentication) does any work: see openrr.api.limits.
     max_body_kib: Annotated[int, Field(ge=1, le=65536)] = 64
     max_offer_kib: Annotated[int, Field(ge=1, le=65536)] = 512
@@ -129,7 +139,7 @@ class Settings(BaseModel):
             raise ValueError("must be an http(s) URL")
         return url
 
-    @field_validator("model_roots")
+    @field_validator("model_roots", "model_libraries")
     @classmethod
     def _directories(cls, roots: tuple[Path, ...]) -> tuple[Path, ...]:
         # Only roots that were given are checked (validators skip defaults): serve creates the default one.
@@ -152,9 +162,20 @@ class Settings(BaseModel):
         names = []
         for number, value in enumerate(values, 1):
             try:
-                names.append(parse_linked_account(value).name)
+                account = parse_linked_account(value)
             except ValueError as exc:  # its message never shows the key
                 raise ValueError(f"entry {number}: {exc}") from None
+            if account.key is not None:
+                # A service-wide key let every account's conversions use that storage without a SAS. It is
+                # refused rather than bound to some account by guess: the operator says which one.
+                endpoint = f"@{account.endpoint}" if account.endpoint else ""
+                raise ValueError(
+                    f"entry {number}: a storage account key is no longer service-wide; link {account.name} "
+                    f"to the one account whose conversions may use it: openrr accounts link-storage ACCOUNT "
+                    f"{account.name}=KEY{endpoint} (or --key-stdin), then give --storage-account "
+                    f"{account.name}@{account.blob_endpoint} here only if every account may use it with a SAS"
+                )
+            names.append(account.name)
         if len(set(names)) != len(names):
             raise ValueError("a storage account is given twice")
         return values

@@ -11,8 +11,12 @@ spec.callback_token``, retrying until the control plane answers. A 2xx means "se
 session is gone or belongs to another instance: exit". The same URL + ``FAILED_SUFFIX`` reports a failure
 (``{"code", "message"}``) that puts the session into Error.
 
-Handshake: clients call ``HANDSHAKE_PATH`` on ``hostname:handshakePort`` with ``Authorization: Bearer <access
-token of the session's account>``; the render server checks it with ``spec.token_public_key``.
+Handshake: clients call ``HANDSHAKE_PATH`` on ``hostname:handshakePort`` with ``Authorization: Bearer <connect
+token>``. A connect token comes from the control plane (``POST /openrr/accounts/{accountId}/sessions/
+{sessionId}/connectToken`` with the account's access token): an HS256 JWT signed with ``spec.connect_secret``,
+audience ``CONNECT_AUDIENCE``, subject the session id, short-lived. The render server checks it with
+``check_connect_token``; an account's access token, or another session's connect token, gets 401. Every
+authenticated route of the render server and its inspector takes the same token and nothing else.
 
 Signalling (WebRTC offer/answer, no trickle ICE): the client POSTs ``OFFER_PATH`` on the same port, with the
 same bearer token, a JSON body ``{"type": "offer", "sdp": ..., "video": {...}?}`` after its ICE gathering is
@@ -51,8 +55,9 @@ session is over or served by another instance: exit ``EXIT_REJECTED`` (3). Other
   ``settings.control_plane_grace_s`` (``openrr serve --control-plane-grace``), counted from the last answer
   (or from ready).
 
-Both first log one WARNING line ``self-stop <reason>: <why>`` (``SELF_STOP_LOG``, reason ``LEASE_ENDED`` or
-``CONTROL_PLANE_UNREACHABLE``), then exit as after SIGTERM (a connected client gets a ``bye``). The host layer
+Both log one WARNING line ``self-stop <reason>: <why>`` (``SELF_STOP_LOG``, reason ``LEASE_ENDED`` or
+``CONTROL_PLANE_UNREACHABLE``) and stop as after SIGTERM (a connected client gets a ``bye``); the same line
+is repeated as the log's last line before they exit. The host layer
 reads the reason from the exit code, or from that log line when the exit code is lost (a server adopted by a
 restarted control plane is not its child). A control plane that finds such a server gone records the
 session as Expired (lease ended) or Error ``ControlPlaneUnreachable`` with the server's explanation.
@@ -63,6 +68,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from typing import Any
+
+import jwt
 
 SPEC_ENV = "OPENRR_RENDER_SPEC"
 READY_SUFFIX = "/ready"
@@ -88,6 +95,7 @@ PROTOCOL = "openrr-render/1"
 OFFER_PATH = "/offer"
 DATA_CHANNEL_LABEL = "openrr"
 PORT_RANGE = (49152, 65534)
+CONNECT_AUDIENCE = "openrr-session"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +104,7 @@ class RenderSettings:
 
     # Where models may come from (see ``openrr.render.sources``): local files only under these roots;
     # http(s) URLs only to public addresses unless private ones are allowed.
-    model_roots: tuple[str, ...] = ()
+    model_roots: tuple[str, ...] = ()  # a session reads only its account's folder in each
     allow_private_model_urls: bool = False
     # Video settings a client gets when its offer asks for none.
     video_width: int = 1280
@@ -113,11 +121,13 @@ class RenderSettings:
     # Seconds between heartbeats of a ready server, and how long it keeps serving without an answer.
     heartbeat_s: float = 10.0
     control_plane_grace_s: float = 600.0
+    # Shared read-only model folders every account's sessions may load from (``--model-library``).
+    model_libraries: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RenderSettings:
         fields = dict(data)
-        for key in ("model_roots", "stun_urls", "turn_urls"):
+        for key in ("model_roots", "stun_urls", "turn_urls", "model_libraries"):
             fields[key] = tuple(fields.get(key) or ())
         return cls(**fields)
 
@@ -135,7 +145,8 @@ class RenderSpec:
     callback_url: str
     callback_token: str
     callback_ca: str | None
-    token_public_key: str
+    # The key of this session's connect tokens (see check_connect_token); blank in a pooled template.
+    connect_secret: str = dataclasses.field(repr=False)
     ready_deadline_s: float
     # What every render server of this control plane shares (``openrr serve``'s options).
     settings: RenderSettings = dataclasses.field(default_factory=lambda: RenderSettings())
@@ -153,6 +164,38 @@ class RenderSpec:
         data["models"] = tuple(data.get("models") or ())
         data["settings"] = RenderSettings.from_json(data.get("settings") or {})
         return cls(**data)
+
+
+class ConnectTokenRefused(Exception):
+    """A bearer token that is not a valid connect token of this session (the message says why)."""
+
+
+def check_connect_token(token: str, *, secret: str, session_id: str) -> dict[str, Any]:
+    """The claims of ``token`` if it is a current connect token for ``session_id`` signed with ``secret``.
+
+    Only HS256 is accepted: an account's access token (EdDSA) or any other algorithm is refused, so a key
+    meant for another purpose can never stand in for the secret.
+    """
+    if not secret:
+        raise ConnectTokenRefused("this render server has no session yet")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            audience=CONNECT_AUDIENCE,
+            issuer="openrr",
+            options={"require": ["exp", "sub", "aud", "iss"]},
+        )
+    except jwt.InvalidAlgorithmError:
+        raise ConnectTokenRefused(
+            "it is not a connect token; ask the control plane for one (POST .../sessions/{id}/connectToken)"
+        ) from None
+    except jwt.PyJWTError as exc:
+        raise ConnectTokenRefused(str(exc)) from None
+    if claims.get("sub") != session_id:
+        raise ConnectTokenRefused("it was issued for another session")
+    return claims
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ from openrr.config import Settings
 from openrr.domain.clock import ManualClock
 from openrr.services.conversions import CHECK_LOGS, PROCESS_FAILED, JobFailed
 from openrr.services.runtime import Runtime
+from tests.conftest import Account
 from tests.fakes import FakeHost
 
 V = {"api-version": "2021-01-01"}
@@ -57,10 +58,18 @@ class FakeConverter:
 
 # Registered under the names tests use; imported by test modules under these (so that ruff sees no
 # redefinition when a test takes the fixture as a parameter).
-@pytest.fixture(name="containers")
-def containers_fixture(tmp_path: Path) -> Path:
-    """A container root with the containers ``input`` and ``output``."""
+@pytest.fixture(name="container_root")
+def container_root_fixture(tmp_path: Path) -> Path:
+    """The service's container root (``--container-root``): a folder per account below it."""
     root = tmp_path / "containers"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture(name="containers")
+def containers_fixture(container_root: Path, account: Account) -> Path:
+    """The test account's folder in the container root, with the containers ``input`` and ``output``."""
+    root = container_root / account.id
     (root / "input").mkdir(parents=True)
     (root / "output").mkdir()
     return root
@@ -77,11 +86,11 @@ async def runtime_fixture(
     store_url: str,
     fake_host: FakeHost,
     clock: ManualClock,
-    containers: Path,
+    container_root: Path,
     converter: FakeConverter,
 ) -> AsyncIterator[Runtime]:
     """conftest's runtime with a container root, small list pages and the fake converter."""
-    settings = settings_factory(store_url=store_url, container_roots=(containers,), list_page_size=2)
+    settings = settings_factory(store_url=store_url, container_roots=(container_root,), list_page_size=2)
     rt = await Runtime.open(settings, host=fake_host, clock=clock, conversion_runner=converter)
     fake_host.attach(rt.sessions)
     yield rt

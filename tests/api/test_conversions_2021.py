@@ -19,6 +19,7 @@ from openrr.services.runtime import Runtime
 from tests.api.conversion_fixtures import (  # noqa: F401
     FakeConverter,
     V,
+    container_root_fixture,
     containers_fixture,
     converter_fixture,
     put_blob,
@@ -317,3 +318,44 @@ async def test_get_list_and_auth(
             )
             assert resp.status_code == status, (method, path, resp.text)
     assert (await client.get(url(account), headers=account.auth)).status_code == 400  # no api-version
+
+
+async def test_accounts_are_kept_apart_in_file_containers_and_linked_storage(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    account: Account,
+    other_account: Account,
+    containers: Path,
+    container_root: Path,
+) -> None:
+    put_blob(containers / "input", "models/box.glb")
+    theirs = container_root / other_account.id
+    (theirs / "input").mkdir(parents=True)
+    (theirs / "output").mkdir()
+    # the first account's containers, named by their full path, are not the other account's to use
+    resp = await put(client, other_account, "c1", settings_body(containers))
+    assert resp.status_code == 403, resp.text
+    assert "outside this account's folders" in resp.json()["error"]["message"]
+    # nor is a path that climbs from the other account's folder into the first one's
+    sneaky = (theirs / "input").as_uri() + f"/../../{account.id}/input"
+    resp = await put(client, other_account, "c1", settings_body(theirs, input_uri=sneaky))
+    assert resp.status_code == 403, resp.text
+    assert (await put(client, account, "c1", settings_body(containers))).status_code == 201
+
+    # Storage linked with a key to the first account: it tries the key (the endpoint is down: unreachable);
+    # for the other account the same container needs a SAS.
+    await runtime.accounts.link_storage(account.id, "mystore=a2V5a2V5@http://127.0.0.1:9/mystore")
+    linked = settings_body(containers, input_uri="http://127.0.0.1:9/mystore/input")
+    resp = await put(client, account, "c2", linked)
+    assert resp.status_code == 403 and "cannot be reached" in resp.json()["error"]["message"], resp.text
+    resp = await put(client, other_account, "c2", settings_body(theirs, input_uri=linked_uri(linked)))
+    assert resp.status_code == 403, resp.text
+    message = resp.json()["error"]["message"]
+    assert "linked to this account" in message and "a2V5a2V5" not in resp.text
+    await runtime.accounts.unlink_storage(account.id, "mystore")
+    resp = await put(client, account, "c3", linked)
+    assert resp.status_code == 403 and "linked to this account" in resp.json()["error"]["message"]
+
+
+def linked_uri(body: dict[str, Any]) -> str:
+    return str(body["settings"]["inputLocation"]["storageContainerUri"])

@@ -16,7 +16,12 @@ from openrr.config import Settings
 from openrr.domain.clock import ManualClock
 from openrr.services import conversions
 from openrr.services.runtime import Runtime
-from tests.api.conversion_fixtures import V, containers_fixture, settings_body  # noqa: F401
+from tests.api.conversion_fixtures import (  # noqa: F401
+    V,
+    container_root_fixture,
+    containers_fixture,
+    settings_body,
+)
 from tests.conftest import Account
 from tests.fakes import FakeHost
 from tests.render import fixtures
@@ -33,11 +38,11 @@ async def runtime(
     store_url: str,
     fake_host: FakeHost,
     clock: ManualClock,
-    containers: Path,
+    container_root: Path,
     timeout: float,
 ) -> AsyncIterator[Runtime]:
     settings = settings_factory(
-        store_url=store_url, container_roots=(containers,), conversion_timeout=timeout
+        store_url=store_url, container_roots=(container_root,), conversion_timeout=timeout
     )
     rt = await Runtime.open(settings, host=fake_host, clock=clock)  # the real converter process
     yield rt

@@ -19,6 +19,7 @@ from openrr.store.base import Conversion, ConversionStatus
 from tests.api.conversion_fixtures import (  # noqa: F401
     FakeConverter,
     V,
+    container_root_fixture,
     containers_fixture,
     converter_fixture,
     put_blob,
@@ -125,7 +126,7 @@ async def test_a_clean_shutdown_requeues_and_the_next_process_finishes(
     assert requeued.status is ConversionStatus.NOT_STARTED and requeued.attempts == 0
 
     put_blob(containers / "input", "models/box.glb", b"glTF, fixed")
-    settings = settings_factory(store_url=store_url, container_roots=(containers,))
+    settings = settings_factory(store_url=store_url, container_roots=(containers.parent,))
     second = await Runtime.open(settings, host=fake_host, clock=clock, conversion_runner=FakeConverter())
     try:
         await second.conversions.run_pending()

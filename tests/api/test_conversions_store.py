@@ -106,10 +106,11 @@ async def hostile_client(
     tmp_path: Path,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, ApiAccount]]:
     containers = tmp_path / "containers"
-    (containers / "input").mkdir(parents=True)
+    containers.mkdir()
     settings = settings_factory(store_url=store_url, container_roots=(containers,))
     rt = await Runtime.open(settings, host=fake_host, clock=clock, conversion_runner=FakeConverter())
     created = await rt.accounts.create("hostile")
+    (containers / created.account_id / "input").mkdir(parents=True)
     token, _ = rt.tokens.issue_account_token(created.account_id)
     # not conftest's client: it re-raises the app's exceptions, and this test wants every bad answer at once
     transport = httpx.ASGITransport(app=create_app(rt), raise_app_exceptions=False)

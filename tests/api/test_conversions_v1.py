@@ -11,6 +11,7 @@ import pytest
 
 from openrr.services.runtime import Runtime
 from tests.api.conversion_fixtures import (  # noqa: F401
+    container_root_fixture,
     containers_fixture,
     converter_fixture,
     put_blob,

@@ -8,6 +8,7 @@ import json
 import httpx
 import pytest
 
+from openrr.api.app import create_app
 from openrr.domain.clock import ManualClock
 from openrr.services.runtime import Runtime
 from tests.conftest import Account
@@ -95,6 +96,31 @@ async def test_sts_throttle(
     assert resp.json()["error"]["code"] == "TooManyRequests"
     clock.advance(2)
     assert (await client.get(f"/accounts/{account.id}/token", headers=auth)).status_code == 200
+
+
+async def test_a_flood_of_wrong_keys_does_not_lock_the_owner_out(runtime: Runtime, account: Account) -> None:
+    # Both buckets on, as in production: 20 tokens per account, 10 failures per address.
+    runtime.sts_throttle.rate, runtime.sts_throttle.burst = 0.5, 20
+    app = create_app(runtime)
+    attacker = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("192.0.2.66", 40000)), base_url="https://openrr.test"
+    )
+    owner = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("198.51.100.7", 40000)), base_url="https://openrr.test"
+    )
+    path = f"/accounts/{account.id}/token"
+    async with attacker, owner:
+        wrong = {"Authorization": f"Bearer {account.id}:{'x' * 43}="}
+        statuses = [(await attacker.get(path, headers=wrong)).status_code for _ in range(200)]
+        assert statuses[:10] == [401] * 10 and set(statuses[10:]) == {429}
+        throttled = await attacker.get(path, headers=wrong)
+        assert "from this address" in throttled.json()["error"]["message"]
+        assert int(throttled.headers["retry-after"]) >= 1
+        # The owner, elsewhere, still gets tokens, and the account's own bucket is untouched by the flood.
+        right = {"Authorization": f"Bearer {account.id}:{account.key}"}
+        assert [(await owner.get(path, headers=right)).status_code for _ in range(20)] == [200] * 20
+        resp = await owner.get(path, headers=right)
+        assert resp.status_code == 429 and "for this account" in resp.json()["error"]["message"]
 
 
 async def test_docs_page_needs_no_internet(client: httpx.AsyncClient) -> None:

@@ -397,11 +397,10 @@ async def conversions_api(
     """A control plane of its own with file: containers and the fake converter, and two accounts."""
     from tests.api.conversion_fixtures import FakeConverter
 
-    containers = tmp_path / "containers"
-    (containers / "input").mkdir(parents=True)
-    (containers / "output").mkdir()
+    root = tmp_path / "containers"
+    root.mkdir()
     settings = settings_factory(
-        store_url=f"sqlite:///{tmp_path / 'conversions.db'}", container_roots=(containers,), list_page_size=2
+        store_url=f"sqlite:///{tmp_path / 'conversions.db'}", container_roots=(root,), list_page_size=2
     )
     rt = await Runtime.open(settings, host=fake_host, clock=clock, conversion_runner=FakeConverter())
     accounts = []
@@ -409,6 +408,9 @@ async def conversions_api(
         created = await rt.accounts.create(name)
         token, _ = rt.tokens.issue_account_token(created.account_id)
         accounts.append(Account(created.account_id, created.primary_key, token))
+    containers = root / accounts[0].id  # the first account's folder in the container root
+    (containers / "input").mkdir(parents=True)
+    (containers / "output").mkdir()
     from openrr.api.app import create_app
 
     transport = httpx.ASGITransport(app=create_app(rt))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from aiohttp import web
 
@@ -22,7 +23,7 @@ from openrr.api.app import create_app
 from openrr.api.web import url_host
 from openrr.config import Settings
 from openrr.domain.clock import ManualClock
-from openrr.handshake import ReadyReport
+from openrr.handshake import CONNECT_AUDIENCE, ReadyReport
 from openrr.services.runtime import Runtime
 from openrr.web import STATIC_DIR
 from tests.conftest import Account
@@ -294,6 +295,7 @@ async def test_the_relay_takes_a_data_plane_throttle_token(
 async def test_the_offer_goes_to_the_render_server_and_its_answer_comes_back(
     client: httpx.AsyncClient,
     account: Account,
+    runtime: Runtime,
     render_server: FakeRenderServer,
     s1_ready_at_render_server: None,
 ) -> None:
@@ -307,7 +309,15 @@ async def test_the_offer_goes_to_the_render_server_and_its_answer_comes_back(
     assert resp.headers["cache-control"] == "no-store"
     [(headers, body)] = render_server.requests
     assert body == raw
-    assert headers["Authorization"] == account.auth["Authorization"]
+    # The render server gets a connect token of the session, never the caller's account token.
+    scheme, token = headers["Authorization"].split(" ")
+    assert scheme == "Bearer" and token != account.token
+    secret = (await runtime.sessions.get(account.id, "s1")).connect_secret
+    # (Decoded without its lifetime check: the test's clock is not the wall clock a render server uses.)
+    claims = jwt.decode(
+        token, secret, algorithms=["HS256"], audience=CONNECT_AUDIENCE, options={"verify_exp": False}
+    )
+    assert claims["sub"] == "s1" and claims["accountId"] == account.id
     assert headers["Content-Type"] == "application/json"
 
 

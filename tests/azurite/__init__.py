@@ -82,7 +82,7 @@ class Azurite:
 
     @property
     def linked(self) -> str:
-        """The account as ``openrr serve --storage-account`` takes it, with its key."""
+        """The account as ``openrr accounts link-storage ACCOUNT STORAGE`` takes it, with its key."""
         return f"{ACCOUNT}={KEY}@{self.endpoint}"
 
     def start(self, timeout: float = 60.0) -> None:

@@ -68,7 +68,12 @@ def models_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(openrr_factory: Callable[..., OpenRRServer], models_dir: Path) -> OpenRRServer:
-    return openrr_factory(model_root=str(models_dir), video_width=640, video_height=360)
+    root = models_dir.parent / "model-root"
+    root.mkdir()
+    server = openrr_factory(model_root=str(root), video_width=640, video_height=360)
+    # Sessions read their account's folder of the model root: the development account's holds the models.
+    (root / server.account.id).symlink_to(models_dir, target_is_directory=True)
+    return server
 
 
 def sign_in(page: Page, server: OpenRRServer, next_page: str | None = None, key: str | None = None) -> None:
@@ -331,12 +336,14 @@ def test_an_expired_lease_is_explained(browser: BrowserContext, server: OpenRRSe
 def test_the_dashboard_lists_conversions_with_their_outcome(
     browser: BrowserContext, openrr_factory: Callable[..., OpenRRServer], tmp_path: Path, shot: Shot
 ) -> None:
-    containers = tmp_path / "containers"
+    root = tmp_path / "containers"
+    root.mkdir()
+    server = openrr_factory(container_root=str(root))
+    containers = root / server.account.id  # file: containers are per account
     (containers / "input" / "models").mkdir(parents=True)
     (containers / "output").mkdir()
     fixtures.two_node_glb(containers / "input" / "models")
     (containers / "input" / "models" / "broken.glb").write_bytes(b"not a model at all")
-    server = openrr_factory(container_root=str(containers))
 
     page = browser.new_page()
     errors: list[str] = []

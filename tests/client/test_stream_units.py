@@ -56,7 +56,8 @@ from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track
 
 W, H = 320, 240
 OFFSET = 5.0  # the fake server's clock minus time.time()
-TOKEN = "good-token"
+TOKEN = "good-token"  # the account's, from the STS
+CONNECT_TOKEN = "connect-token"  # the session's, the only one the render server takes
 ACCOUNT = "acc-1"
 SESSION = "sess-1"
 Frame = npt.NDArray[np.uint8]
@@ -339,6 +340,7 @@ class FakeRender:
         app.router.add_post(OFFER_PATH, self._offer)
         app.router.add_get("/accounts/{account}/token", self._token)
         app.router.add_get("/accounts/{account}/sessions/{session}", self._session)
+        app.router.add_post("/openrr/accounts/{account}/sessions/{session}/connectToken", self._connect_token)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -370,6 +372,11 @@ class FakeRender:
     async def _token(self, _request: web.Request) -> web.Response:
         return web.json_response({"AccessToken": TOKEN})
 
+    async def _connect_token(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return web.json_response({"error": {"code": "Unauthorized", "message": "no"}}, status=401)
+        return web.json_response({"token": CONNECT_TOKEN, "expiresOn": "2099-01-01T00:00:00.000000Z"})
+
     async def _session(self, request: web.Request) -> web.Response:
         body: dict[str, Any] = {
             "id": request.match_info["session"],
@@ -398,8 +405,8 @@ class FakeRender:
         if self.refusal is not None:
             status, raw = self.refusal
             return web.Response(status=status, body=raw, content_type="application/json")
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            error = {"error": {"code": "Unauthorized", "message": "The access token is not valid."}}
+        if request.headers.get("Authorization") != f"Bearer {CONNECT_TOKEN}":
+            error = {"error": {"code": "Unauthorized", "message": "The connect token is not valid."}}
             return web.json_response(error, status=401)
         codec: Codec = body.get("video", {}).get("codec", "h264")
         pc = RTCPeerConnection(IceSettings().rtc_configuration())
@@ -433,11 +440,11 @@ async def test_offer_refusals_become_errors(fake: FakeRender) -> None:
     body = {"error": {"code": "ClientAlreadyConnected", "message": "Another client is connected."}}
     fake.refusal = (409, json.dumps(body).encode())
     with pytest.raises(RenderConnectError) as caught:
-        await connect("127.0.0.1", fake.port, TOKEN)
+        await connect("127.0.0.1", fake.port, CONNECT_TOKEN)
     assert (caught.value.status, caught.value.code) == (409, "ClientAlreadyConnected")
     fake.refusal = (503, b"not json")
     with pytest.raises(RenderConnectError) as caught:
-        await connect("127.0.0.1", fake.port, TOKEN, video=VideoSettings(width=640, fps=24))
+        await connect("127.0.0.1", fake.port, CONNECT_TOKEN, video=VideoSettings(width=640, fps=24))
     assert (caught.value.status, caught.value.code, caught.value.message) == (503, "NotReady", "not json")
     fake.refusal = None
     with pytest.raises(RenderConnectError) as caught:
@@ -445,11 +452,11 @@ async def test_offer_refusals_become_errors(fake: FakeRender) -> None:
     assert (caught.value.status, caught.value.code) == (401, "Unauthorized")
     fake.refusal = (200, b'{"type": "answer"}')
     with pytest.raises(RenderConnectError, match="BadAnswer"):
-        await connect("127.0.0.1", fake.port, TOKEN)
+        await connect("127.0.0.1", fake.port, CONNECT_TOKEN)
     # What went over the wire: the bearer token, a complete offer (gathering done, no trickle) with one
     # recvonly video transceiver and the data channel, and the video settings asked for.
     offer = fake.offers[1]
-    assert offer["authorization"] == f"Bearer {TOKEN}" and offer["type"] == "offer"
+    assert offer["authorization"] == f"Bearer {CONNECT_TOKEN}" and offer["type"] == "offer"
     assert offer["video"] == {"width": 640, "fps": 24}
     sdp = offer["sdp"]
     assert "a=recvonly" in sdp and "m=application" in sdp and "a=end-of-candidates" in sdp
@@ -463,7 +470,7 @@ async def test_unreachable_and_slow_servers(fake: FakeRender) -> None:
     fake.offer_delay = 3
     started = time.monotonic()
     with pytest.raises(RenderConnectError, match="waiting for the answer") as caught:
-        await connect("127.0.0.1", fake.port, TOKEN, timeout=0.5)
+        await connect("127.0.0.1", fake.port, CONNECT_TOKEN, timeout=0.5)
     assert caught.value.code == "Timeout" and time.monotonic() - started < 2.5
 
 
@@ -472,7 +479,7 @@ async def test_receives_video_talks_protocol_and_measures(
     fake: FakeRender, codec: Codec, rebase_pts: bool
 ) -> None:
     fake.rebase_pts = rebase_pts
-    async with await connect("127.0.0.1", fake.port, TOKEN, video=VideoSettings(codec=codec)) as conn:
+    async with await connect("127.0.0.1", fake.port, CONNECT_TOKEN, video=VideoSettings(codec=codec)) as conn:
         assert conn.hello is not None and conn.hello["sessionId"] == SESSION
         assert conn.codec == codec and conn.answer_video["width"] == W
         best = await conn.sync_clock(5)
@@ -535,7 +542,7 @@ async def test_session_lookup_and_lost_connections(fake: FakeRender) -> None:
         fake.session_status = "Ready"
         conn = await connect_session(client, SESSION, timeout=10)
     try:
-        assert conn.port == fake.port and fake.offers[-1]["authorization"] == f"Bearer {TOKEN}"
+        assert conn.port == fake.port and fake.offers[-1]["authorization"] == f"Bearer {CONNECT_TOKEN}"
         frames = [f async for f in conn.frames(3)]
         assert [f.pts for f in frames] == sorted({f.pts for f in frames})
         assert frames[-1].image().shape == (H, W, 3)

@@ -287,15 +287,18 @@ class OpenRRServer:
         return [_render_proc(row) for row in self.rows() if (row["host_handle"] or {}).get("pid")]
 
     # ---- clients --------------------------------------------------------------------------------------
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run ``openrr ARGS`` and capture its output."""
+    def cli(
+        self, *args: str, timeout: float = 60, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``openrr ARGS`` and capture its output; ``stdin``: text for its standard input."""
         return subprocess.run(
             [*openrr_command(), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
             env=self.env(),
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
         )
 
     def create_account(self) -> Account:
@@ -313,6 +316,20 @@ class OpenRRServer:
         )
         assert r.status_code == 200, r.text
         return str(r.json()["AccessToken"])
+
+    def connect_token_response(self, session_id: str, account: Account | None = None) -> httpx.Response:
+        account = account or self.account
+        return httpx.post(
+            f"{self.url}/openrr/accounts/{self.account.id}/sessions/{session_id}/connectToken",
+            headers={"Authorization": f"Bearer {self.token(account)}"},
+            verify=self.ssl_context(),
+        )
+
+    def connect_token(self, session_id: str) -> str:
+        """A connect token of the session (of the dev account): what its render server takes."""
+        r = self.connect_token_response(session_id)
+        assert r.status_code == 200, r.text
+        return str(r.json()["token"])
 
     def api(self, account: Account | None = None) -> ApiClient:
         account = account or self.account

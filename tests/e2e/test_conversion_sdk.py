@@ -215,8 +215,24 @@ def _worker_of(server: OpenRRServer) -> Proc | None:
 def test_a_conversion_survives_kill_9_of_its_control_plane(
     azurite: Azurite, servers: list[OpenRRServer], tmp_path: Path
 ) -> None:
-    # Linked with the key this time: the requests carry no SAS.
-    server = start(servers, tmp_path / "data", storage_account=azurite.linked)
+    # Linked with the key to the server's account this time: the requests carry no SAS. The key goes in on
+    # standard input, and the listing shows the link without it.
+    server = start(servers, tmp_path / "data")
+    data_dir = ("--data-dir", str(server.data_dir))
+    storage, endpoint = azurite.linked.split("=", 1)[0], azurite.endpoint
+    linked = server.cli(
+        "accounts",
+        "link-storage",
+        *data_dir,
+        server.account.id,
+        f"{storage}@{endpoint}",
+        "--key-stdin",
+        stdin=KEY + "\n",
+    )
+    assert linked.returncode == 0, linked.stderr
+    listed = server.cli("accounts", "list-storage", *data_dir, server.account.id, "--json")
+    assert json.loads(listed.stdout) == [{"name": storage, "endpoint": endpoint, "hasKey": True}]
+    assert KEY not in listed.stdout + linked.stdout + linked.stderr
     conversion_id = f"restart-{uuid.uuid4()}"
     with server.api() as api:
         resp = api.http.put(
@@ -267,15 +283,17 @@ def test_cli_uploads_converts_and_prints_the_asset(
     azurite: Azurite, servers: list[OpenRRServer], tmp_path: Path
 ) -> None:
     """``openrr conversions`` as Conversion.ps1 -UseContainerSas, then with the service's file: containers."""
-    containers = tmp_path / "containers"
-    (containers / "output").mkdir(parents=True)
-    (containers / "input").mkdir()
+    root = tmp_path / "containers"
+    root.mkdir()
     server = start(
         servers,
         tmp_path / "data",
         storage_account=f"devstoreaccount1@{azurite.endpoint}",
-        container_root=str(containers),
+        container_root=str(root),
     )
+    containers = root / server.account.id  # file: containers are per account: ROOT/ACCOUNT_ID/CONTAINER
+    (containers / "output").mkdir(parents=True)
+    (containers / "input").mkdir()
     local = tmp_path / "upload"
     local.mkdir()
     fixtures.two_node_glb(local)

@@ -44,7 +44,12 @@ def models(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def streaming_server(openrr_factory: Callable[..., OpenRRServer], models: Path) -> OpenRRServer:
-    return openrr_factory(model_root=str(models), video_width=W, video_height=H)
+    root = models.parent / "model-root"
+    root.mkdir()
+    server = openrr_factory(model_root=str(root), video_width=W, video_height=H)
+    # Sessions read their account's folder of the model root: the development account's holds the models.
+    (root / server.account.id).symlink_to(models, target_is_directory=True)
+    return server
 
 
 @pytest.fixture

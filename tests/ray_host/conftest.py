@@ -17,8 +17,6 @@ from typing import Any
 
 import pytest
 import ray
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from openrr.handshake import HEARTBEAT_SUFFIX, READY_SUFFIX, RenderSettings, RenderSpec
 from openrr.hosts.ray import RayHost
@@ -81,16 +79,8 @@ def callbacks() -> Iterator[Callbacks]:
     server.close()
 
 
-@pytest.fixture(scope="session")
-def public_key() -> str:
-    key = Ed25519PrivateKey.generate().public_key()
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-
-
 @pytest.fixture
-def make_spec(callbacks: Callbacks, public_key: str) -> Callable[..., RenderSpec]:
+def make_spec(callbacks: Callbacks) -> Callable[..., RenderSpec]:
     """``make_spec(size="Standard", template=False)``: a session's spec (or a pooled template) whose ready
     callback goes to ``callbacks``; the host rewrites its addresses to the node's."""
 
@@ -108,7 +98,7 @@ def make_spec(callbacks: Callbacks, public_key: str) -> Callable[..., RenderSpec
             callback_url="" if template else f"{callbacks.url}/internal/render/{ACCOUNT}/{session}",
             callback_token="" if template else callbacks.token,
             callback_ca=None,
-            token_public_key=public_key,
+            connect_secret="" if template else secrets.token_urlsafe(32),
             ready_deadline_s=60.0,
             # Small frames: the warm-up frame on llvmpipe is what a start waits for.
             settings=RenderSettings(video_width=320, video_height=180),

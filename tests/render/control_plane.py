@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,33 +15,47 @@ from typing import Any
 
 import jwt
 from aiohttp import web
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from openrr.handshake import RenderSettings, RenderSpec
+from openrr.handshake import CONNECT_AUDIENCE, RenderSettings, RenderSpec
+from tests.render.fixtures import model_root_for
 
 ACCOUNT = "00000000-0000-0000-0000-0000000000aa"
 
 
 class Keys:
-    """The key pair the control plane signs account tokens with."""
+    """The connect secret the control plane gives a session's render server, and the account key pair its
+    STS signs with (an account token is what a render server must refuse)."""
 
     def __init__(self) -> None:
-        self.key = Ed25519PrivateKey.generate()
-        self.public_pem = (
-            self.key.public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            .decode()
-        )
+        self.secret = secrets.token_urlsafe(32)
+        self.account_key = Ed25519PrivateKey.generate()
 
-    def token(self, account: str = ACCOUNT) -> str:
+    def token(self, session: str, lifetime: float = 600) -> str:
+        """A connect token for ``session``'s render server."""
+        return connect_token(self.secret, session, lifetime)
+
+    def account_token(self, account: str = ACCOUNT) -> str:
         claims = {"sub": account, "aud": "openrr", "iss": "openrr", "exp": int(time.time() + 600)}
-        return jwt.encode(claims, self.key, algorithm="EdDSA")
+        return jwt.encode(claims, self.account_key, algorithm="EdDSA")
+
+
+def connect_token(secret: str, session: str, lifetime: float = 600) -> str:
+    """What ``POST .../sessions/{session}/connectToken`` answers, minted here (see openrr.handshake)."""
+    claims = {
+        "sub": session,
+        "aud": CONNECT_AUDIENCE,
+        "iss": "openrr",
+        "accountId": ACCOUNT,
+        "exp": int(time.time() + lifetime),
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def template(model_root: Path, *, size: str = "standard", **settings: Any) -> RenderSpec:
     """What a pool is filled from: the shared fields set, every session field blank."""
-    values: dict[str, Any] = {"model_roots": (str(model_root),), "video_width": 320, "video_height": 180}
+    root = model_root_for(model_root, ACCOUNT)  # sessions are ACCOUNT's: its folder holds model_root's models
+    values: dict[str, Any] = {"model_roots": (str(root),), "video_width": 320, "video_height": 180}
     values.update(settings)
     return RenderSpec(
         account_id="",
@@ -54,7 +69,7 @@ def template(model_root: Path, *, size: str = "standard", **settings: Any) -> Re
         callback_url="",
         callback_token="",
         callback_ca=None,
-        token_public_key="",
+        connect_secret="",
         ready_deadline_s=20.0,
         settings=RenderSettings(**values),
     )
@@ -94,7 +109,7 @@ class CallbackReceiver:
             models=models,
             callback_url=self.url(session),
             callback_token=f"token-of-{session}",
-            token_public_key=keys.public_pem,
+            connect_secret=keys.secret,
         )
 
     async def _post(self, request: web.Request) -> web.Response:

@@ -211,3 +211,19 @@ def serve_directory(directory: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def model_root_for(models: Path, account: str) -> Path:
+    """A model root in which ``account``'s folder is ``models`` (a symlink beside it): render servers read a
+    session's models from ``ROOT/<accountId>/``, and the tests keep theirs in one folder.
+
+    A path that is not a directory is returned as it is (unit tests that never touch the disk).
+    """
+    if not models.is_dir():
+        return models
+    root = models.parent / f"{models.name}.roots"
+    (root).mkdir(exist_ok=True)
+    link = root / account
+    if not link.exists():
+        link.symlink_to(models.resolve(), target_is_directory=True)
+    return root

@@ -4,47 +4,46 @@ data-channel tests that need a real WebRTC peer but not a session's life cycle."
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import jwt
 from aiohttp import web
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from openrr.handshake import RenderSettings, RenderSpec
 from openrr.render.server import RenderServer, http_runner
+from tests.render.control_plane import ACCOUNT, Keys
+from tests.render.fixtures import model_root_for
 
-ACCOUNT = "00000000-0000-0000-0000-0000000000aa"
+SESSION = "live-session"
 
 
 @dataclasses.dataclass
 class LiveServer:
     server: RenderServer
     port: int
-    key: Ed25519PrivateKey
+    keys: Keys
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def token(self, account: str = ACCOUNT, lifetime: float = 600) -> str:
-        claims = {"sub": account, "aud": "openrr", "iss": "openrr", "exp": int(time.time() + lifetime)}
-        return jwt.encode(claims, self.key, algorithm="EdDSA")
+    def token(self, session: str = SESSION, lifetime: float = 600) -> str:
+        """A connect token (of this session unless told otherwise)."""
+        return self.keys.token(session, lifetime)
+
+    def account_token(self) -> str:
+        """The session account's access token, which a render server must refuse."""
+        return self.keys.account_token()
 
 
 @asynccontextmanager
 async def live_server(model_root: Path, **spec_fields: Any) -> AsyncIterator[LiveServer]:
-    key = Ed25519PrivateKey.generate()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    keys = Keys()
     fields: dict[str, Any] = {
         "account_id": ACCOUNT,
-        "session_id": "live-session",
+        "session_id": SESSION,
         "instance": "live",
         "size": "standard",
         "models": (),
@@ -54,9 +53,11 @@ async def live_server(model_root: Path, **spec_fields: Any) -> AsyncIterator[Liv
         "callback_url": "http://127.0.0.1:9/unused",
         "callback_token": "unused",
         "callback_ca": None,
-        "token_public_key": public.decode(),
+        "connect_secret": keys.secret,
         "ready_deadline_s": 5.0,
-        "settings": RenderSettings(model_roots=(str(model_root),), video_width=320, video_height=180),
+        "settings": RenderSettings(
+            model_roots=(str(model_root_for(model_root, ACCOUNT)),), video_width=320, video_height=180
+        ),
     }
     fields.update(spec_fields)
     server = RenderServer(RenderSpec(**fields))
@@ -68,7 +69,7 @@ async def live_server(model_root: Path, **spec_fields: Any) -> AsyncIterator[Liv
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield LiveServer(server, port, key)
+        yield LiveServer(server, port, keys)
     finally:
         await server.shutdown()
         await runner.cleanup()

@@ -201,16 +201,18 @@ async def inspected(tmp_path: Path) -> AsyncIterator[tuple[LiveServer, str, LogB
 DATA_PATHS = ["/history", "/log", "/scene", "/trace", "/stats"]
 
 
-async def test_data_endpoints_need_the_accounts_token(inspected: tuple[LiveServer, str, LogBuffer]) -> None:
+async def test_data_endpoints_need_a_connect_token_of_the_session(
+    inspected: tuple[LiveServer, str, LogBuffer],
+) -> None:
     live, url, _ = inspected
     async with aiohttp.ClientSession() as http:
         for path in DATA_PATHS:
             async with http.get(url + path) as resp:
                 assert resp.status == 401, path
                 assert (await resp.json())["error"]["code"] == "Unauthorized"
-            other = live.token(account="00000000-0000-0000-0000-0000000000bb")
-            async with http.get(url + path, headers={"Authorization": f"Bearer {other}"}) as resp:
-                assert resp.status == 403, path
+            for other in (live.token(session="other-session"), live.account_token()):
+                async with http.get(url + path, headers={"Authorization": f"Bearer {other}"}) as resp:
+                    assert resp.status == 401, path
             async with http.get(url + path, headers={"Authorization": "Bearer not-a-jwt"}) as resp:
                 assert resp.status == 401, path
             async with http.get(url + path, headers={"Authorization": f"Bearer {live.token()}"}) as resp:

@@ -65,13 +65,15 @@ async def test_an_assigned_pooled_server_preloads_and_reports_ready_for_its_sess
     assert ready.authorization == f"Bearer {spec.callback_token}"
     base_url = f"http://{ready.body['hostname']}:{ready.body['handshakePort']}"
     # The assigned spec's key and account guard the session, not the template's blank ones.
-    handshake = await get(base_url + HANDSHAKE_PATH, keys.token())
+    handshake = await get(base_url + HANDSHAKE_PATH, keys.token("pooled-1"))
     assert handshake.status_code == 200, handshake.text
     assert handshake.json()["sessionId"] == "pooled-1"
     assert handshake.json()["models"] == ["two_nodes.glb"]
-    assert (await get(base_url + HANDSHAKE_PATH, Keys().token())).status_code == 401
+    assert (await get(base_url + HANDSHAKE_PATH, Keys().token("pooled-1"))).status_code == 401
+    assert (await get(base_url + HANDSHAKE_PATH, keys.token("pooled-2"))).status_code == 401
+    assert (await get(base_url + HANDSHAKE_PATH, keys.account_token())).status_code == 401
     inspector = f"http://{ready.body['hostname']}:{ready.body['arrInspectorPort']}"
-    stats = (await get(inspector + "/stats", keys.token())).json()
+    stats = (await get(inspector + "/stats", keys.token("pooled-1"))).json()
     assert stats["sessionId"] == "pooled-1"
     assert [m["url"] for m in stats["models"]] == ["two_nodes.glb"]
     assert stats["models"][0]["nodes"] > 0
@@ -237,7 +239,7 @@ async def test_idle_stop_reports_once_per_period_without_a_client(
     assert (await get(base_url + "/health")).json()["status"] == "ok"
 
     # A connected client holds the clock, however long it stays.
-    pc = await connect(base_url, keys.token())
+    pc = await connect(base_url, keys.token(spec.session_id))
     try:
         assert (await get(base_url + HANDSHAKE_PATH, keys.token())).json()["clientConnected"] is True
         await asyncio.sleep(idle_s * 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from openrr.handshake import DATA_CHANNEL_LABEL, OFFER_PATH
+from openrr.handshake import DATA_CHANNEL_LABEL, HANDSHAKE_PATH, OFFER_PATH
 from openrr.render.ice import loopback_host_candidates
 from openrr.render.server import MAX_HEADER_FIELD, MAX_HEADER_FIELDS, MAX_OFFER_BYTES
 from tests.render import fixtures
@@ -50,13 +51,15 @@ def error_of(resp: httpx.Response) -> tuple[int, str]:
     return resp.status_code, body["error"]["code"]
 
 
-async def test_offers_need_a_valid_token_of_the_sessions_account(live: LiveServer) -> None:
+async def test_offers_need_a_connect_token_of_this_session(live: LiveServer) -> None:
     body = {"type": "offer", "sdp": "v=0"}
     assert error_of(await post(live, body)) == (401, "Unauthorized")
     assert error_of(await post(live, body, "not-a-jwt")) == (401, "Unauthorized")
     assert error_of(await post(live, body, live.token(lifetime=-60))) == (401, "Unauthorized")
-    other = live.token(account="00000000-0000-0000-0000-0000000000bb")
-    assert error_of(await post(live, body, other)) == (403, "Forbidden")
+    # Another session's connect token, and the account's own access token, are refused alike.
+    assert error_of(await post(live, body, live.token(session="other-session"))) == (401, "Unauthorized")
+    refused = await post(live, body, live.account_token())
+    assert error_of(refused) == (401, "Unauthorized") and "not a connect token" in refused.text
 
 
 @pytest.mark.parametrize(
@@ -157,6 +160,15 @@ async def test_bodies_and_heads_are_bounded_before_the_token_is_checked(live: Li
         assert (await http.get(live.url + "/health", headers=many)).status_code == 400  # aiohttp's answer
         long = {"x-long": "a" * (MAX_HEADER_FIELD + 1)}
         assert (await http.get(live.url + "/health", headers=long)).status_code == 400
+
+
+async def test_the_handshake_shows_models_without_their_query_strings(live: LiveServer) -> None:
+    sas = "https://user:pw@assets.test/a/m.glb?sv=2021-08-06&sig=SECRET"
+    live.server.spec = dataclasses.replace(live.server.spec, models=(sas,))
+    async with httpx.AsyncClient() as http:
+        resp = await http.get(live.url + HANDSHAKE_PATH, headers={"Authorization": f"Bearer {live.token()}"})
+    assert resp.status_code == 200 and resp.json()["models"] == ["https://assets.test/a/m.glb"]
+    assert "SECRET" not in resp.text and "pw" not in resp.text
 
 
 async def test_an_offer_with_no_codec_in_common_is_refused(live: LiveServer) -> None:

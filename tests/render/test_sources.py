@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import socket
 from pathlib import Path
@@ -296,12 +297,66 @@ def test_from_spec_and_describe(root: Path) -> None:
         callback_url="https://127.0.0.1:8443/internal/render/a/s",
         callback_token="t",
         callback_ca=None,
-        token_public_key="k",
+        connect_secret="k",
         ready_deadline_s=60,
-        settings=RenderSettings(model_roots=(str(root),), allow_private_model_urls=True),
+        settings=RenderSettings(
+            model_roots=(str(root),), allow_private_model_urls=True, model_libraries=("/srv/library",)
+        ),
     )
     policy = ModelSourcePolicy.from_spec(RenderSpec.from_json(spec.to_json()))
-    assert policy == ModelSourcePolicy(roots=(root,), allow_private_urls=True)
-    assert str(root) in policy.describe() and "any address" in policy.describe()
+    # the session's account folder of each root, and the shared library
+    assert policy == ModelSourcePolicy(
+        roots=(root / "a",), allow_private_urls=True, library=(Path("/srv/library"),)
+    )
+    assert str(root / "a") in policy.describe() and "any address" in policy.describe()
+    # a pooled server's template has no account yet, and an id that is not one folder name gets no folder
+    for account in ("", "..", "a/../b", "/abs"):
+        blank = ModelSourcePolicy.from_spec(dataclasses.replace(spec, account_id=account))
+        assert blank.roots == () and blank.library == (Path("/srv/library"),)
     closed = ModelSourcePolicy(roots=()).describe()
     assert "--model-root" in closed and "public addresses only" in closed
+
+
+# ---- accounts apart, and the shared library ------------------------------------------------------------
+A = "6f1c1f3e-0b4d-4e8e-9d7c-1a2b3c4d5e6f"
+B = "0b9e2a55-7d0c-4f65-8a3e-9f8e7d6c5b4a"
+
+
+@pytest.fixture
+def tenants(tmp_path: Path) -> tuple[Path, Path]:
+    """A model root with the folders of accounts A and B, and a shared library."""
+    root, library = tmp_path / "models", tmp_path / "library"
+    for folder, name in ((root / A, "mine.glb"), (root / B, "theirs.glb"), (library, "shared.glb")):
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(b"glTF")
+    (library / "mine.glb").write_bytes(b"library copy")
+    return root, library
+
+
+def test_an_account_loads_its_own_folder_and_the_library_only(tenants: tuple[Path, Path]) -> None:
+    root, library = tenants
+    policy = ModelSourcePolicy(roots=(root / A,), library=(library,))
+    assert policy.check("mine.glb") == str((root / A / "mine.glb").resolve())  # its own copy first
+    assert policy.check("shared.glb") == str((library / "shared.glb").resolve())
+    assert policy.check((library / "shared.glb").as_uri()) == str((library / "shared.glb").resolve())
+    for other in (
+        str(root / B / "theirs.glb"),  # by absolute path
+        (root / B / "theirs.glb").as_uri(),
+        f"../{B}/theirs.glb",  # climbing out of its own folder
+        str(root / "x.glb"),  # the root above the account folders
+    ):
+        with pytest.raises(SourceRefused) as info:
+            policy.check(other)
+        assert B not in info.value.message.replace(other, "")  # the refusal names nothing it resolved to
+    # a missing name is looked up in the account's folder: B's file of that name is not found through it
+    assert policy.check("theirs.glb") == str((root / A / "theirs.glb").resolve())
+
+
+def test_a_symlink_in_an_account_folder_to_another_account_is_refused(tenants: tuple[Path, Path]) -> None:
+    root, library = tenants
+    (root / A / "link.glb").symlink_to(root / B / "theirs.glb")
+    (root / A / "dir").symlink_to(root / B, target_is_directory=True)
+    policy = ModelSourcePolicy(roots=(root / A,), library=(library,))
+    for source in ("link.glb", "dir/theirs.glb"):
+        with pytest.raises(SourceRefused):
+            policy.check(source)

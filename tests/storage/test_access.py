@@ -29,25 +29,45 @@ def test_parse_linked_account() -> None:
 
 def test_settings_report_bad_accounts_without_their_keys() -> None:
     with pytest.raises(InvalidInput) as info:
-        Settings.load({"storage_accounts": (f"acct1={KEY}", "x=SECRETKEY")})
+        Settings.load({"storage_accounts": (f"acct1@{AZURITE}", "x=SECRETKEY")})
     assert "--storage-account" in info.value.message and "entry 2" in info.value.message
     assert "SECRETKEY" not in info.value.message
     with pytest.raises(InvalidInput):
-        Settings.load({"storage_accounts": (f"acct1={KEY}", f"acct1={KEY}@{AZURITE}")})
-    settings = Settings.load({"storage_accounts": (f"acct1={KEY}",)})
-    assert KEY not in repr(settings)
-    assert settings.linked_accounts == (LinkedAccount("acct1", KEY),)
+        Settings.load({"storage_accounts": (f"acct1@{AZURITE}", f"acct1@{AZURITE}/x")})
+    settings = Settings.load({"storage_accounts": (f"devstoreaccount1@{AZURITE}",)})
+    assert settings.linked_accounts == (LinkedAccount("devstoreaccount1", None, AZURITE),)
+
+
+@pytest.mark.parametrize("entry", [f"acct1={KEY}", f"devstoreaccount1={KEY}@{AZURITE}"])
+def test_a_service_wide_key_is_refused_at_start_with_how_to_link_it(entry: str) -> None:
+    """The old --storage-account NAME=KEY gave every account the storage: refused, never kept silently."""
+    with pytest.raises(InvalidInput) as info:
+        Settings.load({"storage_accounts": (entry,)})
+    message = info.value.message
+    assert "--storage-account" in message and "openrr accounts link-storage ACCOUNT" in message
+    assert KEY not in message
+    with pytest.raises(ValueError, match="cannot have a key"):
+        StorageAccess(accounts=(parse_linked_account(entry),))
+
+
+ACCOUNT = "6f1c1f3e-0b4d-4e8e-9d7c-1a2b3c4d5e6f"
 
 
 def test_which_credential() -> None:
-    access = StorageAccess(
-        accounts=(LinkedAccount("linked", KEY), LinkedAccount("devstoreaccount1", None, AZURITE))
-    )
-    # Azure, with a SAS; linked, with or without one
-    sas = access.open("https://acct1.blob.core.windows.net/input", "?sv=1&sig=x")
+    service = StorageAccess(accounts=(LinkedAccount("devstoreaccount1", None, AZURITE),))
+    mine = (LinkedAccount("linked", KEY),)
+
+    def open_(uri: str, sas: str | None) -> object:
+        return service.open(uri, sas, account_id=ACCOUNT, linked=mine)
+
+    # Azure, with a SAS; linked to the caller, with or without one
+    sas = open_("https://acct1.blob.core.windows.net/input", "?sv=1&sig=x")
     assert isinstance(sas, BlobContainer) and sas.uri == "https://acct1.blob.core.windows.net/input"
-    assert isinstance(access.open("https://linked.blob.core.windows.net/input/", None), BlobContainer)
-    assert isinstance(access.open(f"{AZURITE}/input", "sv=1&sig=x"), BlobContainer)
+    assert isinstance(open_("https://linked.blob.core.windows.net/input/", None), BlobContainer)
+    assert isinstance(open_(f"{AZURITE}/input", "sv=1&sig=x"), BlobContainer)
+    # the same storage, for an account it is not linked to: a SAS is needed
+    with pytest.raises(NoAccess):
+        service.open("https://linked.blob.core.windows.net/input", None, account_id=ACCOUNT)
     refused = [
         ("https://acct1.blob.core.windows.net/input", None),  # not linked, no SAS
         (f"{AZURITE}/input", None),  # configured without a key
@@ -63,13 +83,18 @@ def test_which_credential() -> None:
     ]
     for uri, given in refused:
         with pytest.raises(NoAccess):
-            access.open(uri, given)
+            open_(uri, given)
 
 
 def test_v1_names() -> None:
     access = StorageAccess(accounts=(LinkedAccount("devstoreaccount1", None, AZURITE),))
-    assert access.v1_container_uri("devstoreaccount1", "input") == f"{AZURITE}/input"
-    assert access.v1_container_uri("acct1", "input") == "https://acct1.blob.core.windows.net/input"
+    assert access.v1_container_uri(ACCOUNT, (), "devstoreaccount1", "input") == f"{AZURITE}/input"
+    assert (
+        access.v1_container_uri(ACCOUNT, (), "acct1", "input") == "https://acct1.blob.core.windows.net/input"
+    )
+    linked = (LinkedAccount("mine", KEY, "http://127.0.0.1:10001/mine"),)
+    assert access.v1_container_uri(ACCOUNT, linked, "mine", "c") == "http://127.0.0.1:10001/mine/c"
+    assert access.v1_names("http://127.0.0.1:10001/mine/c", linked) == ("mine", "c")
     assert access.v1_names(f"{AZURITE}/input") == ("devstoreaccount1", "input")
     assert access.v1_names("https://acct1.blob.core.windows.net/input") == ("acct1", "input")
     assert access.v1_names("file:///srv/containers/output") == ("local", "output")

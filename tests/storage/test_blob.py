@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from openrr.storage import AccessDenied, LinkedAccount, StorageAccess, StorageError, Unreachable
+from openrr.storage.base import Container
 from tests.azurite import ACCOUNT, KEY, Azurite
 
 
@@ -26,12 +27,25 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
         server.stop()
 
 
-def sas_only(azurite: Azurite) -> StorageAccess:
-    return StorageAccess(accounts=(LinkedAccount(ACCOUNT, None, azurite.endpoint),))
+OWNER = "6f1c1f3e-0b4d-4e8e-9d7c-1a2b3c4d5e6f"  # the openrr account the storage is linked to
 
 
-def linked(azurite: Azurite) -> StorageAccess:
-    return StorageAccess(accounts=(LinkedAccount(ACCOUNT, KEY, azurite.endpoint),))
+class Opener:
+    """Opens containers as OWNER, with the storage linked to it."""
+
+    def __init__(self, access: StorageAccess, linked: tuple[LinkedAccount, ...] = ()) -> None:
+        self.access, self.linked = access, linked
+
+    def open(self, uri: str, sas: str | None, *, transfers: bool = True) -> Container:
+        return self.access.open(uri, sas, account_id=OWNER, linked=self.linked, transfers=transfers)
+
+
+def sas_only(azurite: Azurite) -> Opener:
+    return Opener(StorageAccess(accounts=(LinkedAccount(ACCOUNT, None, azurite.endpoint),)))
+
+
+def linked(azurite: Azurite) -> Opener:
+    return Opener(StorageAccess(), (LinkedAccount(ACCOUNT, KEY, azurite.endpoint),))
 
 
 async def test_read_with_a_read_list_sas(azurite: Azurite, tmp_path: Path) -> None:
@@ -94,7 +108,7 @@ async def test_denied_missing_and_unreachable(azurite: Azurite) -> None:
     with pytest.raises(Unreachable):
         async with linked(azurite).open(f"{azurite.endpoint}/missing", None) as container:
             await container.check_read("")
-    gone = StorageAccess(accounts=(LinkedAccount(ACCOUNT, KEY, "http://127.0.0.1:9/devstoreaccount1"),))
+    gone = Opener(StorageAccess(), (LinkedAccount(ACCOUNT, KEY, "http://127.0.0.1:9/devstoreaccount1"),))
     with pytest.raises(StorageError) as unreachable:
         async with gone.open("http://127.0.0.1:9/devstoreaccount1/input", None, transfers=False) as container:
             await container.check_read("")

@@ -1,4 +1,5 @@
-"""file: containers: confined to the container roots, nothing read or written outside the container."""
+"""file: containers: confined to the calling account's folders of the container roots, nothing read or written
+outside the container."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ from pathlib import Path
 import pytest
 
 from openrr.storage import BadBlobName, NoAccess, StorageAccess, StorageError, Unreachable
+from openrr.storage.base import Container
 from openrr.storage.local import LocalContainer
+
+ACCOUNT = "6f1c1f3e-0b4d-4e8e-9d7c-1a2b3c4d5e6f"
+OTHER = "0b9e2a55-7d0c-4f65-8a3e-9f8e7d6c5b4a"
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    root = tmp_path / "root"
+    """The account's folder in the container root ``tmp_path/root``."""
+    root = tmp_path / "root" / ACCOUNT
     (root / "c" / "models" / "sub").mkdir(parents=True)
     (root / "c" / "models" / "box.glb").write_bytes(b"box")
     (root / "c" / "models" / "sub" / "tex.png").write_bytes(b"png")
@@ -23,8 +29,14 @@ def root(tmp_path: Path) -> Path:
     return root
 
 
-def access(root: Path) -> StorageAccess:
-    return StorageAccess(container_roots=(root,))
+class access:
+    """StorageAccess with the container root above the account folder ``root``, opening as ACCOUNT."""
+
+    def __init__(self, root: Path) -> None:
+        self.access = StorageAccess(container_roots=(root.parent,))
+
+    def open(self, uri: str, sas: str | None) -> Container:
+        return self.access.open(uri, sas, account_id=ACCOUNT)
 
 
 @pytest.mark.parametrize(
@@ -49,7 +61,9 @@ def test_traversal_and_symlinks_out_of_the_roots_are_refused(root: Path, tmp_pat
     with pytest.raises(NoAccess):
         access(root).open((root / "link").as_uri(), None)
     with pytest.raises(NoAccess):
-        StorageAccess().open((root / "c").as_uri(), None)  # no roots: no file: containers at all
+        StorageAccess().open(
+            (root / "c").as_uri(), None, account_id=ACCOUNT
+        )  # no roots: no file: containers at all
     assert isinstance(access(root).open((root / "c").as_uri(), None), LocalContainer)
     assert isinstance(access(root).open(root.as_uri(), None), LocalContainer)
 
@@ -116,3 +130,44 @@ async def test_missing_containers_and_blobs(root: Path, tmp_path: Path) -> None:
     async with access(root).open((root / "c").as_uri(), None) as container:
         with pytest.raises(StorageError):
             await container.download("models/nope.glb", tmp_path / "x")
+
+
+def test_another_accounts_folder_and_the_root_itself_are_refused(root: Path, tmp_path: Path) -> None:
+    containers = root.parent
+    (containers / OTHER / "c").mkdir(parents=True)
+    (containers / OTHER / "c" / "theirs.glb").write_bytes(b"theirs")
+    for uri in (
+        (containers / OTHER / "c").as_uri(),  # another account's container
+        (containers / OTHER).as_uri(),
+        containers.as_uri(),  # the root above every account's folder
+        (root / "c").as_uri() + f"/../../{OTHER}/c",  # traversal into the other account
+    ):
+        with pytest.raises(NoAccess):
+            access(root).open(uri, None)
+    # a symlink inside the caller's folder to the other account's container leads out: refused
+    os.symlink(containers / OTHER / "c", root / "theirs")
+    with pytest.raises(NoAccess):
+        access(root).open((root / "theirs").as_uri(), None)
+    # the same container, opened as its owner, is fine
+    own = StorageAccess(container_roots=(containers,)).open(
+        (containers / OTHER / "c").as_uri(), None, account_id=OTHER
+    )
+    assert isinstance(own, LocalContainer)
+
+
+def test_an_account_without_a_folder_gets_a_clear_refusal(tmp_path: Path) -> None:
+    containers = tmp_path / "containers"
+    (containers / OTHER / "c").mkdir(parents=True)
+    with pytest.raises(NoAccess) as info:
+        StorageAccess(container_roots=(containers,)).open(
+            (containers / ACCOUNT / "c").as_uri(), None, account_id=ACCOUNT
+        )
+    assert "no folder" in info.value.message
+    with pytest.raises(BadBlobName):  # an account id is one folder name, never a path
+        StorageAccess(container_roots=(containers,)).account_roots("../x")
+
+
+def test_v1_local_names_the_callers_folder(root: Path) -> None:
+    service = StorageAccess(container_roots=(root.parent,))
+    assert service.v1_container_uri(ACCOUNT, (), "local", "c") == (root / "c").resolve().as_uri()
+    assert service.v1_container_uri(OTHER, (), "local", "c") == (root.parent / OTHER / "c").resolve().as_uri()

@@ -303,7 +303,7 @@ async def test_migrations_twice_are_a_no_op(backend_url: str) -> None:
         await first.add_account(account)
         assert await first.insert_session(make_session(account.id, "s1"))
         version = await _schema_version(first)
-        assert version == ["0003"]
+        assert version == ["0005"]
     finally:
         await first.close()
 
@@ -321,6 +321,7 @@ async def test_migrations_twice_are_a_no_op(backend_url: str) -> None:
             "alembic_version",
             "conversions",
             "leases",
+            "linked_storage",
             "sessions",
             "signing_keys",
         ]
@@ -358,7 +359,7 @@ async def test_concurrent_open_store_on_a_fresh_database(fresh_url: str) -> None
         return asyncio.run(open_and_use(i))
 
     versions = await asyncio.gather(*(asyncio.to_thread(replica, i) for i in range(n)))
-    assert versions == ["0003"] * n
+    assert versions == ["0005"] * n
     s = await open_store(postgres_url)
     try:
         async with s._engine.connect() as conn:

@@ -62,6 +62,7 @@ def test_render_settings_errors_name_their_flags(tmp_path: Path) -> None:
         Settings.load(
             {
                 "model_roots": (tmp_path, tmp_path / "missing"),
+                "model_libraries": (tmp_path / "no-library",),
                 "standard_polygon_limit": 0,
                 "video_width": 1281,
                 "video_height": 4000,
@@ -72,8 +73,9 @@ def test_render_settings_errors_name_their_flags(tmp_path: Path) -> None:
             }
         )
     lines = info.value.message.splitlines()
-    assert len(lines) == 8, lines
+    assert len(lines) == 9, lines
     assert f"--model-root: {tmp_path / 'missing'}: not an existing directory" in lines
+    assert f"--model-library: {tmp_path / 'no-library'}: not an existing directory" in lines
     assert "--video-width: must be even, not 1281" in lines
     for flag in ("--standard-polygon-limit", "--video-height", "--video-fps", "--video-bitrate"):
         assert any(line.startswith(flag + ": ") for line in lines), flag
@@ -175,9 +177,12 @@ async def test_render_spec_carries_the_settings(
 ) -> None:
     models = tmp_path / "models"
     models.mkdir()
+    library = tmp_path / "library"
+    library.mkdir()
     settings = settings_factory(
         store_url=store_url,
         model_roots=(models,),
+        model_libraries=(library,),
         allow_private_model_urls=True,
         standard_polygon_limit=1000,
         video_width=640,
@@ -199,6 +204,8 @@ async def test_render_spec_carries_the_settings(
         spec = RenderSpec.from_json(fake_host.server("standard-one").spec.to_json())  # as the server sees it
         render = spec.settings
         assert render.model_roots == (str(models.resolve()),)
+        assert render.model_libraries == (str(library.resolve()),)
+        assert spec.account_id == account.account_id  # whose folder of each model root the session reads
         assert render.allow_private_model_urls is True
         assert spec.polygon_limit == 1000
         assert (render.video_width, render.video_height, render.video_fps, render.video_bitrate) == (
@@ -248,6 +255,42 @@ def test_metrics_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         result = CliRunner().invoke(serve_cli.serve, data + args, env=env)
         assert result.exit_code == 0, result.output
         assert seen.pop().metrics is expected, (args, env)
+
+
+def test_serve_refuses_a_service_wide_storage_key_and_keeps_keyless_endpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old ``--storage-account NAME=KEY`` gave every account the storage: ``openrr serve`` stops at once
+    and says how to link it to one account; ``NAME@ENDPOINT`` (SAS only) still starts; so do libraries."""
+    from click.testing import CliRunner
+
+    from openrr.cli import serve as serve_cli
+
+    seen: list[Settings] = []
+
+    async def fake_serve(settings: Settings) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(serve_cli, "_serve", fake_serve)
+    for name in [n for n in os.environ if n.startswith("OPENRR_")]:
+        monkeypatch.delenv(name)
+    key = "c3RvcmFnZWtleQ=="
+    data = ["--data-dir", str(tmp_path / "d")]
+    for how in (["--storage-account", f"mystore={key}"], []):
+        env = {} if how else {"OPENRR_STORAGE_ACCOUNTS": f"mystore={key}@http://127.0.0.1:10000/mystore"}
+        result = CliRunner().invoke(serve_cli.serve, [*data, *how], env=env)
+        assert result.exit_code == 2, result.output
+        words = " ".join(result.output.split())  # however the console wrapped it
+        assert "openrr accounts link-storage ACCOUNT mystore=KEY" in words
+        assert key not in result.output and not seen
+    library = tmp_path / "library"
+    library.mkdir()
+    endpoint = "devstoreaccount1@http://127.0.0.1:10000/devstoreaccount1"
+    result = CliRunner().invoke(
+        serve_cli.serve, [*data, "--storage-account", endpoint, "--model-library", str(library)]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[0].storage_accounts == (endpoint,) and seen[0].model_libraries == (library,)
 
 
 def test_lease_keeping_and_ray_auth_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from openrr import __version__
-from openrr.api import cluster, errors, internal, metrics, openapi, sts
+from openrr.api import cluster, connect_token, errors, internal, metrics, openapi, sts
 from openrr.api import web as web_ui
 from openrr.api.limits import BodyLimit, body_limits
 from openrr.api.responses import ArrHeaders, ArrJSON
@@ -51,7 +51,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     # dependencies already, and FastAPI's nested include machinery costs tens of microseconds a request.
     # Placed first: the data plane is what clients call all the time, not the documentation.
     routers = (v2021.router, v2021_conversions.router, sts.router, v1.router, v1_conversions.router)
-    api_routes = [route for router in (*routers, internal.router, cluster.router) for route in router.routes]
+    api_routes = [
+        route
+        for router in (*routers, connect_token.router, internal.router, cluster.router)
+        for route in router.routes
+    ]
     app.router.routes[:0] = api_routes
 
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")

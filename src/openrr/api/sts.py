@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -12,7 +13,7 @@ from openrr.api.deps import bearer, runtime
 from openrr.api.lean import LeanRoute
 from openrr.api.responses import STS_API_VERSIONS, ArrJSON
 from openrr.domain.ids import parse_account_id
-from openrr.errors import AuthenticationFailed, InvalidInput
+from openrr.errors import AuthenticationFailed, InvalidInput, Throttled
 
 router = APIRouter(tags=["sts"], route_class=LeanRoute)
 
@@ -30,10 +31,16 @@ async def _token(request: Request, account_id: str, api_version: str | None) -> 
             f"supported: {', '.join(STS_API_VERSIONS)}.",
             code="UnsupportedApiVersion",
         )
-    rt.sts_throttle.take(account)
+    # Wrong keys are throttled where they come from, before any check; the account's own bucket counts only
+    # requests with its right key, so a flood of wrong ones from elsewhere cannot lock its owner out.
+    address = request.client.host if request.client else "unknown"
+    rt.sts_failures.check(address)
     header_account, sep, key = bearer(request).partition(":")
     if not sep or header_account.lower() != account or not await rt.accounts.verify_key(account, key):
+        with contextlib.suppress(Throttled):
+            rt.sts_failures.take(address)
         raise AuthenticationFailed("Invalid account id or key.")
+    rt.sts_throttle.take(account)
     token, _expires = rt.tokens.issue_account_token(account)
     return ArrJSON({"AccessToken": token})  # ArrHeaders adds Cache-Control: no-store,no-cache
 
@@ -41,7 +48,10 @@ async def _token(request: Request, account_id: str, api_version: str | None) -> 
 _RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"model": TokenResponse, "description": "A 24-hour access token."},
     401: {"description": "Wrong account id or key (empty body)."},
-    429: {"description": "Too many token requests for this account; see Retry-After."},
+    429: {
+        "description": "Too many token requests for this account, or too many failed ones from this client "
+        "address; see Retry-After."
+    },
 }
 
 ApiVersion = Annotated[str | None, Query(alias="api-version")]

@@ -13,7 +13,8 @@ control plane forwards the WebRTC offer (``openrr.handshake``) for it:
   otherwise, 413 ``PayloadTooLarge`` past ``--max-offer-kib``); it is forwarded as it came, so the render
   server decides the limits of ``video``;
 * the session must exist (404 ``SessionNotFound``) and be Ready (409 ``SessionNotReady``, with its status);
-* the body goes to ``http://{hostname}:{handshakePort}/offer`` with the caller's Authorization header, and
+* the body goes to ``http://{hostname}:{handshakePort}/offer`` with a connect token of the session (never the
+  caller's account token: render servers accept only their own session's connect tokens), and
   the render server's status and JSON body come back as they are: 200 with the answer, or its errors
   (``{"error": {"code", "message"}}``: 400, 401, 403, 409 ``ClientAlreadyConnected``, 503 ``NotReady`` /
   ``Stopping``);
@@ -37,8 +38,7 @@ from openrr.api.errors import error_response
 from openrr.api.responses import ArrJSON
 from openrr.api.v2021.schemas import error_responses
 from openrr.domain.ids import check_resource_id
-from openrr.domain.session import Status
-from openrr.errors import Conflict, InvalidInput
+from openrr.errors import InvalidInput
 from openrr.handshake import OFFER_PATH
 from openrr.web import STATIC_DIR
 
@@ -159,7 +159,7 @@ def check_offer(raw: bytes) -> None:
     description=(
         "An openrr extension for clients that cannot reach a render server's handshake port themselves "
         "(browser pages served over HTTPS). The body is the offer of `openrr.handshake`; it is forwarded "
-        "unchanged with the same Authorization header, and the render server's status and JSON body are "
+        "unchanged with a connect token of the session, and the render server's status and JSON body are "
         "returned unchanged. Needs no api-version."
     ),
     response_class=ArrJSON,
@@ -172,20 +172,12 @@ async def relay_offer(request: Request, account: AuthorizedAccount, session_id: 
     raw = await request.body()  # bounded by --max-offer-kib before the route runs (openrr.api.limits)
     check_offer(raw)
     check_resource_id(session_id)
-    session = await runtime(request).sessions.get(account, session_id)
+    # The render server takes only a connect token of its own session, never the caller's account token.
+    session, token, _expires = await runtime(request).sessions.connect_token(account, session_id)
     endpoint = session.endpoint
-    if session.status is not Status.READY or endpoint is None:
-        why = {
-            Status.STARTING: "it is still starting; try again when it is Ready",
-            Status.STOPPED: "it was stopped",
-            Status.EXPIRED: "its lease expired",
-            Status.ERROR: "it failed",
-        }.get(session.status, "it is not Ready")
-        raise Conflict(
-            f"The session '{session_id}' is {session.status.value}: {why}.", code="SessionNotReady"
-        )
+    assert endpoint is not None  # a Ready session has one
     url = f"http://{url_host(endpoint.hostname)}:{endpoint.handshake_port}{OFFER_PATH}"
-    headers = {"Authorization": request.headers["authorization"], "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     # trust_env=False: a proxy from the environment must not see the token or misroute loopback traffic.
     async with httpx.AsyncClient(timeout=RELAY_TIMEOUT_S, trust_env=False, follow_redirects=False) as http:
         try:

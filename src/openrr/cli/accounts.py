@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -96,3 +97,60 @@ def rotate_key(data_dir: Path, store_url: str | None, account_id: str, slot: str
         print_json({"accountId": account_id, "slot": slot, "key": key})
     else:
         console.print(f"new {slot} key  {key}")
+
+
+@accounts.command(name="link-storage")
+@store_options
+@click.argument("account_id")
+@click.argument("storage")
+@click.option(
+    "--key-stdin",
+    is_flag=True,
+    help="Read the storage key from standard input (STORAGE is then NAME or NAME@ENDPOINT), so that it "
+    "shows neither in the process list nor in the shell's history.",
+)
+def link_storage(
+    data_dir: Path, store_url: str | None, account_id: str, storage: str, key_stdin: bool
+) -> None:
+    """Link a storage account to ACCOUNT_ID: STORAGE is NAME=KEY[@ENDPOINT] or NAME@ENDPOINT (SAS only).
+
+    Conversions of that account (and of no other) may then use its containers without a SAS. Linking a
+    name again replaces the link.
+    """
+    if key_stdin:
+        if "=" in storage:
+            fail(
+                "With --key-stdin, give STORAGE as NAME or NAME@ENDPOINT: the key comes from standard input."
+            )
+        key = sys.stdin.readline().strip()
+        if not key:
+            fail("No key was read from standard input.")
+        name, at, endpoint = storage.partition("@")
+        storage = f"{name}={key}{at}{endpoint}"
+    linked = _run(data_dir, store_url, lambda svc: svc.link_storage(account_id, storage))
+    console.print(f"linked {linked} to account {account_id}")
+
+
+@accounts.command(name="unlink-storage")
+@store_options
+@click.argument("account_id")
+@click.argument("name")
+def unlink_storage(data_dir: Path, store_url: str | None, account_id: str, name: str) -> None:
+    """Remove the storage account NAME from ACCOUNT_ID's linked storage."""
+    _run(data_dir, store_url, lambda svc: svc.unlink_storage(account_id, name))
+    console.print(f"unlinked {name} from account {account_id}")
+
+
+@accounts.command(name="list-storage")
+@store_options
+@click.argument("account_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_storage(data_dir: Path, store_url: str | None, account_id: str, as_json: bool) -> None:
+    """List ACCOUNT_ID's linked storage: names, endpoints and whether a key is kept (never the key)."""
+    found = _run(data_dir, store_url, lambda svc: svc.linked_storage(account_id))
+    rows = [{"name": a.name, "endpoint": a.blob_endpoint, "hasKey": a.key is not None} for a in found]
+    if as_json:
+        print_json(rows)
+    else:
+        table = [[r["name"], r["endpoint"], "key" if r["hasKey"] else "SAS only"] for r in rows]
+        print_table("linked storage", ["name", "endpoint", "credential"], table)

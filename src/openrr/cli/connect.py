@@ -35,8 +35,7 @@ _ORBIT_STEP_S = 0.1
 _PING_INTERVAL_S = 0.5
 _HINTS = {
     "ClientAlreadyConnected": "another client is connected to this session (one client at a time, as in ARR)",
-    "Unauthorized": "the render server did not accept the access token",
-    "Forbidden": "the access token belongs to another account than the session's",
+    "Unauthorized": "the render server did not accept the connect token",
     "NotReady": "the render server is not ready yet",
     "Stopping": "the render server is stopping",
 }

@@ -10,7 +10,7 @@ Containers are Azure blob containers (``https://ACCOUNT.blob.core.windows.net/CO
 with ``--storage-endpoint``, such as Azurite's) or the service's ``file:///PATH`` containers. Uploading to a
 blob container needs the account key (``--storage-key``, as the script got it from Azure); with
 ``--use-container-sas`` the key also signs the SAS the request carries (input read/list, output write, 24 h).
-Without SAS the service must have the account linked (``openrr serve --storage-account``).
+Without SAS the storage account must be linked to the caller's account (``openrr accounts link-storage``).
 """
 
 from __future__ import annotations

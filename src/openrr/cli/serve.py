@@ -82,6 +82,18 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
         {"type": float, "help": "Token requests per second per account (0 = off). [default: 0.5]"},
     ),
     ("--sts-throttle-burst", {"type": int, "help": "Token request burst per account. [default: 20]"}),
+    (
+        "--sts-failure-rate",
+        {
+            "type": float,
+            "help": "Failed key checks per second per client address before the STS answers 429 without "
+            "checking (0 = off). [default: 0.2]",
+        },
+    ),
+    (
+        "--sts-failure-burst",
+        {"type": int, "help": "Failed key check burst per client address. [default: 10]"},
+    ),
     ("--log-level", {"help": "critical, error, warning, info or debug. [default: info]"}),
     # Repeatable options take a plural field name and variable; the variable holds several values, separated
     # by the path separator (":") for directories and by whitespace for URLs.
@@ -92,8 +104,18 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
             "envvar": "OPENRR_MODEL_ROOTS",
             "multiple": True,
             "type": click.Path(file_okay=False, path_type=Path),
-            "help": "Directory clients may load local model files from; repeatable, relative model paths use "
-            "the first. [default: DATA_DIR/models, created at start]",
+            "help": "Directory clients may load local model files from, a folder per account: "
+            "ROOT/ACCOUNT_ID/...; repeatable. [default: DATA_DIR/models, created at start]",
+        },
+    ),
+    (
+        "--model-library",
+        {
+            "param": "model_libraries",
+            "envvar": "OPENRR_MODEL_LIBRARIES",
+            "multiple": True,
+            "type": click.Path(file_okay=False, path_type=Path),
+            "help": "Directory of models every account may load (read only); repeatable. [default: none]",
         },
     ),
     (
@@ -140,8 +162,8 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
             "envvar": "OPENRR_CONTAINER_ROOTS",
             "multiple": True,
             "type": click.Path(file_okay=False, path_type=Path),
-            "help": "Directory file:///PATH conversion containers may lie in; repeatable. [default: none, "
-            "no file: containers]",
+            "help": "Directory file:///PATH conversion containers may lie in, a folder per account: "
+            "ROOT/ACCOUNT_ID/CONTAINER; repeatable. [default: none, no file: containers]",
         },
     ),
     (
@@ -150,9 +172,9 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
             "param": "storage_accounts",
             "envvar": "OPENRR_STORAGE_ACCOUNTS",
             "multiple": True,
-            "help": "Linked Azure storage account, NAME=KEY (Azure), NAME=KEY@ENDPOINT or NAME@ENDPOINT (SAS "
-            "only, e.g. http://127.0.0.1:10000/devstoreaccount1 for Azurite); repeatable. Keys are secrets: "
-            "prefer the variable. [default: none]",
+            "help": "Storage endpoint every account's conversions may use with a SAS, NAME@ENDPOINT (e.g. "
+            "devstoreaccount1@http://127.0.0.1:10000/devstoreaccount1 for Azurite); repeatable. Keys are "
+            "linked to one account each: openrr accounts link-storage. [default: none]",
         },
     ),
     ("--conversion-workers", {"type": int, "help": "Conversions run at once, 1..64. [default: 2]"}),
@@ -233,6 +255,14 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
             "type": float,
             "help": "Seconds a render server keeps serving while this service does not answer its "
             "heartbeats; then it stops itself (its session ends as Error). [default: 600]",
+        },
+    ),
+    (
+        "--connect-token-minutes",
+        {
+            "type": int,
+            "help": "Longest life of a connect token (a client's credential for one session's render "
+            "server; never past the lease), 1..1440. [default: 30]",
         },
     ),
     # Request bounds (413 / 431 before any authentication or parsing)
@@ -342,6 +372,9 @@ async def _serve(settings: Settings) -> None:
         if settings.dev_account and not await runtime.accounts.list():
             dev = await runtime.accounts.create("development")
             _write_arrconfig(settings, dev.account_id, dev.primary_key, ca)
+            if settings.default_model_root in settings.model_roots:
+                # Where its sessions' local models go: each account reads only its own folder of a root.
+                (settings.default_model_root / dev.account_id).mkdir(exist_ok=True)
         _banner(settings, cert, ca, dev)
         await runtime.start_background()
         app = create_app(runtime)
@@ -418,14 +451,19 @@ def _banner(settings: Settings, cert: Path | None, ca: str | None, dev: Any) -> 
     console.print(f"store         {masked_url(settings.resolved_store_url)}")
     roots = ", ".join(str(root.resolve()) for root in settings.model_roots)
     urls = "any address" if settings.allow_private_model_urls else "public addresses only"
-    console.print(f"models        files under {roots}; URLs to {urls}")
+    library = "".join(f"; library {folder.resolve()}" for folder in settings.model_libraries)
+    console.print(f"models        files under {roots} (a folder per account){library}; URLs to {urls}")
     containers = ", ".join(str(root.resolve()) for root in settings.container_roots) or "none"
     accounts = ", ".join(str(account) for account in settings.linked_accounts) or "none"
-    console.print(f"conversions   file: containers under {containers}; storage accounts: {accounts}")
+    console.print(
+        f"conversions   file: containers under {containers} (a folder per account); SAS endpoints: {accounts}"
+    )
     if dev is not None:
         console.print("[bold green]development account created[/] (the key is shown only now):")
         console.print(f"  account id  {dev.account_id}")
         console.print(f"  key         {dev.primary_key}")
         console.print(f"  config      {(settings.data_dir / 'arrconfig.json').resolve()}")
+        if settings.default_model_root in settings.model_roots:
+            console.print(f"  models      {(settings.default_model_root / dev.account_id).resolve()}")
     console.print("[dim]Render servers keep running when this process stops; a restart adopts them.[/]")
     console.rule()

@@ -93,6 +93,12 @@ class ArrClient:
         )
 
     # ---- sessions ---------------------------------------------------------------------------------------
+    def connect_token(self, session_id: str) -> str:
+        """A connect token for the session's render server: the only credential render servers accept."""
+        url = f"{self.endpoint}/openrr/accounts/{self.account_id}/sessions/{session_id}/connectToken"
+        resp = self._send("POST", url, headers={"Authorization": f"Bearer {self.token()}"})
+        return str(resp.json()["token"])
+
     def create_session(self, session_id: str, size: str, lease_minutes: int) -> tuple[dict[str, Any], bool]:
         resp = self._call(
             "PUT", f"/sessions/{session_id}", {"maxLeaseTimeMinutes": lease_minutes, "size": size}

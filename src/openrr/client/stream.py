@@ -2,7 +2,8 @@
 
 Signalling follows ``openrr.handshake``: the client gathers its ICE candidates completely (aiortc has no
 trickle ICE), then POSTs ``{"type": "offer", "sdp", "video"?}`` to ``http://hostname:handshakePort/offer``
-with the account's bearer token and applies the answer.  The render server's offer port is plain HTTP.
+with a connect token of the session (``ArrClient.connect_token``) and applies the answer.  The render
+server's offer port is plain HTTP.
 The data-channel messages are described in ``openrr.render.protocol``.
 
 Typical use::
@@ -982,7 +983,7 @@ async def connect(
 
 
 async def session_endpoint(client: ArrClient, session_id: str) -> tuple[str, int, str]:
-    """``(hostname, handshakePort, access token)`` of a Ready session; SessionNotReadyError otherwise.
+    """``(hostname, handshakePort, connect token)`` of a Ready session; SessionNotReadyError otherwise.
 
     ``ArrClient`` is synchronous, so its calls run in a worker thread to keep the event loop free.
     """
@@ -997,7 +998,7 @@ async def session_endpoint(client: ArrClient, session_id: str) -> tuple[str, int
     host, port = session.get("hostname"), session.get("handshakePort")
     if not isinstance(host, str) or not host or not isinstance(port, int):
         raise RenderConnectError(0, "BadSession", f"session {session_id} has no hostname/handshakePort")
-    token = await asyncio.to_thread(client.token)
+    token = await asyncio.to_thread(client.connect_token, session_id)
     return host, port, token
 
 

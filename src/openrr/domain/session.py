@@ -109,6 +109,9 @@ class Session:
     error: SessionError | None = None
     host_handle: dict[str, object] | None = None
     host_released: bool = False
+    # The key of the session's connect tokens: a secret shared with its render server only (never in an API
+    # answer, a log or a repr). None for sessions stored before session-scoped tokens existed.
+    connect_secret: str | None = dataclasses.field(default=None, repr=False)
     version: int = 0
 
     # ---- lease arithmetic -------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import trimesh
 from numpy.typing import NDArray
 from trimesh.resolvers import FilePathResolver, Resolver
 
+from openrr.render.fetch import pinned_client, unchecked
 from openrr.render.scene import AlphaMode, Material, Mesh, Primitive, Scene
 from openrr.render.sources import quote_url
 
@@ -126,9 +127,9 @@ def _shown(location: str) -> str:
     return location
 
 
-def _guarded(guard: Callable[[str], object], location: str) -> None:
+def _guarded(guard: Callable[[str], object], location: str) -> object:
     try:
-        guard(location)
+        return guard(location)
     except Exception as exc:
         raise ModelLoadError(str(getattr(exc, "message", exc))) from None
 
@@ -174,7 +175,10 @@ def load_model(
     external buffers and images; ``timeout`` bounds each network operation. Blocking: run it off the
     event loop. ``guard(location)`` is called before every HTTP request (the model, its buffers and
     images, every redirect) and before every local file a .gltf references, and refuses it by raising;
-    the refusal becomes a ``ModelLoadError``. URLs in messages never show credentials or query strings.
+    the refusal becomes a ``ModelLoadError``. For a request, the ``CheckedURL`` it returns names the only
+    addresses the connection may go to (``openrr.render.fetch``); without a guard, or with one that returns
+    something else, the host is resolved once and that answer is used. Proxy variables are ignored.
+    URLs in messages never show credentials or query strings.
     """
     report = progress or (lambda fraction, message: None)
     budget = _Budget(max_bytes)
@@ -182,15 +186,9 @@ def load_model(
     scheme = urlparse(text).scheme.lower() if "://" in text else ""
     report(0.0, "reading")
     if scheme in ("http", "https"):
-        hooks: dict[str, list[Callable[[httpx.Request], None]]] = {}
-        if guard is not None:
-            check_url = guard
-
-            def check(request: httpx.Request) -> None:
-                _guarded(check_url, str(request.url))
-
-            hooks["request"] = [check]
-        with httpx.Client(timeout=timeout, follow_redirects=True, event_hooks=hooks) as client:
+        # Every request is checked, and connects only to the addresses its check saw (DNS rebinding).
+        check_url = guard or unchecked
+        with pinned_client(timeout, lambda url: _guarded(check_url, url)) as client:
             data = _download(client, text, budget, report)
             if _is_arrasset(data, text):
                 return _load_arrasset(data, _shown(text), Path(urlparse(text).path).name, report)

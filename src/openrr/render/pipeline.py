@@ -36,7 +36,7 @@ from openrr.render.camera import Camera
 from openrr.render.loader import ModelLoadError, load_model
 from openrr.render.renderer import Renderer
 from openrr.render.scene import Scene
-from openrr.render.sources import ModelSourcePolicy, SourceRefused, display_name
+from openrr.render.sources import CheckedURL, ModelSourcePolicy, SourceRefused, display_name
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -401,11 +401,13 @@ class RenderPipeline:
 
         def fetch() -> tuple[str, Scene]:
             # On the load thread: the policy may resolve host names (blocking), the loader blocks.
-            source = self.policy.check(url)
+            checked = self.policy.guard(url)
+            source = checked.url if isinstance(checked, CheckedURL) else checked
             cached = self._parsed.get(source)
             if cached is not None:
                 return source, cached
-            kwargs: dict[str, Any] = {"progress": report, "guard": self.policy.check}
+            # The download's first request connects to what this check saw: no second lookup to rebind.
+            kwargs: dict[str, Any] = {"progress": report, "guard": self.policy.guard_after(checked)}
             if self._max_model_bytes is not None:
                 kwargs["max_bytes"] = self._max_model_bytes
             return source, load_model(source, **kwargs)
@@ -552,7 +554,7 @@ def is_software(gl_renderer: str) -> bool:
 
 
 def _relative_to_roots(message: str, policy: ModelSourcePolicy) -> str:
-    for root in policy.roots:  # resolved paths inside a root become relative to it
+    for root in policy.folders:  # resolved paths inside a root become relative to it
         for form in {str(root), str(root.resolve())}:
             message = message.replace(form.rstrip("/") + "/", "")
     return message

@@ -49,7 +49,6 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 import aiohttp
-import jwt
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -75,15 +74,17 @@ from openrr.handshake import (
     SELF_STOP_LOG,
     SHARED_FIELDS,
     SPEC_ENV,
+    ConnectTokenRefused,
     ReadyReport,
     RenderSpec,
+    check_connect_token,
 )
 from openrr.render.connection import ClientConnection, OfferRejected
 from openrr.render.encoder import EncoderConfig
 from openrr.render.ice import IceSettings
 from openrr.render.inspector import Inspector, install_log_buffer
 from openrr.render.pipeline import ModelError, RenderPipeline
-from openrr.render.sources import ModelSourcePolicy
+from openrr.render.sources import ModelSourcePolicy, display_name
 
 log = logging.getLogger("openrr.render")
 
@@ -192,25 +193,21 @@ class RenderServer:
                 f"the session's spec differs from this pooled server's template in: {', '.join(differing)}"
             )
         self.spec = spec
+        # The template had no account, so no local model folders: the session's are its account's.
+        self.pipeline.policy = ModelSourcePolicy.from_spec(spec)
 
     # ---- authorisation --------------------------------------------------------------------------------
     def _check_token(self, request: web.Request) -> None:
+        """Only a connect token of this session (``openrr.handshake.check_connect_token``) gets through."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise _error(401, "Unauthorized", "A bearer access token of the session's account is required.")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _error(401, "Unauthorized", "A bearer connect token of this session is required.")
         try:
-            claims = jwt.decode(
-                token.strip(),
-                self.spec.token_public_key,
-                algorithms=["EdDSA"],
-                audience="openrr",
-                issuer="openrr",
-                options={"require": ["exp", "sub"]},
+            check_connect_token(
+                token.strip(), secret=self.spec.connect_secret, session_id=self.spec.session_id
             )
-        except jwt.PyJWTError as exc:
-            raise _error(401, "Unauthorized", f"The access token is not valid: {exc}.") from None
-        if claims.get("sub") != self.spec.account_id:
-            raise _error(403, "Forbidden", "The access token was issued for another account.")
+        except ConnectTokenRefused as exc:
+            raise _error(401, "Unauthorized", f"The connect token is not valid: {exc}.") from None
 
     # ---- handlers ---------------------------------------------------------------------------------------
     async def health(self, _request: web.Request) -> web.Response:
@@ -225,7 +222,8 @@ class RenderServer:
                 "protocol": PROTOCOL,
                 "sessionId": self.spec.session_id,
                 "size": self.spec.size,
-                "models": list(self.spec.models),
+                # Without query strings or credentials: a model URL's SAS is the account's secret.
+                "models": [display_name(m) for m in self.spec.models],
                 "offerPath": OFFER_PATH,
                 "clientConnected": self.client is not None,
             }
@@ -477,7 +475,7 @@ class RenderServer:
         interval, grace = settings.heartbeat_s, settings.control_plane_grace_s
         timeout = aiohttp.ClientTimeout(total=max(1.0, min(10.0, 2 * interval)))
         ssl_ctx = self._ssl()
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as http:  # as _callback
             while not self.stopping.is_set():
                 now = time.monotonic()
                 wake = now + interval
@@ -556,7 +554,10 @@ class RenderServer:
         deadline = time.monotonic() + self.spec.ready_deadline_s
         delay = 0.05
         headers = self._auth()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        # trust_env=False (aiohttp's default, said here because it matters): no proxy from the environment
+        # sees the callback token. The URL is the control plane's own (--public-url), never a client's.
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as http:
             while True:
                 try:
                     async with http.post(

@@ -5,8 +5,11 @@ could read any file the server can (``/etc/shadow``, other sessions' models) or 
 internal addresses (SSRF: cloud metadata at 169.254.169.254, admin ports on localhost, the private network).
 ``ModelSourcePolicy.check`` allows:
 
-- local files (plain paths and ``file:`` URLs) only inside one of the configured roots, after resolving
-  ``..`` and symlinks; relative paths are taken relative to the first root;
+- local files (plain paths and ``file:`` URLs) only inside the session's account folder of one of the
+  configured roots (``--model-root ROOT``: ``ROOT/<accountId>/...``) or inside the shared read-only library
+  (``--model-library DIR``), after resolving ``..`` and symlinks; relative paths are looked up in those
+  folders in that order, and the first one holding the file is taken. Another account's folder is outside
+  every root of this session: it can be neither loaded nor probed;
 - http(s) URLs only when every address their host resolves to is public, unless private addresses are
   allowed (``--allow-private-model-urls``, for models served from the operator's own network).
 
@@ -14,10 +17,12 @@ Everything else (``ftp:``, ``data:``, ``blob:``…) is refused. Refusals raise `
 message is fit for the client: it never repeats a URL's credentials or query string (SAS tokens live there),
 and never the server-side location a path resolved to.
 
-What a single up-front check cannot cover, and the loader must (see the notes in its module): HTTP redirects
-and the URLs a .gltf references are new requests, each to be checked with ``check_url``; and a hostname may
-resolve differently when the loader connects (DNS rebinding) unless the connection is pinned to the checked
-addresses. ``check`` resolves hostnames with blocking ``socket.getaddrinfo``: call it off the event loop.
+What a single up-front check cannot cover, and the loader does: HTTP redirects and the URLs a .gltf
+references are new requests, each checked again (``guard``); and a hostname may resolve differently when
+the loader connects (DNS rebinding). ``guard`` therefore returns a ``CheckedURL`` with the addresses it
+checked, and the loader connects to exactly those (``openrr.render.fetch``), never resolving the name again.
+Names are resolved with ``resolver`` (blocking ``socket.getaddrinfo`` by default, a seam for tests): call
+``check`` and ``guard`` off the event loop.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -44,6 +50,33 @@ _PRIVATE_SETTING = "--allow-private-model-urls / OPENRR_ALLOW_PRIVATE_MODEL_URLS
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# (host, port) -> the addresses it resolves to, as getaddrinfo gives them (strings).
+Resolver = Callable[[str, int], list[str]]
+_ACCOUNT_FOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(sockaddr[0]) for _family, _type, _proto, _name, sockaddr in infos]
+
+
+@dataclass(frozen=True)
+class CheckedURL:
+    """An http(s) URL that passed the policy, with the addresses its host resolved to when it was checked:
+    the only addresses a connection for it may go to."""
+
+    url: str
+    host: str
+    port: int
+    addresses: tuple[IPAddress, ...]
+
+
+def account_roots(roots: tuple[Path, ...], account_id: str) -> tuple[Path, ...]:
+    """Each root's folder of ``account_id``; none for an empty or unusable id (a pooled server's template
+    has no account yet, and an id that is not one plain folder name must not become a path)."""
+    if not _ACCOUNT_FOLDER.fullmatch(account_id) or account_id in (".", ".."):
+        return ()
+    return tuple(root / account_id for root in roots)
 
 
 class SourceRefused(Exception):
@@ -57,23 +90,33 @@ class SourceRefused(Exception):
 @dataclass(frozen=True)
 class ModelSourcePolicy:
     """Where models may be loaded from. ``roots``: directories local files must lie in (none: no local
-    files at all). ``allow_private_urls``: let http(s) URLs reach loopback, private and other non-public
-    addresses."""
+    files at all); ``from_spec`` makes them the session's account folders. ``library``: shared directories
+    every account may read. ``allow_private_urls``: let http(s) URLs reach loopback, private and other
+    non-public addresses. ``resolver``: how host names are resolved (a seam for tests)."""
 
     roots: tuple[Path, ...]
     allow_private_urls: bool = False
+    library: tuple[Path, ...] = ()
+    resolver: Resolver = field(default=system_resolver, compare=False, repr=False)
 
     @classmethod
     def from_spec(cls, spec: RenderSpec) -> ModelSourcePolicy:
         return cls(
-            roots=tuple(Path(root) for root in spec.settings.model_roots),
+            roots=account_roots(tuple(Path(root) for root in spec.settings.model_roots), spec.account_id),
             allow_private_urls=spec.settings.allow_private_model_urls,
+            library=tuple(Path(folder) for folder in spec.settings.model_libraries),
         )
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        """Every directory local files may come from: the account's folders, then the library."""
+        return self.roots + self.library
 
     def describe(self) -> str:
         """One line for the render server's log."""
         roots = (
-            ", ".join(str(root) for root in self.roots) or f"none (local files refused; set {_ROOTS_SETTING})"
+            ", ".join(str(root) for root in self.folders)
+            or f"none (local files refused; set {_ROOTS_SETTING})"
         )
         urls = "any address" if self.allow_private_urls else "public addresses only"
         return f"model sources: files under {roots}; http(s) URLs to {urls}"
@@ -104,19 +147,22 @@ class ModelSourcePolicy:
         """The resolved absolute path of a local model file, if it lies inside a root (existence is not
         checked: the loader reports missing files). ``quoted`` names the source in messages."""
         name = quoted if quoted is not None else repr(str(path))
-        if not self.roots:
+        folders = self.folders
+        if not folders:
             raise SourceRefused(
                 f"model {name} refused: this service loads no local files (the operator can allow a "
                 f"directory with {_ROOTS_SETTING})"
             )
         candidate = Path(path)
         if not candidate.is_absolute():
-            candidate = self.roots[0] / candidate
+            # The account's own folders first, then the library: the first that holds the file.
+            places = [folder / candidate for folder in folders]
+            candidate = next((p for p in places if p.is_file()), places[0])
         try:
             # Resolving symlinks before the containment test is what stops a link inside a root from
             # pointing out of it; "strict=False" because a missing file is the loader's to report.
             resolved = candidate.resolve(strict=False)
-            roots = [root.resolve(strict=False) for root in self.roots]
+            roots = [root.resolve(strict=False) for root in folders]
         except (OSError, RuntimeError, ValueError):  # symlink loops: RuntimeError before 3.13
             # The exception is not quoted: it names the server-side path the source led to.
             raise SourceRefused(
@@ -129,6 +175,29 @@ class ModelSourcePolicy:
 
     def check_url(self, url: str) -> str:
         """``url`` unchanged if it is an http(s) URL whose host resolves only to allowed addresses."""
+        return self.pin_url(url).url
+
+    def guard(self, location: str) -> str | CheckedURL:
+        """What the loader calls before each request and local file: a CheckedURL (the addresses to
+        connect to) for an http(s) URL, the resolved path for a local file; SourceRefused otherwise."""
+        match = _SCHEME.match(location)
+        if match and match.group(1).lower() in ("http", "https"):
+            return self.pin_url(location)
+        return self.check(location)
+
+    def guard_after(self, checked: str | CheckedURL) -> Callable[[str], str | CheckedURL]:
+        """``guard`` for a load whose source was just checked: its first request for that URL uses
+        ``checked`` (one lookup, the one that was judged); every other request is checked anew."""
+        first = {checked.url: checked} if isinstance(checked, CheckedURL) else {}
+
+        def guard(location: str) -> str | CheckedURL:
+            done = first.pop(location, None)
+            return done if done is not None else self.guard(location)
+
+        return guard
+
+    def pin_url(self, url: str) -> CheckedURL:
+        """Check an http(s) URL; the result names the addresses that passed, which connections must use."""
         quoted = quote_url(url)
         try:
             parts = urlsplit(url)
@@ -141,7 +210,8 @@ class ModelSourcePolicy:
         host = parts.hostname
         if not host:
             raise SourceRefused(f"model URL {quoted} has no host")
-        addresses = _resolve(host, port or (443 if scheme == "https" else 80), quoted)
+        port = port or (443 if scheme == "https" else 80)
+        addresses = _resolve(self.resolver, host, port, quoted)
         if not self.allow_private_urls:
             for address in addresses:
                 if not _is_public(address):
@@ -149,7 +219,7 @@ class ModelSourcePolicy:
                         f"model URL {quoted} refused: its host resolves to {address}, which is not a public "
                         f"address (the operator can allow private addresses with {_PRIVATE_SETTING})"
                     )
-        return url
+        return CheckedURL(url, host, port, tuple(addresses))
 
 
 def _file_url_path(url: str) -> str:
@@ -181,20 +251,20 @@ def quote_url(url: str) -> str:
     return repr(shown)
 
 
-def _resolve(host: str, port: int, quoted: str) -> list[IPAddress]:
+def _resolve(resolver: Resolver, host: str, port: int, quoted: str) -> list[IPAddress]:
     try:
         # A literal needs no DNS, and must not depend on one.
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        found = resolver(host, port)
     except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError; IDNA failures are UnicodeErrors
         raise SourceRefused(f"model URL {quoted} refused: its host cannot be resolved ({exc})") from None
     addresses: list[IPAddress] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
+    for text in found:
         try:
-            addresses.append(ipaddress.ip_address(sockaddr[0]))
+            addresses.append(ipaddress.ip_address(text))
         except ValueError:
             # Not an IP address (an exotic family): what cannot be judged is not allowed.
             raise SourceRefused(

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from openrr.domain.clock import Clock
 from openrr.domain.ids import new_uuid, parse_account_id
 from openrr.errors import InvalidInput, NotFound
-from openrr.store.base import Account, Store
+from openrr.storage.base import LinkedAccount, parse_linked_account
+from openrr.store.base import Account, LinkedStorage, Store
 
 SLOTS = ("primary", "secondary")
 
@@ -83,6 +84,34 @@ class AccountService:
         await self._store.set_account_key_hash(account_id, slot, hash_key(key))
         return key
 
+    # ---- linked storage (ARR's "link storage accounts") -------------------------------------------------
+    async def _existing(self, account_id: str) -> str:
+        account_id = parse_account_id(account_id)
+        if await self._store.get_account(account_id) is None:
+            raise NotFound(f"There is no account {account_id}.")
+        return account_id
+
+    async def link_storage(self, account_id: str, spec: str) -> LinkedAccount:
+        """Link ``NAME=KEY[@ENDPOINT]`` or ``NAME@ENDPOINT`` to the account, replacing a link of that name."""
+        account_id = await self._existing(account_id)
+        try:
+            linked = parse_linked_account(spec)
+        except ValueError as exc:  # its message never repeats the key
+            raise InvalidInput(f"The storage account is not valid: {exc}.") from None
+        await self._store.link_storage(
+            LinkedStorage(account_id, linked.name, linked.key, linked.endpoint, self._clock.now())
+        )
+        return linked
+
+    async def unlink_storage(self, account_id: str, name: str) -> None:
+        account_id = await self._existing(account_id)
+        if not await self._store.unlink_storage(account_id, name):
+            raise NotFound(f"The storage account {name!r} is not linked to account {account_id}.")
+
+    async def linked_storage(self, account_id: str) -> Sequence[LinkedAccount]:
+        account_id = await self._existing(account_id)
+        return linked_accounts(await self._store.linked_storage(account_id))
+
     async def verify_key(self, account_id: str, key: str) -> bool:
         """True if ``key`` is the account's primary or secondary key."""
         account = await self._store.get_account(account_id)
@@ -92,3 +121,7 @@ class AccountService:
         primary = key_matches(key, account.primary_key_hash)
         secondary = key_matches(key, account.secondary_key_hash)
         return primary or secondary
+
+
+def linked_accounts(links: Sequence[LinkedStorage]) -> tuple[LinkedAccount, ...]:
+    return tuple(LinkedAccount(link.name, link.key, link.endpoint) for link in links)

@@ -50,8 +50,9 @@ from openrr.domain.clock import Clock
 from openrr.domain.ids import check_resource_id
 from openrr.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
 from openrr.log_redaction import redact
+from openrr.services.accounts import linked_accounts
 from openrr.storage import BadBlobName, StorageAccess, StorageError, safe_relative
-from openrr.storage.base import AccessDenied, NoAccess, is_clean_text
+from openrr.storage.base import AccessDenied, Container, LinkedAccount, NoAccess, is_clean_text
 from openrr.store.base import (
     Conversion,
     ConversionInput,
@@ -270,6 +271,14 @@ class ConversionService:
     ) -> Sequence[Conversion]:
         return await self._store.list_conversions(account_id, after_id=after_id, limit=limit)
 
+    async def linked_storage(self, account_id: str) -> tuple[LinkedAccount, ...]:
+        """The storage linked to ``account_id``: the only storage its conversions may use without a SAS."""
+        return linked_accounts(await self._store.linked_storage(account_id))
+
+    async def _open(self, c: Conversion, uri: str, sas: str | None) -> Container:
+        linked = await self.linked_storage(c.account_id)
+        return self.access.open(uri, sas, account_id=c.account_id, linked=linked)
+
     # ---- create -----------------------------------------------------------------------------------------
     async def create(
         self,
@@ -314,15 +323,25 @@ class ConversionService:
 
     async def _check_access(self, c: Conversion) -> None:
         """403 DelegatedResourceAccessError unless both containers can be used, as ARR answered at once."""
-        await self._check("input", c.input.container_uri, c.input_sas, c.input.blob_prefix, None)
+        linked = await self.linked_storage(c.account_id)
+        args = (c.account_id, linked)
+        await self._check(*args, "input", c.input.container_uri, c.input_sas, c.input.blob_prefix, None)
         target = c.output.blob_prefix + c.output.asset_filename
-        await self._check("output", c.output.container_uri, c.output_sas, None, target)
+        await self._check(*args, "output", c.output.container_uri, c.output_sas, None, target)
 
     async def _check(
-        self, which: str, uri: str, sas: str | None, read: str | None, write: str | None
+        self,
+        account_id: str,
+        linked: Sequence[LinkedAccount],
+        which: str,
+        uri: str,
+        sas: str | None,
+        read: str | None,
+        write: str | None,
     ) -> None:
         try:
-            async with self.access.open(uri, sas, transfers=False) as container:
+            opened = self.access.open(uri, sas, account_id=account_id, linked=linked, transfers=False)
+            async with opened as container:
                 if read is not None:
                     await container.check_read(read)
                 if write is not None:
@@ -513,7 +532,7 @@ class ConversionService:
     async def _download(self, c: Conversion, dest: Path, job_log: JobLog) -> Path:
         prefix = c.input.blob_prefix
         try:
-            async with self.access.open(c.input.container_uri, c.input_sas) as container:
+            async with await self._open(c, c.input.container_uri, c.input_sas) as container:
                 blobs = await container.list_blobs(prefix)
                 total = sum(b.size for b in blobs)
                 job_log(f"input: {len(blobs)} blobs, {total} bytes under '{prefix}'")
@@ -574,7 +593,7 @@ class ConversionService:
         outputs = self._outputs(scratch, name)
         job_log(f"uploading {len(outputs)} outputs")
         try:
-            async with self.access.open(c.output.container_uri, c.output_sas) as container:
+            async with await self._open(c, c.output.container_uri, c.output_sas) as container:
                 for blob, path in outputs:
                     await container.upload(c.output.blob_prefix + blob, path)
                 return container.blob_uri(c.output.blob_prefix + c.output.asset_filename)
@@ -605,7 +624,7 @@ class ConversionService:
         asset = scratch / "output" / (name + ASSET_SUFFIX)
         asset.unlink(missing_ok=True)  # a failed conversion publishes no asset, complete or not
         try:
-            async with self.access.open(c.output.container_uri, c.output_sas) as container:
+            async with await self._open(c, c.output.container_uri, c.output_sas) as container:
                 for blob, path in self._outputs(scratch, name):
                     await container.upload(c.output.blob_prefix + blob, path)
         except StorageError as exc:

@@ -49,6 +49,9 @@ class Runtime:
     sessions: SessionService
     throttle: TokenBuckets
     sts_throttle: TokenBuckets
+    # Failed key checks per client address: a flood of wrong keys is slowed at its source, and never drains
+    # the bucket of the account it names (whose owner would then be locked out).
+    sts_failures: TokenBuckets
     conversions: ConversionService
     metrics: Metrics = dataclasses.field(default_factory=Metrics)  # this runtime's own registry
     pool: WarmPool | None = None
@@ -87,6 +90,7 @@ class Runtime:
                 # Absolute: the render server must not depend on the control plane's working directory.
                 model_roots=tuple(str(root.resolve()) for root in settings.model_roots),
                 allow_private_model_urls=settings.allow_private_model_urls,
+                model_libraries=tuple(str(folder.resolve()) for folder in settings.model_libraries),
                 video_width=settings.video_width,
                 video_height=settings.video_height,
                 video_fps=settings.video_fps,
@@ -102,6 +106,7 @@ class Runtime:
             polygon_limits={Size.STANDARD: settings.standard_polygon_limit},  # Premium: unlimited, as in ARR
             max_sessions_per_account=settings.max_sessions_per_account,
             max_lease_minutes=settings.max_lease_minutes,
+            connect_token_minutes=settings.connect_token_minutes,
         )
         metrics = Metrics()
         sessions = SessionService(store, host, tokens, clock, config, metrics=metrics)
@@ -129,6 +134,13 @@ class Runtime:
             ),
             sts_throttle=TokenBuckets(
                 clock, rate=settings.sts_throttle_rate, burst=settings.sts_throttle_burst, what="token"
+            ),
+            sts_failures=TokenBuckets(
+                clock,
+                rate=settings.sts_failure_rate,
+                burst=settings.sts_failure_burst,
+                what="failed token",
+                whose="from this address",
             ),
             conversions=ConversionService(
                 store,

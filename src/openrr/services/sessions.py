@@ -78,6 +78,8 @@ class SessionConfig:
     max_sessions_per_account: int | None = None
     # The longest lease a session may have, at create or by renewals (ARR's own ceiling is 1440).
     max_lease_minutes: int = MAX_LEASE_MINUTES
+    # The longest a connect token lives (it never outlives the lease either).
+    connect_token_minutes: int = 30
 
 
 class SessionService:
@@ -170,6 +172,7 @@ class SessionService:
             status=Status.STARTING,
             created_at=self._clock.now(),
             models=tuple(models),
+            connect_secret=secrets.token_urlsafe(32),
         )
         quota = self.config.max_sessions_per_account
         slots = (await self._host_capacity()).slots(size.value).total
@@ -225,7 +228,7 @@ class SessionService:
                 else ""
             ),
             callback_ca=cfg.callback_ca,
-            token_public_key=self._tokens.public_pem,
+            connect_secret=(session.connect_secret or "") if session else "",
             ready_deadline_s=cfg.start_timeout_s,
             settings=cfg.render,
             polygon_limit=cfg.polygon_limits.get(size),
@@ -259,6 +262,38 @@ class SessionService:
                 with contextlib.suppress(Exception):
                     await self._host.stop(pooled, self.config.stop_grace_s)
         return await self._host.start(spec)
+
+    async def ready(self, account_id: str, session_id: str) -> Session:
+        """The session if it is Ready; 409 ``SessionNotReady`` saying why otherwise."""
+        session = await self.get(account_id, session_id)
+        if session.status is not Status.READY or session.endpoint is None:
+            why = {
+                Status.STARTING: "it is still starting; try again when it is Ready",
+                Status.STOPPED: "it was stopped",
+                Status.EXPIRED: "its lease expired",
+                Status.ERROR: "it failed",
+            }.get(session.status, "it is not Ready")
+            raise Conflict(
+                f"The session '{session_id}' is {session.status.value}: {why}.", code="SessionNotReady"
+            )
+        return session
+
+    async def connect_token(self, account_id: str, session_id: str) -> tuple[Session, str, dt.datetime]:
+        """A connect token for the session's render server (``openrr.handshake``), and when it expires:
+        after ``connect_token_minutes`` or at the end of the lease, whichever comes first."""
+        session = await self.ready(account_id, session_id)
+        if not session.connect_secret:
+            raise Conflict(
+                f"The session '{session_id}' was started by an older openrr that had no connect tokens; "
+                "stop it and create a new one.",
+                code="SessionNotConnectable",
+            )
+        now = self._clock.now()
+        expires = now + dt.timedelta(minutes=self.config.connect_token_minutes)
+        if session.expires_at is not None:
+            expires = min(expires, session.expires_at)
+        token = self._tokens.issue_connect_token(account_id, session_id, session.connect_secret, expires)
+        return session, token, expires
 
     async def update_lease(
         self, account_id: str, session_id: str, lease_minutes: int, *, allow_equal: bool = False

@@ -3,9 +3,14 @@
 Asymmetric signatures let render servers check a client's token with the public key alone. The signing key
 lives in the store, so every control-plane replica issues and accepts the same tokens.
 
-Two audiences share the key:
+Three audiences share the key:
   * ``openrr``          — an account's access token from the STS (claims: sub = account id);
-  * ``openrr-render``   — the credential a render server uses to call the control plane back (sub = session).
+  * ``openrr-render``   — the credential a render server uses to call the control plane back (sub = session);
+  * ``openrr-operator`` — ``openrr cluster status``.
+
+Connect tokens (``issue_connect_token``) are the only credential a render server accepts from clients: HS256
+with the session's own ``connect_secret``, which only the control plane and that session's render server
+hold, so one is good for one session's render server and nothing else (``openrr.handshake``).
 
 The stock ARR SDK reads ``exp`` by base64-decoding the payload with the *standard* alphabet, dropping the
 URL-safe characters ``-`` and ``_``. ``issue`` therefore varies a padding claim until the encoded payload
@@ -26,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from openrr.domain.clock import Clock
 from openrr.errors import AuthenticationFailed
+from openrr.handshake import CONNECT_AUDIENCE
 from openrr.store.base import SigningKey
 
 ISSUER = "openrr"
@@ -60,12 +66,6 @@ class TokenIssuer:
         # Signature checks cost ~0.1 ms each and clients send the same token for 24 hours: remember the
         # claims of tokens whose signature was good (lifetime is still checked on every use).
         self._verified: dict[tuple[str, str], dict[str, Any]] = {}
-
-    @property
-    def public_pem(self) -> str:
-        return self._public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode()
 
     def _sign(self, claims: dict[str, Any]) -> str:
         # The payload is encoded here rather than by PyJWT so its exact bytes can be checked.
@@ -106,6 +106,21 @@ class TokenIssuer:
             "exp": int((now + lifetime).timestamp()),
         }
         return self._sign(claims)
+
+    def issue_connect_token(self, account_id: str, session_id: str, secret: str, expires: dt.datetime) -> str:
+        """A client's credential for one session's render server, valid until ``expires``."""
+        now = self._clock.now()
+        claims = {
+            "iss": ISSUER,
+            "aud": CONNECT_AUDIENCE,
+            "sub": session_id,
+            "accountId": account_id,
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()) - 60,
+            "exp": int(expires.timestamp()),
+            "jti": secrets.token_hex(8),
+        }
+        return jwt.encode(claims, secret, algorithm="HS256")
 
     def issue_operator_token(self, lifetime: dt.timedelta = dt.timedelta(minutes=1)) -> str:
         now = self._clock.now()

@@ -1,13 +1,18 @@
 """Blob containers for conversions: which ones the service may use, and with which credential.
 
-``StorageAccess.open(uri, sas)`` returns a ``Container`` or raises ``NoAccess``. The rules, ARR's plus the
-ones a self-hosted service needs so that clients cannot make it fetch arbitrary URLs:
+``StorageAccess.open(uri, sas, account_id=…, linked=…)`` returns a ``Container`` or raises ``NoAccess``. The
+rules, ARR's plus the ones a self-hosted service needs so that clients cannot make it fetch arbitrary URLs
+nor reach another account's data:
 
-* ``file:///PATH`` containers: folders inside a configured root (``--container-root``); no SAS needed.
-* Containers of a configured storage account (``--storage-account``, ARR's linked storage): with the SAS
-  from the request if there is one, else with the account's key; an account configured without a key
-  needs a SAS.
-* Containers on Azure's public endpoints (``https://NAME.blob.core.windows.net/CONTAINER``): with a SAS.
+* ``file:///PATH`` containers: folders inside the calling account's own folder of a configured root
+  (``--container-root ROOT``: ``ROOT/<accountId>/CONTAINER``); no SAS needed. Another account's folder, or
+  anything a symlink or ``..`` leads to outside the caller's folder, is NoAccess.
+* Containers of a storage account linked to the calling account (``openrr accounts link-storage``, ARR's
+  linked storage; ``linked``): with the SAS from the request if there is one, else with the link's key; a
+  link without a key needs a SAS. Storage linked to other accounts is never used.
+* Containers at an endpoint the service names for everyone (``--storage-account NAME@ENDPOINT``, no key:
+  an Azurite or a private endpoint) and on Azure's public endpoints
+  (``https://NAME.blob.core.windows.net/CONTAINER``): with a SAS only.
 * Anything else: NoAccess. ``azure-storage-blob`` is imported only when a blob container is opened.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -58,21 +64,59 @@ LOCAL_ACCOUNT = "local"
 
 @dataclasses.dataclass(frozen=True)
 class StorageAccess:
+    """``container_roots``: where ``file:`` containers may be (a folder per account in each).
+    ``accounts``: endpoints every account may use with a SAS; they never carry a key (keys are linked to one
+    account each, in the store)."""
+
     container_roots: tuple[Path, ...] = ()
     accounts: tuple[LinkedAccount, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(account.key for account in self.accounts):
+            # A key here would let every account's conversions use that storage without a SAS.
+            raise ValueError("service-wide storage accounts cannot have a key: link it to an account")
 
     def describe(self) -> str:
         roots = ", ".join(str(r) for r in self.container_roots) or "none"
         accounts = "; ".join(str(a) for a in self.accounts) or "none"
-        return f"file: containers under {roots}; storage accounts: {accounts}; Azure endpoints with a SAS"
+        return (
+            f"file: containers under {roots} (a folder per account); endpoints for SAS: {accounts}; storage "
+            "linked per account; Azure endpoints with a SAS"
+        )
 
-    def open(self, uri: str, sas: str | None, *, transfers: bool = True) -> Container:
-        """The container at ``uri``, with the best credential there is; NoAccess if there is none.
+    def account_roots(self, account_id: str) -> tuple[Path, ...]:
+        """The account's own folder in each container root: the only places its ``file:`` containers are."""
+        folder = safe_relative(account_id, what="account id")
+        if len(folder.parts) != 1:
+            raise NoAccess("The account id cannot name a folder.")
+        return tuple(root / account_id for root in self.container_roots)
 
+    def _endpoints(self, linked: Sequence[LinkedAccount]) -> tuple[LinkedAccount, ...]:
+        # The account's own links first: where a link and a service-wide endpoint share an endpoint, the
+        # link (which may have a key) decides.
+        return (*linked, *self.accounts)
+
+    def open(
+        self,
+        uri: str,
+        sas: str | None,
+        *,
+        account_id: str,
+        linked: Sequence[LinkedAccount] = (),
+        transfers: bool = True,
+    ) -> Container:
+        """The container at ``uri`` for ``account_id``, with the best credential there is; NoAccess if none.
+
+        ``linked``: the storage linked to that account (``Store.linked_storage``), and only to it.
         ``transfers``: patient retries for a conversion's downloads and uploads; without, fast checks.
         """
         if is_file_uri(uri):
-            return LocalContainer(uri, container_folder(uri, self.container_roots))
+            if self.container_roots and not any(root.is_dir() for root in self.account_roots(account_id)):
+                raise NoAccess(
+                    "This account has no folder in the service's container roots: file: containers are "
+                    "ROOT/<accountId>/CONTAINER, made by the operator."
+                )
+            return LocalContainer(uri, container_folder(uri, self.account_roots(account_id)))
         parts = urlsplit(uri)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise NoAccess("The storage container URI must be an https:// (or file:) URI.")
@@ -80,7 +124,7 @@ class StorageAccess:
             raise NoAccess("The storage container URI must not have a query: pass a SAS in its own field.")
         base = f"{parts.scheme}://{parts.netloc}".lower() + parts.path.rstrip("/")
         sas = sas.strip() if sas else None
-        for account in self.accounts:
+        for account in self._endpoints(linked):
             endpoint = account.blob_endpoint.lower()
             if base.lower().startswith(endpoint + "/"):
                 container = base[len(endpoint) + 1 :]
@@ -91,8 +135,8 @@ class StorageAccess:
                     key = {"account_name": account.name, "account_key": account.key}
                     return _blob(base, key, transfers)
                 raise NoAccess(
-                    f"No shared access signature was given, and the storage account {account.name} is "
-                    "configured on this service without a key."
+                    f"No shared access signature was given, and the storage account {account.name} is not "
+                    "linked to this account with a key."
                 )
         host = _AZURE_HOST.fullmatch(parts.hostname or "")
         if parts.scheme == "https" and host and parts.port is None:
@@ -101,11 +145,11 @@ class StorageAccess:
                 return _blob(base, _sas(sas), transfers)
             raise NoAccess(
                 f"No shared access signature was given, and the storage account {host.group(1)} is not "
-                "linked to this service (--storage-account)."
+                "linked to this account (openrr accounts link-storage)."
             )
         raise NoAccess(
-            "The storage endpoint is neither an Azure blob endpoint nor a storage account configured on this "
-            "service (--storage-account)."
+            "The storage endpoint is neither an Azure blob endpoint nor a storage account linked to this "
+            "account or configured on this service (--storage-account NAME@ENDPOINT)."
         )
 
     @staticmethod
@@ -117,30 +161,32 @@ class StorageAccess:
             )
 
     # ---- the v1 API names containers by account and container name -------------------------------------
-    def v1_container_uri(self, account_name: str, container_name: str) -> str:
-        """The URI of a v1 ``{storageAccountName, blobContainerName}`` pair.
+    def v1_container_uri(
+        self, account_id: str, linked: Sequence[LinkedAccount], account_name: str, container_name: str
+    ) -> str:
+        """The URI of a v1 ``{storageAccountName, blobContainerName}`` pair, for ``account_id``.
 
-        ``local`` names the container roots: the container is the folder of that name in the first root
-        that has one (or the first root, for a new one).
+        ``local`` names the account's folders in the container roots: the container is the folder of that
+        name in the first root that has one (or the first root, for a new one).
         """
         if account_name == LOCAL_ACCOUNT and self.container_roots:
             relative = safe_relative(container_name, what="blob container name")
             if len(relative.parts) != 1:
                 raise BadBlobName("The blob container name must not contain '/'.")
-            roots = self.container_roots
+            roots = self.account_roots(account_id)
             root = next((r for r in roots if (r / container_name).is_dir()), roots[0])
             return (root.resolve() / container_name).as_uri()
-        for account in self.accounts:
+        for account in self._endpoints(linked):
             if account.name == account_name:
                 return f"{account.blob_endpoint}/{container_name}"
         return f"https://{account_name}.blob.core.windows.net/{container_name}"
 
-    def v1_names(self, uri: str) -> tuple[str, str]:
+    def v1_names(self, uri: str, linked: Sequence[LinkedAccount] = ()) -> tuple[str, str]:
         """(storageAccountName, blobContainerName) of a container URI, for v1 responses."""
         if is_file_uri(uri):
             return LOCAL_ACCOUNT, Path(unquote(urlsplit(uri).path)).name
         base = uri.rstrip("/")
-        for account in self.accounts:
+        for account in self._endpoints(linked):
             if base.lower().startswith(account.blob_endpoint.lower() + "/"):
                 return account.name, base[len(account.blob_endpoint) + 1 :]
         parts = urlsplit(base)

@@ -21,15 +21,23 @@ from azure.storage.blob.aio import ContainerClient, LinearRetry
 from openrr.storage.base import AccessDenied, BlobInfo, StorageError, Unreachable
 
 # Checks run while a client waits for its PUT: fail fast. Transfers run in the background: be patient.
+# use_env_settings=False: proxies from the environment are ignored (aiohttp's trust_env), as for every
+# outbound request of openrr; a proxy would see the SAS of plain-http endpoints (Azurite) in its URLs.
+# Connections are not pinned to checked addresses as model downloads are: a container is only ever on
+# Azure's own endpoints (https://NAME.blob.core.windows.net, whose DNS clients do not control) or on an
+# endpoint the operator named (--storage-account, openrr accounts link-storage), never on a host a client
+# chose, so there is no client-chosen name to rebind.
 _CHECK_OPTIONS: dict[str, Any] = {
     "retry_policy": LinearRetry(backoff=1, retry_total=1, random_jitter_range=0),
     "connection_timeout": 5,
     "read_timeout": 10,
+    "use_env_settings": False,
 }
 _TRANSFER_OPTIONS: dict[str, Any] = {
     "retry_policy": LinearRetry(backoff=2, retry_total=3, random_jitter_range=1),
     "connection_timeout": 10,
     "read_timeout": 120,
+    "use_env_settings": False,
 }
 
 

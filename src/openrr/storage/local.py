@@ -48,7 +48,7 @@ def container_folder(uri: str, roots: Sequence[Path]) -> Path:
         resolved_root = Path(os.path.realpath(root))
         if folder == resolved_root or folder.is_relative_to(resolved_root):
             return folder
-    raise NoAccess("The file: container is outside the service's container roots.")
+    raise NoAccess("The file: container is outside this account's folders in the service's container roots.")
 
 
 class LocalContainer:

@@ -39,6 +39,17 @@ class Account:
 
 
 @dataclasses.dataclass(frozen=True)
+class LinkedStorage:
+    """A storage account linked to one account (ARR's linked storage). ``key`` None: SAS only."""
+
+    account_id: str
+    name: str
+    key: str | None = dataclasses.field(repr=False)
+    endpoint: str
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
 class SigningKey:
     kid: str
     private_pem: bytes
@@ -116,6 +127,19 @@ class Store(Protocol):
     async def get_account(self, account_id: str) -> Account | None: ...
     async def list_accounts(self) -> Sequence[Account]: ...
     async def set_account_key_hash(self, account_id: str, slot: str, key_hash: str) -> None: ...
+
+    # storage accounts linked to one account
+    async def link_storage(self, link: LinkedStorage) -> None:
+        """Link ``link.name`` to ``link.account_id``, replacing an earlier link of that name."""
+        ...
+
+    async def unlink_storage(self, account_id: str, name: str) -> bool:
+        """Remove the link; False if there was none."""
+        ...
+
+    async def linked_storage(self, account_id: str) -> Sequence[LinkedStorage]:
+        """The account's linked storage accounts, by name."""
+        ...
 
     # token signing keys, shared by every replica
     async def signing_key(self, make: SigningKey) -> SigningKey:

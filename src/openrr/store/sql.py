@@ -28,10 +28,11 @@ from openrr.store.base import (
     ConversionInput,
     ConversionOutput,
     ConversionStatus,
+    LinkedStorage,
     SigningKey,
     StaleWrite,
 )
-from openrr.store.tables import accounts, conversions, leases, sessions, signing_keys
+from openrr.store.tables import accounts, conversions, leases, linked_storage, sessions, signing_keys
 
 # Serialises signing_key's read-or-insert across replicas on PostgreSQL (SQLite has a single writer anyway).
 _PG_SIGNING_KEY_LOCK = 72_501_114
@@ -91,6 +92,7 @@ def _session_row(s: Session) -> dict[str, Any]:
         "host_handle": s.host_handle,
         "host_released": s.host_released,
         "holds_server": holds_server(s),
+        "connect_secret": s.connect_secret,
         "version": s.version,
     }
 
@@ -117,6 +119,7 @@ def _session_from(m: Mapping[Any, Any]) -> Session:
         error=error,
         host_handle=m["host_handle"],
         host_released=bool(m["host_released"]),
+        connect_secret=m["connect_secret"],
         version=m["version"],
     )
 
@@ -225,6 +228,41 @@ class SqlStore:
             await conn.execute(
                 accounts.update().where(accounts.c.id == account_id).values({column: key_hash})
             )
+
+    # ---- linked storage ---------------------------------------------------------------------------------
+    async def link_storage(self, link: LinkedStorage) -> None:
+        t = linked_storage
+        async with self._engine.begin() as conn:
+            # One transaction: a concurrent reader sees the old link or the new one, never none.
+            await conn.execute(t.delete().where(t.c.account_id == link.account_id, t.c.name == link.name))
+            await conn.execute(
+                t.insert().values(
+                    account_id=link.account_id,
+                    name=link.name,
+                    account_key=link.key,
+                    endpoint=link.endpoint,
+                    created_at=_utc(link.created_at),
+                )
+            )
+
+    async def unlink_storage(self, account_id: str, name: str) -> bool:
+        t = linked_storage
+        async with self._engine.begin() as conn:
+            result = await conn.execute(t.delete().where(t.c.account_id == account_id, t.c.name == name))
+        return bool(result.rowcount)
+
+    async def linked_storage(self, account_id: str) -> Sequence[LinkedStorage]:
+        t = linked_storage
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(t.select().where(t.c.account_id == account_id).order_by(t.c.name))
+            ).all()
+        found = []
+        for row in rows:
+            created = _utc(row.created_at)
+            assert created is not None
+            found.append(LinkedStorage(row.account_id, row.name, row.account_key, row.endpoint, created))
+        return found
 
     # ---- signing keys ---------------------------------------------------------------------------------
     async def signing_key(self, make: SigningKey) -> SigningKey:

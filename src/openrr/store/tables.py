@@ -50,6 +50,8 @@ sessions = sa.Table(
     # that admission control counts servers per size and per account through an index instead of
     # evaluating that predicate (and JSON nulls, which differ per dialect) over every session ever kept.
     sa.Column("holds_server", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The HMAC key of the session's connect tokens (openrr.services.tokens), given to its render server alone.
+    sa.Column("connect_secret", sa.Text),
     sa.Index("ix_sessions_status", "status"),
     sa.Index("ix_sessions_ended_at", "ended_at"),
     sa.Index("ix_sessions_size_holding", "size", "holds_server"),
@@ -91,4 +93,18 @@ leases = sa.Table(
     sa.Column("holder", sa.String(200), nullable=False),
     sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# ARR's "linked storage accounts": a storage account whose key one account's conversions may use without a
+# SAS. Per account, never service-wide: a conversion reaches only the storage linked to its own account.
+# The key is kept in clear, like ``signing_keys.private_pem`` beside it: anyone who can read this database
+# can already mint tokens for every account, so encrypting with a key from the same database adds nothing.
+linked_storage = sa.Table(
+    "linked_storage",
+    metadata,
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("name", sa.String(24), primary_key=True),
+    sa.Column("account_key", sa.Text),
+    sa.Column("endpoint", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -7,13 +7,15 @@ and answer 202 ``{"conversionId"}`` with ``Location``. The action is matched cas
 singular ``/conversion/`` works too, as the documentation's versions disagree; JSON keys are matched
 case-insensitively (ASP.NET did), including the examples' ``outputAsssetFileName``.
 
-Storage accounts are named, not addressed: a name configured on the service (``--storage-account``) uses its
-endpoint, ``local`` names the ``file:`` container roots, any other name is Azure's
+Storage accounts are named, not addressed: a name linked to the calling account (``openrr accounts
+link-storage``) or configured on the service (``--storage-account NAME@ENDPOINT``) uses its endpoint,
+``local`` names the calling account's folders in the ``file:`` container roots, any other name is Azure's
 ``https://NAME.blob.core.windows.net``. States are v1's: Created, Running, Success, Failure (Aborted).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -26,7 +28,7 @@ from openrr.api.responses import ArrJSON
 from openrr.api.v1.wire import parse_body
 from openrr.domain.ids import check_resource_id, new_uuid
 from openrr.errors import InvalidInput
-from openrr.storage import BadBlobName, StorageAccess
+from openrr.storage import BadBlobName, LinkedAccount, StorageAccess
 from openrr.store.base import Conversion, ConversionInput, ConversionOutput, ConversionStatus
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["conversions (v1)"], route_class=LeanRoute)
@@ -83,11 +85,17 @@ def _text(section: dict[str, Any], where: str, key: str, *, required: bool = Tru
     return value
 
 
-def _container(access: StorageAccess, section: dict[str, Any], where: str) -> str:
+def _container(
+    access: StorageAccess,
+    owner: str,
+    linked: Sequence[LinkedAccount],
+    section: dict[str, Any],
+    where: str,
+) -> str:
     account = _text(section, where, "storageAccountName")
     container = _text(section, where, "blobContainerName")
     try:
-        return access.v1_container_uri(account, container)
+        return access.v1_container_uri(owner, linked, account, container)
     except BadBlobName as exc:
         raise InvalidInput(exc.message, target=f"{where}.blobContainerName") from None
 
@@ -114,13 +122,18 @@ async def _create(request: Request, account: str, action: str) -> Response:
     )
     sas = kind == _SAS
     conversion_id = new_uuid()
+    linked = await rt.conversions.linked_storage(account)
     await rt.conversions.create(
         account,
         conversion_id,
         ConversionInput(
-            _container(access, inp, "input"), _folder(inp, "input"), _text(inp, "input", "inputAssetPath")
+            _container(access, account, linked, inp, "input"),
+            _folder(inp, "input"),
+            _text(inp, "input", "inputAssetPath"),
         ),
-        ConversionOutput(_container(access, out, "output"), _folder(out, "output"), filename),
+        ConversionOutput(
+            _container(access, account, linked, out, "output"), _folder(out, "output"), filename
+        ),
         input_sas=_text(inp, "input", "containerReadListSas") if sas else None,
         output_sas=_text(out, "output", "containerWriteSas") if sas else None,
     )
@@ -131,7 +144,9 @@ async def _create(request: Request, account: str, action: str) -> Response:
     )
 
 
-def conversion_body_v1(c: Conversion, access: StorageAccess) -> dict[str, Any]:
+def conversion_body_v1(
+    c: Conversion, access: StorageAccess, linked: Sequence[LinkedAccount]
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "conversionId": c.id,
         "status": V1_STATUS[c.status],
@@ -140,7 +155,7 @@ def conversion_body_v1(c: Conversion, access: StorageAccess) -> dict[str, Any]:
         else None,
     }
     if c.status is ConversionStatus.SUCCEEDED:
-        account, container = access.v1_names(c.output.container_uri)
+        account, container = access.v1_names(c.output.container_uri, linked)
         body["convertedAsset"] = {
             "storageAccountName": account,
             "blobContainerName": container,
@@ -200,13 +215,16 @@ _PROBLEM = {"application/json": {"schema": {"$ref": "#/components/schemas/Proble
 async def get_conversion(request: Request, account: AuthorizedAccount, conversion_id: str) -> Response:
     check_resource_id(conversion_id, what="conversion")
     service = runtime(request).conversions
-    return ArrJSON(conversion_body_v1(await service.get(account, conversion_id), service.access))
+    conversion = await service.get(account, conversion_id)
+    linked = await service.linked_storage(account)
+    return ArrJSON(conversion_body_v1(conversion, service.access, linked))
 
 
 async def _list(request: Request, account: str) -> Response:
     service = runtime(request).conversions
     found = await service.list_conversions(account, limit=10_000)
-    return ArrJSON({"conversions": [conversion_body_v1(c, service.access) for c in found]})
+    linked = await service.linked_storage(account)
+    return ArrJSON({"conversions": [conversion_body_v1(c, service.access, linked) for c in found]})
 
 
 @router.get("/conversions", response_class=ArrJSON, summary="List conversions")

@@ -40,7 +40,8 @@ class InputSettings(BaseModel):
     model_config = ConfigDict(extra="ignore")
     storageContainerUri: str = Field(
         description="https://ACCOUNT.blob.core.windows.net/CONTAINER, a container of a storage account "
-        "configured on the service, or file:///PATH inside a container root."
+        "linked to this account or configured on the service, or file:///ROOT/ACCOUNT_ID/CONTAINER in a "
+        "container root."
     )
     storageContainerReadListSas: str | None = Field(
         default=None, description="Container SAS with read and list rights; never returned."

@@ -195,6 +195,11 @@ export class Api {
     return body.sessionId;
   }
 
+  /** A connect token for the session's render server (`{token, expiresOn}`): the only credential it takes. */
+  connectToken(id) {
+    return request("POST", `openrr/${this._sessions(`/${encodeURIComponent(id)}/connectToken`)}`, { token: this.token });
+  }
+
   /** Set a larger total lease (2021 PATCH). */
   extendLease(id, leaseMinutes) {
     return this._call("PATCH", `/${encodeURIComponent(id)}`, { json: { maxLeaseTimeMinutes: leaseMinutes } });

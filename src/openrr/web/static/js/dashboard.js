@@ -153,6 +153,42 @@ function start({ accountId, token }) {
     return card;
   }
 
+  /**
+   * The inspector link of a Ready session carries a connect token of that session in its fragment (the
+   * render server takes no account token). One is asked for when the session turns Ready, and again once
+   * half of its life has passed; an error just leaves the link hidden until the next poll tries again.
+   */
+  const inspectorTokens = new Map(); // session id → { token, fetched, expires } or { pending: true }
+
+  function showInspectorLink(link, session) {
+    if (session.status !== "Ready" || !inspectorUrl(session, "")) {
+      link.hidden = true;
+      inspectorTokens.delete(session.id);
+      return;
+    }
+    const held = inspectorTokens.get(session.id);
+    const now = Date.now();
+    if (held && held.token && now < held.fetched + (held.expires - held.fetched) / 2) {
+      link.href = inspectorUrl(session, held.token);
+      link.hidden = false;
+      return;
+    }
+    if (held && held.pending) return;
+    inspectorTokens.set(session.id, { pending: true });
+    api.connectToken(session.id).then(
+      (body) => {
+        const expires = Date.parse(body && body.expiresOn);
+        if (!body || typeof body.token !== "string" || Number.isNaN(expires)) throw new Error("no token");
+        inspectorTokens.set(session.id, { token: body.token, fetched: now, expires });
+        link.href = inspectorUrl(session, body.token);
+        link.hidden = false;
+      },
+    ).catch(() => {
+      inspectorTokens.delete(session.id);
+      link.hidden = true;
+    });
+  }
+
   function fillCard(card, session) {
     const field = (name) => card.querySelector(`[data-field="${name}"]`);
     const action = (name) => card.querySelector(`[data-action="${name}"]`);
@@ -179,9 +215,7 @@ function start({ accountId, token }) {
     problem.textContent = why;
     problem.hidden = !why;
     action("view").hidden = !active;
-    const inspector = session.status === "Ready" ? inspectorUrl(session, token) : null;
-    action("inspect").hidden = !inspector;
-    if (inspector) action("inspect").href = inspector;
+    showInspectorLink(action("inspect"), session);
     action("extend").hidden = !active;
     action("stop").hidden = !active;
     action("dismiss").hidden = active;
