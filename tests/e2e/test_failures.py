@@ -73,10 +73,11 @@ def test_control_plane_restart_adopts_running_render_servers(openrr_server: Open
             assert renders[session_id].alive
             health = httpx.get(f"http://{after['hostname']}:{after['handshakePort']}/health", timeout=5)
             assert health.status_code == 200
-            # Tokens of the restarted STS still open the adopted server (the signing key is persisted).
+            # Connect tokens of the restarted control plane still open the adopted server (the session's
+            # connect secret is persisted).
             handshake = httpx.get(
                 f"http://{after['hostname']}:{after['handshakePort']}/handshake",
-                headers={"Authorization": f"Bearer {server.token()}"},
+                headers={"Authorization": f"Bearer {server.connect_token(session_id)}"},
                 timeout=5,
             )
             assert handshake.status_code == 200, handshake.text

@@ -241,7 +241,7 @@ async def test_idle_stop_reports_once_per_period_without_a_client(
     # A connected client holds the clock, however long it stays.
     pc = await connect(base_url, keys.token(spec.session_id))
     try:
-        assert (await get(base_url + HANDSHAKE_PATH, keys.token())).json()["clientConnected"] is True
+        assert (await get(base_url + HANDSHAKE_PATH, keys.token(spec.session_id))).json()["clientConnected"]
         await asyncio.sleep(idle_s * 4)
         assert len(receiver.of("idle", "idle")) == 1
     finally:
