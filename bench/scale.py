@@ -185,7 +185,7 @@ async def _mint_operator_token(data_dir: Path) -> str:
     try:
         clock = SystemClock()
         key = await store.signing_key(new_signing_key(clock.now()))
-        return str(TokenIssuer(key, clock).issue_operator_token(dt.timedelta(hours=1)))
+        return str(TokenIssuer([key], clock).issue_operator_token(dt.timedelta(hours=1)))
     finally:
         await store.close()
 

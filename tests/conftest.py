@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,60 @@ from openrr.domain.clock import ManualClock
 from openrr.services.runtime import Runtime
 from tests.fakes import FakeHost
 from tests.postgres import postgres_server, postgres_url  # noqa: F401
+
+# What a developer's shell may carry that would change what a test does: openrr's own settings and the CLI's
+# connection (OPENRR_*, but OPENRR_TEST_* which configure the test run), the CA bundle `openrr serve` tells
+# users to export, proxies (httpx would send loopback requests through them) and a Ray address or token.
+_FOREIGN_ENV_PREFIXES = ("OPENRR_", "RAY_AUTH_")
+_FOREIGN_ENV = {
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "RAY_ADDRESS",
+}
+
+
+def _foreign(name: str) -> bool:
+    if name.startswith("OPENRR_TEST_"):
+        return False
+    return name.upper() in _FOREIGN_ENV or name.startswith(_FOREIGN_ENV_PREFIXES)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test runs with none of the variables above and from an empty working directory, so that an
+    ``./openrr-data/arrconfig.json`` left by ``scripts/serve`` (or anything else in the clone) is not read,
+    and nothing a test writes to a relative path lands in the clone. Session-scoped and autouse, so it is
+    in place before any other session fixture (clusters, servers) starts."""
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    for name in [n for n in os.environ if _foreign(n)]:
+        del os.environ[name]
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+@pytest.fixture(autouse=True)
+def _restored_process_state() -> Iterator[None]:
+    """What one test changes in the environment or the working directory does not reach the next."""
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    yield
+    if os.getcwd() != saved_cwd:
+        os.chdir(saved_cwd)
+    if dict(os.environ) != saved_env:
+        os.environ.clear()
+        os.environ.update(saved_env)
 
 
 @pytest.fixture

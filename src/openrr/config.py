@@ -5,14 +5,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from openrr.domain.session import Size
 from openrr.errors import InvalidInput
+from openrr.handshake import RenderLimits
 from openrr.storage.base import LinkedAccount, parse_linked_account
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -23,6 +27,37 @@ _FLAGS = {"model_roots": "--model-root", "stun_urls": "--stun-url", "turn_urls":
 _FLAGS["model_libraries"] = "--model-library"
 _FLAGS.update({"container_roots": "--container-root", "storage_accounts": "--storage-account"})
 _FLAGS.update({"local_slots": "--local-slots", "warm_pool": "--warm-pool"})
+
+_MI, _GI = 1 << 20, 1 << 30
+# What one session's render server may use, by size: finite by default, each changeable per size with the
+# ``--max-texture-pixels``, ``--max-session-texture-pixels``, ``--max-models``, ``--max-scene-bytes`` and
+# ``--render-memory`` options. Measured at 1280x720 on llvmpipe, an idle render server's data segment is
+# about 280 MiB; the memory ceilings leave room for the scene limits twice over (the renderer's own copy and
+# the GL driver's).
+DEFAULT_RENDER_LIMITS = {
+    Size.STANDARD: RenderLimits(
+        texture_pixels_per_model=64 * _MI,
+        texture_pixels_per_session=128 * _MI,
+        models_per_session=32,
+        scene_bytes=1 * _GI,
+        memory_bytes=4 * _GI,
+    ),
+    Size.PREMIUM: RenderLimits(
+        texture_pixels_per_model=128 * _MI,
+        texture_pixels_per_session=256 * _MI,
+        models_per_session=64,
+        scene_bytes=4 * _GI,
+        memory_bytes=12 * _GI,
+    ),
+}
+# Settings field → RenderLimits field of the per-size limit options.
+_RENDER_LIMIT_FIELDS = {
+    "max_texture_pixels": "texture_pixels_per_model",
+    "max_session_texture_pixels": "texture_pixels_per_session",
+    "max_models": "models_per_session",
+    "max_scene_bytes": "scene_bytes",
+    "render_memory": "memory_bytes",
+}
 
 # The STUN/TURN URL shapes aiortc parses (openrr.render.ice.IceSettings checks them with aiortc itself).
 # They are checked here with a regex because the control plane never imports the render stack (aiortc
@@ -103,7 +138,15 @@ class Settings(BaseModel):
     ray_allow_unauthenticated: bool = False  # join a Ray cluster without token authentication
     local_slots: tuple[str, ...] = Field(default=(), description="SIZE=N: local render servers per size.")
     warm_pool: tuple[str, ...] = Field(default=(), description="SIZE=N: pooled render servers per size.")
-    max_sessions_per_account: Annotated[int, Field(ge=1)] | None = None
+    # Per-size limits of a session's render server (DEFAULT_RENDER_LIMITS); SIZE=N, N with K/M/G/T.
+    max_texture_pixels: tuple[str, ...] = ()
+    max_session_texture_pixels: tuple[str, ...] = ()
+    max_models: tuple[str, ...] = ()
+    max_scene_bytes: tuple[str, ...] = ()
+    render_memory: tuple[str, ...] = ()
+    max_sessions_per_account: Annotated[int, Field(ge=1)] = 10
+    max_conversions_per_account: Annotated[int, Field(ge=1)] = 20
+    converter_memory: Annotated[str, Field(pattern=r"(?i)^[0-9]{1,15}\s*[KMGT]?I?B?$")] = "8G"
     idle_stop_minutes: Positive | None = None
     max_lease_minutes: Annotated[int, Field(ge=1, le=1440)] = 1440
     # Render servers heartbeat this often and stop themselves after this long without an answer.
@@ -184,6 +227,12 @@ class Settings(BaseModel):
     @classmethod
     def _per_size(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         parse_per_size(values)
+        return values
+
+    @field_validator(*_RENDER_LIMIT_FIELDS)
+    @classmethod
+    def _per_size_amounts(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        parse_per_size(values, amounts=True)
         return values
 
     @field_validator("ray_auth_token_file")
@@ -279,11 +328,27 @@ class Settings(BaseModel):
 
     @property
     def local_slot_counts(self) -> dict[str, int]:
-        return {size.value.lower(): n for size, n in parse_per_size(self.local_slots).items()}
+        """``--local-slots``, and for each size it leaves out, ``derived_local_slots()``'s."""
+        given = parse_per_size(self.local_slots)
+        derived = derived_local_slots()
+        return {size.value.lower(): given.get(size, derived[size]) for size in Size}
+
+    @property
+    def converter_memory_bytes(self) -> int:
+        return _amount(self.converter_memory)
 
     @property
     def warm_pool_targets(self) -> dict[Size, int]:
         return parse_per_size(self.warm_pool)
+
+    @property
+    def render_limits(self) -> dict[Size, RenderLimits]:
+        """The defaults with what the per-size options changed; 0 given for a size means unlimited."""
+        changes: dict[Size, dict[str, int | None]] = {size: {} for size in Size}
+        for setting, field in _RENDER_LIMIT_FIELDS.items():
+            for size, value in parse_per_size(getattr(self, setting), amounts=True).items():
+                changes[size][field] = value or None
+        return {size: dataclasses.replace(DEFAULT_RENDER_LIMITS[size], **changes[size]) for size in Size}
 
     @property
     def conversion_dir(self) -> Path:
@@ -307,21 +372,50 @@ class Settings(BaseModel):
         return (self.public_url or self.local_address).rstrip("/")
 
 
-def parse_per_size(values: tuple[str, ...]) -> dict[Size, int]:
-    """``("standard=4", "premium=1")`` (any letter case; also comma-separated) → counts by size."""
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_AMOUNT = re.compile(r"([0-9]{1,15})\s*([KMGT]?)I?B?", re.IGNORECASE)
+
+
+def parse_per_size(values: tuple[str, ...], *, amounts: bool = False) -> dict[Size, int]:
+    """``("standard=4", "premium=1")`` (any letter case; also comma-separated) → counts by size. With
+    ``amounts``, a number may end in K, M, G or T (powers of 1024, an optional "iB" or "B" after it)."""
     counts: dict[Size, int] = {}
     for value in (part.strip() for item in values for part in item.split(",") if part.strip()):
         name, sep, number = value.partition("=")
-        if not sep or not number.strip().isdigit():
-            raise ValueError(f"{value!r} is not of the form SIZE=COUNT, e.g. standard=4")
+        match = _AMOUNT.fullmatch(number.strip()) if amounts else None
+        if not sep or not (match or number.strip().isdigit()):
+            example = "standard=64M" if amounts else "standard=4"
+            raise ValueError(f"{value!r} is not of the form SIZE=COUNT, e.g. {example}")
         try:
             size = Size.parse(name)
         except InvalidInput as exc:
             raise ValueError(exc.message) from None
         if size in counts:
             raise ValueError(f"{size.value} is given twice")
-        counts[size] = int(number)
+        counts[size] = int(match[1]) * _UNITS[match[2].upper()] if match else int(number)
     return counts
+
+
+def _amount(text: str) -> int:
+    match = _AMOUNT.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not an amount such as 8G")
+    return int(match[1]) * _UNITS[match[2].upper()]
+
+
+def derived_local_slots() -> dict[Size, int]:
+    """Render servers this machine runs at once by default: a standard one per half core (most sessions
+    are idle or light between bursts; a streaming one takes about a core on llvmpipe) and per GiB of
+    memory, whichever gives fewer; a premium one per core and per 4 GiB. At least one of each."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    memory_gib = psutil.virtual_memory().total >> 30
+    return {
+        Size.STANDARD: max(1, min(2 * cores, memory_gib)),
+        Size.PREMIUM: max(1, min(cores, memory_gib // 4)),
+    }
 
 
 def _check_ice_urls(urls: tuple[str, ...], shape: re.Pattern[str], example: str) -> tuple[str, ...]:

@@ -30,8 +30,8 @@ time, as in ARR), 503 ``NotReady``/``Stopping``. The data-channel messages are i
 Pooled start (a warm pool, see ``openrr.hosts.base``): with ``POOL_ENV=1`` the spec in ``SPEC_ENV`` is a
 *template* (blank session fields). The server warms up (GL context, shaders, one frame), then reads one
 line from stdin: the session's full ``RenderSpec`` as JSON, whose shared fields (size, settings,
-polygon_limit, bind_host, advertise_host, teraflops) must equal the template's. From there it starts as
-any render server does. End of input before that line means "not needed": it exits 0.
+polygon_limit, limits, bind_host, advertise_host, teraflops) must equal the template's. From there it starts
+as any render server does. End of input before that line means "not needed": it exits 0.
 
 Idle stop: when ``RenderSettings.idle_stop_s`` is set, a server that has had no client for that long (since
 it became ready or since its last client left) POSTs ``{"instance", "idleSeconds"}`` to ``callback_url +
@@ -88,7 +88,7 @@ SELF_STOP_LOG = "self-stop"
 MAX_LEASE_REMAINING_S = 1441 * 60.0
 POOL_ENV = "OPENRR_RENDER_POOL"
 # The RenderSpec fields a pooled server warmed up with; its session's spec must carry the same values.
-SHARED_FIELDS = ("size", "settings", "polygon_limit", "bind_host", "advertise_host", "teraflops")
+SHARED_FIELDS = ("size", "settings", "polygon_limit", "limits", "bind_host", "advertise_host", "teraflops")
 HANDSHAKE_PATH = "/handshake"
 HEALTH_PATH = "/health"
 PROTOCOL = "openrr-render/1"
@@ -133,6 +133,20 @@ class RenderSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class RenderLimits:
+    """What one session's render server may use, by its size (``openrr serve``'s per-size limits); None is
+    unlimited. Textures count decoded pixels (checked from image headers before decoding); scene bytes count
+    the models' geometry as the renderer holds it; ``memory_bytes`` is the process's RLIMIT_DATA, set before
+    anything else is imported (see ``openrr.render.__main__``)."""
+
+    texture_pixels_per_model: int | None = None
+    texture_pixels_per_session: int | None = None
+    models_per_session: int | None = None
+    scene_bytes: int | None = None
+    memory_bytes: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class RenderSpec:
     account_id: str
     session_id: str
@@ -154,6 +168,7 @@ class RenderSpec:
     polygon_limit: int | None = None
     # The session's lease, counted from Ready (see "Lease" above); None: not known (a pool's template).
     lease_minutes: int | None = None
+    limits: RenderLimits = dataclasses.field(default_factory=lambda: RenderLimits())
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -163,6 +178,7 @@ class RenderSpec:
         data: dict[str, Any] = json.loads(text)
         data["models"] = tuple(data.get("models") or ())
         data["settings"] = RenderSettings.from_json(data.get("settings") or {})
+        data["limits"] = RenderLimits(**(data.get("limits") or {}))
         return cls(**data)
 
 

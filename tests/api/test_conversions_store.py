@@ -18,6 +18,7 @@ from openrr.domain.clock import ManualClock
 from openrr.services.runtime import Runtime
 from openrr.store.base import (
     Account,
+    Admission,
     Conversion,
     ConversionInput,
     ConversionOutput,
@@ -65,8 +66,8 @@ async def test_insert_get_update_list_purge(store: SqlStore) -> None:
     account = Account(str(uuid.uuid4()), "a", T0, "h1", "h2")
     await store.add_account(account)
     first = conversion(account.id, "c1")
-    assert await store.insert_conversion(first)
-    assert not await store.insert_conversion(dataclasses.replace(first, input_sas=None))
+    assert await store.insert_conversion(first) is Admission.INSERTED
+    assert await store.insert_conversion(dataclasses.replace(first, input_sas=None)) is Admission.EXISTS
     assert await store.get_conversion(account.id, "c1") == first
     assert await store.get_conversion(account.id, "nope") is None
 
@@ -79,9 +80,10 @@ async def test_insert_get_update_list_purge(store: SqlStore) -> None:
         await store.update_conversion(running)  # the version it was read at is gone
 
     for i, offset in ((3, 1), (2, 2)):
-        assert await store.insert_conversion(
+        inserted = await store.insert_conversion(
             conversion(account.id, f"c{i}", at=T0 + dt.timedelta(minutes=offset))
         )
+        assert inserted is Admission.INSERTED
     assert [c.id for c in await store.list_conversions(account.id, limit=2)] == ["c1", "c2"]
     assert [c.id for c in await store.list_conversions(account.id, after_id="c2")] == ["c3"]
     queued = await store.conversions_with_status([ConversionStatus.NOT_STARTED])

@@ -142,6 +142,9 @@ class OpenRRServer:
         }
         if not throttle:
             args.update({"throttle-rate": "0", "sts-throttle-rate": "0"})
+        if options.get("host_backend", "local") == "local":
+            # Explicit, so that no test depends on the slots derived from this machine's cores and memory.
+            args["local-slots"] = "standard=8,premium=4"
         args.update({k.replace("_", "-"): str(v) for k, v in options.items()})
         self._args = [a for k, v in args.items() for a in (f"--{k}", v)]
         self.proc: subprocess.Popen[bytes] | None = None

@@ -74,7 +74,7 @@ def test_control_plane_restart_adopts_running_render_servers(openrr_server: Open
             health = httpx.get(f"http://{after['hostname']}:{after['handshakePort']}/health", timeout=5)
             assert health.status_code == 200
             # Connect tokens of the restarted control plane still open the adopted server (the session's
-            # connect secret is persisted).
+            # connect secret is persisted with it).
             handshake = httpx.get(
                 f"http://{after['hostname']}:{after['handshakePort']}/handshake",
                 headers={"Authorization": f"Bearer {server.connect_token(session_id)}"},

@@ -45,8 +45,10 @@ def test_two_replicas_never_start_a_session_twice(
     openrr_factory: Callable[..., OpenRRServer], postgres_server: PostgresServer, postgres_url: str
 ) -> None:
     dbname = postgres_url.rsplit("/", 1)[1]
-    first = openrr_factory(store_url=postgres_url)  # creates the development account on the empty store
-    second = openrr_factory(store_url=postgres_url)
+    # Every session in one account and on each replica's machine: limits above SESSIONS, explicitly.
+    limits = {"max_sessions_per_account": SESSIONS, "local_slots": f"standard={SESSIONS}"}
+    first = openrr_factory(store_url=postgres_url, **limits)  # creates the development account
+    second = openrr_factory(store_url=postgres_url, **limits)
     account = first.account
     token = first.token(account)  # one signing key in the store: the token works on both replicas
     clients = [

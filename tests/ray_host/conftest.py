@@ -130,6 +130,67 @@ def ray_env() -> Iterator[None]:
 
 
 NAMESPACE = "openrr-test"
+# How long a test waits for the shared cluster to show every slot free: Ray reports a killed actor's
+# resources back a raylet report after the kill, later still on a loaded machine.
+IDLE_TIMEOUT = 60.0
+
+
+async def _connected(cluster: RayCluster) -> RayHost:
+    host = RayHost(cluster.address, namespace=NAMESPACE, auth_token_file=str(cluster.token_file))
+    await host.connect()
+    return host
+
+
+def _busy(capacity: Any) -> dict[str, tuple[int | None, int | None]]:
+    return {
+        size: (slots.total, slots.free) for size, slots in capacity.sizes.items() if slots.free != slots.total
+    }
+
+
+async def wait_cluster_idle(cluster: RayCluster, *, stop_leftovers: bool) -> list[str]:
+    """Wait (bounded) until every render slot of the cluster shows free; with ``stop_leftovers``, first stop
+    every named actor left in any namespace (the cluster belongs to this test session, so whatever runs
+    there was started by a test). Returns the actors it stopped; fails naming what still holds slots."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("RAY_")}
+    host = await _connected(cluster)
+    stopped: list[str] = []
+    try:
+        if stop_leftovers:
+            for actor in await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True):
+                handle = {"kind": "ray", "actor": actor["name"], "namespace": actor["namespace"]}
+                await host.stop(handle, 1.0)
+                stopped.append(f"{actor['namespace']}/{actor['name']}")
+        deadline = time.monotonic() + IDLE_TIMEOUT
+        while _busy(capacity := await host.capacity()):
+            if time.monotonic() > deadline:
+                actors = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)
+                raise AssertionError(
+                    f"the shared Ray cluster still has slots taken after {IDLE_TIMEOUT:g} s "
+                    f"(size: (total, free)) {_busy(capacity)}; named actors: {actors}"
+                )
+            await asyncio.sleep(0.2)
+        return stopped
+    finally:
+        await host.close()
+        for key in [k for k in os.environ if k.startswith("RAY_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+async def whole_cluster(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Each test that uses the shared cluster starts with all of its slots free, and leaves them so: its
+    leftovers are stopped and their slots seen free again before the next test starts (teardown runs after
+    the test's own fixtures, such as ``make_host`` and ``ray_serve``, have stopped what they know of)."""
+    if "ray_cluster" not in request.fixturenames:
+        yield
+        return
+    cluster: RayCluster = request.getfixturevalue("ray_cluster")
+    await wait_cluster_idle(cluster, stop_leftovers=False)
+    yield
+    left = await wait_cluster_idle(cluster, stop_leftovers=True)
+    if left:
+        print(f"actors the test left on the shared cluster, now stopped: {left}")
 
 
 @pytest.fixture

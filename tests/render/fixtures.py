@@ -12,7 +12,9 @@ import contextlib
 import http.server
 import io
 import json
+import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -227,3 +229,28 @@ def model_root_for(models: Path, account: str) -> Path:
     if not link.exists():
         link.symlink_to(models.resolve(), target_is_directory=True)
     return root
+
+
+def png_bomb(side: int) -> bytes:
+    """A black ``side`` x ``side`` PNG of one bit per pixel, written row by row without ever holding the
+    image: 20000 x 20000 is about 48 KB on disk and 1.6 GB as RGBA pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then the row's bits
+    idat = b"".join([packer.compress(row) for _ in range(side)] + [packer.flush()])
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def texture_bomb_gltf(directory: Path, side: int = 20000) -> Path:
+    """``bomb.gltf``: the textured quad of ``textured_gltf`` with ``bomb.png``, a ``png_bomb(side)``."""
+    textured_gltf(directory)
+    (directory / "bomb.png").write_bytes(png_bomb(side))
+    gltf = json.loads((directory / "quad.gltf").read_text())
+    gltf["images"] = [{"uri": "bomb.png"}]
+    path = directory / "bomb.gltf"
+    path.write_text(json.dumps(gltf))
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 
@@ -37,3 +38,8 @@ def make_session(account_id: str, session_id: str, status: Status = Status.START
         values["ended_at"] = T0 + dt.timedelta(minutes=5)
     values.update(kw)
     return Session(**values)  # type: ignore[arg-type]
+
+
+def account_row_before_0006(account: Account) -> dict[str, object]:
+    """``account`` as a row of the accounts table before revision 0006 (no tokens_not_before)."""
+    return {k: v for k, v in dataclasses.asdict(account).items() if k != "tokens_not_before"}

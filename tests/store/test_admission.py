@@ -15,7 +15,7 @@ from openrr.store.base import Account, Admission
 from openrr.store.sql import SqlStore, _session_row, driver_urls, open_store
 from openrr.store.tables import accounts as accounts_table
 from openrr.store.tables import sessions as sessions_table
-from tests.store.helpers import T0, make_account, make_session
+from tests.store.helpers import T0, account_row_before_0006, make_account, make_session
 
 HANDLE = {"kind": "fake", "key": "k"}
 
@@ -226,7 +226,7 @@ async def test_upgrade_from_0002_keeps_sessions_and_counts_them(backend_url: str
     try:
         with engine.begin() as conn:
             for a in (account, other):
-                conn.execute(accounts_table.insert().values(dataclasses.asdict(a)))
+                conn.execute(accounts_table.insert().values(account_row_before_0006(a)))
             for s in rows:
                 # as revision 0002's code wrote them: no holds_server (0003) or connect_secret (0004) yet
                 later = ("holds_server", "connect_secret")
@@ -247,7 +247,7 @@ async def test_upgrade_from_0002_keeps_sessions_and_counts_them(backend_url: str
             holding = dict(
                 (await conn.execute(sa.select(sessions_table.c.id, sessions_table.c.holds_server))).all()
             )
-        assert version == "0005"  # open_store upgrades to the newest revision
+        assert version == "0006"  # open_store upgrades to the newest revision
         assert holding == {
             "starting": True,
             "ready": True,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import sqlalchemy as sa
 
@@ -16,7 +14,7 @@ from openrr.store.base import Account, LinkedStorage
 from openrr.store.sql import SqlStore, driver_urls, open_store
 from openrr.store.tables import accounts as accounts_table
 from openrr.store.tables import sessions as sessions_table
-from tests.store.helpers import T0, make_account, make_session
+from tests.store.helpers import T0, account_row_before_0006, make_account, make_session
 
 KEY = "c3RvcmFnZWtleQ=="
 
@@ -64,7 +62,7 @@ async def test_upgrade_from_0003_keeps_the_data_and_adds_the_table(backend_url: 
     engine = sa.create_engine(sync_url, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
-            conn.execute(accounts_table.insert().values(dataclasses.asdict(account)))
+            conn.execute(accounts_table.insert().values(account_row_before_0006(account)))
             conn.execute(
                 sessions_table.insert().values(
                     account_id=session.account_id,
@@ -87,7 +85,7 @@ async def test_upgrade_from_0003_keeps_the_data_and_adds_the_table(backend_url: 
     try:
         async with upgraded._engine.connect() as conn:
             version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
-        assert version == "0005"
+        assert version == "0006"
         assert await upgraded.get_account(account.id) == account
         kept = await upgraded.get_session(account.id, "s1")
         assert kept is not None and kept.status is session.status

@@ -65,6 +65,30 @@ async def test_signing_key_is_stored_once(store: SqlStore) -> None:
     assert await store.signing_key(signing("k3")) == first
 
 
+async def test_signing_keys_rotate_and_retire(store: SqlStore) -> None:
+    first = await store.signing_key(signing("k1"))
+    second = signing("k2", T0 + dt.timedelta(hours=5))
+    third = signing("k3", T0 + dt.timedelta(hours=30))
+    for key in (second, third):
+        await store.add_signing_key(key)
+    assert [k.kid for k in await store.signing_keys()] == ["k3", "k2", "k1"]
+    assert await store.signing_key(signing("k4")) == third  # the newest is the current one
+    # Keys retire once every token they signed has expired: older than the current one by 26 hours.
+    assert await store.drop_signing_keys("k3", third.created_at - dt.timedelta(hours=26)) == 1
+    assert [k.kid for k in await store.signing_keys()] == ["k3", "k2"] and first.kid == "k1"
+    assert await store.drop_signing_keys("k3") == 1  # revoked: all but the current one
+    assert await store.signing_keys() == [third]
+
+
+async def test_account_tokens_not_before(store: SqlStore) -> None:
+    account = make_account()
+    await store.add_account(account)
+    assert (await store.get_account(account.id)) == account and account.tokens_not_before is None
+    await store.set_account_key_hash(account.id, "primary", "sha256$00$11", tokens_not_before=T0)
+    stored = await store.get_account(account.id)
+    assert stored is not None and stored.tokens_not_before == T0 and stored.primary_key_hash == "sha256$00$11"
+
+
 async def test_signing_key_race_has_one_winner(store: SqlStore) -> None:
     candidates = [signing(f"k{i}", T0 + dt.timedelta(seconds=i)) for i in range(4)]
     got = await asyncio.gather(*(store.signing_key(c) for c in candidates))
@@ -303,7 +327,7 @@ async def test_migrations_twice_are_a_no_op(backend_url: str) -> None:
         await first.add_account(account)
         assert await first.insert_session(make_session(account.id, "s1"))
         version = await _schema_version(first)
-        assert version == ["0005"]
+        assert version == ["0006"]
     finally:
         await first.close()
 
@@ -359,7 +383,7 @@ async def test_concurrent_open_store_on_a_fresh_database(fresh_url: str) -> None
         return asyncio.run(open_and_use(i))
 
     versions = await asyncio.gather(*(asyncio.to_thread(replica, i) for i in range(n)))
-    assert versions == ["0005"] * n
+    assert versions == ["0006"] * n
     s = await open_store(postgres_url)
     try:
         async with s._engine.connect() as conn:

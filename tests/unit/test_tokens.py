@@ -6,19 +6,26 @@ import base64
 import datetime as dt
 import json
 
+import jwt
 import pytest
 
 from openrr.domain.clock import ManualClock
 from openrr.errors import AuthenticationFailed
 from openrr.services.accounts import hash_key, key_matches, new_key
-from openrr.services.tokens import ACCOUNT_AUDIENCE, RENDER_AUDIENCE, TokenIssuer, new_signing_key
+from openrr.services.tokens import (
+    ACCOUNT_AUDIENCE,
+    RENDER_AUDIENCE,
+    TokenIssuer,
+    UnknownSigningKey,
+    new_signing_key,
+)
 
 ACC = "6b9f9a6e-9a5e-4b4f-9d3e-1f2a3b4c5d6e"
 
 
 @pytest.fixture
 def issuer(clock: ManualClock) -> TokenIssuer:
-    return TokenIssuer(new_signing_key(clock.now()), clock)
+    return TokenIssuer([new_signing_key(clock.now())], clock)
 
 
 def sdk_exp(token: str) -> int:
@@ -61,7 +68,7 @@ def test_forged_tokens_fail(issuer: TokenIssuer, clock: ManualClock) -> None:
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["sub"] = "00000000-0000-0000-0000-000000000000"
     forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    other = TokenIssuer(new_signing_key(clock.now()), clock)
+    other = TokenIssuer([new_signing_key(clock.now())], clock)
     for bad in (
         f"{header}.{forged_payload}.{sig}",
         other.issue_account_token(ACC)[0],
@@ -71,6 +78,27 @@ def test_forged_tokens_fail(issuer: TokenIssuer, clock: ManualClock) -> None:
     ):
         with pytest.raises(AuthenticationFailed):
             issuer.verify(bad, audience=ACCOUNT_AUDIENCE)
+
+
+def test_a_key_ring_signs_with_its_newest_key_and_accepts_all_of_them(clock: ManualClock) -> None:
+    old, new = new_signing_key(clock.now()), new_signing_key(clock.now() + dt.timedelta(seconds=1))
+    issuer = TokenIssuer([old], clock)
+    before, _ = issuer.issue_account_token(ACC)
+    issuer.set_keys([new, old])  # a rotation, as the store lists it: newest first
+    after, _ = issuer.issue_account_token(ACC)
+    assert jwt.get_unverified_header(before)["kid"] == old.kid
+    assert jwt.get_unverified_header(after)["kid"] == new.kid == issuer.kid
+    for token in (before, after):
+        assert issuer.verify(token, audience=ACCOUNT_AUDIENCE)["sub"] == ACC
+    # Revoked: the old key leaves the ring, and what it signed is refused, even if verified before.
+    issuer.set_keys([new])
+    with pytest.raises(UnknownSigningKey):
+        issuer.verify(before, audience=ACCOUNT_AUDIENCE)
+    assert issuer.verify(after, audience=ACCOUNT_AUDIENCE)["sub"] == ACC
+    # A token of a key this issuer has not read yet names an unknown key (the runtime re-reads the store).
+    newer = TokenIssuer([new_signing_key(clock.now())], clock).issue_account_token(ACC)[0]
+    with pytest.raises(UnknownSigningKey):
+        issuer.verify(newer, audience=ACCOUNT_AUDIENCE)
 
 
 def test_key_hashes() -> None:

@@ -22,5 +22,5 @@ router = APIRouter(include_in_schema=False)
 @router.get(CLUSTER_PATH)
 async def cluster(request: Request) -> Response:
     rt = runtime(request)
-    rt.tokens.verify(bearer(request), audience=OPERATOR_AUDIENCE)
+    await rt.verify(bearer(request), audience=OPERATOR_AUDIENCE)
     return ArrJSON(await rt.cluster_status())

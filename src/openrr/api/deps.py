@@ -26,13 +26,14 @@ def bearer(request: Request) -> str:
     return token.strip()
 
 
-def authorize(request: Request, account_id: str) -> str:
+async def authorize(request: Request, account_id: str) -> str:
     """Check the access token against the account in the path and take a throttle token; returns the id."""
     rt = runtime(request)
     account = parse_account_id(account_id)
-    claims = rt.tokens.verify(bearer(request), audience=ACCOUNT_AUDIENCE)
+    claims = await rt.verify(bearer(request), audience=ACCOUNT_AUDIENCE)
     if claims.get("sub") != account:
         raise Forbidden("The access token was issued for another account.")
+    await rt.accounts.check_not_revoked(account, claims)
     rt.throttle.take(account)
     return account
 
@@ -59,7 +60,7 @@ async def check_api_version(request: Request) -> str:
 
 
 async def _authorized_account(request: Request, account_id: str) -> str:
-    return authorize(request, account_id)
+    return await authorize(request, account_id)
 
 
 # Dependencies are ``async def`` on purpose: FastAPI runs plain ``def`` ones in a worker thread, which costs

@@ -57,7 +57,7 @@ async def _render_server(request: Request, account_id: str, session_id: str) -> 
     """The (account, session) whose render-server credential this request carries."""
     account = parse_account_id(account_id)
     check_resource_id(session_id)
-    claims = runtime(request).tokens.verify(bearer(request), audience=RENDER_AUDIENCE)
+    claims = await runtime(request).verify(bearer(request), audience=RENDER_AUDIENCE)
     if claims.get("sub") != session_id or claims.get("accountId") != account:
         raise Forbidden("This credential belongs to another session.")
     return account, session_id

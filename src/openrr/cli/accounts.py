@@ -89,14 +89,24 @@ def list_(data_dir: Path, store_url: str | None, as_json: bool) -> None:
 @store_options
 @click.argument("account_id")
 @click.argument("slot", type=click.Choice(["primary", "secondary"]))
+@click.option(
+    "--revoke-tokens",
+    is_flag=True,
+    help="Also refuse every access token issued so far (within 5 s on every control plane); clients must "
+    "ask the STS again, with the other key or the new one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def rotate_key(data_dir: Path, store_url: str | None, account_id: str, slot: str, as_json: bool) -> None:
+def rotate_key(
+    data_dir: Path, store_url: str | None, account_id: str, slot: str, revoke_tokens: bool, as_json: bool
+) -> None:
     """Replace one key of ACCOUNT_ID with a new one; the other key keeps working meanwhile."""
-    key = _run(data_dir, store_url, lambda svc: svc.rotate_key(account_id, slot))
+    key = _run(data_dir, store_url, lambda svc: svc.rotate_key(account_id, slot, revoke_tokens=revoke_tokens))
     if as_json:
-        print_json({"accountId": account_id, "slot": slot, "key": key})
+        print_json({"accountId": account_id, "slot": slot, "key": key, "tokensRevoked": revoke_tokens})
     else:
         console.print(f"new {slot} key  {key}")
+        if revoke_tokens:
+            console.print("access tokens issued before now are refused")
 
 
 @accounts.command(name="link-storage")

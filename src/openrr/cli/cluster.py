@@ -86,7 +86,7 @@ async def _operator_token(data_dir: Path, store_url: str | None) -> str:
     try:
         clock = SystemClock()
         key = await store.signing_key(new_signing_key(clock.now()))
-        return TokenIssuer(key, clock).issue_operator_token()
+        return TokenIssuer([key], clock).issue_operator_token()
     finally:
         await store.close()
 

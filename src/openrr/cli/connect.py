@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from openrr.cli.connection import connection_options, resolve
+from openrr.cli.connection import connection_options, resolve_options
 from openrr.cli.output import console, fail, print_json
 from openrr.client.rest import ApiError, ArrClient
 
@@ -111,9 +111,7 @@ def connect(
         VideoSettings,
     )
 
-    conn = resolve(
-        opts["endpoint"], opts["account_id"], opts["account_key"], opts["ca_cert"], opts["config_path"]
-    )
+    conn = resolve_options(opts)
     video = VideoSettings(
         width=width,
         height=height,

@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from openrr.cli.connection import Connection, connection_options, load_config, resolve
+from openrr.cli.connection import Connection, connection_options, load_config, resolve_options
 from openrr.cli.output import console, err_console, fail, print_json, print_table
 from openrr.client.rest import ApiError, ArrClient
 
@@ -51,13 +51,7 @@ class ConversionClient(ArrClient):
         return dict(self._call("GET", f"/conversions/{conversion_id}").json())
 
     def list_conversions(self) -> Iterator[dict[str, Any]]:
-        page = self._call("GET", "/conversions").json()
-        while True:
-            yield from page["conversions"]
-            link = page.get("@nextLink")
-            if not link:
-                return
-            page = self._send("GET", link, headers={"Authorization": f"Bearer {self.token()}"}).json()
+        return self._pages("/conversions", "conversions")
 
 
 def _client(conn: Connection) -> ConversionClient:
@@ -79,9 +73,7 @@ def _call(conn: Connection, action: Callable[[ConversionClient], T]) -> T:
 
 
 def _connect(opts: dict[str, Any]) -> Connection:
-    return resolve(
-        opts["endpoint"], opts["account_id"], opts["account_key"], opts["ca_cert"], opts["config_path"]
-    )
+    return resolve_options(opts)
 
 
 def _location(c: dict[str, Any], which: str) -> str:

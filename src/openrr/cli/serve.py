@@ -211,7 +211,8 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
             "envvar": "OPENRR_LOCAL_SLOTS",
             "multiple": True,
             "help": "SIZE=N: render servers of a size this machine may run at once, e.g. standard=4; "
-            "repeatable. Creates beyond it get 503 CapacityExhausted. [default: unlimited]",
+            "repeatable. Creates beyond it get 503 CapacityExhausted. [default: from this machine: "
+            "standard = min(2 x cores, GiB of memory), premium = min(cores, GiB / 4), at least 1]",
         },
     ),
     (
@@ -225,10 +226,66 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
+        "--max-texture-pixels",
+        {
+            "multiple": True,
+            "help": "SIZE=N: decoded texture pixels one model may have (K/M/G suffixes: powers of 1024); "
+            "counted from image headers before decoding. Repeatable; 0 is unlimited. "
+            "[default: standard=64M, premium=128M]",
+        },
+    ),
+    (
+        "--max-session-texture-pixels",
+        {
+            "multiple": True,
+            "help": "SIZE=N: decoded texture pixels of all of a session's models together. "
+            "[default: standard=128M, premium=256M]",
+        },
+    ),
+    (
+        "--max-models",
+        {
+            "multiple": True,
+            "help": "SIZE=N: models a session may have loaded (or loading) at once. "
+            "[default: standard=32, premium=64]",
+        },
+    ),
+    (
+        "--max-scene-bytes",
+        {
+            "multiple": True,
+            "help": "SIZE=N: bytes of geometry (vertices and indices) of all of a session's models. "
+            "[default: standard=1G, premium=4G]",
+        },
+    ),
+    (
+        "--render-memory",
+        {
+            "multiple": True,
+            "help": "SIZE=N: memory ceiling (RLIMIT_DATA) of a session's render server; past it the "
+            "session ends in Error, OutOfMemory. [default: standard=4G, premium=12G]",
+        },
+    ),
+    (
         "--max-sessions-per-account",
         {
             "type": int,
-            "help": "Active sessions an account may have at once (403 QuotaExceeded). [default: no limit]",
+            "help": "Active sessions an account may have at once (403 QuotaExceeded). [default: 10]",
+        },
+    ),
+    (
+        "--max-conversions-per-account",
+        {
+            "type": int,
+            "help": "Conversions an account may have queued or running at once (403 QuotaExceeded); "
+            "queued ones start in turn across accounts. [default: 20]",
+        },
+    ),
+    (
+        "--converter-memory",
+        {
+            "help": "Memory ceiling (RLIMIT_DATA) of a converter process, e.g. 8G; past it the conversion "
+            "fails. [default: 8G]",
         },
     ),
     (

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from openrr.api.v1.wire import lease_minutes
-from openrr.cli.connection import Connection, connection_options, resolve
+from openrr.cli.connection import Connection, connection_options, resolve_options
 from openrr.cli.output import console, err_console, fail, print_json, print_table
 from openrr.client.rest import ApiError, ArrClient
 from openrr.errors import InvalidInput
@@ -58,9 +58,7 @@ def _lease(value: str) -> int:
 
 
 def _connect(opts: dict[str, Any]) -> Connection:
-    return resolve(
-        opts["endpoint"], opts["account_id"], opts["account_key"], opts["ca_cert"], opts["config_path"]
-    )
+    return resolve_options(opts)
 
 
 def _call(conn: Connection, action: Callable[[ArrClient], T]) -> T:

@@ -82,12 +82,14 @@ class ArrClient:
                 raise _api_error(resp)
             return resp
 
-    def _call(self, method: str, path: str, json: Any = None) -> httpx.Response:
+    def _call(
+        self, method: str, path: str, json: Any = None, params: dict[str, str] | None = None
+    ) -> httpx.Response:
         url = f"{self.endpoint}/accounts/{self.account_id}{path}"
         return self._send(
             method,
             url,
-            params={"api-version": API_VERSION},
+            params=params or {"api-version": API_VERSION},
             json=json,
             headers={"Authorization": f"Bearer {self.token()}"},
         )
@@ -117,13 +119,21 @@ class ArrClient:
         self._call("POST", f"/sessions/{session_id}/:stop")
 
     def list_sessions(self) -> Iterator[dict[str, Any]]:
-        page = self._call("GET", "/sessions").json()
+        return self._pages("/sessions", "sessions")
+
+    def _pages(self, path: str, key: str) -> Iterator[dict[str, Any]]:
+        """Every item of a paged list. Only the query of ``@nextLink`` is followed, on this client's own
+        endpoint: a link that names another host (a proxy's inner name, or a hostile server's pick) never
+        receives the bearer token."""
+        page = self._call("GET", path).json()
         while True:
-            yield from page["sessions"]
+            yield from page[key]
             link = page.get("@nextLink")
             if not link:
                 return
-            page = self._send("GET", link, headers={"Authorization": f"Bearer {self.token()}"}).json()
+            params = dict(httpx.URL(str(link)).params)
+            params["api-version"] = API_VERSION
+            page = self._call("GET", path, params=params).json()
 
 
 def _api_error(resp: httpx.Response) -> ApiError:

@@ -16,6 +16,9 @@ _SELF_STOP_LINE = re.compile(
     + re.escape(SELF_STOP_LOG)
     + r" (?P<reason>[A-Za-z]+): "
 )
+# What a log shows when the process died of its memory ceiling outside the loads the server handles itself
+# (a MemoryError elsewhere, a C library that aborts when an allocation fails).
+_OUT_OF_MEMORY_SIGNS = ("memoryerror", "memory allocation", "out of memory", "cannot allocate memory")
 
 
 def _last_lines(path: str | None, lines: int) -> list[str]:
@@ -49,6 +52,8 @@ def describe_exit(code: int | None, log: str | None) -> str:
     else:
         how = f"The render server exited with code {code}"
     last = log_tail(log)
+    if any(sign in last.lower() for sign in _OUT_OF_MEMORY_SIGNS):
+        how += " after running out of memory (its size's memory ceiling: --render-memory)"
     return f"{how}." + (f" Last log lines: {last}" if last else "")
 
 

@@ -1,6 +1,14 @@
 """Entry point of a render server: ``python -m openrr.render`` with OPENRR_RENDER_SPEC in the environment."""
 
-from openrr.render.server import main
+import os
+
+from openrr.handshake import SPEC_ENV
+from openrr.render.memory import apply_ceiling, ceiling_of
 
 if __name__ == "__main__":
+    # First, before the render stack is imported: everything the process allocates counts.
+    apply_ceiling(ceiling_of(os.environ.get(SPEC_ENV)))
+
+    from openrr.render.server import main
+
     raise SystemExit(main())

@@ -5,6 +5,9 @@ Sources are local paths (``file://`` URLs too) and http(s) URLs. Every failure, 
 missing file, a bad download, broken JSON or binary data, a size limit), raises ``ModelLoadError`` with a
 message fit for a client; no trimesh, JSON or httpx exception escapes.
 
+Textures and geometry are counted against an ``Allowance`` (``openrr.render.budget``) before they are
+decoded or copied: a texture by its image header, so a small PNG that decodes to gigabytes is refused.
+
 Parsing is trimesh's (fast for files with thousands of nodes, unlike pygltflib). trimesh splits a glTF
 mesh with several primitives into child frames; they are folded back here into one ``Mesh``, so the node
 hierarchy seen by clients is the file's.
@@ -28,15 +31,24 @@ import trimesh
 from numpy.typing import NDArray
 from trimesh.resolvers import FilePathResolver, Resolver
 
+from openrr.render.budget import Allowance, BudgetExceeded, geometry_bytes, pixels_text, usage
 from openrr.render.fetch import pinned_client, unchecked
 from openrr.render.scene import AlphaMode, Material, Mesh, Primitive, Scene
 from openrr.render.sources import quote_url
 
 log = logging.getLogger("openrr.render.loader")
 
+# Pillow's own bomb check (a warning past 89 Mpx, an error past twice that) is replaced by the allowance,
+# which is checked from the header before any pixel is decoded: trimesh swallows Pillow's error and drops
+# the texture without a word, and Pillow's limit is process-wide and not per session. Image.open stays lazy.
+PIL.Image.MAX_IMAGE_PIXELS = None
+
 ProgressCallback = Callable[[float, str], None]
 DEFAULT_MAX_BYTES = 1 << 30  # the model file plus everything it references
 DEFAULT_TIMEOUT = 30.0
+# Decoded texture pixels of one model when the caller gives no allowance (1 GiB as RGBA): callers with
+# limits of their own (a session's, by size) pass an ``Allowance``.
+DEFAULT_TEXTURE_PIXELS = 256 << 20
 
 
 class ModelLoadError(Exception):
@@ -167,6 +179,7 @@ def load_model(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = DEFAULT_TIMEOUT,
     guard: Callable[[str], object] | None = None,
+    allowance: Allowance | None = None,
 ) -> Scene:
     """Load a glTF 2.0 model or an ``.arrAsset`` from a path or an http(s)/file URL into a new ``Scene``.
 
@@ -179,7 +192,11 @@ def load_model(
     addresses the connection may go to (``openrr.render.fetch``); without a guard, or with one that returns
     something else, the host is resolved once and that answer is used. Proxy variables are ignored.
     URLs in messages never show credentials or query strings.
+    ``allowance`` bounds the model's decoded texture pixels and geometry bytes (default:
+    ``DEFAULT_TEXTURE_PIXELS``, geometry unlimited); what the model took is in ``allowance.used`` afterwards.
     """
+    if allowance is None:
+        allowance = _default_allowance()
     report = progress or (lambda fraction, message: None)
     budget = _Budget(max_bytes)
     text = os.fspath(source)
@@ -191,7 +208,7 @@ def load_model(
         with pinned_client(timeout, lambda url: _guarded(check_url, url)) as client:
             data = _download(client, text, budget, report)
             if _is_arrasset(data, text):
-                return _load_arrasset(data, _shown(text), Path(urlparse(text).path).name, report)
+                return _load_arrasset(data, _shown(text), Path(urlparse(text).path).name, report, allowance)
             resolver: _LocalResolver | _HttpResolver = _HttpResolver(text, client, budget, report)
             loaded = _parse(data, _shown(text), resolver, report)
         name = Path(urlparse(text).path).name
@@ -205,13 +222,15 @@ def load_model(
         except OSError as exc:
             raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
         if _is_arrasset(data, text):
-            return _load_arrasset(data, str(path), path.name, report)
+            return _load_arrasset(data, str(path), path.name, report, allowance)
         loaded = _parse(data, str(path), _LocalResolver(path, budget, guard), report)
         name = path.name
     else:
         raise ModelLoadError(f"unsupported model location {text!r}: use a file path or an http(s) URL")
     try:
-        scene = _convert(loaded, name, report)
+        scene = _convert(loaded, name, report, allowance)
+    except BudgetExceeded as exc:
+        raise ModelLoadError(f"{_shown(text)}: {exc.message}") from None
     except (ValueError, OSError, KeyError, IndexError, PIL.Image.DecompressionBombError) as exc:
         # Bad indices, undecodable or absurd images... (a progress callback's own exception propagates)
         raise ModelLoadError(f"{_shown(text)}: invalid model content: {exc}") from exc
@@ -230,20 +249,36 @@ def _is_arrasset(data: bytes, location: str) -> bool:
     return data[: len(MAGIC)] == MAGIC or urlparse(location).path.lower().endswith(".arrasset")
 
 
-def _load_arrasset(data: bytes, label: str, name: str, report: ProgressCallback) -> Scene:
-    """The asset's scene, its meshes with their levels of detail. The arrays share ``data``'s memory."""
+def _load_arrasset(
+    data: bytes, label: str, name: str, report: ProgressCallback, allowance: Allowance
+) -> Scene:
+    """The asset's scene, its meshes with their levels of detail. The arrays share ``data``'s memory.
+    Its images are already pixels (inflated within the reader's own bound), so the allowance is checked
+    on the whole scene."""
     from openrr.assets.arrasset import read_asset
 
     report(0.5, "parsing")
     scene = read_asset(data, name=name, label=label).scene
+    try:
+        allowance.check(usage(scene), label)
+    except BudgetExceeded as exc:
+        raise ModelLoadError(exc.message) from None
     report(1.0, "loaded")
     return scene
 
 
 def scene_from_trimesh(loaded: trimesh.Scene, name: str) -> Scene:
     """A trimesh scene (from any format trimesh reads) as a ``Scene``, the way glTF models are converted:
-    only triangle meshes, normals only where the file had them. Raises ValueError on invalid content."""
-    return _convert(loaded, name, lambda fraction, message: None)
+    only triangle meshes, normals only where the file had them, textures within the default allowance.
+    Raises ValueError on invalid content (a texture past the allowance too)."""
+    try:
+        return _convert(loaded, name, lambda fraction, message: None, _default_allowance())
+    except BudgetExceeded as exc:
+        raise ValueError(exc.message) from None
+
+
+def _default_allowance() -> Allowance:
+    return Allowance(DEFAULT_TEXTURE_PIXELS, f"the {pixels_text(DEFAULT_TEXTURE_PIXELS)} any model may have")
 
 
 def _parse(
@@ -265,6 +300,8 @@ def _parse(
         loaded = trimesh.load_scene(io.BytesIO(data), file_type=file_type, resolver=resolver)
     except ModelLoadError as exc:
         raise ModelLoadError(f"{label}: {exc.message}") from exc
+    except MemoryError:  # the process's memory ceiling, not the file's fault: the caller ends the session
+        raise
     except Exception as exc:  # trimesh raises anything from KeyError to struct errors on bad input
         raise ModelLoadError(f"{label}: invalid glTF data: {type(exc).__name__}: {exc}") from exc
     if resolver.failures:  # trimesh skips images it cannot fetch; say so rather than render untextured
@@ -272,7 +309,7 @@ def _parse(
     return loaded
 
 
-def _convert(loaded: trimesh.Scene, name: str, report: ProgressCallback) -> Scene:
+def _convert(loaded: trimesh.Scene, name: str, report: ProgressCallback, allowance: Allowance) -> Scene:
     scene = Scene(name)
     graph = loaded.graph.transforms
     children: dict[str, list[str]] = graph.children
@@ -306,7 +343,9 @@ def _convert(loaded: trimesh.Scene, name: str, report: ProgressCallback) -> Scen
         if key and key not in meshes:
             for geometry_name in key:
                 if geometry_name not in primitives:
-                    primitives[geometry_name] = _primitive(loaded.geometry[geometry_name], materials, images)
+                    primitives[geometry_name] = _primitive(
+                        loaded.geometry[geometry_name], materials, images, allowance
+                    )
             parts = tuple(p for p in (primitives[n] for n in key) if p is not None)
             meshes[key] = Mesh(key[0], parts) if parts else None
         return meshes.get(key)
@@ -325,12 +364,30 @@ def _convert(loaded: trimesh.Scene, name: str, report: ProgressCallback) -> Scen
 
 
 def _primitive(
-    geometry: Any, materials: dict[int, Material], images: dict[int, NDArray[np.uint8]]
+    geometry: Any,
+    materials: dict[int, Material],
+    images: dict[int, NDArray[np.uint8]],
+    allowance: Allowance,
 ) -> Primitive | None:
     """A trimesh geometry as a Primitive; None for what is not a triangle mesh (lines, points)."""
     if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:
         return None
     visual = geometry.visual
+    if isinstance(visual, trimesh.visual.TextureVisuals):
+        has_uvs, has_colors = visual.uv is not None, visual.vertex_attributes.get("color") is not None
+    else:
+        has_uvs = False
+        has_colors = isinstance(visual, trimesh.visual.ColorVisuals) and visual.kind == "vertex"
+    allowance.take_geometry(
+        geometry_bytes(
+            len(geometry.vertices),
+            len(geometry.faces),
+            normals="vertex_normals" in geometry._cache,
+            uvs=has_uvs,
+            colors=has_colors,
+        ),
+        f"mesh {geometry.metadata.get('name') or ''!s}".rstrip(),
+    )
     # Only normals that came from the file: trimesh would otherwise compute smooth ones, while glTF asks
     # for flat shading when NORMAL is absent (the shader does that from screen derivatives).
     normals = geometry.vertex_normals if "vertex_normals" in geometry._cache else None
@@ -346,7 +403,7 @@ def _primitive(
         if visual.material is not None:
             key = id(visual.material)
             if key not in materials:
-                materials[key] = _material(visual.material, images)
+                materials[key] = _material(visual.material, images, allowance)
             material = materials[key]
     elif isinstance(visual, trimesh.visual.ColorVisuals) and visual.kind == "vertex":
         colors = _normalised(np.asarray(visual.vertex_colors))
@@ -366,13 +423,15 @@ def _normalised(values: NDArray[Any]) -> NDArray[np.float32]:
     return values.astype(np.float32)
 
 
-def _material(source: Any, images: dict[int, NDArray[np.uint8]]) -> Material:
+def _material(source: Any, images: dict[int, NDArray[np.uint8]], allowance: Allowance) -> Material:
     pbr = source if isinstance(source, trimesh.visual.material.PBRMaterial) else source.to_pbr()
 
     def image(value: Any) -> NDArray[np.uint8] | None:
         if value is None:
             return None
         if id(value) not in images:
+            if isinstance(value, PIL.Image.Image):  # the size is the header's: nothing is decoded yet
+                allowance.take_texture(value.width, value.height, f"a texture of material {pbr.name or ''!r}")
             images[id(value)] = np.ascontiguousarray(np.asarray(value.convert("RGBA"), dtype=np.uint8))
         return images[id(value)]
 

@@ -32,8 +32,11 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError
 from numpy.typing import NDArray
 
+from openrr.handshake import RenderLimits
+from openrr.render.budget import Allowance, BudgetExceeded, Usage, bytes_text, pixels_text, usage
 from openrr.render.camera import Camera
 from openrr.render.loader import ModelLoadError, load_model
+from openrr.render.memory import OUT_OF_MEMORY, describe
 from openrr.render.renderer import Renderer
 from openrr.render.scene import Scene
 from openrr.render.sources import CheckedURL, ModelSourcePolicy, SourceRefused, display_name
@@ -72,6 +75,7 @@ class LoadedModel:
     nodes: int
     polygons: int
     preloaded: bool
+    usage: Usage = dataclasses.field(default_factory=Usage)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -110,12 +114,18 @@ class RenderPipeline:
         polygon_limit: int | None = None,
         fxaa: bool | None = None,
         max_model_bytes: int | None = None,
+        limits: RenderLimits | None = None,
     ) -> None:
         self.width, self.height = width, height
         self.policy = policy
         self.polygon_limit = polygon_limit
         self._fxaa = fxaa
         self._max_model_bytes = max_model_bytes
+        self.limits = limits or RenderLimits()
+        self._pending: dict[str, Usage] = {}  # parsed models not in self.models yet: already spent
+        # Called (on the event loop) when a load ran out of memory under the process's ceiling: the server
+        # then ends the session, as its state after a failed allocation is not to be trusted.
+        self.on_out_of_memory: Callable[[str], None] | None = None
         self._gl = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openrr-gl")
         self._loads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openrr-load")
         self._renderer: Renderer | None = None
@@ -376,6 +386,13 @@ class RenderPipeline:
         model_id = model_id or display_name(url)
         if model_id in self.models or model_id in self._loading:
             raise ModelError("ModelAlreadyLoaded", f"a model with id {model_id!r} is already loaded")
+        most = self.limits.models_per_session
+        if most is not None and len(self.models) + len(self._loading) >= most:
+            raise ModelError(
+                "ModelLoadFailed",
+                f"{display_name(url)}: this session already has {most} models loaded or loading, the "
+                "most its size allows; unload one first",
+            )
         self._loading.add(model_id)
         try:
             return await self._load(url, model_id, progress, preload)
@@ -404,13 +421,25 @@ class RenderPipeline:
             checked = self.policy.guard(url)
             source = checked.url if isinstance(checked, CheckedURL) else checked
             cached = self._parsed.get(source)
-            if cached is not None:
+            if cached is not None:  # a preloaded model again, under another id: it counts again
+                try:
+                    self._allowance().check(usage(cached), display_name(url))
+                except BudgetExceeded as exc:
+                    raise ModelLoadError(exc.message) from None
+                self._pending[model_id] = usage(cached)
                 return source, cached
             # The download's first request connects to what this check saw: no second lookup to rebind.
-            kwargs: dict[str, Any] = {"progress": report, "guard": self.policy.guard_after(checked)}
+            allowance = self._allowance()
+            kwargs: dict[str, Any] = {
+                "progress": report,
+                "guard": self.policy.guard_after(checked),
+                "allowance": allowance,
+            }
             if self._max_model_bytes is not None:
                 kwargs["max_bytes"] = self._max_model_bytes
-            return source, load_model(source, **kwargs)
+            parsed = load_model(source, **kwargs)
+            self._pending[model_id] = allowance.used
+            return source, parsed
 
         try:
             source, parsed = await loop.run_in_executor(self._loads, fetch)
@@ -419,8 +448,48 @@ class RenderPipeline:
         except ModelLoadError as exc:
             # Name the model as the client did, not by where it resolved to on this machine.
             raise ModelError("ModelLoadFailed", _relative_to_roots(str(exc), self.policy)) from None
+        except MemoryError:
+            self._pending.pop(model_id, None)
+            message = describe(self.limits.memory_bytes)
+            log.error("loading %s: %s", display_name(url), message)
+            if self.on_out_of_memory is not None:
+                self.on_out_of_memory(message)
+            raise ModelError(OUT_OF_MEMORY, message) from None
+        try:
+            return await self._insert(url, model_id, source, parsed, scene, preload)
+        finally:
+            self._pending.pop(model_id, None)
+
+    def _allowance(self) -> Allowance:
+        """What the next model may take: the per-model limits, or what is left of the session's."""
+        limits = self.limits
+        spent = sum((m.usage for m in list(self.models.values())), Usage())  # read on the load thread
+        spent = sum(list(self._pending.values()), spent)
+        allowance = Allowance()
+        per_model, per_session = limits.texture_pixels_per_model, limits.texture_pixels_per_session
+        if per_model is not None:
+            allowance.texture_pixels = per_model
+            allowance.texture_limit = f"the {pixels_text(per_model)} a model may have in this session's size"
+        if per_session is not None and (per_model is None or per_session - spent.texture_pixels < per_model):
+            allowance.texture_pixels = max(per_session - spent.texture_pixels, 0)
+            allowance.texture_limit = (
+                f"the {pixels_text(allowance.texture_pixels)} left of the {pixels_text(per_session)} of "
+                "textures this session's size allows"
+            )
+        if limits.scene_bytes is not None:
+            allowance.geometry_bytes = max(limits.scene_bytes - spent.geometry_bytes, 0)
+            allowance.geometry_limit = (
+                f"the {bytes_text(allowance.geometry_bytes)} left of the {bytes_text(limits.scene_bytes)} "
+                "of scene geometry this session's size allows"
+            )
+        return allowance
+
+    async def _insert(
+        self, url: str, model_id: str, source: str, parsed: Scene, scene: Scene, preload: bool
+    ) -> LoadedModel:
         if preload:
             self._parsed[source] = parsed
+        used = self._pending.get(model_id, Usage())
 
         def insert() -> LoadedModel:
             if self.scene is not scene:
@@ -428,7 +497,7 @@ class RenderPipeline:
             roots = scene.add_scene(parsed)
             self._polygons = scene.polygon_count
             return LoadedModel(
-                model_id, url, source, [n.id for n in roots], len(parsed), parsed.polygon_count, preload
+                model_id, url, source, [n.id for n in roots], len(parsed), parsed.polygon_count, preload, used
             )
 
         loaded = await self._on_gl(insert)

@@ -83,6 +83,7 @@ from openrr.render.connection import ClientConnection, OfferRejected
 from openrr.render.encoder import EncoderConfig
 from openrr.render.ice import IceSettings
 from openrr.render.inspector import Inspector, install_log_buffer
+from openrr.render.memory import OUT_OF_MEMORY
 from openrr.render.pipeline import ModelError, RenderPipeline
 from openrr.render.sources import ModelSourcePolicy, display_name
 
@@ -163,7 +164,11 @@ class RenderServer:
             spec.settings.video_height,
             policy=ModelSourcePolicy.from_spec(spec),
             polygon_limit=spec.polygon_limit,
+            limits=spec.limits,
         )
+        self.pipeline.on_out_of_memory = self._out_of_memory
+        self.serving = False  # ready reported and accepted: failures from here on end the session
+        self._out_of_memory_report: asyncio.Task[None] | None = None
         self.client: ClientConnection | None = None
         self.clients_served = 0
         self._offer_lock = asyncio.Lock()
@@ -432,6 +437,19 @@ class RenderServer:
             await self._callback(IDLE_SUFFIX, body)
         except TimeoutError as exc:
             log.warning("%s", exc)
+
+    def _out_of_memory(self, message: str) -> None:
+        """A load hit the memory ceiling while serving: the session ends in Error with why (before it
+        serves, the failed preload reports it instead)."""
+        if self.serving and self._out_of_memory_report is None:
+            self._out_of_memory_report = asyncio.create_task(self._end_out_of_memory(message))
+
+    async def _end_out_of_memory(self, message: str) -> None:
+        try:
+            await self.report_failed(OUT_OF_MEMORY, message)
+        except TimeoutError as exc:
+            log.error("%s", exc)
+        self.stopping.set()
 
     # ---- control-plane callbacks ------------------------------------------------------------------------
     async def report_ready(self, report: ReadyReport) -> bool:
@@ -753,7 +771,8 @@ async def _serve(server: RenderServer, *, warmed: bool = False) -> int:
         if failure is not None:
             log.error("cannot serve the session: %s", failure.message)
             try:
-                await server.report_failed("ModelLoadFailed", failure.message)
+                code = OUT_OF_MEMORY if failure.code == OUT_OF_MEMORY else "ModelLoadFailed"
+                await server.report_failed(code, failure.message)
             except TimeoutError as exc:
                 log.error("%s", exc)
             return EXIT_MODEL_FAILED
@@ -796,6 +815,7 @@ async def _serve(server: RenderServer, *, warmed: bool = False) -> int:
             if not reporting.result():
                 return EXIT_REJECTED
             log.info("ready")
+            server.serving = True
             server.start_idle_clock()
             keeping = asyncio.create_task(server.keep_lease())
             try:

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from openrr.domain.clock import Clock
 from openrr.domain.ids import new_uuid, parse_account_id
-from openrr.errors import InvalidInput, NotFound
+from openrr.errors import AuthenticationFailed, InvalidInput, NotFound
 from openrr.storage.base import LinkedAccount, parse_linked_account
 from openrr.store.base import Account, LinkedStorage, Store
 
 SLOTS = ("primary", "secondary")
+NOT_BEFORE_TTL_S = 5.0
 
 
 def new_key() -> str:
@@ -57,6 +61,9 @@ class AccountService:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
+        # account id → (when read, tokens_not_before): read at most every NOT_BEFORE_TTL_S, so a revocation
+        # made through another replica or the CLI takes effect within that time, at no store read a request.
+        self._not_before: dict[str, tuple[float, dt.datetime | None]] = {}
 
     async def create(self, name: str = "") -> NewAccount:
         created = NewAccount(new_uuid(), new_key(), new_key())
@@ -74,15 +81,34 @@ class AccountService:
     async def list(self) -> Sequence[Account]:
         return await self._store.list_accounts()
 
-    async def rotate_key(self, account_id: str, slot: str) -> str:
+    async def rotate_key(self, account_id: str, slot: str, *, revoke_tokens: bool = False) -> str:
+        """A new key for ``slot``; with ``revoke_tokens``, every access token issued so far is refused too."""
         if slot not in SLOTS:
             raise InvalidInput(f"The key slot must be one of {', '.join(SLOTS)}.")
         account_id = parse_account_id(account_id)
         if await self._store.get_account(account_id) is None:
             raise NotFound(f"There is no account {account_id}.")
         key = new_key()
-        await self._store.set_account_key_hash(account_id, slot, hash_key(key))
+        not_before = self._clock.now() if revoke_tokens else None
+        await self._store.set_account_key_hash(account_id, slot, hash_key(key), tokens_not_before=not_before)
+        self._not_before.pop(account_id, None)
         return key
+
+    async def check_not_revoked(self, account_id: str, claims: Mapping[str, Any]) -> None:
+        """Refuse an access token issued before the account's ``tokens_not_before``."""
+        now = time.monotonic()
+        cached = self._not_before.get(account_id)
+        if cached is None or now - cached[0] > NOT_BEFORE_TTL_S:
+            account = await self._store.get_account(account_id)
+            cached = (now, account.tokens_not_before if account else None)
+            if len(self._not_before) >= 100_000:
+                self._not_before.clear()
+            self._not_before[account_id] = cached
+        not_before = cached[1]
+        issued = claims.get("iat")
+        # Whole seconds, as iat is: a token issued in the second of the rotation, after it, stays good.
+        if not_before is not None and (not isinstance(issued, int) or issued < int(not_before.timestamp())):
+            raise AuthenticationFailed("The access token was revoked: the account's key was rotated since.")
 
     # ---- linked storage (ARR's "link storage accounts") -------------------------------------------------
     async def _existing(self, account_id: str) -> str:

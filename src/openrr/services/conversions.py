@@ -14,8 +14,13 @@ and not linked, a denied SAS, a container that does not exist or cannot be reach
 shows fails the conversion with ``ConversionProcessFailed`` (missing input asset, a corrupt model, a bad
 settings file), with the reason in the logs written to the output container.
 
-Running: a dispatcher claims NotStarted conversions (oldest first) while fewer than ``workers`` run in this
-process, downloads the input under its prefix to a scratch folder, converts in a separate process
+Limits: an account may have ``max_per_account`` conversions queued or running (403 ``QuotaExceeded`` past
+it), and the dispatcher takes queued conversions in turn across accounts: the account with the fewest
+conversions running in this process first, oldest first within an account, so one account's backlog does not
+hold up the others. The converter process runs under a memory ceiling (``memory_bytes``).
+
+Running: a dispatcher claims NotStarted conversions (in turn, as above) while fewer than ``workers`` run in
+this process, downloads the input under its prefix to a scratch folder, converts in a separate process
 (``openrr.services.conversion_worker``, killed after ``timeout_s``), uploads the outputs with the
 ``.arrAsset`` last, and only then marks the conversion Succeeded: nothing is Succeeded with a partial output.
 
@@ -38,7 +43,7 @@ import shutil
 import socket
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -48,12 +53,13 @@ import psutil
 from openrr.child_env import child_env
 from openrr.domain.clock import Clock
 from openrr.domain.ids import check_resource_id
-from openrr.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
+from openrr.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound, QuotaExceeded
 from openrr.log_redaction import redact
 from openrr.services.accounts import linked_accounts
 from openrr.storage import BadBlobName, StorageAccess, StorageError, safe_relative
 from openrr.storage.base import AccessDenied, Container, LinkedAccount, NoAccess, is_clean_text
 from openrr.store.base import (
+    Admission,
     Conversion,
     ConversionInput,
     ConversionOutput,
@@ -142,6 +148,8 @@ class ConversionConfig:
     stale_after_s: float = 60.0
     max_attempts: int = 3
     poll_s: float = 1.0
+    max_per_account: int | None = None  # conversions queued or running per account (None: no limit)
+    memory_bytes: int | None = None  # the converter process's RLIMIT_DATA (None: none)
 
 
 def worker_identity() -> str:
@@ -165,7 +173,11 @@ def worker_is_dead(identity: str) -> bool:
 
 
 class SubprocessRunner:
-    """Runs ``openrr.services.conversion_worker`` in a child process (see its docstring)."""
+    """Runs ``openrr.services.conversion_worker`` in a child process (see its docstring), under a memory
+    ceiling of ``memory_bytes`` when given."""
+
+    def __init__(self, memory_bytes: int | None = None) -> None:
+        self.memory_bytes = memory_bytes
 
     async def __call__(
         self, model: Path, output_dir: Path, name: str, log_file: Path, timeout: float
@@ -176,6 +188,7 @@ class SubprocessRunner:
             "outputDir": str(output_dir),
             "outputName": name,
             "resultFile": str(result_file),
+            "memoryBytes": self.memory_bytes,
         }
         # The converter handles untrusted files: it gets none of the service's secrets (openrr.child_env).
         env = child_env()
@@ -212,6 +225,8 @@ class SubprocessRunner:
         if isinstance(result, dict) and result.get("ok") is False:
             if result.get("code") == "InternalError":  # the converter's own bug, not the input's fault
                 raise JobFailed(INTERNAL_ERROR, f"Unexpected internal server error encountered. {CHECK_LOGS}")
+            if result.get("code") == "OutOfMemory":
+                raise JobFailed(PROCESS_FAILED, f"{result.get('message')}. {CHECK_LOGS}")
             raise JobFailed(PROCESS_FAILED, f"Invalid input provided: {result.get('message')}. {CHECK_LOGS}")
         raise JobFailed(
             PROCESS_FAILED,
@@ -247,9 +262,12 @@ class ConversionService:
         self._clock = clock
         self.access = access
         self.config = config
-        self._runner: Runner = runner or SubprocessRunner()
+        self._runner: Runner = runner or SubprocessRunner(config.memory_bytes)
         self.worker_id = worker_identity()
         self._jobs: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # Turns between accounts (fair_order): when each account last had a conversion started here.
+        self._starts = 0
+        self._last_started: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
@@ -313,9 +331,16 @@ class ConversionService:
         existing = await self._store.get_conversion(account_id, conversion_id)
         if existing is None:
             await self._check_access(conversion)
-            if await self._store.insert_conversion(conversion):
+            most = self.config.max_per_account
+            admission = await self._store.insert_conversion(conversion, max_pending_per_account=most)
+            if admission is Admission.INSERTED:
                 self._wake.set()
                 return conversion, True
+            if admission is Admission.OVER_QUOTA:
+                raise QuotaExceeded(
+                    f"This account already has {most} conversions queued or running, the most this service "
+                    "allows (--max-conversions-per-account); create more once some have ended."
+                )
             existing = await self.get(account_id, conversion_id)
         if existing.same_request(conversion):
             return existing, False
@@ -400,7 +425,8 @@ class ConversionService:
         free = self.config.workers - len(self._jobs)
         if free <= 0 or self._closing:
             return
-        for queued in await self._store.conversions_with_status([S.NOT_STARTED], limit=free):
+        queue = await self._store.conversions_with_status([S.NOT_STARTED], limit=_FAIR_WINDOW)
+        for queued in fair_order(queue, [account for account, _ in self._jobs], self._last_started)[:free]:
             key = (queued.account_id, queued.id)
             if key in self._jobs:
                 continue
@@ -418,6 +444,8 @@ class ConversionService:
                 )
             except StaleWrite:
                 continue  # another process claimed it
+            self._starts += 1
+            self._last_started[queued.account_id] = self._starts
             task = asyncio.create_task(self._execute(claimed), name=f"conversion {queued.id}")
             self._jobs[key] = task
             task.add_done_callback(self._job_done)
@@ -636,6 +664,35 @@ class ConversionService:
 
 
 # ---- settings rules, shared by both API versions --------------------------------------------------------
+# How many queued conversions (oldest first) the dispatcher looks at to take them in turn across accounts.
+_FAIR_WINDOW = 500
+
+
+def fair_order(
+    queued: Sequence[Conversion], running_accounts: Sequence[str], last_started: Mapping[str, int]
+) -> list[Conversion]:
+    """``queued`` (oldest first) in the order to start them, one account at a time: first the accounts with
+    fewer conversions running (``running_accounts``: one entry per running conversion), then the one that
+    started a conversion least recently (``last_started``: a rising number per start), then the one whose
+    oldest queued conversion is older; oldest first within an account."""
+    by_account: dict[str, list[Conversion]] = {}
+    for c in queued:
+        by_account.setdefault(c.account_id, []).append(c)
+    running = {account: running_accounts.count(account) for account in by_account}
+    last = {account: last_started.get(account, -1) for account in by_account}
+    order: list[Conversion] = []
+    turn = max(last_started.values(), default=0)
+    while by_account:
+        account = min(by_account, key=lambda a: (running[a], last[a], by_account[a][0].created_at))
+        order.append(by_account[account].pop(0))
+        running[account] += 1
+        turn += 1
+        last[account] = turn
+        if not by_account[account]:
+            del by_account[account]
+    return order
+
+
 def normalise_prefix(prefix: str | None, *, where: str) -> str:
     """ "" for none; else a safe relative folder ending with "/" (ARR normalised "Input" to "Input/")."""
     if not prefix:

@@ -29,11 +29,15 @@ from openrr.services.metrics import Metrics
 from openrr.services.pool import WarmPool
 from openrr.services.sessions import SessionConfig, SessionService
 from openrr.services.throttle import TokenBuckets
-from openrr.services.tokens import TokenIssuer, new_signing_key
+from openrr.services.tokens import MAX_TOKEN_LIFETIME, TokenIssuer, UnknownSigningKey, new_signing_key
 from openrr.storage import StorageAccess
 from openrr.store.sql import SqlStore, open_store
 
 log = logging.getLogger(__name__)
+# How often each control plane reads the store's signing keys (a rotation reaches every replica this fast),
+# and how long a key outlives its successor: every token it signed has expired by then.
+KEY_REFRESH_S = 5.0
+KEY_RETIREMENT = MAX_TOKEN_LIFETIME + dt.timedelta(hours=1)
 
 REAPER_LEASE = "reaper"
 
@@ -60,6 +64,8 @@ class Runtime:
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     )
     _reaper: asyncio.Task[None] | None = None
+    _keys_task: asyncio.Task[None] | None = None
+    _keys_read_at: float = -float("inf")
     _stopping: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     @classmethod
@@ -75,8 +81,8 @@ class Runtime:
         clock = clock or SystemClock()
         private_dir(settings.data_dir)
         store = await open_store(settings.resolved_store_url)
-        key = await store.signing_key(new_signing_key(clock.now()))
-        tokens = TokenIssuer(key, clock)
+        await store.signing_key(new_signing_key(clock.now()))  # the first start makes the first key
+        tokens = TokenIssuer(await store.signing_keys(), clock)
         host = host or await open_host(settings)
         config = SessionConfig(
             render_bind_host=settings.render_host,
@@ -104,6 +110,7 @@ class Runtime:
                 control_plane_grace_s=settings.control_plane_grace,
             ),
             polygon_limits={Size.STANDARD: settings.standard_polygon_limit},  # Premium: unlimited, as in ARR
+            render_limits=settings.render_limits,
             max_sessions_per_account=settings.max_sessions_per_account,
             max_lease_minutes=settings.max_lease_minutes,
             connect_token_minutes=settings.connect_token_minutes,
@@ -154,6 +161,8 @@ class Runtime:
                     workers=settings.conversion_workers,
                     timeout_s=settings.conversion_timeout,
                     max_input_bytes=settings.conversion_max_input_mb << 20,
+                    max_per_account=settings.max_conversions_per_account,
+                    memory_bytes=settings.converter_memory_bytes,
                 ),
                 runner=conversion_runner,
             ),
@@ -161,10 +170,42 @@ class Runtime:
             pool=pool,
         )
 
+    # ---- signing keys -----------------------------------------------------------------------------------
+    async def verify(self, token: str, *, audience: str) -> dict[str, Any]:
+        """``tokens.verify``, reading the store's keys again (at most once a second) when the token names a
+        key this process has not seen: ``openrr keys rotate`` on another machine, or another replica."""
+        try:
+            return self.tokens.verify(token, audience=audience)
+        except UnknownSigningKey:
+            if asyncio.get_running_loop().time() - self._keys_read_at < 1.0:
+                raise
+        await self.refresh_keys()
+        return self.tokens.verify(token, audience=audience)
+
+    async def refresh_keys(self) -> None:
+        """Take up the store's key ring: a rotation's new key signs from now on; a revoked one is refused."""
+        self._keys_read_at = asyncio.get_running_loop().time()
+        keys = await self.store.signing_keys()
+        if keys:
+            self.tokens.set_keys(keys)
+
+    async def _watch_keys(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), KEY_REFRESH_S)
+            try:
+                await self.refresh_keys()
+                # Keys older than the current one by more than any token's life sign nothing still valid.
+                current = (await self.store.signing_keys())[0]
+                await self.store.drop_signing_keys(current.kid, current.created_at - KEY_RETIREMENT)
+            except Exception:
+                log.exception("reading the signing keys failed; trying again")
+
     async def start_background(self) -> None:
         """Re-adopt running render servers, then run the reaper until ``close``."""
         await self.sessions.adopt_all()
         self._reaper = asyncio.create_task(self._reap_forever(), name="openrr-reaper")
+        self._keys_task = asyncio.create_task(self._watch_keys(), name="openrr-keys")
         self.conversions.start()
         if self.pool is not None:
             self.pool.start()
@@ -243,6 +284,10 @@ class Runtime:
         }
 
     async def close(self) -> None:
+        self._stopping.set()
+        if self._keys_task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._keys_task, timeout=5)
         if self._reaper is not None:
             # Let a pass in progress finish: a query cancelled halfway leaves its connection behind.
             self._stopping.set()

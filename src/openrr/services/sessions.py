@@ -43,13 +43,14 @@ from openrr.handshake import (
     CONTROL_PLANE_UNREACHABLE,
     LEASE_ENDED,
     ReadyReport,
+    RenderLimits,
     RenderSettings,
     RenderSpec,
 )
 from openrr.hosts.base import Capacity, Handle, Host, HostStatus
 from openrr.services.metrics import Metrics
 from openrr.services.pool import WarmPool
-from openrr.services.tokens import TokenIssuer
+from openrr.services.tokens import MAX_TOKEN_LIFETIME, TokenIssuer
 from openrr.store.base import Admission, StaleWrite, Store
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ class SessionConfig:
     render: RenderSettings = dataclasses.field(default_factory=RenderSettings)
     # A size missing here, like Premium, is unlimited.
     polygon_limits: dict[Size, int] = dataclasses.field(default_factory=lambda: {Size.STANDARD: 20_000_000})
+    # What each size's render server may use (textures, models, geometry, memory); a size missing here has
+    # no limits (tests); ``openrr serve`` always gives both (openrr.config.DEFAULT_RENDER_LIMITS).
+    render_limits: dict[Size, RenderLimits] = dataclasses.field(default_factory=dict)
     # Sessions holding a render server at once, per account (None: no quota).
     max_sessions_per_account: int | None = None
     # The longest lease a session may have, at create or by renewals (ARR's own ceiling is 1440).
@@ -221,9 +225,7 @@ class SessionService:
                 else ""
             ),
             callback_token=(
-                self._tokens.issue_render_token(
-                    session.account_id, session.id, dt.timedelta(minutes=MAX_LEASE_MINUTES + 60)
-                )
+                self._tokens.issue_render_token(session.account_id, session.id, MAX_TOKEN_LIFETIME)
                 if session
                 else ""
             ),
@@ -233,6 +235,7 @@ class SessionService:
             settings=cfg.render,
             polygon_limit=cfg.polygon_limits.get(size),
             lease_minutes=session.lease_minutes if session else None,
+            limits=cfg.render_limits.get(size, RenderLimits()),
         )
 
     async def _launch(self, session: Session) -> Session:

@@ -23,6 +23,7 @@ import base64
 import datetime as dt
 import json
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import jwt
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from openrr.domain.clock import Clock
+from openrr.domain.session import MAX_LEASE_MINUTES
 from openrr.errors import AuthenticationFailed
 from openrr.handshake import CONNECT_AUDIENCE
 from openrr.store.base import SigningKey
@@ -40,6 +42,8 @@ RENDER_AUDIENCE = "openrr-render"
 # Operators (``openrr cluster status``): whoever can read the store's signing key.
 OPERATOR_AUDIENCE = "openrr-operator"
 TOKEN_LIFETIME = dt.timedelta(hours=24)
+# The longest-lived token: a render server's callback credential, which lasts a whole lease and an hour more.
+MAX_TOKEN_LIFETIME = dt.timedelta(minutes=MAX_LEASE_MINUTES + 60)
 _VERIFIED_CACHE_SIZE = 10_000
 
 
@@ -55,17 +59,48 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+class UnknownSigningKey(AuthenticationFailed):
+    """A token whose ``kid`` names no key this issuer holds: one made by a newer key (reload the keys and
+    try again) or by a key that was revoked."""
+
+
 class TokenIssuer:
-    def __init__(self, key: SigningKey, clock: Clock) -> None:
-        private = serialization.load_pem_private_key(key.private_pem, password=None)
-        assert isinstance(private, Ed25519PrivateKey)
-        self._private = private
-        self._public: Ed25519PublicKey = private.public_key()
-        self._kid = key.kid
+    """Signs with the newest of its keys and accepts tokens of any of them (``openrr keys rotate``).
+
+    ``keys`` is the store's key ring, newest first; ``set_keys`` swaps it for a newer reading.
+    """
+
+    def __init__(self, keys: Sequence[SigningKey], clock: Clock) -> None:
         self._clock = clock
         # Signature checks cost ~0.1 ms each and clients send the same token for 24 hours: remember the
         # claims of tokens whose signature was good (lifetime is still checked on every use).
         self._verified: dict[tuple[str, str], dict[str, Any]] = {}
+        self._publics: dict[str, Ed25519PublicKey] = {}
+        self.set_keys(keys)
+
+    def set_keys(self, keys: Sequence[SigningKey]) -> None:
+        if not keys:
+            raise ValueError("a token issuer needs at least one signing key")
+        private = serialization.load_pem_private_key(keys[0].private_pem, password=None)
+        assert isinstance(private, Ed25519PrivateKey)
+        publics = dict(self._publics)
+        for key in keys:
+            if key.kid not in publics:
+                loaded = serialization.load_pem_private_key(key.private_pem, password=None)
+                assert isinstance(loaded, Ed25519PrivateKey)
+                publics[key.kid] = loaded.public_key()
+        kids = {key.kid for key in keys}
+        if set(publics) - kids:
+            # A key was revoked: what was verified with it must be checked again (and now fail).
+            self._verified.clear()
+        self._publics = {kid: public for kid, public in publics.items() if kid in kids}
+        self._private = private
+        self._kid = keys[0].kid
+
+    @property
+    def kid(self) -> str:
+        """The key new tokens are signed with."""
+        return self._kid
 
     def _sign(self, claims: dict[str, Any]) -> str:
         # The payload is encoded here rather than by PyJWT so its exact bytes can be checked.
@@ -150,9 +185,16 @@ class TokenIssuer:
 
     def _check_signature(self, token: str, audience: str) -> dict[str, Any]:
         try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise AuthenticationFailed(f"The access token is not valid: {exc}.") from None
+        public = self._publics.get(kid) if isinstance(kid, str) else None
+        if public is None:
+            raise UnknownSigningKey("The access token was signed with a key this service no longer accepts.")
+        try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._public,
+                public,
                 algorithms=["EdDSA"],
                 audience=audience,
                 issuer=ISSUER,

@@ -21,7 +21,8 @@ class StaleWrite(Exception):
 
 
 class Admission(enum.StrEnum):
-    """What ``Store.insert_session`` did. Every member is truthy: compare with ``is``, never test truth."""
+    """What ``Store.insert_session`` (or ``insert_conversion``) did. Every member is truthy: compare with
+    ``is``, never test truth."""
 
     INSERTED = "inserted"
     EXISTS = "exists"  # the (account_id, id) is taken: the caller compares settings (idempotent create)
@@ -36,6 +37,7 @@ class Account:
     created_at: dt.datetime
     primary_key_hash: str
     secondary_key_hash: str
+    tokens_not_before: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +128,11 @@ class Store(Protocol):
     async def add_account(self, account: Account) -> None: ...
     async def get_account(self, account_id: str) -> Account | None: ...
     async def list_accounts(self) -> Sequence[Account]: ...
-    async def set_account_key_hash(self, account_id: str, slot: str, key_hash: str) -> None: ...
+    async def set_account_key_hash(
+        self, account_id: str, slot: str, key_hash: str, *, tokens_not_before: dt.datetime | None = None
+    ) -> None:
+        """Replace a key's hash; with ``tokens_not_before``, also refuse tokens issued before it."""
+        ...
 
     # storage accounts linked to one account
     async def link_storage(self, link: LinkedStorage) -> None:
@@ -144,6 +150,18 @@ class Store(Protocol):
     # token signing keys, shared by every replica
     async def signing_key(self, make: SigningKey) -> SigningKey:
         """Return the current signing key, storing ``make`` first if there is none (race-safe)."""
+        ...
+
+    async def signing_keys(self) -> Sequence[SigningKey]:
+        """Every signing key, the current one (the newest) first."""
+        ...
+
+    async def add_signing_key(self, key: SigningKey) -> None:
+        """Store ``key``; as the newest, it becomes the current one (``openrr keys rotate``)."""
+        ...
+
+    async def drop_signing_keys(self, keep: str, created_before: dt.datetime | None = None) -> int:
+        """Delete every key but ``keep`` (created before ``created_before``, if given); how many went."""
         ...
 
     # sessions
@@ -204,8 +222,12 @@ class Store(Protocol):
     async def count_sessions_by_status(self) -> dict[Status, int]: ...
 
     # conversions: every write is a compare-and-set on ``Conversion.version``, as for sessions
-    async def insert_conversion(self, conversion: Conversion) -> bool:
-        """Insert; False if (account_id, id) already exists."""
+    async def insert_conversion(
+        self, conversion: Conversion, *, max_pending_per_account: int | None = None
+    ) -> Admission:
+        """Insert: INSERTED, EXISTS if (account_id, id) already exists, or OVER_QUOTA if the account already
+        has ``max_pending_per_account`` conversions NotStarted or Running (checked and inserted atomically,
+        as ``insert_session`` does)."""
         ...
 
     async def get_conversion(self, account_id: str, conversion_id: str) -> Conversion | None: ...

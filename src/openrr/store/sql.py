@@ -97,6 +97,12 @@ def _session_row(s: Session) -> dict[str, Any]:
     }
 
 
+def _signing_key_from(m: Mapping[Any, Any]) -> SigningKey:
+    created = _utc(m["created_at"])
+    assert created is not None
+    return SigningKey(m["kid"], bytes(m["private_pem"]), created)
+
+
 def _session_from(m: Mapping[Any, Any]) -> Session:
     endpoint = None
     if m["hostname"] is not None:
@@ -185,7 +191,14 @@ def _conversion_from(m: Mapping[Any, Any]) -> Conversion:
 def _account_from(m: Mapping[Any, Any]) -> Account:
     created = _utc(m["created_at"])
     assert created is not None
-    return Account(m["id"], m["name"], created, m["primary_key_hash"], m["secondary_key_hash"])
+    return Account(
+        m["id"],
+        m["name"],
+        created,
+        m["primary_key_hash"],
+        m["secondary_key_hash"],
+        _utc(m["tokens_not_before"]),
+    )
 
 
 class SqlStore:
@@ -222,12 +235,15 @@ class SqlStore:
             rows = (await conn.execute(accounts.select().order_by(accounts.c.created_at))).all()
         return [_account_from(r._mapping) for r in rows]
 
-    async def set_account_key_hash(self, account_id: str, slot: str, key_hash: str) -> None:
+    async def set_account_key_hash(
+        self, account_id: str, slot: str, key_hash: str, *, tokens_not_before: dt.datetime | None = None
+    ) -> None:
         column = {"primary": "primary_key_hash", "secondary": "secondary_key_hash"}[slot]
+        values: dict[str, Any] = {column: key_hash}
+        if tokens_not_before is not None:
+            values["tokens_not_before"] = _utc(tokens_not_before)
         async with self._engine.begin() as conn:
-            await conn.execute(
-                accounts.update().where(accounts.c.id == account_id).values({column: key_hash})
-            )
+            await conn.execute(accounts.update().where(accounts.c.id == account_id).values(values))
 
     # ---- linked storage ---------------------------------------------------------------------------------
     async def link_storage(self, link: LinkedStorage) -> None:
@@ -282,10 +298,28 @@ class SqlStore:
             await conn.execute(insert)
             row = (await conn.execute(query)).first()
         assert row is not None
-        m = row._mapping
-        created = _utc(m["created_at"])
-        assert created is not None
-        return SigningKey(m["kid"], bytes(m["private_pem"]), created)
+        return _signing_key_from(row._mapping)
+
+    async def signing_keys(self) -> Sequence[SigningKey]:
+        query = signing_keys.select().order_by(signing_keys.c.created_at.desc(), signing_keys.c.kid)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_signing_key_from(r._mapping) for r in rows]
+
+    async def add_signing_key(self, key: SigningKey) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                signing_keys.insert().values(
+                    kid=key.kid, private_pem=key.private_pem, created_at=_utc(key.created_at)
+                )
+            )
+
+    async def drop_signing_keys(self, keep: str, created_before: dt.datetime | None = None) -> int:
+        delete = signing_keys.delete().where(signing_keys.c.kid != keep)
+        if created_before is not None:
+            delete = delete.where(signing_keys.c.created_at < _utc(created_before))
+        async with self._engine.begin() as conn:
+            return (await conn.execute(delete)).rowcount or 0
 
     # ---- sessions -------------------------------------------------------------------------------------
     async def insert_session(
@@ -438,13 +472,37 @@ class SqlStore:
         return counts
 
     # ---- conversions ----------------------------------------------------------------------------------
-    async def insert_conversion(self, conversion: Conversion) -> bool:
+    async def insert_conversion(
+        self, conversion: Conversion, *, max_pending_per_account: int | None = None
+    ) -> Admission:
+        insert = conversions.insert().values(_conversion_row(conversion))
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(conversions.insert().values(_conversion_row(conversion)))
+            if max_pending_per_account is None:
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert)
+                return Admission.INSERTED
+            async with self._admission() as conn:
+                taken = await conn.execute(
+                    sa.select(sa.literal(1)).where(
+                        conversions.c.account_id == conversion.account_id, conversions.c.id == conversion.id
+                    )
+                )
+                if taken.first() is not None:
+                    return Admission.EXISTS
+                pending = await conn.scalar(
+                    sa.select(sa.func.count()).where(
+                        conversions.c.account_id == conversion.account_id,
+                        conversions.c.status.in_(
+                            [ConversionStatus.NOT_STARTED.value, ConversionStatus.RUNNING.value]
+                        ),
+                    )
+                )
+                if int(pending or 0) >= max_pending_per_account:
+                    return Admission.OVER_QUOTA
+                await conn.execute(insert)
+                return Admission.INSERTED
         except sa.exc.IntegrityError:
-            return False
-        return True
+            return Admission.EXISTS
 
     async def get_conversion(self, account_id: str, conversion_id: str) -> Conversion | None:
         query = conversions.select().where(

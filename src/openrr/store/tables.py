@@ -14,6 +14,8 @@ accounts = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("primary_key_hash", sa.String(200), nullable=False),
     sa.Column("secondary_key_hash", sa.String(200), nullable=False),
+    # Access tokens issued before this are refused (``openrr accounts rotate-key --revoke-tokens``).
+    sa.Column("tokens_not_before", sa.DateTime(timezone=True)),
 )
 
 signing_keys = sa.Table(

@@ -1,0 +1,172 @@
+"""Bounded resources of a session's models: a texture bomb is refused from its header, per-model and
+per-session texture budgets, a model count and a geometry budget per session, all reported as model load
+errors while the session keeps streaming; and a render server past its memory ceiling ends its session
+in Error, OutOfMemory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from openrr.client.stream import RenderRequestError, connect
+from openrr.handshake import RenderLimits, RenderSpec
+from openrr.render.budget import Allowance
+from openrr.render.loader import ModelLoadError, load_model
+from openrr.render.server import RenderServer
+from tests.render import fixtures
+from tests.render.control_plane import ACCOUNT, CallbackReceiver, Keys, template
+from tests.render.live import live_server
+from tests.render.test_pool_mode import RenderProcesses, render  # noqa: F401  (fixture render)
+
+MI = 1 << 20
+
+
+def test_a_texture_bomb_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    bomb = fixtures.texture_bomb_gltf(tmp_path)
+    assert (tmp_path / "bomb.png").stat().st_size < 64 * 1024  # tiny on disk, 1.6 GB as pixels
+    # In a process of its own, to see its peak memory: refused from the header, nothing decoded.
+    script = (
+        "import resource, sys\n"
+        "from openrr.render.budget import Allowance\n"
+        "from openrr.render.loader import ModelLoadError, load_model\n"
+        "try:\n"
+        "    load_model(sys.argv[1], allowance=Allowance(64 << 20, 'the per-model limit'))\n"
+        "except ModelLoadError as exc:\n"
+        "    print(exc.message)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(bomb)], capture_output=True, text=True, timeout=120, check=True
+    )
+    message, peak_kib = done.stdout.strip().splitlines()
+    assert "20000x20000 (381.5 Mpx)" in message and "more than the per-model limit" in message, message
+    assert int(peak_kib) < 400 * 1024, f"peak {int(peak_kib) // 1024} MiB: the texture was decoded"
+
+
+def test_without_an_allowance_the_loader_still_has_a_ceiling(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"20000x20000 .* more than the 256\.0 Mpx"):
+        load_model(fixtures.texture_bomb_gltf(tmp_path))
+
+
+def test_textures_and_geometry_within_the_allowance_are_counted(tmp_path: Path) -> None:
+    allowance = Allowance(texture_pixels=256, texture_limit="256 px", geometry_bytes=10_000)
+    load_model(fixtures.textured_gltf(tmp_path), allowance=allowance)
+    assert allowance.used.texture_pixels == 16 * 16
+    # 4 vertices (position, normal, uv: 32 bytes each) and 2 triangles (12 bytes each)
+    assert allowance.used.geometry_bytes == 4 * 32 + 2 * 12
+    with pytest.raises(ModelLoadError, match=r"geometry would take .* more than 1000 bytes"):
+        load_model(
+            fixtures.two_node_glb(tmp_path),
+            allowance=Allowance(geometry_bytes=1000, geometry_limit="1000 bytes"),
+        )
+
+
+async def test_budgets_refuse_models_and_the_session_streams_on(tmp_path: Path) -> None:
+    fixtures.texture_bomb_gltf(tmp_path)  # also writes quad.gltf (16x16 texture)
+    fixtures.two_node_glb(tmp_path)
+    limits = RenderLimits(texture_pixels_per_model=300, texture_pixels_per_session=500, models_per_session=3)
+    async with (
+        live_server(tmp_path, limits=limits) as server,
+        await connect("127.0.0.1", server.port, server.token()) as conn,
+    ):
+        await conn.wait_frames(2, timeout=10)
+
+        async def refused(url: str, model_id: str) -> str:
+            with pytest.raises(RenderRequestError) as err:
+                await conn.load_model(url, model_id)
+            assert err.value.code == "ModelLoadFailed"
+            await conn.wait_frames(conn.frames_received + 3, timeout=10)  # still streaming
+            return err.value.message
+
+        message = await refused("bomb.gltf", "bomb")
+        assert "20000x20000" in message and "the 300 px a model may have in this session's size" in message
+        await conn.load_model("quad.gltf", "a")  # 256 px of the session's 500
+        message = await refused("quad.gltf", "b")
+        assert "the 244 px left of the 500 px of textures this session's size allows" in message
+        await conn.load_model("two_nodes.glb", "c")
+        await conn.load_model("two_nodes.glb", "d")
+        message = await refused("two_nodes.glb", "e")
+        assert "already has 3 models loaded or loading" in message
+        await conn.unload_model("a")  # gives back its model slot and its texture pixels
+        await conn.load_model("quad.gltf", "b")
+        assert set(server.server.pipeline.models) == {"b", "c", "d"}
+
+
+async def test_a_session_geometry_budget(tmp_path: Path) -> None:
+    fixtures.two_node_glb(tmp_path)
+    async with (
+        live_server(tmp_path, limits=RenderLimits(scene_bytes=60_000)) as server,
+        await connect("127.0.0.1", server.port, server.token()) as conn,
+    ):
+        await conn.load_model("two_nodes.glb", "first")  # about 40 kB
+        with pytest.raises(RenderRequestError, match="of scene geometry this session's size allows") as err:
+            await conn.load_model("two_nodes.glb", "second")
+        assert err.value.code == "ModelLoadFailed"
+        await conn.wait_frames(conn.frames_received + 3, timeout=10)
+
+
+async def test_a_preloaded_bomb_fails_the_start(tmp_path: Path) -> None:
+    fixtures.texture_bomb_gltf(tmp_path)
+    base = template(tmp_path)
+    spec = RenderSpec(
+        **{
+            **base.__dict__,
+            "account_id": ACCOUNT,  # a session's local models are read from its account's folder
+            "session_id": "s",
+            "instance": "i",
+            "models": ("bomb.gltf",),
+            "limits": RenderLimits(texture_pixels_per_model=MI),
+        }
+    )
+    server = RenderServer(spec)
+    try:
+        failure = await server.prepare()
+    finally:
+        await server.shutdown()
+    assert failure is not None and failure.code == "ModelLoadFailed" and "20000x20000" in failure.message
+
+
+async def test_past_its_memory_ceiling_a_render_server_ends_its_session(
+    render: RenderProcesses,  # noqa: F811
+    receiver: CallbackReceiver,
+    tmp_path: Path,
+) -> None:
+    """A real render server with a 1 GiB ceiling and no texture budget: decoding the bomb needs 1.6 GB."""
+    fixtures.texture_bomb_gltf(tmp_path)
+    fixtures.two_node_glb(tmp_path)
+    keys = Keys()
+    base = template(tmp_path)
+    base = RenderSpec(**{**base.__dict__, "limits": RenderLimits(memory_bytes=1 << 30)})
+    spec = receiver.session(base, keys, "oom")
+    server = await render.start(spec, pooled=False)
+    (ready,) = await receiver.wait("oom", "ready")
+    async with await connect("127.0.0.1", ready.body["handshakePort"], keys.token("oom")) as conn:
+        await conn.wait_frames(2, timeout=20)
+        await conn.load_model("two_nodes.glb")  # a model within the ceiling loads as always
+        with pytest.raises(RenderRequestError) as err:
+            await conn.load_model("bomb.gltf")
+        assert err.value.code == "OutOfMemory"
+    (failed,) = await receiver.wait("oom", "failed")
+    assert failed.body["code"] == "OutOfMemory"
+    assert "memory ceiling of 1024 MiB" in failed.body["message"]
+    assert await server.exit_code() == 0
+    assert not receiver.of("oom", "idle")
+
+
+def test_other_formats_converted_through_trimesh_get_the_same_ceiling(tmp_path: Path) -> None:
+    """An OBJ whose material names the bomb (the converter reads OBJ, FBX... through trimesh)."""
+    import trimesh
+
+    from openrr.render.loader import scene_from_trimesh
+
+    (tmp_path / "bomb.png").write_bytes(fixtures.png_bomb(20000))
+    (tmp_path / "m.mtl").write_text("newmtl mat\nKd 1 1 1\nmap_Kd bomb.png\n")
+    (tmp_path / "m.obj").write_text(
+        "mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\nusemtl mat\nf 1/1 2/2 3/3\n"
+    )
+    loaded = trimesh.load_scene(str(tmp_path / "m.obj"))
+    with pytest.raises(ValueError, match=r"20000x20000 .* more than the 256\.0 Mpx any model may have"):
+        scene_from_trimesh(loaded, "m.obj")
