@@ -19,6 +19,7 @@ class FakeServer:
     spec: RenderSpec
     state: HostState = HostState.RUNNING
     message: str = ""
+    reason: str | None = None  # why it stopped itself, as HostStatus.reason
     stopped: bool = False
     adopted: bool = False
     pooled: bool = False  # started by start_idle and waiting for its session
@@ -172,9 +173,15 @@ class FakeHost:
         assert matches, f"no fake server for {session_id}"
         return matches[-1]
 
-    def crash(self, session_id: str, message: str = "The render server exited with code 1.") -> None:
+    def crash(
+        self,
+        session_id: str,
+        message: str = "The render server exited with code 1.",
+        reason: str | None = None,
+    ) -> None:
+        """The session's server exits; ``reason``: it stopped itself (``openrr.handshake`` LEASE_ENDED...)."""
         server = self.server(session_id)
-        server.state, server.message = HostState.EXITED, message
+        server.state, server.message, server.reason = HostState.EXITED, message, reason
 
     def crash_handle(self, handle: Handle, message: str = "The render server exited with code 1.") -> None:
         server = self._find(handle)
@@ -189,7 +196,7 @@ class FakeHost:
         server = self._find(handle)
         if server is None:
             return HostStatus(HostState.GONE, "unknown fake server")
-        return HostStatus(server.state, server.message)
+        return HostStatus(server.state, server.message, server.reason)
 
     async def adopt(self, handle: Handle) -> HostStatus:
         server = self._find(handle)

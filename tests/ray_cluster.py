@@ -217,7 +217,9 @@ class RayCluster:
     Render servers started by actors run in their node's session, so they go with it.
     """
 
-    def __init__(self, base_dir: Path | None = None, *, token: str | None = None) -> None:
+    def __init__(self, base_dir: Path | None = None, *, token: str | None = None, auth: bool = True) -> None:
+        """``auth=False``: a cluster without token authentication (only to test that openrr refuses one)."""
+        self.auth = auth
         self._own_base = base_dir is None or len(str(base_dir)) > _MAX_TEMP_DIR
         self.base_dir = Path(tempfile.mkdtemp(prefix="rr")) if self._own_base else Path(str(base_dir))
         if len(str(self.base_dir)) > _MAX_TEMP_DIR:
@@ -239,6 +241,8 @@ class RayCluster:
     # ---- environment ----------------------------------------------------------------------------------
     def driver_env(self) -> dict[str, str]:
         """Environment additions a driver (test process, ``openrr serve``) needs to join this cluster."""
+        if not self.auth:
+            return {"RAY_USAGE_STATS_ENABLED": "0"}
         return {
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": self.token,
@@ -248,12 +252,10 @@ class RayCluster:
     def serve_options(self, namespace: str = "openrr") -> dict[str, str]:
         """``openrr serve`` options for this cluster, as ``OpenRRServer(**options)`` takes them
         (``--host-backend ray --ray-address … --ray-namespace … --ray-auth-token-file …``)."""
-        return {
-            "host_backend": "ray",
-            "ray_address": self.address,
-            "ray_namespace": namespace,
-            "ray_auth_token_file": str(self.token_file),
-        }
+        options = {"host_backend": "ray", "ray_address": self.address, "ray_namespace": namespace}
+        if self.auth:
+            options["ray_auth_token_file"] = str(self.token_file)
+        return options
 
     def _node_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "OPENRR_"))}

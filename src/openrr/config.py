@@ -140,6 +140,7 @@ class Settings(BaseModel):
     ray_address: str | None = Field(default=None, description="HOST:PORT of the Ray cluster's head (GCS).")
     ray_namespace: str = Field(default="openrr", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     ray_auth_token_file: Path | None = None
+    ray_allow_unauthenticated: bool = False  # join a Ray cluster without token authentication
     local_slots: tuple[str, ...] = Field(default=(), description="SIZE=N: local render servers per size.")
     warm_pool: tuple[str, ...] = Field(default=(), description="SIZE=N: pooled render servers per size.")
     # Per-size limits of a session's render server (DEFAULT_RENDER_LIMITS); SIZE=N, N with K/M/G/T.
@@ -153,6 +154,9 @@ class Settings(BaseModel):
     converter_memory: Annotated[str, Field(pattern=r"(?i)^[0-9]{1,15}\s*[KMGT]?I?B?$")] = "8G"
     idle_stop_minutes: Positive | None = None
     max_lease_minutes: Annotated[int, Field(ge=1, le=1440)] = 1440
+    # Render servers heartbeat this often and stop themselves after this long without an answer.
+    heartbeat_interval: Annotated[float, Field(ge=0.05, le=3600)] = 10.0
+    control_plane_grace: Annotated[float, Field(gt=0, le=7 * 86400)] = 600.0
     connect_token_minutes: Annotated[int, Field(ge=1, le=1440)] = 30
     # Request bounds, enforced before a route (or authentication) does any work: see openrr.api.limits.
     max_body_kib: Annotated[int, Field(ge=1, le=65536)] = 64
@@ -280,6 +284,8 @@ class Settings(BaseModel):
             problems.append(
                 "--local-slots applies to the local host; a Ray cluster's nodes declare their slots"
             )
+        if self.control_plane_grace <= self.heartbeat_interval:
+            problems.append("--control-plane-grace must be longer than --heartbeat-interval")
         if problems:
             raise ValueError("\n".join(problems))  # load() reports each line
         return self

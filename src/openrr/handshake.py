@@ -2,6 +2,8 @@
 
 Launch: the host layer starts ``python -m openrr.render`` with a ``RenderSpec`` as JSON in the environment
 variable ``OPENRR_RENDER_SPEC`` (environment, not argv, so the callback credential does not show in ``ps``).
+Nothing else of the control plane's environment is passed on but an allow-list (``openrr.child_env``): the
+spec is how a render server gets what it needs, the TURN credential for its own ICE included.
 
 Ready: the render server binds its handshake and inspector ports itself (in ARR's range 49152–65534), then
 POSTs a ``ReadyReport`` to ``spec.callback_url + READY_SUFFIX`` with ``Authorization: Bearer
@@ -34,6 +36,31 @@ as any render server does. End of input before that line means "not needed": it 
 Idle stop: when ``RenderSettings.idle_stop_s`` is set, a server that has had no client for that long (since
 it became ready or since its last client left) POSTs ``{"instance", "idleSeconds"}`` to ``callback_url +
 IDLE_SUFFIX``; the control plane stops the session and records why.
+
+Lease (a session ends when its lease does, whether or not its control plane is there to end it): the spec
+carries the session's ``lease_minutes``, which counts from Ready. The answer to the ready callback and to
+every heartbeat carries ``{"status", "leaseRemainingSeconds"}``: the seconds left until the lease ends, as the
+control plane sees it now (relative, so the clocks of the two machines need not agree; null while the lease
+has not started). The server keeps its own deadline from the latest answer; an answer without the field (or
+no answer yet) leaves it at ready + ``lease_minutes``.
+
+Heartbeat: once ready, the server POSTs ``{"instance"}`` to ``callback_url + HEARTBEAT_SUFFIX`` (same bearer
+credential) every ``settings.heartbeat_s`` seconds, and once more when its deadline comes, so a renewal
+(``maxLeaseTimeMinutes`` raised by a PATCH) made just before the old end is never missed. 404/409/410 mean the
+session is over or served by another instance: exit ``EXIT_REJECTED`` (3). Otherwise the server stops itself:
+
+* ``EXIT_LEASE_ENDED`` (6) when its deadline has passed and the last heartbeat did not move it (renewals
+  reach it through the answers);
+* ``EXIT_CONTROL_PLANE_UNREACHABLE`` (7) when no heartbeat has been answered with a 2xx for longer than
+  ``settings.control_plane_grace_s`` (``openrr serve --control-plane-grace``), counted from the last answer
+  (or from ready).
+
+Both log one WARNING line ``self-stop <reason>: <why>`` (``SELF_STOP_LOG``, reason ``LEASE_ENDED`` or
+``CONTROL_PLANE_UNREACHABLE``) and stop as after SIGTERM (a connected client gets a ``bye``); the same line
+is repeated as the log's last line before they exit. The host layer
+reads the reason from the exit code, or from that log line when the exit code is lost (a server adopted by a
+restarted control plane is not its child). A control plane that finds such a server gone records the
+session as Expired (lease ended) or Error ``ControlPlaneUnreachable`` with the server's explanation.
 """
 
 from __future__ import annotations
@@ -48,6 +75,17 @@ SPEC_ENV = "OPENRR_RENDER_SPEC"
 READY_SUFFIX = "/ready"
 FAILED_SUFFIX = "/failed"
 IDLE_SUFFIX = "/idle"
+HEARTBEAT_SUFFIX = "/heartbeat"
+# Exit codes of a render server that stopped itself (see "Lease" above), and the reasons they stand for.
+EXIT_REJECTED = 3
+EXIT_LEASE_ENDED = 6
+EXIT_CONTROL_PLANE_UNREACHABLE = 7
+LEASE_ENDED = "LeaseEnded"
+CONTROL_PLANE_UNREACHABLE = "ControlPlaneUnreachable"
+SELF_STOP_EXITS = {EXIT_LEASE_ENDED: LEASE_ENDED, EXIT_CONTROL_PLANE_UNREACHABLE: CONTROL_PLANE_UNREACHABLE}
+SELF_STOP_LOG = "self-stop"
+# The longest lease there is (1440 minutes) plus slack: a larger leaseRemainingSeconds is not believed.
+MAX_LEASE_REMAINING_S = 1441 * 60.0
 POOL_ENV = "OPENRR_RENDER_POOL"
 # The RenderSpec fields a pooled server warmed up with; its session's spec must carry the same values.
 SHARED_FIELDS = ("size", "settings", "polygon_limit", "limits", "bind_host", "advertise_host", "teraflops")
@@ -83,6 +121,9 @@ class RenderSettings:
     tls_key: str | None = None
     # Stop a session that has had no client connected for this many seconds (None: never).
     idle_stop_s: float | None = None
+    # Seconds between heartbeats of a ready server, and how long it keeps serving without an answer.
+    heartbeat_s: float = 10.0
+    control_plane_grace_s: float = 600.0
     # Shared read-only model folders every account's sessions may load from (``--model-library``).
     model_libraries: tuple[str, ...] = ()
 
@@ -128,6 +169,8 @@ class RenderSpec:
     settings: RenderSettings = dataclasses.field(default_factory=lambda: RenderSettings())
     # Triangles this session may show before the checkerboard replaces the scene; None is unlimited.
     polygon_limit: int | None = None
+    # The session's lease, counted from Ready (see "Lease" above); None: not known (a pool's template).
+    lease_minutes: int | None = None
     limits: RenderLimits = dataclasses.field(default_factory=lambda: RenderLimits())
 
     def to_json(self) -> str:

@@ -116,8 +116,19 @@ class Account:
 
 
 class OpenRRServer:
-    def __init__(self, data_dir: Path, *, port: int | None = None, throttle: bool = False, **options: Any):
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        throttle: bool = False,
+        extra_env: dict[str, str] | None = None,
+        **options: Any,
+    ):
+        """``options``: ``openrr serve`` options (``stop_grace=2`` → ``--stop-grace 2``); ``extra_env``:
+        variables added to the control plane's environment (after the ``OPENRR_*`` of this one are gone)."""
         self.data_dir = data_dir
+        self.extra_env = dict(extra_env or {})
         self.port = port or free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"{data_dir.name}-serve.log"
@@ -179,7 +190,7 @@ class OpenRRServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.env(),
+                env={**self.env(), **self.extra_env},
             )
         try:
             self._serve = Proc(self.proc.pid, psutil.Process(self.proc.pid).create_time(), "openrr serve")

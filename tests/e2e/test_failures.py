@@ -73,7 +73,6 @@ def test_control_plane_restart_adopts_running_render_servers(openrr_server: Open
             assert renders[session_id].alive
             health = httpx.get(f"http://{after['hostname']}:{after['handshakePort']}/health", timeout=5)
             assert health.status_code == 200
-            assert health.json()["sessionId"] == session_id
             # Connect tokens of the restarted control plane still open the adopted server (the session's
             # connect secret is persisted with it).
             handshake = httpx.get(

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import ray
 
-from openrr.handshake import READY_SUFFIX, RenderSettings, RenderSpec
+from openrr.handshake import HEARTBEAT_SUFFIX, READY_SUFFIX, RenderSettings, RenderSpec
 from openrr.hosts.ray import RayHost
 from tests.ray_cluster import RayCluster, ray_cluster_fixture  # noqa: F401  (fixture ray_cluster)
 
@@ -26,7 +26,8 @@ ACCOUNT = "00000000-0000-0000-0000-0000000000ab"
 
 
 class Callbacks:
-    """The control plane's ``/ready`` endpoint, in a thread: records each render server's ReadyReport.
+    """The control plane's ``/ready`` endpoint, in a thread: records each render server's ReadyReport (and
+    answers heartbeats 200, with no lease).
 
     Listens on 127.0.0.1, which the nodes (127.0.0.2, 127.0.0.3) reach like any other loopback address.
     """
@@ -47,6 +48,8 @@ class Callbacks:
                     with callbacks._lock:
                         callbacks.reports[report["instance"]] = report
                     self.send_response(200)
+                elif self.path.endswith(HEARTBEAT_SUFFIX):
+                    self.send_response(200)  # no lease given: the server keeps serving
                 else:
                     self.send_response(404)
                 self.send_header("Content-Length", "0")

@@ -10,6 +10,7 @@ import pytest
 
 from tests.render import fixtures
 from tests.render.control_plane import CallbackReceiver, callback_receiver
+from tests.render.processes import RenderProcesses
 
 
 @pytest.fixture
@@ -24,3 +25,12 @@ def models(tmp_path: Path) -> Path:
 async def receiver() -> AsyncIterator[CallbackReceiver]:
     async with callback_receiver() as r:
         yield r
+
+
+@pytest.fixture
+async def render(tmp_path: Path) -> AsyncIterator[RenderProcesses]:
+    processes = RenderProcesses(tmp_path)
+    try:
+        yield processes
+    finally:
+        await processes.stop_all()

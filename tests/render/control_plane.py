@@ -78,17 +78,19 @@ def template(model_root: Path, *, size: str = "standard", **settings: Any) -> Re
 @dataclasses.dataclass(frozen=True)
 class Callback:
     session: str
-    kind: str  # "ready", "failed", "idle"
+    kind: str  # "ready", "failed", "idle", "heartbeat"
     body: dict[str, Any]
     authorization: str
     at: float  # time.monotonic() on arrival
 
 
 class CallbackReceiver:
-    """Answers every callback 200 and keeps it, in order of arrival."""
+    """Answers every callback 200 ``{}`` (or what ``answer`` returns: status and JSON body) and keeps it, in
+    order of arrival."""
 
     def __init__(self) -> None:
         self.received: list[Callback] = []
+        self.answer: Callable[[Callback], tuple[int, dict[str, Any]]] | None = None
         self.port = 0
         self._arrived = asyncio.Condition()
 
@@ -121,6 +123,9 @@ class CallbackReceiver:
         async with self._arrived:
             self.received.append(callback)
             self._arrived.notify_all()
+        if self.answer is not None:
+            status, body = self.answer(callback)
+            return web.json_response(body, status=status)
         return web.json_response({})
 
     def of(self, session: str, kind: str) -> list[Callback]:

@@ -19,7 +19,7 @@ from openrr.render.server import RenderServer
 from tests.render import fixtures
 from tests.render.control_plane import ACCOUNT, CallbackReceiver, Keys, template
 from tests.render.live import live_server
-from tests.render.test_pool_mode import RenderProcesses, render  # noqa: F401  (fixture render)
+from tests.render.processes import RenderProcesses
 
 MI = 1 << 20
 
@@ -130,7 +130,7 @@ async def test_a_preloaded_bomb_fails_the_start(tmp_path: Path) -> None:
 
 
 async def test_past_its_memory_ceiling_a_render_server_ends_its_session(
-    render: RenderProcesses,  # noqa: F811
+    render: RenderProcesses,
     receiver: CallbackReceiver,
     tmp_path: Path,
 ) -> None:

@@ -304,7 +304,6 @@ async def test_frames_flow_into_history_trace_and_metrics(
             assert resp.status == 200
             before = _metrics(await resp.text())
         assert _value(before, "openrr_render_frames_sent_total") == 0
-        assert _value(before, "openrr_render_client_connected") == 0
 
         async with await connect("127.0.0.1", live.port, live.token()) as conn:
             await conn.wait_frames(3, timeout=10)
@@ -337,7 +336,7 @@ async def test_frames_flow_into_history_trace_and_metrics(
     families = _metrics(text)
     assert _value(families, "openrr_render_frames_sent_total") > 5
     assert _value(families, "openrr_render_video_sent_bytes_total") > 0
-    assert _value(families, "openrr_render_client_connected") == 1
+    assert "client_connected" not in text and "clients_served" not in text  # client state needs a token
     assert _value(families, "openrr_render_polygons") == 1292
     assert _value(families, "openrr_render_frame_encode_seconds_count") > 5
     assert _value(families, "openrr_render_frame_render_seconds_count") >= 1

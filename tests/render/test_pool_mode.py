@@ -6,13 +6,11 @@ Every process is started through the ``render`` fixture, which stops it by pid w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,6 @@ from openrr.handshake import (
     POOL_ENV,
     SPEC_ENV,
     RenderSettings,
-    RenderSpec,
 )
 from openrr.render.ice import loopback_host_candidates
 from openrr.render.server import EXIT_BAD_ASSIGNMENT
@@ -37,82 +34,9 @@ from tests.render.control_plane import (
     template,
     wait_for_log,
 )
+from tests.render.processes import RenderProcesses
 
 WAITING = "waiting for a session"
-
-
-@dataclasses.dataclass
-class RenderProcess:
-    proc: asyncio.subprocess.Process
-    log: Path
-
-    def alive(self) -> bool:
-        return self.proc.returncode is None
-
-    async def assign(self, spec: RenderSpec | str) -> None:
-        text = spec if isinstance(spec, str) else spec.to_json()
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(text.encode() + b"\n")
-        await self.proc.stdin.drain()
-        self.proc.stdin.close()
-
-    async def exit_code(self, timeout: float = 60.0) -> int:
-        return await asyncio.wait_for(self.proc.wait(), timeout)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-class RenderProcesses:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.started: list[RenderProcess] = []
-
-    async def start(self, spec: RenderSpec, *, pooled: bool = True) -> RenderProcess:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env[SPEC_ENV] = spec.to_json()
-        env.pop(POOL_ENV, None)
-        if pooled:
-            env[POOL_ENV] = "1"
-        log = self.directory / f"render-{len(self.started)}.log"
-        with open(log, "wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "openrr.render",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        process = RenderProcess(proc, log)
-        self.started.append(process)
-        return process
-
-    async def stop_all(self) -> None:
-        for process in self.started:
-            proc = process.proc
-            if proc.stdin is not None:
-                proc.stdin.close()
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(proc.pid, signal.SIGKILL)
-                    await proc.wait()
-
-
-@pytest.fixture
-async def render(tmp_path: Path) -> AsyncIterator[RenderProcesses]:
-    processes = RenderProcesses(tmp_path)
-    try:
-        yield processes
-    finally:
-        await processes.stop_all()
 
 
 async def get(url: str, token: str | None = None) -> httpx.Response:
@@ -317,7 +241,7 @@ async def test_idle_stop_reports_once_per_period_without_a_client(
     # A connected client holds the clock, however long it stays.
     pc = await connect(base_url, keys.token(spec.session_id))
     try:
-        assert (await get(base_url + "/health")).json()["clientConnected"] is True
+        assert (await get(base_url + HANDSHAKE_PATH, keys.token(spec.session_id))).json()["clientConnected"]
         await asyncio.sleep(idle_s * 4)
         assert len(receiver.of("idle", "idle")) == 1
     finally:

@@ -307,3 +307,35 @@ def test_serve_refuses_a_service_wide_storage_key_and_keeps_keyless_endpoints(
     )
     assert result.exit_code == 0, result.output
     assert seen[0].storage_accounts == (endpoint,) and seen[0].model_libraries == (library,)
+
+
+def test_lease_keeping_and_ray_auth_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from openrr.cli import serve as serve_cli
+
+    s = Settings.load({})
+    assert (s.heartbeat_interval, s.control_plane_grace, s.ray_allow_unauthenticated) == (10.0, 600.0, False)
+    with pytest.raises(InvalidInput) as info:
+        Settings.load({"heartbeat_interval": 5, "control_plane_grace": 5})
+    assert "--control-plane-grace must be longer than --heartbeat-interval" in info.value.message
+    with pytest.raises(InvalidInput, match="--heartbeat-interval:"):
+        Settings.load({"heartbeat_interval": 0})
+
+    seen: list[Settings] = []
+
+    async def fake_serve(settings: Settings) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(serve_cli, "_serve", fake_serve)
+    for name in [n for n in os.environ if n.startswith("OPENRR_")]:
+        monkeypatch.delenv(name)
+    args = ["--data-dir", str(tmp_path / "d"), "--heartbeat-interval", "0.5", "--ray-allow-unauthenticated"]
+    result = CliRunner().invoke(serve_cli.serve, args, env={"OPENRR_CONTROL_PLANE_GRACE": "30"})
+    assert result.exit_code == 0, result.output
+    (got,) = seen
+    assert (got.heartbeat_interval, got.control_plane_grace, got.ray_allow_unauthenticated) == (
+        0.5,
+        30.0,
+        True,
+    )

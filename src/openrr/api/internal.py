@@ -1,4 +1,6 @@
-"""Callbacks from render servers (see openrr.handshake): ready, failed and idle. Not part of any ARR API."""
+"""Callbacks from render servers (see openrr.handshake): ready, failed, idle and heartbeat. Not part of any
+ARR API. Each is authorised by the session's own render-server credential only (``_render_server``), and each
+that names an instance answers 409 unless that instance is the session's server."""
 
 from __future__ import annotations
 
@@ -12,7 +14,14 @@ from openrr.api.deps import bearer, runtime
 from openrr.api.responses import ArrJSON
 from openrr.domain.ids import check_resource_id, parse_account_id
 from openrr.errors import Forbidden
-from openrr.handshake import FAILED_SUFFIX, IDLE_SUFFIX, PORT_RANGE, READY_SUFFIX, ReadyReport
+from openrr.handshake import (
+    FAILED_SUFFIX,
+    HEARTBEAT_SUFFIX,
+    IDLE_SUFFIX,
+    PORT_RANGE,
+    READY_SUFFIX,
+    ReadyReport,
+)
 from openrr.services.tokens import RENDER_AUDIENCE
 
 router = APIRouter(prefix="/internal/render/{account_id}/{session_id}", include_in_schema=False)
@@ -40,6 +49,10 @@ class IdleBody(BaseModel):
     idleSeconds: float = Field(ge=0, le=10**7)
 
 
+class HeartbeatBody(BaseModel):
+    instance: str = Field(max_length=64)
+
+
 async def _render_server(request: Request, account_id: str, session_id: str) -> tuple[str, str]:
     """The (account, session) whose render-server credential this request carries."""
     account = parse_account_id(account_id)
@@ -63,8 +76,11 @@ async def ready(request: Request, caller: RenderServer, body: ReadyBody) -> Resp
         teraflops=body.teraflops,
         pid=body.pid,
     )
-    session = await runtime(request).sessions.mark_ready(*caller, report)
-    return ArrJSON({"status": session.status.value})
+    sessions = runtime(request).sessions
+    session = await sessions.mark_ready(*caller, report)
+    return ArrJSON(
+        {"status": session.status.value, "leaseRemainingSeconds": sessions.lease_remaining(session)}
+    )
 
 
 @router.post(FAILED_SUFFIX)
@@ -77,3 +93,13 @@ async def failed(request: Request, caller: RenderServer, body: FailedBody) -> Re
 async def idle(request: Request, caller: RenderServer, body: IdleBody) -> Response:
     session = await runtime(request).sessions.stop_idle(*caller, body.instance, body.idleSeconds)
     return ArrJSON({"status": session.status.value})
+
+
+@router.post(HEARTBEAT_SUFFIX)
+async def heartbeat(request: Request, caller: RenderServer, body: HeartbeatBody) -> Response:
+    """A ready server's heartbeat: the answer carries the lease as it stands now (renewals included)."""
+    sessions = runtime(request).sessions
+    session = await sessions.heartbeat(*caller, body.instance)
+    return ArrJSON(
+        {"status": session.status.value, "leaseRemainingSeconds": sessions.lease_remaining(session)}
+    )

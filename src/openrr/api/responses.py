@@ -30,10 +30,14 @@ def new_cv() -> str:
 
 
 _SUPPORTED_HEADER = ", ".join(SUPPORTED_API_VERSIONS).encode()
+# HSTS on HTTPS responses only (RFC 6797 §7.2: a browser ignores it over HTTP): a year, this host only.
+HSTS = b"max-age=31536000"
 
 
 class ArrHeaders:
-    """ASGI middleware adding the headers every ARR response carries (notes §2.4, §9.18).
+    """ASGI middleware adding the headers every ARR response carries (notes §2.4, §9.18), and on every
+    response served over HTTPS ``Strict-Transport-Security``, so a browser never sends this service's tokens
+    over plain HTTP later (behind a TLS-terminating proxy, with ``--insecure-http``, the proxy sets it).
 
     Written as plain ASGI rather than BaseHTTPMiddleware: it runs on every request and must stay cheap.
     """
@@ -49,6 +53,7 @@ class ArrHeaders:
         is_get = scope["method"] == "GET"
         arr_path = path.startswith(("/accounts/", "/Accounts/", "/v1/"))
         data_plane = arr_path and not path.endswith("/token")
+        https = scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -57,6 +62,8 @@ class ArrHeaders:
                 if b"ms-cv" not in names:
                     headers.append((b"ms-cv", new_cv().encode()))
                 headers.append((b"x-content-type-options", b"nosniff"))
+                if https:
+                    headers.append((b"strict-transport-security", HSTS))
                 if data_plane:
                     headers.append((b"api-supported-versions", _SUPPORTED_HEADER))
                 if arr_path and is_get:

@@ -14,6 +14,7 @@ from openrr.cli.output import console, fail, print_json, print_table
 from openrr.config import Settings
 from openrr.domain.clock import SystemClock
 from openrr.errors import OpenRRError
+from openrr.private import private_dir
 from openrr.services.accounts import AccountService
 from openrr.store.sql import open_store
 
@@ -37,7 +38,7 @@ def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def _run(data_dir: Path, store_url: str | None, action: Callable[[AccountService], Awaitable[T]]) -> T:
     async def go() -> T:
         settings = Settings.load({"data_dir": data_dir, "store_url": store_url})
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)  # as openrr serve makes it: its user's only (openrr.private)
         store = await open_store(settings.resolved_store_url)
         try:
             return await action(AccountService(store, SystemClock()))

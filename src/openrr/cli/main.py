@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from openrr import __version__
+from openrr import __version__, log_redaction
 from openrr.cli.accounts import accounts
 from openrr.cli.cluster import cluster
 from openrr.cli.connect import connect
@@ -18,6 +18,7 @@ from openrr.cli.sessions import sessions
 @click.version_option(__version__, prog_name="openrr")
 def cli() -> None:
     """openrr: self-hosted remote rendering with the Azure Remote Rendering session API."""
+    log_redaction.install()  # no URL query string in any log line of any command
 
 
 cli.add_command(serve)

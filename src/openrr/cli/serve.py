@@ -17,14 +17,18 @@ from typing import Any
 import click
 import uvicorn
 import uvloop
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
+from openrr import log_redaction
 from openrr.api.limits import body_limits
 from openrr.cli.output import console, fail
 from openrr.compat.uvicorn_headers import bounded_protocol
 from openrr.config import Settings
 from openrr.errors import OpenRRError
+from openrr.private import private_dir, write_private
 from openrr.services.runtime import Runtime
-from openrr.tls import ensure_self_signed
+from openrr.tls import ca_file, ensure_self_signed
 
 _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--host", {"help": "Address to listen on. [default: 127.0.0.1]"}),
@@ -316,6 +320,21 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
+        "--heartbeat-interval",
+        {
+            "type": float,
+            "help": "Seconds between a render server's heartbeats. [default: 10]",
+        },
+    ),
+    (
+        "--control-plane-grace",
+        {
+            "type": float,
+            "help": "Seconds a render server keeps serving while this service does not answer its "
+            "heartbeats; then it stops itself (its session ends as Error). [default: 600]",
+        },
+    ),
+    (
         "--connect-token-minutes",
         {
             "type": int,
@@ -367,6 +386,15 @@ def _with_options(f: Any) -> Any:
         "or session ids. [default: on]",
     )(f)
     f = click.option(
+        "--ray-allow-unauthenticated",
+        is_flag=True,
+        default=False,
+        envvar="OPENRR_RAY_ALLOW_UNAUTHENTICATED",
+        show_envvar=True,
+        help="With --host-backend ray: use a Ray cluster that does not require token authentication (by "
+        "default such a cluster is refused: anyone who can reach it can run code on its nodes).",
+    )(f)
+    f = click.option(
         "--allow-private-model-urls",
         is_flag=True,
         default=False,
@@ -388,6 +416,7 @@ def serve(**options: Any) -> None:
         settings = Settings.load(options)
     except OpenRRError as exc:
         fail("invalid settings:\n  " + exc.message.replace("\n", "\n  "), code=2)
+    log_redaction.install()  # no URL query string in any log line, uvicorn's access log included
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -406,14 +435,14 @@ def serve(**options: Any) -> None:
 async def _serve(settings: Settings) -> None:
     from openrr.api.app import create_app  # the web stack is imported only by the command that serves
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)  # store, keys, logs: the service's user's only (openrr.private)
     # Only the default root is created: one given explicitly had to exist (a typo must not make a new one).
     if settings.default_model_root in settings.model_roots:
         settings.default_model_root.mkdir(parents=True, exist_ok=True)
     cert, key, ca = settings.cert, settings.key, None
     if not settings.insecure_http and cert is None:
         cert, key = ensure_self_signed(settings.tls_dir)
-        ca = str(cert.resolve())
+        ca = str(ca_file(settings.tls_dir).resolve())
     runtime = await Runtime.open(settings, callback_ca=ca)
     try:
         dev = None
@@ -423,7 +452,7 @@ async def _serve(settings: Settings) -> None:
             if settings.default_model_root in settings.model_roots:
                 # Where its sessions' local models go: each account reads only its own folder of a root.
                 (settings.default_model_root / dev.account_id).mkdir(exist_ok=True)
-        _banner(settings, cert, dev)
+        _banner(settings, cert, ca, dev)
         await runtime.start_background()
         app = create_app(runtime)
         config = uvicorn.Config(
@@ -459,6 +488,14 @@ async def _serve(settings: Settings) -> None:
         await runtime.close()
 
 
+def masked_url(url: str) -> str:
+    """``url`` with its password masked (``postgresql://user:***@host/db``), for banners and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(a store URL that cannot be parsed)"
+
+
 def _ignore_signal(_signum: int, _frame: object) -> None:
     pass
 
@@ -477,19 +514,18 @@ def _write_arrconfig(settings: Settings, account_id: str, key: str, ca: str | No
         "openrr": {"caCertificate": ca},
     }
     path = settings.data_dir / "arrconfig.json"
-    path.write_text(json.dumps(config, indent=2) + "\n")
-    path.chmod(0o600)
+    write_private(path, (json.dumps(config, indent=2) + "\n").encode())  # it holds the account key
     return path
 
 
-def _banner(settings: Settings, cert: Path | None, dev: Any) -> None:
+def _banner(settings: Settings, cert: Path | None, ca: str | None, dev: Any) -> None:
     console.rule("[bold]openrr[/]")
     console.print(f"endpoint      {settings.local_address}  (STS and session API; docs at /docs)")
     if cert is not None:
         console.print(f"certificate   {cert.resolve()}")
-        ca = cert.resolve()
-        console.print(f"              trust it with: export SSL_CERT_FILE={ca} REQUESTS_CA_BUNDLE={ca}")
-    console.print(f"store         {settings.resolved_store_url}")
+        if ca is not None:  # the development certificate: its throwaway CA is what clients trust
+            console.print(f"              trust it with: export SSL_CERT_FILE={ca} REQUESTS_CA_BUNDLE={ca}")
+    console.print(f"store         {masked_url(settings.resolved_store_url)}")
     roots = ", ".join(str(root.resolve()) for root in settings.model_roots)
     urls = "any address" if settings.allow_private_model_urls else "public addresses only"
     library = "".join(f"; library {folder.resolve()}" for folder in settings.model_libraries)

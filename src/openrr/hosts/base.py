@@ -10,7 +10,8 @@ Contract (after JupyterHub's Spawner.poll):
   * ``assign(idle_handle, spec)`` gives a pooled server its session and returns the session's handle (the
     one ``start`` would have returned). It raises ``HostError`` when the pooled server is gone; the caller
     then starts a fresh one. A pooled server is assigned at most once.
-  * ``status(handle)`` never raises for a server that died: it reports EXITED or GONE with a message. It
+  * ``status(handle)`` never raises for a server that died: it reports EXITED or GONE with a message, and
+    with a ``reason`` when the server stopped itself (``openrr.hosts.exits.self_stop_reason``). It
     works for pooled handles too, and for hosts whose pooled servers expire when nobody watches them
     (Ray) a ``status`` call is also what keeps a pooled server alive.
   * ``adopt(handle)`` is called once per persisted handle after the control plane restarts, before any
@@ -43,6 +44,8 @@ class HostState(enum.StrEnum):
 class HostStatus:
     state: HostState
     message: str = ""
+    # Set when the render server stopped itself: LEASE_ENDED or CONTROL_PLANE_UNREACHABLE (openrr.handshake).
+    reason: str | None = None
 
     @property
     def running(self) -> bool:

@@ -29,10 +29,11 @@ from pathlib import Path
 
 import psutil
 
+from openrr.child_env import child_env
 from openrr.errors import HostError
 from openrr.handshake import POOL_ENV, SPEC_ENV, RenderSpec
 from openrr.hosts.base import Capacity, Handle, HostState, HostStatus, NodeCapacity, Slots
-from openrr.hosts.exits import describe_exit
+from openrr.hosts.exits import describe_exit, self_stop_reason
 
 # How long an assignment may wait for a pooled server to take it off the pipe (it reads from its start).
 _ASSIGN_TIMEOUT_S = 30.0
@@ -141,12 +142,8 @@ class LocalHost:
         return log_dir / f"{spec.session_id}.log"
 
     async def _spawn(self, spec: RenderSpec, log_path: Path, *, pooled: bool) -> asyncio.subprocess.Process:
-        env = dict(os.environ)
-        env[SPEC_ENV] = spec.to_json()
-        env.pop(POOL_ENV, None)
-        if pooled:
-            env[POOL_ENV] = "1"
-        env.setdefault("PYTHONUNBUFFERED", "1")
+        # An allow-listed environment: none of the control plane's secrets (openrr.child_env).
+        env = child_env({SPEC_ENV: spec.to_json(), **({POOL_ENV: "1"} if pooled else {})})
         try:
             with open(log_path, "ab") as log:
                 proc = await asyncio.create_subprocess_exec(
@@ -201,10 +198,12 @@ class LocalHost:
             # process is a zombie, or reaped a moment ago): wait for it so the signal/code is reported.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(child.wait(), 1.0)
+        log = handle.get("log")
         if child is not None and child.returncode is not None:
-            return HostStatus(HostState.EXITED, describe_exit(child.returncode, handle.get("log")))
+            code = child.returncode
+            return HostStatus(HostState.EXITED, describe_exit(code, log), self_stop_reason(code, log))
         if gone:
-            return HostStatus(HostState.GONE, describe_exit(None, handle.get("log")))
+            return HostStatus(HostState.GONE, describe_exit(None, log), self_stop_reason(None, log))
         return HostStatus(HostState.RUNNING)
 
     async def adopt(self, handle: Handle) -> HostStatus:

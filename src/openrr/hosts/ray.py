@@ -20,17 +20,35 @@ Warm pool: ``start_idle`` starts an actor whose render server warms up and waits
 session. A pooled actor that nobody polls for ``pool_idle_timeout_s`` (its control plane died) stops its
 server and exits, so it cannot hold a slot forever; ``close`` stops this host's pooled actors at once.
 
+Orphaned sessions: a session's render server stops itself when its lease ends or its control plane has
+been unreachable too long (``openrr.handshake``, "Lease"); its actor, once nobody has polled it for
+``pool_idle_timeout_s`` either, leaves its last poll in Ray's KV store and exits, freeing the slot.
+``status`` of such a handle reads that record (EXITED, with the server's message and reason); ``stop``
+deletes it.
+
 Driver: ``connect`` joins the cluster as a Ray driver (one per process, shared by the RayHosts of a
 process); ``close`` leaves it when the last one closes.
+
+Authentication: whoever can reach a Ray cluster's GCS can run code on every node, render servers
+included. Before joining, ``connect`` checks that the cluster requires token authentication
+(``RAY_AUTH_MODE=token``): a separate process with no token at all (no ``RAY_*`` variables, an empty home,
+so no ``~/.ray/auth_token``) opens a GCS client, which such a cluster refuses with Ray's
+``AuthenticationError``. A cluster that lets it in is refused with a ``HostError``, unless the host was
+made with ``allow_unauthenticated`` (``openrr serve --ray-allow-unauthenticated``); an answer that says
+neither (the check itself failed) is refused as well, with what went wrong.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -39,11 +57,12 @@ from typing import Any
 import ray
 import ray.exceptions
 
+from openrr.child_env import child_env
 from openrr.domain.session import Size
 from openrr.errors import HostError
 from openrr.handshake import RenderSpec
 from openrr.hosts.base import Capacity, Handle, HostState, HostStatus, NodeCapacity, Slots
-from openrr.hosts.ray_actor import RenderSupervisor
+from openrr.hosts.ray_actor import EXIT_KV_NAMESPACE, RenderSupervisor, exit_key
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +72,22 @@ _GONE = "The render server's Ray actor is gone."
 _REACH_TIMEOUT_S = 10.0
 # How long stop waits for Ray to confirm an actor is dead (and its slot free) after ray.kill.
 _KILL_CONFIRM_S = 5.0
+# How long the authentication check may take (it imports Ray: about a second).
+_AUTH_CHECK_TIMEOUT_S = 60.0
+# Run in a process without any token: does the GCS at argv[1] let a client in? One line of answer.
+_AUTH_CHECK = """
+import sys
+from ray._raylet import GcsClient
+from ray.exceptions import AuthenticationError
+try:
+    GcsClient(address=sys.argv[1])
+except AuthenticationError:
+    print("token-required")
+except Exception as exc:
+    print("failed:", type(exc).__name__, str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "")
+else:
+    print("open")
+"""
 
 
 def resource_name(size: str) -> str:
@@ -128,12 +163,15 @@ class RayHost:
         start_timeout_s: float = 30.0,
         poll_timeout_s: float = 5.0,
         max_unanswered_polls: int = 6,
+        allow_unauthenticated: bool = False,
     ) -> None:
         """``address``: the head's GCS ``HOST:PORT``. ``auth_token_file``: the cluster token (sets
         ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH`` for this process); without it Ray's own
         ``RAY_AUTH_*`` environment applies. ``log_dir``: where render-server logs go on each node
-        (default: ``logs/openrr`` in the node's Ray session directory)."""
+        (default: ``logs/openrr`` in the node's Ray session directory). ``allow_unauthenticated``: join a
+        cluster without token authentication (see the module doc) instead of refusing it."""
         self.address = address
+        self._allow_unauthenticated = allow_unauthenticated
         self.namespace = namespace
         self._auth_token_file = auth_token_file
         self._log_dir = log_dir
@@ -159,6 +197,8 @@ class RayHost:
         if token_file is not None and not os.path.isfile(token_file):
             raise HostError(f"The Ray auth token file {token_file} does not exist.")
         await self._reachable()
+        if not self._allow_unauthenticated:
+            await self._require_token_auth()
         try:
             await asyncio.to_thread(_Driver.acquire, self.address, self.namespace, token_file)
         except Exception as exc:  # ray.init raises ConnectionError, AuthenticationError, RuntimeError…
@@ -181,6 +221,26 @@ class RayHost:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+    async def _require_token_auth(self) -> None:
+        """HostError unless the cluster refuses a client without a token (see the module doc)."""
+        if self.address in _TOKEN_AUTH_SEEN:
+            return
+        answer = await asyncio.to_thread(_probe_without_token, self.address)
+        if answer == "token-required":
+            _TOKEN_AUTH_SEEN.add(self.address)
+            return
+        if answer == "open":
+            raise HostError(
+                f"The Ray cluster at {self.address} does not require token authentication: anyone who can "
+                "reach it can run code on its nodes. Start it with RAY_AUTH_MODE=token (and give this "
+                "service the token with --ray-auth-token-file), or pass --ray-allow-unauthenticated to "
+                "use it as it is."
+            )
+        raise HostError(
+            f"Could not check whether the Ray cluster at {self.address} requires token authentication "
+            f"({answer}); pass --ray-allow-unauthenticated to skip the check."
+        )
 
     async def close(self) -> None:
         """Stop this host's pooled actors, then leave the cluster. Session actors keep running."""
@@ -291,14 +351,15 @@ class RayHost:
                 return HostStatus(HostState.EXITED, exc.message)
         actor = await self._actor(handle)
         if actor is None:
-            return HostStatus(HostState.GONE, _GONE)
+            return await self._retired(handle) or HostStatus(HostState.GONE, _GONE)
         try:
             result = await asyncio.wait_for(_awaitable(actor.poll.remote()), self._poll_timeout_s)
         except ray.exceptions.ActorUnavailableError as exc:  # unreachable for now (a partitioned node)
             return self._unanswered_poll(name, _reason(exc))
         except ray.exceptions.RayActorError as exc:  # ActorDiedError: killed, crashed, its node died
             self._forget(name)
-            return HostStatus(HostState.EXITED, f"The render server's Ray actor died: {_reason(exc)}")
+            died = HostStatus(HostState.EXITED, f"The render server's Ray actor died: {_reason(exc)}")
+            return await self._retired(handle) or died
         except ray.exceptions.RayError as exc:
             return self._unanswered_poll(name, _reason(exc))
         except TimeoutError:
@@ -306,7 +367,10 @@ class RayHost:
         self._unanswered.pop(name, None)
         if result["running"]:
             return HostStatus(HostState.RUNNING)
-        return HostStatus(HostState.EXITED, str(result["message"]))
+        reason = result.get("reason")
+        return HostStatus(
+            HostState.EXITED, str(result["message"]), reason if isinstance(reason, str) else None
+        )
 
     def _unanswered_poll(self, name: str, why: str) -> HostStatus:
         # A hung node or a slow GCS: maybe still running, so RUNNING, up to max_unanswered_polls in a row.
@@ -374,6 +438,7 @@ class RayHost:
         actor = await self._actor(handle)
         if actor is None:
             self._forget(name)
+            await asyncio.to_thread(self._last_poll, handle, forget=True)
             return
         if launching is not None and not launching.done():
             # Not placed or not started yet: nothing to stop politely, and a polite stop would wait for
@@ -477,10 +542,62 @@ class RayHost:
         self._actors[name] = actor
         return actor
 
+    async def _retired(self, handle: Handle) -> HostStatus | None:
+        """How the render server of a session actor that retired ended (``openrr.hosts.ray_actor``)."""
+        last = await asyncio.to_thread(self._last_poll, handle)
+        if last is None:
+            return None
+        reason = last.get("reason")
+        why = reason if isinstance(reason, str) else None
+        return HostStatus(HostState.EXITED, str(last.get("message", "")), why)
+
+    def _last_poll(self, handle: Handle, *, forget: bool = False) -> dict[str, Any] | None:
+        """What a retired session actor left in the KV store (``forget``: and remove it). Blocking."""
+        from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get
+
+        key = exit_key(str(handle.get("namespace") or self.namespace), _name(handle))
+        try:
+            if forget:
+                _internal_kv_del(key, namespace=EXIT_KV_NAMESPACE)
+                return None
+            raw = _internal_kv_get(key, namespace=EXIT_KV_NAMESPACE)
+            found = json.loads(raw) if raw else None
+        except Exception as exc:  # the GCS unreachable, or a value that is not ours: as if none was left
+            log.debug("reading the exit record of %s: %s", key, exc)
+            return None
+        return found if isinstance(found, dict) else None
+
     def _forget(self, name: str) -> None:
         self._node_of.pop(name, None)
         self._actors.pop(name, None)
         self._unanswered.pop(name, None)
+
+
+# Addresses whose cluster was seen to require a token, by this process: checked once per address.
+_TOKEN_AUTH_SEEN: set[str] = set()
+
+
+def _probe_without_token(address: str) -> str:
+    """``_AUTH_CHECK``'s answer for ``address``: "token-required", "open", or what failed."""
+    with tempfile.TemporaryDirectory(prefix="openrr-ray-auth-") as home:
+        # No RAY_* (child_env drops them) and an empty home: Ray finds no token anywhere.
+        env = child_env({"HOME": home, "RAY_USAGE_STATS_ENABLED": "0"})
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", _AUTH_CHECK, address],
+                capture_output=True,
+                text=True,
+                timeout=_AUTH_CHECK_TIMEOUT_S,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                cwd=home,
+            )
+        except subprocess.TimeoutExpired:
+            return f"no answer within {_AUTH_CHECK_TIMEOUT_S:g} s"
+    lines = done.stdout.strip().splitlines()
+    if lines:
+        return lines[-1]
+    return f"the check exited with {done.returncode}: {done.stderr.strip()[-300:]}"
 
 
 def _available_per_node() -> dict[str, dict[str, float]]:

@@ -11,7 +11,13 @@ event-loop thread that lives as long as the actor, so the child is forked from t
 (``stop``, the pool watchdog, ``exit_actor``'s atexit hooks) kill it explicitly as well.
 
 Pooled actors: nobody but their control plane knows they exist, so one that has not been polled for
-``pool_idle_timeout_s`` (its control plane is gone) stops its child and exits; assigned ones never do.
+``pool_idle_timeout_s`` (its control plane is gone) stops its child and exits.
+
+Session actors outlive their control plane as their render server does. But once that server has ended
+(it stops itself at its lease end, or when its control plane has been unreachable too long: see
+``openrr.handshake``, "Lease") and nobody has polled for ``pool_idle_timeout_s``, the actor would hold its
+slot for nothing: it leaves its last ``poll`` answer in Ray's internal KV store (``EXIT_KV_NAMESPACE``,
+key ``exit_key(namespace, name)``), where a returning control plane's ``RayHost.status`` finds it, and exits.
 
 Logs: the child writes to a file on the node (``log_dir``, else ``logs/openrr/`` in the Ray session's
 directory); ``poll`` sends its last lines back, since the control plane cannot read the node's files.
@@ -25,6 +31,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -35,10 +42,17 @@ from typing import Any
 
 import ray
 
+from openrr.child_env import child_env
 from openrr.handshake import POOL_ENV, SPEC_ENV, RenderSpec
-from openrr.hosts.exits import describe_exit
+from openrr.hosts.exits import describe_exit, self_stop_reason
 
 _PR_SET_PDEATHSIG = 1
+# Where a session actor whose render server has ended leaves its last poll before it exits (module doc).
+EXIT_KV_NAMESPACE = b"openrr-exits"
+
+
+def exit_key(namespace: str, name: str) -> bytes:
+    return f"{namespace}/{name}".encode()
 
 
 def _libc_prctl() -> Any:
@@ -47,15 +61,10 @@ def _libc_prctl() -> Any:
     return libc.prctl
 
 
-def child_env(spec_json: str, *, pooled: bool) -> dict[str, str]:
-    # The render server has no business with Ray, and the worker's environment may hold the cluster's
-    # auth token: a render server loads models from anywhere, so it gets none of RAY_*.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != POOL_ENV}
-    env[SPEC_ENV] = spec_json
-    if pooled:
-        env[POOL_ENV] = "1"
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
+def render_env(spec_json: str, *, pooled: bool) -> dict[str, str]:
+    # An allow-list (openrr.child_env): the worker's environment holds the cluster's auth token (RAY_*)
+    # and whatever the node exported, and a render server loads models from anywhere.
+    return child_env({SPEC_ENV: spec_json, **({POOL_ENV: "1"} if pooled else {})})
 
 
 @dataclasses.dataclass
@@ -97,13 +106,12 @@ class RenderSupervisor:
                 stdin=subprocess.PIPE if pooled else subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=child_env(spec.to_json(), pooled=pooled),
+                env=render_env(spec.to_json(), pooled=pooled),
                 preexec_fn=self._die_with_parent,  # PR_SET_PDEATHSIG: see the module docstring
                 close_fds=True,
             )
         self._child = _Child(proc, str(log_path))
-        if pooled:
-            self._watchdog = asyncio.create_task(self._watch_idle())
+        self._watchdog = asyncio.create_task(self._watch_idle() if pooled else self._watch_session())
         return self._info()
 
     async def assign(self, spec_json: str) -> dict[str, Any]:
@@ -129,6 +137,7 @@ class RenderSupervisor:
                 child.proc.stdin.close()  # after a failed write: end of input, the server exits
         self._assigned = True
         self._stop_watchdog()
+        self._watchdog = asyncio.create_task(self._watch_session())
         return self._info()
 
     def _on_node(self, spec_json: str) -> RenderSpec:
@@ -162,7 +171,8 @@ class RenderSupervisor:
 
     # ---- watch ----------------------------------------------------------------------------------------
     async def poll(self) -> dict[str, Any]:
-        """``{running, code, message}``; ``message`` describes an exit, with the log's last lines."""
+        """``{running, code, message, reason}``; ``message`` describes an exit, with the log's last lines;
+        ``reason`` says why the server stopped itself, if it did (``openrr.hosts.exits.self_stop_reason``)."""
         self._last_poll = time.monotonic()
         child = self._child
         if child is None:
@@ -170,7 +180,13 @@ class RenderSupervisor:
         code = child.proc.poll()
         if code is None:
             return {"running": True, "code": None, "message": ""}
-        return {"running": False, "code": code, "message": describe_exit(code, child.log)}
+        message = describe_exit(code, child.log)
+        return {
+            "running": False,
+            "code": code,
+            "message": message,
+            "reason": self_stop_reason(code, child.log),
+        }
 
     async def _watch_idle(self) -> None:
         interval = max(0.05, min(1.0, self._idle_timeout / 4))
@@ -186,6 +202,29 @@ class RenderSupervisor:
         if self._assigned:
             return
         self._kill_child()
+        ray.actor.exit_actor()  # type: ignore[no-untyped-call]
+
+    async def _watch_session(self) -> None:
+        interval = max(0.05, min(1.0, self._idle_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            child = self._child
+            ended = child is not None and child.proc.poll() is not None
+            if ended and time.monotonic() - self._last_poll > self._idle_timeout:
+                ray.get_runtime_context().current_actor.retire.remote()  # exit_actor needs an actor task
+                return
+
+    async def retire(self) -> None:
+        """End this actor, whose session's render server has ended and whose control plane is not asking
+        (see the module doc): its last poll stays in the KV store for the control plane to read later."""
+        last = await self.poll()
+        if last["running"]:
+            return
+        from ray.experimental.internal_kv import _internal_kv_put
+
+        context = ray.get_runtime_context()
+        key = exit_key(context.namespace, self._name)
+        await asyncio.to_thread(_internal_kv_put, key, json.dumps(last).encode(), namespace=EXIT_KV_NAMESPACE)
         ray.actor.exit_actor()  # type: ignore[no-untyped-call]
 
     def _stop_watchdog(self) -> None:

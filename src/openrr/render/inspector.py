@@ -11,7 +11,8 @@ Routes, added to :meth:`RenderServer.inspector_app` by :meth:`Inspector.install`
 ``GET /log?level=INFO&limit=N``  token  the newest ``N`` (default 200) log records at or above level
 ``GET /scene``                   token  the loaded models and the node hierarchy
 ``GET /trace``                   token  a timing capture to download: Chrome tracing JSON
-``GET /metrics``                 open   Prometheus text (numbers only, no names, URLs or log text)
+``GET /metrics``                 open   Prometheus text (numbers only, no names, URLs, log text or client
+                                        state such as whether a client is connected)
 ===============================  =====  ==========================================================
 
 ``/health`` and ``/stats`` (token) stay in ``server.py``. "token" is the account's bearer access token,
@@ -599,8 +600,7 @@ class _ServerCollector:
         yield gauge(
             "uptime_seconds", "Seconds since the render server started.", time.monotonic() - server.started
         )
-        yield gauge("client_connected", "1 while a client is connected.", int(client is not None))
-        yield counter("clients_served", "Clients that connected.", server.clients_served)
+        # Whether a client is connected, and how many came, is client state: /stats and /history (token).
         yield counter("frames_rendered", "Frames rendered.", pipeline.frames_rendered)
         yield counter("frames_sent", "Video frames encoded and sent.", totals.frames_sent)
         yield counter("keyframes_sent", "Keyframes encoded and sent.", totals.keyframes)

@@ -24,6 +24,11 @@ the control plane's decision.
 Lifecycle: SIGTERM or SIGINT → the client gets a ``bye`` and the connection closes; graceful exit 0.
 If the control plane answers the ready callback with 404/409/410 the session is gone or served by
 another instance: exit 3 without serving. If no answer comes before the ready deadline: exit 4.
+
+Lease and heartbeats (``openrr.handshake``, "Lease"): once ready the server heartbeats the control plane and
+keeps the lease deadline its answers give. It stops itself, as on SIGTERM, at the lease end (exit 6) or when
+the control plane has not answered for longer than the grace (exit 7), and exits 3 when a heartbeat is
+answered 404/409/410. Deadlines are kept on the monotonic clock: a wall-clock jump moves nothing.
 """
 
 from __future__ import annotations
@@ -41,23 +46,32 @@ import ssl
 import sys
 import time
 from collections.abc import Mapping
-from typing import TextIO
+from typing import Any, TextIO
 
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from openrr import log_redaction
 from openrr.handshake import (
+    CONTROL_PLANE_UNREACHABLE,
+    EXIT_CONTROL_PLANE_UNREACHABLE,
+    EXIT_LEASE_ENDED,
+    EXIT_REJECTED,
     FAILED_SUFFIX,
     HANDSHAKE_PATH,
     HEALTH_PATH,
+    HEARTBEAT_SUFFIX,
     IDLE_SUFFIX,
+    LEASE_ENDED,
+    MAX_LEASE_REMAINING_S,
     OFFER_PATH,
     POOL_ENV,
     PORT_RANGE,
     PROTOCOL,
     READY_SUFFIX,
+    SELF_STOP_LOG,
     SHARED_FIELDS,
     SPEC_ENV,
     ConnectTokenRefused,
@@ -76,7 +90,6 @@ from openrr.render.sources import ModelSourcePolicy, display_name
 log = logging.getLogger("openrr.render")
 
 EXIT_BAD_ASSIGNMENT = 2
-EXIT_REJECTED = 3
 EXIT_NO_CONTROL_PLANE = 4
 EXIT_MODEL_FAILED = 5
 EXIT_TLS_FAILED = 6
@@ -167,6 +180,12 @@ class RenderServer:
         self._idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._idle_report: asyncio.Task[None] | None = None
+        # Lease and heartbeats (see the module doc): deadlines on time.monotonic().
+        self.exit_code = 0  # what the process exits with once ``stopping`` is set (0: told to stop)
+        self.self_stop: str | None = None  # the self-stop line, logged again as the process's last line
+        self._bye = "The session was stopped."  # what a connected client is told when the server stops
+        self.lease_deadline: float | None = None
+        self.last_contact = 0.0
 
     def assign(self, spec: RenderSpec) -> None:
         """Give a pooled server its session: from now on everything reads ``spec``.
@@ -198,14 +217,9 @@ class RenderServer:
 
     # ---- handlers ---------------------------------------------------------------------------------------
     async def health(self, _request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "status": "stopping" if self.stopping.is_set() else "ok",
-                "sessionId": self.spec.session_id,
-                "uptimeSeconds": round(time.monotonic() - self.started, 3),
-                "clientConnected": self.client is not None,
-            }
-        )
+        """Open to anyone who can reach the port: whether the server runs, and nothing else (no session
+        id, no client state, no uptime); the session's account sees those through ``HANDSHAKE_PATH``."""
+        return web.json_response({"status": "stopping" if self.stopping.is_set() else "ok"})
 
     async def handshake(self, request: web.Request) -> web.Response:
         self._check_token(request)
@@ -377,7 +391,7 @@ class RenderServer:
         self._idle_stop_clock()
         client = self.client
         if client is not None:
-            await client.close("the session stopped", notify="The session was stopped.")
+            await client.close("the session stopped", notify=self._bye)
         for watcher in list(self._watchers):
             with contextlib.suppress(Exception):
                 await watcher
@@ -440,22 +454,125 @@ class RenderServer:
 
     # ---- control-plane callbacks ------------------------------------------------------------------------
     async def report_ready(self, report: ReadyReport) -> bool:
-        """POST the ready report until accepted. False means the control plane rejected this server."""
-        return await self._callback(READY_SUFFIX, report.to_json())
+        """POST the ready report until accepted. False means the control plane rejected this server.
+
+        Accepted: the lease clock starts, from the answer's ``leaseRemainingSeconds`` or else from the
+        spec's ``lease_minutes``, and so does the grace (the control plane answered just now)."""
+        answer = await self._callback(READY_SUFFIX, report.to_json())
+        if answer is None:
+            return False
+        now = time.monotonic()
+        self.last_contact = now
+        if self.spec.lease_minutes is not None:
+            self.lease_deadline = now + self.spec.lease_minutes * 60.0
+        self._take_lease(answer, now)
+        return True
+
+    def _take_lease(self, answer: Mapping[str, Any], now: float) -> None:
+        """The lease end an answer of the control plane gives, if it gives one that makes sense."""
+        remaining = answer.get("leaseRemainingSeconds")
+        if isinstance(remaining, bool) or not isinstance(remaining, int | float):
+            return  # absent or null (the lease has not started): keep what we had
+        if not 0 <= remaining <= MAX_LEASE_REMAINING_S:  # NaN fails both comparisons too
+            log.warning("ignoring a lease of %r s left from the control plane", remaining)
+            return
+        self.lease_deadline = now + float(remaining)
+
+    def stop_self(self, code: int, reason: str, why: str, bye: str) -> None:
+        """End the session from this side: the one ``self-stop`` log line, then a stop as on SIGTERM."""
+        if self.stopping.is_set():
+            return
+        self.self_stop = f"{SELF_STOP_LOG} {reason}: {why}"
+        log.warning("%s", self.self_stop)
+        self.exit_code = code
+        self._bye = bye
+        self.stopping.set()
+
+    async def keep_lease(self) -> None:
+        """Once ready, until stopped: heartbeat, follow the lease, stop at its end or past the grace."""
+        settings = self.spec.settings
+        interval, grace = settings.heartbeat_s, settings.control_plane_grace_s
+        timeout = aiohttp.ClientTimeout(total=max(1.0, min(10.0, 2 * interval)))
+        ssl_ctx = self._ssl()
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as http:  # as _callback
+            while not self.stopping.is_set():
+                now = time.monotonic()
+                wake = now + interval
+                if self.lease_deadline is not None:
+                    wake = min(wake, self.lease_deadline)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), max(0.0, wake - now))
+                if self.stopping.is_set():
+                    return
+                if not await self._heartbeat(http, ssl_ctx):
+                    log.error("the control plane says this session is over: exiting")
+                    self.exit_code = EXIT_REJECTED
+                    self.stopping.set()
+                    return
+                now = time.monotonic()
+                if self.lease_deadline is not None and now >= self.lease_deadline:
+                    self.stop_self(
+                        EXIT_LEASE_ENDED,
+                        LEASE_ENDED,
+                        f"the lease of session {self.spec.session_id} has ended",
+                        "The session's lease has ended.",
+                    )
+                elif now - self.last_contact > grace:
+                    self.stop_self(
+                        EXIT_CONTROL_PLANE_UNREACHABLE,
+                        CONTROL_PLANE_UNREACHABLE,
+                        f"the control plane has not answered for {now - self.last_contact:.0f} s, longer "
+                        f"than the grace of {grace:g} s",
+                        "The session was stopped: the service is unreachable.",
+                    )
+
+    async def _heartbeat(self, http: aiohttp.ClientSession, ssl_ctx: ssl.SSLContext | bool) -> bool:
+        """One heartbeat. False: the control plane says the session is over (exit). A 2xx answer counts as
+        contact and may move the lease; anything else (no answer, 5xx, 401/403) counts as no contact."""
+        url = self.spec.callback_url + HEARTBEAT_SUFFIX
+        try:
+            async with http.post(
+                url, json={"instance": self.spec.instance}, headers=self._auth(), ssl=ssl_ctx
+            ) as resp:
+                if resp.status in (404, 409, 410):
+                    log.error("heartbeat refused: %s %s", resp.status, (await resp.text())[:500])
+                    return False
+                if resp.status >= 300:
+                    log.warning("heartbeat answered %s %s", resp.status, (await resp.text())[:500])
+                    return True
+                try:
+                    answer = await resp.json(content_type=None)
+                except ValueError:
+                    answer = None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("heartbeat failed: %s", exc or type(exc).__name__)
+            return True
+        now = time.monotonic()
+        self.last_contact = now
+        if isinstance(answer, dict):
+            self._take_lease(answer, now)
+        return True
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.spec.callback_token}"}
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if self.spec.callback_url.startswith("https://") and self.spec.callback_ca:
+            return ssl.create_default_context(cafile=self.spec.callback_ca)
+        return True
 
     async def report_failed(self, code: str, message: str) -> bool:
         """Tell the control plane this server cannot serve the session (it goes to Error)."""
         body = {"instance": self.spec.instance, "code": code, "message": message[:2000]}
-        return await self._callback(FAILED_SUFFIX, body)
+        return await self._callback(FAILED_SUFFIX, body) is not None
 
-    async def _callback(self, suffix: str, body: Mapping[str, object]) -> bool:
-        """POST until answered; True on 2xx, False when refused, TimeoutError past the ready deadline."""
-        ssl_ctx: ssl.SSLContext | bool = True
-        if self.spec.callback_url.startswith("https://") and self.spec.callback_ca:
-            ssl_ctx = ssl.create_default_context(cafile=self.spec.callback_ca)
+    async def _callback(self, suffix: str, body: Mapping[str, object]) -> dict[str, Any] | None:
+        """POST until answered; the answer's JSON object on 2xx ({} if it is none), None when refused,
+        TimeoutError past the ready deadline."""
+        ssl_ctx = self._ssl()
         deadline = time.monotonic() + self.spec.ready_deadline_s
         delay = 0.05
-        headers = {"Authorization": f"Bearer {self.spec.callback_token}"}
+        headers = self._auth()
         # trust_env=False (aiohttp's default, said here because it matters): no proxy from the environment
         # sees the callback token. The URL is the control plane's own (--public-url), never a client's.
         timeout = aiohttp.ClientTimeout(total=10)
@@ -466,11 +583,15 @@ class RenderServer:
                         self.spec.callback_url + suffix, json=body, headers=headers, ssl=ssl_ctx
                     ) as resp:
                         if resp.status < 300:
-                            return True
+                            try:
+                                answer = await resp.json(content_type=None)
+                            except ValueError:
+                                answer = None
+                            return answer if isinstance(answer, dict) else {}
                         text = await resp.text()
                         if resp.status in (401, 403, 404, 409, 410):
                             log.error("control plane refused %s: %s %s", suffix, resp.status, text)
-                            return False
+                            return None
                         log.warning("%s answered %s %s; retrying", suffix, resp.status, text)
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     log.warning("%s failed (%s); retrying", suffix, exc)
@@ -576,6 +697,9 @@ async def serve(spec: RenderSpec, *, pooled: bool = False) -> int:
     finally:
         await server.shutdown()
         log.info("render server for session %s stopped", server.spec.session_id or "(none: pooled)")
+        if server.self_stop is not None:
+            # Last, so a host reading the log's last lines (its exit code lost) finds why: hosts.exits.
+            log.warning("%s", server.self_stop)
 
 
 async def read_line(stream: TextIO | None) -> bytes:
@@ -713,8 +837,18 @@ async def _serve(server: RenderServer, *, warmed: bool = False) -> int:
             log.info("ready")
             server.serving = True
             server.start_idle_clock()
-            await stopping
-            return 0
+            keeping = asyncio.create_task(server.keep_lease())
+            try:
+                await asyncio.wait({keeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if keeping.done() and keeping.exception() is not None:
+                    # A bug must not leave a server running with no lease kept: stop, as on SIGTERM.
+                    log.error("keeping the lease failed", exc_info=keeping.exception())
+                    server.exit_code = 1
+                    server.stopping.set()
+                await stopping
+            finally:
+                keeping.cancel()
+            return server.exit_code
         finally:
             await server.shutdown()  # the client first: its connection still needs the event loop
             for runner in runners:
@@ -724,10 +858,12 @@ async def _serve(server: RenderServer, *, warmed: bool = False) -> int:
 
 
 def configure_logging() -> None:
+    # Model URLs carry SAS tokens in their query: no log line may show one (openrr.log_redaction).
+    log_redaction.install()
     logging.basicConfig(
         level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # httpx logs every request's full URL at INFO, and model URLs may carry SAS tokens in their query.
+    # httpx logs every request at INFO: noise in a render server's log (redacted like any other line).
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     install_log_buffer()  # the inspector's /log: the last records, from every logger

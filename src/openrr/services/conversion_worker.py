@@ -49,11 +49,12 @@ def _ceiling(job: dict[str, Any]) -> str:
 
 def run(job: dict[str, Any]) -> int:
     from openrr.assets import ConversionFailed
+    from openrr.log_redaction import redact
 
     result_file = Path(job["resultFile"])
 
     def log(line: str) -> None:
-        print(line, flush=True)
+        print(redact(line), flush=True)  # no URL query string in a log (openrr.log_redaction)
 
     try:
         from openrr.assets.convert import convert_model

@@ -39,7 +39,6 @@ import datetime as dt
 import enum
 import json
 import logging
-import os
 import shutil
 import socket
 import sys
@@ -51,9 +50,11 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from openrr.child_env import child_env
 from openrr.domain.clock import Clock
 from openrr.domain.ids import check_resource_id
 from openrr.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound, QuotaExceeded
+from openrr.log_redaction import redact
 from openrr.services.accounts import linked_accounts
 from openrr.storage import BadBlobName, StorageAccess, StorageError, safe_relative
 from openrr.storage.base import AccessDenied, Container, LinkedAccount, NoAccess, is_clean_text
@@ -189,8 +190,8 @@ class SubprocessRunner:
             "resultFile": str(result_file),
             "memoryBytes": self.memory_bytes,
         }
-        # The converter handles untrusted files: it gets none of the service's secrets (OPENRR_*: keys).
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENRR_")}
+        # The converter handles untrusted files: it gets none of the service's secrets (openrr.child_env).
+        env = child_env()
         with open(log_file, "ab") as out:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -244,7 +245,7 @@ class JobLog:
     def __call__(self, line: str) -> None:
         stamp = self._clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
         with open(self.path, "a", encoding="utf-8") as out:
-            out.write(f"{stamp} {line}\n")
+            out.write(f"{stamp} {redact(line)}\n")  # it is uploaded: no URL query string (log_redaction)
 
 
 class ConversionService:

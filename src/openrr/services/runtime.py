@@ -22,6 +22,7 @@ from openrr.domain.session import Size
 from openrr.handshake import RenderSettings
 from openrr.hosts.base import Host
 from openrr.hosts.local import LocalHost
+from openrr.private import private_dir
 from openrr.services.accounts import AccountService
 from openrr.services.conversions import ConversionConfig, ConversionService, Runner
 from openrr.services.metrics import Metrics
@@ -78,7 +79,7 @@ class Runtime:
         conversion_runner: Runner | None = None,
     ) -> Runtime:
         clock = clock or SystemClock()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         store = await open_store(settings.resolved_store_url)
         await store.signing_key(new_signing_key(clock.now()))  # the first start makes the first key
         tokens = TokenIssuer(await store.signing_keys(), clock)
@@ -107,6 +108,8 @@ class Runtime:
                 turn_username=settings.turn_username,
                 turn_credential=settings.turn_credential,
                 idle_stop_s=settings.idle_stop_minutes * 60 if settings.idle_stop_minutes else None,
+                heartbeat_s=settings.heartbeat_interval,
+                control_plane_grace_s=settings.control_plane_grace,
             ),
             polygon_limits={Size.STANDARD: settings.standard_polygon_limit},  # Premium: unlimited, as in ARR
             render_limits=settings.render_limits,
@@ -316,6 +319,7 @@ async def open_host(settings: Settings) -> Host:
             namespace=settings.ray_namespace,
             auth_token_file=str(settings.ray_auth_token_file) if settings.ray_auth_token_file else None,
             start_timeout_s=settings.start_timeout,  # placing an actor counts against the session's start
+            allow_unauthenticated=settings.ray_allow_unauthenticated,
         )
         await ray_host.connect()
         return ray_host

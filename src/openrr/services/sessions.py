@@ -39,8 +39,15 @@ from openrr.errors import (
     TryAgain,
     Unprocessable,
 )
-from openrr.handshake import ReadyReport, RenderLimits, RenderSettings, RenderSpec
-from openrr.hosts.base import Capacity, Handle, Host
+from openrr.handshake import (
+    CONTROL_PLANE_UNREACHABLE,
+    LEASE_ENDED,
+    ReadyReport,
+    RenderLimits,
+    RenderSettings,
+    RenderSpec,
+)
+from openrr.hosts.base import Capacity, Handle, Host, HostStatus
 from openrr.services.metrics import Metrics
 from openrr.services.pool import WarmPool
 from openrr.services.tokens import MAX_TOKEN_LIFETIME, TokenIssuer
@@ -227,6 +234,7 @@ class SessionService:
             ready_deadline_s=cfg.start_timeout_s,
             settings=cfg.render,
             polygon_limit=cfg.polygon_limits.get(size),
+            lease_minutes=session.lease_minutes if session else None,
             limits=cfg.render_limits.get(size, RenderLimits()),
         )
 
@@ -351,6 +359,22 @@ class SessionService:
             raise Conflict("This render server is not the one serving the session.")
         return session
 
+    async def heartbeat(self, account_id: str, session_id: str, instance: str) -> Session:
+        """A ready render server's heartbeat (see ``openrr.handshake``, "Lease"): the session, whose
+        ``lease_remaining`` the answer carries. Conflict (the server exits) once it has ended or when the
+        caller is not the session's server; NotFound when the session is gone."""
+        session = await self._reported_by(account_id, session_id, instance)
+        if not session.status.active:
+            raise Conflict(f"The session is {session.status.value}.")
+        return session
+
+    def lease_remaining(self, session: Session) -> float | None:
+        """Seconds until the lease ends (0 once it has); None while it has not started."""
+        expires_at = session.expires_at
+        if expires_at is None:
+            return None
+        return max(0.0, round((expires_at - self._clock.now()).total_seconds(), 3))
+
     async def stop_idle(
         self, account_id: str, session_id: str, instance: str, idle_seconds: float
     ) -> Session:
@@ -397,14 +421,27 @@ class SessionService:
             self._release_soon(session)
             return
         expires_at = session.expires_at
-        if expires_at is not None and now >= expires_at:
-            self._release_soon(await self._transition(session, Event.EXPIRE))
-            return
         handle = session.host_handle
+        if expires_at is not None and now >= expires_at:
+            error = None
+            if handle is not None:
+                status = await self._host.status(handle)
+                if not status.running and status.reason == LEASE_ENDED:
+                    error = _self_stopped(status)
+            self._release_soon(await self._transition(session, Event.EXPIRE, error=error))
+            return
         if handle is not None:
             status = await self._host.status(handle)
             if not status.running:
-                await self._fail(session, "RenderServerExited", status.message)
+                if status.reason == LEASE_ENDED and session.status is Status.READY:
+                    # Its deadline came a moment before ours (the two clocks ran apart): the lease it is.
+                    self._release_soon(
+                        await self._transition(session, Event.EXPIRE, error=_self_stopped(status))
+                    )
+                elif status.reason == CONTROL_PLANE_UNREACHABLE:
+                    await self._fail(session, CONTROL_PLANE_UNREACHABLE, _self_stopped(status).message)
+                else:
+                    await self._fail(session, "RenderServerExited", status.message)
                 return
         if session.status is Status.STARTING:
             age = (now - session.created_at).total_seconds()
@@ -470,6 +507,15 @@ class SessionService:
             await self._mutate(session, lambda s: dataclasses.replace(s, host_released=True))
         except Exception:
             log.exception("releasing the render server of %s/%s failed", session.account_id, session.id)
+
+
+def _self_stopped(status: HostStatus) -> SessionError:
+    """What a session records when its render server ended it by itself (``openrr.handshake``, "Lease")."""
+    if status.reason == LEASE_ENDED:
+        why = "the session's lease had ended"  # with or without a control plane there to end it
+    else:
+        why = "the control plane was unreachable for longer than its grace (--control-plane-grace)"
+    return SessionError(str(status.reason), f"The render server stopped itself: {why}. {status.message}")
 
 
 class SessionCache:

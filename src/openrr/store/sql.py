@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from openrr.domain.session import Endpoint, Session, SessionError, Size, Status
 from openrr.errors import InvalidInput
+from openrr.private import private_sqlite
 from openrr.store import migrations
 from openrr.store.base import (
     Account,
@@ -594,6 +595,9 @@ class SqlStore:
 async def open_store(store_url: str, *, migrate: bool = True) -> SqlStore:
     """Open the store at ``store_url``, upgrading its schema to the newest revision first."""
     async_url, sync_url = driver_urls(store_url)
+    parsed = sa.engine.make_url(sync_url)
+    if parsed.get_backend_name() == "sqlite":
+        private_sqlite(parsed.database or "")  # 0600 before the first connection creates it
     if migrate:
         # Alembic is synchronous: run it in a thread so a slow migration does not stall the event loop.
         await asyncio.to_thread(migrations.upgrade, sync_url)
