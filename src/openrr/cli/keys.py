@@ -4,7 +4,8 @@
 with the older keys stay valid until they expire (at most 25 hours: a render server's callback credential
 lasts a lease and an hour), after which the old keys are deleted by themselves. ``rotate --revoke`` deletes
 the older keys at once: every access token issued so far is refused, and so are the callback credentials
-of running render servers, whose sessions then end. Use it when a key may have leaked.
+of running render servers, which stop themselves once ``--control-plane-grace`` has passed without an
+answer to their heartbeats. Use it when a key may have leaked.
 """
 
 from __future__ import annotations

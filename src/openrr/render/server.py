@@ -92,7 +92,7 @@ log = logging.getLogger("openrr.render")
 EXIT_BAD_ASSIGNMENT = 2
 EXIT_NO_CONTROL_PLANE = 4
 EXIT_MODEL_FAILED = 5
-EXIT_TLS_FAILED = 6
+EXIT_TLS_FAILED = 8  # after 6 and 7, the self-stops of openrr.handshake
 MAX_OFFER_BYTES = 256 * 1024
 # A session spec is a few KiB; its model list (URLs with SAS tokens) is what can make it long.
 MAX_ASSIGNMENT_BYTES = 16 * 2**20
