@@ -16,7 +16,7 @@ from openrr.domain.clock import SystemClock
 from openrr.errors import OpenRRError
 from openrr.private import private_dir
 from openrr.services.accounts import AccountService
-from openrr.store.sql import open_store
+from openrr.store.sql import SqlStore, open_store
 
 T = TypeVar("T")
 
@@ -35,13 +35,16 @@ def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _run(data_dir: Path, store_url: str | None, action: Callable[[AccountService], Awaitable[T]]) -> T:
+def with_store(data_dir: Path, store_url: str | None, action: Callable[[SqlStore], Awaitable[T]]) -> T:
+    """Run ``action`` on the service's store (the CLI commands that work on it directly); errors end the
+    command with their message."""
+
     async def go() -> T:
         settings = Settings.load({"data_dir": data_dir, "store_url": store_url})
         private_dir(settings.data_dir)  # as openrr serve makes it: its user's only (openrr.private)
         store = await open_store(settings.resolved_store_url)
         try:
-            return await action(AccountService(store, SystemClock()))
+            return await action(store)
         finally:
             await store.close()
 
@@ -49,6 +52,10 @@ def _run(data_dir: Path, store_url: str | None, action: Callable[[AccountService
         return asyncio.run(go())
     except OpenRRError as exc:
         fail(exc.message)
+
+
+def _run(data_dir: Path, store_url: str | None, action: Callable[[AccountService], Awaitable[T]]) -> T:
+    return with_store(data_dir, store_url, lambda store: action(AccountService(store, SystemClock())))
 
 
 @click.group()

@@ -10,37 +10,16 @@ answer to their heartbeats. Use it when a key may have leaked.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from openrr.cli.accounts import store_options
-from openrr.cli.output import console, fail, print_json, print_table
-from openrr.config import Settings
-from openrr.errors import OpenRRError
+from openrr.cli.accounts import store_options, with_store
+from openrr.cli.output import console, print_json, print_table
 from openrr.services.tokens import new_signing_key
-from openrr.store.sql import SqlStore, open_store
-
-T = TypeVar("T")
-
-
-def _run(data_dir: Path, store_url: str | None, action: Callable[[SqlStore], Awaitable[T]]) -> T:
-    async def go() -> T:
-        settings = Settings.load({"data_dir": data_dir, "store_url": store_url})
-        store = await open_store(settings.resolved_store_url)
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(go())
-    except OpenRRError as exc:
-        fail(exc.message)
+from openrr.store.sql import SqlStore
 
 
 def _describe(store_keys: Any) -> list[dict[str, Any]]:
@@ -60,7 +39,7 @@ def keys() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(data_dir: Path, store_url: str | None, as_json: bool) -> None:
     """The signing keys, the current one first (their private halves are never shown)."""
-    rows = _describe(_run(data_dir, store_url, lambda store: store.signing_keys()))
+    rows = _describe(with_store(data_dir, store_url, lambda store: store.signing_keys()))
     if as_json:
         print_json(rows)
     else:
@@ -89,7 +68,7 @@ def rotate(data_dir: Path, store_url: str | None, revoke: bool, as_json: bool) -
         dropped = await store.drop_signing_keys(key.kid) if revoke else 0
         return _describe(await store.signing_keys()), dropped
 
-    rows, dropped = _run(data_dir, store_url, go)
+    rows, dropped = with_store(data_dir, store_url, go)
     if as_json:
         print_json({"keys": rows, "revoked": dropped})
         return
