@@ -3,8 +3,6 @@ server; the connect token says https, the relay and ``openrr.client`` check the 
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import ssl
 from collections.abc import Callable
@@ -12,68 +10,38 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from openrr.client.rest import ArrClient
 from openrr.client.stream import connect_session
+from openrr.tls import ca_file, ensure_self_signed
 from tests.e2e.server import OpenRRServer, wait_for
 from tests.render import fixtures
 from tests.render.test_signalling import make_offer
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that is its own trust anchor, and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "render node")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / "render.pem", directory / "render.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture
 def tls_server(openrr_factory: Callable[..., OpenRRServer], tmp_path: Path) -> tuple[OpenRRServer, Path]:
-    cert, key = self_signed(tmp_path / "render-tls")
+    # Made as openrr makes its development certificate: a leaf for 127.0.0.1 and its CA.
+    cert, key = ensure_self_signed(tmp_path / "render-tls")
+    ca = ca_file(tmp_path / "render-tls")
     models = tmp_path / "models"
     models.mkdir()
     fixtures.two_node_glb(models)
     server = openrr_factory(
         render_tls_cert=str(cert),
         render_tls_key=str(key),
+        render_tls_ca=str(ca),
         model_root=str(models),
         video_width=320,
         video_height=180,
     )
-    return server, cert
+    return server, ca
 
 
 async def test_render_ports_serve_tls_and_every_client_checks_it(
     tls_server: tuple[OpenRRServer, Path],
 ) -> None:
-    server, cert = tls_server
+    server, ca = tls_server
     with server.api() as api:
         api.create("secure", lease=30)
         session = api.wait_status("secure", "Ready", timeout=60)
@@ -81,7 +49,7 @@ async def test_render_ports_serve_tls_and_every_client_checks_it(
     handshake_url, inspector_url = grant["handshakeUrl"], grant["inspectorUrl"]
     assert handshake_url == f"https://127.0.0.1:{session['handshakePort']}"
     assert inspector_url == f"https://127.0.0.1:{session['arrInspectorPort']}"
-    trusted = ssl.create_default_context(cafile=str(cert))
+    trusted = ssl.create_default_context(cafile=str(ca))
     auth = {"Authorization": f"Bearer {grant['token']}"}
     async with httpx.AsyncClient(verify=trusted, timeout=10) as http:
         assert (await http.get(handshake_url + "/handshake", headers=auth)).status_code == 200
@@ -92,9 +60,9 @@ async def test_render_ports_serve_tls_and_every_client_checks_it(
     with pytest.raises(httpx.ConnectError):
         httpx.get(handshake_url + "/handshake", headers=auth, timeout=5)
 
-    # openrr.client: the connect token says https; the client's CA bundle holds both certificates.
-    bundle = cert.parent / "bundle.pem"
-    bundle.write_bytes(server.cert.read_bytes() + cert.read_bytes())
+    # openrr.client: the connect token says https; the client's CA bundle holds both CAs.
+    bundle = ca.parent / "bundle.pem"
+    bundle.write_bytes(server.cert.read_bytes() + ca.read_bytes())
     account = server.account
     with ArrClient(server.url, account.id, account.key, verify=str(bundle)) as arr:
         async with await connect_session(arr, "secure", timeout=20) as conn:
