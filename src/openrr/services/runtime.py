@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 from openrr.config import Settings
@@ -31,6 +32,7 @@ from openrr.services.sessions import SessionConfig, SessionService
 from openrr.services.throttle import TokenBuckets
 from openrr.services.tokens import MAX_TOKEN_LIFETIME, TokenIssuer, UnknownSigningKey, new_signing_key
 from openrr.storage import StorageAccess
+from openrr.store.base import SigningKey
 from openrr.store.sql import SqlStore, open_store
 
 log = logging.getLogger(__name__)
@@ -184,22 +186,24 @@ class Runtime:
         await self.refresh_keys()
         return self.tokens.verify(token, audience=audience)
 
-    async def refresh_keys(self) -> None:
-        """Take up the store's key ring: a rotation's new key signs from now on; a revoked one is refused."""
+    async def refresh_keys(self) -> Sequence[SigningKey]:
+        """Take up the store's key ring (returned, newest first): a rotation's new key signs from now on; a
+        revoked one is refused."""
         self._keys_read_at = asyncio.get_running_loop().time()
         keys = await self.store.signing_keys()
         if keys:
             self.tokens.set_keys(keys)
+        return keys
 
     async def _watch_keys(self) -> None:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), KEY_REFRESH_S)
             try:
-                await self.refresh_keys()
+                keys = await self.refresh_keys()
                 # Keys older than the current one by more than any token's life sign nothing still valid.
-                current = (await self.store.signing_keys())[0]
-                await self.store.drop_signing_keys(current.kid, current.created_at - KEY_RETIREMENT)
+                if len(keys) > 1 and keys[-1].created_at < keys[0].created_at - KEY_RETIREMENT:
+                    await self.store.drop_signing_keys(keys[0].kid, keys[0].created_at - KEY_RETIREMENT)
             except Exception:
                 log.exception("reading the signing keys failed; trying again")
 

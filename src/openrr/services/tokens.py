@@ -55,6 +55,12 @@ def new_signing_key(now: dt.datetime) -> SigningKey:
     return SigningKey(kid=secrets.token_hex(8), private_pem=pem, created_at=now)
 
 
+def _private_key(key: SigningKey) -> Ed25519PrivateKey:
+    private = serialization.load_pem_private_key(key.private_pem, password=None)
+    assert isinstance(private, Ed25519PrivateKey)
+    return private
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -76,26 +82,24 @@ class TokenIssuer:
         # claims of tokens whose signature was good (lifetime is still checked on every use).
         self._verified: dict[tuple[str, str], dict[str, Any]] = {}
         self._publics: dict[str, Ed25519PublicKey] = {}
+        self._kid = ""
         self.set_keys(keys)
 
     def set_keys(self, keys: Sequence[SigningKey]) -> None:
         if not keys:
             raise ValueError("a token issuer needs at least one signing key")
-        private = serialization.load_pem_private_key(keys[0].private_pem, password=None)
-        assert isinstance(private, Ed25519PrivateKey)
-        publics = dict(self._publics)
+        # Only keys not seen before are parsed: the ring is read again every few seconds.
+        publics: dict[str, Ed25519PublicKey] = {}
         for key in keys:
-            if key.kid not in publics:
-                loaded = serialization.load_pem_private_key(key.private_pem, password=None)
-                assert isinstance(loaded, Ed25519PrivateKey)
-                publics[key.kid] = loaded.public_key()
-        kids = {key.kid for key in keys}
-        if set(publics) - kids:
+            known = self._publics.get(key.kid)
+            publics[key.kid] = known if known is not None else _private_key(key).public_key()
+        if set(self._publics) - set(publics):
             # A key was revoked: what was verified with it must be checked again (and now fail).
             self._verified.clear()
-        self._publics = {kid: public for kid, public in publics.items() if kid in kids}
-        self._private = private
-        self._kid = keys[0].kid
+        if keys[0].kid != self._kid:
+            self._private = _private_key(keys[0])
+            self._kid = keys[0].kid
+        self._publics = publics
 
     @property
     def kid(self) -> str:
