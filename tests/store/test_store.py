@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import sqlite3
 import threading
 import uuid
 from pathlib import Path
@@ -95,6 +96,19 @@ async def test_signing_key_race_has_one_winner(store: SqlStore) -> None:
     assert len({k.kid for k in got}) == 1, got
     assert got[0] in candidates
     assert await store.signing_key(signing("late")) == got[0]
+
+
+async def test_a_new_sqlite_file_is_in_wal_mode_before_the_first_pooled_connection(tmp_path: Path) -> None:
+    """Stores opened together on a new file used to race to switch it to WAL ("database is locked")."""
+    stores = await asyncio.gather(*(open_store(f"sqlite:///{tmp_path / 'new.db'}") for _ in range(3)))
+    try:
+        with sqlite3.connect(tmp_path / "new.db") as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        keys = await asyncio.gather(*(s.signing_key(signing(f"k{i}")) for i, s in enumerate(stores)))
+        assert keys[0] == keys[1] == keys[2]
+    finally:
+        for s in stores:
+            await s.close()
 
 
 async def test_signing_key_race_between_stores_has_one_winner(backend_url: str) -> None:

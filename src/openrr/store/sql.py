@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -601,6 +603,8 @@ async def open_store(store_url: str, *, migrate: bool = True) -> SqlStore:
     if migrate:
         # Alembic is synchronous: run it in a thread so a slow migration does not stall the event loop.
         await asyncio.to_thread(migrations.upgrade, sync_url)
+    if parsed.get_backend_name() == "sqlite" and _is_file(parsed.database):
+        await asyncio.to_thread(_use_wal, parsed.database or "")
     kwargs: dict[str, Any] = {}
     if async_url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
@@ -612,15 +616,42 @@ async def open_store(store_url: str, *, migrate: bool = True) -> SqlStore:
     return SqlStore(engine)
 
 
+_WAL_WAIT_S = 30.0
+
+
+def _is_file(database: str | None) -> bool:
+    return bool(database) and database != ":memory:" and not str(database).startswith("file:")
+
+
+def _use_wal(database: str) -> None:
+    """Put the database file in WAL mode, once, before any pooled connection opens.
+
+    WAL is a property of the file. Switching to it needs the exclusive lock, and SQLite answers "database
+    is locked" at once, without waiting out the busy timeout, when the switching connection holds a read
+    lock that another connection's pending write would deadlock on; several replicas (or several stores
+    in one process) opening a new file together hit exactly that. So switch here, on a connection of our
+    own, and retry for a bounded time; the pooled connections never ask for the mode again.
+    """
+    deadline = time.monotonic() + _WAL_WAIT_S
+    with contextlib.closing(sqlite3.connect(database, timeout=_WAL_WAIT_S)) as conn:
+        while True:
+            try:
+                (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+                if str(mode).lower() != "wal":
+                    (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+                continue
+            if str(mode).lower() != "wal":
+                raise RuntimeError(f"SQLite refused WAL mode (journal_mode is {mode!r})")
+            return
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA busy_timeout=30000")
-    # WAL is a property of the database file: set it once. Asking for it again on every new connection
-    # needs a lock that can fail at once with "database is locked" while another connection writes.
-    cursor.execute("PRAGMA journal_mode")
-    (mode,) = cursor.fetchone()
-    if str(mode).lower() != "wal":
-        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
