@@ -6,7 +6,7 @@ goals, so meeting them here meets them there.
 
 * conversion: ``openrr.assets.convert.convert_model`` end to end (read, settings, levels of detail,
   write the asset and the JSON files), the median of ``--runs`` runs on this machine's cores;
-* loading: ``openrr.render.loader.load_model`` (what the render server calls) on the raw GLB and on
+* loading: ``openrr.model.loader.load_model`` (what the render server calls) on the raw GLB and on
   the asset (levels of detail included), files in the page cache, the median of ``--loads`` loads;
   also ``read_asset`` without levels of detail and without checksums, to show where the time goes;
 * rendering: ``Renderer`` at 1280x720 (llvmpipe without a GPU), the camera orbiting 1° a frame,
@@ -34,12 +34,12 @@ import numpy as np
 import trimesh
 
 from bench.common import write_result
-from openrr.assets.arrasset import read_asset
 from openrr.assets.convert import convert_model
+from openrr.model.arrasset import read_asset
+from openrr.model.loader import load_model
+from openrr.model.scene import Scene
 from openrr.render.camera import Camera
-from openrr.render.loader import load_model
 from openrr.render.renderer import Renderer
-from openrr.render.scene import Scene
 
 WIDTH, HEIGHT = 1280, 720
 GOALS = {"convertSeconds": 5.0, "loadSpeedup": 5.0}

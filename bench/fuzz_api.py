@@ -30,7 +30,7 @@ from tests.fakes import FakeHost
 from bench.common import write_result
 from openrr.config import Settings
 from openrr.domain.clock import ManualClock
-from openrr.handshake import OFFER_PATH
+from openrr.protocol.handshake import OFFER_PATH
 from openrr.render.server import OfferBody, bind_in_range
 
 ANSWER = {"type": "answer", "sdp": "v=0\r\n", "video": {"width": 1280, "height": 720}}

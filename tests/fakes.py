@@ -7,11 +7,11 @@ import dataclasses
 
 from openrr.domain.session import Size
 from openrr.errors import HostError, IllegalTransition, TryAgain
-from openrr.handshake import SHARED_FIELDS, ReadyReport, RenderSpec
 from openrr.hosts.base import Capacity, Handle, HostState, HostStatus, NodeCapacity, Slots
+from openrr.protocol.handshake import SHARED_FIELDS, ReadyReport, RenderSpec
 from openrr.services.sessions import SessionService
 
-# The fields a pooled server warmed up with; the session's spec must keep them (see ``openrr.handshake``).
+# The fields a pooled server warmed up with; the session's spec must keep them (see ``protocol.handshake``).
 
 
 @dataclasses.dataclass
@@ -179,7 +179,7 @@ class FakeHost:
         message: str = "The render server exited with code 1.",
         reason: str | None = None,
     ) -> None:
-        """The session's server exits; ``reason``: it stopped itself (``openrr.handshake`` LEASE_ENDED...)."""
+        """The session's server exits; ``reason``: it stopped itself (protocol.handshake: LEASE_ENDED...)."""
         server = self.server(session_id)
         server.state, server.message, server.reason = HostState.EXITED, message, reason
 

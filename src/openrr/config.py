@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from openrr.domain.session import Size
 from openrr.errors import InvalidInput
-from openrr.handshake import RenderLimits
+from openrr.protocol.handshake import RenderLimits
 from openrr.storage.base import LinkedAccount, parse_linked_account
 
 Port = Annotated[int, Field(ge=1, le=65535)]

@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from openrr.domain.clock import ManualClock
-from openrr.handshake import CONNECT_AUDIENCE, ConnectTokenRefused, check_connect_token
+from openrr.protocol.handshake import CONNECT_AUDIENCE, ConnectTokenRefused, check_connect_token
 from openrr.services.runtime import Runtime
 from tests.conftest import Account
 from tests.fakes import FakeHost

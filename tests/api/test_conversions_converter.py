@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from openrr.assets.arrasset import MAGIC
 from openrr.config import Settings
 from openrr.domain.clock import ManualClock
+from openrr.model.arrasset import MAGIC
 from openrr.services import conversions
 from openrr.services.runtime import Runtime
 from tests.api.conversion_fixtures import (  # noqa: F401

@@ -13,7 +13,7 @@ from openrr.config import Settings
 from openrr.domain.clock import ManualClock
 from openrr.domain.session import Event, Status
 from openrr.errors import Unprocessable
-from openrr.handshake import ReadyReport
+from openrr.protocol.handshake import ReadyReport
 from openrr.services.runtime import Runtime
 from tests.conftest import Account
 from tests.fakes import FakeHost

@@ -1,4 +1,4 @@
-"""The render servers' heartbeat callback and the lease they learn from it (``openrr.handshake``, "Lease"),
+"""The render servers' heartbeat callback and the lease they learn from it (``protocol.handshake``, "Lease"),
 and what a control plane records for a render server that stopped itself."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import httpx
 
 from openrr.domain.clock import ManualClock
 from openrr.domain.session import Status
-from openrr.handshake import CONTROL_PLANE_UNREACHABLE, HEARTBEAT_SUFFIX, LEASE_ENDED, ReadyReport
+from openrr.protocol.handshake import CONTROL_PLANE_UNREACHABLE, HEARTBEAT_SUFFIX, LEASE_ENDED, ReadyReport
 from openrr.services.runtime import Runtime
 from tests.conftest import Account
 from tests.fakes import FakeHost

@@ -23,7 +23,7 @@ from openrr.api.app import create_app
 from openrr.api.web import url_host
 from openrr.config import Settings
 from openrr.domain.clock import ManualClock
-from openrr.handshake import CONNECT_AUDIENCE, ReadyReport
+from openrr.protocol.handshake import CONNECT_AUDIENCE, ReadyReport
 from openrr.services.runtime import Runtime
 from openrr.web import STATIC_DIR
 from tests.conftest import Account

@@ -12,7 +12,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from openrr.render.scene import Material, Mesh, Primitive, Scene
+from openrr.model.scene import Material, Mesh, Primitive, Scene
 from tests.render.fixtures import CYAN, YELLOW
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from openrr.assets.arrasset import (
+from openrr.assets.settings import VertexFormat
+from openrr.model.arrasset import (
     HEADER_SIZE,
     MAGIC,
     Asset,
@@ -26,10 +27,9 @@ from openrr.assets.arrasset import (
     simplify,
     write_asset,
 )
-from openrr.assets.settings import VertexFormat
-from openrr.render.loader import ModelLoadError, load_model
+from openrr.model.loader import ModelLoadError, load_model
+from openrr.model.scene import Mesh, Primitive, Scene
 from openrr.render.renderer import choose_lod
-from openrr.render.scene import Mesh, Primitive, Scene
 from tests.assets import models
 from tests.render import fixtures
 

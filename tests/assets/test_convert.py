@@ -12,11 +12,11 @@ import pytest
 import trimesh
 
 from openrr.assets import ConversionFailed
-from openrr.assets.arrasset import Asset, read_asset
 from openrr.assets.convert import convert_model
 from openrr.assets.settings import ConversionSettings
-from openrr.render.loader import load_model
-from openrr.render.scene import Primitive
+from openrr.model.arrasset import Asset, read_asset
+from openrr.model.loader import load_model
+from openrr.model.scene import Primitive
 from tests.assets import models
 from tests.render import fixtures
 

@@ -14,10 +14,10 @@ import pytest
 from numpy.typing import NDArray
 
 from openrr.assets.convert import convert_model
+from openrr.model.loader import load_model
+from openrr.model.scene import Scene
 from openrr.render.camera import Camera
-from openrr.render.loader import load_model
 from openrr.render.renderer import Background, Renderer
-from openrr.render.scene import Scene
 from tests.assets import models
 from tests.render import fixtures
 

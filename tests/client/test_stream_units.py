@@ -2,7 +2,7 @@
 
 The fake render server (``FakeRender``) is a real aiohttp server on 127.0.0.1 with real aiortc peers: it
 answers offers with the render server's own ``EncodedVideoTrack`` (a synthetic picture), speaks the data
-channel protocol through ``openrr.render.protocol`` and serves the two REST calls ``ArrClient`` makes for a
+channel protocol through ``protocol.datachannel`` and serves the two REST calls ``ArrClient`` makes for a
 session. Its clock runs ``OFFSET`` seconds ahead of ``time.time()``, so the client's clock-offset
 estimate and latencies are checked against a known truth. It runs on a thread of its own so the CLI,
 which calls ``asyncio.run``, can be tested against it as well.
@@ -48,8 +48,8 @@ from openrr.client.stream import (
     parse_answer,
     percentiles,
 )
-from openrr.handshake import DATA_CHANNEL_LABEL, OFFER_PATH, PROTOCOL
-from openrr.render import protocol
+from openrr.protocol import datachannel as protocol
+from openrr.protocol.handshake import DATA_CHANNEL_LABEL, OFFER_PATH, PROTOCOL
 from openrr.render.encoder import Codec, EncoderConfig
 from openrr.render.ice import IceSettings, loopback_host_candidates
 from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from openrr.handshake import SPEC_ENV
+from openrr.protocol.handshake import SPEC_ENV
 from tests.e2e.server import OpenRRServer
 
 pytestmark = pytest.mark.e2e

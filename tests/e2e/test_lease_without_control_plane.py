@@ -1,6 +1,6 @@
 """Leases hold without the control plane: a real ``openrr serve`` is killed -9, and its render server ends
 the session by itself, at its lease end or once the control plane has been unreachable for longer than
-``--control-plane-grace``; the control plane, restarted, records why (``openrr.handshake``, "Lease")."""
+``--control-plane-grace``; the control plane, restarted, records why (``protocol.handshake``, "Lease")."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from openrr.handshake import CONTROL_PLANE_UNREACHABLE, LEASE_ENDED, SELF_STOP_LOG
+from openrr.protocol.handshake import CONTROL_PLANE_UNREACHABLE, LEASE_ENDED, SELF_STOP_LOG
 from tests.e2e.checks import wait_gone
 from tests.e2e.server import OpenRRServer
 

@@ -21,8 +21,8 @@ from PIL import Image
 
 from openrr.client.rest import ArrClient
 from openrr.client.stream import RenderConnectError, RenderConnection, RenderRequestError, connect_session
+from openrr.model.loader import load_model
 from openrr.render.camera import Camera
-from openrr.render.loader import load_model
 from openrr.render.pipeline import is_software
 from openrr.render.renderer import Renderer
 from tests.e2e.checks import wait_gone

@@ -17,7 +17,7 @@ from azure.mixedreality.remoterendering import (
 )
 from azure.mixedreality.remoterendering.aio import RemoteRenderingClient as AsyncRemoteRenderingClient
 
-from openrr.handshake import PORT_RANGE
+from openrr.protocol.handshake import PORT_RANGE
 from tests.e2e.checks import assert_port_closed, assert_render_server_serves, wait_gone
 from tests.e2e.server import OpenRRServer
 

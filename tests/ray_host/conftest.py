@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import ray
 
-from openrr.handshake import HEARTBEAT_SUFFIX, READY_SUFFIX, RenderSettings, RenderSpec
 from openrr.hosts.ray import RayHost
+from openrr.protocol.handshake import HEARTBEAT_SUFFIX, READY_SUFFIX, RenderSettings, RenderSpec
 from tests.ray_cluster import RayCluster, ray_cluster_fixture  # noqa: F401  (fixture ray_cluster)
 
 ACCOUNT = "00000000-0000-0000-0000-0000000000ab"

@@ -24,9 +24,9 @@ import pytest
 import ray
 
 from openrr.errors import HostError
-from openrr.handshake import HEALTH_PATH, RenderSpec
 from openrr.hosts.base import HostState
 from openrr.hosts.ray import RayHost
+from openrr.protocol.handshake import HEALTH_PATH, RenderSpec
 from tests.ray_cluster import HEAD_IP, NODE2_IP, RayCluster, ray_cluster_context
 from tests.ray_host.conftest import NAMESPACE, Callbacks, session_of, wait_until
 

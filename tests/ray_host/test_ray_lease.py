@@ -10,8 +10,8 @@ from typing import Any
 
 import ray
 
-from openrr.handshake import CONTROL_PLANE_UNREACHABLE, RenderSettings, RenderSpec
 from openrr.hosts.base import HostState
+from openrr.protocol.handshake import CONTROL_PLANE_UNREACHABLE, RenderSettings, RenderSpec
 from tests.ray_host.conftest import NAMESPACE, wait_until
 from tests.render.control_plane import callback_receiver
 

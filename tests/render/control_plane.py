@@ -17,7 +17,7 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from openrr.handshake import CONNECT_AUDIENCE, RenderSettings, RenderSpec
+from openrr.protocol.handshake import CONNECT_AUDIENCE, RenderSettings, RenderSpec
 from tests.render.fixtures import model_root_for
 
 ACCOUNT = "00000000-0000-0000-0000-0000000000aa"
@@ -41,7 +41,7 @@ class Keys:
 
 
 def connect_token(secret: str, session: str, lifetime: float = 600) -> str:
-    """What ``POST .../sessions/{session}/connectToken`` answers, minted here (see openrr.handshake)."""
+    """What ``POST .../sessions/{session}/connectToken`` answers, minted here (see protocol.handshake)."""
     claims = {
         "sub": session,
         "aud": CONNECT_AUDIENCE,

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from openrr.handshake import RenderSettings, RenderSpec
+from openrr.protocol.handshake import RenderSettings, RenderSpec
 from openrr.render.server import RenderServer, http_runner
 from tests.render.control_plane import ACCOUNT, Keys
 from tests.render.fixtures import model_root_for

@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from openrr.handshake import POOL_ENV, SPEC_ENV, RenderSpec
+from openrr.protocol.handshake import POOL_ENV, SPEC_ENV, RenderSpec
 
 
 @dataclasses.dataclass

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from openrr.client.stream import RenderRequestError, connect
-from openrr.handshake import RenderLimits, RenderSpec
+from openrr.model.loader import ModelLoadError, load_model
+from openrr.protocol.handshake import RenderLimits, RenderSpec
 from openrr.render.budget import Allowance
-from openrr.render.loader import ModelLoadError, load_model
 from openrr.render.server import RenderServer
 from tests.render import fixtures
 from tests.render.control_plane import ACCOUNT, CallbackReceiver, Keys, template
@@ -33,7 +33,7 @@ def test_a_texture_bomb_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "from openrr.render.budget import Allowance\n"
-        "from openrr.render.loader import ModelLoadError, load_model\n"
+        "from openrr.model.loader import ModelLoadError, load_model\n"
         "try:\n"
         "    load_model(sys.argv[1], allowance=Allowance(64 << 20, 'the per-model limit'))\n"
         "except ModelLoadError as exc:\n"
@@ -163,7 +163,7 @@ def test_other_formats_converted_through_trimesh_get_the_same_ceiling(tmp_path: 
     """An OBJ whose material names the bomb (the converter reads OBJ, FBX... through trimesh)."""
     import trimesh
 
-    from openrr.render.loader import scene_from_trimesh
+    from openrr.model.loader import scene_from_trimesh
 
     (tmp_path / "bomb.png").write_bytes(fixtures.png_bomb(20000))
     (tmp_path / "m.mtl").write_text("newmtl mat\nKd 1 1 1\nmap_Kd bomb.png\n")

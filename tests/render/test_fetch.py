@@ -18,8 +18,8 @@ from pathlib import Path
 import httpcore
 import pytest
 
+from openrr.model.loader import ModelLoadError, load_model
 from openrr.render.fetch import PinnedBackend, Pins, UncheckedHost
-from openrr.render.loader import ModelLoadError, load_model
 from openrr.render.sources import ModelSourcePolicy
 from openrr.tls import ensure_self_signed
 from tests.render import fixtures

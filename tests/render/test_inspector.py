@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from openrr.client.stream import connect
-from openrr.render import protocol
+from openrr.protocol import datachannel as protocol
 from openrr.render.inspector import (
     ENCODE_TID,
     LOOP_TID,

@@ -1,4 +1,4 @@
-"""Real render servers keep their session's lease without the control plane (``openrr.handshake``, "Lease"):
+"""Real render servers keep their session's lease without the control plane (``protocol.handshake``, "Lease"):
 they heartbeat, follow renewals, and stop themselves at the lease end or when the control plane has not
 answered for longer than the grace. Loopback only; every process is stopped by pid (``render`` fixture)."""
 
@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from openrr.handshake import (
+from openrr.protocol.handshake import (
     CONTROL_PLANE_UNREACHABLE,
     EXIT_CONTROL_PLANE_UNREACHABLE,
     EXIT_LEASE_ENDED,

@@ -187,7 +187,7 @@ async def test_a_pooled_server_exits_when_its_control_plane_dies(tmp_path: Path,
         """
         import asyncio, json, sys
         from pathlib import Path
-        from openrr.handshake import RenderSpec
+        from openrr.protocol.handshake import RenderSpec
         from openrr.hosts.local import LocalHost
 
         async def main():

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from openrr.handshake import (
+from openrr.protocol.handshake import (
     DATA_CHANNEL_LABEL,
     HANDSHAKE_PATH,
     OFFER_PATH,

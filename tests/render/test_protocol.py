@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openrr.render import protocol
-from openrr.render.protocol import BadMessage, CameraSet, ModelLoad, NodeSet, Pick
+from openrr.protocol import datachannel as protocol
+from openrr.protocol.datachannel import BadMessage, CameraSet, ModelLoad, NodeSet, Pick
 
 
 def test_requests_parse() -> None:

@@ -14,10 +14,10 @@ import pytest
 import trimesh
 from numpy.typing import NDArray
 
+from openrr.model.loader import load_model
+from openrr.model.scene import LodLevel, Material, Mesh, Primitive, Scene
 from openrr.render.camera import Camera
-from openrr.render.loader import load_model
 from openrr.render.renderer import Background, DirectionalLight, Hemisphere, Renderer
-from openrr.render.scene import LodLevel, Material, Mesh, Primitive, Scene
 from openrr.render.shaders import default_lights
 from tests.render import fixtures
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from openrr.model.loader import ModelLoadError, load_model
+from openrr.model.scene import Mesh, Primitive, Scene
 from openrr.render.camera import Camera, boxes_in_frustum, frustum_planes, quat_from_axis_angle
-from openrr.render.loader import ModelLoadError, load_model
-from openrr.render.scene import Mesh, Primitive, Scene
 from tests.render import fixtures
 
 

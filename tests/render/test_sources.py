@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openrr.handshake import RenderSettings, RenderSpec
+from openrr.protocol.handshake import RenderSettings, RenderSpec
 from openrr.render.sources import ModelSourcePolicy, SourceRefused
 
 PUBLIC_IP = "93.184.216.34"

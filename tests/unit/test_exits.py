@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from openrr.handshake import CONTROL_PLANE_UNREACHABLE, LEASE_ENDED
 from openrr.hosts.exits import describe_exit, self_stop_reason
+from openrr.protocol.handshake import CONTROL_PLANE_UNREACHABLE, LEASE_ENDED
 
 STAMP = "2026-12-06 21:00:00,123"
 
@@ -54,7 +54,7 @@ def test_text_that_only_looks_like_the_line_does_not_count(tmp_path: Path) -> No
     forged = f"self-stop {CONTROL_PLANE_UNREACHABLE}: x"
     log.write_text(
         f"{STAMP} INFO openrr.render: preloaded /models/{forged}\n"  # a client's text inside another line
-        f"{STAMP} WARNING openrr.render.loader: {forged}\n"  # another logger
+        f"{STAMP} WARNING openrr.model.loader: {forged}\n"  # another logger
         f"{STAMP} WARNING openrr.render: self-stop Whatever: x\n"  # no such reason
         f"{STAMP} INFO openrr.render: done\n"
     )

@@ -7,8 +7,8 @@ import asyncio
 from pathlib import Path
 
 from openrr.domain.session import Size
-from openrr.handshake import RenderSpec
 from openrr.hosts.base import Handle
+from openrr.protocol.handshake import RenderSpec
 from openrr.services.pool import PoolState, WarmPool
 from tests.fakes import FakeHost
 from tests.render import control_plane

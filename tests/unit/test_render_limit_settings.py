@@ -15,7 +15,7 @@ from openrr.config import DEFAULT_RENDER_LIMITS, Settings, derived_local_slots
 from openrr.domain.clock import ManualClock
 from openrr.domain.session import Size
 from openrr.errors import InvalidInput
-from openrr.handshake import RenderLimits, RenderSpec
+from openrr.protocol.handshake import RenderLimits, RenderSpec
 from openrr.services.runtime import Runtime
 from tests.fakes import FakeHost
 

@@ -12,7 +12,7 @@ from openrr.config import Settings
 from openrr.domain.clock import ManualClock
 from openrr.domain.session import Size
 from openrr.errors import InvalidInput
-from openrr.handshake import RenderSpec
+from openrr.protocol.handshake import RenderSpec
 from openrr.services.runtime import Runtime
 from tests.fakes import FakeHost
 

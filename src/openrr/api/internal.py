@@ -1,4 +1,4 @@
-"""Callbacks from render servers (see openrr.handshake): ready, failed, idle and heartbeat. Not part of any
+"""Callbacks from render servers (see protocol.handshake): ready, failed, idle and heartbeat. Not part of any
 ARR API. Each is authorised by the session's own render-server credential only (``_render_server``), and each
 that names an instance answers 409 unless that instance is the session's server."""
 
@@ -14,7 +14,7 @@ from openrr.api.deps import bearer, runtime
 from openrr.api.responses import ArrJSON
 from openrr.domain.ids import check_resource_id, parse_account_id
 from openrr.errors import Forbidden
-from openrr.handshake import (
+from openrr.protocol.handshake import (
     FAILED_SUFFIX,
     HEARTBEAT_SUFFIX,
     IDLE_SUFFIX,

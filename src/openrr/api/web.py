@@ -5,7 +5,7 @@ that lets a page talk to this control plane only. Nothing is fetched from the in
 
 The relay: ``POST /openrr/accounts/{accountId}/sessions/{sessionId}/offer``. A page served over HTTPS cannot
 call a render server's plain-HTTP handshake port itself (mixed content, private network access), so the
-control plane forwards the WebRTC offer (``openrr.handshake``) for it:
+control plane forwards the WebRTC offer (``openrr.protocol.handshake``) for it:
 
 * authorised like the 2021-01-01 session API: a bearer access token of the account in the path, and a
   token from the account's data-plane throttle (no ``api-version``: this is not an ARR operation);
@@ -42,7 +42,7 @@ from openrr.api.v2021.schemas import error_responses
 from openrr.config import Settings
 from openrr.domain.ids import check_resource_id
 from openrr.errors import InvalidInput
-from openrr.handshake import OFFER_PATH
+from openrr.protocol.handshake import OFFER_PATH
 from openrr.web import STATIC_DIR
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def url_host(host: str) -> str:
 
 
 def check_offer(raw: bytes) -> None:
-    """Raise InvalidInput unless ``raw`` is a JSON offer of the shape ``openrr.handshake`` describes."""
+    """Raise InvalidInput unless ``raw`` is a JSON offer of the shape ``protocol.handshake`` describes."""
     try:
         body = json.loads(raw)
     # ValueError: malformed or not UTF-8, or an integer longer than int() converts; RecursionError: too deep.
@@ -172,7 +172,7 @@ def check_offer(raw: bytes) -> None:
     summary="Relay a WebRTC offer to the session's render server",
     description=(
         "An openrr extension for clients that cannot reach a render server's handshake port themselves "
-        "(browser pages served over HTTPS). The body is the offer of `openrr.handshake`; it is forwarded "
+        "(browser pages served over HTTPS). The body is the offer of `protocol.handshake`; it is forwarded "
         "unchanged with a connect token of the session, and the render server's status and JSON body are "
         "returned unchanged. Needs no api-version."
     ),

@@ -3,7 +3,7 @@
 * ``openrr.assets.settings``: ``<model>.ConversionSettings.json``, parsed and validated as ARR did.
 * ``openrr.assets.convert``: ``convert_model``, which writes ``<name>.arrAsset``, ``<name>.info.json``,
   ``<name>.result.json`` and ``<name>.log``.
-* ``openrr.assets.arrasset``: the format's writer and reader (``docs/arrasset.md`` describes it byte by byte).
+* ``openrr.model.arrasset``: the format's writer and reader (``docs/arrasset.md`` describes it byte by byte).
 
 This package imports nothing heavy itself, so the control plane can catch ``ConversionFailed`` and use the
 settings parser without loading numpy, trimesh or the renderer.

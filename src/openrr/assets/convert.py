@@ -3,7 +3,7 @@
 ``convert_model(input_path, output_dir, output_name, settings, log)`` reads the model, applies the
 conversion settings, builds levels of detail for big meshes and writes, in ``output_dir``:
 
-* ``<name>.arrAsset``: the asset (``openrr.assets.arrasset``, ``docs/arrasset.md``);
+* ``<name>.arrAsset``: the asset (``openrr.model.arrasset``, ``docs/arrasset.md``);
 * ``<name>.info.json``: ARR's info file (``files``, ``conversionSettings``, ``inputInfo``,
   ``inputStatistics``, ``outputInfo``, ``outputStatistics``), plus an ``openrr`` section (levels of
   detail, timings, sizes);
@@ -46,10 +46,10 @@ from numpy.typing import NDArray
 
 from openrr import __version__
 from openrr.assets import ConversionFailed
-from openrr.assets.arrasset import Asset, PointCloud, build_lods, conversion_hash, write_asset
 from openrr.assets.settings import ConversionSettings, VertexFormat, settings_file_for
-from openrr.render.loader import ModelLoadError, load_model, scene_from_trimesh
-from openrr.render.scene import F64, Material, Mesh, Primitive, Scene
+from openrr.model.arrasset import Asset, PointCloud, build_lods, conversion_hash, write_asset
+from openrr.model.loader import ModelLoadError, load_model, scene_from_trimesh
+from openrr.model.scene import F64, Material, Mesh, Primitive, Scene
 
 MESH_FORMATS = {".gltf": "glTF 2.0", ".glb": "glTF 2.0 binary (GLB)", ".obj": "Wavefront OBJ", ".ply": "PLY"}
 POINT_FORMATS = {".xyz": "XYZ point cloud"}

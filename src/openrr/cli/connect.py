@@ -1,7 +1,7 @@
 """``openrr connect``: connect to a session's render server over WebRTC, receive video and report on it.
 
 The command looks the session up through the REST API (it must be Ready), offers a WebRTC connection to
-``hostname:handshakePort`` (plain HTTP signalling, see ``openrr.handshake``), syncs clocks with pings,
+``hostname:handshakePort`` (plain HTTP signalling, see ``protocol.handshake``), syncs clocks with pings,
 receives ``--frames`` video frames and prints what it measured: fps, resolution, codec, time to the first
 frame, glass-to-glass latency, data-channel round trip and, with ``--orbit``, input → frame latency.
 

@@ -1,10 +1,10 @@
 """A WebRTC client of a session's render server: receives video, speaks the data-channel protocol, measures.
 
-Signalling follows ``openrr.handshake``: the client gathers its ICE candidates completely (aiortc has no
+Signalling follows ``protocol.handshake``: the client gathers its ICE candidates completely (aiortc has no
 trickle ICE), then POSTs ``{"type": "offer", "sdp", "video"?}`` to ``http://hostname:handshakePort/offer``
 with a connect token of the session (``ArrClient.connect_token``) and applies the answer.  The render
 server's offer port is plain HTTP.
-The data-channel messages are described in ``openrr.render.protocol``.
+The data-channel messages are described in ``openrr.protocol.datachannel``.
 
 Typical use::
 
@@ -59,8 +59,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from openrr.client import jitter
 from openrr.client.rest import ArrClient
-from openrr.handshake import DATA_CHANNEL_LABEL, OFFER_PATH
-from openrr.render import protocol
+from openrr.protocol import datachannel as protocol
+from openrr.protocol.handshake import DATA_CHANNEL_LABEL, OFFER_PATH
 from openrr.render.ice import loopback_host_candidates
 
 Codec = Literal["h264", "vp8"]

@@ -6,7 +6,7 @@ Contract (after JupyterHub's Spawner.poll):
   * ``start_idle(template)`` launches a *pooled* render server: it warms up (imports, GL context, shaders)
     and then waits for its session, without ports or a callback yet. ``template`` is a ``RenderSpec`` whose
     session fields are blank; only its shared fields (size, settings, polygon limit, bind/advertise host)
-    matter. A pooled server whose control plane goes away exits by itself (see ``openrr.handshake``).
+    matter. A pooled server whose control plane goes away exits by itself (see ``openrr.protocol.handshake``).
   * ``assign(idle_handle, spec)`` gives a pooled server its session and returns the session's handle (the
     one ``start`` would have returned). It raises ``HostError`` when the pooled server is gone; the caller
     then starts a fresh one. A pooled server is assigned at most once.
@@ -29,7 +29,7 @@ import dataclasses
 import enum
 from typing import Any, Protocol
 
-from openrr.handshake import RenderSpec
+from openrr.protocol.handshake import RenderSpec
 
 Handle = dict[str, Any]
 
@@ -44,7 +44,7 @@ class HostState(enum.StrEnum):
 class HostStatus:
     state: HostState
     message: str = ""
-    # Set when the render server stopped itself: LEASE_ENDED or CONTROL_PLANE_UNREACHABLE (openrr.handshake).
+    # Set when the render server stopped itself, LEASE_ENDED or CONTROL_PLANE_UNREACHABLE (protocol.handshake)
     reason: str | None = None
 
     @property

@@ -6,7 +6,7 @@ import os
 import re
 import signal
 
-from openrr.handshake import SELF_STOP_EXITS, SELF_STOP_LOG
+from openrr.protocol.handshake import SELF_STOP_EXITS, SELF_STOP_LOG
 
 LOG_TAIL_LINES = 8
 # The render server's own ``self-stop`` line (openrr.render.server configure_logging's format, WARNING, its
@@ -58,7 +58,7 @@ def describe_exit(code: int | None, log: str | None) -> str:
 
 
 def self_stop_reason(code: int | None, log: str | None) -> str | None:
-    """Why a render server stopped itself (``openrr.handshake`` ``LEASE_ENDED`` or
+    """Why a render server stopped itself (``openrr.protocol.handshake`` ``LEASE_ENDED`` or
     ``CONTROL_PLANE_UNREACHABLE``), or None when it did not. The exit code decides when it is known; when it
     is not (a server adopted after a restart is no child of this process), its last log lines do."""
     if code is not None:

@@ -31,9 +31,9 @@ import psutil
 
 from openrr.child_env import child_env
 from openrr.errors import HostError
-from openrr.handshake import POOL_ENV, SPEC_ENV, RenderSpec
 from openrr.hosts.base import Capacity, Handle, HostState, HostStatus, NodeCapacity, Slots
 from openrr.hosts.exits import describe_exit, self_stop_reason
+from openrr.protocol.handshake import POOL_ENV, SPEC_ENV, RenderSpec
 
 # How long an assignment may wait for a pooled server to take it off the pipe (it reads from its start).
 _ASSIGN_TIMEOUT_S = 30.0

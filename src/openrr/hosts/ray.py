@@ -21,7 +21,7 @@ session. A pooled actor that nobody polls for ``pool_idle_timeout_s`` (its contr
 server and exits, so it cannot hold a slot forever; ``close`` stops this host's pooled actors at once.
 
 Orphaned sessions: a session's render server stops itself when its lease ends or its control plane has
-been unreachable too long (``openrr.handshake``, "Lease"); its actor, once nobody has polled it for
+been unreachable too long (``openrr.protocol.handshake``, "Lease"); its actor, once nobody has polled it for
 ``pool_idle_timeout_s`` either, leaves its last poll in Ray's KV store and exits, freeing the slot.
 ``status`` of such a handle reads that record (EXITED, with the server's message and reason); ``stop``
 deletes it.
@@ -60,9 +60,9 @@ import ray.exceptions
 from openrr.child_env import child_env
 from openrr.domain.session import Size
 from openrr.errors import HostError
-from openrr.handshake import RenderSpec
 from openrr.hosts.base import Capacity, Handle, HostState, HostStatus, NodeCapacity, Slots
 from openrr.hosts.ray_actor import EXIT_KV_NAMESPACE, RenderSupervisor, exit_key
+from openrr.protocol.handshake import RenderSpec
 
 log = logging.getLogger(__name__)
 

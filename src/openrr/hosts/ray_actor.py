@@ -15,7 +15,7 @@ Pooled actors: nobody but their control plane knows they exist, so one that has 
 
 Session actors outlive their control plane as their render server does. But once that server has ended
 (it stops itself at its lease end, or when its control plane has been unreachable too long: see
-``openrr.handshake``, "Lease") and nobody has polled for ``pool_idle_timeout_s``, the actor would hold its
+``protocol.handshake``, "Lease") and nobody has polled for ``pool_idle_timeout_s``, the actor would hold its
 slot for nothing: it leaves its last ``poll`` answer in Ray's internal KV store (``EXIT_KV_NAMESPACE``,
 key ``exit_key(namespace, name)``), where a returning control plane's ``RayHost.status`` finds it, and exits.
 
@@ -43,8 +43,8 @@ from typing import Any
 import ray
 
 from openrr.child_env import child_env
-from openrr.handshake import POOL_ENV, SPEC_ENV, RenderSpec
 from openrr.hosts.exits import describe_exit, self_stop_reason
+from openrr.protocol.handshake import POOL_ENV, SPEC_ENV, RenderSpec
 
 _PR_SET_PDEATHSIG = 1
 # Where a session actor whose render server has ended leaves its last poll before it exits (module doc).

@@ -1,1 +1,1 @@
-"""The per-session render server (``python -m openrr.render``). Imports only ``openrr.handshake``."""
+"""The per-session render server (``python -m openrr.render``). Imports only ``openrr.protocol.handshake``."""

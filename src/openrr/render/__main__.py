@@ -2,7 +2,7 @@
 
 import os
 
-from openrr.handshake import SPEC_ENV
+from openrr.protocol.handshake import SPEC_ENV
 from openrr.render.memory import apply_ceiling, ceiling_of
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from openrr.render.scene import Mesh, Scene
+from openrr.model.scene import Mesh, Scene
 
 _MEGA = 1 << 20
 
@@ -86,7 +86,7 @@ class Allowance:
 
 
 def geometry_bytes(vertices: int, triangles: int, *, normals: bool, uvs: bool, colors: bool) -> int:
-    """Bytes of one primitive as ``openrr.render.scene.Primitive`` stores it."""
+    """Bytes of one primitive as ``openrr.model.scene.Primitive`` stores it."""
     per_vertex = 12 + (12 if normals else 0) + (8 if uvs else 0) + (16 if colors else 0)
     return vertices * per_vertex + triangles * 12
 

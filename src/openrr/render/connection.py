@@ -25,8 +25,8 @@ import psutil
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.stats import RTCRemoteInboundRtpStreamStats
 
-from openrr.handshake import DATA_CHANNEL_LABEL, PROTOCOL
-from openrr.render import protocol
+from openrr.protocol import datachannel as protocol
+from openrr.protocol.handshake import DATA_CHANNEL_LABEL, PROTOCOL
 from openrr.render.encoder import Codec, EncoderConfig
 from openrr.render.ice import IceSettings, loopback_host_candidates
 from openrr.render.inspector import Tracer

@@ -24,11 +24,11 @@ import moderngl
 import numpy as np
 from numpy.typing import NDArray
 
+from openrr.model.scene import F64, Material, Mesh, Primitive, Scene, WorldState
 from openrr.render import shaders
 from openrr.render.camera import Camera, boxes_in_frustum, frustum_planes
 from openrr.render.glcalls import GLCalls
 from openrr.render.picking import Picker, PickHit, PickItem, pick_matrix
-from openrr.render.scene import F64, Material, Mesh, Primitive, Scene, WorldState
 from openrr.render.shaders import Background, DirectionalLight, Hemisphere, default_lights
 
 LOD_TOLERANCE_PX = 1.0  # a level may move vertices by at most this much on screen

@@ -7,10 +7,10 @@ Start: the GL context is created and the spec's models are loaded *before* the r
 session shows its models from the first frame; a model that cannot be loaded is reported to the control
 plane as ``ModelLoadFailed`` (the session goes to Error with the loader's message) and the process exits 5.
 
-Clients: POST ``OFFER_PATH`` (see ``openrr.handshake``) opens the one ``ClientConnection`` a session may
+Clients: POST ``OFFER_PATH`` (see ``protocol.handshake``) opens the one ``ClientConnection`` a session may
 have; when it ends the scene is reset for the next client.
 
-Pooled start (``POOL_ENV=1``, see ``openrr.handshake``): the spec is a template. The server warms up (GL
+Pooled start (``POOL_ENV=1``, see ``protocol.handshake``): the spec is a template. The server warms up (GL
 context, one frame of the empty scene so the shaders compile) while it already listens on stdin for its
 session's spec, one JSON line. End of input before that line: exit 0, nobody needs it. A line that is
 not a ``RenderSpec`` or does not fit the template: exit 2. Otherwise the server takes that spec and goes on
@@ -25,7 +25,7 @@ Lifecycle: SIGTERM or SIGINT → the client gets a ``bye`` and the connection cl
 If the control plane answers the ready callback with 404/409/410 the session is gone or served by
 another instance: exit 3 without serving. If no answer comes before the ready deadline: exit 4.
 
-Lease and heartbeats (``openrr.handshake``, "Lease"): once ready the server heartbeats the control plane and
+Lease and heartbeats (``protocol.handshake``, "Lease"): once ready the server heartbeats the control plane and
 keeps the lease deadline its answers give. It stops itself, as on SIGTERM, at the lease end (exit 6) or when
 the control plane has not answered for longer than the grace (exit 7), and exits 3 when a heartbeat is
 answered 404/409/410. Deadlines are kept on the monotonic clock: a wall-clock jump moves nothing.
@@ -54,7 +54,7 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openrr import log_redaction
-from openrr.handshake import (
+from openrr.protocol.handshake import (
     CONTROL_PLANE_UNREACHABLE,
     EXIT_CONTROL_PLANE_UNREACHABLE,
     EXIT_LEASE_ENDED,
@@ -92,7 +92,7 @@ log = logging.getLogger("openrr.render")
 EXIT_BAD_ASSIGNMENT = 2
 EXIT_NO_CONTROL_PLANE = 4
 EXIT_MODEL_FAILED = 5
-EXIT_TLS_FAILED = 8  # after 6 and 7, the self-stops of openrr.handshake
+EXIT_TLS_FAILED = 8  # after 6 and 7, the self-stops of openrr.protocol.handshake
 MAX_OFFER_BYTES = 256 * 1024
 # A session spec is a few KiB; its model list (URLs with SAS tokens) is what can make it long.
 MAX_ASSIGNMENT_BYTES = 16 * 2**20
@@ -204,7 +204,7 @@ class RenderServer:
 
     # ---- authorisation --------------------------------------------------------------------------------
     def _check_token(self, request: web.Request) -> None:
-        """Only a connect token of this session (``openrr.handshake.check_connect_token``) gets through."""
+        """Only a connect token of this session (``protocol.handshake.check_connect_token``) gets through."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _error(401, "Unauthorized", "A bearer connect token of this session is required.")

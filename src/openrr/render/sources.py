@@ -1,4 +1,4 @@
-"""Which model sources a render server may load: the guard in front of ``openrr.render.loader.load_model``.
+"""Which model sources a render server may load: the guard in front of ``openrr.model.loader.load_model``.
 
 Clients name models by URL or path, and the loader itself reads whatever it is given. Unchecked, a client
 could read any file the server can (``/etc/shadow``, other sessions' models) or make the server fetch
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
-    from openrr.handshake import RenderSpec
+    from openrr.protocol.handshake import RenderSpec
 
 # A URL scheme, as RFC 3986 spells it, but of two letters or more: "C:\models\a.glb" is a Windows-style
 # drive, which on Linux is just a relative path whose first part is "C:".

@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable
 
 from openrr.domain.session import Size
 from openrr.errors import HostError
-from openrr.handshake import RenderSpec
 from openrr.hosts.base import Handle, Host
+from openrr.protocol.handshake import RenderSpec
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from typing import Any
 from openrr.config import Settings
 from openrr.domain.clock import Clock, SystemClock
 from openrr.domain.session import Size
-from openrr.handshake import RenderSettings
 from openrr.hosts.base import Host
 from openrr.hosts.local import LocalHost
 from openrr.private import private_dir
+from openrr.protocol.handshake import RenderSettings
 from openrr.services.accounts import AccountService
 from openrr.services.conversions import ConversionConfig, ConversionService, Runner
 from openrr.services.metrics import Metrics

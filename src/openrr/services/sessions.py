@@ -39,7 +39,8 @@ from openrr.errors import (
     TryAgain,
     Unprocessable,
 )
-from openrr.handshake import (
+from openrr.hosts.base import Capacity, Handle, Host, HostStatus
+from openrr.protocol.handshake import (
     CONTROL_PLANE_UNREACHABLE,
     LEASE_ENDED,
     ReadyReport,
@@ -47,7 +48,6 @@ from openrr.handshake import (
     RenderSettings,
     RenderSpec,
 )
-from openrr.hosts.base import Capacity, Handle, Host, HostStatus
 from openrr.services.metrics import Metrics
 from openrr.services.pool import WarmPool
 from openrr.services.tokens import MAX_TOKEN_LIFETIME, TokenIssuer
@@ -282,7 +282,7 @@ class SessionService:
         return session
 
     async def connect_token(self, account_id: str, session_id: str) -> tuple[Session, str, dt.datetime]:
-        """A connect token for the session's render server (``openrr.handshake``), and when it expires:
+        """A connect token for the session's render server (``protocol.handshake``), and when it expires:
         after ``connect_token_minutes`` or at the end of the lease, whichever comes first."""
         session = await self.ready(account_id, session_id)
         if not session.connect_secret:
@@ -360,7 +360,7 @@ class SessionService:
         return session
 
     async def heartbeat(self, account_id: str, session_id: str, instance: str) -> Session:
-        """A ready render server's heartbeat (see ``openrr.handshake``, "Lease"): the session, whose
+        """A ready render server's heartbeat (see ``openrr.protocol.handshake``, "Lease"): the session, whose
         ``lease_remaining`` the answer carries. Conflict (the server exits) once it has ended or when the
         caller is not the session's server; NotFound when the session is gone."""
         session = await self._reported_by(account_id, session_id, instance)
@@ -510,7 +510,7 @@ class SessionService:
 
 
 def _self_stopped(status: HostStatus) -> SessionError:
-    """What a session records when its render server ended it by itself (``openrr.handshake``, "Lease")."""
+    """What a session records when its render server ended it by itself (``protocol.handshake``, "Lease")."""
     if status.reason == LEASE_ENDED:
         why = "the session's lease had ended"  # with or without a control plane there to end it
     else:

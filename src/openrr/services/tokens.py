@@ -10,7 +10,7 @@ Three audiences share the key:
 
 Connect tokens (``issue_connect_token``) are the only credential a render server accepts from clients: HS256
 with the session's own ``connect_secret``, which only the control plane and that session's render server
-hold, so one is good for one session's render server and nothing else (``openrr.handshake``).
+hold, so one is good for one session's render server and nothing else (``openrr.protocol.handshake``).
 
 The stock ARR SDK reads ``exp`` by base64-decoding the payload with the *standard* alphabet, dropping the
 URL-safe characters ``-`` and ``_``. ``issue`` therefore varies a padding claim until the encoded payload
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from openrr.domain.clock import Clock
 from openrr.domain.session import MAX_LEASE_MINUTES
 from openrr.errors import AuthenticationFailed
-from openrr.handshake import CONNECT_AUDIENCE
+from openrr.protocol.handshake import CONNECT_AUDIENCE
 from openrr.store.base import SigningKey
 
 ISSUER = "openrr"

@@ -1,7 +1,7 @@
 // The WebRTC client of a session's render server, as openrr.client.stream does it in Python:
 // one recvonly video transceiver and one ordered data channel ("openrr"), ICE gathered completely (no
 // trickle), the offer POSTed through the control plane's relay, the answer applied, then the server's hello.
-// The data-channel protocol is documented in src/openrr/render/protocol.py.
+// The data-channel protocol is documented in src/openrr/protocol/datachannel.py.
 //
 // Events (CustomEvent, details in `detail`): hello, stats, frame, bye {reason}, lost {reason},
 // latency {inputMs}, pong {rttMs}.

@@ -39,8 +39,8 @@ from numpy.typing import NDArray
 
 from openrr import __version__
 from openrr.assets.settings import VertexFormat
-from openrr.render.loader import ModelLoadError
-from openrr.render.scene import AlphaMode, LodLevel, Material, Mesh, Primitive, Scene
+from openrr.model.loader import ModelLoadError
+from openrr.model.scene import AlphaMode, LodLevel, Material, Mesh, Primitive, Scene
 
 log = logging.getLogger("openrr.assets")
 

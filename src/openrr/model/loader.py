@@ -1,5 +1,5 @@
 """Load glTF 2.0 models (.gltf with external or embedded resources, .glb) and openrr's converted
-``.arrAsset`` files (``openrr.assets.arrasset``, recognised by content or name) into a ``Scene``.
+``.arrAsset`` files (``openrr.model.arrasset``, recognised by content or name) into a ``Scene``.
 
 Sources are local paths (``file://`` URLs too) and http(s) URLs. Every failure, whatever its cause (a
 missing file, a bad download, broken JSON or binary data, a size limit), raises ``ModelLoadError`` with a
@@ -31,12 +31,12 @@ import trimesh
 from numpy.typing import NDArray
 from trimesh.resolvers import FilePathResolver, Resolver
 
+from openrr.model.scene import AlphaMode, Material, Mesh, Primitive, Scene
 from openrr.render.budget import Allowance, BudgetExceeded, geometry_bytes, pixels_text, usage
 from openrr.render.fetch import pinned_client, unchecked
-from openrr.render.scene import AlphaMode, Material, Mesh, Primitive, Scene
 from openrr.render.sources import quote_url
 
-log = logging.getLogger("openrr.render.loader")
+log = logging.getLogger("openrr.model.loader")
 
 # Pillow's own bomb check (a warning past 89 Mpx, an error past twice that) is replaced by the allowance,
 # which is checked from the header before any pixel is decoded: trimesh swallows Pillow's error and drops
@@ -244,7 +244,7 @@ def load_model(
 def _is_arrasset(data: bytes, location: str) -> bool:
     """By content (the magic), or by name so that a wrong file named .arrAsset gets the asset reader's
     message rather than a glTF parser's."""
-    from openrr.assets.arrasset import MAGIC  # here: openrr.assets imports this module
+    from openrr.model.arrasset import MAGIC  # here: openrr.assets imports this module
 
     return data[: len(MAGIC)] == MAGIC or urlparse(location).path.lower().endswith(".arrasset")
 
@@ -255,7 +255,7 @@ def _load_arrasset(
     """The asset's scene, its meshes with their levels of detail. The arrays share ``data``'s memory.
     Its images are already pixels (inflated within the reader's own bound), so the allowance is checked
     on the whole scene."""
-    from openrr.assets.arrasset import read_asset
+    from openrr.model.arrasset import read_asset
 
     report(0.5, "parsing")
     scene = read_asset(data, name=name, label=label).scene

@@ -25,7 +25,7 @@ complete. ``video`` may ask for ``width``, ``height``, ``fps``, ``bitrate`` (bit
 receives on and one data channel (label ``DATA_CHANNEL_LABEL``, ordered). The answer is ``{"type": "answer",
 "sdp": ..., "video": {the settings in effect}}``. Errors are ``{"error": {"code", "message"}}``: 400
 ``BadRequest``, 401 ``Unauthorized``, 403 ``Forbidden``, 409 ``ClientAlreadyConnected`` (one client at a
-time, as in ARR), 503 ``NotReady``/``Stopping``. The data-channel messages are in ``openrr.render.protocol``.
+time, as in ARR), 503 ``NotReady``/``Stopping``. The data-channel messages are in ``protocol.datachannel``.
 
 Pooled start (a warm pool, see ``openrr.hosts.base``): with ``POOL_ENV=1`` the spec in ``SPEC_ENV`` is a
 *template* (blank session fields). The server warms up (GL context, shaders, one frame), then reads one
