@@ -70,7 +70,7 @@ async def run(server: Server, clients: int) -> dict[str, Any]:
     proc = psutil.Process(server.proc.pid)
     # Idle: after one small request of each kind, so that lazily created state is already there.
     await upload_small(server, context)
-    time.sleep(1)
+    await asyncio.sleep(1)
     idle = proc.memory_info().rss
     sampler = RssSampler(server.proc.pid)
     sampler.start()

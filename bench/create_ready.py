@@ -51,9 +51,9 @@ def main() -> None:
         "max_s": round(max(times), 3),
         "goal": "p50 <= 2 s",
     }
-    path = write_result("create_ready", {"summary": summary, "seconds": [round(t, 4) for t in times]})
+    written = write_result("create_ready", {"summary": summary, "seconds": [round(t, 4) for t in times]})
     print(summary)
-    print(f"written to {path}")
+    print(f"written to {written}")
 
 
 if __name__ == "__main__":

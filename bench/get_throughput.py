@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 import httpx
 
@@ -107,7 +108,7 @@ def main() -> None:
             bare_url = f"http://127.0.0.1:{bare_port}/accounts/{server.account_id}/sessions/bench"
             wrk(openrr_url, token, 2, args.connections)  # warm-up
             wrk(bare_url, token, 2, args.connections)
-            rounds = []
+            rounds: list[dict[str, Any]] = []
             for _ in range(args.rounds):
                 o = wrk(openrr_url, token, args.duration, args.connections)
                 b = wrk(bare_url, token, args.duration, args.connections)

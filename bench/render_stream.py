@@ -45,7 +45,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import trimesh
@@ -91,7 +91,7 @@ def _sphere(subdivisions: int, radius: float, rgba: tuple[int, int, int, int]) -
         name=f"M{subdivisions}", baseColorFactor=rgba, metallicFactor=0.0, roughnessFactor=0.6
     )
     mesh.visual = trimesh.visual.TextureVisuals(material=material)
-    return mesh
+    return cast(trimesh.Trimesh, mesh)  # icosphere is unannotated
 
 
 def write_models(root: Path) -> dict[str, int]:
@@ -374,7 +374,8 @@ async def first_frames(arr: ArrClient, session_id: str, count: int) -> dict[str,
                 await asyncio.sleep(0.02)
         try:
             await rc.wait_frames(1, timeout=20)
-            assert rc.first_frame_at is not None and rc.started_at is not None
+            assert rc.first_frame_at is not None
+            assert rc.started_at is not None
             first.append(rc.first_frame_at - rc.started_at)
             since_try.append(rc.first_frame_at - tried)
         finally:

@@ -732,7 +732,8 @@ async def _insert_ended(data_dir: Path, template_id: str, account_id: str, ids: 
     rnd = random.Random(1000)
     try:
         template = await store.get_session(account_id, template_id)
-        assert template is not None and template.status is Status.STOPPED, template
+        assert template is not None, template
+        assert template.status is Status.STOPPED, template
         now = dt.datetime.now(dt.UTC)
         for sid in ids:
             created = now - dt.timedelta(minutes=rnd.uniform(30, 7 * 24 * 60))
@@ -914,42 +915,59 @@ def save(part: str, data: dict[str, Any]) -> Path:
     return path
 
 
+def _host_table(d: dict[str, Any]) -> None:
+    print(f"{'run':6s} {'ready':>7s} {'p50 s':>7s} {'p95 s':>7s} {'max s':>7s} {'pool':>5s} failures")
+    for label in ("cold", "warm"):
+        r = d.get(label)
+        if r:
+            print(
+                f"{label:6s} {r['ready']:>3d}/{r['sessions']:<3d} {r['p50_s']:7.3f} {r['p95_s']:7.3f} "
+                f"{r['max_s'] or 0:7.3f} {r['from_pool']:5d} {len(r['failures'])}"
+            )
+    if d.get("warm", {}).get("pool"):
+        print(f"pool: {d['warm']['pool']}")
+
+
+def _concurrent_table(d: dict[str, Any]) -> None:
+    for key in (
+        "responses",
+        "admitted",
+        "admit_all_s",
+        "all_ready_s",
+        "final_status",
+        "ready_per_node",
+        "all_freed_s",
+        "all_released_s",
+        "slots_after",
+        "render_servers_after",
+        "unacceptable_count",
+    ):
+        print(f"{key:22s} {d.get(key)}")
+
+
+def _memory_table(d: dict[str, Any]) -> None:
+    print(f"{'sessions':9s} {'phase':28s} {'RSS MiB':>8s} {'USS MiB':>8s} {'CPU cores':>10s}")
+    for n, phase in d["phases"].items():
+        for name, m in phase.items():
+            if isinstance(m, dict) and "cpu_cores" in m:
+                print(f"{n:9s} {name:28s} {m['rss_mib']:8.1f} {m['uss_mib']:8.1f} {m['cpu_cores']:10.4f}")
+    print(f"ratios 1000 vs 0: {d['ratios_1000_vs_0']}")
+    print(f"ratios 1000 vs 50: {d['ratios_1000_vs_50']}")
+
+
+# The table each part prints under its heading (a part not listed prints the heading alone).
+_TABLES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "local": _host_table,
+    "ray": _host_table,
+    "concurrent": _concurrent_table,
+    "memory": _memory_table,
+}
+
+
 def table(part: str, d: dict[str, Any]) -> None:
     print(f"\n== {part} ==")
-    if part in ("local", "ray"):
-        print(f"{'run':6s} {'ready':>7s} {'p50 s':>7s} {'p95 s':>7s} {'max s':>7s} {'pool':>5s} failures")
-        for label in ("cold", "warm"):
-            r = d.get(label)
-            if r:
-                print(
-                    f"{label:6s} {r['ready']:>3d}/{r['sessions']:<3d} {r['p50_s']:7.3f} {r['p95_s']:7.3f} "
-                    f"{r['max_s'] or 0:7.3f} {r['from_pool']:5d} {len(r['failures'])}"
-                )
-        if d.get("warm", {}).get("pool"):
-            print(f"pool: {d['warm']['pool']}")
-    elif part == "concurrent":
-        for key in (
-            "responses",
-            "admitted",
-            "admit_all_s",
-            "all_ready_s",
-            "final_status",
-            "ready_per_node",
-            "all_freed_s",
-            "all_released_s",
-            "slots_after",
-            "render_servers_after",
-            "unacceptable_count",
-        ):
-            print(f"{key:22s} {d.get(key)}")
-    elif part == "memory":
-        print(f"{'sessions':9s} {'phase':28s} {'RSS MiB':>8s} {'USS MiB':>8s} {'CPU cores':>10s}")
-        for n, phase in d["phases"].items():
-            for name, m in phase.items():
-                if isinstance(m, dict) and "cpu_cores" in m:
-                    print(f"{n:9s} {name:28s} {m['rss_mib']:8.1f} {m['uss_mib']:8.1f} {m['cpu_cores']:10.4f}")
-        print(f"ratios 1000 vs 0: {d['ratios_1000_vs_0']}")
-        print(f"ratios 1000 vs 50: {d['ratios_1000_vs_50']}")
+    if part in _TABLES:
+        _TABLES[part](d)
 
 
 def _interrupted(signum: int, _frame: object) -> None:

@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import psutil
 import pytest
@@ -125,6 +126,15 @@ class _Ports:
                 self.taken.update(ports)
                 return low, low + size - 1
         raise RuntimeError(f"no free range of {size} ports found on the loopback addresses")
+
+
+class RayServeOptions(TypedDict):
+    """The ``openrr serve`` options that point it at a cluster (``RayCluster.serve_options``)."""
+
+    host_backend: str
+    ray_address: str
+    ray_namespace: str
+    ray_auth_token_file: NotRequired[str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,10 +259,14 @@ class RayCluster:
             "RAY_USAGE_STATS_ENABLED": "0",
         }
 
-    def serve_options(self, namespace: str = "openrr") -> dict[str, str]:
+    def serve_options(self, namespace: str = "openrr") -> RayServeOptions:
         """``openrr serve`` options for this cluster, as ``OpenRRServer(**options)`` takes them
         (``--host-backend ray --ray-address … --ray-namespace … --ray-auth-token-file …``)."""
-        options = {"host_backend": "ray", "ray_address": self.address, "ray_namespace": namespace}
+        options: RayServeOptions = {
+            "host_backend": "ray",
+            "ray_address": self.address,
+            "ray_namespace": namespace,
+        }
         if self.auth:
             options["ray_auth_token_file"] = str(self.token_file)
         return options
@@ -429,7 +443,9 @@ def ray_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ra
     """One two-node cluster for the whole test session (starting one takes about 10 s); its teardown
     fails if any of its processes survive."""
     if _Shared.cluster is None:
-        context = ray_cluster_context(tmp_path_factory.mktemp("ray"))
+        context: contextlib.AbstractContextManager[RayCluster] = ray_cluster_context(
+            tmp_path_factory.mktemp("ray")
+        )
         _Shared.cluster = context.__enter__()
         _Shared.context = context
     _Shared.users += 1

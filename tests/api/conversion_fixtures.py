@@ -28,6 +28,11 @@ from tests.fakes import FakeHost
 V = {"api-version": "2021-01-01"}
 
 
+def files_under(root: Path) -> list[str]:
+    """The files below ``root``, as sorted relative POSIX paths."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
 class FakeConverter:
     def __init__(self) -> None:
         self.calls: list[tuple[Path, str]] = []
@@ -40,8 +45,8 @@ class FakeConverter:
         root = model.parent
         while root.name != "input":
             root = root.parent
-        self.seen_files.append(sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()))
-        data = model.read_bytes()
+        self.seen_files.append(await asyncio.to_thread(files_under, root))
+        data = await asyncio.to_thread(model.read_bytes)
         if data.startswith(b"hang"):
             await asyncio.Event().wait()
         (output_dir / f"{name}.log").write_text("fake converter\n")

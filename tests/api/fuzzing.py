@@ -34,6 +34,7 @@ from typing import Any
 import schemathesis
 from schemathesis.config import CacheConfig
 from schemathesis.engine import Status, StopReason, events
+from schemathesis.schemas import BaseSchema
 
 from openrr.api.app import create_app
 from openrr.config import Settings
@@ -90,7 +91,7 @@ class LifespanApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self._open()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - the ASGI lifespan protocol reports any start-up failure to the server
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
@@ -134,7 +135,7 @@ def run(target: LifespanApp, *, max_examples: int, exclude_path_regex: str | Non
     """Every phase of schemathesis over ``/openapi.json``, with a valid token of the target's account."""
     # An explicit config: no schemathesis.toml from the working directory, no cache of earlier runs.
     config = schemathesis.Config(seed=SEED, cache=CacheConfig(enabled=False))
-    schema = schemathesis.openapi.from_asgi("/openapi.json", target, config=config)
+    schema: BaseSchema = schemathesis.openapi.from_asgi("/openapi.json", target, config=config)
     if exclude_path_regex is not None:
         schema = schema.exclude(path_regex=exclude_path_regex)
     schema.config.update(

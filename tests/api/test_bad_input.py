@@ -19,7 +19,9 @@ def assert_arr_error(resp: httpx.Response, status: int, code: str | None = None)
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"] == "application/json; charset=utf-8"
     error = resp.json()["error"]
-    assert isinstance(error["code"], str) and isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["code"], str)
+    assert isinstance(error["message"], str)
+    assert error["message"]
     if code is not None:
         assert error["code"] == code
     assert "ms-cv" in resp.headers

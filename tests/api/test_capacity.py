@@ -76,7 +76,8 @@ async def test_capacity_exhausted_is_a_503_with_retry_after_and_frees_on_stop(op
     assert "All 2 Standard render servers are in use" in full.json()["error"]["message"]
     assert full.headers["Retry-After"] == "10"
     none = await _put(c, acc, "p", size="Premium")
-    assert none.status_code == 503 and "no Premium render servers" in none.json()["error"]["message"]
+    assert none.status_code == 503
+    assert "no Premium render servers" in none.json()["error"]["message"]
     # A repeat of an existing session is never refused for capacity.
     assert (await _put(c, acc, "a")).status_code == 200
     # The refused ids were not stored: they can be created once there is room.
@@ -98,7 +99,8 @@ async def test_capacity_error_in_v1_problem_details(opened) -> None:  # type: ig
     full = await c.post(url, json=body, headers=acc.auth)
     assert full.status_code == 503
     problem = full.json()
-    assert problem["status"] == 503 and "render servers are in use" in problem["title"]
+    assert problem["status"] == 503
+    assert "render servers are in use" in problem["title"]
 
 
 async def test_account_quota_is_a_403_and_counts_every_size(opened) -> None:  # type: ignore[no-untyped-def]
@@ -108,7 +110,8 @@ async def test_account_quota_is_a_403_and_counts_every_size(opened) -> None:  # 
     assert (await _put(c, acc, "a")).status_code == 201
     assert (await _put(c, acc, "b", size="Premium")).status_code == 201
     over = await _put(c, acc, "c")
-    assert over.status_code == 403 and over.json()["error"]["code"] == "QuotaExceeded"
+    assert over.status_code == 403
+    assert over.json()["error"]["code"] == "QuotaExceeded"
     assert "Retry-After" not in over.headers  # the SDK would retry any 4xx that carries it
     assert (await _put(c, other, "c")).status_code == 201  # quotas are per account
     assert (await _put(c, acc, "a")).status_code == 200  # an idempotent repeat is not a new session
@@ -146,17 +149,20 @@ async def test_idle_report_stops_the_session_with_the_reason(opened) -> None:  #
     bad = await c.post(idle_url, json={"instance": spec.instance, "idleSeconds": "long"}, headers=auth)
     assert bad.status_code == 400
     ok = await c.post(idle_url, json={"instance": spec.instance, "idleSeconds": 600.5}, headers=auth)
-    assert ok.status_code == 200 and ok.json()["status"] == "Stopped"
+    assert ok.status_code == 200
+    assert ok.json()["status"] == "Stopped"
     body = (await c.get(f"/accounts/{acc.id}/sessions/a", params=V, headers=acc.auth)).json()
     assert body["status"] == "Stopped"
-    assert body["error"]["code"] == "IdleTimeout" and "no client connected" in body["error"]["message"]
+    assert body["error"]["code"] == "IdleTimeout"
+    assert "no client connected" in body["error"]["message"]
     v1 = await c.get(f"/v1/accounts/{acc.id}/sessions/a/properties", headers=acc.auth)
     assert "no client connected" in v1.json()["message"]
     await rt.sessions.drain()
     assert host.server("a").stopped
     # A second report changes nothing.
     again = await c.post(idle_url, json={"instance": spec.instance, "idleSeconds": 700}, headers=auth)
-    assert again.status_code == 200 and again.json()["status"] == "Stopped"
+    assert again.status_code == 200
+    assert again.json()["status"] == "Stopped"
 
 
 async def test_warm_pool_serves_creates_and_refills_within_capacity(opened) -> None:  # type: ignore[no-untyped-def]
@@ -164,21 +170,26 @@ async def test_warm_pool_serves_creates_and_refills_within_capacity(opened) -> N
     rt, c, acc = await opened(host, warm_pool=("standard=2",))
     assert rt.pool is not None
     await rt.pool.fill()
-    assert host.idle_starts == 2 and host.live("standard") == 2
+    assert host.idle_starts == 2
+    assert host.live("standard") == 2
     assert (await _put(c, acc, "a")).status_code == 201
     await host.settle()
-    assert host.assigns == 1 and host.cold_starts == 0
+    assert host.assigns == 1
+    assert host.cold_starts == 0
     body = (await c.get(f"/accounts/{acc.id}/sessions/a", params=V, headers=acc.auth)).json()
     assert body["status"] == "Ready"
     # One session and one pooled server: one slot left, so one refill, not two.
     await rt.pool.fill()
-    assert host.idle_starts == 3 and host.live("standard") == 3
+    assert host.idle_starts == 3
+    assert host.live("standard") == 3
     # Every slot is held; the sessions take the pooled servers, then capacity refuses.
     assert (await _put(c, acc, "b")).status_code == 201
     assert (await _put(c, acc, "c")).status_code == 201
     assert (await _put(c, acc, "d")).status_code == 503
     await host.settle()
-    assert host.assigns == 3 and host.cold_starts == 0 and host.peak_live["standard"] == 3
+    assert host.assigns == 3
+    assert host.cold_starts == 0
+    assert host.peak_live["standard"] == 3
     state = {s.size: s for s in rt.pool.states()}[Size.STANDARD.value]
     assert (state.target, state.idle, state.taken) == (2, 0, 3)
 
@@ -192,7 +203,8 @@ async def test_a_dead_pooled_server_is_replaced_and_a_failed_assign_starts_cold(
     host.crash_handle({"kind": "fake", "key": next(k for k, s in host.servers.items() if s is pooled)})
     await rt.pool.fill()  # notices the death, stops it, starts another
     waiting = [server for server in host.pooled() if not server.stopped]
-    assert host.idle_starts == 2 and len(waiting) == 1
+    assert host.idle_starts == 2
+    assert len(waiting) == 1
     # A pooled server that dies between take and assign: the create still succeeds, cold.
     (pooled,) = waiting
     host.crash_handle({"kind": "fake", "key": next(k for k, s in host.servers.items() if s is pooled)})
@@ -261,9 +273,12 @@ async def test_cluster_endpoint_needs_an_operator_token(opened) -> None:  # type
     )
     assert resp.status_code == 200
     data = resp.json()
-    assert data["host"] == "fake" and data["replica"] == rt.replica_id
+    assert data["host"] == "fake"
+    assert data["replica"] == rt.replica_id
     standard = next(s for s in data["sizes"] if s["size"] == "Standard")
-    assert standard["total"] == 4 and standard["sessions"] == 1
-    assert standard["pool"]["target"] == 1 and standard["pool"]["taken"] == 1
+    assert standard["total"] == 4
+    assert standard["sessions"] == 1
+    assert standard["pool"]["target"] == 1
+    assert standard["pool"]["taken"] == 1
     premium = next(s for s in data["sizes"] if s["size"] == "Premium")
     assert premium["total"] is None  # unlimited

@@ -56,9 +56,13 @@ async def test_a_connect_token_is_for_its_session_alone_and_short_lived(
     token = resp.json()["token"]
     s1 = await runtime.sessions.get(account.id, "s1")
     s2 = await runtime.sessions.get(account.id, "s2")
-    assert s1.connect_secret and s2.connect_secret and s1.connect_secret != s2.connect_secret
+    assert s1.connect_secret
+    assert s2.connect_secret
+    assert s1.connect_secret != s2.connect_secret
     claims = claims_of(token, s1.connect_secret)
-    assert claims["sub"] == "s1" and claims["accountId"] == account.id and claims["iss"] == "openrr"
+    assert claims["sub"] == "s1"
+    assert claims["accountId"] == account.id
+    assert claims["iss"] == "openrr"
     # 30 minutes by default (--connect-token-minutes), well inside a 2-hour lease.
     expires = clock.now() + dt.timedelta(minutes=30)
     assert claims["exp"] == int(expires.timestamp())
@@ -83,7 +87,9 @@ async def test_a_connect_token_never_outlives_the_lease(
     clock.advance(4 * 60)
     resp = await client.post(url(account, "short"), headers=account.auth)
     session = await runtime.sessions.get(account.id, "short")
-    assert resp.status_code == 200 and session.expires_at is not None and session.connect_secret
+    assert resp.status_code == 200
+    assert session.expires_at is not None
+    assert session.connect_secret
     assert claims_of(resp.json()["token"], session.connect_secret)["exp"] == int(
         session.expires_at.timestamp()
     )
@@ -108,7 +114,8 @@ async def test_connect_token_errors(
     )
     assert resp.status_code == 201
     resp = await client.post(url(account, "s1"), headers=account.auth)
-    assert resp.status_code == 409 and resp.json()["error"]["code"] == "SessionNotReady"
+    assert resp.status_code == 409
+    assert resp.json()["error"]["code"] == "SessionNotReady"
     assert "Starting" in resp.json()["error"]["message"]
     # Another account's token: refused as for the session API, and nothing is minted.
     resp = await client.post(url(account, "s1"), headers=other_account.auth)
@@ -123,4 +130,5 @@ async def test_connect_token_errors(
     await runtime.store.update_session(dataclasses.replace(session, connect_secret=None))
     runtime.sessions._cache.forget(account.id, "old")  # another replica wrote it, as it were
     resp = await client.post(url(account, "old"), headers=account.auth)
-    assert resp.status_code == 409 and resp.json()["error"]["code"] == "SessionNotConnectable"
+    assert resp.status_code == 409
+    assert resp.json()["error"]["code"] == "SessionNotConnectable"

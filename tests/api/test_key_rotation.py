@@ -82,7 +82,8 @@ async def test_rotating_an_account_key_can_revoke_its_tokens(
     resp = await client.get(
         f"/accounts/{account.id}/sessions", params=API, headers={"Authorization": f"Bearer {before}"}
     )
-    assert resp.status_code == 401 and "revoked" in resp.json()["error"]["message"]
+    assert resp.status_code == 401
+    assert "revoked" in resp.json()["error"]["message"]
     assert await lists(client, other_account, others) == 200  # other accounts are untouched
     clock.advance(1)
     fresh = await sts(client, Account(account.id, new_key, ""))

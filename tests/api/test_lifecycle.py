@@ -4,6 +4,7 @@ restarts, retention, throttling and paging."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import httpx
 import pytest
@@ -32,10 +33,10 @@ async def put(
     )
 
 
-async def get(client: httpx.AsyncClient, account: Account, sid: str) -> dict[str, object]:
+async def get(client: httpx.AsyncClient, account: Account, sid: str) -> dict[str, Any]:
     resp = await client.get(f"/accounts/{account.id}/sessions/{sid}", params=V, headers=account.auth)
     assert resp.status_code == 200
-    body: dict[str, object] = resp.json()
+    body: dict[str, Any] = resp.json()
     return body
 
 
@@ -44,11 +45,13 @@ async def test_create_is_idempotent_and_conflicts_on_other_settings(
 ) -> None:
     assert (await put(client, account, "s1")).status_code == 201
     again = await put(client, account, "s1")
-    assert again.status_code == 200 and again.json()["id"] == "s1"
+    assert again.status_code == 200
+    assert again.json()["id"] == "s1"
     assert len(fake_host.servers) == 1  # the repeat started nothing
     for lease, size in ((31, "Standard"), (30, "Premium")):
         resp = await put(client, account, "s1", lease, size)
-        assert resp.status_code == 409 and resp.json()["error"]["code"] == "Conflict"
+        assert resp.status_code == 409
+        assert resp.json()["error"]["code"] == "Conflict"
     # ids are per account
     assert (await put(client, other_account, "s1")).status_code == 201
     # ids are case-sensitive
@@ -64,14 +67,17 @@ async def test_lease_expiry_by_the_reaper(
     resp = await client.patch(
         f"/accounts/{account.id}/sessions/s1", params=V, json={"maxLeaseTimeMinutes": 3}, headers=account.auth
     )
-    assert resp.status_code == 200 and resp.json()["maxLeaseTimeMinutes"] == 3
+    assert resp.status_code == 200
+    assert resp.json()["maxLeaseTimeMinutes"] == 3
     clock.advance(seconds=119)
     await runtime.sessions.tick()
     assert (await get(client, account, "s1"))["status"] == "Ready"
     clock.advance(seconds=1)
     await runtime.sessions.tick()
     body = await get(client, account, "s1")
-    assert body["status"] == "Expired" and body["elapsedTimeMinutes"] == 3 and "error" not in body
+    assert body["status"] == "Expired"
+    assert body["elapsedTimeMinutes"] == 3
+    assert "error" not in body
     await runtime.sessions.drain()
     assert fake_host.server("s1").stopped
     listed = await client.get(f"/accounts/{account.id}/sessions", params=V, headers=account.auth)
@@ -114,7 +120,8 @@ async def test_start_failures(
 ) -> None:
     fake_host.fail_start = True
     body = (await put(client, account, "broken")).json()
-    assert body["status"] == "Error" and body["error"]["code"] == "RenderServerStartFailed"
+    assert body["status"] == "Error"
+    assert body["error"]["code"] == "RenderServerStartFailed"
 
     fake_host.fail_start, fake_host.auto_ready = False, False
     await put(client, account, "slow")
@@ -124,7 +131,8 @@ async def test_start_failures(
     clock.advance(2)
     await runtime.sessions.tick()
     body = await get(client, account, "slow")
-    assert body["status"] == "Error" and body["error"]["code"] == "RenderServerStartTimeout"
+    assert body["status"] == "Error"
+    assert body["error"]["code"] == "RenderServerStartTimeout"
     await runtime.sessions.drain()
     assert fake_host.server("slow").stopped
 
@@ -140,7 +148,8 @@ async def test_stop_is_idempotent_and_stops_a_starting_session(
     await runtime.sessions.drain()
     assert fake_host.server("s1").stopped
     session = await runtime.sessions.get(account.id, "s1")
-    assert session.status is Status.STOPPED and session.host_released
+    assert session.status is Status.STOPPED
+    assert session.host_released
 
 
 async def test_callbacks_from_stale_or_foreign_render_servers_are_refused(
@@ -176,7 +185,8 @@ async def test_callbacks_from_stale_or_foreign_render_servers_are_refused(
     )
     assert resp.status_code == 200
     body2 = await get(client, account, "s1")
-    assert body2["status"] == "Error" and body2["error"]["code"] == "ModelLoadFailed"
+    assert body2["status"] == "Error"
+    assert body2["error"]["code"] == "ModelLoadFailed"
 
 
 async def test_restart_adopts_running_servers_and_settles_the_rest(
@@ -207,7 +217,8 @@ async def test_restart_adopts_running_servers_and_settles_the_rest(
         assert statuses == {"keeps": Status.READY, "dies": Status.ERROR, "expires": Status.EXPIRED}
         assert all(s.adopted for s in fake_host.servers.values())
         await reborn.sessions.drain()
-        assert not fake_host.server("keeps").stopped and fake_host.server("expires").stopped
+        assert not fake_host.server("keeps").stopped
+        assert fake_host.server("expires").stopped
     finally:
         await reborn.close()
 
@@ -276,9 +287,11 @@ async def test_list_pages_with_next_link_and_hides_ended_sessions(
         link = page.get("@nextLink")
         if link is None:
             break
-        assert "api-version=2021-01-01" in link and link.startswith("https://openrr.test/")
+        assert "api-version=2021-01-01" in link
+        assert link.startswith("https://openrr.test/")
         resp = await client.get(link, headers=account.auth)  # followed verbatim, as the SDK does
-    assert seen == ["s0", "s1", "s3", "s4"] and pages == 2
+    assert seen == ["s0", "s1", "s3", "s4"]
+    assert pages == 2
 
 
 async def test_data_plane_throttle(
@@ -289,7 +302,8 @@ async def test_data_plane_throttle(
     for _ in range(3):
         assert (await client.get(path, params=V, headers=account.auth)).status_code == 200
     resp = await client.get(path, params=V, headers=account.auth)
-    assert resp.status_code == 429 and resp.headers["retry-after"] == "5"
+    assert resp.status_code == 429
+    assert resp.headers["retry-after"] == "5"
     assert resp.json()["error"]["code"] == "TooManyRequests"
     other = f"/accounts/{other_account.id}/sessions"
     assert (await client.get(other, params=V, headers=other_account.auth)).status_code == 200

@@ -71,7 +71,8 @@ async def test_sessions_by_status_come_from_the_store(
     counts = {s.value: sample(samples, "openrr_sessions", status=s.value) for s in Status}
     assert counts == {"Starting": 1, "Ready": 3, "Stopped": 1, "Expired": 0, "Error": 0}
     # Aggregates only: no account or session id anywhere in the exposition.
-    assert account.id not in text and other_account.id not in text
+    assert account.id not in text
+    assert other_account.id not in text
 
 
 async def test_a_store_that_cannot_be_read_leaves_out_only_the_session_counts(
@@ -138,9 +139,12 @@ async def test_request_latency_by_route_template(
     assert sample(samples, f"{name}_count", method="other", route="/health", status="405") == 1
     # Buckets are cumulative.
     buckets = [v for (n, labels), v in samples.items() if n == f"{name}_bucket" and labels >= get_ok.items()]
-    assert buckets == sorted(buckets) and len(buckets) > 2
+    assert buckets == sorted(buckets)
+    assert len(buckets) > 2
     # Templates only: no raw path, no session id.
-    assert "s1" not in text and "/no/such" not in text and account.id not in text
+    assert "s1" not in text
+    assert "/no/such" not in text
+    assert account.id not in text
 
 
 async def test_throttled_requests_are_counted_by_bucket(
@@ -194,7 +198,8 @@ async def test_no_metrics_leaves_out_the_endpoint_and_the_middleware(
     rt = await Runtime.open(settings_factory(store_url=store_url, metrics=False), host=fake_host, clock=clock)
     try:
         app = create_app(rt)
-        assert not [m for m in app.user_middleware if m.cls is RequestMetrics]
+        middleware: list[object] = [m.cls for m in app.user_middleware]
+        assert RequestMetrics not in middleware
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="https://openrr.test") as c:
             assert (await c.get("/metrics")).status_code == 404

@@ -38,13 +38,15 @@ async def test_the_spec_carries_the_lease_and_the_ready_answer_its_end(
     await put(client, account, "s1", lease=7)
     spec = fake_host.server("s1").spec
     assert spec.lease_minutes == 7
-    assert spec.settings.heartbeat_s == 10.0 and spec.settings.control_plane_grace_s == 600.0
+    assert spec.settings.heartbeat_s == 10.0
+    assert spec.settings.control_plane_grace_s == 600.0
     path = f"/internal/render/{account.id}/s1"
     beat = await client.post(
         path + HEARTBEAT_SUFFIX, json={"instance": spec.instance}, headers=bearer(spec.callback_token)
     )
     # Not ready yet: the lease has not started.
-    assert beat.status_code == 200 and beat.json() == {"status": "Starting", "leaseRemainingSeconds": None}
+    assert beat.status_code == 200
+    assert beat.json() == {"status": "Starting", "leaseRemainingSeconds": None}
     report = ReadyReport(spec.instance, "127.0.0.1", 50000, 50001, 1.0, 1).to_json()
     ready = await client.post(path + "/ready", json=report, headers=bearer(spec.callback_token))
     assert ready.status_code == 200
@@ -63,7 +65,8 @@ async def test_heartbeats_carry_the_current_lease_renewals_included(
         return await client.post(url, json={"instance": spec.instance}, headers=bearer(spec.callback_token))
 
     first = await beat()
-    assert first.status_code == 200 and first.json() == {"status": "Ready", "leaseRemainingSeconds": 600.0}
+    assert first.status_code == 200
+    assert first.json() == {"status": "Ready", "leaseRemainingSeconds": 600.0}
     clock.advance(minutes=4)
     assert (await beat()).json()["leaseRemainingSeconds"] == 360.0
     renewed = await client.patch(
@@ -142,13 +145,18 @@ async def test_a_restarted_control_plane_records_why_servers_stopped_themselves(
         }
         for sid in ("lease", "early"):
             error = got[sid].error
-            assert error is not None and error.code == LEASE_ENDED
-            assert "stopped itself" in error.message and "lease" in error.message
+            assert error is not None
+            assert error.code == LEASE_ENDED
+            assert "stopped itself" in error.message
+            assert "lease" in error.message
         lost = got["lost"].error
-        assert lost is not None and lost.code == CONTROL_PLANE_UNREACHABLE
-        assert "stopped itself" in lost.message and "control plane was unreachable" in lost.message
+        assert lost is not None
+        assert lost.code == CONTROL_PLANE_UNREACHABLE
+        assert "stopped itself" in lost.message
+        assert "control plane was unreachable" in lost.message
         assert "code 7" in lost.message
         crashed = got["crashed"].error
-        assert crashed is not None and crashed.code == "RenderServerExited"
+        assert crashed is not None
+        assert crashed.code == "RenderServerExited"
     finally:
         await reborn.close()

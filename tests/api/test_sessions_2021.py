@@ -32,7 +32,8 @@ async def test_create_answers_201_starting_without_endpoint_fields(
     assert resp.status_code == 201
     body = resp.json()
     assert list(body) == ["id", "creationTime", "elapsedTimeMinutes", "maxLeaseTimeMinutes", "size", "status"]
-    assert body["status"] == "Starting" and body["maxLeaseTimeMinutes"] == 15
+    assert body["status"] == "Starting"
+    assert body["maxLeaseTimeMinutes"] == 15
     assert resp.headers["content-type"] == "application/json; charset=utf-8"
     assert re.fullmatch(r"[A-Za-z0-9+/]{22}\.0", resp.headers["ms-cv"])
     assert resp.headers["api-supported-versions"] == "2021-01-01-preview, 2021-01-01"
@@ -64,11 +65,15 @@ async def test_ready_session_shows_endpoint_then_stop_hides_it(
         "status",
         "teraflops",
     ]
-    assert body["elapsedTimeMinutes"] == 3 and body["size"] == "Premium"
+    assert body["elapsedTimeMinutes"] == 3
+    assert body["size"] == "Premium"
     resp = await client.post(url(account, "s1", "/:stop"), params=V, headers=account.auth)
-    assert resp.status_code == 204 and resp.content == b""
+    assert resp.status_code == 204
+    assert resp.content == b""
     body = (await client.get(url(account, "s1"), params=V, headers=account.auth)).json()
     assert body["status"] == "Stopped"
-    assert "hostname" not in body and "handshakePort" not in body and body["teraflops"] > 0
+    assert "hostname" not in body
+    assert "handshakePort" not in body
+    assert body["teraflops"] > 0
     await runtime.sessions.drain()
     assert fake_host.server("s1").stopped

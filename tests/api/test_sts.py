@@ -56,7 +56,8 @@ async def test_wrong_credentials_get_an_empty_401(
     resp = await client.get(
         f"/accounts/{account.id}/token", headers={"Authorization": header} if header else {}
     )
-    assert resp.status_code == 401 and resp.content == b""
+    assert resp.status_code == 401
+    assert resp.content == b""
     assert "retry-after" not in resp.headers
 
 
@@ -73,11 +74,13 @@ async def test_rotated_key_stops_working(
 async def test_bad_account_id_and_version(client: httpx.AsyncClient, account: Account) -> None:
     auth = {"Authorization": f"Bearer {account.id}:{account.key}"}
     resp = await client.get("/accounts/not-a-uuid/token", headers=auth)
-    assert resp.status_code == 400 and resp.json()["error"]["code"] == "BadRequest"
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "BadRequest"
     resp = await client.get(
         f"/accounts/{account.id}/token", params={"api-version": "1999-01-01"}, headers=auth
     )
-    assert resp.status_code == 400 and resp.json()["error"]["code"] == "UnsupportedApiVersion"
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "UnsupportedApiVersion"
 
 
 async def test_sts_throttle(
@@ -92,7 +95,8 @@ async def test_sts_throttle(
     for _ in range(2):
         assert (await client.get(f"/accounts/{account.id}/token", headers=auth)).status_code == 200
     resp = await client.get(f"/accounts/{account.id}/token", headers=auth)
-    assert resp.status_code == 429 and resp.headers["retry-after"] == "2"
+    assert resp.status_code == 429
+    assert resp.headers["retry-after"] == "2"
     assert resp.json()["error"]["code"] == "TooManyRequests"
     clock.advance(2)
     assert (await client.get(f"/accounts/{account.id}/token", headers=auth)).status_code == 200
@@ -112,7 +116,8 @@ async def test_a_flood_of_wrong_keys_does_not_lock_the_owner_out(runtime: Runtim
     async with attacker, owner:
         wrong = {"Authorization": f"Bearer {account.id}:{'x' * 43}="}
         statuses = [(await attacker.get(path, headers=wrong)).status_code for _ in range(200)]
-        assert statuses[:10] == [401] * 10 and set(statuses[10:]) == {429}
+        assert statuses[:10] == [401] * 10
+        assert set(statuses[10:]) == {429}
         throttled = await attacker.get(path, headers=wrong)
         assert "from this address" in throttled.json()["error"]["message"]
         assert int(throttled.headers["retry-after"]) >= 1
@@ -120,13 +125,16 @@ async def test_a_flood_of_wrong_keys_does_not_lock_the_owner_out(runtime: Runtim
         right = {"Authorization": f"Bearer {account.id}:{account.key}"}
         assert [(await owner.get(path, headers=right)).status_code for _ in range(20)] == [200] * 20
         resp = await owner.get(path, headers=right)
-        assert resp.status_code == 429 and "for this account" in resp.json()["error"]["message"]
+        assert resp.status_code == 429
+        assert "for this account" in resp.json()["error"]["message"]
 
 
 async def test_docs_page_needs_no_internet(client: httpx.AsyncClient) -> None:
     page = await client.get("/docs")
-    assert page.status_code == 200 and "swagger-ui" in page.text
-    assert "http://" not in page.text and "https://" not in page.text.replace("https://openrr.test", "")
+    assert page.status_code == 200
+    assert "swagger-ui" in page.text
+    assert "http://" not in page.text
+    assert "https://" not in page.text.replace("https://openrr.test", "")
     for asset in ("/docs/static/swagger-ui-bundle.js", "/docs/static/swagger-ui.css"):
         assert (await client.get(asset)).status_code == 200
     assert (await client.get("/openapi.json")).json()["info"]["title"] == "openrr"

@@ -200,7 +200,8 @@ def arr(client: httpx.AsyncClient, account: Account, api: str) -> Api:
 def test_the_copies_are_the_swaggers_of_their_versions() -> None:
     for version, path in SWAGGERS.items():
         doc = json.loads(path.read_text(encoding="utf-8"))
-        assert doc["swagger"] == "2.0" and doc["info"]["version"] == version
+        assert doc["swagger"] == "2.0"
+        assert doc["info"]["version"] == version
         assert doc["parameters"]["api_version"]["x-example"] == version
 
 
@@ -257,11 +258,13 @@ async def test_lifecycle_bodies(arr: Api, fake_host: FakeHost, runtime: Runtime,
     fake_host.crash("crashes")
     await runtime.sessions.tick()
     crashed = await arr.status_of("crashes", "Error")
-    assert crashed["error"]["code"] and crashed["error"]["message"]
+    assert crashed["error"]["code"]
+    assert crashed["error"]["message"]
 
     fake_host.fail_start = True
     failed = arr.check("RemoteRendering_CreateSession", await arr.create("never-starts"), 201)
-    assert failed["status"] == "Error" and failed["error"]["code"]
+    assert failed["status"] == "Error"
+    assert failed["error"]["code"]
     fake_host.fail_start = False
 
     arr.check("RemoteRendering_CreateSession", await arr.create("expires", 1), 201)
@@ -385,7 +388,8 @@ async def test_errors_the_swagger_does_not_list_still_have_error_bodies(arr: Api
         assert resp.status_code == 400, (resp.request.url, resp.text)
         sw.check_body(resp)
     resp = await arr.client.delete(arr.url("s1"), params=arr.params, headers=arr.account.auth)
-    assert resp.status_code == 405 and "PUT" in resp.headers["allow"]
+    assert resp.status_code == 405
+    assert "PUT" in resp.headers["allow"]
     sw.check_body(resp)
 
 
@@ -440,7 +444,8 @@ async def test_conversion_bodies(
         await client.put(f"{base}/ok", params=params, json=good, headers=account.auth),
         201,
     )
-    assert created["status"] == "NotStarted" and created["error"] is None
+    assert created["status"] == "NotStarted"
+    assert created["error"] is None
     check(
         "RemoteRendering_CreateConversion",
         await client.put(f"{base}/ok", params=params, json=good, headers=account.auth),
@@ -483,13 +488,15 @@ async def test_conversion_bodies(
         await client.get(f"{base}/ok", params=params, headers=account.auth),
         200,
     )
-    assert succeeded["status"] == "Succeeded" and succeeded["output"]["outputAssetUri"]
+    assert succeeded["status"] == "Succeeded"
+    assert succeeded["output"]["outputAssetUri"]
     failed = check(
         "RemoteRendering_GetConversion",
         await client.get(f"{base}/missing", params=params, headers=account.auth),
         200,
     )
-    assert failed["status"] == "Failed" and failed["error"]["code"] == "ConversionProcessFailed"
+    assert failed["status"] == "Failed"
+    assert failed["error"]["code"] == "ConversionProcessFailed"
     check(
         "RemoteRendering_GetConversion",
         await client.get(f"{base}/nope", params=params, headers=account.auth),
@@ -503,11 +510,13 @@ async def test_conversion_bodies(
     )
     resp = await client.get(base, params=params, headers=account.auth)
     page = check("RemoteRendering_ListConversions", resp, 200)
-    assert len(page["conversions"]) == 2 and "@nextLink" in page
+    assert len(page["conversions"]) == 2
+    assert "@nextLink" in page
     page = check(
         "RemoteRendering_ListConversions", await client.get(page["@nextLink"], headers=account.auth), 200
     )
-    assert [c["id"] for c in page["conversions"]] == ["third"] and "@nextLink" not in page
+    assert [c["id"] for c in page["conversions"]] == ["third"]
+    assert "@nextLink" not in page
 
     for headers, status in (({}, 401), ({"Authorization": "Bearer not.a.token"}, 401), (other.auth, 403)):
         check(

@@ -53,32 +53,40 @@ async def test_seed_walkthrough(
         "sessionSize",
         "sessionStatus",
     ]
-    assert body["message"] is None and body["sessionElapsedTime"] == "00:00:01"
-    assert body["sessionMaxLeaseTime"] == "04:00:00" and body["sessionStatus"] == "Ready"
-    assert body["sessionSize"] == "Standard" and body["sessionHostname"] == "render.test"
-    assert body["handshakePort"] > 0 and body["arrInspectorPort"] > 0
+    assert body["message"] is None
+    assert body["sessionElapsedTime"] == "00:00:01"
+    assert body["sessionMaxLeaseTime"] == "04:00:00"
+    assert body["sessionStatus"] == "Ready"
+    assert body["sessionSize"] == "Standard"
+    assert body["sessionHostname"] == "render.test"
+    assert body["handshakePort"] > 0
+    assert body["arrInspectorPort"] > 0
 
     resp = await client.patch(
         f"/v1/accounts/{account.id}/sessions/{sid}", json=SEED_UPDATE, headers=account.auth
     )
-    assert resp.status_code == 200 and resp.content == b""
+    assert resp.status_code == 200
+    assert resp.content == b""
     props = (
         await client.get(f"/v1/accounts/{account.id}/sessions/{sid}/properties", headers=account.auth)
     ).json()
     assert props["sessionMaxLeaseTime"] == "05:00:00"
 
     resp = await client.get(f"/v1/accounts/{account.id}/sessions", headers=account.auth)
-    assert resp.status_code == 200 and [s["sessionId"] for s in resp.json()["sessions"]] == [sid]
+    assert resp.status_code == 200
+    assert [s["sessionId"] for s in resp.json()["sessions"]] == [sid]
 
     resp = await client.delete(f"/v1/accounts/{account.id}/sessions/{sid}", headers=account.auth)
-    assert resp.status_code == 204 and resp.content == b""
+    assert resp.status_code == 204
+    assert resp.content == b""
     assert (await client.get(f"/v1/accounts/{account.id}/sessions", headers=account.auth)).json() == {
         "sessions": []
     }
     props = (
         await client.get(f"/v1/accounts/{account.id}/sessions/{sid}/properties/", headers=account.auth)
     ).json()
-    assert props["sessionStatus"] == "Stopped" and props["sessionHostname"] == ""
+    assert props["sessionStatus"] == "Stopped"
+    assert props["sessionHostname"] == ""
 
 
 async def test_seed_requests_byte_for_byte(
@@ -102,9 +110,8 @@ async def test_seed_requests_byte_for_byte(
     assert resp.status_code == 202, resp.text
     assert resp.headers["content-type"] == "application/json; charset=utf-8"
     assert re.fullmatch(rb'\{"sessionId":"[0-9a-f-]{36}"\}', resp.content)
-    assert resp.headers["content-length"] == "52" and re.fullmatch(
-        r"[A-Za-z0-9+/]{22}\.0", resp.headers["ms-cv"]
-    )
+    assert resp.headers["content-length"] == "52"
+    assert re.fullmatch(r"[A-Za-z0-9+/]{22}\.0", resp.headers["ms-cv"])
     sid = resp.json()["sessionId"]
     await fake_host.settle()
     clock.advance(1)
@@ -112,20 +119,27 @@ async def test_seed_requests_byte_for_byte(
     resp = await client.patch(
         f"{base}/{sid}", content=b"{ 'maxLeaseTime': '5:0:0' }", headers={**json_type, **auth}
     )
-    assert resp.status_code == 200 and resp.content == b"" and resp.headers["content-length"] == "0"
+    assert resp.status_code == 200
+    assert resp.content == b""
+    assert resp.headers["content-length"] == "0"
 
     resp = await client.get(base, headers=auth)
-    assert resp.status_code == 200 and resp.headers["content-type"] == "application/json; charset=utf-8"
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/json; charset=utf-8"
     assert [s["sessionId"] for s in resp.json()["sessions"]] == [sid]
 
     resp = await client.get(f"{base}/{sid}/properties", headers=auth)
-    assert resp.status_code == 200 and resp.headers["content-type"] == "application/json; charset=utf-8"
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/json; charset=utf-8"
     props = resp.json()
-    assert props["sessionStatus"] == "Ready" and props["sessionMaxLeaseTime"] == "05:00:00"
-    assert props["message"] is None and props["sessionElapsedTime"] == "00:00:01"
+    assert props["sessionStatus"] == "Ready"
+    assert props["sessionMaxLeaseTime"] == "05:00:00"
+    assert props["message"] is None
+    assert props["sessionElapsedTime"] == "00:00:01"
 
     resp = await client.delete(f"{base}/{sid}", headers=auth)
-    assert resp.status_code == 204 and resp.content == b""
+    assert resp.status_code == 204
+    assert resp.content == b""
 
 
 @pytest.mark.parametrize(
@@ -161,7 +175,8 @@ async def test_v1_refuses_what_even_json_net_could_not_read(
     resp = await client.post(f"{base}/create", content=raw, headers=account.auth)
     assert resp.status_code == 400
     problem = resp.json()
-    assert problem["status"] == 400 and problem["title"]
+    assert problem["status"] == 400
+    assert problem["title"]
     assert (await client.get(base, headers=account.auth)).json() == {"sessions": []}
 
 
@@ -210,12 +225,14 @@ async def test_expired_and_error_sessions_explain_in_message(
     props = (
         await client.get(f"/v1/accounts/{account.id}/sessions/{expiring}/properties", headers=account.auth)
     ).json()
-    assert props["sessionStatus"] == "Expired" and "expired" in props["message"]
+    assert props["sessionStatus"] == "Expired"
+    assert "expired" in props["message"]
     assert props["sessionElapsedTime"] == "00:01:01"
     props = (
         await client.get(f"/v1/accounts/{account.id}/sessions/{crashing}/properties", headers=account.auth)
     ).json()
-    assert props["sessionStatus"] == "Error" and "SIGKILL" in props["message"]
+    assert props["sessionStatus"] == "Error"
+    assert "SIGKILL" in props["message"]
 
 
 @pytest.mark.parametrize(
@@ -236,7 +253,9 @@ async def test_v1_validation_errors_are_problem_details(
     resp = await client.post(f"/v1/accounts/{account.id}/sessions/create", json=body, headers=account.auth)
     assert resp.status_code == 400
     problem = resp.json()
-    assert problem["status"] == 400 and problem["title"] and field in problem["errors"]
+    assert problem["status"] == 400
+    assert problem["title"]
+    assert field in problem["errors"]
     assert (await client.get(f"/v1/accounts/{account.id}/sessions", headers=account.auth)).json() == {
         "sessions": []
     }
@@ -251,7 +270,8 @@ async def test_v1_errors(client: httpx.AsyncClient, account: Account, other_acco
     assert (await client.delete(f"{base}/nope", headers=account.auth)).status_code == 404
     assert (await client.get(base, headers=other_account.auth)).status_code == 403
     resp = await client.get(base)
-    assert resp.status_code == 401 and resp.json()["status"] == 401
+    assert resp.status_code == 401
+    assert resp.json()["status"] == 401
     sid = await create(client, account)
     resp = await client.patch(f"{base}/{sid}", json={"maxLeaseTime": "1:0:0"}, headers=account.auth)
     assert resp.status_code == 422

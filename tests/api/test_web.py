@@ -105,9 +105,11 @@ async def s1_ready_at_render_server(
 # ---- the pages ---------------------------------------------------------------------------------------------
 async def test_root_redirects_to_the_pages(client: httpx.AsyncClient) -> None:
     resp = await client.get("/")
-    assert resp.status_code == 307 and resp.headers["location"] == "ui/"
+    assert resp.status_code == 307
+    assert resp.headers["location"] == "ui/"
     resp = await client.get("/", follow_redirects=True)
-    assert resp.status_code == 200 and str(resp.url) == "https://openrr.test/ui/"
+    assert resp.status_code == 200
+    assert str(resp.url) == "https://openrr.test/ui/"
     assert '<form id="signin"' in resp.text
 
 
@@ -131,7 +133,9 @@ async def test_pages_are_served_with_their_security_headers(
     assert content_type in resp.headers["content-type"]
     assert marker in resp.text
     csp = resp.headers["content-security-policy"]
-    assert "default-src 'self'" in csp and "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "default-src 'self'" in csp
+    assert "connect-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
     assert resp.headers["x-content-type-options"] == "nosniff"
     assert resp.headers["referrer-policy"] == "no-referrer"
 
@@ -173,13 +177,15 @@ async def test_the_relay_needs_the_accounts_token(
 ) -> None:
     await create(client, account, "s1")
     resp = await client.post(relay(account, "s1"), json=OFFER)
-    assert resp.status_code == 401 and resp.json()["error"]["code"] == "Unauthorized"
+    assert resp.status_code == 401
+    assert resp.json()["error"]["code"] == "Unauthorized"
     resp = await client.post(
         relay(account, "s1"), json=OFFER, headers={"Authorization": "Bearer forged.token.x"}
     )
     assert resp.status_code == 401
     resp = await client.post(relay(account, "s1"), json=OFFER, headers=other_account.auth)
-    assert resp.status_code == 403 and resp.json()["error"]["code"] == "Forbidden"
+    assert resp.status_code == 403
+    assert resp.json()["error"]["code"] == "Forbidden"
     resp = await client.post(relay(other_account, "s1"), json=OFFER, headers=other_account.auth)
     assert resp.status_code == 404  # the other account has no such session
     resp = await client.post(
@@ -200,12 +206,14 @@ async def test_the_relay_answers_404_for_an_unknown_session_and_409_unless_ready
     resp = await client.post(relay(account, "starting"), json=OFFER, headers=account.auth)
     assert resp.status_code == 409
     error = resp.json()["error"]
-    assert error["code"] == "SessionNotReady" and "Starting" in error["message"]
+    assert error["code"] == "SessionNotReady"
+    assert "Starting" in error["message"]
 
     await client.post(f"/accounts/{account.id}/sessions/starting/:stop", params=V, headers=account.auth)
     resp = await client.post(relay(account, "starting"), json=OFFER, headers=account.auth)
     assert resp.status_code == 409
-    assert resp.json()["error"]["code"] == "SessionNotReady" and "Stopped" in resp.json()["error"]["message"]
+    assert resp.json()["error"]["code"] == "SessionNotReady"
+    assert "Stopped" in resp.json()["error"]["message"]
 
     resp = await client.post(relay(account, "bad id!"), json=OFFER, headers=account.auth)
     assert resp.status_code == 400
@@ -254,7 +262,8 @@ async def test_a_huge_body_gets_413_without_being_read(client: httpx.AsyncClient
     resp = await client.post(
         relay(account, "s1"), content=huge, headers={**account.auth, "content-type": "application/json"}
     )
-    assert resp.status_code == 413 and resp.json()["error"]["code"] == "PayloadTooLarge"
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == "PayloadTooLarge"
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit holds while streaming
         for _ in range(max_relay_body // 65536 + 2):
@@ -311,13 +320,16 @@ async def test_the_offer_goes_to_the_render_server_and_its_answer_comes_back(
     assert body == raw
     # The render server gets a connect token of the session, never the caller's account token.
     scheme, token = headers["Authorization"].split(" ")
-    assert scheme == "Bearer" and token != account.token
+    assert scheme == "Bearer"
+    assert token != account.token
     secret = (await runtime.sessions.get(account.id, "s1")).connect_secret
+    assert secret is not None
     # (Decoded without its lifetime check: the test's clock is not the wall clock a render server uses.)
     claims = jwt.decode(
         token, secret, algorithms=["HS256"], audience=CONNECT_AUDIENCE, options={"verify_exp": False}
     )
-    assert claims["sub"] == "s1" and claims["accountId"] == account.id
+    assert claims["sub"] == "s1"
+    assert claims["accountId"] == account.id
     assert headers["Content-Type"] == "application/json"
 
 
@@ -354,7 +366,8 @@ async def test_an_answer_that_is_not_json_is_a_502(
     resp = await client.post(relay(account, "s1"), json=OFFER, headers=account.auth)
     assert resp.status_code == 502
     error = resp.json()["error"]
-    assert error["code"] == "RenderServerBadAnswer" and "413" in error["message"]
+    assert error["code"] == "RenderServerBadAnswer"
+    assert "413" in error["message"]
 
 
 async def test_an_unreachable_render_server_is_a_502(
@@ -369,7 +382,8 @@ async def test_an_unreachable_render_server_is_a_502(
     resp = await client.post(relay(account, "s1"), json=OFFER, headers=account.auth)
     assert resp.status_code == 502, resp.text
     error = resp.json()["error"]
-    assert error["code"] == "RenderServerUnreachable" and "s1" in error["message"]
+    assert error["code"] == "RenderServerUnreachable"
+    assert "s1" in error["message"]
     assert str(port) not in error["message"]  # the client is not told the render server's address
 
 

@@ -114,12 +114,21 @@ def rich_scene() -> Scene:
         indices,
         textured,
         normals=normals,
-        uvs=(grid + 1) / 2,
+        uvs=((grid + 1) / 2).astype(np.float32),
         colors=rng.random((25, 4)).astype(np.float32),
     )
-    second = Primitive(positions[:3] + 5.0, [[0, 1, 2]], plain)
+    second = Primitive(positions[:3] + 5.0, np.array([[0, 1, 2]], np.uint32), plain)
     mesh = Mesh("Pair", (first, second))
-    other = Mesh("Other", (Primitive([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]], textured),))
+    other = Mesh(
+        "Other",
+        (
+            Primitive(
+                np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32),
+                np.array([[0, 1, 2]], np.uint32),
+                textured,
+            ),
+        ),
+    )
     scene = Scene("rich")
     root = scene.add_node("Root", transform=np.diag([2.0, 2.0, 2.0, 1.0]))
     scene.add_node(

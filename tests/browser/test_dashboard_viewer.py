@@ -91,7 +91,7 @@ def picture(page: Page) -> dict[str, Any]:
 
 
 def thumb_difference(a: dict[str, Any], b: dict[str, Any]) -> float:
-    return sum(abs(x - y) for x, y in zip(a["thumb"], b["thumb"], strict=True)) / len(a["thumb"])
+    return float(sum(abs(x - y) for x, y in zip(a["thumb"], b["thumb"], strict=True)) / len(a["thumb"]))
 
 
 def wait_for_video(page: Page) -> None:
@@ -140,7 +140,8 @@ def test_sign_in_create_view_orbit_pick_and_stop(
     card = page.locator("li.card").first
     expect(card.locator(".badge")).to_have_text("Ready", timeout=20_000)
     session_id = card.get_attribute("data-session")
-    assert session_id and re.fullmatch(r"[0-9a-f-]{36}", session_id)
+    assert session_id
+    assert re.fullmatch(r"[0-9a-f-]{36}", session_id)
     expect(card.get_by_role("link", name=re.compile("inspector"))).to_have_attribute(
         "href", re.compile(r"^http://127\.0\.0\.1:\d+/#token=")
     )
@@ -154,7 +155,8 @@ def test_sign_in_create_view_orbit_pick_and_stop(
     page.wait_for_function("() => document.getElementById('stat-bitrate').textContent !== '–'")
     before = picture(page)
     assert (before["w"], before["h"]) == (640, 360)
-    assert before["red"] > 2000 and before["blue"] > 2000, before
+    assert before["red"] > 2000, before
+    assert before["blue"] > 2000, before
     assert before["redX"] < 0.5 < before["blueX"], before
     shot(page, "viewer-connected")
 

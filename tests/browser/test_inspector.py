@@ -57,7 +57,7 @@ class Streaming:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread, which re-raises it in __exit__
             self.error = exc
             self.ready.set()
 
@@ -140,7 +140,8 @@ def test_the_inspector_page(
     for plot in before:
         assert after[plot]["count"] >= before[plot]["count"] + 2, (plot, before[plot], after[plot])
         assert after[plot]["last"] > before[plot]["last"], plot
-    assert after["plot-frame"]["traces"] == 3 and after["plot-cpu"]["traces"] == 2
+    assert after["plot-frame"]["traces"] == 3
+    assert after["plot-cpu"]["traces"] == 2
     assert all(v is not None and v > 0 for v in after["plot-fps"]["values"]), after["plot-fps"]
     assert all(v is not None and v > 0 for v in after["plot-bitrate"]["values"]), after["plot-bitrate"]
     expect(page.locator("#tile-client")).to_have_text("connected")
@@ -158,7 +159,8 @@ def test_the_inspector_page(
     expect(lines.filter(has_text="client connection connected")).to_have_count(0)
     expect(lines.filter(has_text=WARNING_TEXT)).to_have_count(1)
     levels = page.eval_on_selector_all("#log-lines li", "items => items.map(li => li.dataset.level)")
-    assert levels and set(levels) <= {"WARNING", "ERROR", "CRITICAL"}, levels
+    assert levels, levels
+    assert set(levels) <= {"WARNING", "ERROR", "CRITICAL"}, levels
     shot(page, "log-warnings")
     page.select_option("#log-level", "INFO")
     expect(lines.filter(has_text="client connection connected")).not_to_have_count(0)

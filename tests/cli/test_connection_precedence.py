@@ -270,19 +270,24 @@ def test_which_config_file_is_read(listeners: dict[str, Listener], runner_env: P
     urls = {name: listener.url for name, listener in listeners.items()}
     write_config(runner_env / "openrr-data" / "arrconfig.json", urls["file"], None, key="data-dir-key")
     result = run([], {})
-    assert result.exit_code == 0 and listeners["file"].keys() == ["data-dir-key"]
+    assert result.exit_code == 0
+    assert listeners["file"].keys() == ["data-dir-key"]
     # ./arrconfig.json comes before ./openrr-data/arrconfig.json
     write_config(runner_env / "arrconfig.json", urls["filests"], None, key="cwd-key")
     result = run([], {})
-    assert result.exit_code == 0 and listeners["filests"].keys() == ["cwd-key"]
+    assert result.exit_code == 0
+    assert listeners["filests"].keys() == ["cwd-key"]
     # $OPENRR_CONFIG before both, and --config before the variable
     env_file = write_config(tmp_path / "env.json", urls["env"], None, key="env-file-key")
     flag_file = write_config(tmp_path / "flag.json", urls["flag"], None, key="flag-file-key")
     result = run([], {"OPENRR_CONFIG": str(env_file)})
-    assert result.exit_code == 0 and listeners["env"].keys() == ["env-file-key"]
+    assert result.exit_code == 0
+    assert listeners["env"].keys() == ["env-file-key"]
     result = run(["--config", str(flag_file)], {"OPENRR_CONFIG": str(env_file)})
-    assert result.exit_code == 0 and listeners["flag"].keys() == ["flag-file-key"]
-    assert listeners["env"].keys() == ["env-file-key"] and not listeners["sts"].requests
+    assert result.exit_code == 0
+    assert listeners["flag"].keys() == ["flag-file-key"]
+    assert listeners["env"].keys() == ["env-file-key"]
+    assert not listeners["sts"].requests
 
 
 def test_the_files_ca_certificate_goes_with_its_endpoint_only(runner_env: Path, tmp_path: Path) -> None:

@@ -18,19 +18,22 @@ def test_a_frame_is_complete_at_its_marker_not_at_the_next_frame() -> None:
     buffer = MarkerJitterBuffer(capacity=16, is_video=True)
     assert buffer.add(packet(100, 9000, b"a", False)) == (False, None)
     _, frame = buffer.add(packet(101, 9000, b"b", True))
-    assert frame is not None and (frame.data, frame.timestamp) == (b"ab", 9000)
+    assert frame is not None
+    assert (frame.data, frame.timestamp) == (b"ab", 9000)
     # Out of order: the marker arrives before a middle packet; the frame waits for it.
     assert buffer.add(packet(104, 12000, b"f", True)) == (False, None)
     assert buffer.add(packet(102, 12000, b"d", False)) == (False, None)
     _, frame = buffer.add(packet(103, 12000, b"e", False))
-    assert frame is not None and frame.data == b"def"
+    assert frame is not None
+    assert frame.data == b"def"
 
 
 def test_without_markers_it_behaves_as_aiortcs_buffer() -> None:
     buffer = MarkerJitterBuffer(capacity=16, is_video=True)
     assert buffer.add(packet(1, 100, b"x", False)) == (False, None)
     _, frame = buffer.add(packet(2, 200, b"y", False))  # the next frame starts: the first is complete
-    assert frame is not None and frame.data == b"x"
+    assert frame is not None
+    assert frame.data == b"x"
 
 
 async def test_install_replaces_the_receivers_buffer() -> None:

@@ -218,7 +218,8 @@ class OpenRRServer:
 
     def kill9(self) -> None:
         """SIGKILL the control plane (its render servers, in their own sessions, live on)."""
-        assert self.proc is not None and self.proc.poll() is None
+        assert self.proc is not None
+        assert self.proc.poll() is None
         self._remember_children()
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)

@@ -14,6 +14,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -76,7 +77,7 @@ def servers(tmp_path: Path) -> Iterator[list[OpenRRServer]]:
     assert not survivors, f"processes left behind: {survivors}"
 
 
-def start(servers: list[OpenRRServer], data_dir: Path, **options: object) -> OpenRRServer:
+def start(servers: list[OpenRRServer], data_dir: Path, **options: Any) -> OpenRRServer:
     server = ConversionServer(data_dir, video_width=320, video_height=180, **options)
     servers.append(server)
     server.start()
@@ -110,6 +111,7 @@ def test_sdk_conversion_with_sas_then_a_session_streams_the_asset(
         conversion = poller.result(timeout=60)
         assert conversion.status == AssetConversionStatus.SUCCEEDED
         asset_uri = f"{azurite.endpoint}/output/{conversion_id}/box.arrAsset"
+        assert conversion.output is not None
         assert conversion.output.asset_uri == asset_uri
         assert conversion.settings.output_settings.blob_prefix == conversion_id + "/"
         assert conversion.settings.output_settings.output_asset_filename == "box.arrAsset"
@@ -131,7 +133,8 @@ def test_sdk_conversion_with_sas_then_a_session_streams_the_asset(
         )
         with pytest.raises(HttpResponseError) as failed:
             missing.result(timeout=60)
-        assert failed.value.error is not None and failed.value.error.code == "ConversionProcessFailed"
+        assert failed.value.error is not None
+        assert failed.value.error.code == "ConversionProcessFailed"
 
         # no SAS and the account is not linked with a key: refused at once
         with pytest.raises(HttpResponseError) as denied:
@@ -146,7 +149,8 @@ def test_sdk_conversion_with_sas_then_a_session_streams_the_asset(
                 ),
             )
         assert denied.value.status_code == 403
-        assert denied.value.error is not None and denied.value.error.code == "DelegatedResourceAccessError"
+        assert denied.value.error is not None
+        assert denied.value.error.code == "DelegatedResourceAccessError"
 
     # The SDK's clients (its STS client is never closed) keep connections to the control plane until they
     # are collected; the exceptions above hold them in reference cycles.
@@ -177,9 +181,10 @@ def test_sdk_conversion_with_sas_then_a_session_streams_the_asset(
         with ArrClient(server.url, account.id, account.key, verify=str(server.cert)) as arr:
             async with await connect_session(arr, session_id, timeout=15) as conn:
                 hello = conn.hello
-                assert hello is not None and len(hello["models"]) == 1, hello
+                assert hello is not None, hello
+                assert len(hello["models"]) == 1, hello
                 await conn.wait_frames(10, timeout=20)
-                image = conn.latest.image()  # type: ignore[union-attr]
+                image = conn.latest.image()
                 assert image.shape == (180, 320, 3)
                 # the model is in the picture: not one flat background colour
                 assert float(np.abs(image.astype(np.int16) - image[0, 0].astype(np.int16)).mean()) > 1.0
@@ -373,7 +378,9 @@ def test_cli_uploads_converts_and_prints_the_asset(
         "--poll-interval",
         "0.5",
     )
-    assert failed.returncode == 1 and "ConversionProcessFailed" in failed.stderr
+    assert failed.returncode == 1
+    assert "ConversionProcessFailed" in failed.stderr
     unknown = cli("get", "no-such-conversion")
-    assert unknown.returncode == 1 and "ConversionNotFound" in unknown.stderr
+    assert unknown.returncode == 1
+    assert "ConversionNotFound" in unknown.stderr
     assert "Traceback" not in unknown.stderr + failed.stderr

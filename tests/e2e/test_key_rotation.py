@@ -29,7 +29,9 @@ def test_keys_rotate_and_revoke_on_a_running_service(openrr_server: OpenRRServer
     assert done.returncode == 0, done.stderr
     keys = json.loads(done.stdout)["keys"]
     new_kid = keys[0]["kid"]
-    assert keys[0]["current"] and new_kid != old_kid and old_kid in [k["kid"] for k in keys]
+    assert keys[0]["current"]
+    assert new_kid != old_kid
+    assert old_kid in [k["kid"] for k in keys]
     assert "PRIVATE" not in done.stdout
 
     # The running service takes the new key up by itself, and the old token keeps working meanwhile.
@@ -38,7 +40,8 @@ def test_keys_rotate_and_revoke_on_a_running_service(openrr_server: OpenRRServer
 
     wait_for(signs_with_new_key, timeout=20, interval=0.5, what="the new key to sign tokens")
     new_token = openrr_server.token()
-    assert lists(openrr_server, old_token) == 200 and lists(openrr_server, new_token) == 200
+    assert lists(openrr_server, old_token) == 200
+    assert lists(openrr_server, new_token) == 200
 
     done = openrr_server.cli(
         "keys", "rotate", "--revoke", "--data-dir", str(openrr_server.data_dir), "--json"

@@ -126,7 +126,9 @@ async def test_the_client_sees_the_model_steers_it_picks_and_is_alone(
     conn = await connect_session(arr, session_id, timeout=15)
     try:
         hello = conn.hello
-        assert hello is not None and hello["video"]["width"] == W and hello["video"]["codec"] == "h264"
+        assert hello is not None
+        assert hello["video"]["width"] == W
+        assert hello["video"]["codec"] == "h264"
         assert [m["nodes"] for m in hello["models"]] == [3]
         await conn.wait_frames(15, timeout=15)
         image = conn.latest.image()  # type: ignore[union-attr]
@@ -168,13 +170,16 @@ async def test_the_client_sees_the_model_steers_it_picks_and_is_alone(
         assert refused.value.code == "ClientAlreadyConnected"
 
         stats = await conn.stats()
-        assert stats["polygons"] == 1292 and stats["fps"] > 0 and stats["codec"] == "h264"
+        assert stats["polygons"] == 1292
+        assert stats["fps"] > 0
+        assert stats["codec"] == "h264"
     finally:
         await conn.close()
 
     # The next client starts from a clean slate: the preloaded model, the default camera.
     async with await connect_session(arr, session_id, timeout=15) as again:
-        assert again.hello is not None and again.hello["camera"] == hello["camera"]
+        assert again.hello is not None
+        assert again.hello["camera"] == hello["camera"]
         await again.wait_frames(10, timeout=15)
 
         # Stopping the session ends the stream and the process.
@@ -187,14 +192,16 @@ async def test_the_client_sees_the_model_steers_it_picks_and_is_alone(
             await asyncio.sleep(0.05)
         assert not again.connected, "the stream did not end"
         wait_gone(render_proc, timeout=15)
-        assert again.bye_reason is not None and "stopped" in again.bye_reason
+        assert again.bye_reason is not None
+        assert "stopped" in again.bye_reason
 
 
 async def test_a_preload_that_fails_puts_the_session_in_error(streaming_server: OpenRRServer) -> None:
     session_id = create_v1(streaming_server, ["broken.glb"])
     with streaming_server.api() as api:
         body = api.wait_status(session_id, "Error", timeout=30)
-    assert body["error"]["code"] == "ModelLoadFailed" and "broken.glb" in body["error"]["message"]
+    assert body["error"]["code"] == "ModelLoadFailed"
+    assert "broken.glb" in body["error"]["message"]
 
 
 def test_openrr_connect_reports_frames_and_saves_a_snapshot(
@@ -224,10 +231,12 @@ def test_openrr_connect_reports_frames_and_saves_a_snapshot(
     )
     assert done.returncode == 0, done.stderr + done.stdout
     report = json.loads(done.stdout)
-    assert report["frames"] >= 20 and (report["width"], report["height"]) == (W, H)
+    assert report["frames"] >= 20
+    assert (report["width"], report["height"]) == (W, H)
     assert report["firstFrameSeconds"] > 0
     assert report["loaded"] == [{"modelId": "two_nodes.glb", "nodes": 3, "polygons": 1292}]
-    assert report["inputLatencyMs"]["p50"] > 0 and report["latencyMs"]["p50"] > 0
+    assert report["inputLatencyMs"]["p50"] > 0
+    assert report["latencyMs"]["p50"] > 0
     with Image.open(snapshot) as picture:
         assert picture.size == (W, H)
 
@@ -241,4 +250,5 @@ def test_openrr_connect_reports_frames_and_saves_a_snapshot(
         "--ca-cert",
         str(streaming_server.cert),
     )
-    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.returncode == 1
+    assert "Traceback" not in missing.stderr

@@ -55,10 +55,11 @@ async def test_render_ports_serve_tls_and_every_client_checks_it(
         assert (await http.get(handshake_url + "/handshake", headers=auth)).status_code == 200
         assert (await http.get(inspector_url + "/stats", headers=auth)).status_code == 200
     # Nothing in clear: plain HTTP to the same port gets no answer, and an untrusting client refuses it.
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://127.0.0.1:{session['handshakePort']}/handshake", headers=auth, timeout=5)
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(handshake_url + "/handshake", headers=auth, timeout=5)
+    async with httpx.AsyncClient(timeout=5) as untrusting:
+        with pytest.raises(httpx.HTTPError):
+            await untrusting.get(f"http://127.0.0.1:{session['handshakePort']}/handshake", headers=auth)
+        with pytest.raises(httpx.ConnectError):
+            await untrusting.get(handshake_url + "/handshake", headers=auth)
 
     # openrr.client: the connect token says https; the client's CA bundle holds both CAs.
     bundle = ca.parent / "bundle.pem"
@@ -78,13 +79,12 @@ async def test_render_ports_serve_tls_and_every_client_checks_it(
     wait_for(free, timeout=20, interval=0.2, what="the render server to notice its client left")
     pc = await make_offer()
     try:
-        resp = httpx.post(
-            f"{server.url}/openrr/accounts/{server.account.id}/sessions/secure/offer",
-            json={"type": "offer", "sdp": pc.localDescription.sdp},
-            headers={"Authorization": f"Bearer {server.token()}"},
-            verify=server.ssl_context(),
-            timeout=20,
-        )
+        async with httpx.AsyncClient(verify=server.ssl_context(), timeout=20) as relay:
+            resp = await relay.post(
+                f"{server.url}/openrr/accounts/{server.account.id}/sessions/secure/offer",
+                json={"type": "offer", "sdp": pc.localDescription.sdp},
+                headers={"Authorization": f"Bearer {server.token()}"},
+            )
         assert resp.status_code == 200, resp.text
         assert json.loads(resp.content)["type"] == "answer"
     finally:

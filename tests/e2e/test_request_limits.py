@@ -34,11 +34,13 @@ def test_heads_over_the_limits_get_431_and_bodies_413_before_authentication(
 ) -> None:
     many = b"".join(b"X-Field-%d: 1\r\n" % i for i in range(101))
     status, _, body = exchange(openrr_server, b"GET /health HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
-    assert status == 431 and json.loads(body)["error"]["code"] == "RequestHeaderFieldsTooLarge"
+    assert status == 431
+    assert json.loads(body)["error"]["code"] == "RequestHeaderFieldsTooLarge"
 
     long = b"X-Long: " + b"a" * 40_000 + b"\r\n"
     status, headers, body = exchange(openrr_server, b"GET /health HTTP/1.1\r\nHost: x\r\n" + long + b"\r\n")
-    assert status == 431 and "32 KiB" in json.loads(body)["error"]["message"]
+    assert status == 431
+    assert "32 KiB" in json.loads(body)["error"]["message"]
     assert headers["connection"] == "close"
 
     status, _, _ = exchange(openrr_server, b"GET /" + b"a" * 40_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -51,15 +53,19 @@ def test_heads_over_the_limits_get_431_and_bodies_413_before_authentication(
         f"Content-Type: application/json\r\nContent-Length: {2**30}\r\n\r\n"
     ).encode()
     status, headers, body = exchange(openrr_server, head, b" " * 65536)
-    assert status == 413 and json.loads(body)["status"] == 413 and headers["connection"] == "close"
+    assert status == 413
+    assert json.loads(body)["status"] == 413
+    assert headers["connection"] == "close"
 
     # Chunked, without a length: refused once it passes the limit.
     head = b"PUT /accounts/%s/sessions/big?api-version=2021-01-01 HTTP/1.1\r\n" % account.id.encode()
     head += b"Host: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     chunks = b"".join(b"4000\r\n" + b" " * 0x4000 + b"\r\n" for _ in range(8))
     status, _, body = exchange(openrr_server, head, chunks)
-    assert status == 413 and json.loads(body)["error"]["code"] == "PayloadTooLarge"
+    assert status == 413
+    assert json.loads(body)["error"]["code"] == "PayloadTooLarge"
 
     # Within the limits, the same server answers as before.
     status, _, body = exchange(openrr_server, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    assert status == 200 and json.loads(body)["status"] == "ok"
+    assert status == 200
+    assert json.loads(body)["status"] == "ok"

@@ -36,7 +36,8 @@ def test_pooled_creates_and_slots_on_the_local_host(openrr_factory: Callable[...
         assert standard["pool"]["taken"] >= 1
 
         full = api.http.put("/sessions/third", json={"maxLeaseTimeMinutes": 10, "size": "Standard"})
-        assert full.status_code == 503 and full.json()["error"]["code"] == "CapacityExhausted"
+        assert full.status_code == 503
+        assert full.json()["error"]["code"] == "CapacityExhausted"
 
         first = server.render_server("first")
         api.stop("first")
@@ -64,7 +65,7 @@ def test_pooled_creates_and_slots_on_the_local_host(openrr_factory: Callable[...
 
 def _gone(proc: psutil.Process) -> bool:
     try:
-        return proc.status() == psutil.STATUS_ZOMBIE
+        return bool(proc.status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 

@@ -61,6 +61,8 @@ def test_sync_sdk_session_lifecycle(openrr_server: OpenRRServer, monkeypatch: py
         assert session.id == session_id
         assert session.status == RenderingSessionStatus.READY
         assert session.hostname == "127.0.0.1"
+        assert session.handshake_port is not None
+        assert session.arr_inspector_port is not None
         assert PORT_RANGE[0] <= session.handshake_port <= PORT_RANGE[1]
         assert PORT_RANGE[0] <= session.arr_inspector_port <= PORT_RANGE[1]
         assert session.handshake_port != session.arr_inspector_port
@@ -118,6 +120,8 @@ async def test_async_sdk_session_lifecycle(
         assert session.id == session_id
         assert session.status == RenderingSessionStatus.READY
         assert session.hostname == "127.0.0.1"
+        assert session.handshake_port is not None
+        assert session.arr_inspector_port is not None
         assert PORT_RANGE[0] <= session.handshake_port <= PORT_RANGE[1]
         assert PORT_RANGE[0] <= session.arr_inspector_port <= PORT_RANGE[1]
 

@@ -45,7 +45,8 @@ def test_serve_refuses_a_cluster_without_token_auth(open_cluster: RayCluster, tm
     )
     output = done.stdout + done.stderr
     assert done.returncode != 0, output
-    assert "does not require token authentication" in output and "--ray-allow-unauthenticated" in output
+    assert "does not require token authentication" in output
+    assert "--ray-allow-unauthenticated" in output
 
 
 async def test_the_host_refuses_it_before_joining(open_cluster: RayCluster) -> None:

@@ -108,10 +108,13 @@ def test_ray_sessions_through_the_control_plane(ray_serve: OpenRRServer, ray_clu
 
         status = _status(server)
         standard = _standard(status)
-        assert standard["sessions"] == 3 and standard["free"] == 0
+        assert standard["sessions"] == 3
+        assert standard["free"] == 0
         assert {node["address"] for node in status["nodes"] if node["alive"]} >= {"127.0.0.2", "127.0.0.3"}
         table = server.cli("cluster", "status", "--data-dir", str(server.data_dir))
-        assert table.returncode == 0 and "127.0.0.3" in table.stdout and "Standard" in table.stdout
+        assert table.returncode == 0
+        assert "127.0.0.3" in table.stdout
+        assert "Standard" in table.stdout
 
         # A killed actor (its worker process: the parent of the render server) turns its session to Error.
         render_pid = _render_pid(server, "fill-1")
@@ -138,7 +141,7 @@ def test_ray_sessions_through_the_control_plane(ray_serve: OpenRRServer, ray_clu
     # control plane also holds one until it exits by itself, unwatched).
     def freed() -> bool:
         standard = _standard(_status(server))
-        return standard["sessions"] == 0 and standard["free"] + standard["pool"]["idle"] >= 2
+        return bool(standard["sessions"] == 0 and standard["free"] + standard["pool"]["idle"] >= 2)
 
     wait_for(freed, timeout=60, interval=0.5, what="the slots to be free again")
 

@@ -62,7 +62,7 @@ async def start_ready(
 
 def process_gone(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
@@ -77,8 +77,10 @@ async def test_sessions_spread_over_both_nodes_and_fill_the_cluster(
 ) -> None:
     host = await make_host()
     before = await host.capacity()
-    assert before.slots("Standard").total == 3 and before.slots("Standard").free == 3
-    assert before.slots("Premium").total == 1 and before.slots("Premium").free == 1
+    assert before.slots("Standard").total == 3
+    assert before.slots("Standard").free == 3
+    assert before.slots("Premium").total == 1
+    assert before.slots("Premium").free == 1
     assert {n.address for n in before.nodes if n.alive} >= {HEAD_IP, NODE2_IP}
 
     specs = [make_spec("Standard") for _ in range(3)] + [make_spec("Premium")]
@@ -94,7 +96,8 @@ async def test_sessions_spread_over_both_nodes_and_fill_the_cluster(
             assert (await host.status(handle)).state is HostState.RUNNING
 
     full = await host.capacity()
-    assert full.slots("Standard").free == 0 and full.slots("Premium").free == 0
+    assert full.slots("Standard").free == 0
+    assert full.slots("Premium").free == 0
     for node in full.nodes:
         if node.alive:
             assert all(slots.free == 0 for slots in node.slots.values()), node
@@ -112,7 +115,8 @@ async def test_sessions_spread_over_both_nodes_and_fill_the_cluster(
         assert (await host.status(handle)).state is HostState.GONE
     await host.stop(started[0][0], 2.0)  # idempotent
     after = await host.capacity()
-    assert after.slots("Standard").free == 3 and after.slots("Premium").free == 1
+    assert after.slots("Standard").free == 3
+    assert after.slots("Premium").free == 1
 
 
 async def test_killed_actor_and_killed_render_server_are_reported(
@@ -128,7 +132,8 @@ async def test_killed_actor_and_killed_render_server_are_reported(
     await asyncio.to_thread(ray.kill, actor)
     status = await wait_until(lambda: _not_running(host, killed_actor), 30, "the killed actor to be reported")
     print(f"\n  killed actor: {status}")
-    assert status.state in (HostState.EXITED, HostState.GONE) and status.message
+    assert status.state in (HostState.EXITED, HostState.GONE)
+    assert status.message
     await wait_until(lambda: process_gone(killed_actor["pid"]), 10, "the orphaned render server to die")
 
     # kill -9 of the render server: its actor reports the signal.
@@ -239,7 +244,8 @@ async def test_a_pooled_server_takes_its_session(
     template = make_spec("Standard", template=True)
     began = time.monotonic()
     idle = await host.start_idle(template)
-    assert idle["pooled"] is True and idle["nodeIp"] in (HEAD_IP, NODE2_IP)
+    assert idle["pooled"] is True
+    assert idle["nodeIp"] in (HEAD_IP, NODE2_IP)
     assert (await host.status(idle)).running
     assert (await host.capacity()).slots("Standard").free == 2  # a pooled server holds its slot
 
@@ -287,7 +293,8 @@ async def test_an_unwatched_pooled_server_exits_by_itself(
     await wait_until(lambda: process_gone(idle["pid"]), 10, "its render server to exit")
     await wait_until(lambda: _premium_free(host), 10, "its slot to be free", interval=0.1)
     status = await host.status(idle)
-    assert status.state in (HostState.EXITED, HostState.GONE) and status.message
+    assert status.state in (HostState.EXITED, HostState.GONE)
+    assert status.message
     with pytest.raises(HostError, match=r"gone|could not take"):
         await host.assign(idle, make_spec("Premium"))
 
@@ -312,7 +319,9 @@ async def test_racing_starts_for_the_last_slot_leave_no_pending_actor(
     handles = [r for r in results if isinstance(r, dict)]
     errors = [r for r in results if isinstance(r, BaseException)]
     print(f"\n  the loser: {errors}")
-    assert len(handles) == 1 and len(errors) == 1 and isinstance(errors[0], HostError)
+    assert len(handles) == 1
+    assert len(errors) == 1
+    assert isinstance(errors[0], HostError)
     assert await named_actors() == [handles[0]["actor"]]
     await host.stop(handles[0], 1.0)
     assert (await host.capacity()).slots("Premium").free == 1
@@ -332,9 +341,9 @@ async def test_a_hung_actor_is_unknown_then_gone(
         worker.resume()
     print(f"\n  hung actor: {states}, then {last}")
     assert states[:2] == [HostState.RUNNING, HostState.RUNNING]  # not answering is not dead yet
-    assert (
-        states[2] is HostState.GONE and last.state is HostState.GONE and "stopped answering" in last.message
-    )
+    assert states[2] is HostState.GONE
+    assert last.state is HostState.GONE
+    assert "stopped answering" in last.message
     await wait_until(lambda: _running(host, handle), 10, "the resumed actor to answer")  # it recovers
     await host.stop(handle, 1.0)
 
@@ -355,7 +364,7 @@ async def test_a_dead_node_takes_its_sessions_down(
 ) -> None:
     """Runs last: it kills the second node and then replaces it."""
     host = await make_host()
-    handles = []
+    handles: list[dict[str, Any]] = []
     while not any(h["nodeIp"] == NODE2_IP for h in handles) and len(handles) < 3:
         handles.append((await start_ready(host, make_spec(), callbacks))[0])
     victim = next(h for h in handles if h["nodeIp"] == NODE2_IP)
@@ -372,7 +381,8 @@ async def test_a_dead_node_takes_its_sessions_down(
     capacity = await wait_until(lambda: _without_node(host, NODE2_IP), 60, "the node to be marked dead")
     assert capacity.slots("Standard").total == 2
     dead = [n for n in capacity.nodes if n.address == NODE2_IP and not n.alive]
-    assert dead and all(not slots.total for slots in dead[0].slots.values())
+    assert dead
+    assert all(not slots.total for slots in dead[0].slots.values())
     await host.stop(victim, 1.0)  # idempotent on a dead node
 
     # The cluster heals: a fresh node on the same address takes sessions again.

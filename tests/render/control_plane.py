@@ -160,13 +160,17 @@ async def callback_receiver() -> AsyncIterator[CallbackReceiver]:
 
 async def wait_for_log(path: Path, text: str, alive: Callable[[], bool], timeout: float = 60.0) -> None:
     """Until ``text`` shows in the log at ``path``; fails at once when the process is no longer alive."""
+
+    def read() -> str:
+        return path.read_text(errors="replace") if path.exists() else ""
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
+        if text in await asyncio.to_thread(read):
             return
         if not alive():
-            log = path.read_text(errors="replace") if path.exists() else ""
+            log = await asyncio.to_thread(read)
             raise AssertionError(f"the render server ended before logging {text!r}:\n{log}")
         await asyncio.sleep(0.05)
     raise AssertionError(f"{text!r} not logged in {timeout} s")

@@ -48,7 +48,7 @@ class RenderProcesses:
         if pooled:
             env[POOL_ENV] = "1"
         log = self.directory / f"render-{len(self.started)}.log"
-        with open(log, "wb") as out:
+        with await asyncio.to_thread(log.open, "wb") as out:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",

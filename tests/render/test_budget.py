@@ -45,7 +45,8 @@ def test_a_texture_bomb_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
         [sys.executable, "-c", script, str(bomb)], capture_output=True, text=True, timeout=120, check=True
     )
     message, peak_kib = done.stdout.strip().splitlines()
-    assert "20000x20000 (381.5 Mpx)" in message and "more than the per-model limit" in message, message
+    assert "20000x20000 (381.5 Mpx)" in message, message
+    assert "more than the per-model limit" in message, message
     assert int(peak_kib) < 400 * 1024, f"peak {int(peak_kib) // 1024} MiB: the texture was decoded"
 
 
@@ -85,7 +86,8 @@ async def test_budgets_refuse_models_and_the_session_streams_on(tmp_path: Path) 
             return err.value.message
 
         message = await refused("bomb.gltf", "bomb")
-        assert "20000x20000" in message and "the 300 px a model may have in this session's size" in message
+        assert "20000x20000" in message
+        assert "the 300 px a model may have in this session's size" in message
         await conn.load_model("quad.gltf", "a")  # 256 px of the session's 500
         message = await refused("quad.gltf", "b")
         assert "the 244 px left of the 500 px of textures this session's size allows" in message
@@ -129,7 +131,9 @@ async def test_a_preloaded_bomb_fails_the_start(tmp_path: Path) -> None:
         failure = await server.prepare()
     finally:
         await server.shutdown()
-    assert failure is not None and failure.code == "ModelLoadFailed" and "20000x20000" in failure.message
+    assert failure is not None
+    assert failure.code == "ModelLoadFailed"
+    assert "20000x20000" in failure.message
 
 
 async def test_past_its_memory_ceiling_a_render_server_ends_its_session(

@@ -52,7 +52,8 @@ async def test_bad_requests_get_errors_and_the_stream_goes_on(
 ) -> None:
     with pytest.raises(RenderRequestError) as err:
         await conn.request(message, validate=False, timeout=10)
-    assert err.value.code == code and err.value.message
+    assert err.value.code == code
+    assert err.value.message
     await still_streaming(conn)
 
 
@@ -61,7 +62,9 @@ async def test_model_loads_report_progress_and_errors(conn: RenderConnection, tm
     loaded = await conn.load_model("two_nodes.glb", "pair", on_progress=progress.append)
     assert (loaded["modelId"], loaded["nodes"], loaded["polygons"]) == ("pair", 3, 1292)
     fractions = [p["fraction"] for p in progress]
-    assert fractions and fractions == sorted(fractions) and all(p["modelId"] == "pair" for p in progress)
+    assert fractions
+    assert fractions == sorted(fractions)
+    assert all(p["modelId"] == "pair" for p in progress)
     with pytest.raises(RenderRequestError) as err:
         await conn.load_model("two_nodes.glb", "pair")
     assert err.value.code == "ModelAlreadyLoaded"
@@ -75,7 +78,8 @@ async def test_model_loads_report_progress_and_errors(conn: RenderConnection, tm
         with pytest.raises(RenderRequestError) as err:
             await conn.load_model(source)
         assert err.value.code == code, (source, err.value)
-        assert "secret" not in err.value.message and str(tmp_path) not in err.value.message
+        assert "secret" not in err.value.message
+        assert str(tmp_path) not in err.value.message
     textured = await conn.load_model("quad.gltf", "tex")
     assert textured["nodes"] >= 1
     stats = await conn.stats()

@@ -87,7 +87,8 @@ def test_decoded_frames_resemble_the_input(codec: str) -> None:
         packets = enc.encode(src, i * STEP)
         assert len(packets) == 1, "zero-latency settings: one packet per frame"
         (packet,) = packets
-        assert packet.pts == i * STEP and packet.time_base.denominator == 90_000
+        assert packet.pts == i * STEP
+        assert packet.time_base.denominator == 90_000
         assert packet.is_keyframe == (i == 0)
         frames = dec.decode(packet)
         assert len(frames) == 1, "the decoder shows each frame as soon as its packet arrives"
@@ -100,8 +101,11 @@ def test_decoded_frames_resemble_the_input(codec: str) -> None:
         assert np.abs(patch - SQUARE).max() < 12, patch
     assert min(scores) > 30, scores
     stats = enc.stats()
-    assert stats.frames == 30 and stats.keyframes == 1 and stats.bytes > 0
-    assert stats.encode_ms_avg > 0 and stats.convert_ms_avg > 0
+    assert stats.frames == 30
+    assert stats.keyframes == 1
+    assert stats.bytes > 0
+    assert stats.encode_ms_avg > 0
+    assert stats.convert_ms_avg > 0
     assert stats.encoder == ("libx264" if codec == "h264" else "libvpx")
 
 
@@ -115,7 +119,8 @@ def test_rgba_input_and_scaling(codec: str) -> None:
     # a frame of another size is scaled to the configured one
     big = np.repeat(np.repeat(make_frame(1), 2, axis=0), 2, axis=1)
     out = dec.decode(enc.encode(big, STEP)[0])[0].to_ndarray(format="rgb24")
-    assert out.shape == (H, W, 3) and psnr(out, make_frame(1)) > 28
+    assert out.shape == (H, W, 3)
+    assert psnr(out, make_frame(1)) > 28
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -140,7 +145,8 @@ def test_keyframe_interval_holds(codec: str) -> None:
     slow = VideoEncoder(config(codec, hardware="off", keyframe_interval_s=0.5))
     pts = [i * 2 * STEP for i in range(30)]
     key_pts = [p for i, p in enumerate(pts) if slow.encode(make_frame(i), p)[0].is_keyframe]
-    assert key_pts[0] == 0 and len(key_pts) >= 4
+    assert key_pts[0] == 0
+    assert len(key_pts) >= 4
     assert all(b - a <= 45_000 + 2 * STEP for a, b in itertools.pairwise(key_pts))
 
 
@@ -152,10 +158,14 @@ def test_h264_stream_is_baseline_with_headers_on_every_idr() -> None:
         types = nal_types(bytes(p))
         if p.is_keyframe:
             # SPS and PPS before the IDR slice, so a decoder can start here
-            assert 7 in types and 8 in types and 5 in types
-            assert types.index(7) < types.index(5) and types.index(8) < types.index(5)
+            assert 7 in types
+            assert 8 in types
+            assert 5 in types
+            assert types.index(7) < types.index(5)
+            assert types.index(8) < types.index(5)
         else:
-            assert 5 not in types and 7 not in types
+            assert 5 not in types
+            assert 7 not in types
     sps = bytes(packets[0])
     sps = sps[sps.find(b"\x00\x00\x01\x67") + 4 :]
     assert sps[0] == 66, "profile_idc: baseline"
@@ -205,7 +215,8 @@ def test_set_bitrate_moves_the_output_rate(codec: str) -> None:
     stats = enc.stats()
     # H.264's rebuilds landed on the requested keyframes: no keyframe beyond the first and the two
     # requests.  VP8's urgent rebuild on the drop cost one more.
-    assert stats.rebuilds == 2 and stats.applied_bitrate == 1_500_000, stats
+    assert stats.rebuilds == 2, stats
+    assert stats.applied_bitrate == 1_500_000, stats
     assert stats.keyframes == (3 if codec == "h264" else 4), stats
 
 
@@ -216,7 +227,9 @@ def test_h264_small_rate_changes_stay_in_place() -> None:
     enc.set_bitrate(800_000)  # inside [ceiling / 4, ceiling]: no rebuild, no keyframe
     sizes = [enc.encode(make_frame(i, texture_rows=80), i * STEP)[0].size for i in range(10, 100)]
     stats = enc.stats()
-    assert stats.rebuilds == 0 and stats.keyframes == 1 and stats.applied_bitrate == 800_000
+    assert stats.rebuilds == 0
+    assert stats.keyframes == 1
+    assert stats.applied_bitrate == 800_000
     # after the VBV buffer's credit (0.5 s at the old rate) is spent, the new rate holds
     assert abs(kbps(sizes[45:]) - 800) < 200, kbps(sizes[45:])
 
@@ -238,9 +251,11 @@ def test_hardware_auto_falls_back_to_libx264(caplog: pytest.LogCaptureFixture) -
         with caplog.at_level(logging.INFO, logger="openrr.render.encoder"):
             enc = VideoEncoder(config("h264", hardware="auto"))
         if nvenc_available():  # a machine with a working NVENC
-            assert enc.encoder_name == "h264_nvenc" and enc.hardware
+            assert enc.encoder_name == "h264_nvenc"
+            assert enc.hardware
         else:
-            assert enc.encoder_name == "libx264" and not enc.hardware
+            assert enc.encoder_name == "libx264"
+            assert not enc.hardware
             assert "h264_nvenc is not usable here" in caplog.text
         packet = enc.encode(make_frame(0), 0)[0]
         assert packet.is_keyframe
@@ -265,7 +280,8 @@ def test_nvenc_that_fails_to_open_falls_back(
     monkeypatch.setattr(encoder_module, "nvenc_available", lambda: True)
     with caplog.at_level(logging.WARNING, logger="openrr.render.encoder"):
         enc = VideoEncoder(config("h264", hardware="auto"))
-    assert enc.encoder_name == "libx264" and not enc.hardware
+    assert enc.encoder_name == "libx264"
+    assert not enc.hardware
     assert "falling back to libx264" in caplog.text
     assert enc.encode(make_frame(0), 0)[0].is_keyframe
 
@@ -300,22 +316,22 @@ def test_codec_options_exist(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "kw",
+    ("kw", "message"),
     [
-        {"width": 321},
-        {"height": 8},
-        {"codec": "av1"},
-        {"hardware": "on"},
-        {"fps": 0},
-        {"bitrate": 0},
-        {"keyframe_interval_s": 0},
-        {"threads": 0},
-        {"min_bitrate": 4_000_000},
-        {"max_bitrate": 10},
+        ({"width": 321}, "width and height must be even"),
+        ({"height": 8}, "width and height must be even"),
+        ({"codec": "av1"}, "codec must be"),
+        ({"hardware": "on"}, "hardware must be"),
+        ({"fps": 0}, "fps must be within"),
+        ({"bitrate": 0}, "bitrate must be positive"),
+        ({"keyframe_interval_s": 0}, "keyframe_interval_s must be positive"),
+        ({"threads": 0}, "threads must be within"),
+        ({"min_bitrate": 4_000_000}, "min_bitrate <= bitrate"),
+        ({"max_bitrate": 10}, "bitrate <= max_bitrate"),
     ],
 )
-def test_bad_config_is_refused(kw: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_bad_config_is_refused(kw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         EncoderConfig(**kw)
 
 
@@ -327,5 +343,5 @@ def test_h264_level_fits_the_picture() -> None:
     assert h264_level_for(1920, 1080, 60, 8_000_000) == "4.2"
     assert h264_level_for(1280, 720, 30, 16_000_000) == "3.2"  # the bitrate decides
     assert EncoderConfig(width=3840, height=2160, fps=60, bitrate=40_000_000).h264_level == "5.2"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"no H\.264 level fits"):
         h264_level_for(16384, 16384, 60, 1_000_000)

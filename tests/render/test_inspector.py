@@ -59,7 +59,8 @@ def test_the_log_buffer_keeps_the_newest_records(buffered: tuple[logging.Logger,
     lines = buffer.lines()
     assert [line.message for line in lines] == [f"line {i}" for i in range(3, 8)]
     assert [line.seq for line in lines] == list(range(4, 9))
-    assert lines[-1].level == "INFO" and lines[-1].logger == "openrr.test.inspector"
+    assert lines[-1].level == "INFO"
+    assert lines[-1].logger == "openrr.test.inspector"
     assert abs(lines[-1].time - time.time()) < 5
     assert [line.message for line in buffer.lines(limit=2)] == ["line 6", "line 7"]
     assert buffer.counts["INFO"] == 8
@@ -79,7 +80,8 @@ def test_the_log_buffer_filters_by_level_and_keeps_tracebacks(
     assert [line.level for line in buffer.lines(logging.WARNING)] == ["WARNING", "ERROR"]
     assert [line.level for line in buffer.lines(logging.ERROR)] == ["ERROR"]
     failed = buffer.lines(logging.ERROR)[0].message
-    assert failed.startswith("it failed\nTraceback") and "ValueError: boom" in failed
+    assert failed.startswith("it failed\nTraceback")
+    assert "ValueError: boom" in failed
     assert len(buffer.lines()[-1].message) < 9000  # long messages are cut
     assert buffer.lines(logging.DEBUG)[0].to_json().keys() == {"seq", "time", "level", "logger", "message"}
 
@@ -112,12 +114,17 @@ def _check_chrome_trace(doc: dict[str, Any]) -> list[dict[str, Any]]:
     events = doc["traceEvents"]
     assert isinstance(events, list)
     for event in events:
-        assert isinstance(event["name"], str) and event["ph"] in ("X", "i", "M")
-        assert isinstance(event["pid"], int) and isinstance(event["tid"], int)
+        assert isinstance(event["name"], str)
+        assert event["ph"] in ("X", "i", "M")
+        assert isinstance(event["pid"], int)
+        assert isinstance(event["tid"], int)
         if event["ph"] == "X":
-            assert isinstance(event["ts"], int) and isinstance(event["dur"], int) and event["dur"] > 0
+            assert isinstance(event["ts"], int)
+            assert isinstance(event["dur"], int)
+            assert event["dur"] > 0
         if event["ph"] == "i":
-            assert isinstance(event["ts"], int) and event["s"] in ("t", "p", "g")
+            assert isinstance(event["ts"], int)
+            assert event["s"] in ("t", "p", "g")
     names = {e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
     assert len(names) == 3
     return [e for e in events if e["ph"] != "M"]
@@ -134,11 +141,15 @@ async def test_the_tracer_records_render_and_encode_spans_in_microseconds() -> N
     events = _check_chrome_trace(tracer.chrome_trace("test"))
     renders = [e for e in events if e["cat"] == "render"]
     encodes = [e for e in events if e["cat"] == "encode"]
-    assert len(renders) == 1 and len(encodes) == 3
-    assert renders[0]["tid"] == RENDER_TID and {e["tid"] for e in encodes} == {ENCODE_TID}
-    assert renders[0]["ts"] == round((wall_now - 0.020) * 1e6) and renders[0]["dur"] == 4000
+    assert len(renders) == 1
+    assert len(encodes) == 3
+    assert renders[0]["tid"] == RENDER_TID
+    assert {e["tid"] for e in encodes} == {ENCODE_TID}
+    assert renders[0]["ts"] == round((wall_now - 0.020) * 1e6)
+    assert renders[0]["dur"] == 4000
     assert renders[0]["args"] == {"frameId": 1, "poseId": 7, "triangles": 1292}
-    assert encodes[0]["name"] == "encode keyframe" and encodes[0]["dur"] == 6000
+    assert encodes[0]["name"] == "encode keyframe"
+    assert encodes[0]["dur"] == 6000
     # encode spans move from the loop's clock to the wall clock
     assert abs(encodes[2]["ts"] - wall_now * 1e6) < 50_000
     assert (tracer.totals.frames_sent, tracer.totals.renders, tracer.totals.keyframes) == (3, 1, 1)
@@ -157,9 +168,11 @@ def test_the_tracer_records_commands_without_secrets_and_is_bounded() -> None:
     events = _check_chrome_trace(tracer.chrome_trace("test"))
     assert [e["name"] for e in events] == ["camera.orbit", "model.load", "client connected"]
     orbit = events[0]
-    assert orbit["tid"] == LOOP_TID and orbit["s"] == "t"
+    assert orbit["tid"] == LOOP_TID
+    assert orbit["s"] == "t"
     assert orbit["args"] == {"yaw": 5.0, "pitch": 0.0, "poseId": 9, "id": 3}
-    assert "SECRET" not in json.dumps(events) and "pw" not in json.dumps(events[1])
+    assert "SECRET" not in json.dumps(events)
+    assert "pw" not in json.dumps(events[1])
     assert events[2]["s"] == "p"
     for i in range(30):
         tracer.instant(f"e{i}")
@@ -225,10 +238,12 @@ async def test_the_page_and_its_assets_are_served_without_a_token(
     _, url, _ = inspected
     async with aiohttp.ClientSession(auto_decompress=False) as http:
         async with http.get(url + "/") as resp:
-            assert resp.status == 200 and resp.content_type == "text/html"
+            assert resp.status == 200
+            assert resp.content_type == "text/html"
             assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
             page = await resp.text()
-        assert 'src="assets/plotly.min.js"' in page and 'src="assets/inspector.js"' in page
+        assert 'src="assets/plotly.min.js"' in page
+        assert 'src="assets/inspector.js"' in page
         for name, kind in [("inspector.js", "application/javascript"), ("inspector.css", "text/css")]:
             async with http.get(f"{url}/assets/{name}") as resp:
                 assert (resp.status, resp.content_type) == (200, kind)
@@ -238,7 +253,8 @@ async def test_the_page_and_its_assets_are_served_without_a_token(
         plotly = plotly_js_path()
         assert plotly is not None
         async with http.get(url + "/assets/plotly.min.js", headers={"Accept-Encoding": "gzip"}) as resp:
-            assert resp.status == 200 and resp.headers["Content-Encoding"] == "gzip"
+            assert resp.status == 200
+            assert resp.headers["Content-Encoding"] == "gzip"
             assert gzip.decompress(await resp.read()) == plotly.read_bytes()
             etag = resp.headers["ETag"]
         async with http.get(url + "/assets/plotly.min.js", headers={"Accept-Encoding": "identity"}) as resp:
@@ -256,7 +272,8 @@ async def test_log_and_scene(inspected: tuple[LiveServer, str, LogBuffer]) -> No
     async with aiohttp.ClientSession(headers=headers) as http:
         async with http.get(url + "/log?level=warning&limit=50") as resp:
             body = await resp.json()
-        assert body["level"] == "WARNING" and body["limit"] == 50
+        assert body["level"] == "WARNING"
+        assert body["limit"] == 50
         assert [line["message"] for line in body["lines"]] == ["a warning for the inspector"]
         async with http.get(url + "/log") as resp:
             messages = [line["message"] for line in (await resp.json())["lines"]]
@@ -272,10 +289,13 @@ async def test_log_and_scene(inspected: tuple[LiveServer, str, LogBuffer]) -> No
             scene = await resp.json()
         names = {node["name"]: node for node in scene["nodes"]}
         assert {"Scene", "RedBox", "BlueSphere"} <= names.keys()
-        assert names["RedBox"]["parent"] == names["Scene"]["id"] and names["RedBox"]["mesh"] is True
+        assert names["RedBox"]["parent"] == names["Scene"]["id"]
+        assert names["RedBox"]["mesh"] is True
         assert [m["modelId"] for m in scene["models"]] == ["two_nodes.glb"]
         assert scene["models"][0]["rootNodes"] == [names["Scene"]["id"]]
-        assert scene["polygons"] == 1292 and scene["nodeCount"] == 3 and not scene["truncated"]
+        assert scene["polygons"] == 1292
+        assert scene["nodeCount"] == 3
+        assert not scene["truncated"]
         async with http.get(url + "/scene") as resp:
             assert (await resp.json())["revision"] == scene["revision"]
         async with http.get(url + "/history?since=abc") as resp:
@@ -323,35 +343,46 @@ async def test_frames_flow_into_history_trace_and_metrics(
             trace = json.loads(await resp.read())
 
     samples = history["samples"]
-    assert len(samples) >= 2 and all(b["t"] > a["t"] for a, b in itertools.pairwise(samples))
+    assert len(samples) >= 2
+    assert all(b["t"] > a["t"] for a, b in itertools.pairwise(samples))
     live_samples = [s for s in samples if s["clientConnected"] and s["fps"] > 0]
     assert live_samples, samples
     last = live_samples[-1]
-    assert last["frameMs"] > 0 and last["encodeMs"] > 0 and last["bitrate"] > 0
-    assert last["polygons"] == 1292 and last["rssMiB"] > 10 and last["cpuPercent"] >= 0
+    assert last["frameMs"] > 0
+    assert last["encodeMs"] > 0
+    assert last["bitrate"] > 0
+    assert last["polygons"] == 1292
+    assert last["rssMiB"] > 10
+    assert last["cpuPercent"] >= 0
     status = history["status"]
-    assert status["sessionId"] == "live-session" and status["clientConnected"] is True
-    assert status["framesSent"] > 0 and status["codec"] in ("h264", "vp8")
+    assert status["sessionId"] == "live-session"
+    assert status["clientConnected"] is True
+    assert status["framesSent"] > 0
+    assert status["codec"] in ("h264", "vp8")
 
     families = _metrics(text)
     assert _value(families, "openrr_render_frames_sent_total") > 5
     assert _value(families, "openrr_render_video_sent_bytes_total") > 0
-    assert "client_connected" not in text and "clients_served" not in text  # client state needs a token
+    assert "client_connected" not in text
+    assert "clients_served" not in text
     assert _value(families, "openrr_render_polygons") == 1292
     assert _value(families, "openrr_render_frame_encode_seconds_count") > 5
     assert _value(families, "openrr_render_frame_render_seconds_count") >= 1
     assert _value(families, "openrr_render_log_records_total", level="info") > 0
     assert _value(families, "process_resident_memory_bytes") > 0
-    assert "live-session" not in text and "two_nodes" not in text  # numbers only, no names
+    assert "live-session" not in text
+    assert "two_nodes" not in text
 
     assert disposition.startswith('attachment; filename="openrr-trace-live-session-')
     events = _check_chrome_trace(trace)
     names = [e["name"] for e in events]
     assert names.count("camera.orbit") == 4
-    assert "client connected" in names and "client disconnected" in names
+    assert "client connected" in names
+    assert "client disconnected" in names
     renders = [e for e in events if e["cat"] == "render"]
     encodes = [e for e in events if e["cat"] == "encode"]
-    assert len(renders) >= 4 and len(encodes) >= 8
+    assert len(renders) >= 4
+    assert len(encodes) >= 8
     assert all(e["pid"] == os.getpid() for e in events)
     # spans of one thread do not overlap (a trace viewer would nest them otherwise)
     for spans in (renders, encodes):

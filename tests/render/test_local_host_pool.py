@@ -90,7 +90,8 @@ async def test_a_pooled_server_takes_its_session(
     host: Tracked, receiver: CallbackReceiver, models: Path
 ) -> None:
     handle = await pooled(host, models)
-    assert handle["pooled"] is True and handle["size"] == "standard"
+    assert handle["pooled"] is True
+    assert handle["size"] == "standard"
     assert Path(handle["log"]).parent == host.log_dir / "pool"
     assert (await host.local.status(handle)).running
 
@@ -99,19 +100,21 @@ async def test_a_pooled_server_takes_its_session(
     (ready,) = await receiver.wait("s1", "ready")
     assert ready.body["pid"] == handle["pid"] == session["pid"]
     assert session["createTime"] == handle["createTime"]
-    assert session["size"] == "standard" and not session.get("pooled")
+    assert session["size"] == "standard"
+    assert not session.get("pooled")
     # The whole life of the server, warm-up included, is now the session's log.
     log = Path(session["log"])
     assert log == host.log_dir / spec.account_id / "s1.log"
-    assert not Path(handle["log"]).exists()
+    assert not await asyncio.to_thread(Path(handle["log"]).exists)
     await wait_for_log(log, "ready", lambda: psutil.pid_exists(session["pid"]))
-    assert WAITING in log.read_text()
+    assert WAITING in await asyncio.to_thread(log.read_text)
     assert json.loads(json.dumps(session)) == session  # the store persists it as JSON
 
     assert (await host.local.status(session)).running
     await host.local.stop(session, grace=5)
     status = await host.local.status(session)
-    assert not status.running and "session s1 stopped" in status.message
+    assert not status.running
+    assert "session s1 stopped" in status.message
     await host.local.stop(session, grace=5)  # idempotent
 
 
@@ -146,7 +149,8 @@ async def test_assigning_what_is_no_waiting_pooled_server_raises(
     keys = Keys()
     # A session server started the ordinary way is no pooled one.
     started = host.track(await host.local.start(receiver.session(base, keys, "plain")))
-    assert started["size"] == "standard" and not started.get("pooled")
+    assert started["size"] == "standard"
+    assert not started.get("pooled")
     with pytest.raises(HostError, match="not a pooled render server"):
         await host.local.assign({**started, "pooled": True}, receiver.session(base, keys, "x"))
     # A pooled server that died.
@@ -178,7 +182,8 @@ async def test_a_session_that_does_not_fit_shows_as_an_exit_with_code_2(
     session = await host.local.assign(handle, spec)
     status = await until_exited(host.local, session)
     assert status.state is HostState.EXITED
-    assert "code 2" in status.message and "template" in status.message
+    assert "code 2" in status.message
+    assert "template" in status.message
 
 
 async def test_a_pooled_server_exits_when_its_control_plane_dies(tmp_path: Path, models: Path) -> None:
@@ -217,7 +222,7 @@ async def test_a_pooled_server_exits_when_its_control_plane_dies(tmp_path: Path,
         control.kill()
         await control.wait()
         await asyncio.to_thread(server.wait, 30)
-        assert "no session assigned" in Path(handle["log"]).read_text()
+        assert "no session assigned" in await asyncio.to_thread(Path(handle["log"]).read_text)
     finally:
         if control.returncode is None:
             control.kill()

@@ -21,5 +21,6 @@ async def test_a_model_urls_query_never_reaches_the_log(
         server = await render.start(spec, pooled=False)
         await receiver.wait("logged", "ready", timeout=90)
     log = server.log_text()
-    assert "preloaded" in log and f"{base}two_nodes.glb?[redacted]" in log, log
+    assert "preloaded" in log, log
+    assert f"{base}two_nodes.glb?[redacted]" in log, log
     assert "SECRET" not in log

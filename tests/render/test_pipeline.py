@@ -40,7 +40,8 @@ def blue(image: np.ndarray) -> int:
 async def test_empty_scene_renders_background(pipeline: RenderPipeline) -> None:
     frame = await pipeline.latest_frame()
     assert frame.image.shape == (H, W, 3)
-    assert red(frame.image) == 0 and blue(frame.image) == 0
+    assert red(frame.image) == 0
+    assert blue(frame.image) == 0
 
 
 async def test_load_frames_the_model_and_shows_it(pipeline: RenderPipeline) -> None:
@@ -48,7 +49,8 @@ async def test_load_frames_the_model_and_shows_it(pipeline: RenderPipeline) -> N
     loaded = await pipeline.load("two_nodes.glb", "m", lambda f, _m: progress.append(f))
     assert (loaded.nodes, loaded.polygons) == (3, 1292)
     frame = await pipeline.latest_frame()
-    assert red(frame.image) > 500 and blue(frame.image) > 500
+    assert red(frame.image) > 500
+    assert blue(frame.image) > 500
     # Red box on the left half, blue sphere on the right half.
     assert red(frame.image[:, : W // 2]) == red(frame.image)
     assert blue(frame.image[:, W // 2 :]) == blue(frame.image)
@@ -66,11 +68,14 @@ async def test_unchanged_state_is_not_rendered_again_and_a_camera_move_is(pipeli
     pipeline.camera.orbit(180, 0)
     pipeline.camera_changed(pose_id=42)
     moved = await pipeline.latest_frame()
-    assert moved.frame_id > first.frame_id and moved.pose_id == 42
+    assert moved.frame_id > first.frame_id
+    assert moved.pose_id == 42
     # Seen from behind, the box is on the right.
     assert red(moved.image[:, W // 2 :]) == red(moved.image) > 0
     info = pipeline.frame_info(moved.frame_id)
-    assert info is not None and info.pose_id == 42 and info.image.size == 0
+    assert info is not None
+    assert info.pose_id == 42
+    assert info.image.size == 0
 
 
 async def test_render_ahead_starts_the_next_frame_when_the_pose_changed_meanwhile(
@@ -110,20 +115,23 @@ async def test_bad_sources_and_files_raise_model_errors(pipeline: RenderPipeline
 async def test_node_edits_pick_and_unload(pipeline: RenderPipeline) -> None:
     await pipeline.load("two_nodes.glb", "m")
     hit = await pipeline.pick(0.3, 0.5)
-    assert hit is not None and hit["node"]["name"] == "RedBox"
+    assert hit is not None
+    assert hit["node"]["name"] == "RedBox"
     assert await pipeline.pick(0.5, 0.02) is None
     node = await pipeline.set_node("RedBox", transform=None, visible=False, color=None, clear_color=False)
     assert node["visible"] is False
     assert red((await pipeline.latest_frame()).image) == 0
     await pipeline.set_node("BlueSphere", transform=None, visible=None, color=(1, 0, 0, 1), clear_color=False)
     frame = await pipeline.latest_frame()
-    assert blue(frame.image) == 0 and red(frame.image[:, W // 2 :]) > 500
+    assert blue(frame.image) == 0
+    assert red(frame.image[:, W // 2 :]) > 500
     with pytest.raises(ModelError) as err:
         await pipeline.set_node("Nope", transform=None, visible=True, color=None, clear_color=False)
     assert err.value.code == "NodeNotFound"
     await pipeline.unload("m")
     frame = await pipeline.latest_frame()
-    assert red(frame.image) == 0 and blue(frame.image) == 0
+    assert red(frame.image) == 0
+    assert blue(frame.image) == 0
 
 
 async def test_reset_keeps_preloaded_models_untouched_and_drops_the_rest(pipeline: RenderPipeline) -> None:
@@ -138,9 +146,8 @@ async def test_reset_keeps_preloaded_models_untouched_and_drops_the_rest(pipelin
     assert pipeline.stats()["polygons"] == 1292
     assert pipeline.pose_id is None
     nodes = await pipeline.describe_nodes()
-    assert [n["name"] for n in nodes] == ["Scene", "BlueSphere", "RedBox"] and all(
-        n["visible"] for n in nodes
-    )
+    assert [n["name"] for n in nodes] == ["Scene", "BlueSphere", "RedBox"]
+    assert all(n["visible"] for n in nodes)
     frame = await pipeline.latest_frame()
     assert red(frame.image[:, : W // 2]) > 500
 
@@ -153,8 +160,10 @@ async def test_polygon_limit_shows_the_checkerboard_and_says_why(tmp_path: Path)
         await p.load("two_nodes.glb")
         frame = await p.latest_frame()
         stats = p.stats()
-        assert stats["limitExceeded"] is True and "1000" in stats["limitMessage"].replace(",", "")
-        assert red(frame.image) == 0 and blue(frame.image) == 0
+        assert stats["limitExceeded"] is True
+        assert "1000" in stats["limitMessage"].replace(",", "")
+        assert red(frame.image) == 0
+        assert blue(frame.image) == 0
     finally:
         await p.close()
 
@@ -173,7 +182,8 @@ async def test_an_unchanged_picture_slows_down_until_something_changes(
     _, first = await pipeline.next_frame()
     started = time.monotonic()
     _, again = await pipeline.next_frame()  # nothing changed: waits the idle interval
-    assert again == first and time.monotonic() - started >= 0.35
+    assert again == first
+    assert time.monotonic() - started >= 0.35
 
     monkeypatch.setattr(pipeline_module, "IDLE_FRAME_INTERVAL_S", 30.0)
 
@@ -186,7 +196,8 @@ async def test_an_unchanged_picture_slows_down_until_something_changes(
     started = time.monotonic()
     _, moved = await pipeline.next_frame()  # woken by the change, long before the interval
     await mover
-    assert moved != first and time.monotonic() - started < 5
+    assert moved != first
+    assert time.monotonic() - started < 5
 
 
 async def test_with_a_frame_interval_the_next_render_starts_just_in_time(pipeline: RenderPipeline) -> None:
@@ -196,11 +207,13 @@ async def test_with_a_frame_interval_the_next_render_starts_just_in_time(pipelin
     pipeline.camera.orbit(10, 0)
     pipeline.camera_changed(1)
     # The render is scheduled for later (just before the next slot), not started at once...
-    assert pipeline._ahead is not None and (pipeline._inflight is None or pipeline._inflight.done())
+    assert pipeline._ahead is not None
+    assert pipeline._inflight is None or pipeline._inflight.done()
     await asyncio.sleep(0.6)
     # ...and then it ran, from the pose current at that time.
     frame = await pipeline.latest_frame()
-    assert frame.pose_id == 1 and pipeline._ahead is None
+    assert frame.pose_id == 1
+    assert pipeline._ahead is None
 
 
 class _Trickle(http.server.BaseHTTPRequestHandler):
@@ -237,7 +250,8 @@ async def test_a_trickling_download_stops_when_the_scene_is_reset(tmp_path: Path
         started = time.monotonic()
         with pytest.raises(ModelError) as err:
             await loading
-        assert "cancelled" in err.value.message and time.monotonic() - started < 5
+        assert "cancelled" in err.value.message
+        assert time.monotonic() - started < 5
         loaded = await p.load("two_nodes.glb")  # the load thread is free again
         assert loaded.polygons == 1292
     finally:

@@ -114,7 +114,10 @@ async def test_an_assignment_from_a_file_on_stdin_is_taken(
     line = tmp_path / "assignment.json"
     line.write_text(spec.to_json() + "\n")
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{SPEC_ENV: base.to_json(), POOL_ENV: "1"})
-    with open(line, "rb") as stdin, open(tmp_path / "from-file.log", "wb") as out:
+    with (
+        await asyncio.to_thread(line.open, "rb") as stdin,
+        await asyncio.to_thread((tmp_path / "from-file.log").open, "wb") as out,
+    ):
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "openrr.render", stdin=stdin, stdout=out, stderr=out, env=env
         )

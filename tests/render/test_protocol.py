@@ -17,11 +17,16 @@ def test_requests_parse() -> None:
     cam = protocol.parse(
         '{"v":1,"id":7,"type":"camera.set","position":[0,1,5],"orientation":[0,0,0,2],"poseId":3}'
     )
-    assert isinstance(cam, CameraSet) and cam.orientation == (0, 0, 0, 1) and cam.poseId == 3 and cam.id == 7
+    assert isinstance(cam, CameraSet)
+    assert cam.orientation == (0, 0, 0, 1)
+    assert cam.poseId == 3
+    assert cam.id == 7
     load = protocol.parse(b'{"v":1,"type":"model.load","url":"https://assets.test/a.glb"}')
-    assert isinstance(load, ModelLoad) and load.modelId is None
+    assert isinstance(load, ModelLoad)
+    assert load.modelId is None
     node = protocol.parse('{"v":1,"type":"node.set","node":"wheel","visible":false,"color":[1,0,0,1]}')
-    assert isinstance(node, NodeSet) and node.visible is False
+    assert isinstance(node, NodeSet)
+    assert node.visible is False
     assert isinstance(protocol.parse('{"v":1,"type":"pick","x":0.5,"y":1}'), Pick)
     for text in (
         '{"v":1,"type":"camera.orbit","yaw":10}',

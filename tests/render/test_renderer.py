@@ -86,13 +86,17 @@ def assert_background(frame: Frame) -> None:
 
 def test_red_left_blue_right_background_in_corners(renderer: Renderer, scene: Scene) -> None:
     frame = renderer.render(front_camera())
-    assert frame.shape == (H, W, 3) and frame.dtype == np.uint8
+    assert frame.shape == (H, W, 3)
+    assert frame.dtype == np.uint8
     red_left, red_right = halves(frame, "red")
     blue_left, blue_right = halves(frame, "blue")
-    assert red_left > 300 and red_right == 0
-    assert blue_right > 300 and blue_left == 0
+    assert red_left > 300
+    assert red_right == 0
+    assert blue_right > 300
+    assert blue_left == 0
     assert_background(frame)
-    assert renderer.stats.draw_calls == 2 and renderer.stats.nodes_drawn == 2
+    assert renderer.stats.draw_calls == 2
+    assert renderer.stats.nodes_drawn == 2
     # The sphere sits 0.1 higher: its pixels' centroid is above the box's (rows count from the top).
     rows = np.arange(H)[:, None]
     assert (rows * mask(frame, "blue")).sum() / mask(frame, "blue").sum() < (
@@ -105,7 +109,10 @@ def test_orbit_180_swaps_sides(renderer: Renderer, scene: Scene) -> None:
     camera.orbit(180, 0)
     red_left, red_right = halves(renderer.render(camera), "red")
     blue_left, blue_right = halves(renderer.render(camera), "blue")
-    assert red_right > 300 and red_left == 0 and blue_left > 300 and blue_right == 0
+    assert red_right > 300
+    assert red_left == 0
+    assert blue_left > 300
+    assert blue_right == 0
 
 
 def test_pick_returns_node_or_none(renderer: Renderer, scene: Scene) -> None:
@@ -114,7 +121,8 @@ def test_pick_returns_node_or_none(renderer: Renderer, scene: Scene) -> None:
     x, y = to_pixel(camera, (fixtures.RED_X, 0, 0))
     assert renderer.pick(camera, x, y) == box.id
     hit = renderer.pick_hit(camera, x, y)
-    assert hit is not None and hit.position[2] == pytest.approx(0.5, abs=0.05)  # the cube's front face
+    assert hit is not None
+    assert hit.position[2] == pytest.approx(0.5, abs=0.05)
     x, y = to_pixel(camera, (fixtures.BLUE_X, fixtures.BLUE_Y, 0))
     assert renderer.pick(camera, x, y) == scene.node("BlueSphere").id
     assert renderer.pick(camera, 2, 2) is None
@@ -130,15 +138,18 @@ def test_visibility_colour_and_transform_apply_on_next_render(renderer: Renderer
     box = scene.node("RedBox")
     box.visible = False
     frame = renderer.render(camera)
-    assert mask(frame, "red").sum() == 0 and mask(frame, "blue").sum() > 300
+    assert mask(frame, "red").sum() == 0
+    assert mask(frame, "blue").sum() > 300
     box.visible = True
     box.color = (0.0, 1.0, 0.0, 1.0)
     frame = renderer.render(camera)
-    assert mask(frame, "red").sum() == 0 and halves(frame, "green")[0] > 300
+    assert mask(frame, "red").sum() == 0
+    assert halves(frame, "green")[0] > 300
     box.color = None
     box.transform = box.transform + _shift(3.0, -1.0)
     frame = renderer.render(camera)
-    assert halves(frame, "red")[1] > 300 and halves(frame, "red")[0] == 0
+    assert halves(frame, "red")[1] > 300
+    assert halves(frame, "red")[0] == 0
     scene.node("Scene").visible = False  # hiding a parent hides its subtree
     assert mask(renderer.render(camera), "blue").sum() == 0
     assert renderer._meshes.keys() == uploaded.keys()  # nothing was uploaded again
@@ -148,15 +159,20 @@ def test_checkerboard_past_the_polygon_limit(renderer: Renderer, scene: Scene) -
     camera = front_camera()
     renderer.polygon_limit = scene.polygon_count - 1
     frame = renderer.render(camera)
-    assert renderer.limit_exceeded and renderer.limit_message is not None
+    assert renderer.limit_exceeded
+    assert renderer.limit_message is not None
     assert str(scene.polygon_count) in renderer.limit_message
-    assert mask(frame, "red").sum() == 0 and mask(frame, "blue").sum() == 0
+    assert mask(frame, "red").sum() == 0
+    assert mask(frame, "blue").sum() == 0
     grey = frame.mean(axis=2)
-    assert (grey > 190).mean() > 0.3 and (grey < 80).mean() > 0.3  # light and dark squares
+    assert (grey > 190).mean() > 0.3
+    assert (grey < 80).mean() > 0.3
     assert renderer.pick(camera, *to_pixel(camera, (fixtures.RED_X, 0, 0))) is None
     renderer.polygon_limit = scene.polygon_count
     frame = renderer.render(camera)
-    assert not renderer.limit_exceeded and renderer.limit_message is None and mask(frame, "red").sum() > 300
+    assert not renderer.limit_exceeded
+    assert renderer.limit_message is None
+    assert mask(frame, "red").sum() > 300
 
 
 def test_texture_orientation_fxaa_and_gradient(tmp_path: Path, renderer: Renderer) -> None:
@@ -167,19 +183,25 @@ def test_texture_orientation_fxaa_and_gradient(tmp_path: Path, renderer: Rendere
     frame = renderer.render(camera).astype(int)
     top, bottom = frame[H // 2 - 12, W // 2], frame[H // 2 + 12, W // 2]
     # Yellow above cyan, as in the image; the material's emissive 0.1 lifts every channel a little.
-    assert top[0] > 150 and top[1] > 150 and top[2] < top[0] - 100
-    assert bottom[0] < bottom[2] - 100 and bottom[1] > 120 and bottom[2] > 150
-    assert frame[0, 0].min() > 240 and frame[-1, 0].max() < 15  # white at the top, black at the bottom
+    assert top[0] > 150
+    assert top[1] > 150
+    assert top[2] < top[0] - 100
+    assert bottom[0] < bottom[2] - 100
+    assert bottom[1] > 120
+    assert bottom[2] > 150
+    assert frame[0, 0].min() > 240
+    assert frame[-1, 0].max() < 15
     camera.orbit(180, 0)  # double-sided: the back shows the texture mirrored, still lit
     back = renderer.render(camera).astype(int)[H // 2 - 12, W // 2]
-    assert back[0] > 150 and back[2] < back[0] - 100
+    assert back[0] > 150
+    assert back[2] < back[0] - 100
 
 
 def test_vertex_colours_instancing_and_culling(renderer: Renderer) -> None:
     quad = Primitive(
-        positions=[[-0.5, -0.5, 0], [0.5, -0.5, 0], [0.5, 0.5, 0], [-0.5, 0.5, 0]],
-        indices=[[0, 1, 2], [0, 2, 3]],
-        colors=np.tile([0.0, 1.0, 0.0, 1.0], (4, 1)),
+        positions=np.array([[-0.5, -0.5, 0], [0.5, -0.5, 0], [0.5, 0.5, 0], [-0.5, 0.5, 0]], np.float32),
+        indices=np.array([[0, 1, 2], [0, 2, 3]], np.uint32),
+        colors=np.tile(np.array([0.0, 1.0, 0.0, 1.0], np.float32), (4, 1)),
         material=Material(metallic_factor=0.0),
     )
     mesh = Mesh("quad", (quad,))
@@ -189,13 +211,17 @@ def test_vertex_colours_instancing_and_culling(renderer: Renderer) -> None:
     renderer.set_scene(scene)
     frame = renderer.render(Camera.look_at((0, 0, 4), (0, 0, 0)))
     left, right = halves(frame, "green")
-    assert left > 200 and right > 200
-    assert renderer.stats.nodes_drawn == 2 and renderer.stats.nodes_culled == 1
+    assert left > 200
+    assert right > 200
+    assert renderer.stats.nodes_drawn == 2
+    assert renderer.stats.nodes_culled == 1
     assert len(renderer._meshes) == 1  # one upload for three instances
     red = Material(base_color_factor=(1.0, 0.0, 0.0, 1.0), metallic_factor=0.0)
     scene.node("quad-1.0").mesh = _quad(red)  # a mesh swap is a structure change: uploaded next frame
     left, right = halves(renderer.render(Camera.look_at((0, 0, 4), (0, 0, 0))), "red")
-    assert left > 200 and right == 0 and len(renderer._meshes) == 2
+    assert left > 200
+    assert right == 0
+    assert len(renderer._meshes) == 2
     renderer.set_scene(None)
     assert_background(renderer.render(Camera()))
     assert renderer._meshes == {}
@@ -207,10 +233,10 @@ def _quad(material: Material) -> Mesh:
         "quad",
         (
             Primitive(
-                positions=[[-1, 1, 0], [1, 1, 0], [1, -1, 0], [-1, -1, 0]],
-                indices=[[0, 2, 1], [0, 3, 2]],
-                normals=np.tile([0.0, 0.0, 1.0], (4, 1)),
-                uvs=[[0, 0], [1, 0], [1, 1], [0, 1]],
+                positions=np.array([[-1, 1, 0], [1, 1, 0], [1, -1, 0], [-1, -1, 0]], np.float32),
+                indices=np.array([[0, 2, 1], [0, 3, 2]], np.uint32),
+                normals=np.tile(np.array([0.0, 0.0, 1.0], np.float32), (4, 1)),
+                uvs=np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32),
                 material=material,
             ),
         ),
@@ -243,7 +269,8 @@ def test_alpha_modes(renderer: Renderer) -> None:
     renderer.set_scene(scene)
     frame = renderer.render(Camera.look_at((0, 0, 5), (0, 0, 0))).astype(int)
     half_green = frame[H // 2, W // 4]
-    assert 128 < half_green[1] < 250 and 40 < half_green[0] < 120  # green over grey, half and half
+    assert 128 < half_green[1] < 250
+    assert 40 < half_green[0] < 120
     np.testing.assert_allclose(frame[H // 2, 3 * W // 4], np.array(BACKGROUND) * 255, atol=3)  # cut out
 
 

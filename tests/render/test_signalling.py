@@ -47,7 +47,8 @@ async def post(
 
 def error_of(resp: httpx.Response) -> tuple[int, str]:
     body = resp.json()
-    assert set(body) == {"error"} and body["error"]["message"]
+    assert set(body) == {"error"}
+    assert body["error"]["message"]
     return resp.status_code, body["error"]["code"]
 
 
@@ -59,7 +60,8 @@ async def test_offers_need_a_connect_token_of_this_session(live: LiveServer) -> 
     # Another session's connect token, and the account's own access token, are refused alike.
     assert error_of(await post(live, body, live.token(session="other-session"))) == (401, "Unauthorized")
     refused = await post(live, body, live.account_token())
-    assert error_of(refused) == (401, "Unauthorized") and "not a connect token" in refused.text
+    assert error_of(refused) == (401, "Unauthorized")
+    assert "not a connect token" in refused.text
 
 
 @pytest.mark.parametrize(
@@ -105,7 +107,8 @@ async def test_one_client_at_a_time_and_the_next_after_it_left(live: LiveServer)
         resp = await post(live, {"type": "offer", "sdp": first.localDescription.sdp}, live.token())
         assert resp.status_code == 200, resp.text
         answer = resp.json()
-        assert answer["type"] == "answer" and answer["video"]["codec"] == "h264"
+        assert answer["type"] == "answer"
+        assert answer["video"]["codec"] == "h264"
         assert (answer["video"]["width"], answer["video"]["height"]) == (320, 180)
         await first.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         for _ in range(200):
@@ -125,7 +128,8 @@ async def test_one_client_at_a_time_and_the_next_after_it_left(live: LiveServer)
         try:
             body = {"type": "offer", "sdp": third.localDescription.sdp, "video": {"codec": "vp8"}}
             resp = await post(live, body, live.token())
-            assert resp.status_code == 200 and resp.json()["video"]["codec"] == "vp8"
+            assert resp.status_code == 200
+            assert resp.json()["video"]["codec"] == "vp8"
         finally:
             await third.close()
     finally:
@@ -167,8 +171,10 @@ async def test_the_handshake_shows_models_without_their_query_strings(live: Live
     live.server.spec = dataclasses.replace(live.server.spec, models=(sas,))
     async with httpx.AsyncClient() as http:
         resp = await http.get(live.url + HANDSHAKE_PATH, headers={"Authorization": f"Bearer {live.token()}"})
-    assert resp.status_code == 200 and resp.json()["models"] == ["https://assets.test/a/m.glb"]
-    assert "SECRET" not in resp.text and "pw" not in resp.text
+    assert resp.status_code == 200
+    assert resp.json()["models"] == ["https://assets.test/a/m.glb"]
+    assert "SECRET" not in resp.text
+    assert "pw" not in resp.text
 
 
 async def test_an_offer_with_no_codec_in_common_is_refused(live: LiveServer) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,11 +80,17 @@ class Call:
     sent: list[SentFrame] = field(default_factory=list)
     received: list[av.VideoFrame] = field(default_factory=list)
     remote: MediaStreamTrack | None = None
+    progress: asyncio.Event = field(default_factory=asyncio.Event)  # set when a frame is sent or received
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        """Returns once ``done()`` holds, checking it after each frame sent or received."""
+        while not done():
+            self.progress.clear()
+            await self.progress.wait()
 
     async def wait_for(self, frames: int, timeout: float = 10) -> None:
         async with asyncio.timeout(timeout):
-            while len(self.received) < frames:
-                await asyncio.sleep(0.02)
+            await self.until(lambda: len(self.received) >= frames)
 
     def sent_frame_for(self, frame: av.VideoFrame) -> Frame:
         """The source frame a received one was made from, matched by RTP timestamp."""
@@ -110,7 +116,12 @@ async def call(prefer: str, **config: Any) -> AsyncIterator[Call]:
         source = Source()
         cfg = EncoderConfig(width=W, height=H, fps=30, bitrate=1_000_000, hardware="off", **config)
         sent: list[SentFrame] = []
-        track = EncodedVideoTrack(source, cfg, on_frame=sent.append)
+
+        def on_frame(frame: SentFrame) -> None:
+            sent.append(frame)
+            c.progress.set()
+
+        track = EncodedVideoTrack(source, cfg, on_frame=on_frame)
         await server.setRemoteDescription(client.localDescription)
         sender = add_video_track(server, track)
         await server.setLocalDescription(await server.createAnswer())
@@ -122,6 +133,7 @@ async def call(prefer: str, **config: Any) -> AsyncIterator[Call]:
                     frame = await remote.recv()
                     assert isinstance(frame, av.VideoFrame)
                     c.received.append(frame)
+                    c.progress.set()
 
         @client.on("track")
         def on_track(remote: MediaStreamTrack) -> None:
@@ -164,7 +176,8 @@ async def test_client_receives_what_the_source_rendered(prefer: str, codec: str,
         await c.wait_for(24)
         assert negotiated_mime(c.answer_sdp) == codec
         stats = c.track.stats()
-        assert stats.codec == codec.lower() and stats.encoder == encoder
+        assert stats.codec == codec.lower()
+        assert stats.encoder == encoder
         check_pictures(c)
         # pts on the 90 kHz clock, increasing, paced at ~30 fps
         pts = [s.pts for s in c.sent]
@@ -172,11 +185,9 @@ async def test_client_receives_what_the_source_rendered(prefer: str, codec: str,
         # never faster than 30 fps (how much slower depends on the machine's load)
         span = (pts[-1] - pts[0]) / 90_000
         assert span >= 0.9 * (len(pts) - 1) / 30
-        assert (
-            c.sent[0].keyframe
-            and stats.frames >= 24
-            and stats.bytes == sum(s.size for s in c.sent[: stats.frames])
-        )
+        assert c.sent[0].keyframe
+        assert stats.frames >= 24
+        assert stats.bytes == sum(s.size for s in c.sent[: stats.frames])
         assert stats.last_frame_id == c.sent[-1].frame_id
 
 
@@ -189,8 +200,7 @@ async def test_pli_from_the_receiver_produces_a_keyframe() -> None:
         (receiver_transceiver,) = c.client.getTransceivers()
         await receiver_transceiver.receiver._send_rtcp_pli(c.sender._ssrc)
         async with asyncio.timeout(5):
-            while not any(s.keyframe for s in c.sent[before:]):
-                await asyncio.sleep(0.02)
+            await c.until(lambda: any(s.keyframe for s in c.sent[before:]))
         assert c.track.stats().pli_received >= 1
         first_key = next(i for i, s in enumerate(c.sent[before:]) if s.keyframe)
         assert first_key <= 5, "the keyframe follows within a few frames"
@@ -208,9 +218,11 @@ async def test_sender_hook_routes_pli_fir_and_remb() -> None:
     try:
         sender = add_video_track(pc, track)
         # only this sender instance is adapted; the class and other senders keep aiortc's methods
-        assert "_handle_rtcp_packet" in vars(sender) and "send" in vars(sender)
+        assert "_handle_rtcp_packet" in vars(sender)
+        assert "send" in vars(sender)
         other = pc.addTrack(other_track)
-        assert "_handle_rtcp_packet" not in vars(other) and "send" not in vars(other)
+        assert "_handle_rtcp_packet" not in vars(other)
+        assert "send" not in vars(other)
 
         ssrc = sender._ssrc
 
@@ -240,10 +252,12 @@ async def test_sender_hook_routes_pli_fir_and_remb() -> None:
         assert sent > 0
         await deliver(remb(int(sent / 2), [ssrc]))
         stats = track.stats()
-        assert stats.remb_received == 4 and stats.remb_bitrate is not None
+        assert stats.remb_received == 4
+        assert stats.remb_bitrate is not None
         assert abs(stats.remb_bitrate - sent / 2) < 0.01 * sent  # REMB's mantissa/exponent rounding
         assert stats.target_bitrate == max(200_000, stats.remb_bitrate) < 1_000_000
-        assert track.encoder is not None and track.encoder.target_bitrate == stats.target_bitrate
+        assert track.encoder is not None
+        assert track.encoder.target_bitrate == stats.target_bitrate
 
         # a REMB for another stream, a broken one, and a receiver report: ignored by the hook, and
         # aiortc's own handling still runs (it would raise on anything it cannot take)
@@ -253,7 +267,8 @@ async def test_sender_hook_routes_pli_fir_and_remb() -> None:
             ssrc=ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0, lsr=0, dlsr=0
         )
         await deliver(RtcpRrPacket(ssrc=1, reports=[report]))
-        assert track.stats().remb_received == 4 and track.stats().target_bitrate == stats.target_bitrate
+        assert track.stats().remb_received == 4
+        assert track.stats().target_bitrate == stats.target_bitrate
 
         with pytest.raises(RuntimeError, match="already attached"):
             track.attach(sender)
@@ -296,7 +311,8 @@ async def test_pli_bursts_collapse_and_requests_wait_for_the_gap() -> None:
         # a request once the gap has passed is served by the next frame
         track.request_keyframe()
         assert (await track.recv()).is_keyframe
-        assert track.encoder is not None and track.encoder.stats().keyframe_requests == 2
+        assert track.encoder is not None
+        assert track.encoder.stats().keyframe_requests == 2
     finally:
         track.stop()
 
@@ -308,10 +324,12 @@ async def test_track_paces_stops_and_reports_the_codec_it_used() -> None:
     packets = [await track.recv() for _ in range(10)]
     elapsed = loop.time() - started
     assert track.codec == "vp8", "not attached to a sender: the configured codec"
-    assert packets[0].is_keyframe and not any(p.is_keyframe for p in packets[1:])
+    assert packets[0].is_keyframe
+    assert not any(p.is_keyframe for p in packets[1:])
     assert 0.9 * 9 / 30 <= elapsed < 9 / 30 + 3.0
     pts = [p.pts or 0 for p in packets]
-    assert packets[0].pts is not None and pts[0] < 3000
+    assert packets[0].pts is not None
+    assert pts[0] < 3000
     deltas = [b - a for a, b in itertools.pairwise(pts)]
     assert all(d >= 1500 for d in deltas), deltas  # at least half a period apart, 3000 on average
     assert sum(deltas) >= 0.9 * 9 * 3000
@@ -341,11 +359,13 @@ def test_ice_settings() -> None:
         turn_credential="secret",
     )
     servers = ice.rtc_configuration().iceServers
-    assert servers is not None and [s.urls for s in servers] == [
+    assert servers is not None
+    assert [s.urls for s in servers] == [
         ["stun:stun.example.org:3478"],
         ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org"],
     ]
-    assert servers[1].username == "u" and servers[1].credential == "secret"
+    assert servers[1].username == "u"
+    assert servers[1].credential == "secret"
     assert "secret" not in repr(ice)
     with pytest.raises(ValueError, match="bad ICE server URL"):
         IceSettings(stun_urls=("stun.example.org",))

@@ -17,7 +17,7 @@ from openrr.store.tables import accounts as accounts_table
 from openrr.store.tables import sessions as sessions_table
 from tests.store.helpers import T0, account_row_before_0006, make_account, make_session
 
-HANDLE = {"kind": "fake", "key": "k"}
+HANDLE: dict[str, object] = {"kind": "fake", "key": "k"}
 
 
 async def _holding(store: SqlStore, account_id: str) -> int:
@@ -41,7 +41,8 @@ async def test_without_limits_insert_says_inserted_or_exists(store: SqlStore, ac
     assert await store.insert_session(make_session(acct.id, "s1")) is Admission.INSERTED
     assert await store.insert_session(make_session(acct.id, "s1", lease_minutes=99)) is Admission.EXISTS
     stored = await store.get_session(acct.id, "s1")
-    assert stored is not None and stored.lease_minutes == 30
+    assert stored is not None
+    assert stored.lease_minutes == 30
 
 
 async def test_exists_comes_before_quota_and_capacity(store: SqlStore, acct: Account) -> None:
@@ -54,7 +55,8 @@ async def test_exists_comes_before_quota_and_capacity(store: SqlStore, acct: Acc
     assert await store.insert_session(retry, max_active_per_account=0) is Admission.EXISTS
     assert await store.insert_session(retry, size_slots=0) is Admission.EXISTS
     stored = await store.get_session(acct.id, "s1")
-    assert stored is not None and stored.lease_minutes == 30
+    assert stored is not None
+    assert stored.lease_minutes == 30
 
 
 async def test_quota_counts_the_account_across_sizes(store: SqlStore, acct: Account) -> None:

@@ -84,7 +84,7 @@ async def test_times_in_other_zones_mean_the_same_instant(store: SqlStore) -> No
 
 
 async def test_a_lease_needs_a_positive_ttl(store: SqlStore) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positive ttl"):
         await store.try_lease("reaper", "a", dt.timedelta(0), at(0))
     assert await store.lease_holder("reaper", at(0)) is None
 

@@ -39,7 +39,8 @@ async def test_the_account_service_checks_and_never_repeats_the_key(store: SqlSt
     service = AccountService(store, ManualClock(T0))
     linked = await service.link_storage(acct.id, f"mystore={KEY}@http://127.0.0.1:10000/mystore")
     assert linked == LinkedAccount("mystore", KEY, "http://127.0.0.1:10000/mystore")
-    assert KEY not in str(linked) and KEY not in repr(linked)
+    assert KEY not in str(linked)
+    assert KEY not in repr(linked)
     assert await service.linked_storage(acct.id) == (linked,)
     for bad in (f"UPPER={KEY}", "mystore=", f"mystore={KEY}@ftp://x"):
         with pytest.raises(InvalidInput) as info:
@@ -88,7 +89,8 @@ async def test_upgrade_from_0003_keeps_the_data_and_adds_the_table(backend_url: 
         assert version == "0006"
         assert await upgraded.get_account(account.id) == account
         kept = await upgraded.get_session(account.id, "s1")
-        assert kept is not None and kept.status is session.status
+        assert kept is not None
+        assert kept.status is session.status
         assert await upgraded.linked_storage(account.id) == []  # nothing is linked by the upgrade
         await upgraded.link_storage(LinkedStorage(account.id, "mystore", KEY, "", T0))
         assert [s.name for s in await upgraded.linked_storage(account.id)] == ["mystore"]

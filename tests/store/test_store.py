@@ -40,7 +40,8 @@ async def test_accounts_add_get_list_and_set_key_hash(store: SqlStore) -> None:
     assert await store.get_account(first.id) == first
     assert await store.get_account(str(uuid.uuid4())) is None
     got = await store.get_account(second.id)
-    assert got is not None and got.created_at.tzinfo is not None
+    assert got is not None
+    assert got.created_at.tzinfo is not None
     assert got.created_at.utcoffset() == dt.timedelta(0)
     assert list(await store.list_accounts()) == [first, second]  # oldest first
 
@@ -76,7 +77,8 @@ async def test_signing_keys_rotate_and_retire(store: SqlStore) -> None:
     assert await store.signing_key(signing("k4")) == third  # the newest is the current one
     # Keys retire once every token they signed has expired: older than the current one by 26 hours.
     assert await store.drop_signing_keys("k3", third.created_at - dt.timedelta(hours=26)) == 1
-    assert [k.kid for k in await store.signing_keys()] == ["k3", "k2"] and first.kid == "k1"
+    assert [k.kid for k in await store.signing_keys()] == ["k3", "k2"]
+    assert first.kid == "k1"
     assert await store.drop_signing_keys("k3") == 1  # revoked: all but the current one
     assert await store.signing_keys() == [third]
 
@@ -84,10 +86,13 @@ async def test_signing_keys_rotate_and_retire(store: SqlStore) -> None:
 async def test_account_tokens_not_before(store: SqlStore) -> None:
     account = make_account()
     await store.add_account(account)
-    assert (await store.get_account(account.id)) == account and account.tokens_not_before is None
+    assert (await store.get_account(account.id)) == account
+    assert account.tokens_not_before is None
     await store.set_account_key_hash(account.id, "primary", "sha256$00$11", tokens_not_before=T0)
     stored = await store.get_account(account.id)
-    assert stored is not None and stored.tokens_not_before == T0 and stored.primary_key_hash == "sha256$00$11"
+    assert stored is not None
+    assert stored.tokens_not_before == T0
+    assert stored.primary_key_hash == "sha256$00$11"
 
 
 async def test_signing_key_race_has_one_winner(store: SqlStore) -> None:
@@ -135,7 +140,8 @@ async def test_insert_session_refuses_duplicates(store: SqlStore, acct: Account)
     assert await store.insert_session(make_session(acct.id, "s1")) is Admission.INSERTED
     assert await store.insert_session(make_session(acct.id, "s1", lease_minutes=99)) is Admission.EXISTS
     stored = await store.get_session(acct.id, "s1")
-    assert stored is not None and stored.lease_minutes == 30
+    assert stored is not None
+    assert stored.lease_minutes == 30
     # the key is (account_id, id): another account may use the same session id
     assert await store.insert_session(make_session(other.id, "s1")) is Admission.INSERTED
     assert await store.get_session(acct.id, "missing") is None
@@ -167,10 +173,14 @@ async def test_get_session_round_trips_every_field(store: SqlStore, acct: Accoun
     got = await store.get_session(acct.id, full.id)
     assert got == full
     assert got is not None
-    assert isinstance(got.models, tuple) and isinstance(got.host_handle, dict)
-    assert got.size is Size.PREMIUM and got.status is Status.ERROR
+    assert isinstance(got.models, tuple)
+    assert isinstance(got.host_handle, dict)
+    assert got.size is Size.PREMIUM
+    assert got.status is Status.ERROR
     for value in (got.created_at, got.ready_at, got.ended_at):
-        assert value is not None and value.tzinfo is not None and value.utcoffset() == dt.timedelta(0)
+        assert value is not None
+        assert value.tzinfo is not None
+        assert value.utcoffset() == dt.timedelta(0)
     assert got.ended_at == dt.datetime(2026, 11, 23, 12, 30, 5, 123456, tzinfo=dt.UTC)
 
     minimal = make_session(acct.id, "minimal")
@@ -178,9 +188,15 @@ async def test_get_session_round_trips_every_field(store: SqlStore, acct: Accoun
     got = await store.get_session(acct.id, "minimal")
     assert got == minimal
     assert got is not None
-    assert got.models == () and got.endpoint is None and got.error is None and got.host_handle is None
-    assert got.ready_at is None and got.ended_at is None and got.teraflops is None
-    assert got.host_released is False and got.version == 0
+    assert got.models == ()
+    assert got.endpoint is None
+    assert got.error is None
+    assert got.host_handle is None
+    assert got.ready_at is None
+    assert got.ended_at is None
+    assert got.teraflops is None
+    assert got.host_released is False
+    assert got.version == 0
 
 
 # ---- sessions: compare-and-set --------------------------------------------------------------------------
@@ -192,7 +208,9 @@ async def test_update_session_is_compare_and_set(store: SqlStore, acct: Account)
     s1 = await store.update_session(
         dataclasses.replace(s0, status=Status.READY, ready_at=T0, endpoint=endpoint, teraflops=15.0)
     )
-    assert s1.version == 1 and s1.status is Status.READY and s1.endpoint == endpoint
+    assert s1.version == 1
+    assert s1.status is Status.READY
+    assert s1.endpoint == endpoint
     assert await store.get_session(acct.id, "s1") == s1
 
     # a writer that read version 0 loses, and changes nothing
@@ -201,7 +219,8 @@ async def test_update_session_is_compare_and_set(store: SqlStore, acct: Account)
     assert await store.get_session(acct.id, "s1") == s1
 
     s2 = await store.update_session(dataclasses.replace(s1, lease_minutes=60))
-    assert s2.version == 2 and s2.lease_minutes == 60
+    assert s2.version == 2
+    assert s2.lease_minutes == 60
     assert await store.get_session(acct.id, "s1") == s2
     with pytest.raises(StaleWrite):
         await store.update_session(s1)
@@ -423,9 +442,9 @@ async def test_control_plane_create_get_patch_stop(
     await fake_host.settle()
 
     body = (await client.get(base, params=V, headers=account.auth)).json()
-    assert (
-        body["status"] == "Ready" and body["hostname"] == "render.test" and body["maxLeaseTimeMinutes"] == 30
-    )
+    assert body["status"] == "Ready"
+    assert body["hostname"] == "render.test"
+    assert body["maxLeaseTimeMinutes"] == 30
 
     resp = await client.patch(base, params=V, json={"maxLeaseTimeMinutes": 90}, headers=account.auth)
     assert resp.status_code == 200, resp.text
@@ -436,7 +455,8 @@ async def test_control_plane_create_get_patch_stop(
     resp = await client.post(f"{base}/:stop", params=V, headers=account.auth)
     assert resp.status_code == 204, resp.text
     body = (await client.get(base, params=V, headers=account.auth)).json()
-    assert body["status"] == "Stopped" and "hostname" not in body
+    assert body["status"] == "Stopped"
+    assert "hostname" not in body
 
     listed = (await client.get(f"/accounts/{account.id}/sessions", params=V, headers=account.auth)).json()
     assert listed == {"sessions": []}
@@ -447,5 +467,7 @@ async def test_control_plane_create_get_patch_stop(
         stored = await direct.get_session(account.id, "s1")
     finally:
         await direct.close()
-    assert stored is not None and stored.status is Status.STOPPED and stored.lease_minutes == 90
+    assert stored is not None
+    assert stored.status is Status.STOPPED
+    assert stored.lease_minutes == 90
     assert stored.version >= 3

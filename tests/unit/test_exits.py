@@ -16,7 +16,8 @@ def test_an_end_by_the_memory_ceiling_says_so(tmp_path: Path) -> None:
     log.write_text("INFO ready\nOpenBLAS error: Memory allocation still failed after 10 retries.\n")
     message = describe_exit(1, str(log))
     assert message.startswith("The render server exited with code 1 after running out of memory")
-    assert "--render-memory" in message and "OpenBLAS error" in message
+    assert "--render-memory" in message
+    assert "OpenBLAS error" in message
 
 
 def test_other_ends_are_told_as_they_are(tmp_path: Path) -> None:

@@ -54,14 +54,18 @@ def test_lease_counts_from_ready_and_elapsed_freezes_at_the_end() -> None:
     assert ready.expires_at == T0 + dt.timedelta(minutes=13)
     assert ready.elapsed_minutes(T0 + dt.timedelta(minutes=5, seconds=59)) == 2
     stopped = ready.apply(Event.STOP, T0 + dt.timedelta(minutes=8, seconds=30))
-    assert stopped.endpoint is None and stopped.teraflops == 8.1 and stopped.expires_at is None
+    assert stopped.endpoint is None
+    assert stopped.teraflops == 8.1
+    assert stopped.expires_at is None
     assert stopped.elapsed_minutes(T0 + dt.timedelta(days=3)) == 5
 
 
 def test_failure_keeps_its_error() -> None:
     err = SessionError("RenderServerExited", "boom")
     failed = starting().apply(Event.FAIL, T0, error=err)
-    assert failed.status is Status.ERROR and failed.error == err and failed.ended_at == T0
+    assert failed.status is Status.ERROR
+    assert failed.error == err
+    assert failed.ended_at == T0
 
 
 @given(st.lists(st.sampled_from(list(Event)), max_size=8))
@@ -88,7 +92,8 @@ def test_unknown_sizes_are_refused(value: object) -> None:
 
 
 def test_create_lease_bounds() -> None:
-    assert check_create_lease(0) == 0 and check_create_lease(1440) == 1440
+    assert check_create_lease(0) == 0
+    assert check_create_lease(1440) == 1440
     with pytest.raises(InvalidInput, match="cannot be negative"):
         check_create_lease(-1)
     with pytest.raises(InvalidInput):

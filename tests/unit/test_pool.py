@@ -55,7 +55,8 @@ async def test_a_create_takes_a_server_that_is_still_starting() -> None:
     host.go.set()
     handle = await taking
     await filling
-    assert handle is not None and handle["pooled"]
+    assert handle is not None
+    assert handle["pooled"]
     state = _standard(pool)
     assert (state.idle, state.taken, state.missed) == (0, 1, 0)  # it went to the create, not the pool
     assert host.idle_starts == 1

@@ -46,7 +46,8 @@ def test_private_dirs_and_files_are_created_with_their_mode(tmp_path: Path, open
     (data / "loose.json").write_bytes(b"old")
     (data / "loose.json").chmod(0o644)
     write_private(data / "loose.json", b"new")  # a replacement, not a rewrite of the 0644 file
-    assert mode(data / "loose.json") == 0o600 and (data / "loose.json").read_bytes() == b"new"
+    assert mode(data / "loose.json") == 0o600
+    assert (data / "loose.json").read_bytes() == b"new"
     loose = tmp_path / "loose-dir"
     loose.mkdir(mode=0o755)
     assert mode(private_dir(loose)) == 0o700  # an existing one is tightened
@@ -71,13 +72,15 @@ def test_the_development_certificate_is_a_leaf_signed_by_a_throwaway_ca(tmp_path
     assert chain == [ca]
     assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-    assert usage.digital_signature and not usage.key_cert_sign
+    assert usage.digital_signature
+    assert not usage.key_cert_sign
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "localhost" in sans.get_values_for_type(x509.DNSName)
     constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
-    assert constraints.ca and constraints.path_length == 0
+    assert constraints.ca
+    assert constraints.path_length == 0
     leaf.verify_directly_issued_by(ca)
     assert mode(key_path) == 0o600
     # Its CA's key is nowhere: the only private key written is the leaf's.
@@ -132,4 +135,5 @@ def test_the_banner_masks_the_store_password(tmp_path: Path) -> None:
     with console.capture() as captured:
         _banner(settings, None, None, None)
     text = captured.get()
-    assert "s3cret-pw" not in text and "openrr:***@127.0.0.1" in text
+    assert "s3cret-pw" not in text
+    assert "openrr:***@127.0.0.1" in text

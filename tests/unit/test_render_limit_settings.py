@@ -83,7 +83,8 @@ def test_serve_takes_the_options_and_their_variables(tmp_path: Path, monkeypatch
     assert (limits[Size.STANDARD].models_per_session, limits[Size.PREMIUM].models_per_session) == (4, 8)
     assert (limits[Size.STANDARD].memory_bytes, limits[Size.PREMIUM].memory_bytes) == (1 << 30, 2 << 30)
     result = CliRunner().invoke(serve_cli.serve, ["--max-scene-bytes", "standard=big"])
-    assert result.exit_code == 2 and "--max-scene-bytes: 'standard=big' is not of the form" in result.output
+    assert result.exit_code == 2
+    assert "--max-scene-bytes: 'standard=big' is not of the form" in result.output
 
 
 async def test_each_sizes_spec_carries_its_limits(

@@ -19,8 +19,11 @@ from tests.fakes import FakeHost
 
 def test_defaults() -> None:
     s = Settings.load({})
-    assert s.port == 8443 and s.scheme == "https" and s.local_address == "https://127.0.0.1:8443"
-    assert s.resolved_store_url.startswith("sqlite:///") and s.resolved_store_url.endswith("openrr.db")
+    assert s.port == 8443
+    assert s.scheme == "https"
+    assert s.local_address == "https://127.0.0.1:8443"
+    assert s.resolved_store_url.startswith("sqlite:///")
+    assert s.resolved_store_url.endswith("openrr.db")
 
 
 def test_all_errors_at_once(tmp_path: Path) -> None:
@@ -48,9 +51,11 @@ def test_render_tls_options_go_together(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="--render-tls-ca needs --render-tls-cert"):
         Settings.load({"render_tls_ca": cert})
     plain = Settings.load({})
-    assert plain.render_scheme == "http" and plain.render_trust is None
+    assert plain.render_scheme == "http"
+    assert plain.render_trust is None
     tls = Settings.load({"render_tls_cert": cert, "render_tls_key": key})
-    assert tls.render_scheme == "https" and tls.render_trust == cert
+    assert tls.render_scheme == "https"
+    assert tls.render_trust == cert
     assert (
         Settings.load({"render_tls_cert": cert, "render_tls_key": key, "render_tls_ca": key}).render_trust
         == key
@@ -106,7 +111,8 @@ def test_turn_needs_credentials() -> None:
     s = Settings.load(
         {"turn_urls": ("turns:turn.example.org:5349",), "turn_username": "u", "turn_credential": "s3cr3t"}
     )
-    assert s.turn_credential == "s3cr3t" and "s3cr3t" not in repr(s)
+    assert s.turn_credential == "s3cr3t"
+    assert "s3cr3t" not in repr(s)
 
 
 def test_combination_problems_reported_together(tmp_path: Path) -> None:
@@ -161,7 +167,8 @@ def test_serve_reads_flags_and_variables(tmp_path: Path, monkeypatch: pytest.Mon
     result = CliRunner().invoke(serve_cli.serve, args, env=env)
     assert result.exit_code == 0, result.output
     (s,) = seen
-    assert s.model_roots == (a, b) and s.allow_private_model_urls
+    assert s.model_roots == (a, b)
+    assert s.allow_private_model_urls
     assert s.stun_urls == ("stun:one.example", "stun:two.example:3479")
     assert s.turn_urls == ("turn:t.example", "turns:t.example")
     assert (s.turn_username, s.turn_credential) == ("u", "secret")
@@ -177,11 +184,13 @@ def test_serve_reads_flags_and_variables(tmp_path: Path, monkeypatch: pytest.Mon
         serve_cli.serve, ["--data-dir", str(tmp_path / "d")], env={"OPENRR_MODEL_ROOTS": None}
     )
     assert result.exit_code == 0, result.output
-    assert seen[0].model_roots == (tmp_path / "d" / "models",) and not seen[0].allow_private_model_urls
+    assert seen[0].model_roots == (tmp_path / "d" / "models",)
+    assert not seen[0].allow_private_model_urls
 
     result = CliRunner().invoke(serve_cli.serve, ["--video-bitrate", "1"], env={"OPENRR_VIDEO_WIDTH": "99"})
     assert result.exit_code == 2
-    assert "--video-width:" in result.output and "--video-bitrate:" in result.output
+    assert "--video-width:" in result.output
+    assert "--video-bitrate:" in result.output
 
 
 async def test_render_spec_carries_the_settings(
@@ -244,7 +253,8 @@ async def test_default_model_root_is_absolute_in_the_spec(runtime: Runtime, fake
     await fake_host.settle()
     spec = fake_host.server("s").spec
     assert spec.settings.model_roots == (str(runtime.settings.default_model_root.resolve()),)
-    assert Path(spec.settings.model_roots[0]).is_absolute() and spec.polygon_limit == 20_000_000
+    assert Path(spec.settings.model_roots[0]).is_absolute()
+    assert spec.polygon_limit == 20_000_000
 
 
 def test_metrics_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,7 +308,8 @@ def test_serve_refuses_a_service_wide_storage_key_and_keeps_keyless_endpoints(
         assert result.exit_code == 2, result.output
         words = " ".join(result.output.split())  # however the console wrapped it
         assert "openrr accounts link-storage ACCOUNT mystore=KEY" in words
-        assert key not in result.output and not seen
+        assert key not in result.output
+        assert not seen
     library = tmp_path / "library"
     library.mkdir()
     endpoint = "devstoreaccount1@http://127.0.0.1:10000/devstoreaccount1"
@@ -306,7 +317,8 @@ def test_serve_refuses_a_service_wide_storage_key_and_keeps_keyless_endpoints(
         serve_cli.serve, [*data, "--storage-account", endpoint, "--model-library", str(library)]
     )
     assert result.exit_code == 0, result.output
-    assert seen[0].storage_accounts == (endpoint,) and seen[0].model_libraries == (library,)
+    assert seen[0].storage_accounts == (endpoint,)
+    assert seen[0].model_libraries == (library,)
 
 
 def test_lease_keeping_and_ray_auth_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
