@@ -34,6 +34,23 @@ _FOREIGN_ENV = {
 }
 
 
+# The tiers of `scripts/test --fast`, which leaves these marks out. A folder's mark reaches every test in it,
+# so that no test there is missed; the fixtures that start the same services mark their users anywhere.
+_FOLDER_MARKS = {"browser": "browser", "ray_host": "ray"}
+_FIXTURE_MARKS = {"ray_cluster": "ray", "postgres_server": "postgres", "postgres_url": "postgres"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).parent
+    for item in items:
+        folders = item.path.relative_to(tests_dir).parts[:-1] if item.path.is_relative_to(tests_dir) else ()
+        marks = {mark for folder, mark in _FOLDER_MARKS.items() if folder in folders}
+        fixtures = getattr(item, "fixturenames", ())
+        marks |= {mark for fixture, mark in _FIXTURE_MARKS.items() if fixture in fixtures}
+        for mark in sorted(marks - {m.name for m in item.iter_markers()}):
+            item.add_marker(mark)
+
+
 def _foreign(name: str) -> bool:
     if name.startswith("OPENRR_TEST_"):
         return False

@@ -31,6 +31,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, Te
 from openrr.cli.connection import Connection, connection_options, load_config, resolve_options
 from openrr.cli.output import console, err_console, fail, print_json, print_table
 from openrr.client.rest import ApiError, ArrClient
+from openrr.extras import MissingExtra, needs
 
 T = TypeVar("T")
 _TERMINAL = ("Succeeded", "Failed", "Cancelled")
@@ -178,8 +179,12 @@ def _upload(local: Path, container: str, prefix: str, credential: Any, quiet: bo
                 shutil.copyfile(path, target)
                 bar.advance(task, path.stat().st_size)
             return len(files)
-        from azure.core.exceptions import AzureError
-        from azure.storage.blob import ContainerClient
+        try:
+            with needs("azure", "Uploading to an Azure Blob Storage container"):
+                from azure.core.exceptions import AzureError
+                from azure.storage.blob import ContainerClient
+        except MissingExtra as exc:
+            fail(exc.message)
 
         try:
             with ContainerClient.from_container_url(container, credential=credential) as client:
@@ -195,7 +200,11 @@ def _upload(local: Path, container: str, prefix: str, credential: Any, quiet: bo
 
 
 def _sas(account: str, key: str, uri: str, permission: str) -> str:
-    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+    try:
+        with needs("azure", "Signing an Azure Blob Storage container's URI"):
+            from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+    except MissingExtra as exc:
+        fail(exc.message)
 
     container = urlsplit(uri).path.rstrip("/").rsplit("/", 1)[-1]
     return generate_container_sas(

@@ -20,6 +20,7 @@ from typing import Any
 from openrr.config import Settings
 from openrr.domain.clock import Clock, SystemClock
 from openrr.domain.session import Size
+from openrr.extras import needs
 from openrr.hosts.base import Host
 from openrr.hosts.local import LocalHost
 from openrr.private import private_dir
@@ -315,7 +316,8 @@ class Runtime:
 async def open_host(settings: Settings) -> Host:
     """The host ``--host-backend`` names, connected."""
     if settings.host_backend == "ray":
-        from openrr.hosts.ray import RayHost  # imports ray (about a second): only when it is used
+        with needs("ray", "--host-backend ray"):
+            from openrr.hosts.ray import RayHost  # imports ray (about a second): only when it is used
 
         assert settings.ray_address is not None  # Settings checks it
         ray_host = RayHost(

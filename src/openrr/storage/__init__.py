@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from openrr.extras import needs
 from openrr.storage.base import (
     AccessDenied,
     BadBlobName,
@@ -196,12 +197,14 @@ class StorageAccess:
 
 
 def _sas(sas: str) -> str:
-    from openrr.storage.blob import normalise_sas
+    with needs("azure", "An Azure Blob Storage container"):
+        from openrr.storage.blob import normalise_sas
 
     return normalise_sas(sas)
 
 
 def _blob(uri: str, credential: str | dict[str, str], transfers: bool) -> BlobContainer:
-    from openrr.storage.blob import BlobContainer  # azure-storage-blob only when a blob container is used
+    with needs("azure", "An Azure Blob Storage container"):
+        from openrr.storage.blob import BlobContainer  # azure-storage-blob only when a blob container is used
 
     return BlobContainer(uri, credential, transfers=transfers)
