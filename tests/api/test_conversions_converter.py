@@ -13,7 +13,7 @@ import pytest
 
 from openrr.config import Settings
 from openrr.domain.clock import ManualClock
-from openrr.model.arrasset import MAGIC
+from openrr.model.arrasset.layout import MAGIC
 from openrr.services import conversions
 from openrr.services.runtime import Runtime
 from tests.api.conversion_fixtures import (  # noqa: F401
@@ -66,9 +66,9 @@ async def convert(
 
 
 def test_the_accepted_extensions_are_the_converters() -> None:
-    from openrr.assets import convert as converter
+    from openrr.assets import inputs
 
-    known = set(converter.MESH_FORMATS) | set(converter.POINT_FORMATS) | set(converter.NOT_SUPPORTED)
+    known = set(inputs.MESH_FORMATS) | set(inputs.POINT_FORMATS) | set(inputs.NOT_SUPPORTED)
     assert set(conversions.SUPPORTED_EXTENSIONS) == known
 
 

@@ -29,7 +29,7 @@ from azure.mixedreality.remoterendering import (
 
 from openrr.client.rest import ArrClient
 from openrr.client.stream import connect_session
-from openrr.model.arrasset import MAGIC
+from openrr.model.arrasset.layout import MAGIC
 from tests.azurite import KEY, Azurite
 from tests.e2e.checks import wait_gone
 from tests.e2e.server import OpenRRServer, Proc, wait_for

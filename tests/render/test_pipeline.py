@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from openrr.model.sources import ModelSourcePolicy
 from openrr.render import pipeline as pipeline_module
 from openrr.render.pipeline import ModelError, RenderPipeline
-from openrr.render.sources import ModelSourcePolicy
 from tests.render import fixtures
 
 W, H = 320, 180

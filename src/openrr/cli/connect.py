@@ -227,7 +227,7 @@ async def _run(
 async def _load(rc: RenderConnection, model: str, quiet: bool) -> dict[str, Any]:
     from rich.console import Console
 
-    from openrr.render.sources import display_name
+    from openrr.model.sources import display_name
 
     err = Console(stderr=True)
 

@@ -25,13 +25,13 @@ import psutil
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.stats import RTCRemoteInboundRtpStreamStats
 
+from openrr.model.sources import display_name
 from openrr.protocol import datachannel as protocol
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, PROTOCOL
 from openrr.render.encoder import Codec, EncoderConfig
 from openrr.render.ice import IceSettings, loopback_host_candidates
 from openrr.render.inspector import Tracer
 from openrr.render.pipeline import ModelError, PipelineClosed, RenderPipeline
-from openrr.render.sources import display_name
 from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track, negotiated_codec
 
 log = logging.getLogger(__name__)

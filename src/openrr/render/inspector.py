@@ -51,9 +51,9 @@ from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from openrr.model.sources import display_name
 from openrr.protocol import datachannel as protocol
 from openrr.render.pipeline import Frame, PipelineClosed
-from openrr.render.sources import display_name
 from openrr.render.track import SentFrame
 
 if TYPE_CHECKING:

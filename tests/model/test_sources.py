@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from openrr.model.sources import ModelSourcePolicy, SourceRefused
 from openrr.protocol.handshake import RenderSettings, RenderSpec
-from openrr.render.sources import ModelSourcePolicy, SourceRefused
 
 PUBLIC_IP = "93.184.216.34"
 

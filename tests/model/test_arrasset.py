@@ -15,19 +15,14 @@ import numpy as np
 import pytest
 import trimesh
 
-from openrr.assets.settings import VertexFormat
-from openrr.model.arrasset import (
-    HEADER_SIZE,
-    MAGIC,
-    Asset,
-    PointCloud,
-    build_lods,
-    conversion_hash,
-    read_asset,
-    simplify,
-    write_asset,
-)
-from openrr.model.loader import ModelLoadError, load_model
+from openrr.model.arrasset.layout import HEADER_SIZE, MAGIC, Asset, PointCloud
+from openrr.model.arrasset.manifest import conversion_hash
+from openrr.model.arrasset.reader import read_asset
+from openrr.model.arrasset.vertex import VertexFormat
+from openrr.model.arrasset.writer import write_asset
+from openrr.model.errors import ModelLoadError
+from openrr.model.loader import load_model
+from openrr.model.lod import build_lods, simplify
 from openrr.model.scene import Mesh, Primitive, Scene
 from openrr.render.renderer import choose_lod
 from tests.assets import models

@@ -13,6 +13,9 @@ import dataclasses
 from openrr.model.scene import Mesh, Scene
 
 _MEGA = 1 << 20
+# Decoded texture pixels of one model when the caller gives no allowance (1 GiB as RGBA): callers with
+# limits of their own (a session's, by size) pass an ``Allowance``.
+DEFAULT_TEXTURE_PIXELS = 256 << 20
 
 
 def pixels_text(pixels: int) -> str:
@@ -83,6 +86,12 @@ class Allowance:
                 f"more than {self.geometry_limit}"
             )
         self.used = usage
+
+
+def default_allowance() -> Allowance:
+    """The ceiling of a model loaded without an allowance of its own: ``DEFAULT_TEXTURE_PIXELS``, geometry
+    unlimited."""
+    return Allowance(DEFAULT_TEXTURE_PIXELS, f"the {pixels_text(DEFAULT_TEXTURE_PIXELS)} any model may have")
 
 
 def geometry_bytes(vertices: int, triangles: int, *, normals: bool, uvs: bool, colors: bool) -> int:

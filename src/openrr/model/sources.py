@@ -20,7 +20,7 @@ and never the server-side location a path resolved to.
 What a single up-front check cannot cover, and the loader does: HTTP redirects and the URLs a .gltf
 references are new requests, each checked again (``guard``); and a hostname may resolve differently when
 the loader connects (DNS rebinding). ``guard`` therefore returns a ``CheckedURL`` with the addresses it
-checked, and the loader connects to exactly those (``openrr.render.fetch``), never resolving the name again.
+checked, and the loader connects to exactly those (``openrr.model.fetch``), never resolving the name again.
 Names are resolved with ``resolver`` (blocking ``socket.getaddrinfo`` by default, a seam for tests): call
 ``check`` and ``guard`` off the event loop.
 """

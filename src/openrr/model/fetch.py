@@ -1,6 +1,6 @@
 """The model loader's HTTP client: it connects only to the addresses the source policy checked.
 
-The policy (``openrr.render.sources``) resolves a URL's host and checks every address; a client that then
+The policy (``openrr.model.sources``) resolves a URL's host and checks every address; a client that then
 connects by name resolves it again, and a DNS server that answers a public address to the check and
 ``127.0.0.1`` to the connection (DNS rebinding) would get the loader into the server's own network. So
 here the name is never resolved again:
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 import httpcore
 import httpx
 
-from openrr.render.sources import CheckedURL, IPAddress, SourceRefused, system_resolver
+from openrr.model.sources import CheckedURL, IPAddress, SourceRefused, system_resolver
 
 
 class UncheckedHost(httpcore.ConnectError):
@@ -80,7 +80,7 @@ class PinnedTransport(httpx.HTTPTransport):
     """httpx's transport with a connection pool on ``PinnedBackend``.
 
     httpx takes no network backend, so the pool it builds is replaced by one built with the same settings
-    and the backend (``tests/render/test_fetch.py`` fails if a new httpx stops using it).
+    and the backend (``tests/model/test_fetch.py`` fails if a new httpx stops using it).
     """
 
     def __init__(self, pins: Pins) -> None:

@@ -18,9 +18,10 @@ from pathlib import Path
 import httpcore
 import pytest
 
-from openrr.model.loader import ModelLoadError, load_model
-from openrr.render.fetch import PinnedBackend, Pins, UncheckedHost
-from openrr.render.sources import ModelSourcePolicy
+from openrr.model.errors import ModelLoadError
+from openrr.model.fetch import PinnedBackend, Pins, UncheckedHost
+from openrr.model.loader import load_model
+from openrr.model.sources import ModelSourcePolicy
 from openrr.tls import ensure_self_signed
 from tests.render import fixtures
 
