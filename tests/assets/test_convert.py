@@ -33,13 +33,15 @@ def convert(
     parsed = ConversionSettings.from_json(settings) if settings is not None else None
     lines: list[str] = []
     result = convert_model(source, out, name, parsed, lines.append)
-    assert lines == result.log_lines and lines
+    assert lines == result.log_lines
+    assert lines
     return read_asset(result.asset_path.read_bytes()), result.info
 
 
 def only_primitive(asset: Asset) -> Primitive:
     meshes = asset.scene.meshes()
-    assert len(meshes) == 1 and len(meshes[0].primitives) == 1
+    assert len(meshes) == 1
+    assert len(meshes[0].primitives) == 1
     return meshes[0].primitives[0]
 
 
@@ -47,10 +49,8 @@ def test_glb_outputs_follow_arr(tmp_path: Path) -> None:
     source = fixtures.two_node_glb(tmp_path)
     lines: list[str] = []
     result = convert_model(source, tmp_path / "out", "car.arrAsset", None, lines.append, conversion_id="c-1")
-    assert (
-        result.asset_path == tmp_path / "out" / "car.arrAsset"
-        and result.asset_path.stat().st_size == result.asset_bytes
-    )
+    assert result.asset_path == tmp_path / "out" / "car.arrAsset"
+    assert result.asset_path.stat().st_size == result.asset_bytes
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "car.arrAsset",
         "car.info.json",
@@ -62,7 +62,8 @@ def test_glb_outputs_follow_arr(tmp_path: Path) -> None:
         == [{"conversionId": "c-1"}, {"result": "succeeded"}]
         == result.result
     )
-    assert result.log_path.read_text().splitlines() == lines and "conversion succeeded" in lines[-1]
+    assert result.log_path.read_text().splitlines() == lines
+    assert "conversion succeeded" in lines[-1]
     info = json.loads(result.info_path.read_text())
     assert info == result.info
     assert info["files"] == {"input": "two_nodes.glb", "output": "car.arrAsset"}  # not the default name
@@ -87,7 +88,8 @@ def test_glb_outputs_follow_arr(tmp_path: Path) -> None:
     assert info["outputInfo"]["conversionToolVersion"].startswith("openrr ")
     assert len(info["outputInfo"]["conversionHash"]) == 16
     out = info["outputStatistics"]
-    assert out["numMeshPartsCreated"] == 2 and out["numMeshPartsInstanced"] == 0
+    assert out["numMeshPartsCreated"] == 2
+    assert out["numMeshPartsInstanced"] == 0
     assert out["recenteringOffset"] == [0.0, 0.0, 0.0]
     np.testing.assert_allclose(out["boundingBox"]["min"], [-2.0, -0.5, -0.6], atol=1e-6)
     np.testing.assert_allclose(out["boundingBox"]["max"], [2.1, 0.7, 0.6], atol=1e-6)
@@ -96,7 +98,8 @@ def test_glb_outputs_follow_arr(tmp_path: Path) -> None:
     assert sorted(n.name for n in asset.scene.nodes()) == sorted(n.name for n in raw.nodes())
     for name in ("RedBox", "BlueSphere"):
         a, b = raw.node(name).mesh, asset.scene.node(name).mesh
-        assert a is not None and b is not None
+        assert a is not None
+        assert b is not None
         np.testing.assert_array_equal(a.primitives[0].positions, b.primitives[0].positions)
         assert b.primitives[0].material.double_sided is False
     default = convert_model(source, tmp_path / "out2", "two_nodes", None)
@@ -110,14 +113,17 @@ def test_gltf_with_external_files_becomes_self_contained(tmp_path: Path) -> None
     shutil.rmtree(tmp_path / "src")
     scene = load_model(asset_path)
     material = scene.meshes()[0].primitives[0].material
-    assert material.base_color_texture is not None and material.base_color_texture.shape == (16, 16, 4)
+    assert material.base_color_texture is not None
+    assert material.base_color_texture.shape == (16, 16, 4)
     assert tuple(material.base_color_texture[0, 0]) == fixtures.YELLOW
 
 
 def test_obj_with_mtl_and_texture(tmp_path: Path) -> None:
     asset, info = convert(models.textured_obj(tmp_path), tmp_path / "out")
     p = only_primitive(asset)
-    assert p.normals is not None and p.uvs is not None and p.material.base_color_texture is not None
+    assert p.normals is not None
+    assert p.uvs is not None
+    assert p.material.base_color_texture is not None
     top = int(np.argmax(p.positions[:, 1] + 0.1 * p.positions[:, 0]))  # the top right corner
     u, v = p.uvs[top]
     texture = p.material.base_color_texture
@@ -130,7 +136,8 @@ def test_obj_with_mtl_and_texture(tmp_path: Path) -> None:
 def test_ply_mesh_colours_are_linearised_by_default(tmp_path: Path) -> None:
     path, colours = models.coloured_ply(tmp_path)
     p = only_primitive(convert(path, tmp_path / "out")[0])
-    assert p.colors is not None and len(p.colors) == len(colours)
+    assert p.colors is not None
+    assert len(p.colors) == len(colours)
     expected = srgb_to_linear(colours[:, :3] / 255.0)
     # The asset's colours are a permutation of the expected ones (trimesh may reorder vertices).
     assert np.abs(np.sort(p.colors[:, 0]) - np.sort(expected[:, 0])).max() <= 0.5 / 255 + 1e-6
@@ -150,11 +157,13 @@ def test_ply_point_cloud(tmp_path: Path) -> None:
     )
     assert 0.1 < cloud.point_size < 0.3  # 500 points over a 4 x 2 slab: about 0.13 apart, times 1.5
     assert asset.scene.polygon_count == 8 * len(points)
-    assert info["inputStatistics"]["numPoints"] == len(points) and info["inputStatistics"]["numFaces"] == 0
+    assert info["inputStatistics"]["numPoints"] == len(points)
+    assert info["inputStatistics"]["numFaces"] == 0
     assert info["openrr"]["pointClouds"] == [{"points": len(points), "pointSize": cloud.point_size}]
     assert not asset.unlit  # points ignore unlitMaterials, as in ARR
     log = (tmp_path / "out" / "out.log").read_text()
-    assert "ignored for a point cloud, as in ARR: scaling" not in log and "unlitMaterials" in log
+    assert "ignored for a point cloud, as in ARR: scaling" not in log
+    assert "unlitMaterials" in log
 
 
 def test_xyz_point_clouds(tmp_path: Path) -> None:
@@ -170,7 +179,8 @@ def test_xyz_point_clouds(tmp_path: Path) -> None:
         {"gammaToLinearVertex": False},
     )
     (cloud,) = grey.points.values()
-    assert cloud.colors is not None and np.allclose(cloud.colors[:, 0], [0.5, 1.0], atol=0.5 / 255)
+    assert cloud.colors is not None
+    assert np.allclose(cloud.colors[:, 0], [0.5, 1.0], atol=0.5 / 255)
     bare, _ = convert(models.xyz_file(tmp_path, "0 0 0\n1 2 3\n", "b.xyz"), tmp_path / "out3")
     assert next(iter(bare.points.values())).colors is None
 
@@ -190,7 +200,8 @@ def test_bad_xyz_fails_cleanly(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConversionFailed, match=message):
         convert_model(models.xyz_file(tmp_path, text), tmp_path / "out", "out", None)
     result = json.loads((tmp_path / "out" / "out.result.json").read_text())
-    assert result[-1] == {"result": "failed"} and result[-2]["title"] == "Conversion failed"
+    assert result[-1] == {"result": "failed"}
+    assert result[-2]["title"] == "Conversion failed"
 
 
 def test_coordinates_scaling_axis_and_recentering(tmp_path: Path) -> None:
@@ -229,17 +240,20 @@ def test_material_settings(tmp_path: Path) -> None:
         {"gammaToLinearMaterial": True, "opaqueMaterialDefaultSidedness": "DoubleSided"},
     )
     box = asset.scene.node("RedBox").mesh
-    assert box is not None and box.primitives[0].material.double_sided
+    assert box is not None
+    assert box.primitives[0].material.double_sided
     unlit, _ = convert(source, tmp_path / "b", {"unlitMaterials": True})
     assert unlit.unlit
     box = unlit.scene.node("RedBox").mesh
     assert box is not None
     m = box.primitives[0].material
-    assert m.emissive_factor == (1.0, 0.0, 0.0) and m.base_color_factor == (0.0, 0.0, 0.0, 1.0)
+    assert m.emissive_factor == (1.0, 0.0, 0.0)
+    assert m.base_color_factor == (0.0, 0.0, 0.0, 1.0)
     # The texture of a textured material lights itself.
     quad, _ = convert(fixtures.textured_gltf(tmp_path), tmp_path / "c", {"unlitMaterials": True})
     q = only_primitive(quad).material
-    assert q.emissive_texture is q.base_color_texture and q.emissive_texture is not None
+    assert q.emissive_texture is q.base_color_texture
+    assert q.emissive_texture is not None
 
 
 def test_gamma_to_linear_material_converts_factors(tmp_path: Path) -> None:
@@ -291,7 +305,8 @@ def test_vertex_streams_can_be_dropped(tmp_path: Path) -> None:
         {"vertex": {"normal": "NONE", "texcoord0": "NONE"}},
     )
     p = only_primitive(asset)
-    assert p.normals is None and p.uvs is None
+    assert p.normals is None
+    assert p.uvs is None
 
 
 def test_big_meshes_get_levels_of_detail(tmp_path: Path) -> None:
@@ -303,7 +318,8 @@ def test_big_meshes_get_levels_of_detail(tmp_path: Path) -> None:
     assert mesh is not None
     triangles = [327680] + [lv.mesh.triangle_count for lv in mesh.lods]
     assert result.info["openrr"]["levelsOfDetail"] == [{"mesh": "SphereMesh", "triangles": triangles}]
-    assert len(triangles) == 3 and triangles == sorted(triangles, reverse=True)
+    assert len(triangles) == 3
+    assert triangles == sorted(triangles, reverse=True)
     assert any("level of detail" in line for line in lines)
 
 
@@ -327,7 +343,8 @@ def test_settings_file_beside_the_model(tmp_path: Path) -> None:
         convert_model(source, tmp_path / "out", "m", None)
     assert caught.value.code == "InvalidSettings"
     result_file = json.loads((tmp_path / "out" / "m.result.json").read_text())
-    assert result_file[-2]["error"] == "InvalidSettings" and "colour" in result_file[-2]["details"]
+    assert result_file[-2]["error"] == "InvalidSettings"
+    assert "colour" in result_file[-2]["details"]
     assert "unknown property 'colour'" in (tmp_path / "out" / "m.log").read_text()
 
 
@@ -356,7 +373,9 @@ def test_bad_inputs_fail_cleanly(
     assert caught.value.code in (code, "EmptyModel")
     assert str(tmp_path) not in caught.value.message  # no server paths in what users see
     result = json.loads((tmp_path / "out" / "out.result.json").read_text())
-    assert len(result) == 3 and result[0]["conversionId"] and result[2] == {"result": "failed"}
+    assert len(result) == 3
+    assert result[0]["conversionId"]
+    assert result[2] == {"result": "failed"}
     assert result[1]["details"] == caught.value.message
     assert not (tmp_path / "out" / "out.arrAsset").exists()
 

@@ -26,10 +26,15 @@ def failure(data: Any) -> str:
 def test_empty_object_gives_arr_defaults() -> None:
     settings = ConversionSettings.from_json("{}")
     assert settings == ConversionSettings()
-    assert settings.scaling == 1.0 and not settings.recenter_to_origin
-    assert settings.scene_graph_mode == "dynamic" and settings.generate_collision_mesh
-    assert settings.deduplicate_materials and not settings.unlit_materials and settings.fbx_assume_metallic
-    assert settings.axis == ("+x", "+y", "+z") and settings.metadata_keys == ()
+    assert settings.scaling == 1.0
+    assert not settings.recenter_to_origin
+    assert settings.scene_graph_mode == "dynamic"
+    assert settings.generate_collision_mesh
+    assert settings.deduplicate_materials
+    assert not settings.unlit_materials
+    assert settings.fbx_assume_metallic
+    assert settings.axis == ("+x", "+y", "+z")
+    assert settings.metadata_keys == ()
     assert settings.vertex == VertexFormat(
         position="32_32_32_FLOAT",
         color0="8_8_8_8_UNSIGNED_NORMALIZED",
@@ -41,7 +46,8 @@ def test_empty_object_gives_arr_defaults() -> None:
         texcoord1="32_32_FLOAT",
     )
     # Format-dependent until a format is known.
-    assert settings.gamma_to_linear_material is None and settings.opaque_material_default_sidedness is None
+    assert settings.gamma_to_linear_material is None
+    assert settings.opaque_material_default_sidedness is None
 
 
 def test_every_property_parsed() -> None:
@@ -62,16 +68,21 @@ def test_every_property_parsed() -> None:
         "metadataKeys": ["Part*", "Id"],
     }
     settings = ConversionSettings.from_json("\ufeff" + json.dumps(document))  # a BOM is tolerated
-    assert settings.scaling == 0.01 and settings.recenter_to_origin
+    assert settings.scaling == 0.01
+    assert settings.recenter_to_origin
     assert settings.opaque_material_default_sidedness == "SingleSided"
     assert settings.material_override == "box_materials_override.json"
-    assert settings.gamma_to_linear_material is True and settings.gamma_to_linear_vertex is False
-    assert settings.scene_graph_mode == "none" and not settings.generate_collision_mesh
-    assert (
-        settings.unlit_materials and not settings.deduplicate_materials and not settings.fbx_assume_metallic
-    )
-    assert settings.axis == ("+x", "+z", "-y") and settings.metadata_keys == ("Part*", "Id")
-    assert settings.vertex.position == "16_16_16_16_FLOAT" and settings.vertex.normal == "NONE"
+    assert settings.gamma_to_linear_material is True
+    assert settings.gamma_to_linear_vertex is False
+    assert settings.scene_graph_mode == "none"
+    assert not settings.generate_collision_mesh
+    assert settings.unlit_materials
+    assert not settings.deduplicate_materials
+    assert not settings.fbx_assume_metallic
+    assert settings.axis == ("+x", "+z", "-y")
+    assert settings.metadata_keys == ("Part*", "Id")
+    assert settings.vertex.position == "16_16_16_16_FLOAT"
+    assert settings.vertex.normal == "NONE"
     assert settings.vertex.color0 == "8_8_8_8_UNSIGNED_NORMALIZED"  # unspecified streams keep their default
     assert settings.specified == document
     assert settings_json(settings)["axis"] == ["+x", "+z", "-y"]
@@ -119,19 +130,23 @@ def test_invalid_settings_name_the_property(document: Any, expected: str) -> Non
 
 def test_long_values_are_shortened_in_messages() -> None:
     message = failure({"material-override": ["x" * 500]})
-    assert len(message) < 200 and message.endswith("...")
+    assert len(message) < 200
+    assert message.endswith("...")
 
 
 def test_format_defaults() -> None:
     plain = ConversionSettings()
     for extension in (".ply", ".XYZ", "fbx", ".e57", ".las", ".laz"):
         resolved = plain.for_format(extension)
-        assert resolved.gamma_to_linear_material is True and resolved.gamma_to_linear_vertex is True
+        assert resolved.gamma_to_linear_material is True
+        assert resolved.gamma_to_linear_vertex is True
     for extension in (".glb", ".gltf", ".obj"):
         resolved = plain.for_format(extension)
-        assert resolved.gamma_to_linear_material is False and resolved.gamma_to_linear_vertex is False
+        assert resolved.gamma_to_linear_material is False
+        assert resolved.gamma_to_linear_vertex is False
     explicit = ConversionSettings.from_json('{"gammaToLinearVertex": false}').for_format(".ply")
-    assert explicit.gamma_to_linear_vertex is False and explicit.gamma_to_linear_material is True
+    assert explicit.gamma_to_linear_vertex is False
+    assert explicit.gamma_to_linear_material is True
 
 
 def test_axis_default_entries_keep_their_slot() -> None:

@@ -53,39 +53,51 @@ def test_round_trip_keeps_the_scene() -> None:
     data = write_asset(Asset(scene, statistics={"x": 1}))
     asset = read_asset(data, name="copy")
     copy = asset.scene
-    assert copy.name == "copy" and asset.statistics == {"x": 1} and not asset.points
+    assert copy.name == "copy"
+    assert asset.statistics == {"x": 1}
+    assert not asset.points
     before, after = list(scene.nodes()), list(copy.nodes())
     assert [n.name for n in before] == [n.name for n in after]
     for a, b in zip(before, after, strict=True):
         np.testing.assert_array_equal(a.transform, b.transform)
-        assert a.visible == b.visible and a.color == b.color
+        assert a.visible == b.visible
+        assert a.color == b.color
         assert (a.parent is None) == (b.parent is None)
         assert (a.mesh is None) == (b.mesh is None)
     assert copy.node("A").mesh is copy.node("B").mesh  # instancing survives: one mesh, uploaded once
     assert copy.node("B").parent == copy.node("Root").id
     mesh = copy.node("A").mesh
     source = scene.node("A").mesh
-    assert mesh is not None and source is not None and len(mesh.primitives) == 2
+    assert mesh is not None
+    assert source is not None
+    assert len(mesh.primitives) == 2
     first, original = mesh.primitives[0], source.primitives[0]
     np.testing.assert_array_equal(first.positions, original.positions)  # 32-bit positions: exact
     np.testing.assert_array_equal(first.indices, original.indices)
     np.testing.assert_array_equal(first.uvs, original.uvs)
-    assert first.normals is not None and original.normals is not None
+    assert first.normals is not None
+    assert original.normals is not None
     assert np.abs(first.normals - original.normals).max() <= 0.5 / 127 + 1e-6  # snorm8
-    assert first.colors is not None and original.colors is not None
+    assert first.colors is not None
+    assert original.colors is not None
     assert np.abs(first.colors - original.colors).max() <= 0.5 / 255 + 1e-6  # unorm8
     m, o = first.material, original.material
     for name in ("name", "metallic_factor", "roughness_factor", "double_sided", "alpha_mode", "alpha_cutoff"):
         assert getattr(m, name) == getattr(o, name)
-    assert m.base_color_factor == o.base_color_factor and m.emissive_factor == o.emissive_factor
-    assert m.base_color_texture is not None and o.base_color_texture is not None
+    assert m.base_color_factor == o.base_color_factor
+    assert m.emissive_factor == o.emissive_factor
+    assert m.base_color_texture is not None
+    assert o.base_color_texture is not None
     np.testing.assert_array_equal(m.base_color_texture, o.base_color_texture)
     assert m.emissive_texture is m.base_color_texture  # one image, stored and uploaded once
     np.testing.assert_array_equal(m.occlusion_texture, o.occlusion_texture)
     other = copy.node("C").mesh
-    assert other is not None and other.primitives[0].material is m  # one material object for both
+    assert other is not None
+    assert other.primitives[0].material is m
     second = mesh.primitives[1]
-    assert second.material.alpha_mode == "BLEND" and second.normals is None and second.uvs is None
+    assert second.material.alpha_mode == "BLEND"
+    assert second.normals is None
+    assert second.uvs is None
     np.testing.assert_allclose(copy.bounds(visible_only=False), scene.bounds(visible_only=False))
     manifest = manifest_of(data)
     codecs = [manifest["buffers"][image["buffer"]]["codec"] for image in manifest["images"]]
@@ -108,12 +120,15 @@ def test_quantised_encodings_stay_within_their_error_bounds() -> None:
     extent = positions.max(axis=0) - positions.min(axis=0)
     error = np.abs(p.positions - positions)
     assert (error <= extent / 65535 / 2 + np.abs(positions) * 2e-7 + 1e-7).all()  # half a step, plus float32
-    assert p.normals is not None and np.abs(p.normals - normals).max() <= 0.5 / 32767 + 1e-7
-    assert p.uvs is not None and np.abs(p.uvs - uvs).max() <= 2.0**-12  # half floats in [0, 1)
+    assert p.normals is not None
+    assert np.abs(p.normals - normals).max() <= 0.5 / 32767 + 1e-7
+    assert p.uvs is not None
+    assert np.abs(p.uvs - uvs).max() <= 2.0**-12
     buffers = manifest_of(data)["buffers"]
     assert {b["dtype"] for b in buffers} == {"<u2", "<i2", "<f2"}  # indices of 5000 vertices: uint16 too
     eight_bit = read_asset(write_asset(Asset(scene))).scene.meshes()[0].primitives[0]
-    assert eight_bit.normals is not None and np.abs(eight_bit.normals - normals).max() <= 0.5 / 127 + 1e-6
+    assert eight_bit.normals is not None
+    assert np.abs(eight_bit.normals - normals).max() <= 0.5 / 127 + 1e-6
 
 
 def test_streams_can_be_left_out_and_big_primitives_get_uint32_indices() -> None:
@@ -126,7 +141,8 @@ def test_streams_can_be_left_out_and_big_primitives_get_uint32_indices() -> None
     scene.add_node("n", mesh=Mesh("m", (primitive,)))
     data = write_asset(Asset(scene), vertex=VertexFormat(normal="NONE", color0="NONE"))
     p = read_asset(data).scene.meshes()[0].primitives[0]
-    assert p.normals is None and p.colors is None
+    assert p.normals is None
+    assert p.colors is None
     np.testing.assert_array_equal(p.indices, grid.faces)
     assert [b["dtype"] for b in manifest_of(data)["buffers"]] == ["<f4", "<u4"]
 
@@ -140,9 +156,11 @@ def test_point_clouds_are_stored_as_points_and_shown_as_octahedra() -> None:
     asset = read_asset(data)
     cloud = asset.points[asset.scene.node("points").id]
     np.testing.assert_array_equal(cloud.positions, points)
-    assert cloud.colors is not None and cloud.point_size == pytest.approx(0.1)
+    assert cloud.colors is not None
+    assert cloud.point_size == pytest.approx(0.1)
     mesh = asset.scene.node("points").mesh
-    assert mesh is not None and mesh.triangle_count == 8 * 3
+    assert mesh is not None
+    assert mesh.triangle_count == 8 * 3
     p = mesh.primitives[0]
     np.testing.assert_allclose(
         p.positions[:6],
@@ -153,9 +171,10 @@ def test_point_clouds_are_stored_as_points_and_shown_as_octahedra() -> None:
     facing = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     centres = np.repeat(points, 8, axis=0)
     assert (np.einsum("ij,ij->i", facing, corners.mean(axis=1) - centres) > 0).all()
-    assert p.colors is not None and (p.colors[:6] == colours[0]).all()
+    assert p.colors is not None
+    assert (p.colors[:6] == colours[0]).all()
+    scene.node("points").mesh = Mesh("m", (Primitive([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]]),))
     with pytest.raises(ValueError, match="both a mesh and a point cloud"):
-        scene.node("points").mesh = Mesh("m", (Primitive([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]]),))
         write_asset(Asset(scene, points={node.id: PointCloud(points, None, 0.1)}))
 
 
@@ -291,7 +310,8 @@ def test_levels_of_detail_hit_their_targets(big_sphere: Mesh) -> None:
         p = level.mesh.primitives[0]
         radii = np.linalg.norm(p.positions, axis=1)
         assert (np.abs(radii - 1.0) <= level.error + 1e-6).all()  # every vertex within the stated error
-        assert p.normals is not None and np.allclose(np.linalg.norm(p.normals, axis=1), 1.0, atol=1e-5)
+        assert p.normals is not None
+        assert np.allclose(np.linalg.norm(p.normals, axis=1), 1.0, atol=1e-5)
         edges = np.sort(
             np.concatenate([p.indices[:, [0, 1]], p.indices[:, [1, 2]], p.indices[:, [2, 0]]]), axis=1
         )
@@ -311,12 +331,15 @@ def test_levels_keep_primitives_joined_and_attributes() -> None:
     )
     mesh = Mesh("box", parts)
     level = simplify(mesh, mesh.triangle_count // 4)
-    assert level is not None and len(level.mesh.primitives) == 2
+    assert level is not None
+    assert len(level.mesh.primitives) == 2
     a, b = level.mesh.primitives
     shared = {tuple(v) for v in a.positions.tolist()} & {tuple(v) for v in b.positions.tolist()}
     assert shared  # the seam between the two parts uses the same vertices on both sides
-    assert a.colors is not None and np.allclose(a.colors, [1.0, 0.5, 0.25, 1.0])
-    assert a.uvs is not None and a.normals is None
+    assert a.colors is not None
+    assert np.allclose(a.colors, [1.0, 0.5, 0.25, 1.0])
+    assert a.uvs is not None
+    assert a.normals is None
 
 
 def test_lods_are_stored_with_their_mesh(big_sphere: Mesh) -> None:
@@ -327,16 +350,19 @@ def test_lods_are_stored_with_their_mesh(big_sphere: Mesh) -> None:
     scene.add_node("two", mesh=mesh, transform=np.diag([3.0, 3.0, 3.0, 1.0]))
     data = write_asset(Asset(scene))
     manifest = manifest_of(data)
-    assert len(manifest["meshes"]) == 3 and manifest["meshes"][0]["lods"][0]["mesh"] == 1
+    assert len(manifest["meshes"]) == 3
+    assert manifest["meshes"][0]["lods"][0]["mesh"] == 1
     assert manifest["meshes"][1]["lodOf"] == 0
     copy = read_asset(data).scene
     one, two = (copy.node(n).mesh for n in ("one", "two"))
-    assert one is not None and one is two
+    assert one is not None
+    assert one is two
     assert [lv.mesh.triangle_count for lv in one.lods] == [lv.mesh.triangle_count for lv in levels]
     assert [lv.error for lv in one.lods] == pytest.approx([lv.error for lv in levels])
     assert all(not lv.mesh.lods for lv in one.lods)
     without = read_asset(data, lods=False).scene.node("one").mesh
-    assert without is not None and without.lods == ()
+    assert without is not None
+    assert without.lods == ()
     assert choose_lod(one, pixels_per_unit=1e6) is one
     assert choose_lod(one, pixels_per_unit=1.0 / one.lods[0].error) is one.lods[0].mesh
     assert choose_lod(one, pixels_per_unit=1e-3) is one.lods[1].mesh
@@ -371,7 +397,9 @@ def test_load_model_reads_assets_by_content_and_name(tmp_path: Path) -> None:
         loaded = load_model(source, progress=lambda f, m: progress.append(f))
         assert sorted(n.name for n in loaded.nodes()) == ["BlueSphere", "RedBox", "Scene"]
         assert loaded.polygon_count == scene.polygon_count
-    assert loaded.name == "renamed.glb" and progress[0] == 0.0 and progress[-1] == 1.0
+    assert loaded.name == "renamed.glb"
+    assert progress[0] == 0.0
+    assert progress[-1] == 1.0
     (tmp_path / "fake.arrAsset").write_bytes(b"not an asset")
     with pytest.raises(ModelLoadError, match=r"fake\.arrAsset: not an openrr \.arrAsset"):
         load_model(tmp_path / "fake.arrAsset")
@@ -386,7 +414,8 @@ def test_load_model_fetches_assets_over_http(tmp_path: Path) -> None:
     seen: list[str] = []
     with fixtures.serve_directory(tmp_path) as base:
         scene = load_model(base + "model.arrAsset?sv=secret", guard=seen.append)
-        assert scene.name == "model.arrAsset" and scene.polygon_count > 0
+        assert scene.name == "model.arrAsset"
+        assert scene.polygon_count > 0
         assert seen == [base + "model.arrAsset?sv=secret"]
         with pytest.raises(ModelLoadError, match="truncated") as caught:
             load_model(base + "cut.arrAsset?sig=secret")
@@ -396,4 +425,5 @@ def test_load_model_fetches_assets_over_http(tmp_path: Path) -> None:
 
 
 def test_magic_is_png_style() -> None:
-    assert MAGIC == b"\x89ORR\r\n\x1a\n" and HEADER_SIZE == 64
+    assert MAGIC == b"\x89ORR\r\n\x1a\n"
+    assert HEADER_SIZE == 64

@@ -112,8 +112,10 @@ def test_the_render_pipelines_up_front_check_is_the_one_the_download_uses(sites:
         url = f"http://models.test:{port}/two_nodes.glb"
         checked = policy.guard(url)
         scene = load_model(url, guard=policy.guard_after(checked))
-    assert len(scene) and resolver.lookups == ["models.test"]
-    assert len(good_seen) == 1 and evil_seen == []
+    assert len(scene)
+    assert resolver.lookups == ["models.test"]
+    assert len(good_seen) == 1
+    assert evil_seen == []
 
 
 def test_a_rebinding_to_a_private_address_is_refused_before_any_connection(
@@ -144,7 +146,8 @@ def test_https_keeps_the_name_for_sni_and_the_certificate(
             roots=(), allow_private_urls=True, resolver=lambda host, port: ["127.0.0.1"]
         )
         scene = load_model(f"https://models.test:{port}/two_nodes.glb", guard=policy.guard)
-        assert len(scene) and seen == [f"models.test:{port}"]
+        assert len(scene)
+        assert seen == [f"models.test:{port}"]
         # the same address under a name the certificate does not have: verification fails, by name
         with pytest.raises(ModelLoadError, match="download failed"):
             load_model(f"https://other.test:{port}/two_nodes.glb", guard=policy.guard)
@@ -162,7 +165,8 @@ def test_proxies_from_the_environment_are_ignored(
         monkeypatch.delenv("no_proxy", raising=False)
         policy = ModelSourcePolicy(roots=(), allow_private_urls=True, resolver=lambda h, p: ["127.0.0.1"])
         load_model(f"http://models.test:{port}/two_nodes.glb", guard=policy.guard)
-    assert len(seen) == 1 and proxied == []
+    assert len(seen) == 1
+    assert proxied == []
 
 
 def test_the_backend_refuses_a_host_nothing_was_checked_for() -> None:

@@ -77,7 +77,8 @@ def test_traversal_is_refused(policy: ModelSourcePolicy, root: Path) -> None:
 
 def test_message_does_not_reveal_where_a_path_leads(policy: ModelSourcePolicy, root: Path) -> None:
     message = refused(policy, "../secret.txt")
-    assert "'../secret.txt'" in message and str(root) not in message
+    assert "'../secret.txt'" in message
+    assert str(root) not in message
 
 
 def test_symlink_out_of_the_root_is_refused(policy: ModelSourcePolicy, root: Path, tmp_path: Path) -> None:
@@ -145,7 +146,8 @@ def test_whatever_is_accepted_lies_inside_a_root(parts: list[str]) -> None:
             accepted = Path(policy.check(source))
         except SourceRefused:
             continue
-        assert accepted.is_absolute() and accepted.is_relative_to(root)
+        assert accepted.is_absolute()
+        assert accepted.is_relative_to(root)
 
 
 # ---- URLs -----------------------------------------------------------------------------------------------
@@ -194,7 +196,8 @@ def test_non_public_addresses_are_refused(
 ) -> None:
     message = refused(policy, f"http://{host}:8080/m.glb")
     assert "not a public address" in message
-    assert "--allow-private-model-urls" in message and "OPENRR_ALLOW_PRIVATE_MODEL_URLS" in message
+    assert "--allow-private-model-urls" in message
+    assert "OPENRR_ALLOW_PRIVATE_MODEL_URLS" in message
     allowed = ModelSourcePolicy(roots=(), allow_private_urls=True)
     assert allowed.check(f"http://{host}:8080/m.glb") == f"http://{host}:8080/m.glb"
 
@@ -242,7 +245,8 @@ def test_the_host_checked_is_the_host_httpx_connects_to(policy: ModelSourcePolic
 
 def test_unresolvable_host(policy: ModelSourcePolicy) -> None:
     message = refused(policy, "https://models.invalid/m.glb?sig=secret")
-    assert "cannot be resolved" in message and "'https://models.invalid/m.glb'" in message
+    assert "cannot be resolved" in message
+    assert "'https://models.invalid/m.glb'" in message
     # Allowing private addresses does not make an unknown host loadable.
     refused(ModelSourcePolicy(roots=(), allow_private_urls=True), "https://models.invalid/m.glb")
 
@@ -308,13 +312,16 @@ def test_from_spec_and_describe(root: Path) -> None:
     assert policy == ModelSourcePolicy(
         roots=(root / "a",), allow_private_urls=True, library=(Path("/srv/library"),)
     )
-    assert str(root / "a") in policy.describe() and "any address" in policy.describe()
+    assert str(root / "a") in policy.describe()
+    assert "any address" in policy.describe()
     # a pooled server's template has no account yet, and an id that is not one folder name gets no folder
     for account in ("", "..", "a/../b", "/abs"):
         blank = ModelSourcePolicy.from_spec(dataclasses.replace(spec, account_id=account))
-        assert blank.roots == () and blank.library == (Path("/srv/library"),)
+        assert blank.roots == ()
+        assert blank.library == (Path("/srv/library"),)
     closed = ModelSourcePolicy(roots=()).describe()
-    assert "--model-root" in closed and "public addresses only" in closed
+    assert "--model-root" in closed
+    assert "public addresses only" in closed
 
 
 # ---- accounts apart, and the shared library ------------------------------------------------------------

@@ -38,7 +38,8 @@ async def test_budgets_refuse_models_and_the_session_streams_on(tmp_path: Path) 
             return err.value.message
 
         message = await refused("bomb.gltf", "bomb")
-        assert "20000x20000" in message and "the 300 px a model may have in this session's size" in message
+        assert "20000x20000" in message
+        assert "the 300 px a model may have in this session's size" in message
         await conn.load_model("quad.gltf", "a")  # 256 px of the session's 500
         message = await refused("quad.gltf", "b")
         assert "the 244 px left of the 500 px of textures this session's size allows" in message
@@ -82,7 +83,9 @@ async def test_a_preloaded_bomb_fails_the_start(tmp_path: Path) -> None:
         failure = await server.prepare()
     finally:
         await server.shutdown()
-    assert failure is not None and failure.code == "ModelLoadFailed" and "20000x20000" in failure.message
+    assert failure is not None
+    assert failure.code == "ModelLoadFailed"
+    assert "20000x20000" in failure.message
 
 
 async def test_past_its_memory_ceiling_a_render_server_ends_its_session(

@@ -27,7 +27,8 @@ def test_camera_orbit_pan_zoom_and_frame() -> None:
     camera.frame(np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
     np.testing.assert_allclose(camera.target, [0, 0, 0], atol=1e-9)
     near, far = camera.clip_planes(np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
-    assert 0 < near < camera.distance - math.sqrt(3) + 1e-6 and far > camera.distance + math.sqrt(3)
+    assert 0 < near < camera.distance - math.sqrt(3) + 1e-6
+    assert far > camera.distance + math.sqrt(3)
     view = camera.view_matrix()
     np.testing.assert_allclose(view @ [*camera.target, 1.0], [0, 0, -camera.distance, 1], atol=1e-9)
 
@@ -39,5 +40,5 @@ def test_camera_pose_and_frustum() -> None:
     planes = frustum_planes(camera.projection_matrix(1.0, 0.1, 100) @ camera.view_matrix())
     boxes = np.array([[[-1, -1, 19], [1, 1, 21]], [[-1, -1, -1], [1, 1, 1]]], dtype=float)
     assert boxes_in_frustum(planes, boxes).tolist() == [True, False]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="field of view"):
         Camera(fov=0)
