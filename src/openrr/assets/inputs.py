@@ -58,6 +58,8 @@ class Source:
 
 
 def read_input(job: Job, path: Path, extension: str) -> Source:
+    """The model at ``path``, read by the reader of ``extension`` (one of ``MESH_FORMATS`` or
+    ``POINT_FORMATS``); a PLY that mixes points and faces keeps the faces, with a warning on ``job``."""
     if extension in (".gltf", ".glb"):
         try:
             scene = load_model(path, max_bytes=MAX_INPUT_BYTES)

@@ -37,7 +37,7 @@ def apply_settings(
         )
     scene, points = _Rebuild(settings, change, source.sidedness_in_file).scene(source)
     if settings.scene_graph_mode == "none" and not points:
-        scene = flatten(scene)
+        scene = _flatten(scene)
         job.say(f"sceneGraphMode none: one node, {len(scene.meshes()[0].primitives)} merged mesh parts")
     offset = [0.0, 0.0, 0.0]
     if settings.recenter_to_origin:
@@ -230,7 +230,7 @@ def _material_key(m: Material) -> tuple[Any, ...]:
     )
 
 
-def flatten(scene: Scene) -> Scene:
+def _flatten(scene: Scene) -> Scene:
     """ARR's ``sceneGraphMode: none``: every mesh instance baked into world space and merged, per
     material and vertex layout, into the parts of one mesh on one node."""
     state = scene.world()
