@@ -90,7 +90,7 @@ class Inspector:
         self.logs = logs if logs is not None else LOG_BUFFER
         self.tracer = Tracer(trace_capacity)
         self.sampler = HistorySampler(server, self.tracer, history_seconds)
-        # Called at every scrape: a test may give the inspector another log buffer after this.
+        # Both read at every scrape: a ``logs`` replaced later (tests give it their own) is the one counted.
         self.metrics = InspectorMetrics(
             server, self.tracer, latest_sample=self.sampler.latest, log_counts=lambda: self.logs.counts
         )
