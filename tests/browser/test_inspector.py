@@ -20,7 +20,7 @@ from aiohttp import web
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect
 
 from openrr.client.stream import connect
-from openrr.render.inspector import LogBuffer
+from openrr.render.logbuffer import LogBuffer
 from tests.render import fixtures
 from tests.render.live import live_server
 

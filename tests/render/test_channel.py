@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from openrr.client.stream import RenderConnection, RenderRequestError, connect
-from openrr.render.server import configure_logging
+from openrr.render.process import configure_logging
 from tests.render import fixtures
 from tests.render.live import live_server
 

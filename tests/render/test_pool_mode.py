@@ -27,7 +27,7 @@ from openrr.protocol.handshake import (
     RenderSettings,
 )
 from openrr.render.ice import loopback_host_candidates
-from openrr.render.server import EXIT_BAD_ASSIGNMENT
+from openrr.render.process import EXIT_BAD_ASSIGNMENT
 from tests.render.control_plane import (
     CallbackReceiver,
     Keys,

@@ -30,8 +30,8 @@ from openrr.protocol import datachannel as protocol
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, PROTOCOL
 from openrr.render.encoder import Codec, EncoderConfig
 from openrr.render.ice import IceSettings, loopback_host_candidates
-from openrr.render.inspector import Tracer
 from openrr.render.pipeline import ModelError, PipelineClosed, RenderPipeline
+from openrr.render.tracing import Tracer
 from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track, negotiated_codec
 
 log = logging.getLogger(__name__)
