@@ -22,7 +22,9 @@ from tests.api.conversion_fixtures import (  # noqa: F401
     container_root_fixture,
     containers_fixture,
     converter_fixture,
+    open_runtime_fixture,
     put_blob,
+    run_queue,
     runtime_fixture,
     settings_body,
 )
@@ -112,7 +114,7 @@ async def test_conversion_runs_to_succeeded_with_outputs_first(
     put_blob(containers / "input", "elsewhere/ignored.glb", b"not downloaded")
     resp = await put(client, account, "c1", settings_body(containers, output_prefix="results/c1"))
     assert resp.status_code == 201
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     done = await get(client, account, "c1")
     assert list(done) == ["id", "creationTime", "settings", "output", "error", "status"]
     assert done["status"] == "Succeeded" and done["error"] is None
@@ -140,7 +142,7 @@ async def test_missing_input_fails_asynchronously_with_logs_in_the_output(
 ) -> None:
     resp = await put(client, account, "c1", settings_body(containers, "missing.glb"))
     assert resp.status_code == 201  # accepted, as ARR did
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     failed = await get(client, account, "c1")
     assert failed["status"] == "Failed" and "output" not in failed
     assert failed["error"]["code"] == "ConversionProcessFailed"
@@ -158,7 +160,7 @@ async def test_a_bad_model_fails_and_publishes_no_asset(
 ) -> None:
     put_blob(containers / "input", "models/box.glb", content)
     assert (await put(client, account, "c1", settings_body(containers))).status_code == 201
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     failed = await get(client, account, "c1")
     assert failed["status"] == "Failed"
     assert failed["error"]["code"] == "ConversionProcessFailed"
@@ -174,7 +176,7 @@ async def test_an_output_that_cannot_be_written_fails_instead_of_succeeding(
     put_blob(containers / "input", "models/box.glb")
     assert (await put(client, account, "c1", settings_body(containers))).status_code == 201
     (containers / "output" / "out").write_text("a file where the output folder should be")
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     failed = await get(client, account, "c1")
     assert failed["status"] == "Failed" and "output" not in failed
     assert failed["error"]["code"] == "InternalServerError"
@@ -189,7 +191,7 @@ async def test_blobs_that_leave_the_container_are_not_read(
     os.symlink(secret, containers / "input" / "models" / "leak.txt")
     os.symlink(containers.parent, containers / "input" / "models" / "up")
     assert (await put(client, account, "c1", settings_body(containers))).status_code == 201
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     assert (await get(client, account, "c1"))["status"] == "Succeeded"
     assert converter.seen_files == [["box.glb"]]
 

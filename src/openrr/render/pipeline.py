@@ -32,12 +32,12 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError
 from numpy.typing import NDArray
 
+from openrr.memory import OUT_OF_MEMORY, describe
 from openrr.model.loader import ModelLoadError, load_model
 from openrr.model.scene import Scene
 from openrr.protocol.handshake import RenderLimits
 from openrr.render.budget import Allowance, BudgetExceeded, Usage, bytes_text, pixels_text, usage
 from openrr.render.camera import Camera
-from openrr.render.memory import OUT_OF_MEMORY, describe
 from openrr.render.renderer import Renderer
 from openrr.render.sources import CheckedURL, ModelSourcePolicy, SourceRefused, display_name
 

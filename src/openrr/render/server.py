@@ -54,6 +54,7 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openrr import log_redaction
+from openrr.memory import OUT_OF_MEMORY
 from openrr.protocol.handshake import (
     CONTROL_PLANE_UNREACHABLE,
     EXIT_CONTROL_PLANE_UNREACHABLE,
@@ -83,7 +84,6 @@ from openrr.render.connection import ClientConnection, OfferRejected
 from openrr.render.encoder import EncoderConfig
 from openrr.render.ice import IceSettings
 from openrr.render.inspector import Inspector, install_log_buffer
-from openrr.render.memory import OUT_OF_MEMORY
 from openrr.render.pipeline import ModelError, RenderPipeline
 from openrr.render.sources import ModelSourcePolicy, display_name
 
