@@ -43,7 +43,7 @@ class FakeConverter:
         while root.name != "input":
             root = root.parent
         self.seen_files.append(sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()))
-        data = model.read_bytes()
+        data = await asyncio.to_thread(model.read_bytes)
         if data.startswith(b"hang"):
             await asyncio.Event().wait()
         (output_dir / f"{name}.log").write_text("fake converter\n")

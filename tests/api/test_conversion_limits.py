@@ -67,7 +67,8 @@ async def test_an_account_at_its_limit_gets_quota_exceeded(
     over = await put(client, account, "c3", "a.glb", containers)
     assert over.status_code == 403, over.text
     error = over.json()["error"]
-    assert error["code"] == "QuotaExceeded" and "2 conversions queued or running" in error["message"]
+    assert error["code"] == "QuotaExceeded"
+    assert "2 conversions queued or running" in error["message"]
     assert (await put(client, account, "c1", "a.glb", containers)).status_code == 200  # a repeat is fine
     other = folder_of(containers, other_account)
     put_blob(other / "input", "models/a.glb")

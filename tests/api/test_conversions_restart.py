@@ -74,8 +74,10 @@ async def test_a_conversion_of_a_dead_process_is_run_again(
     await claim_as(runtime, account, DEAD_HERE)
     await run_queue(runtime)
     done = await runtime.conversions.get(account.id, "c1")
-    assert done.status is ConversionStatus.SUCCEEDED and done.attempts == 2
-    assert done.input_sas is None and done.worker is None
+    assert done.status is ConversionStatus.SUCCEEDED
+    assert done.attempts == 2
+    assert done.input_sas is None
+    assert done.worker is None
 
 
 async def test_too_many_interruptions_fail_with_the_reason(
@@ -87,9 +89,11 @@ async def test_too_many_interruptions_fail_with_the_reason(
     failed = await runtime.conversions.get(account.id, "c1")
     assert failed.status is ConversionStatus.FAILED
     assert failed.error_code == "InternalServerError"
-    assert failed.error_message and "interrupted 3 times" in failed.error_message
+    assert failed.error_message
+    assert "interrupted 3 times" in failed.error_message
     body = (await client.get(f"/accounts/{account.id}/conversions/c1", params=V, headers=account.auth)).json()
-    assert body["status"] == "Failed" and body["error"]["code"] == "InternalServerError"
+    assert body["status"] == "Failed"
+    assert body["error"]["code"] == "InternalServerError"
 
 
 async def test_another_hosts_conversion_is_left_alone_until_its_heartbeat_is_stale(
@@ -116,7 +120,8 @@ async def test_a_clean_shutdown_requeues_and_the_next_process_finishes(
         await asyncio.sleep(0.01)
     await runtime.conversions.close()
     requeued = await runtime.conversions.get(account.id, "c1")
-    assert requeued.status is ConversionStatus.NOT_STARTED and requeued.attempts == 0
+    assert requeued.status is ConversionStatus.NOT_STARTED
+    assert requeued.attempts == 0
 
     put_blob(containers / "input", "models/box.glb", b"glTF, fixed")
     second = await open_runtime(FakeConverter())
