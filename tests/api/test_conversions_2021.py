@@ -22,7 +22,9 @@ from tests.api.conversion_fixtures import (  # noqa: F401
     container_root_fixture,
     containers_fixture,
     converter_fixture,
+    open_runtime_fixture,
     put_blob,
+    run_queue,
     runtime_fixture,
     settings_body,
 )
@@ -60,7 +62,9 @@ async def test_create_normalises_and_never_echoes_sas(
     assert "SECRETSIGNATURE" not in resp.text
     created = resp.json()
     assert list(created) == ["id", "creationTime", "settings", "error", "status"]
-    assert created["id"] == "c1" and created["status"] == "NotStarted" and created["error"] is None
+    assert created["id"] == "c1"
+    assert created["status"] == "NotStarted"
+    assert created["error"] is None
     assert created["creationTime"].endswith("Z")
     assert created["settings"] == {
         "inputLocation": {
@@ -87,7 +91,8 @@ async def test_create_is_idempotent_and_conflicts_on_other_settings(
     first = await put(client, account, "c1", body)
     assert first.status_code == 201
     again = await put(client, account, "c1", body)
-    assert again.status_code == 200 and again.json() == first.json()
+    assert again.status_code == 200
+    assert again.json() == first.json()
     # the normalised settings are what count: "models/" is "models", the default name is the default
     same = settings_body(containers, input_prefix="models/", filename="box.arrAsset", input_sas="?sv=other")
     assert (await put(client, account, "c1", same)).status_code == 200
@@ -112,10 +117,11 @@ async def test_conversion_runs_to_succeeded_with_outputs_first(
     put_blob(containers / "input", "elsewhere/ignored.glb", b"not downloaded")
     resp = await put(client, account, "c1", settings_body(containers, output_prefix="results/c1"))
     assert resp.status_code == 201
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     done = await get(client, account, "c1")
     assert list(done) == ["id", "creationTime", "settings", "output", "error", "status"]
-    assert done["status"] == "Succeeded" and done["error"] is None
+    assert done["status"] == "Succeeded"
+    assert done["error"] is None
     asset = containers / "output" / "results" / "c1" / "box.arrAsset"
     assert done["output"] == {"outputAssetUri": asset.as_uri()}
     assert asset.read_bytes() == b"glTF box"
@@ -140,9 +146,10 @@ async def test_missing_input_fails_asynchronously_with_logs_in_the_output(
 ) -> None:
     resp = await put(client, account, "c1", settings_body(containers, "missing.glb"))
     assert resp.status_code == 201  # accepted, as ARR did
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     failed = await get(client, account, "c1")
-    assert failed["status"] == "Failed" and "output" not in failed
+    assert failed["status"] == "Failed"
+    assert "output" not in failed
     assert failed["error"]["code"] == "ConversionProcessFailed"
     assert "Check logs in output container" in failed["error"]["message"]
     out = containers / "output" / "out"
@@ -158,7 +165,7 @@ async def test_a_bad_model_fails_and_publishes_no_asset(
 ) -> None:
     put_blob(containers / "input", "models/box.glb", content)
     assert (await put(client, account, "c1", settings_body(containers))).status_code == 201
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     failed = await get(client, account, "c1")
     assert failed["status"] == "Failed"
     assert failed["error"]["code"] == "ConversionProcessFailed"
@@ -174,9 +181,10 @@ async def test_an_output_that_cannot_be_written_fails_instead_of_succeeding(
     put_blob(containers / "input", "models/box.glb")
     assert (await put(client, account, "c1", settings_body(containers))).status_code == 201
     (containers / "output" / "out").write_text("a file where the output folder should be")
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     failed = await get(client, account, "c1")
-    assert failed["status"] == "Failed" and "output" not in failed
+    assert failed["status"] == "Failed"
+    assert "output" not in failed
     assert failed["error"]["code"] == "InternalServerError"
 
 
@@ -189,7 +197,7 @@ async def test_blobs_that_leave_the_container_are_not_read(
     os.symlink(secret, containers / "input" / "models" / "leak.txt")
     os.symlink(containers.parent, containers / "input" / "models" / "up")
     assert (await put(client, account, "c1", settings_body(containers))).status_code == 201
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     assert (await get(client, account, "c1"))["status"] == "Succeeded"
     assert converter.seen_files == [["box.glb"]]
 
@@ -226,7 +234,8 @@ async def test_bad_settings_are_400(
     resp = await put(client, account, "c1", settings_body(containers, **change))
     assert resp.status_code == 400, resp.text
     error = resp.json()["error"]
-    assert error["code"] == "BadRequest" and error["target"] == target
+    assert error["code"] == "BadRequest"
+    assert error["target"] == target
     assert "sig=2" not in resp.text
     assert (await client.get(url(account, "c1"), params=V, headers=account.auth)).status_code == 404
 
@@ -286,7 +295,8 @@ async def test_a_missing_container_folder_is_403(
     missing = (containers / "nope").as_uri()
     for body in (settings_body(containers, input_uri=missing), settings_body(containers, output_uri=missing)):
         resp = await put(client, account, "c1", body)
-        assert resp.status_code == 403 and resp.json()["error"]["code"] == "DelegatedResourceAccessError"
+        assert resp.status_code == 403
+        assert resp.json()["error"]["code"] == "DelegatedResourceAccessError"
 
 
 async def test_get_list_and_auth(
@@ -307,7 +317,8 @@ async def test_get_list_and_auth(
             break
         assert httpx.URL(page["@nextLink"]).params["api-version"] == "2021-01-01"
         resp = await client.get(page["@nextLink"], headers=account.auth)
-    assert seen == [f"c{i}" for i in range(5)] and pages == 3
+    assert seen == [f"c{i}" for i in range(5)]
+    assert pages == 3
     # another account sees none of them, and may not use this account's path
     other = await client.get(url(other_account), params=V, headers=other_account.auth)
     assert other.json() == {"conversions": []}
@@ -347,14 +358,17 @@ async def test_accounts_are_kept_apart_in_file_containers_and_linked_storage(
     await runtime.accounts.link_storage(account.id, "mystore=a2V5a2V5@http://127.0.0.1:9/mystore")
     linked = settings_body(containers, input_uri="http://127.0.0.1:9/mystore/input")
     resp = await put(client, account, "c2", linked)
-    assert resp.status_code == 403 and "cannot be reached" in resp.json()["error"]["message"], resp.text
+    assert resp.status_code == 403, resp.text
+    assert "cannot be reached" in resp.json()["error"]["message"], resp.text
     resp = await put(client, other_account, "c2", settings_body(theirs, input_uri=linked_uri(linked)))
     assert resp.status_code == 403, resp.text
     message = resp.json()["error"]["message"]
-    assert "linked to this account" in message and "a2V5a2V5" not in resp.text
+    assert "linked to this account" in message
+    assert "a2V5a2V5" not in resp.text
     await runtime.accounts.unlink_storage(account.id, "mystore")
     resp = await put(client, account, "c3", linked)
-    assert resp.status_code == 403 and "linked to this account" in resp.json()["error"]["message"]
+    assert resp.status_code == 403
+    assert "linked to this account" in resp.json()["error"]["message"]
 
 
 def linked_uri(body: dict[str, Any]) -> str:

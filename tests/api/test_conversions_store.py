@@ -14,17 +14,11 @@ import pytest
 
 from openrr.api.app import create_app
 from openrr.config import Settings
+from openrr.domain.account import Account
 from openrr.domain.clock import ManualClock
+from openrr.domain.conversion import Conversion, ConversionInput, ConversionOutput, ConversionStatus
 from openrr.services.runtime import Runtime
-from openrr.store.base import (
-    Account,
-    Admission,
-    Conversion,
-    ConversionInput,
-    ConversionOutput,
-    ConversionStatus,
-    StaleWrite,
-)
+from openrr.store.base import Admission, StaleWrite
 from openrr.store.sql import SqlStore, open_store
 from tests.api.conversion_fixtures import FakeConverter
 from tests.conftest import Account as ApiAccount
@@ -75,7 +69,8 @@ async def test_insert_get_update_list_purge(store: SqlStore) -> None:
         first, status=ConversionStatus.RUNNING, worker="h/1/2.0", heartbeat_at=T0, started_at=T0, attempts=1
     )
     stored = await store.update_conversion(running)
-    assert stored.version == 1 and (await store.get_conversion(account.id, "c1")) == stored
+    assert stored.version == 1
+    assert (await store.get_conversion(account.id, "c1")) == stored
     with pytest.raises(StaleWrite):
         await store.update_conversion(running)  # the version it was read at is gone
 

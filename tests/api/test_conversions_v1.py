@@ -14,7 +14,9 @@ from tests.api.conversion_fixtures import (  # noqa: F401
     container_root_fixture,
     containers_fixture,
     converter_fixture,
+    open_runtime_fixture,
     put_blob,
+    run_queue,
     runtime_fixture,
 )
 from tests.conftest import Account
@@ -65,7 +67,7 @@ async def test_linked_storage_walkthrough(
     put_blob(containers / "input", "geometry/sphere/sphere.glb", b"glTF sphere")
     cid = await create(client, account, body(outputAsssetFileName="convertedsphere.arrAsset"))
     assert await status(client, account, cid) == {"conversionId": cid, "status": "Created", "error": None}
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     done = await status(client, account, cid)
     assert done == {
         "conversionId": cid,
@@ -93,9 +95,10 @@ async def test_failure_has_a_message(
     client: httpx.AsyncClient, account: Account, containers: Path, runtime: Runtime
 ) -> None:
     cid = await create(client, account, body("missing.glb"))
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     failed = await status(client, account, cid)
-    assert failed["status"] == "Failure" and "convertedAsset" not in failed
+    assert failed["status"] == "Failure"
+    assert "convertedAsset" not in failed
     assert "missing.glb" in failed["error"]
 
 
@@ -160,11 +163,13 @@ async def test_errors(client: httpx.AsyncClient, account: Account, containers: P
         resp = await client.post(f"{base}/create", json=data, headers=account.auth)
         assert resp.status_code == expected, (data, resp.text)
         problem = resp.json()
-        assert problem["status"] == expected and problem["title"]  # v1 errors are problem details
+        assert problem["status"] == expected
+        assert problem["title"]
     resp = await client.post(f"{base}/create", content=b"{'single': 'quotes'}", headers=account.auth)
     assert resp.status_code == 400
     resp = await client.post(f"{base}/somethingelse", json=body(), headers=account.auth)
-    assert resp.status_code == 405 and resp.headers["allow"] == "GET"
+    assert resp.status_code == 405
+    assert resp.headers["allow"] == "GET"
     assert (await client.get(f"{base}/nope", headers=account.auth)).status_code == 404
     assert (await client.get(f"{base}/bad:id", headers=account.auth)).status_code == 400
     assert (await client.get(base)).status_code == 401

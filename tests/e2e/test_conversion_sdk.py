@@ -207,7 +207,7 @@ def _worker_of(server: OpenRRServer) -> Proc | None:
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(server.proc.pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                if "openrr.services.conversion_worker" in " ".join(child.cmdline()):
+                if "openrr.assets.worker" in " ".join(child.cmdline()):
                     return Proc(child.pid, child.create_time(), "conversion worker")
     return None
 

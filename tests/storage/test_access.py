@@ -86,20 +86,6 @@ def test_which_credential() -> None:
             open_(uri, given)
 
 
-def test_v1_names() -> None:
-    access = StorageAccess(accounts=(LinkedAccount("devstoreaccount1", None, AZURITE),))
-    assert access.v1_container_uri(ACCOUNT, (), "devstoreaccount1", "input") == f"{AZURITE}/input"
-    assert (
-        access.v1_container_uri(ACCOUNT, (), "acct1", "input") == "https://acct1.blob.core.windows.net/input"
-    )
-    linked = (LinkedAccount("mine", KEY, "http://127.0.0.1:10001/mine"),)
-    assert access.v1_container_uri(ACCOUNT, linked, "mine", "c") == "http://127.0.0.1:10001/mine/c"
-    assert access.v1_names("http://127.0.0.1:10001/mine/c", linked) == ("mine", "c")
-    assert access.v1_names(f"{AZURITE}/input") == ("devstoreaccount1", "input")
-    assert access.v1_names("https://acct1.blob.core.windows.net/input") == ("acct1", "input")
-    assert access.v1_names("file:///srv/containers/output") == ("local", "output")
-
-
 def test_normalise_sas() -> None:
     assert normalise_sas("?sv=1&sig=2") == "sv=1&sig=2"
     assert normalise_sas(" sv=1&sig=2 ") == "sv=1&sig=2"

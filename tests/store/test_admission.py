@@ -9,9 +9,10 @@ from collections import Counter
 
 import sqlalchemy as sa
 
+from openrr.domain.account import Account
 from openrr.domain.session import Size, Status
 from openrr.store import migrations
-from openrr.store.base import Account, Admission
+from openrr.store.base import Admission
 from openrr.store.sql import SqlStore, _session_row, driver_urls, open_store
 from openrr.store.tables import accounts as accounts_table
 from openrr.store.tables import sessions as sessions_table

@@ -2,8 +2,8 @@
 
 import os
 
+from openrr.memory import apply_ceiling, ceiling_of
 from openrr.protocol.handshake import SPEC_ENV
-from openrr.render.memory import apply_ceiling, ceiling_of
 
 if __name__ == "__main__":
     # First, before the render stack is imported: everything the process allocates counts.

@@ -32,6 +32,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError
 from numpy.typing import NDArray
 
+from openrr.memory import OUT_OF_MEMORY, describe
 from openrr.model.budget import Allowance, BudgetExceeded, Usage, bytes_text, pixels_text, usage
 from openrr.model.errors import ModelLoadError
 from openrr.model.loader import load_model
@@ -39,7 +40,6 @@ from openrr.model.scene import Scene
 from openrr.model.sources import CheckedURL, ModelSourcePolicy, SourceRefused, display_name
 from openrr.protocol.handshake import RenderLimits
 from openrr.render.camera import Camera
-from openrr.render.memory import OUT_OF_MEMORY, describe
 from openrr.render.renderer import Renderer
 
 log = logging.getLogger(__name__)

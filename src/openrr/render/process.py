@@ -42,10 +42,10 @@ from typing import TextIO
 from aiohttp import web
 
 from openrr import log_redaction
+from openrr.memory import OUT_OF_MEMORY
 from openrr.protocol.handshake import EXIT_REJECTED, POOL_ENV, PORT_RANGE, SPEC_ENV, ReadyReport, RenderSpec
 from openrr.render.http import http_runner
 from openrr.render.logbuffer import install_log_buffer
-from openrr.render.memory import OUT_OF_MEMORY
 from openrr.render.server import AssignmentRejected, RenderServer
 
 log = logging.getLogger("openrr.render")

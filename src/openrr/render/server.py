@@ -24,6 +24,7 @@ import time
 from aiohttp import web
 from pydantic import ValidationError
 
+from openrr.memory import OUT_OF_MEMORY
 from openrr.model.sources import ModelSourcePolicy, display_name
 from openrr.protocol.handshake import (
     HANDSHAKE_PATH,
@@ -52,7 +53,6 @@ from openrr.render.ice import IceSettings
 from openrr.render.idle import IdleClock
 from openrr.render.inspector import Inspector
 from openrr.render.lease import Lease, SelfStop, keep_lease
-from openrr.render.memory import OUT_OF_MEMORY
 from openrr.render.pipeline import ModelError, RenderPipeline
 
 log = logging.getLogger("openrr.render")

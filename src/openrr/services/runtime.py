@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from openrr.config import Settings
+from openrr.domain.account import SigningKey
 from openrr.domain.clock import Clock, SystemClock
 from openrr.domain.session import Size
 from openrr.hosts.base import Host
@@ -25,14 +26,15 @@ from openrr.hosts.local import LocalHost
 from openrr.private import private_dir
 from openrr.protocol.handshake import RenderSettings
 from openrr.services.accounts import AccountService
-from openrr.services.conversions import ConversionConfig, ConversionService, Runner
+from openrr.services.conversion_config import ConversionConfig
+from openrr.services.conversion_runner import Runner
+from openrr.services.conversions import ConversionService
 from openrr.services.metrics import Metrics
 from openrr.services.pool import WarmPool
 from openrr.services.sessions import SessionConfig, SessionService
 from openrr.services.throttle import TokenBuckets
 from openrr.services.tokens import MAX_TOKEN_LIFETIME, TokenIssuer, UnknownSigningKey, new_signing_key
 from openrr.storage import StorageAccess
-from openrr.store.base import SigningKey
 from openrr.store.sql import SqlStore, open_store
 
 log = logging.getLogger(__name__)

@@ -19,21 +19,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from openrr.domain.account import Account, LinkedStorage, SigningKey
+from openrr.domain.conversion import Conversion, ConversionInput, ConversionOutput, ConversionStatus
 from openrr.domain.session import Endpoint, Session, SessionError, Size, Status
 from openrr.errors import InvalidInput
 from openrr.private import private_sqlite
 from openrr.store import migrations
-from openrr.store.base import (
-    Account,
-    Admission,
-    Conversion,
-    ConversionInput,
-    ConversionOutput,
-    ConversionStatus,
-    LinkedStorage,
-    SigningKey,
-    StaleWrite,
-)
+from openrr.store.base import Admission, StaleWrite
 from openrr.store.tables import accounts, conversions, leases, linked_storage, sessions, signing_keys
 
 # Serialises signing_key's read-or-insert across replicas on PostgreSQL (SQLite has a single writer anyway).

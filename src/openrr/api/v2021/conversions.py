@@ -18,8 +18,8 @@ from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
 from openrr.api.v2021.paging import SkipToken, check_skip_token, page
 from openrr.api.v2021.schemas import ErrorDetail, error_responses, iso
+from openrr.domain.conversion import Conversion, ConversionInput, ConversionOutput, ConversionStatus
 from openrr.domain.ids import check_resource_id
-from openrr.store.base import Conversion, ConversionInput, ConversionOutput, ConversionStatus
 
 router = APIRouter(
     tags=["conversions (2021-01-01)"], dependencies=[Depends(check_api_version)], route_class=LeanRoute

@@ -1,12 +1,12 @@
-"""One conversion in its own process: ``python -m openrr.services.conversion_worker`` (job JSON on stdin).
+"""One conversion in its own process: ``python -m openrr.assets.worker`` (job JSON on stdin).
 
-The control plane (``openrr.services.conversions``) downloads the input, starts this process, and uploads
-what it wrote. Running the converter here keeps the control plane safe from what a hostile or broken model
-can do to a converter (a crash, a hang, runaway memory): the process is killed on timeout and its failure
-is the conversion's, not the service's.
+The control plane downloads the input, starts this process (``openrr.services.conversion_runner``), and
+uploads what it wrote. Running the converter here keeps the control plane safe from what a hostile or
+broken model can do to a converter (a crash, a hang, runaway memory): the process is killed on timeout and
+its failure is the conversion's, not the service's.
 
 Job: ``{"input": PATH, "outputDir": PATH, "outputName": STEM, "resultFile": PATH, "memoryBytes": N|null}``;
-``memoryBytes`` is the process's memory ceiling (RLIMIT_DATA, see ``openrr.render.memory``), set before the
+``memoryBytes`` is the process's memory ceiling (RLIMIT_DATA, see ``openrr.memory``), set before the
 converter is imported: past it the conversion fails with ``OutOfMemory``. The process writes its
 log to stdout, and to ``resultFile`` ``{"ok": true}`` or ``{"ok": false, "code", "message"}`` (a
 ``ConversionFailed``); any other end (no result file, a non-zero exit) is a crash. It exits by itself when the
@@ -80,7 +80,7 @@ def run(job: dict[str, Any]) -> int:
 def main() -> int:
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     job = json.loads(sys.stdin.read())
-    from openrr.render.memory import apply_ceiling
+    from openrr.memory import apply_ceiling
 
     limit = job.get("memoryBytes")
     apply_ceiling(limit if isinstance(limit, int) and limit > 0 else None)

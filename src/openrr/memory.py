@@ -1,5 +1,7 @@
-"""The render server's memory ceiling: RLIMIT_DATA from its spec (``RenderLimits.memory_bytes``), set before
-anything else is imported so that every allocation of the process counts against it.
+"""A process's memory ceiling (RLIMIT_DATA), shared by the render server and the converter process: the
+render server takes it from its spec (``RenderLimits.memory_bytes``), the converter from its job
+(``openrr.assets.worker``); each sets it before anything else is imported so that every allocation of the
+process counts against it. Top-level (as ``openrr.child_env``) because the two must not import each other.
 
 Why RLIMIT_DATA and not RLIMIT_AS: since Linux 4.7 RLIMIT_DATA counts the heap and every private writable
 mapping (numpy arrays, decoded textures, Mesa's buffers), which is what a hostile model makes grow; RLIMIT_AS
