@@ -19,6 +19,7 @@ checks that both are still so.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,18 +30,21 @@ import aioice.ice
 _fixed: ContextVar[tuple[str, ...] | None] = ContextVar("openrr_loopback_host_candidates", default=None)
 # aioice's own function, kept by install(); None until then.
 _aioice_host_addresses: Callable[[bool, bool], list[str]] | None = None
+# Peers may gather on several threads (a test's fake server on its own loop): one install among them.
+_installing = threading.Lock()
 
 
 def install() -> None:
     """Put openrr's ``get_host_addresses`` into aioice, for the whole process. Idempotent."""
     global _aioice_host_addresses
-    if _aioice_host_addresses is not None:
-        return
-    original = aioice.ice.get_host_addresses
-    if not callable(original):
-        raise RuntimeError("aioice.ice.get_host_addresses is gone: openrr.compat.aioice needs updating")
-    _aioice_host_addresses = original
-    aioice.ice.get_host_addresses = _host_addresses
+    with _installing:
+        if _aioice_host_addresses is not None:
+            return
+        original = getattr(aioice.ice, "get_host_addresses", None)
+        if not callable(original):
+            raise RuntimeError("aioice.ice.get_host_addresses is gone: openrr.compat.aioice needs updating")
+        _aioice_host_addresses = original
+        aioice.ice.get_host_addresses = _host_addresses
 
 
 def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
