@@ -132,13 +132,15 @@ def test_aiortc_senders_still_route_rtcp_and_start_through_instance_lookups() ->
     assert "self._ssrc = " in inspect.getsource(RTCRtpSender.__init__), "RTCRtpSender._ssrc is gone"
 
 
-async def test_intercept_sender_sees_rtcp_and_the_start_before_aiortc() -> None:
+async def test_intercept_sender_adapts_that_sender_only_and_sees_its_rtcp() -> None:
     pc = RTCPeerConnection()
     try:
         sender = pc.addTransceiver("video", direction="sendonly").sender
+        other = pc.addTransceiver("video", direction="sendonly").sender
         seen: list[object] = []
         intercept_sender(sender, on_rtcp=lambda p, ssrc: seen.append(ssrc), on_send=seen.append)
         assert "_handle_rtcp_packet" in vars(sender) and "send" in vars(sender)
+        assert "_handle_rtcp_packet" not in vars(other) and "send" not in vars(other)
         await sender._handle_rtcp_packet(RtcpByePacket(sources=[1]))
         assert seen == [sender._ssrc]
     finally:
