@@ -122,6 +122,7 @@ class RenderPipeline:
         self._pose_id: int | None = None
         self._frame_ids = 0
         self._recent: OrderedDict[int, Frame] = OrderedDict()
+        # When frames are rendered (ahead of the track, just in time, or not at all): see render_ahead.py.
         self.frames = RenderAhead(self._render, self._version, self._can_render)
         self._closed = False
         self.gl_renderer = ""
