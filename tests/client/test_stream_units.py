@@ -48,10 +48,11 @@ from openrr.client.stream import (
     parse_answer,
     percentiles,
 )
+from openrr.compat.aioice import loopback_host_candidates
 from openrr.protocol import datachannel as protocol
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, OFFER_PATH, PROTOCOL
 from openrr.render.encoder import Codec, EncoderConfig
-from openrr.render.ice import IceSettings, loopback_host_candidates
+from openrr.render.ice import IceSettings
 from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track
 
 W, H = 320, 240

@@ -23,8 +23,7 @@ from openrr.client.rest import ArrClient
 from openrr.client.stream import RenderConnectError, RenderConnection, RenderRequestError, connect_session
 from openrr.model.loader import load_model
 from openrr.render.camera import Camera
-from openrr.render.pipeline import is_software
-from openrr.render.renderer import Renderer
+from openrr.render.renderer import Renderer, is_software
 from tests.e2e.checks import wait_gone
 from tests.e2e.server import OpenRRServer
 from tests.render import fixtures

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from openrr.model.sources import ModelSourcePolicy
-from openrr.render import pipeline as pipeline_module
+from openrr.render import render_ahead as render_ahead_module
 from openrr.render.pipeline import ModelError, RenderPipeline
 from tests.render import fixtures
 
@@ -167,15 +167,15 @@ async def test_resize_changes_the_frame_size(pipeline: RenderPipeline) -> None:
 async def test_an_unchanged_picture_slows_down_until_something_changes(
     pipeline: RenderPipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline_module, "SETTLE_S", 0.0)
-    monkeypatch.setattr(pipeline_module, "IDLE_FRAME_INTERVAL_S", 0.4)
+    monkeypatch.setattr(render_ahead_module, "SETTLE_S", 0.0)
+    monkeypatch.setattr(render_ahead_module, "IDLE_FRAME_INTERVAL_S", 0.4)
     await pipeline.load("two_nodes.glb")
     _, first = await pipeline.next_frame()
     started = time.monotonic()
     _, again = await pipeline.next_frame()  # nothing changed: waits the idle interval
     assert again == first and time.monotonic() - started >= 0.35
 
-    monkeypatch.setattr(pipeline_module, "IDLE_FRAME_INTERVAL_S", 30.0)
+    monkeypatch.setattr(render_ahead_module, "IDLE_FRAME_INTERVAL_S", 30.0)
 
     async def move() -> None:
         await asyncio.sleep(0.1)
@@ -196,11 +196,13 @@ async def test_with_a_frame_interval_the_next_render_starts_just_in_time(pipelin
     pipeline.camera.orbit(10, 0)
     pipeline.camera_changed(1)
     # The render is scheduled for later (just before the next slot), not started at once...
-    assert pipeline._ahead is not None and (pipeline._inflight is None or pipeline._inflight.done())
+    assert pipeline.frames.ahead is not None and (
+        pipeline.frames.inflight is None or pipeline.frames.inflight.done()
+    )
     await asyncio.sleep(0.6)
     # ...and then it ran, from the pose current at that time.
     frame = await pipeline.latest_frame()
-    assert frame.pose_id == 1 and pipeline._ahead is None
+    assert frame.pose_id == 1 and pipeline.frames.ahead is None
 
 
 class _Trickle(http.server.BaseHTTPRequestHandler):

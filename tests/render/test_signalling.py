@@ -12,9 +12,9 @@ import httpx
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from openrr.compat.aioice import loopback_host_candidates
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, HANDSHAKE_PATH, OFFER_PATH
 from openrr.render.http import MAX_HEADER_FIELD, MAX_HEADER_FIELDS, MAX_OFFER_BYTES
-from openrr.render.ice import loopback_host_candidates
 from tests.render import fixtures
 from tests.render.live import LiveServer, live_server
 

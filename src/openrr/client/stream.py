@@ -59,9 +59,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from openrr.client import jitter
 from openrr.client.rest import ArrClient
+from openrr.compat.aioice import loopback_host_candidates
 from openrr.protocol import datachannel as protocol
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, OFFER_PATH
-from openrr.render.ice import loopback_host_candidates
 
 Codec = Literal["h264", "vp8"]
 Image = npt.NDArray[np.uint8]
