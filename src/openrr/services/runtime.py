@@ -28,7 +28,8 @@ from openrr.services.accounts import AccountService
 from openrr.services.conversions import ConversionConfig, ConversionService, Runner
 from openrr.services.metrics import Metrics
 from openrr.services.pool import WarmPool
-from openrr.services.sessions import SessionConfig, SessionService
+from openrr.services.session_config import SessionConfig
+from openrr.services.sessions import SessionService
 from openrr.services.throttle import TokenBuckets
 from openrr.services.tokens import MAX_TOKEN_LIFETIME, TokenIssuer, UnknownSigningKey, new_signing_key
 from openrr.storage import StorageAccess
