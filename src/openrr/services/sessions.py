@@ -4,6 +4,9 @@ All status changes go through ``Session.apply`` (the lifecycle table) and a comp
 is retried from a fresh read. Render servers are released (stopped) after the state change is stored, in the
 background, and the ``host_released`` flag records that it happened: whatever is not released yet (the
 control plane died in between) is released by the reaper later.
+
+Beside this module: ``session_config`` (what the service is configured with, and the render-server spec it
+derives), ``session_cache`` (the read cache polling clients hit) and ``session_reaping`` (the reaper's rules).
 """
 
 from __future__ import annotations
@@ -39,17 +42,13 @@ from openrr.errors import (
     TryAgain,
     Unprocessable,
 )
-from openrr.hosts.base import Capacity, Handle, Host, HostStatus
-from openrr.protocol.handshake import (
-    CONTROL_PLANE_UNREACHABLE,
-    LEASE_ENDED,
-    ReadyReport,
-    RenderSpec,
-)
+from openrr.hosts.base import Capacity, Handle, Host
+from openrr.protocol.handshake import ReadyReport, RenderSpec
 from openrr.services.metrics import Metrics
 from openrr.services.pool import WarmPool
 from openrr.services.session_cache import SessionCache
 from openrr.services.session_config import SessionConfig, render_spec
+from openrr.services.session_reaping import verdict
 from openrr.services.tokens import TokenIssuer
 from openrr.store.base import Admission, StaleWrite, Store
 
@@ -362,41 +361,17 @@ class SessionService:
                 log.exception("reaper: settling %s/%s failed", session.account_id, session.id)
 
     async def _settle(self, session: Session, now: dt.datetime) -> None:
-        """Move ``session`` on if time or its render server says so; release an ended one's server."""
+        """Carry out the reaper's verdict on ``session`` (``session_reaping``); release an ended one's
+        render server."""
         self._cache.put(session)
         if not session.status.active:
             self._release_soon(session)
             return
         handle = session.host_handle
         status = await self._host.status(handle) if handle is not None else None
-        expires_at = session.expires_at
-        if expires_at is not None and now >= expires_at:
-            error = None
-            if status is not None and not status.running and status.reason == LEASE_ENDED:
-                error = _self_stopped(status)
-            self._release_soon(await self._transition(session, Event.EXPIRE, error=error))
-            return
-        if status is not None and not status.running:
-            await self._server_ended(session, status)
-            return
-        if session.status is Status.STARTING:
-            age = (now - session.created_at).total_seconds()
-            if age > self.config.start_timeout_s:
-                await self._fail(
-                    session,
-                    "RenderServerStartTimeout",
-                    f"The render server did not become ready within {self.config.start_timeout_s:g} s.",
-                )
-
-    async def _server_ended(self, session: Session, status: HostStatus) -> None:
-        """An active session whose render server is no longer running: why decides the session's end."""
-        if status.reason == LEASE_ENDED and session.status is Status.READY:
-            # Its deadline came a moment before ours (the two clocks ran apart): the lease it is.
-            self._release_soon(await self._transition(session, Event.EXPIRE, error=_self_stopped(status)))
-        elif status.reason == CONTROL_PLANE_UNREACHABLE:
-            await self._fail(session, CONTROL_PLANE_UNREACHABLE, _self_stopped(status).message)
-        else:
-            await self._fail(session, "RenderServerExited", status.message)
+        decided = verdict(session, status, now, self.config.start_timeout_s)
+        if decided is not None:
+            self._release_soon(await self._transition(session, decided.event, error=decided.error))
 
     async def purge(self, retention: dt.timedelta) -> int:
         purged = await self._store.purge_ended_before(self._clock.now() - retention)
@@ -453,12 +428,3 @@ class SessionService:
             await self._mutate(session, lambda s: dataclasses.replace(s, host_released=True))
         except Exception:
             log.exception("releasing the render server of %s/%s failed", session.account_id, session.id)
-
-
-def _self_stopped(status: HostStatus) -> SessionError:
-    """What a session records when its render server ended it by itself (``protocol.handshake``, "Lease")."""
-    if status.reason == LEASE_ENDED:
-        why = "the session's lease had ended"  # with or without a control plane there to end it
-    else:
-        why = "the control plane was unreachable for longer than its grace (--control-plane-grace)"
-    return SessionError(str(status.reason), f"The render server stopped itself: {why}. {status.message}")
