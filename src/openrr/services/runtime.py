@@ -31,7 +31,8 @@ from openrr.services.conversion_runner import Runner
 from openrr.services.conversions import ConversionService
 from openrr.services.metrics import Metrics
 from openrr.services.pool import WarmPool
-from openrr.services.sessions import SessionConfig, SessionService
+from openrr.services.session_config import SessionConfig
+from openrr.services.sessions import SessionService
 from openrr.services.throttle import TokenBuckets
 from openrr.services.tokens import MAX_TOKEN_LIFETIME, TokenIssuer, UnknownSigningKey, new_signing_key
 from openrr.storage import StorageAccess
