@@ -1,4 +1,5 @@
-"""openrr.client.stream against the real render server (``RenderServer`` in this test's event loop).
+"""The streaming client (``openrr.client.connection``) against the real render server (``RenderServer``
+in this test's event loop).
 
 No control plane: the server is started as ``tests.render.live`` does and the client connects with
 ``connect(host, port, token)``. The session-lookup path (``connect_session``) and the CLI are covered in
@@ -14,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openrr.client.stream import RenderConnectError, RenderRequestError, VideoSettings, connect
+from openrr.client.connection import connect
+from openrr.client.errors import RenderConnectError, RenderRequestError
+from openrr.client.signalling import VideoSettings
 from tests.render import fixtures
 from tests.render.live import LiveServer, live_server
 

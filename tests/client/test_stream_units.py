@@ -1,4 +1,5 @@
-"""openrr.client.stream and ``openrr connect``: the pure measurement parts, and the client against a fake.
+"""The streaming client (``openrr.client``) and ``openrr connect``: the pure measurement parts, and the
+client against a fake.
 
 The fake render server (``FakeRender``) is a real aiohttp server on 127.0.0.1 with real aiortc peers: it
 answers offers with the render server's own ``EncodedVideoTrack`` (a synthetic picture), speaks the data
@@ -28,26 +29,21 @@ from click.testing import CliRunner
 from PIL import Image
 
 from openrr.cli.main import cli
-from openrr.client.rest import ArrClient
-from openrr.client.stream import (
+from openrr.client.connection import connect
+from openrr.client.errors import RenderConnectError, RenderRequestError, SessionNotReadyError
+from openrr.client.measurements import (
     ClockSample,
     FrameLog,
     Matched,
-    RenderConnectError,
-    RenderRequestError,
-    SessionNotReadyError,
-    VideoSettings,
-    _loopback_addresses,
     best_clock_sample,
-    connect,
-    connect_session,
     fps,
     glass_to_glass_ms,
     input_latencies_ms,
-    offer_error,
-    parse_answer,
     percentiles,
 )
+from openrr.client.rest import ArrClient
+from openrr.client.session import connect_session
+from openrr.client.signalling import VideoSettings, loopback_addresses, offer_error, parse_answer
 from openrr.protocol import datachannel as protocol
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, OFFER_PATH, PROTOCOL
 from openrr.render.encoder import Codec, EncoderConfig
@@ -199,11 +195,11 @@ def test_offer_error_bodies_map_to_readable_errors() -> None:
 
 
 async def test_loopback_detection() -> None:
-    assert await _loopback_addresses("127.0.0.1") == ["127.0.0.1"]
-    assert await _loopback_addresses("[::1]") == ["::1"]
-    assert await _loopback_addresses("192.0.2.7") == []
-    assert "127.0.0.1" in await _loopback_addresses("localhost")
-    assert await _loopback_addresses("no-such-host.invalid") == []
+    assert await loopback_addresses("127.0.0.1") == ["127.0.0.1"]
+    assert await loopback_addresses("[::1]") == ["::1"]
+    assert await loopback_addresses("192.0.2.7") == []
+    assert "127.0.0.1" in await loopback_addresses("localhost")
+    assert await loopback_addresses("no-such-host.invalid") == []
 
 
 # ---- the fake render server -----------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from openrr.client.stream import RenderRequestError, connect
+from openrr.client.connection import connect
+from openrr.client.errors import RenderRequestError
 from openrr.model.loader import ModelLoadError, load_model
 from openrr.protocol.handshake import RenderLimits, RenderSpec
 from openrr.render.budget import Allowance
