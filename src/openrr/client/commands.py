@@ -2,17 +2,19 @@
 
 :class:`RenderCommands` is a mixin of :class:`openrr.client.connection.RenderConnection`: each method builds
 one data-channel request (``openrr.protocol.datachannel``) and hands it to :meth:`request`, which the
-connection implements. Apart so that the list of what a client can ask stays readable next to the
-protocol, and the connection holds only the transport.
+connection implements. Apart so that what a client can ask reads as one list next to the protocol, and
+the connection keeps to the transport and what arrives over it.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
+
+from openrr.client.requests import Progress
 
 
 class RenderCommands(abc.ABC):
@@ -24,7 +26,7 @@ class RenderCommands(abc.ABC):
         msg: Mapping[str, Any] | BaseModel,
         *,
         timeout: float | None = None,
-        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        on_progress: Progress | None = None,
         validate: bool = True,
     ) -> dict[str, Any]:
         """Send a request and return its answer (see ``RenderConnection.request``)."""
@@ -69,7 +71,7 @@ class RenderCommands(abc.ABC):
         url: str,
         model_id: str | None = None,
         *,
-        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        on_progress: Progress | None = None,
         timeout: float = 300.0,
     ) -> dict[str, Any]:
         """Load a model and return ``model.loaded`` (modelId, nodes, polygons); ``model.progress`` messages

@@ -22,7 +22,7 @@ from openrr.protocol import datachannel as protocol
 
 _REQUEST: TypeAdapter[protocol.Request] = TypeAdapter(protocol.Request)
 
-Progress = Callable[[dict[str, Any]], None]
+Progress = Callable[[dict[str, Any]], None]  # gets each ``model.progress`` message of a request
 
 
 @dataclass(frozen=True)
