@@ -374,7 +374,8 @@ async def first_frames(arr: ArrClient, session_id: str, count: int) -> dict[str,
                 await asyncio.sleep(0.02)
         try:
             await rc.wait_frames(1, timeout=20)
-            assert rc.first_frame_at is not None and rc.started_at is not None
+            assert rc.first_frame_at is not None
+            assert rc.started_at is not None
             first.append(rc.first_frame_at - rc.started_at)
             since_try.append(rc.first_frame_at - tried)
         finally:
