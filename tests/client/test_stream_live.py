@@ -1,4 +1,5 @@
-"""openrr.client.stream against the real render server (``RenderServer`` in this test's event loop).
+"""The streaming client (``openrr.client.connection``) against the real render server (``RenderServer``
+in this test's event loop).
 
 No control plane: the server is started as ``tests.render.live`` does and the client connects with
 ``connect(host, port, token)``. The session-lookup path (``connect_session``) and the CLI are covered in
@@ -14,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openrr.client.stream import RenderConnectError, RenderRequestError, VideoSettings, connect
+from openrr.client.connection import connect
+from openrr.client.errors import RenderConnectError, RenderRequestError
+from openrr.client.signalling import VideoSettings
 from tests.render import fixtures
 from tests.render.live import LiveServer, live_server
 
@@ -30,8 +33,10 @@ async def test_video_protocol_and_measurements_against_the_render_server(live: L
     video = VideoSettings(width=320, height=180, fps=30, codec="h264")
     async with await connect("127.0.0.1", live.port, live.token(), video=video) as conn:
         hello = conn.hello
-        assert hello is not None and hello["sessionId"] == "live-session"
-        assert conn.codec == "h264" and conn.answer_video["width"] == 320
+        assert hello is not None
+        assert hello["sessionId"] == "live-session"
+        assert conn.codec == "h264"
+        assert conn.answer_video["width"] == 320
         await conn.sync_clock(5)
         await conn.wait_frames(5)
         window = conn.first_frame_at
@@ -48,20 +53,30 @@ async def test_video_protocol_and_measurements_against_the_render_server(live: L
             await conn.set_node("no-such-node", visible=False)
         assert refused.value.code == "NodeNotFound"
         stats = await conn.stats()
-        assert stats["codec"] == "h264" and stats["frames"] > 0
+        assert stats["codec"] == "h264"
+        assert stats["frames"] > 0
 
         m = await conn.measure(window)
         image = conn.latest_image()
-    assert image is not None and image.shape == (180, 320, 3) and image.dtype == np.uint8
+    assert image is not None
+    assert image.shape == (180, 320, 3)
+    assert image.dtype == np.uint8
     assert image.std() > 1, "the scene, not a blank picture"
     assert (m.width, m.height, m.codec) == (320, 180, "h264")
-    assert m.frames >= 15 and m.fps is not None and m.fps > 3
-    assert m.first_frame_seconds is not None and m.first_frame_seconds < 10
+    assert m.frames >= 15
+    assert m.fps is not None
+    assert m.fps > 3
+    assert m.first_frame_seconds is not None
+    assert m.first_frame_seconds < 10
     # Every decoded frame found its frame message, whatever the server's pts origin.
     assert m.matched_frames >= m.frames - 3
-    assert m.latency_ms is not None and 0 < m.latency_ms["p50"] < 2000
-    assert m.poses == 6 and m.input_latency_ms is not None and 0 < m.input_latency_ms["p50"] < 2000
-    assert m.rtt_ms is not None and m.video_bytes > 0
+    assert m.latency_ms is not None
+    assert 0 < m.latency_ms["p50"] < 2000
+    assert m.poses == 6
+    assert m.input_latency_ms is not None
+    assert 0 < m.input_latency_ms["p50"] < 2000
+    assert m.rtt_ms is not None
+    assert m.video_bytes > 0
 
 
 async def test_one_client_at_a_time(live: LiveServer) -> None:

@@ -1,4 +1,5 @@
-"""openrr.client.stream and ``openrr connect``: the pure measurement parts, and the client against a fake.
+"""The streaming client (``openrr.client``) and ``openrr connect``: the pure measurement parts, and the
+client against a fake.
 
 The fake render server (``FakeRender``) is a real aiohttp server on 127.0.0.1 with real aiortc peers: it
 answers offers with the render server's own ``EncodedVideoTrack`` (a synthetic picture), speaks the data
@@ -28,26 +29,21 @@ from click.testing import CliRunner
 from PIL import Image
 
 from openrr.cli.main import cli
-from openrr.client.rest import ArrClient
-from openrr.client.stream import (
+from openrr.client.connection import connect
+from openrr.client.errors import RenderConnectError, RenderRequestError, SessionNotReadyError
+from openrr.client.measurements import (
     ClockSample,
     FrameLog,
     Matched,
-    RenderConnectError,
-    RenderRequestError,
-    SessionNotReadyError,
-    VideoSettings,
-    _loopback_addresses,
     best_clock_sample,
-    connect,
-    connect_session,
     fps,
     glass_to_glass_ms,
     input_latencies_ms,
-    offer_error,
-    parse_answer,
     percentiles,
 )
+from openrr.client.rest import ArrClient
+from openrr.client.session import connect_session
+from openrr.client.signalling import VideoSettings, loopback_addresses, offer_error, parse_answer
 from openrr.compat.aioice import loopback_host_candidates
 from openrr.protocol import datachannel as protocol
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, OFFER_PATH, PROTOCOL
@@ -76,13 +72,14 @@ ENV_SETTINGS = (
 def test_percentiles_interpolate_like_numpy() -> None:
     values = [12.0, 3.0, 7.5, 100.0, 42.0, 8.0, 9.0]
     got = percentiles(values)
-    assert got is not None and set(got) == {"p50", "p90", "p99"}
+    assert got is not None
+    assert set(got) == {"p50", "p90", "p99"}
     for key, p in (("p50", 50), ("p90", 90), ("p99", 99)):
         assert got[key] == pytest.approx(float(np.percentile(values, p)))
     assert percentiles([]) is None
     assert percentiles([4.0]) == {"p50": 4.0, "p90": 4.0, "p99": 4.0}
     assert percentiles([1.0, 2.0], (0, 100, 99.9)) == {"p0": 1.0, "p100": 2.0, "p99.9": pytest.approx(1.999)}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"outside 0\.\.100"):
         percentiles([1.0], (101,))
 
 
@@ -91,7 +88,8 @@ def test_clock_offset_comes_from_the_fastest_round_trip() -> None:
     # midpoint; the fastest one bounds the error by half its round trip.
     slow = ClockSample(sent=10.0, received=10.4, server_time=110.05)  # server read early in a slow trip
     fast = ClockSample(sent=20.0, received=20.002, server_time=120.001)
-    assert slow.rtt == pytest.approx(0.4) and slow.offset == pytest.approx(99.85)
+    assert slow.rtt == pytest.approx(0.4)
+    assert slow.offset == pytest.approx(99.85)
     assert best_clock_sample([slow, fast, slow]) is fast
     assert fast.offset == pytest.approx(100.0)
     assert best_clock_sample([]) is None
@@ -107,7 +105,8 @@ def test_frame_log_joins_frames_and_messages_in_either_order_and_stays_bounded()
     log.add_meta({"type": "frame", "pts": True})  # not a pts: ignored
     assert [(m.pts, m.received_at, m.pose_id) for m in log.matched()] == [(0, 1.0, None), (3000, 1.03, 4)]
     assert [m.pts for m in log.matched(since=1.01)] == [3000]
-    assert log.arrivals() == [1.0, 1.03, 1.06] and log.max_pose_id == 4
+    assert log.arrivals() == [1.0, 1.03, 1.06]
+    assert log.max_pose_id == 4
     log.add_received(9000, 1.09)  # evicts pts 0
     assert log.arrivals() == [1.03, 1.06, 1.09]
     assert [m.pts for m in log.matched()] == [3000]
@@ -129,7 +128,8 @@ def test_frame_log_aligns_a_constant_pts_difference(shift: int, regular: bool) -
         log.add_meta({"pts": p + shift, "frameId": p})
     assert log.pts_shift() == shift
     matched = log.matched()
-    assert len(matched) == 55 and all(m.meta["frameId"] == m.pts for m in matched)
+    assert len(matched) == 55
+    assert all(m.meta["frameId"] == m.pts for m in matched)
     assert log.meta(pts[10]) == {"pts": pts[10] + shift, "frameId": pts[10]}
     assert FrameLog().pts_shift() == 0
 
@@ -169,7 +169,8 @@ def test_input_latency_is_the_first_later_frame_showing_the_pose() -> None:
 
 def test_fps_and_video_settings() -> None:
     assert fps([1.0, 1.5, 2.0]) == pytest.approx(2.0)
-    assert fps([1.0]) is None and fps([2.0, 2.0]) is None
+    assert fps([1.0]) is None
+    assert fps([2.0, 2.0]) is None
     assert VideoSettings().to_json() == {}
     assert VideoSettings(width=640, codec="vp8").to_json() == {"width": 640, "codec": "vp8"}
 
@@ -200,11 +201,11 @@ def test_offer_error_bodies_map_to_readable_errors() -> None:
 
 
 async def test_loopback_detection() -> None:
-    assert await _loopback_addresses("127.0.0.1") == ["127.0.0.1"]
-    assert await _loopback_addresses("[::1]") == ["::1"]
-    assert await _loopback_addresses("192.0.2.7") == []
-    assert "127.0.0.1" in await _loopback_addresses("localhost")
-    assert await _loopback_addresses("no-such-host.invalid") == []
+    assert await loopback_addresses("127.0.0.1") == ["127.0.0.1"]
+    assert await loopback_addresses("[::1]") == ["::1"]
+    assert await loopback_addresses("192.0.2.7") == []
+    assert "127.0.0.1" in await loopback_addresses("localhost")
+    assert await loopback_addresses("no-such-host.invalid") == []
 
 
 # ---- the fake render server -----------------------------------------------------------------------------
@@ -261,7 +262,8 @@ class FakePeer:
         )
 
     def on_channel(self, channel: RTCDataChannel) -> None:
-        assert channel.label == DATA_CHANNEL_LABEL and channel.ordered
+        assert channel.label == DATA_CHANNEL_LABEL
+        assert channel.ordered
         self.channel = channel
         channel.on("message", self.on_message)
         video = {"width": W, "height": H, "fps": 30, "bitrate": 800_000, "codec": self.codec}
@@ -457,22 +459,27 @@ async def test_offer_refusals_become_errors(fake: FakeRender) -> None:
     # What went over the wire: the bearer token, a complete offer (gathering done, no trickle) with one
     # recvonly video transceiver and the data channel, and the video settings asked for.
     offer = fake.offers[1]
-    assert offer["authorization"] == f"Bearer {CONNECT_TOKEN}" and offer["type"] == "offer"
+    assert offer["authorization"] == f"Bearer {CONNECT_TOKEN}"
+    assert offer["type"] == "offer"
     assert offer["video"] == {"width": 640, "fps": 24}
     sdp = offer["sdp"]
-    assert "a=recvonly" in sdp and "m=application" in sdp and "a=end-of-candidates" in sdp
+    assert "a=recvonly" in sdp
+    assert "m=application" in sdp
+    assert "a=end-of-candidates" in sdp
     assert " 127.0.0.1 " in sdp, "loopback host candidates are offered for a loopback server"
 
 
 async def test_unreachable_and_slow_servers(fake: FakeRender) -> None:
     with pytest.raises(RenderConnectError) as caught:
         await connect("127.0.0.1", 1, TOKEN, timeout=5)
-    assert caught.value.code == "ConnectionFailed" and "127.0.0.1:1" in str(caught.value)
+    assert caught.value.code == "ConnectionFailed"
+    assert "127.0.0.1:1" in str(caught.value)
     fake.offer_delay = 3
     started = time.monotonic()
     with pytest.raises(RenderConnectError, match="waiting for the answer") as caught:
         await connect("127.0.0.1", fake.port, CONNECT_TOKEN, timeout=0.5)
-    assert caught.value.code == "Timeout" and time.monotonic() - started < 2.5
+    assert caught.value.code == "Timeout"
+    assert time.monotonic() - started < 2.5
 
 
 @pytest.mark.parametrize(("codec", "rebase_pts"), [("h264", False), ("vp8", True)])
@@ -481,8 +488,10 @@ async def test_receives_video_talks_protocol_and_measures(
 ) -> None:
     fake.rebase_pts = rebase_pts
     async with await connect("127.0.0.1", fake.port, CONNECT_TOKEN, video=VideoSettings(codec=codec)) as conn:
-        assert conn.hello is not None and conn.hello["sessionId"] == SESSION
-        assert conn.codec == codec and conn.answer_video["width"] == W
+        assert conn.hello is not None
+        assert conn.hello["sessionId"] == SESSION
+        assert conn.codec == codec
+        assert conn.answer_video["width"] == W
         best = await conn.sync_clock(5)
         assert abs(best.offset - wall_minus_monotonic() - OFFSET) <= best.rtt / 2 + 0.002
         await conn.wait_frames(10)
@@ -495,7 +504,9 @@ async def test_receives_video_talks_protocol_and_measures(
 
         progress: list[float] = []
         loaded = await conn.load_model("file:///m.glb", on_progress=lambda m: progress.append(m["fraction"]))
-        assert loaded["type"] == "model.loaded" and loaded["polygons"] == 12 and progress == [0.5, 1.0]
+        assert loaded["type"] == "model.loaded"
+        assert loaded["polygons"] == 12
+        assert progress == [0.5, 1.0]
         with pytest.raises(RenderRequestError) as failed:
             await conn.load_model("bad:thing")
         assert (failed.value.code, failed.value.request_type) == ("ModelLoadFailed", "model.load")
@@ -510,21 +521,35 @@ async def test_receives_video_talks_protocol_and_measures(
         m = await conn.measure(window)
         image = conn.latest_image()
     assert not conn.connected
-    assert image is not None and image.shape == (H, W, 3) and image.dtype == np.uint8
+    assert image is not None
+    assert image.shape == (H, W, 3)
+    assert image.dtype == np.uint8
     assert abs(int(image[:, :, 2].mean()) - 100) < 12  # the source's constant blue
-    assert m.codec == codec and (m.width, m.height) == (W, H)
+    assert m.codec == codec
+    assert (m.width, m.height) == (W, H)
     # (how fast depends on the machine: both peers, encoder and decoder share this process)
-    assert m.frames >= 6 and m.fps is not None and 3 < m.fps < 45
-    assert m.first_frame_seconds is not None and 0 < m.first_frame_seconds < 5
+    assert m.frames >= 6
+    assert m.fps is not None
+    assert 3 < m.fps < 45
+    assert m.first_frame_seconds is not None
+    assert 0 < m.first_frame_seconds < 5
     assert m.matched_frames >= m.frames - 2
     # Same machine, true offset known: latencies are real and small.
-    assert m.clock_offset_ms is not None and abs(m.clock_offset_ms - OFFSET * 1000) < 5
-    assert m.latency_ms is not None and 0 < m.latency_ms["p50"] < 500
-    assert m.poses == 5 and m.input_latency_ms is not None and 0 < m.input_latency_ms["p50"] < 1000
-    assert m.rtt_ms is not None and m.video_bytes > 0
-    assert m.bytes_received is not None and m.bytes_received > m.video_bytes and m.packets_lost is not None
+    assert m.clock_offset_ms is not None
+    assert abs(m.clock_offset_ms - OFFSET * 1000) < 5
+    assert m.latency_ms is not None
+    assert 0 < m.latency_ms["p50"] < 500
+    assert m.poses == 5
+    assert m.input_latency_ms is not None
+    assert 0 < m.input_latency_ms["p50"] < 1000
+    assert m.rtt_ms is not None
+    assert m.video_bytes > 0
+    assert m.bytes_received is not None
+    assert m.bytes_received > m.video_bytes
+    assert m.packets_lost is not None
     report = m.to_json()
-    assert report["latencyMs"].keys() == {"p50", "p90", "p99"} and report["frames"] == m.frames
+    assert report["latencyMs"].keys() == {"p50", "p90", "p99"}
+    assert report["frames"] == m.frames
     # pose ids: increasing, camera requests carry them, the others do not
     (peer,) = fake.peers
     poses = [r.poseId for r in peer.requests if isinstance(r, protocol.CameraOrbit)]
@@ -543,7 +568,8 @@ async def test_session_lookup_and_lost_connections(fake: FakeRender) -> None:
         fake.session_status = "Ready"
         conn = await connect_session(client, SESSION, timeout=10)
     try:
-        assert conn.port == fake.port and fake.offers[-1]["authorization"] == f"Bearer {CONNECT_TOKEN}"
+        assert conn.port == fake.port
+        assert fake.offers[-1]["authorization"] == f"Bearer {CONNECT_TOKEN}"
         frames = [f async for f in conn.frames(3)]
         assert [f.pts for f in frames] == sorted({f.pts for f in frames})
         assert frames[-1].image().shape == (H, W, 3)
@@ -551,7 +577,8 @@ async def test_session_lookup_and_lost_connections(fake: FakeRender) -> None:
         fake.run(fake.drop_clients(bye="The session was stopped."))
         with pytest.raises(RenderConnectError, match="ended the connection: The session was stopped"):
             await conn.wait_frames(conn.frames_received + 1000, timeout=20)
-        assert conn.bye_reason == "The session was stopped." and not conn.connected
+        assert conn.bye_reason == "The session was stopped."
+        assert not conn.connected
         with pytest.raises(RenderConnectError, match="ConnectionClosed"):
             await conn.ping()
     finally:
@@ -575,21 +602,29 @@ def test_cli_reports_json_and_saves_a_snapshot(fake: FakeRender, tmp_path: Path)
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["sessionId"] == SESSION and report["frames"] >= 30 and report["codec"] == "vp8"
-    assert (report["width"], report["height"]) == (W, H) and report["fps"] > 10
-    assert report["firstFrameSeconds"] > 0 and report["latencyMs"]["p50"] > 0
-    assert report["inputLatencyMs"] is not None and report["inputLatencyMs"]["p99"] < 2000
-    assert report["rttMs"]["p50"] >= 0 and report["snapshot"] == str(png)
+    assert report["sessionId"] == SESSION
+    assert report["frames"] >= 30
+    assert report["codec"] == "vp8"
+    assert (report["width"], report["height"]) == (W, H)
+    assert report["fps"] > 10
+    assert report["firstFrameSeconds"] > 0
+    assert report["latencyMs"]["p50"] > 0
+    assert report["inputLatencyMs"] is not None
+    assert report["inputLatencyMs"]["p99"] < 2000
+    assert report["rttMs"]["p50"] >= 0
+    assert report["snapshot"] == str(png)
     assert report["server"] == {"fps": 30}
     with Image.open(png) as saved:
-        assert saved.size == (W, H) and saved.mode == "RGB"
+        assert saved.size == (W, H)
+        assert saved.mode == "RGB"
     assert fake.offers[0]["video"] == {"codec": "vp8"}
 
 
 def test_cli_prints_a_table_without_orbiting(fake: FakeRender) -> None:
     result = invoke(fake, "--frames", "5")
     assert result.exit_code == 0, result.output
-    assert "glass-to-glass latency" in result.stdout and f"{W}x{H}" in result.stdout
+    assert "glass-to-glass latency" in result.stdout
+    assert f"{W}x{H}" in result.stdout
     (peer,) = fake.peers
     assert not [r for r in peer.requests if r.type.startswith("camera.")], "the camera was left alone"
 
@@ -597,14 +632,17 @@ def test_cli_prints_a_table_without_orbiting(fake: FakeRender) -> None:
 def test_cli_fails_cleanly(fake: FakeRender) -> None:
     fake.session_status = "Starting"
     result = invoke(fake)
-    assert result.exit_code == 1 and "is Starting, not Ready" in result.stderr
+    assert result.exit_code == 1
+    assert "is Starting, not Ready" in result.stderr
     assert "Traceback" not in result.output
     fake.session_status = "Ready"
     body = {"error": {"code": "ClientAlreadyConnected", "message": "Another client is connected."}}
     fake.refusal = (409, json.dumps(body).encode())
     result = invoke(fake)
-    assert result.exit_code == 1 and "another client is connected to this session" in result.stderr
+    assert result.exit_code == 1
+    assert "another client is connected to this session" in result.stderr
     fake.refusal = None
     fake.offer_delay = 3
     result = invoke(fake, "--timeout", "0.5")
-    assert result.exit_code == 1 and "within 0.5 s" in result.stderr
+    assert result.exit_code == 1
+    assert "within 0.5 s" in result.stderr

@@ -28,7 +28,7 @@ from azure.mixedreality.remoterendering import (
 )
 
 from openrr.client.rest import ArrClient
-from openrr.client.stream import connect_session
+from openrr.client.session import connect_session
 from openrr.model.arrasset.layout import MAGIC
 from tests.azurite import KEY, Azurite
 from tests.e2e.checks import wait_gone

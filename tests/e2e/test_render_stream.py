@@ -19,8 +19,10 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image
 
+from openrr.client.connection import RenderConnection
+from openrr.client.errors import RenderConnectError, RenderRequestError
 from openrr.client.rest import ArrClient
-from openrr.client.stream import RenderConnectError, RenderConnection, RenderRequestError, connect_session
+from openrr.client.session import connect_session
 from openrr.model.loader import load_model
 from openrr.render.camera import Camera
 from openrr.render.renderer import Renderer, is_software

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from openrr.client.stream import RenderRequestError, connect
+from openrr.client.connection import connect
+from openrr.client.errors import RenderRequestError
 from openrr.protocol.handshake import RenderLimits, RenderSpec
 from openrr.render.server import RenderServer
 from tests.render import fixtures

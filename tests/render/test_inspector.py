@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from openrr.client.stream import connect
+from openrr.client.connection import connect
 from openrr.protocol import datachannel as protocol
 from openrr.render.inspector import plotly_js_path
 from openrr.render.logbuffer import LogBuffer, install_log_buffer
