@@ -116,7 +116,7 @@ async def test_one_client_at_a_time_and_the_next_after_it_left(live: LiveServer)
         refused = await post(live, {"type": "offer", "sdp": second.localDescription.sdp}, live.token())
         assert error_of(refused) == (409, "ClientAlreadyConnected")
         await first.close()
-        for _ in range(100):
+        for _ in range(400):  # up to 20 s: the server sees the close, then resets the scene
             if live.server.client is None:
                 break
             await asyncio.sleep(0.05)
