@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.services.conversions import CHECK_LOGS, PROCESS_FAILED, JobFailed
 from openrr.services.runtime import Runtime

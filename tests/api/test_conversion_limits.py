@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.services.conversions import fair_order
 from openrr.services.runtime import Runtime

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.model.arrasset import MAGIC
 from openrr.services import conversions

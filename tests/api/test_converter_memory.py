@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.services.runtime import Runtime
 from tests.api.conversion_fixtures import container_root_fixture, containers_fixture  # noqa: F401

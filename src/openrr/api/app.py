@@ -76,8 +76,8 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     web_ui.install(app)  # the browser pages at /ui/ and their offer relay
     # Inside ArrHeaders, so that a 413 carries MS-CV like every other answer.
-    app.add_middleware(BodyLimit, limits=body_limits(runtime.settings))
+    app.add_middleware(BodyLimit, limits=body_limits(runtime.settings.limits))
     app.add_middleware(ArrHeaders)
-    if runtime.settings.metrics:
+    if runtime.settings.server.metrics:
         metrics.install(app, runtime)  # GET /metrics, and request timing as the outermost middleware
     return app

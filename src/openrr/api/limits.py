@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openrr.api.errors import error_response
 from openrr.api.web import RELAY_PATTERN
-from openrr.config import Settings
+from openrr.config.control_plane import LimitSettings
 
 _NO_BODY = {"GET", "HEAD", "DELETE", "OPTIONS"}
 
@@ -39,9 +39,9 @@ class BodyLimits:
         return self.default
 
 
-def body_limits(settings: Settings) -> BodyLimits:
+def body_limits(limits: LimitSettings) -> BodyLimits:
     """The control plane's limits: ``--max-body-kib`` for the JSON APIs, ``--max-offer-kib`` for the relay."""
-    return BodyLimits(settings.max_body_kib * 1024, [(RELAY_PATTERN, settings.max_offer_kib * 1024)])
+    return BodyLimits(limits.max_body_kib * 1024, [(RELAY_PATTERN, limits.max_offer_kib * 1024)])
 
 
 class BodyLimit:

@@ -209,6 +209,6 @@ async def list_conversions(
 ) -> Response:
     check_skip_token(skip_token)
     rt = runtime(request)
-    page_size = rt.settings.list_page_size
+    page_size = rt.settings.server.list_page_size
     found = await rt.conversions.list_conversions(account, after_id=skip_token, limit=page_size + 1)
     return ArrJSON(page(request, api_version, "conversions", found, page_size, conversion_body))

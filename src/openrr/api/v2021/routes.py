@@ -149,7 +149,7 @@ async def list_sessions(
 ) -> Response:
     check_skip_token(skip_token)
     rt = runtime(request)
-    page_size = rt.settings.list_page_size
+    page_size = rt.settings.server.list_page_size
     sessions = await rt.sessions.list_active(account, after_id=skip_token, limit=page_size + 1)
     now = rt.sessions.now()
     return ArrJSON(
