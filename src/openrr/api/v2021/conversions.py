@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from openrr.api.deps import AuthorizedAccount, check_api_version, runtime
-from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
 from openrr.api.v2021.paging import SkipToken, check_skip_token, page
 from openrr.api.v2021.schemas import ErrorDetail, error_responses, iso
@@ -22,7 +21,8 @@ from openrr.domain.ids import check_resource_id
 from openrr.store.base import Conversion, ConversionInput, ConversionOutput, ConversionStatus
 
 router = APIRouter(
-    tags=["conversions (2021-01-01)"], dependencies=[Depends(check_api_version)], route_class=LeanRoute
+    tags=["conversions (2021-01-01)"],
+    dependencies=[Depends(check_api_version)],
 )
 
 ApiVersion = Annotated[

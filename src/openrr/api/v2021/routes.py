@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from openrr.api.deps import AuthorizedAccount, check_api_version, runtime
-from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
 from openrr.api.v2021.paging import SkipToken, check_skip_token, page
 from openrr.api.v2021.schemas import (
@@ -23,7 +22,8 @@ from openrr.domain.ids import check_resource_id
 from openrr.domain.session import Size
 
 router = APIRouter(
-    tags=["sessions (2021-01-01)"], dependencies=[Depends(check_api_version)], route_class=LeanRoute
+    tags=["sessions (2021-01-01)"],
+    dependencies=[Depends(check_api_version)],
 )
 
 ApiVersion = Annotated[
