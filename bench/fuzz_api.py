@@ -28,7 +28,7 @@ from tests.api.fuzzing import LifespanApp, run
 from tests.fakes import FakeHost
 
 from bench.common import write_result
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.protocol.handshake import OFFER_PATH
 from openrr.render.http import OfferBody

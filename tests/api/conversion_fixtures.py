@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.domain.conversion import CHECK_LOGS, PROCESS_FAILED, ConversionStatus
 from openrr.services.conversion_runner import JobFailed, Runner

@@ -138,7 +138,7 @@ async def test_conversion_runs_to_succeeded_with_outputs_first(
     service_log = (asset.parent / "box.service.log").read_text()
     assert "uploading" in service_log
     # the scratch folder is gone
-    assert not any(runtime.settings.conversion_dir.resolve().iterdir())
+    assert not any(runtime.settings.server.conversion_dir.resolve().iterdir())
 
 
 async def test_missing_input_fails_asynchronously_with_logs_in_the_output(

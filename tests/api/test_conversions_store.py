@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from openrr.api.app import create_app
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.account import Account
 from openrr.domain.clock import ManualClock
 from openrr.domain.conversion import Conversion, ConversionInput, ConversionOutput, ConversionStatus

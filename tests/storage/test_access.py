@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.errors import InvalidInput
 from openrr.storage import LinkedAccount, NoAccess, StorageAccess, parse_linked_account
 from openrr.storage.blob import BlobContainer, normalise_sas
@@ -35,7 +35,7 @@ def test_settings_report_bad_accounts_without_their_keys() -> None:
     with pytest.raises(InvalidInput):
         Settings.load({"storage_accounts": (f"acct1@{AZURITE}", f"acct1@{AZURITE}/x")})
     settings = Settings.load({"storage_accounts": (f"devstoreaccount1@{AZURITE}",)})
-    assert settings.linked_accounts == (LinkedAccount("devstoreaccount1", None, AZURITE),)
+    assert settings.conversions.linked_accounts == (LinkedAccount("devstoreaccount1", None, AZURITE),)
 
 
 @pytest.mark.parametrize("entry", [f"acct1={KEY}", f"devstoreaccount1={KEY}@{AZURITE}"])

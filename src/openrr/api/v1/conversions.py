@@ -23,7 +23,6 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from openrr.api.deps import AuthorizedAccount, runtime
-from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
 from openrr.api.v1.containers import container_names, container_uri
 from openrr.api.v1.wire import parse_body
@@ -32,7 +31,7 @@ from openrr.domain.ids import check_resource_id, new_uuid
 from openrr.errors import InvalidInput
 from openrr.storage import BadBlobName, LinkedAccount, StorageAccess
 
-router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["conversions (v1)"], route_class=LeanRoute)
+router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["conversions (v1)"])
 
 V1_STATUS = {
     ConversionStatus.NOT_STARTED: "Created",
