@@ -35,7 +35,7 @@ import trimesh
 
 from bench.common import write_result
 from openrr.assets.convert import convert_model
-from openrr.model.arrasset import read_asset
+from openrr.model.arrasset.reader import read_asset
 from openrr.model.loader import load_model
 from openrr.model.scene import Scene
 from openrr.render.camera import Camera

@@ -28,10 +28,11 @@ from tests.api.fuzzing import LifespanApp, run
 from tests.fakes import FakeHost
 
 from bench.common import write_result
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.protocol.handshake import OFFER_PATH
-from openrr.render.server import OfferBody, bind_in_range
+from openrr.render.http import OfferBody
+from openrr.render.process import bind_in_range
 
 ANSWER = {"type": "answer", "sdp": "v=0\r\n", "video": {"width": 1280, "height": 720}}
 

@@ -1,7 +1,7 @@
 """Streaming through the real product: fps, glass-to-glass and input → frame latency, first frame, CPU.
 
 A real `openrr serve` (HTTPS, loopback) starts one real render server per session; the client is
-`openrr.client.stream` in this process, receiving and decoding the H.264 stream at 1280x720. Per model a
+`openrr.client` in this process, receiving and decoding the H.264 stream at 1280x720. Per model a
 v1 session preloads the GLB, and then, on one connection:
 
 * static window (8 s): the camera stays put; after a short settle the server sends its unchanged
@@ -51,18 +51,18 @@ import psutil
 import trimesh
 
 from bench.common import Server, openrr_server, percentile, write_result
-from openrr.client.rest import ArrClient
-from openrr.client.stream import (
+from openrr.client.connection import RenderConnection
+from openrr.client.errors import RenderConnectError
+from openrr.client.measurements import (
     Matched,
-    RenderConnectError,
-    RenderConnection,
     best_clock_sample,
-    connect_session,
     fps,
     glass_to_glass_ms,
     input_latencies_ms,
     percentiles,
 )
+from openrr.client.rest import ArrClient
+from openrr.client.session import connect_session
 
 V = {"api-version": "2021-01-01"}
 WIDTH, HEIGHT = 1280, 720

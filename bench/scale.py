@@ -175,13 +175,13 @@ class Serve:
 
 
 async def _mint_operator_token(data_dir: Path) -> str:
-    from openrr.config import Settings
+    from openrr.config.settings import Settings
     from openrr.domain.clock import SystemClock
     from openrr.services.tokens import TokenIssuer, new_signing_key
     from openrr.store.sql import open_store
 
     settings = Settings.load({"data_dir": data_dir})
-    store = await open_store(settings.resolved_store_url, migrate=False)
+    store = await open_store(settings.server.resolved_store_url, migrate=False)
     try:
         clock = SystemClock()
         key = await store.signing_key(new_signing_key(clock.now()))
@@ -723,12 +723,12 @@ def _poller(s: Serve, auth: dict[str, str], ids: list[str], rate: float) -> Call
 async def _insert_ended(data_dir: Path, template_id: str, account_id: str, ids: list[str]) -> None:
     """Rows for ended sessions written through the product's store, copied from a real stopped session:
     80 % Stopped, 15 % Expired, 5 % Error, ended over the past week (inside the 30-day retention)."""
-    from openrr.config import Settings
+    from openrr.config.settings import Settings
     from openrr.domain.session import SessionError, Status
     from openrr.store.sql import open_store
 
     settings = Settings.load({"data_dir": data_dir})
-    store = await open_store(settings.resolved_store_url, migrate=False)
+    store = await open_store(settings.server.resolved_store_url, migrate=False)
     rnd = random.Random(1000)
     try:
         template = await store.get_session(account_id, template_id)

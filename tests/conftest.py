@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from openrr.api.app import create_app
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.services.runtime import Runtime
 from tests.fakes import FakeHost

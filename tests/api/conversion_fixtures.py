@@ -13,24 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
-from openrr.services.conversions import CHECK_LOGS, PROCESS_FAILED, JobFailed
+from openrr.domain.conversion import CHECK_LOGS, PROCESS_FAILED, ConversionStatus
+from openrr.services.conversion_runner import JobFailed, Runner
 from openrr.services.runtime import Runtime
 from tests.conftest import Account
 from tests.fakes import FakeHost
 
 V = {"api-version": "2021-01-01"}
-
-
-def files_under(root: Path) -> list[str]:
-    """The files below ``root``, as sorted relative POSIX paths."""
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 class FakeConverter:
@@ -45,7 +42,7 @@ class FakeConverter:
         root = model.parent
         while root.name != "input":
             root = root.parent
-        self.seen_files.append(await asyncio.to_thread(files_under, root))
+        self.seen_files.append(sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()))
         data = await asyncio.to_thread(model.read_bytes)
         if data.startswith(b"hang"):
             await asyncio.Event().wait()
@@ -85,21 +82,70 @@ def converter_fixture() -> FakeConverter:
     return FakeConverter()
 
 
-@pytest.fixture(name="runtime")
-async def runtime_fixture(
+OpenRuntime = Callable[..., Awaitable[Runtime]]
+
+
+@pytest.fixture(name="open_runtime")
+async def open_runtime_fixture(
     settings_factory: Callable[..., Settings],
     store_url: str,
     fake_host: FakeHost,
     clock: ManualClock,
     container_root: Path,
-    converter: FakeConverter,
-) -> AsyncIterator[Runtime]:
+) -> AsyncIterator[OpenRuntime]:
+    """Opens in-process control planes on the test's store, fake host and clock, with the container root:
+    ``await open_runtime(runner, **settings)``, ``runner`` None for the real converter process. Every one
+    opened is closed after the test, the last opened first."""
+    opened: list[Runtime] = []
+
+    async def open_runtime(runner: Runner | None = None, **settings: Any) -> Runtime:
+        config = settings_factory(store_url=store_url, container_roots=(container_root,), **settings)
+        rt = await Runtime.open(config, host=fake_host, clock=clock, conversion_runner=runner)
+        opened.append(rt)
+        return rt
+
+    yield open_runtime
+    for rt in reversed(opened):
+        await rt.close()
+
+
+@pytest.fixture(name="runtime")
+async def runtime_fixture(
+    open_runtime: OpenRuntime, fake_host: FakeHost, converter: FakeConverter
+) -> Runtime:
     """conftest's runtime with a container root, small list pages and the fake converter."""
-    settings = settings_factory(store_url=store_url, container_roots=(container_root,), list_page_size=2)
-    rt = await Runtime.open(settings, host=fake_host, clock=clock, conversion_runner=converter)
+    rt = await open_runtime(converter, list_page_size=2)
     fake_host.attach(rt.sessions)
-    yield rt
-    await rt.close()
+    return rt
+
+
+async def run_queue(rt: Runtime, *, timeout_s: float = 240.0) -> None:
+    """Drive ``rt``'s real conversion queue until it has nothing left to do, as its dispatcher would but
+    without its timer (``conversions.start`` runs the dispatcher itself).
+
+    Each round is one dispatcher pass (``queue.tick``: requeue orphans, claim and start queued conversions),
+    then a wait, polling, until the jobs it started are over: none of the store's conversions is Running by
+    this process, and their scratch folders are gone. Rounds go on while any conversion is queued. Bounded: a
+    queue that does not settle within ``timeout_s`` fails the test.
+    """
+    queue, work_dir = rt.conversions.queue, rt.conversions.config.work_dir
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+
+    async def jobs_over() -> bool:
+        running = await rt.store.conversions_with_status([ConversionStatus.RUNNING], limit=1000)
+        scratch = work_dir.is_dir() and any(work_dir.iterdir())
+        return not scratch and not any(c.worker == queue.worker_id for c in running)
+
+    while True:
+        await queue.tick()
+        while not await jobs_over():
+            assert loop.time() < deadline, "the conversions did not end in time"
+            await asyncio.sleep(0.01)
+        if not await rt.store.conversions_with_status([ConversionStatus.NOT_STARTED], limit=1):
+            return
+        assert loop.time() < deadline, "queued conversions were not started in time"
+        await asyncio.sleep(0.01)
 
 
 def put_blob(container: Path, name: str, data: bytes = b"glTF model") -> None:

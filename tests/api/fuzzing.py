@@ -37,7 +37,7 @@ from schemathesis.engine import Status, StopReason, events
 from schemathesis.schemas import BaseSchema
 
 from openrr.api.app import create_app
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.services.runtime import Runtime
 from tests.fakes import FakeHost

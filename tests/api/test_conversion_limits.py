@@ -5,23 +5,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from openrr.config import Settings
 from openrr.domain.clock import ManualClock
-from openrr.services.conversions import fair_order
+from openrr.services.conversion_queue import fair_order
 from openrr.services.runtime import Runtime
 from tests.api.conversion_fixtures import (  # noqa: F401
     FakeConverter,
+    OpenRuntime,
     V,
     container_root_fixture,
     containers_fixture,
     converter_fixture,
+    open_runtime_fixture,
     put_blob,
+    run_queue,
     settings_body,
 )
 from tests.api.test_conversions_store import conversion
@@ -33,24 +34,11 @@ T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 @pytest.fixture
 async def runtime(
-    settings_factory: Callable[..., Settings],
-    store_url: str,
-    fake_host: FakeHost,
-    clock: ManualClock,
-    container_root: Path,
-    containers: Path,
-    converter: FakeConverter,
-) -> AsyncIterator[Runtime]:
-    settings = settings_factory(
-        store_url=store_url,
-        container_roots=(container_root,),
-        max_conversions_per_account=2,
-        conversion_workers=1,
-    )
-    rt = await Runtime.open(settings, host=fake_host, clock=clock, conversion_runner=converter)
+    open_runtime: OpenRuntime, fake_host: FakeHost, containers: Path, converter: FakeConverter
+) -> Runtime:
+    rt = await open_runtime(converter, max_conversions_per_account=2, conversion_workers=1)
     fake_host.attach(rt.sessions)
-    yield rt
-    await rt.close()
+    return rt
 
 
 async def put(
@@ -85,7 +73,7 @@ async def test_an_account_at_its_limit_gets_quota_exceeded(
     other = folder_of(containers, other_account)
     put_blob(other / "input", "models/a.glb")
     assert (await put(client, other_account, "c1", "a.glb", other)).status_code == 201
-    await runtime.conversions.run_pending()  # once they have ended, there is room again
+    await run_queue(runtime)  # once they have ended, there is room again
     assert (await put(client, account, "c3", "a.glb", containers)).status_code == 201
 
 
@@ -104,7 +92,7 @@ async def test_queued_conversions_start_in_turn_across_accounts(
         put_blob(folder / "input", f"models/{cid}.glb")
         assert (await put(client, who, cid, f"{cid}.glb", folder)).status_code == 201
         clock.advance(1)
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     assert [model.name for model, _ in converter.calls] == ["a1.glb", "b1.glb", "a2.glb"]
 
 

@@ -22,7 +22,9 @@ from tests.api.conversion_fixtures import (  # noqa: F401
     container_root_fixture,
     containers_fixture,
     converter_fixture,
+    open_runtime_fixture,
     put_blob,
+    run_queue,
     runtime_fixture,
     settings_body,
 )
@@ -115,7 +117,7 @@ async def test_conversion_runs_to_succeeded_with_outputs_first(
     put_blob(containers / "input", "elsewhere/ignored.glb", b"not downloaded")
     resp = await put(client, account, "c1", settings_body(containers, output_prefix="results/c1"))
     assert resp.status_code == 201
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     done = await get(client, account, "c1")
     assert list(done) == ["id", "creationTime", "settings", "output", "error", "status"]
     assert done["status"] == "Succeeded"
@@ -136,7 +138,7 @@ async def test_conversion_runs_to_succeeded_with_outputs_first(
     service_log = (asset.parent / "box.service.log").read_text()
     assert "uploading" in service_log
     # the scratch folder is gone
-    assert not any(runtime.settings.conversion_dir.resolve().iterdir())
+    assert not any(runtime.settings.server.conversion_dir.resolve().iterdir())
 
 
 async def test_missing_input_fails_asynchronously_with_logs_in_the_output(
@@ -144,7 +146,7 @@ async def test_missing_input_fails_asynchronously_with_logs_in_the_output(
 ) -> None:
     resp = await put(client, account, "c1", settings_body(containers, "missing.glb"))
     assert resp.status_code == 201  # accepted, as ARR did
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     failed = await get(client, account, "c1")
     assert failed["status"] == "Failed"
     assert "output" not in failed
@@ -163,7 +165,7 @@ async def test_a_bad_model_fails_and_publishes_no_asset(
 ) -> None:
     put_blob(containers / "input", "models/box.glb", content)
     assert (await put(client, account, "c1", settings_body(containers))).status_code == 201
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     failed = await get(client, account, "c1")
     assert failed["status"] == "Failed"
     assert failed["error"]["code"] == "ConversionProcessFailed"
@@ -179,7 +181,7 @@ async def test_an_output_that_cannot_be_written_fails_instead_of_succeeding(
     put_blob(containers / "input", "models/box.glb")
     assert (await put(client, account, "c1", settings_body(containers))).status_code == 201
     (containers / "output" / "out").write_text("a file where the output folder should be")
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     failed = await get(client, account, "c1")
     assert failed["status"] == "Failed"
     assert "output" not in failed
@@ -195,7 +197,7 @@ async def test_blobs_that_leave_the_container_are_not_read(
     os.symlink(secret, containers / "input" / "models" / "leak.txt")
     os.symlink(containers.parent, containers / "input" / "models" / "up")
     assert (await put(client, account, "c1", settings_body(containers))).status_code == 201
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     assert (await get(client, account, "c1"))["status"] == "Succeeded"
     assert converter.seen_files == [["box.glb"]]
 

@@ -1,29 +1,29 @@
-"""Conversions with the real converter process (openrr.services.conversion_worker → openrr.assets.convert),
+"""Conversions with the real converter process (openrr.assets.worker → openrr.assets.convert),
 in-process control plane, file: containers: success, and each kind of bad input with its documented error."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from openrr.config import Settings
-from openrr.domain.clock import ManualClock
-from openrr.model.arrasset import MAGIC
-from openrr.services import conversions
+from openrr.model.arrasset.layout import MAGIC
+from openrr.services import conversion_settings
 from openrr.services.runtime import Runtime
 from tests.api.conversion_fixtures import (  # noqa: F401
+    OpenRuntime,
     V,
     container_root_fixture,
     containers_fixture,
+    open_runtime_fixture,
+    run_queue,
     settings_body,
 )
 from tests.conftest import Account
-from tests.fakes import FakeHost
 from tests.render import fixtures
 
 
@@ -33,20 +33,8 @@ def timeout() -> float:
 
 
 @pytest.fixture
-async def runtime(
-    settings_factory: Callable[..., Settings],
-    store_url: str,
-    fake_host: FakeHost,
-    clock: ManualClock,
-    container_root: Path,
-    timeout: float,
-) -> AsyncIterator[Runtime]:
-    settings = settings_factory(
-        store_url=store_url, container_roots=(container_root,), conversion_timeout=timeout
-    )
-    rt = await Runtime.open(settings, host=fake_host, clock=clock)  # the real converter process
-    yield rt
-    await rt.close()
+async def runtime(open_runtime: OpenRuntime, timeout: float) -> Runtime:
+    return await open_runtime(conversion_timeout=timeout)  # the real converter process
 
 
 async def convert(
@@ -59,17 +47,17 @@ async def convert(
         headers=account.auth,
     )
     assert resp.status_code == 201, resp.text
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     resp = await client.get(f"/accounts/{account.id}/conversions/c1", params=V, headers=account.auth)
     body: dict[str, Any] = resp.json()
     return body
 
 
 def test_the_accepted_extensions_are_the_converters() -> None:
-    from openrr.assets import convert as converter
+    from openrr.assets import inputs
 
-    known = set(converter.MESH_FORMATS) | set(converter.POINT_FORMATS) | set(converter.NOT_SUPPORTED)
-    assert set(conversions.SUPPORTED_EXTENSIONS) == known
+    known = set(inputs.MESH_FORMATS) | set(inputs.POINT_FORMATS) | set(inputs.NOT_SUPPORTED)
+    assert set(conversion_settings.SUPPORTED_EXTENSIONS) == known
 
 
 async def test_a_model_converts(

@@ -6,28 +6,28 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from openrr.config import Settings
 from openrr.domain.clock import ManualClock
-from openrr.services.conversions import worker_identity, worker_is_dead
+from openrr.domain.conversion import Conversion, ConversionStatus
+from openrr.services.conversion_queue import worker_identity, worker_is_dead
 from openrr.services.runtime import Runtime
-from openrr.store.base import Conversion, ConversionStatus
 from tests.api.conversion_fixtures import (  # noqa: F401
     FakeConverter,
+    OpenRuntime,
     V,
     container_root_fixture,
     containers_fixture,
     converter_fixture,
+    open_runtime_fixture,
     put_blob,
+    run_queue,
     runtime_fixture,
     settings_body,
 )
 from tests.conftest import Account
-from tests.fakes import FakeHost
 
 DEAD_HERE = f"{socket.gethostname()}/999999999/1.000"
 ELSEWHERE = "another-host/1234/1.000"
@@ -72,7 +72,7 @@ async def test_a_conversion_of_a_dead_process_is_run_again(
 ) -> None:
     await create(client, account, containers)
     await claim_as(runtime, account, DEAD_HERE)
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     done = await runtime.conversions.get(account.id, "c1")
     assert done.status is ConversionStatus.SUCCEEDED
     assert done.attempts == 2
@@ -85,7 +85,7 @@ async def test_too_many_interruptions_fail_with_the_reason(
 ) -> None:
     await create(client, account, containers)
     await claim_as(runtime, account, DEAD_HERE, attempts=3)
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     failed = await runtime.conversions.get(account.id, "c1")
     assert failed.status is ConversionStatus.FAILED
     assert failed.error_code == "InternalServerError"
@@ -101,22 +101,15 @@ async def test_another_hosts_conversion_is_left_alone_until_its_heartbeat_is_sta
 ) -> None:
     await create(client, account, containers)
     await claim_as(runtime, account, ELSEWHERE)
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     assert (await runtime.conversions.get(account.id, "c1")).status is ConversionStatus.RUNNING
     clock.advance(runtime.conversions.config.stale_after_s + 1)
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     assert (await runtime.conversions.get(account.id, "c1")).status is ConversionStatus.SUCCEEDED
 
 
 async def test_a_clean_shutdown_requeues_and_the_next_process_finishes(
-    settings_factory: Callable[..., Settings],
-    store_url: str,
-    client: httpx.AsyncClient,
-    account: Account,
-    containers: Path,
-    runtime: Runtime,
-    fake_host: FakeHost,
-    clock: ManualClock,
+    open_runtime: OpenRuntime, client: httpx.AsyncClient, account: Account, containers: Path, runtime: Runtime
 ) -> None:
     put_blob(containers / "input", "models/box.glb", b"hang until stopped")
     await create(client, account, containers)
@@ -131,10 +124,6 @@ async def test_a_clean_shutdown_requeues_and_the_next_process_finishes(
     assert requeued.attempts == 0
 
     put_blob(containers / "input", "models/box.glb", b"glTF, fixed")
-    settings = settings_factory(store_url=store_url, container_roots=(containers.parent,))
-    second = await Runtime.open(settings, host=fake_host, clock=clock, conversion_runner=FakeConverter())
-    try:
-        await second.conversions.run_pending()
-        assert (await second.conversions.get(account.id, "c1")).status is ConversionStatus.SUCCEEDED
-    finally:
-        await second.close()
+    second = await open_runtime(FakeConverter())
+    await run_queue(second)
+    assert (await second.conversions.get(account.id, "c1")).status is ConversionStatus.SUCCEEDED

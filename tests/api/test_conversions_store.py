@@ -13,18 +13,12 @@ import httpx
 import pytest
 
 from openrr.api.app import create_app
-from openrr.config import Settings
+from openrr.config.settings import Settings
+from openrr.domain.account import Account
 from openrr.domain.clock import ManualClock
+from openrr.domain.conversion import Conversion, ConversionInput, ConversionOutput, ConversionStatus
 from openrr.services.runtime import Runtime
-from openrr.store.base import (
-    Account,
-    Admission,
-    Conversion,
-    ConversionInput,
-    ConversionOutput,
-    ConversionStatus,
-    StaleWrite,
-)
+from openrr.store.base import Admission, StaleWrite
 from openrr.store.sql import SqlStore, open_store
 from tests.api.conversion_fixtures import FakeConverter
 from tests.conftest import Account as ApiAccount

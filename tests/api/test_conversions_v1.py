@@ -14,7 +14,9 @@ from tests.api.conversion_fixtures import (  # noqa: F401
     container_root_fixture,
     containers_fixture,
     converter_fixture,
+    open_runtime_fixture,
     put_blob,
+    run_queue,
     runtime_fixture,
 )
 from tests.conftest import Account
@@ -65,7 +67,7 @@ async def test_linked_storage_walkthrough(
     put_blob(containers / "input", "geometry/sphere/sphere.glb", b"glTF sphere")
     cid = await create(client, account, body(outputAsssetFileName="convertedsphere.arrAsset"))
     assert await status(client, account, cid) == {"conversionId": cid, "status": "Created", "error": None}
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     done = await status(client, account, cid)
     assert done == {
         "conversionId": cid,
@@ -93,7 +95,7 @@ async def test_failure_has_a_message(
     client: httpx.AsyncClient, account: Account, containers: Path, runtime: Runtime
 ) -> None:
     cid = await create(client, account, body("missing.glb"))
-    await runtime.conversions.run_pending()
+    await run_queue(runtime)
     failed = await status(client, account, cid)
     assert failed["status"] == "Failure"
     assert "convertedAsset" not in failed

@@ -3,39 +3,26 @@ with a message saying so, and the control plane goes on."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from openrr.config import Settings
-from openrr.domain.clock import ManualClock
 from openrr.services.runtime import Runtime
-from tests.api.conversion_fixtures import container_root_fixture, containers_fixture  # noqa: F401
+from tests.api.conversion_fixtures import (  # noqa: F401
+    OpenRuntime,
+    container_root_fixture,
+    containers_fixture,
+    open_runtime_fixture,
+)
 from tests.api.test_conversions_converter import convert
 from tests.conftest import Account
-from tests.fakes import FakeHost
 from tests.render import fixtures
 
 
 @pytest.fixture
-async def runtime(
-    settings_factory: Callable[..., Settings],
-    store_url: str,
-    fake_host: FakeHost,
-    clock: ManualClock,
-    container_root: Path,
-) -> AsyncIterator[Runtime]:
-    settings = settings_factory(
-        store_url=store_url,
-        container_roots=(container_root,),
-        conversion_timeout=120,
-        converter_memory="400M",
-    )
-    rt = await Runtime.open(settings, host=fake_host, clock=clock)  # the real converter process
-    yield rt
-    await rt.close()
+async def runtime(open_runtime: OpenRuntime) -> Runtime:
+    return await open_runtime(conversion_timeout=120, converter_memory="400M")  # the real converter process
 
 
 async def test_a_model_past_the_converters_memory_ceiling_fails_its_conversion(

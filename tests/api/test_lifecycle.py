@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from openrr.api.app import create_app
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.domain.session import Event, Status
 from openrr.errors import Unprocessable
@@ -125,7 +125,7 @@ async def test_start_failures(
 
     fake_host.fail_start, fake_host.auto_ready = False, False
     await put(client, account, "slow")
-    clock.advance(runtime.settings.start_timeout - 1)
+    clock.advance(runtime.settings.sessions.start_timeout - 1)
     await runtime.sessions.tick()
     assert (await get(client, account, "slow"))["status"] == "Starting"
     clock.advance(2)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from openrr.api.app import create_app
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.services.runtime import Runtime
 from tests.conftest import Account

@@ -13,7 +13,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from openrr.api.app import create_app
 from openrr.api.metrics import OTHER_ROUTE, RequestMetrics
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.domain.session import Status
 from openrr.services.metrics import Metrics

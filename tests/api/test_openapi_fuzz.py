@@ -12,7 +12,7 @@ from schemathesis.engine import Status, StopReason
 from schemathesis.python import asgi as schemathesis_asgi
 
 from openrr.api.app import create_app
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.services.runtime import Runtime
 from tests.api.fuzzing import LifespanApp, run

@@ -23,7 +23,7 @@ import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.services.runtime import Runtime
 from tests.conftest import Account
@@ -426,7 +426,7 @@ async def conversions_api(
 async def test_conversion_bodies(
     conversions_api: tuple[httpx.AsyncClient, Runtime, Account, Account, Path], api: str
 ) -> None:
-    from tests.api.conversion_fixtures import put_blob, settings_body
+    from tests.api.conversion_fixtures import put_blob, run_queue, settings_body
 
     client, rt, account, other, containers = conversions_api
     sw = swagger(api)
@@ -482,7 +482,7 @@ async def test_conversion_bodies(
     )
     assert body["error"]["code"] == "DelegatedResourceAccessError"
 
-    await rt.conversions.run_pending()
+    await run_queue(rt)
     succeeded = check(
         "RemoteRendering_GetConversion",
         await client.get(f"{base}/ok", params=params, headers=account.auth),

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from openrr.api.app import create_app
 from openrr.api.web import url_host
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.protocol.handshake import CONNECT_AUDIENCE, ReadyReport
 from openrr.services.runtime import Runtime
@@ -256,7 +256,7 @@ async def test_bad_bodies_get_400(client: httpx.AsyncClient, account: Account, b
 
 
 async def test_a_huge_body_gets_413_without_being_read(client: httpx.AsyncClient, account: Account) -> None:
-    max_relay_body = Settings().max_offer_kib * 1024
+    max_relay_body = Settings().limits.max_offer_kib * 1024
     await create(client, account, "s1")
     huge = json.dumps({"type": "offer", "sdp": "x" * (max_relay_body + 1)}).encode()
     resp = await client.post(

@@ -45,7 +45,7 @@ _SERVE = textwrap.dedent(
     import httpx
 
     from openrr.api.app import create_app
-    from openrr.config import Settings
+    from openrr.config.settings import Settings
     from openrr.errors import OpenRRError
     from openrr.services.runtime import Runtime, open_host
 

@@ -14,7 +14,8 @@ import trimesh
 from openrr.assets import ConversionFailed
 from openrr.assets.convert import convert_model
 from openrr.assets.settings import ConversionSettings
-from openrr.model.arrasset import Asset, read_asset
+from openrr.model.arrasset.layout import Asset
+from openrr.model.arrasset.reader import read_asset
 from openrr.model.loader import load_model
 from openrr.model.scene import Primitive
 from tests.assets import models

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from openrr.assets import ConversionFailed
-from openrr.assets.settings import ConversionSettings, VertexFormat, settings_file_for, settings_json
+from openrr.assets.settings import ConversionSettings, settings_file_for, settings_json
+from openrr.model.arrasset.vertex import VertexFormat
 
 
 def failure(data: Any) -> str:

@@ -1,7 +1,7 @@
 """The inspector page in Chromium, against a real render server with a client streaming from it.
 
 Playwright's sync API cannot run inside a running asyncio loop, so the render server (as
-``tests.render.live`` starts it), its inspector app and an orbiting ``openrr.client.stream`` client run on
+``tests.render.live`` starts it), its inspector app and an orbiting ``openrr.client`` client run on
 an event loop of their own in a background thread.
 """
 
@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect
 
-from openrr.client.stream import connect
-from openrr.render.inspector import LogBuffer
+from openrr.client.connection import connect
+from openrr.render.logbuffer import LogBuffer
 from tests.render import fixtures
 from tests.render.live import live_server
 

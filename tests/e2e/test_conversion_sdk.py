@@ -29,8 +29,8 @@ from azure.mixedreality.remoterendering import (
 )
 
 from openrr.client.rest import ArrClient
-from openrr.client.stream import connect_session
-from openrr.model.arrasset import MAGIC
+from openrr.client.session import connect_session
+from openrr.model.arrasset.layout import MAGIC
 from tests.azurite import KEY, Azurite
 from tests.e2e.checks import wait_gone
 from tests.e2e.server import OpenRRServer, Proc, wait_for
@@ -212,7 +212,7 @@ def _worker_of(server: OpenRRServer) -> Proc | None:
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(server.proc.pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                if "openrr.services.conversion_worker" in " ".join(child.cmdline()):
+                if "openrr.assets.worker" in " ".join(child.cmdline()):
                     return Proc(child.pid, child.create_time(), "conversion worker")
     return None
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from openrr.client.rest import ArrClient
-from openrr.client.stream import connect_session
+from openrr.client.session import connect_session
 from openrr.tls import ca_file, ensure_self_signed
 from tests.e2e.server import OpenRRServer, wait_for
 from tests.render import fixtures

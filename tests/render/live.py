@@ -12,7 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from openrr.protocol.handshake import RenderSettings, RenderSpec
-from openrr.render.server import RenderServer, http_runner
+from openrr.render.http import http_runner
+from openrr.render.server import RenderServer
 from tests.render.control_plane import ACCOUNT, Keys
 from tests.render.fixtures import model_root_for
 

@@ -1,20 +1,17 @@
-"""Bounded resources of a session's models: a texture bomb is refused from its header, per-model and
-per-session texture budgets, a model count and a geometry budget per session, all reported as model load
-errors while the session keeps streaming; and a render server past its memory ceiling ends its session
-in Error, OutOfMemory."""
+"""Bounded resources of a session's models: per-model and per-session texture budgets, a model count and a
+geometry budget per session, all reported as model load errors while the session keeps streaming; and a
+render server past its memory ceiling ends its session in Error, OutOfMemory. (The loader's own
+allowance, a texture bomb refused from its header: ``tests/model/test_budget.py``.)"""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from openrr.client.stream import RenderRequestError, connect
-from openrr.model.loader import ModelLoadError, load_model
+from openrr.client.connection import connect
+from openrr.client.errors import RenderRequestError
 from openrr.protocol.handshake import RenderLimits, RenderSpec
-from openrr.render.budget import Allowance
 from openrr.render.server import RenderServer
 from tests.render import fixtures
 from tests.render.control_plane import ACCOUNT, CallbackReceiver, Keys, template
@@ -22,50 +19,6 @@ from tests.render.live import live_server
 from tests.render.processes import RenderProcesses
 
 MI = 1 << 20
-
-
-def test_a_texture_bomb_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
-    bomb = fixtures.texture_bomb_gltf(tmp_path)
-    assert (tmp_path / "bomb.png").stat().st_size < 64 * 1024  # tiny on disk, 1.6 GB as pixels
-    # In a process of its own, to see its peak memory: refused from the header, nothing decoded. The peak is
-    # the process's VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child of a
-    # big parent (pytest late in the suite holds 700 MiB) would report the parent's size.
-    script = (
-        "import sys\n"
-        "from openrr.render.budget import Allowance\n"
-        "from openrr.model.loader import ModelLoadError, load_model\n"
-        "try:\n"
-        "    load_model(sys.argv[1], allowance=Allowance(64 << 20, 'the per-model limit'))\n"
-        "except ModelLoadError as exc:\n"
-        "    print(exc.message)\n"
-        "status = open('/proc/self/status').read().splitlines()\n"
-        "print(next(int(line.split()[1]) for line in status if line.startswith('VmHWM:')))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(bomb)], capture_output=True, text=True, timeout=120, check=True
-    )
-    message, peak_kib = done.stdout.strip().splitlines()
-    assert "20000x20000 (381.5 Mpx)" in message, message
-    assert "more than the per-model limit" in message, message
-    assert int(peak_kib) < 400 * 1024, f"peak {int(peak_kib) // 1024} MiB: the texture was decoded"
-
-
-def test_without_an_allowance_the_loader_still_has_a_ceiling(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match=r"20000x20000 .* more than the 256\.0 Mpx"):
-        load_model(fixtures.texture_bomb_gltf(tmp_path))
-
-
-def test_textures_and_geometry_within_the_allowance_are_counted(tmp_path: Path) -> None:
-    allowance = Allowance(texture_pixels=256, texture_limit="256 px", geometry_bytes=10_000)
-    load_model(fixtures.textured_gltf(tmp_path), allowance=allowance)
-    assert allowance.used.texture_pixels == 16 * 16
-    # 4 vertices (position, normal, uv: 32 bytes each) and 2 triangles (12 bytes each)
-    assert allowance.used.geometry_bytes == 4 * 32 + 2 * 12
-    with pytest.raises(ModelLoadError, match=r"geometry would take .* more than 1000 bytes"):
-        load_model(
-            fixtures.two_node_glb(tmp_path),
-            allowance=Allowance(geometry_bytes=1000, geometry_limit="1000 bytes"),
-        )
 
 
 async def test_budgets_refuse_models_and_the_session_streams_on(tmp_path: Path) -> None:
@@ -161,19 +114,3 @@ async def test_past_its_memory_ceiling_a_render_server_ends_its_session(
     assert "memory ceiling of 1024 MiB" in failed.body["message"]
     assert await server.exit_code() == 0
     assert not receiver.of("oom", "idle")
-
-
-def test_other_formats_converted_through_trimesh_get_the_same_ceiling(tmp_path: Path) -> None:
-    """An OBJ whose material names the bomb (the converter reads OBJ, FBX... through trimesh)."""
-    import trimesh
-
-    from openrr.model.loader import scene_from_trimesh
-
-    (tmp_path / "bomb.png").write_bytes(fixtures.png_bomb(20000))
-    (tmp_path / "m.mtl").write_text("newmtl mat\nKd 1 1 1\nmap_Kd bomb.png\n")
-    (tmp_path / "m.obj").write_text(
-        "mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\nusemtl mat\nf 1/1 2/2 3/3\n"
-    )
-    loaded = trimesh.load_scene(str(tmp_path / "m.obj"))
-    with pytest.raises(ValueError, match=r"20000x20000 .* more than the 256\.0 Mpx any model may have"):
-        scene_from_trimesh(loaded, "m.obj")

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from openrr.client.stream import RenderConnection, RenderRequestError, connect
-from openrr.render.server import configure_logging
+from openrr.client.connection import RenderConnection, connect
+from openrr.client.errors import RenderRequestError
+from openrr.render.process import configure_logging
 from tests.render import fixtures
 from tests.render.live import live_server
 

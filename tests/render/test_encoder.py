@@ -12,14 +12,9 @@ import numpy.typing as npt
 import pytest
 from av.video.codeccontext import VideoCodecContext
 
-from openrr.render import encoder as encoder_module
-from openrr.render.encoder import (
-    EncoderConfig,
-    VideoEncoder,
-    codec_options,
-    h264_level_for,
-    nvenc_available,
-)
+from openrr.render import video_encoder as encoder_module
+from openrr.render.encoder import EncoderConfig, codec_options, h264_level_for
+from openrr.render.video_encoder import VideoEncoder, nvenc_available
 
 W, H = 320, 240
 STEP = 3000  # 90 kHz ticks per frame at 30 fps
@@ -248,7 +243,7 @@ def test_set_bitrate_clamps_to_the_configured_bounds() -> None:
 def test_hardware_auto_falls_back_to_libx264(caplog: pytest.LogCaptureFixture) -> None:
     nvenc_available.cache_clear()
     try:
-        with caplog.at_level(logging.INFO, logger="openrr.render.encoder"):
+        with caplog.at_level(logging.INFO, logger="openrr.render.video_encoder"):
             enc = VideoEncoder(config("h264", hardware="auto"))
         if nvenc_available():  # a machine with a working NVENC
             assert enc.encoder_name == "h264_nvenc"
@@ -278,7 +273,7 @@ def test_nvenc_that_fails_to_open_falls_back(
     if nvenc_available():
         pytest.skip("NVENC works here; the failure path cannot be provoked")
     monkeypatch.setattr(encoder_module, "nvenc_available", lambda: True)
-    with caplog.at_level(logging.WARNING, logger="openrr.render.encoder"):
+    with caplog.at_level(logging.WARNING, logger="openrr.render.video_encoder"):
         enc = VideoEncoder(config("h264", hardware="auto"))
     assert enc.encoder_name == "libx264"
     assert not enc.hardware

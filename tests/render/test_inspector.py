@@ -20,18 +20,12 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from openrr.client.stream import connect
+from openrr.client.connection import connect
 from openrr.protocol import datachannel as protocol
-from openrr.render.inspector import (
-    ENCODE_TID,
-    LOOP_TID,
-    RENDER_TID,
-    LogBuffer,
-    Tracer,
-    install_log_buffer,
-    plotly_js_path,
-)
+from openrr.render.inspector import plotly_js_path
+from openrr.render.logbuffer import LogBuffer, install_log_buffer
 from openrr.render.pipeline import Frame
+from openrr.render.tracing import ENCODE_TID, LOOP_TID, RENDER_TID, Tracer
 from openrr.render.track import SentFrame
 from tests.render import fixtures
 from tests.render.live import LiveServer, live_server

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openrr.render import pipeline as pipeline_module
+from openrr.model.sources import ModelSourcePolicy
+from openrr.render import render_ahead as render_ahead_module
 from openrr.render.pipeline import ModelError, RenderPipeline
-from openrr.render.sources import ModelSourcePolicy
 from tests.render import fixtures
 
 W, H = 320, 180
@@ -176,8 +176,8 @@ async def test_resize_changes_the_frame_size(pipeline: RenderPipeline) -> None:
 async def test_an_unchanged_picture_slows_down_until_something_changes(
     pipeline: RenderPipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline_module, "SETTLE_S", 0.0)
-    monkeypatch.setattr(pipeline_module, "IDLE_FRAME_INTERVAL_S", 0.4)
+    monkeypatch.setattr(render_ahead_module, "SETTLE_S", 0.0)
+    monkeypatch.setattr(render_ahead_module, "IDLE_FRAME_INTERVAL_S", 0.4)
     await pipeline.load("two_nodes.glb")
     _, first = await pipeline.next_frame()
     started = time.monotonic()
@@ -185,7 +185,7 @@ async def test_an_unchanged_picture_slows_down_until_something_changes(
     assert again == first
     assert time.monotonic() - started >= 0.35
 
-    monkeypatch.setattr(pipeline_module, "IDLE_FRAME_INTERVAL_S", 30.0)
+    monkeypatch.setattr(render_ahead_module, "IDLE_FRAME_INTERVAL_S", 30.0)
 
     async def move() -> None:
         await asyncio.sleep(0.1)
@@ -207,13 +207,13 @@ async def test_with_a_frame_interval_the_next_render_starts_just_in_time(pipelin
     pipeline.camera.orbit(10, 0)
     pipeline.camera_changed(1)
     # The render is scheduled for later (just before the next slot), not started at once...
-    assert pipeline._ahead is not None
-    assert pipeline._inflight is None or pipeline._inflight.done()
+    assert pipeline.frames.ahead is not None
+    assert pipeline.frames.inflight is None or pipeline.frames.inflight.done()
     await asyncio.sleep(0.6)
     # ...and then it ran, from the pose current at that time.
     frame = await pipeline.latest_frame()
     assert frame.pose_id == 1
-    assert pipeline._ahead is None
+    assert pipeline.frames.ahead is None
 
 
 class _Trickle(http.server.BaseHTTPRequestHandler):

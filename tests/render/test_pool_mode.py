@@ -18,6 +18,7 @@ import httpx
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from openrr.compat.aioice import loopback_host_candidates
 from openrr.protocol.handshake import (
     DATA_CHANNEL_LABEL,
     HANDSHAKE_PATH,
@@ -26,8 +27,7 @@ from openrr.protocol.handshake import (
     SPEC_ENV,
     RenderSettings,
 )
-from openrr.render.ice import loopback_host_candidates
-from openrr.render.server import EXIT_BAD_ASSIGNMENT
+from openrr.render.process import EXIT_BAD_ASSIGNMENT
 from tests.render.control_plane import (
     CallbackReceiver,
     Keys,

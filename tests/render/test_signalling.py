@@ -12,9 +12,9 @@ import httpx
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from openrr.compat.aioice import loopback_host_candidates
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, HANDSHAKE_PATH, OFFER_PATH
-from openrr.render.ice import loopback_host_candidates
-from openrr.render.server import MAX_HEADER_FIELD, MAX_HEADER_FIELDS, MAX_OFFER_BYTES
+from openrr.render.http import MAX_HEADER_FIELD, MAX_HEADER_FIELDS, MAX_OFFER_BYTES
 from tests.render import fixtures
 from tests.render.live import LiveServer, live_server
 
@@ -119,7 +119,7 @@ async def test_one_client_at_a_time_and_the_next_after_it_left(live: LiveServer)
         refused = await post(live, {"type": "offer", "sdp": second.localDescription.sdp}, live.token())
         assert error_of(refused) == (409, "ClientAlreadyConnected")
         await first.close()
-        for _ in range(100):
+        for _ in range(400):  # up to 20 s: the server sees the close, then resets the scene
             if live.server.client is None:
                 break
             await asyncio.sleep(0.05)

@@ -26,8 +26,9 @@ from aiortc.rtp import (
     pack_remb_fci,
 )
 
+from openrr.compat.aioice import loopback_host_candidates
 from openrr.render.encoder import EncoderConfig
-from openrr.render.ice import IceSettings, loopback_host_candidates
+from openrr.render.ice import IceSettings
 from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track, remb_target
 
 W, H = 320, 240

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.errors import InvalidInput
 from openrr.storage import LinkedAccount, NoAccess, StorageAccess, parse_linked_account
 from openrr.storage.blob import BlobContainer, normalise_sas
@@ -38,7 +38,7 @@ def test_settings_report_bad_accounts_without_their_keys() -> None:
     with pytest.raises(InvalidInput):
         Settings.load({"storage_accounts": (f"acct1@{AZURITE}", f"acct1@{AZURITE}/x")})
     settings = Settings.load({"storage_accounts": (f"devstoreaccount1@{AZURITE}",)})
-    assert settings.linked_accounts == (LinkedAccount("devstoreaccount1", None, AZURITE),)
+    assert settings.conversions.linked_accounts == (LinkedAccount("devstoreaccount1", None, AZURITE),)
 
 
 @pytest.mark.parametrize("entry", [f"acct1={KEY}", f"devstoreaccount1={KEY}@{AZURITE}"])
@@ -89,20 +89,6 @@ def test_which_credential() -> None:
     for uri, given in refused:
         with pytest.raises(NoAccess):
             open_(uri, given)
-
-
-def test_v1_names() -> None:
-    access = StorageAccess(accounts=(LinkedAccount("devstoreaccount1", None, AZURITE),))
-    assert access.v1_container_uri(ACCOUNT, (), "devstoreaccount1", "input") == f"{AZURITE}/input"
-    assert (
-        access.v1_container_uri(ACCOUNT, (), "acct1", "input") == "https://acct1.blob.core.windows.net/input"
-    )
-    linked = (LinkedAccount("mine", KEY, "http://127.0.0.1:10001/mine"),)
-    assert access.v1_container_uri(ACCOUNT, linked, "mine", "c") == "http://127.0.0.1:10001/mine/c"
-    assert access.v1_names("http://127.0.0.1:10001/mine/c", linked) == ("mine", "c")
-    assert access.v1_names(f"{AZURITE}/input") == ("devstoreaccount1", "input")
-    assert access.v1_names("https://acct1.blob.core.windows.net/input") == ("acct1", "input")
-    assert access.v1_names("file:///srv/containers/output") == ("local", "output")
 
 
 def test_normalise_sas() -> None:

@@ -165,9 +165,3 @@ def test_an_account_without_a_folder_gets_a_clear_refusal(tmp_path: Path) -> Non
     assert "no folder" in info.value.message
     with pytest.raises(BadBlobName):  # an account id is one folder name, never a path
         StorageAccess(container_roots=(containers,)).account_roots("../x")
-
-
-def test_v1_local_names_the_callers_folder(root: Path) -> None:
-    service = StorageAccess(container_roots=(root.parent,))
-    assert service.v1_container_uri(ACCOUNT, (), "local", "c") == (root / "c").resolve().as_uri()
-    assert service.v1_container_uri(OTHER, (), "local", "c") == (root.parent / OTHER / "c").resolve().as_uri()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from openrr.store.base import Account
+from openrr.domain.account import Account
 from openrr.store.sql import SqlStore, open_store
 from tests.store.helpers import BACKENDS, make_account
 

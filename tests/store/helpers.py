@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
+from openrr.domain.account import Account
 from openrr.domain.session import Session, Size, Status
-from openrr.store.base import Account
 
 T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

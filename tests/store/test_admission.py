@@ -9,10 +9,12 @@ from collections import Counter
 
 import sqlalchemy as sa
 
+from openrr.domain.account import Account
 from openrr.domain.session import Size, Status
 from openrr.store import migrations
-from openrr.store.base import Account, Admission
-from openrr.store.sql import SqlStore, _session_row, driver_urls, open_store
+from openrr.store.base import Admission
+from openrr.store.rows import session_row
+from openrr.store.sql import SqlStore, driver_urls, open_store
 from openrr.store.tables import accounts as accounts_table
 from openrr.store.tables import sessions as sessions_table
 from tests.store.helpers import T0, account_row_before_0006, make_account, make_session
@@ -232,7 +234,7 @@ async def test_upgrade_from_0002_keeps_sessions_and_counts_them(backend_url: str
             for s in rows:
                 # as revision 0002's code wrote them: no holds_server (0003) or connect_secret (0004) yet
                 later = ("holds_server", "connect_secret")
-                values = {k: v for k, v in _session_row(s).items() if k not in later}
+                values = {k: v for k, v in session_row(s).items() if k not in later}
                 conn.execute(sessions_table.insert().values(values))
             conn.execute(  # a handle that is SQL NULL rather than JSON null means no server as well
                 sessions_table.update()

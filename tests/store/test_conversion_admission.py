@@ -7,7 +7,9 @@ import asyncio
 import dataclasses
 from collections import Counter
 
-from openrr.store.base import Account, Admission, ConversionStatus
+from openrr.domain.account import Account
+from openrr.domain.conversion import ConversionStatus
+from openrr.store.base import Admission
 from openrr.store.sql import SqlStore, open_store
 from tests.api.test_conversions_store import conversion
 from tests.store.helpers import T0, make_account

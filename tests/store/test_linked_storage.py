@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from openrr.domain.account import Account, LinkedStorage
 from openrr.domain.clock import ManualClock
 from openrr.errors import InvalidInput, NotFound
 from openrr.services.accounts import AccountService
 from openrr.storage.base import LinkedAccount
 from openrr.store import migrations
-from openrr.store.base import Account, LinkedStorage
 from openrr.store.sql import SqlStore, driver_urls, open_store
 from openrr.store.tables import accounts as accounts_table
 from openrr.store.tables import sessions as sessions_table

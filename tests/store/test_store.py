@@ -14,9 +14,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from openrr.domain.account import Account, SigningKey
 from openrr.domain.session import Endpoint, Session, SessionError, Size, Status
 from openrr.store import migrations
-from openrr.store.base import Account, Admission, SigningKey, StaleWrite
+from openrr.store.base import Admission, StaleWrite
 from openrr.store.sql import SqlStore, driver_urls, open_store
 from openrr.store.tables import sessions as sessions_table
 from tests.conftest import Account as ApiAccount

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from openrr.child_env import child_env
-from openrr.services.conversions import SubprocessRunner
+from openrr.services.conversion_runner import SubprocessRunner
 from tests.render import fixtures
 
 SECRETS = {

@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from openrr.cli.output import console
 from openrr.cli.serve import _banner, masked_url
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.private import private_dir, write_private
 from openrr.services.tokens import new_signing_key
 from openrr.store.sql import open_store

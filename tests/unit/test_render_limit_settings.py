@@ -11,7 +11,8 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-from openrr.config import DEFAULT_RENDER_LIMITS, Settings, derived_local_slots
+from openrr.config.per_size import DEFAULT_RENDER_LIMITS, derived_local_slots
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.domain.session import Size
 from openrr.errors import InvalidInput
@@ -21,7 +22,7 @@ from tests.fakes import FakeHost
 
 
 def test_every_limit_is_finite_by_default(settings_factory: Callable[..., Settings]) -> None:
-    limits = settings_factory().render_limits
+    limits = settings_factory().render.limits
     assert limits == DEFAULT_RENDER_LIMITS
     for size in Size:
         assert all(value is not None and value > 0 for value in limits[size].__dict__.values()), size
@@ -34,7 +35,7 @@ def test_options_change_one_size_and_zero_is_unlimited(settings_factory: Callabl
         max_models=("premium=0",),
         max_scene_bytes=("standard=512K",),
         render_memory=("standard=2GB,premium=3G",),
-    ).render_limits
+    ).render.limits
     assert limits[Size.STANDARD] == RenderLimits(
         texture_pixels_per_model=16 << 20,
         texture_pixels_per_session=32 << 20,
@@ -79,7 +80,7 @@ def test_serve_takes_the_options_and_their_variables(tmp_path: Path, monkeypatch
     env = {"OPENRR_RENDER_MEMORY": "standard=1G premium=2G"}
     result = CliRunner().invoke(serve_cli.serve, args, env=env)
     assert result.exit_code == 0, result.output
-    limits = seen[0].render_limits
+    limits = seen[0].render.limits
     assert (limits[Size.STANDARD].models_per_session, limits[Size.PREMIUM].models_per_session) == (4, 8)
     assert (limits[Size.STANDARD].memory_bytes, limits[Size.PREMIUM].memory_bytes) == (1 << 30, 2 << 30)
     result = CliRunner().invoke(serve_cli.serve, ["--max-scene-bytes", "standard=big"])
@@ -100,7 +101,7 @@ async def test_each_sizes_spec_carries_its_limits(
         await fake_host.settle()
         for session, size in (("standard-one", Size.STANDARD), ("premium-one", Size.PREMIUM)):
             spec = RenderSpec.from_json(fake_host.server(session).spec.to_json())  # as the server sees it
-            assert spec.limits == settings.render_limits[size]
+            assert spec.limits == settings.render.limits[size]
         assert (
             RenderSpec.from_json(fake_host.server("standard-one").spec.to_json()).limits.models_per_session
             == 5
@@ -111,8 +112,8 @@ async def test_each_sizes_spec_carries_its_limits(
 
 def test_quotas_and_slots_are_finite_by_default(settings_factory: Callable[..., Settings]) -> None:
     settings = settings_factory()
-    assert (settings.max_sessions_per_account, settings.max_conversions_per_account) == (10, 20)
-    assert settings.converter_memory_bytes == 8 << 30
+    assert (settings.limits.max_sessions_per_account, settings.limits.max_conversions_per_account) == (10, 20)
+    assert settings.conversions.converter_memory_bytes == 8 << 30
     cores = len(os.sched_getaffinity(0))
     memory_gib = psutil.virtual_memory().total >> 30
     derived = derived_local_slots()
@@ -120,12 +121,12 @@ def test_quotas_and_slots_are_finite_by_default(settings_factory: Callable[..., 
         Size.STANDARD: max(1, min(2 * cores, memory_gib)),
         Size.PREMIUM: max(1, min(cores, memory_gib // 4)),
     }
-    assert settings.local_slot_counts == {
+    assert settings.hosts.local_slot_counts == {
         "standard": derived[Size.STANDARD],
         "premium": derived[Size.PREMIUM],
     }
     # A size given keeps its count; the other is still derived.
-    given = settings_factory(local_slots=("standard=3",)).local_slot_counts
+    given = settings_factory(local_slots=("standard=3",)).hosts.local_slot_counts
     assert given == {"standard": 3, "premium": derived[Size.PREMIUM]}
     with pytest.raises(InvalidInput, match=r"^--converter-memory: "):
         settings_factory(converter_memory="lots")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.domain.session import Size
 from openrr.errors import InvalidInput
@@ -19,11 +19,11 @@ from tests.fakes import FakeHost
 
 def test_defaults() -> None:
     s = Settings.load({})
-    assert s.port == 8443
-    assert s.scheme == "https"
-    assert s.local_address == "https://127.0.0.1:8443"
-    assert s.resolved_store_url.startswith("sqlite:///")
-    assert s.resolved_store_url.endswith("openrr.db")
+    assert s.server.port == 8443
+    assert s.server.scheme == "https"
+    assert s.server.local_address == "https://127.0.0.1:8443"
+    assert s.server.resolved_store_url.startswith("sqlite:///")
+    assert s.server.resolved_store_url.endswith("openrr.db")
 
 
 def test_all_errors_at_once(tmp_path: Path) -> None:
@@ -51,31 +51,43 @@ def test_render_tls_options_go_together(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="--render-tls-ca needs --render-tls-cert"):
         Settings.load({"render_tls_ca": cert})
     plain = Settings.load({})
-    assert plain.render_scheme == "http"
-    assert plain.render_trust is None
+    assert plain.render.scheme == "http"
+    assert plain.render.trust is None
     tls = Settings.load({"render_tls_cert": cert, "render_tls_key": key})
-    assert tls.render_scheme == "https"
-    assert tls.render_trust == cert
+    assert tls.render.scheme == "https"
+    assert tls.render.trust == cert
     assert (
-        Settings.load({"render_tls_cert": cert, "render_tls_key": key, "render_tls_ca": key}).render_trust
+        Settings.load({"render_tls_cert": cert, "render_tls_key": key, "render_tls_ca": key}).render.trust
         == key
     )
 
 
 def test_addresses() -> None:
-    assert Settings.load({"host": "0.0.0.0", "port": 9}).local_address == "https://127.0.0.1:9"
-    assert Settings.load({"host": "::", "insecure_http": True}).local_address == "http://[::1]:8443"
-    assert Settings.load({"public_url": "https://rr.example/"}).callback_base_url == "https://rr.example"
+    assert Settings.load({"host": "0.0.0.0", "port": 9}).server.local_address == "https://127.0.0.1:9"
+    assert Settings.load({"host": "::", "insecure_http": True}).server.local_address == "http://[::1]:8443"
+    assert (
+        Settings.load({"public_url": "https://rr.example/"}).server.callback_base_url == "https://rr.example"
+    )
 
 
 # ---- render server settings ---------------------------------------------------------------------------
 def test_render_defaults(tmp_path: Path) -> None:
     s = Settings.load({"data_dir": tmp_path / "d"})
-    assert s.model_roots == (tmp_path / "d" / "models",) == (s.default_model_root,)
-    assert s.allow_private_model_urls is False
-    assert s.standard_polygon_limit == 20_000_000
-    assert (s.video_width, s.video_height, s.video_fps, s.video_bitrate) == (1280, 720, 30.0, 3_000_000)
-    assert (s.stun_urls, s.turn_urls, s.turn_username, s.turn_credential) == ((), (), None, None)
+    assert s.render.model_roots == (tmp_path / "d" / "models",) == (s.server.default_model_root,)
+    assert s.render.allow_private_model_urls is False
+    assert s.render.standard_polygon_limit == 20_000_000
+    assert (s.render.video_width, s.render.video_height, s.render.video_fps, s.render.video_bitrate) == (
+        1280,
+        720,
+        30.0,
+        3_000_000,
+    )
+    assert (s.render.stun_urls, s.render.turn_urls, s.render.turn_username, s.render.turn_credential) == (
+        (),
+        (),
+        None,
+        None,
+    )
 
 
 def test_render_settings_errors_name_their_flags(tmp_path: Path) -> None:
@@ -111,7 +123,7 @@ def test_turn_needs_credentials() -> None:
     s = Settings.load(
         {"turn_urls": ("turns:turn.example.org:5349",), "turn_username": "u", "turn_credential": "s3cr3t"}
     )
-    assert s.turn_credential == "s3cr3t"
+    assert s.render.turn_credential == "s3cr3t"
     assert "s3cr3t" not in repr(s)
 
 
@@ -136,7 +148,7 @@ def test_ice_urls_accepted_here_are_accepted_by_the_render_server(
     from openrr.render.ice import IceSettings  # aiortc: only this test needs it
 
     s = Settings.load({"stun_urls": stun, "turn_urls": turn, "turn_username": "u", "turn_credential": "p"})
-    IceSettings(s.stun_urls, s.turn_urls, s.turn_username, s.turn_credential)
+    IceSettings(s.render.stun_urls, s.render.turn_urls, s.render.turn_username, s.render.turn_credential)
 
 
 def test_serve_reads_flags_and_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,25 +179,25 @@ def test_serve_reads_flags_and_variables(tmp_path: Path, monkeypatch: pytest.Mon
     result = CliRunner().invoke(serve_cli.serve, args, env=env)
     assert result.exit_code == 0, result.output
     (s,) = seen
-    assert s.model_roots == (a, b)
-    assert s.allow_private_model_urls
-    assert s.stun_urls == ("stun:one.example", "stun:two.example:3479")
-    assert s.turn_urls == ("turn:t.example", "turns:t.example")
-    assert (s.turn_username, s.turn_credential) == ("u", "secret")
-    assert (s.video_width, s.video_height, s.video_fps) == (1920, 1080, 60.0)
+    assert s.render.model_roots == (a, b)
+    assert s.render.allow_private_model_urls
+    assert s.render.stun_urls == ("stun:one.example", "stun:two.example:3479")
+    assert s.render.turn_urls == ("turn:t.example", "turns:t.example")
+    assert (s.render.turn_username, s.render.turn_credential) == ("u", "secret")
+    assert (s.render.video_width, s.render.video_height, s.render.video_fps) == (1920, 1080, 60.0)
 
     # Flags override variables; without any, the default root under the data dir.
     seen.clear()
     result = CliRunner().invoke(serve_cli.serve, ["--data-dir", str(tmp_path / "d"), "--model-root", str(b)])
     assert result.exit_code == 0, result.output
-    assert seen[0].model_roots == (b,)
+    assert seen[0].render.model_roots == (b,)
     seen.clear()
     result = CliRunner().invoke(
         serve_cli.serve, ["--data-dir", str(tmp_path / "d")], env={"OPENRR_MODEL_ROOTS": None}
     )
     assert result.exit_code == 0, result.output
-    assert seen[0].model_roots == (tmp_path / "d" / "models",)
-    assert not seen[0].allow_private_model_urls
+    assert seen[0].render.model_roots == (tmp_path / "d" / "models",)
+    assert not seen[0].render.allow_private_model_urls
 
     result = CliRunner().invoke(serve_cli.serve, ["--video-bitrate", "1"], env={"OPENRR_VIDEO_WIDTH": "99"})
     assert result.exit_code == 2
@@ -252,7 +264,7 @@ async def test_default_model_root_is_absolute_in_the_spec(runtime: Runtime, fake
     await runtime.sessions.create(account.account_id, "s", Size.STANDARD, 30)
     await fake_host.settle()
     spec = fake_host.server("s").spec
-    assert spec.settings.model_roots == (str(runtime.settings.default_model_root.resolve()),)
+    assert spec.settings.model_roots == (str(runtime.settings.server.default_model_root.resolve()),)
     assert Path(spec.settings.model_roots[0]).is_absolute()
     assert spec.polygon_limit == 20_000_000
 
@@ -262,8 +274,8 @@ def test_metrics_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
     from openrr.cli import serve as serve_cli
 
-    assert Settings.load({}).metrics is True
-    assert Settings.load({"metrics": False}).metrics is False
+    assert Settings.load({}).server.metrics is True
+    assert Settings.load({"metrics": False}).server.metrics is False
     seen: list[Settings] = []
 
     async def fake_serve(settings: Settings) -> None:
@@ -280,7 +292,7 @@ def test_metrics_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     ):
         result = CliRunner().invoke(serve_cli.serve, data + args, env=env)
         assert result.exit_code == 0, result.output
-        assert seen.pop().metrics is expected, (args, env)
+        assert seen.pop().server.metrics is expected, (args, env)
 
 
 def test_serve_refuses_a_service_wide_storage_key_and_keeps_keyless_endpoints(
@@ -317,8 +329,8 @@ def test_serve_refuses_a_service_wide_storage_key_and_keeps_keyless_endpoints(
         serve_cli.serve, [*data, "--storage-account", endpoint, "--model-library", str(library)]
     )
     assert result.exit_code == 0, result.output
-    assert seen[0].storage_accounts == (endpoint,)
-    assert seen[0].model_libraries == (library,)
+    assert seen[0].conversions.storage_accounts == (endpoint,)
+    assert seen[0].render.model_libraries == (library,)
 
 
 def test_lease_keeping_and_ray_auth_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -327,7 +339,11 @@ def test_lease_keeping_and_ray_auth_options(tmp_path: Path, monkeypatch: pytest.
     from openrr.cli import serve as serve_cli
 
     s = Settings.load({})
-    assert (s.heartbeat_interval, s.control_plane_grace, s.ray_allow_unauthenticated) == (10.0, 600.0, False)
+    assert (
+        s.sessions.heartbeat_interval,
+        s.sessions.control_plane_grace,
+        s.hosts.ray_allow_unauthenticated,
+    ) == (10.0, 600.0, False)
     with pytest.raises(InvalidInput) as info:
         Settings.load({"heartbeat_interval": 5, "control_plane_grace": 5})
     assert "--control-plane-grace must be longer than --heartbeat-interval" in info.value.message
@@ -346,7 +362,11 @@ def test_lease_keeping_and_ray_auth_options(tmp_path: Path, monkeypatch: pytest.
     result = CliRunner().invoke(serve_cli.serve, args, env={"OPENRR_CONTROL_PLANE_GRACE": "30"})
     assert result.exit_code == 0, result.output
     (got,) = seen
-    assert (got.heartbeat_interval, got.control_plane_grace, got.ray_allow_unauthenticated) == (
+    assert (
+        got.sessions.heartbeat_interval,
+        got.sessions.control_plane_grace,
+        got.hosts.ray_allow_unauthenticated,
+    ) == (
         0.5,
         30.0,
         True,

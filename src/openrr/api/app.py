@@ -5,6 +5,7 @@ from __future__ import annotations
 import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.routing import APIRoute
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
@@ -12,6 +13,7 @@ from openrr import __version__
 from openrr.api import cluster, connect_token, errors, internal, metrics, openapi, sts
 from openrr.api import web as web_ui
 from openrr.api.limits import BodyLimit, body_limits
+from openrr.api.plain import plain_routes
 from openrr.api.responses import ArrHeaders, ArrJSON
 from openrr.api.v1 import conversions as v1_conversions
 from openrr.api.v1 import routes as v1
@@ -56,7 +58,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         for router in (*routers, connect_token.router, internal.router, cluster.router)
         for route in router.routes
     ]
-    app.router.routes[:0] = api_routes
+    # In front of them all, the ARR operations without a request model (the polled reads among them) on
+    # plain Starlette routes: FastAPI's routes still document them, and serve the rest (openrr.api.plain).
+    plain = plain_routes(
+        route for router in routers for route in router.routes if isinstance(route, APIRoute)
+    )
+    app.router.routes[:0] = [*plain, *api_routes]
 
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
 
@@ -76,8 +83,8 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     web_ui.install(app)  # the browser pages at /ui/ and their offer relay
     # Inside ArrHeaders, so that a 413 carries MS-CV like every other answer.
-    app.add_middleware(BodyLimit, limits=body_limits(runtime.settings))
+    app.add_middleware(BodyLimit, limits=body_limits(runtime.settings.limits))
     app.add_middleware(ArrHeaders)
-    if runtime.settings.metrics:
+    if runtime.settings.server.metrics:
         metrics.install(app, runtime)  # GET /metrics, and request timing as the outermost middleware
     return app

@@ -70,7 +70,7 @@ async def connect_token(request: Request, account: AuthorizedAccount, session_id
     body = {
         "token": token,
         "expiresOn": iso(expires),
-        "handshakeUrl": render_url(rt.settings, endpoint.hostname, endpoint.handshake_port),
-        "inspectorUrl": render_url(rt.settings, endpoint.hostname, endpoint.inspector_port),
+        "handshakeUrl": render_url(rt.settings.render, endpoint.hostname, endpoint.handshake_port),
+        "inspectorUrl": render_url(rt.settings.render, endpoint.hostname, endpoint.inspector_port),
     }
     return ArrJSON(body, headers={"Cache-Control": "no-store"})

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openrr.api.errors import error_response
 from openrr.api.web import RELAY_PATTERN
-from openrr.config import Settings
+from openrr.config.control_plane import LimitSettings
 
 _NO_BODY = {"GET", "HEAD", "DELETE", "OPTIONS"}
 
@@ -39,9 +39,9 @@ class BodyLimits:
         return self.default
 
 
-def body_limits(settings: Settings) -> BodyLimits:
+def body_limits(limits: LimitSettings) -> BodyLimits:
     """The control plane's limits: ``--max-body-kib`` for the JSON APIs, ``--max-offer-kib`` for the relay."""
-    return BodyLimits(settings.max_body_kib * 1024, [(RELAY_PATTERN, settings.max_offer_kib * 1024)])
+    return BodyLimits(limits.max_body_kib * 1024, [(RELAY_PATTERN, limits.max_offer_kib * 1024)])
 
 
 class BodyLimit:
@@ -55,12 +55,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared, chunked = None, False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                declared = value
-            elif name == b"transfer-encoding":
-                chunked = True
+        declared, chunked = _body_headers(scope)
         if declared is None and not chunked and scope["method"] in _NO_BODY:
             # No body can follow (RFC 9112 §6.3): the polling path stays as cheap as it was.
             await self.app(scope, receive, send)
@@ -76,24 +71,48 @@ class BodyLimit:
             # the body would otherwise be taken for the next request.
             await self._refuse(scope, receive, send, limit)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client left while sending: nobody to answer
-            body += message.get("body", b"")
-            if len(body) > limit:
-                await self._refuse(scope, receive, send, limit)
-                return
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(bytes(body), receive), send)
+        try:
+            body = await _read_body(receive, limit)
+        except _OverLimit:
+            await self._refuse(scope, receive, send, limit)
+            return
+        if body is not None:  # None: the client left while sending, nobody to answer
+            await self.app(scope, _replay(body, receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         size = f"{limit // 1024} KiB" if limit >= 1024 else f"{limit} bytes"
         await _answer(
             scope, receive, send, 413, "PayloadTooLarge", f"The request body is larger than {size}."
         )
+
+
+class _OverLimit(Exception):
+    pass
+
+
+def _body_headers(scope: Scope) -> tuple[bytes | None, bool]:
+    """The request's ``Content-Length`` (None: none), and whether it has a ``Transfer-Encoding``."""
+    declared, chunked = None, False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            declared = value
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None if the client left first; ``_OverLimit`` as soon as it grows past ``limit``."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise _OverLimit
+        if not message.get("more_body", False):
+            return bytes(body)
 
 
 async def _answer(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:

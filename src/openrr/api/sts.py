@@ -10,12 +10,11 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from openrr.api.deps import bearer, runtime
-from openrr.api.lean import LeanRoute
 from openrr.api.responses import STS_API_VERSIONS, ArrJSON
 from openrr.domain.ids import parse_account_id
 from openrr.errors import AuthenticationFailed, InvalidInput, Throttled
 
-router = APIRouter(tags=["sts"], route_class=LeanRoute)
+router = APIRouter(tags=["sts"])
 
 
 class TokenResponse(BaseModel):

@@ -39,7 +39,7 @@ from openrr.api.deps import AuthorizedAccount, runtime
 from openrr.api.errors import error_response
 from openrr.api.responses import ArrJSON
 from openrr.api.v2021.schemas import error_responses
-from openrr.config import Settings
+from openrr.config.render_servers import RenderServerSettings
 from openrr.domain.ids import check_resource_id
 from openrr.errors import InvalidInput
 from openrr.protocol.handshake import OFFER_PATH
@@ -125,9 +125,9 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def render_url(settings: Settings, hostname: str, port: int) -> str:
+def render_url(render: RenderServerSettings, hostname: str, port: int) -> str:
     """Where a render server's port is: https with --render-tls-cert, plain http otherwise."""
-    return f"{settings.render_scheme}://{url_host(hostname)}:{port}"
+    return f"{render.scheme}://{url_host(hostname)}:{port}"
 
 
 @functools.lru_cache(maxsize=4)
@@ -190,10 +190,10 @@ async def relay_offer(request: Request, account: AuthorizedAccount, session_id: 
     session, token, _expires = await runtime(request).sessions.connect_token(account, session_id)
     endpoint = session.endpoint
     assert endpoint is not None  # a Ready session has one
-    settings = runtime(request).settings
-    url = render_url(settings, endpoint.hostname, endpoint.handshake_port) + OFFER_PATH
+    render = runtime(request).settings.render
+    url = render_url(render, endpoint.hostname, endpoint.handshake_port) + OFFER_PATH
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    trust = settings.render_trust
+    trust = render.trust
     verify: ssl.SSLContext | bool = render_trust_context(str(trust)) if trust is not None else True
     # trust_env=False: a proxy from the environment must not see the token or misroute loopback traffic.
     async with httpx.AsyncClient(

@@ -1,9 +1,16 @@
 """Model conversion: source models (glTF/GLB, OBJ, PLY, XYZ) to openrr's ``.arrAsset`` runtime format.
 
+* ``openrr.assets.convert``: ``convert_model``, which runs the steps below and writes ``<name>.arrAsset``,
+  ``<name>.info.json``, ``<name>.result.json`` and ``<name>.log``.
 * ``openrr.assets.settings``: ``<model>.ConversionSettings.json``, parsed and validated as ARR did.
-* ``openrr.assets.convert``: ``convert_model``, which writes ``<name>.arrAsset``, ``<name>.info.json``,
-  ``<name>.result.json`` and ``<name>.log``.
-* ``openrr.model.arrasset``: the format's writer and reader (``docs/arrasset.md`` describes it byte by byte).
+* ``openrr.assets.inputs``: the input formats and their readers.
+* ``openrr.assets.transform``: the settings applied to the model as read (coordinates, colours,
+  materials, ``sceneGraphMode``, recentering).
+* ``openrr.assets.statistics``: ARR's input and output statistics.
+* ``openrr.assets.job``: the log lines, warnings and timings one conversion records.
+
+The format itself (writer, reader, levels of detail) is ``openrr.model``'s, shared with the render server
+(``docs/arrasset.md`` describes it byte by byte).
 
 This package imports nothing heavy itself, so the control plane can catch ``ConversionFailed`` and use the
 settings parser without loading numpy, trimesh or the renderer.

@@ -21,57 +21,23 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from openrr.assets import ConversionFailed
+from openrr.model.arrasset.vertex import VERTEX_ENUMS, VertexFormat
 
 Sidedness = Literal["SingleSided", "DoubleSided"]
 SceneGraphMode = Literal["none", "static", "dynamic"]
 AxisName = Literal["default", "+x", "-x", "+y", "-y", "+z", "-z"]
 
-POSITION_FORMATS = ("32_32_32_FLOAT", "16_16_16_16_FLOAT")
-COLOR_FORMATS = ("NONE", "8_8_8_8_UNSIGNED_NORMALIZED")
-VECTOR_FORMATS = ("NONE", "8_8_8_8_SIGNED_NORMALIZED", "16_16_16_16_FLOAT")
-TEXCOORD_FORMATS = ("NONE", "32_32_FLOAT", "16_16_FLOAT")
 AXIS_NAMES: tuple[AxisName, ...] = ("default", "+x", "-x", "+y", "-y", "+z", "-z")
 # Formats whose colours ARR took as gamma-encoded by default (the lower-case extension, without the dot).
 GAMMA_BY_DEFAULT = frozenset({"fbx", "e57", "ply", "las", "laz", "xyz"})
 SETTINGS_SUFFIX = ".ConversionSettings.json"
 LEGACY_SETTINGS_NAME = "conversionSettings.json"  # deprecated by ARR, still honoured
-
-
-@dataclass(frozen=True)
-class VertexFormat:
-    """The ``vertex`` section: the precision of each stream in the asset, or NONE to leave it out.
-
-    openrr stores 16-bit positions as unorm16 within the primitive's bounds (uniformly more precise than
-    half floats at the same size) and 16-bit normals as snorm16; see docs/arrasset.md. ``color1``,
-    ``tangent``, ``binormal`` and ``texcoord1`` are validated but have no stream in openrr's renderer.
-    """
-
-    position: str = "32_32_32_FLOAT"
-    color0: str = "8_8_8_8_UNSIGNED_NORMALIZED"
-    color1: str = "NONE"
-    normal: str = "8_8_8_8_SIGNED_NORMALIZED"
-    tangent: str = "8_8_8_8_SIGNED_NORMALIZED"
-    binormal: str = "8_8_8_8_SIGNED_NORMALIZED"
-    texcoord0: str = "32_32_FLOAT"
-    texcoord1: str = "32_32_FLOAT"
-
-
-_VERTEX_ENUMS = {
-    "position": POSITION_FORMATS,
-    "color0": COLOR_FORMATS,
-    "color1": COLOR_FORMATS,
-    "normal": VECTOR_FORMATS,
-    "tangent": VECTOR_FORMATS,
-    "binormal": VECTOR_FORMATS,
-    "texcoord0": TEXCOORD_FORMATS,
-    "texcoord1": TEXCOORD_FORMATS,
-}
 
 
 @dataclass(frozen=True)
@@ -190,6 +156,9 @@ _ENUMS: dict[str, tuple[str, ...]] = {
 }
 
 
+Fail = Callable[[str], ConversionFailed]
+
+
 def _parse(obj: dict[str, Any], source: str) -> ConversionSettings:
     def fail(message: str) -> ConversionFailed:
         return ConversionFailed(f"{source}: {message}", code="InvalidSettings")
@@ -197,37 +166,45 @@ def _parse(obj: dict[str, Any], source: str) -> ConversionSettings:
     unknown = sorted(k for k in obj if k not in _KEYS)
     if unknown:
         raise fail(f"unknown propert{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}")
-    values: dict[str, Any] = {}
-    for key, value in obj.items():
-        if key in _BOOLEANS:
-            if not isinstance(value, bool):
-                raise fail(f"{key} must be true or false, not {_shown(value)}")
-        elif key == "scaling":
-            # bool is an int in Python but not a number in JSON Schema.
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise fail(f"scaling must be a number, not {_shown(value)}")
-            if not math.isfinite(value) or value <= 0:
-                raise fail(f"scaling must be a finite number greater than 0, not {_shown(value)}")
-            value = float(value)
-        elif key in _ENUMS:
-            if value not in _ENUMS[key]:
-                raise fail(f"{key} must be one of {', '.join(_ENUMS[key])}, not {_shown(value)}")
-        elif key == "material-override":
-            if not isinstance(value, str):
-                raise fail(f"material-override must be a string, not {_shown(value)}")
-        elif key == "axis":
-            value = _axis(value, fail)
-        elif key == "vertex":
-            value = _vertex(value, fail)
-        elif key == "metadataKeys":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise fail(f"metadataKeys must be an array of strings, not {_shown(value)}")
-            value = tuple(value)
-        values[_KEYS[key]] = value
+    values = {_KEYS[key]: _value(key, value, fail) for key, value in obj.items()}
     return ConversionSettings(**values, specified=obj)
 
 
-def _axis(value: Any, fail: Any) -> tuple[AxisName, AxisName, AxisName]:
+def _value(key: str, value: Any, fail: Fail) -> Any:
+    """The value of a known property, checked (and converted: tuples, floats) as its schema says."""
+    if key in _BOOLEANS:
+        if not isinstance(value, bool):
+            raise fail(f"{key} must be true or false, not {_shown(value)}")
+        return value
+    if key in _ENUMS:
+        if value not in _ENUMS[key]:
+            raise fail(f"{key} must be one of {', '.join(_ENUMS[key])}, not {_shown(value)}")
+        return value
+    return _CHECKS[key](value, fail)
+
+
+def _scaling(value: Any, fail: Fail) -> float:
+    # bool is an int in Python but not a number in JSON Schema.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise fail(f"scaling must be a number, not {_shown(value)}")
+    if not math.isfinite(value) or value <= 0:
+        raise fail(f"scaling must be a finite number greater than 0, not {_shown(value)}")
+    return float(value)
+
+
+def _material_override(value: Any, fail: Fail) -> str:
+    if not isinstance(value, str):
+        raise fail(f"material-override must be a string, not {_shown(value)}")
+    return value
+
+
+def _metadata_keys(value: Any, fail: Fail) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise fail(f"metadataKeys must be an array of strings, not {_shown(value)}")
+    return tuple(value)
+
+
+def _axis(value: Any, fail: Fail) -> tuple[AxisName, AxisName, AxisName]:
     if not isinstance(value, list) or len(value) != 3:
         raise fail(f"axis must be an array of 3 strings, not {_shown(value)}")
     for i, name in enumerate(value):
@@ -240,18 +217,28 @@ def _axis(value: Any, fail: Any) -> tuple[AxisName, AxisName, AxisName]:
     return cast(tuple[AxisName, AxisName, AxisName], tuple(value))
 
 
-def _vertex(value: Any, fail: Any) -> VertexFormat:
+def _vertex(value: Any, fail: Fail) -> VertexFormat:
     if not isinstance(value, dict):
         raise fail(f"vertex must be an object, not {_shown(value)}")
-    unknown = sorted(k for k in value if k not in _VERTEX_ENUMS)
+    unknown = sorted(k for k in value if k not in VERTEX_ENUMS)
     if unknown:
         raise fail(
             f"unknown vertex propert{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}"
         )
     for key, fmt in value.items():
-        if fmt not in _VERTEX_ENUMS[key]:
-            raise fail(f"vertex.{key} must be one of {', '.join(_VERTEX_ENUMS[key])}, not {_shown(fmt)}")
+        if fmt not in VERTEX_ENUMS[key]:
+            raise fail(f"vertex.{key} must be one of {', '.join(VERTEX_ENUMS[key])}, not {_shown(fmt)}")
     return VertexFormat(**value)
+
+
+# The checks of the properties that are neither booleans nor enums.
+_CHECKS: dict[str, Callable[[Any, Fail], Any]] = {
+    "scaling": _scaling,
+    "material-override": _material_override,
+    "axis": _axis,
+    "vertex": _vertex,
+    "metadataKeys": _metadata_keys,
+}
 
 
 def _shown(value: Any) -> str:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from openrr.cli.output import console, fail, print_json, print_table
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import SystemClock
 from openrr.errors import OpenRRError
 from openrr.private import private_dir
@@ -41,8 +41,8 @@ def with_store(data_dir: Path, store_url: str | None, action: Callable[[SqlStore
 
     async def go() -> T:
         settings = Settings.load({"data_dir": data_dir, "store_url": store_url})
-        private_dir(settings.data_dir)  # as openrr serve makes it: its user's only (openrr.private)
-        store = await open_store(settings.resolved_store_url)
+        private_dir(settings.server.data_dir)  # as openrr serve makes it: its user's only (openrr.private)
+        store = await open_store(settings.server.resolved_store_url)
         try:
             return await action(store)
         finally:

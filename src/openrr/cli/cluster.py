@@ -18,7 +18,7 @@ from openrr.api.cluster import CLUSTER_PATH
 from openrr.cli.accounts import store_options
 from openrr.cli.connection import load_config
 from openrr.cli.output import console, fail, print_json, print_table
-from openrr.config import Settings
+from openrr.config.settings import Settings
 from openrr.domain.clock import SystemClock
 from openrr.errors import OpenRRError
 from openrr.services.tokens import TokenIssuer, new_signing_key
@@ -82,7 +82,7 @@ def status(
 
 async def _operator_token(data_dir: Path, store_url: str | None) -> str:
     settings = Settings.load({"data_dir": data_dir, "store_url": store_url})
-    store = await open_store(settings.resolved_store_url)
+    store = await open_store(settings.server.resolved_store_url)
     try:
         clock = SystemClock()
         key = await store.signing_key(new_signing_key(clock.now()))

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,10 +31,16 @@ from openrr.cli.output import console, fail, print_json
 from openrr.client.rest import ApiError, ArrClient
 
 if TYPE_CHECKING:
-    from openrr.client.stream import Codec, RenderConnection, VideoSettings
+    from openrr.cli.connection import Connection
+    from openrr.client.connection import RenderConnection
+    from openrr.client.signalling import Codec, VideoSettings
+
+Report = tuple[dict[str, Any], Any]  # the report, and the last picture as an RGB array (or None)
 
 _ORBIT_STEP_S = 0.1
 _PING_INTERVAL_S = 0.5
+_JOIN_GRACE_S = 0.5  # how long the last frames' data-channel messages may trail their video
+_JOIN_POLL_S = 0.02
 _HINTS = {
     "ClientAlreadyConnected": "another client is connected to this session (one client at a time, as in ARR)",
     "Unauthorized": "the render server did not accept the connect token",
@@ -104,14 +112,8 @@ def connect(
     """Connect to a Ready session's render server over WebRTC, receive video and report on it."""
     # The WebRTC stack (aiortc, PyAV) is imported here, not at module level, so other commands and
     # `openrr --help` start without loading it.
-    from openrr.client.stream import (
-        RenderConnectError,
-        RenderRequestError,
-        SessionNotReadyError,
-        VideoSettings,
-    )
+    from openrr.client.signalling import VideoSettings
 
-    conn = resolve_options(opts)
     video = VideoSettings(
         width=width,
         height=height,
@@ -119,11 +121,30 @@ def connect(
         bitrate=bitrate,
         codec=cast("Codec", codec.lower()) if codec else None,
     )
+    report, image = _run_or_fail(
+        resolve_options(opts),
+        lambda client: _run(client, session_id, video, frame_count, timeout, orbit, models, as_json),
+        timeout,
+    )
+    if snapshot is not None:
+        _save_snapshot(image, snapshot)
+        report["snapshot"] = str(snapshot)
+    if as_json:
+        print_json(report)
+    else:
+        _print_report(report)
+
+
+def _run_or_fail(
+    conn: Connection, run: Callable[[ArrClient], Coroutine[Any, Any, Report]], timeout: float
+) -> Report:
+    """``run`` with a client of the service; each way it can fail ends the command with its message
+    (exit 1)."""
+    from openrr.client.errors import RenderConnectError, RenderRequestError, SessionNotReadyError
+
     try:
         with conn.client() as client:
-            report, image = asyncio.run(
-                _run(client, session_id, video, frame_count, timeout, orbit, models, as_json)
-            )
+            return asyncio.run(run(client))
     except ApiError as exc:
         fail(f"{exc.code}: {exc.message}" if exc.status else exc.message)
     except SessionNotReadyError as exc:
@@ -137,20 +158,17 @@ def connect(
         fail("interrupted")
     except TimeoutError as exc:
         fail(str(exc) or f"timed out after {timeout:g} s")
-    if snapshot is not None:
-        if image is None:
-            fail("no frame to save")
-        from PIL import Image
 
-        try:
-            Image.fromarray(image).save(snapshot, format="PNG")
-        except OSError as exc:
-            fail(f"cannot write {snapshot}: {exc}")
-        report["snapshot"] = str(snapshot)
-    if as_json:
-        print_json(report)
-    else:
-        _print_report(report)
+
+def _save_snapshot(image: Any, snapshot: Path) -> None:
+    if image is None:
+        fail("no frame to save")
+    from PIL import Image
+
+    try:
+        Image.fromarray(image).save(snapshot, format="PNG")
+    except OSError as exc:
+        fail(f"cannot write {snapshot}: {exc}")
 
 
 async def _run(
@@ -162,8 +180,10 @@ async def _run(
     orbit: float,
     models: tuple[str, ...] = (),
     quiet: bool = False,
-) -> tuple[dict[str, Any], Any]:
-    from openrr.client.stream import RenderRequestError, connect_session
+) -> Report:
+    """Connect, load ``models``, receive ``frame_count`` frames (orbiting and pinging meanwhile) and
+    return the report and the last picture."""
+    from openrr.client.session import connect_session
 
     rc = await connect_session(client, session_id, video=video, timeout=timeout)
     background: list[asyncio.Task[None]] = []
@@ -180,30 +200,10 @@ async def _run(
         background.append(asyncio.create_task(_keep_pinging(rc)))
         if orbit:
             background.append(asyncio.create_task(_orbit(rc, orbit)))
-        while rc.frames_received < frame_count:
-            try:
-                await rc.wait_frames(rc.frames_received + 1, timeout)
-            except TimeoutError:
-                raise TimeoutError(
-                    f"the video stalled: no frame for {timeout:g} s "
-                    f"({rc.frames_received} of {frame_count} received)"
-                ) from None
-        for task in background:
-            task.cancel()
-        results = await asyncio.gather(*background, return_exceptions=True)
-        background.clear()
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        # A frame's data-channel message can trail its video; give the last ones a moment to join.
-        deadline = time.monotonic() + 0.5
-        while len(rc.log.matched(window)) < len(rc.log.arrivals(window)) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        server: dict[str, Any] | None
-        try:
-            server = await rc.stats()
-        except (RenderRequestError, TimeoutError):
-            server = None  # the report stands without the server's view
+        await _receive(rc, frame_count, timeout)
+        await _stop(background)
+        await _let_last_messages_join(rc, window)
+        server = await _server_stats(rc)
         measured = await rc.measure(window)
         image = rc.latest_image()
     finally:
@@ -224,10 +224,54 @@ async def _run(
     return report, image
 
 
+async def _receive(rc: RenderConnection, frame_count: int, timeout: float) -> None:
+    """Until ``frame_count`` frames in all have arrived; TimeoutError when none comes for ``timeout``."""
+    while rc.frames_received < frame_count:
+        try:
+            await rc.wait_frames(rc.frames_received + 1, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"the video stalled: no frame for {timeout:g} s "
+                f"({rc.frames_received} of {frame_count} received)"
+            ) from None
+
+
+async def _stop(background: list[asyncio.Task[None]]) -> None:
+    """Cancel the background tasks; the first one that had failed raises its error here."""
+    for task in background:
+        task.cancel()
+    results = await asyncio.gather(*background, return_exceptions=True)
+    background.clear()
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+
+
+async def _let_last_messages_join(rc: RenderConnection, window: float | None) -> None:
+    """A frame's data-channel message can trail its video (they travel on different transports): give
+    the last ones up to ``_JOIN_GRACE_S`` to arrive. This polls, since the connection signals no event
+    when a ``frame`` message comes; the loop is bounded by the deadline and by its count alike."""
+    deadline = time.monotonic() + _JOIN_GRACE_S
+    for _ in range(math.ceil(_JOIN_GRACE_S / _JOIN_POLL_S)):
+        if len(rc.log.matched(window)) >= len(rc.log.arrivals(window)) or time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(_JOIN_POLL_S)
+
+
+async def _server_stats(rc: RenderConnection) -> dict[str, Any] | None:
+    """The server's own ``stats``, or None: the report stands without the server's view."""
+    from openrr.client.errors import RenderRequestError
+
+    try:
+        return await rc.stats()
+    except (RenderRequestError, TimeoutError):
+        return None
+
+
 async def _load(rc: RenderConnection, model: str, quiet: bool) -> dict[str, Any]:
     from rich.console import Console
 
-    from openrr.render.sources import display_name
+    from openrr.model.sources import display_name
 
     err = Console(stderr=True)
 

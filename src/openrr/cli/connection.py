@@ -134,7 +134,10 @@ def resolve(
         raise click.UsageError(
             f"missing {', '.join(missing)}{where}; give flags, OPENRR_* variables or --config."
         )
-    assert endpoint and sts and account_id and account_key
+    assert endpoint
+    assert sts
+    assert account_id
+    assert account_key
     return Connection(
         endpoint=endpoint,
         sts_endpoint=sts,

@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -253,74 +254,15 @@ def create(**opts: Any) -> None:
     """Upload a local folder, convert, wait, print the asset's URI (exit 1 if the conversion fails)."""
     conn = _connect(opts)
     config, _found = load_config(opts["config_path"])
-    cfg: dict[str, Any] = config.get("assetConversionSettings", {}) or {}
-    account = opts["storage_account"] or cfg.get("storageAccountName") or None
-    endpoint = opts["storage_endpoint"]
-    input_uri = _container_uri(
-        opts["input_container"], account, endpoint, cfg.get("blobInputContainerName"), "input"
-    )
-    output_uri = _container_uri(
-        opts["output_container"], account, endpoint, cfg.get("blobOutputContainerName"), "output"
-    )
-    input_folder = _folder(
-        opts["input_folder"] if opts["input_folder"] is not None else cfg.get("inputFolderPath")
-    )
-    output_folder = _folder(
-        opts["output_folder"] if opts["output_folder"] is not None else cfg.get("outputFolderPath")
-    )
-    asset = opts["input_asset"] or cfg.get("inputAssetPath")
-    if not asset:
-        raise click.UsageError("no input asset: give --input-asset or inputAssetPath in arrconfig.json")
-    key = opts["storage_key"]
-    local = opts["local_dir"] or (
-        Path(cfg["localAssetDirectoryPath"]) if cfg.get("localAssetDirectoryPath") else None
-    )
+    plan = _plan(opts, config.get("assetConversionSettings", {}) or {})
     quiet = opts["as_json"]
-
-    if local is not None and not opts["no_upload"]:
-        if not local.is_dir():
-            raise click.UsageError(f"{local} is not a folder")
-        credential: Any = None
-        if not input_uri.lower().startswith("file:"):
-            if key:
-                credential = {"account_name": _account_of(input_uri, account), "account_key": key}
-            elif opts["input_sas"]:
-                credential = opts["input_sas"]
-            else:
-                raise click.UsageError(
-                    "uploading to a blob container needs --storage-key (or a writable --input-sas)"
-                )
-        count = _upload(local, input_uri, input_folder, credential, quiet)
-        if not quiet:
-            err_console.print(f"uploaded {count} files to {input_uri}/{input_folder}", highlight=False)
-
-    input_sas, output_sas = opts["input_sas"], opts["output_sas"]
-    if opts["use_container_sas"]:
-        if not key:
-            raise click.UsageError("--use-container-sas needs --storage-key to sign the SAS")
-        input_sas = input_sas or _sas(_account_of(input_uri, account), key, input_uri, "rl")
-        output_sas = output_sas or _sas(_account_of(output_uri, account), key, output_uri, "w")
-
-    inp: dict[str, Any] = {"storageContainerUri": input_uri}
-    if input_sas:
-        inp["storageContainerReadListSas"] = input_sas
-    if input_folder:
-        inp["blobPrefix"] = input_folder
-    inp["relativeInputAssetPath"] = asset
-    out: dict[str, Any] = {"storageContainerUri": output_uri}
-    if output_sas:
-        out["storageContainerWriteSas"] = output_sas
-    if output_folder:
-        out["blobPrefix"] = output_folder
-    name = opts["output_name"] or cfg.get("outputAssetFileName")
-    if name:
-        out["outputAssetFilename"] = name
+    if plan.local is not None and not opts["no_upload"]:
+        _upload_input(plan, plan.local, opts["storage_key"], opts["input_sas"], quiet)
+    settings = _settings(plan, *_container_sas(plan, opts))
     conversion_id = opts["conversion_id"] or f"Sample-Conversion-{uuid.uuid4()}"
 
     def go(client: ConversionClient) -> dict[str, Any]:
-        conversion, _created = client.create_conversion(
-            conversion_id, {"inputLocation": inp, "outputLocation": out}
-        )
+        conversion, _created = client.create_conversion(conversion_id, settings)
         if opts["no_wait"]:
             return conversion
         return _poll(client, conversion, opts["timeout"], opts["poll_interval"], quiet)
@@ -329,6 +271,103 @@ def create(**opts: Any) -> None:
     _show(conversion, opts["as_json"])
     if not opts["no_wait"] and conversion.get("status") != "Succeeded":
         sys.exit(1)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where a conversion's input and output are, from flags first, then arrconfig.json."""
+
+    account: str | None
+    input_uri: str
+    output_uri: str
+    input_folder: str
+    output_folder: str
+    asset: str
+    local: Path | None
+    output_name: str | None
+
+
+def _plan(opts: dict[str, Any], cfg: dict[str, Any]) -> _Plan:
+    """The flags, else ``assetConversionSettings`` of arrconfig.json (``cfg``); UsageError for what is
+    missing."""
+    account = opts["storage_account"] or cfg.get("storageAccountName") or None
+    endpoint = opts["storage_endpoint"]
+    input_uri = _container_uri(
+        opts["input_container"], account, endpoint, cfg.get("blobInputContainerName"), "input"
+    )
+    output_uri = _container_uri(
+        opts["output_container"], account, endpoint, cfg.get("blobOutputContainerName"), "output"
+    )
+    input_folder = _folder(_flag_or(opts["input_folder"], cfg.get("inputFolderPath")))
+    output_folder = _folder(_flag_or(opts["output_folder"], cfg.get("outputFolderPath")))
+    asset = opts["input_asset"] or cfg.get("inputAssetPath")
+    if not asset:
+        raise click.UsageError("no input asset: give --input-asset or inputAssetPath in arrconfig.json")
+    local_dir = cfg.get("localAssetDirectoryPath")
+    return _Plan(
+        account=account,
+        input_uri=input_uri,
+        output_uri=output_uri,
+        input_folder=input_folder,
+        output_folder=output_folder,
+        asset=asset,
+        local=opts["local_dir"] or (Path(local_dir) if local_dir else None),
+        output_name=opts["output_name"] or cfg.get("outputAssetFileName"),
+    )
+
+
+def _flag_or(flag: str | None, configured: str | None) -> str | None:
+    """A flag given, even empty, wins over the configured value."""
+    return flag if flag is not None else configured
+
+
+def _upload_input(plan: _Plan, local: Path, key: str | None, input_sas: str | None, quiet: bool) -> None:
+    """Upload the folder ``local`` to the input container, with the account ``key`` or a writable SAS."""
+    if not local.is_dir():
+        raise click.UsageError(f"{local} is not a folder")
+    credential: Any = None
+    if not plan.input_uri.lower().startswith("file:"):
+        if key:
+            credential = {"account_name": _account_of(plan.input_uri, plan.account), "account_key": key}
+        elif input_sas:
+            credential = input_sas
+        else:
+            raise click.UsageError(
+                "uploading to a blob container needs --storage-key (or a writable --input-sas)"
+            )
+    count = _upload(local, plan.input_uri, plan.input_folder, credential, quiet)
+    if not quiet:
+        err_console.print(f"uploaded {count} files to {plan.input_uri}/{plan.input_folder}", highlight=False)
+
+
+def _container_sas(plan: _Plan, opts: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The input and output SAS to send: given ones, else with --use-container-sas signed here."""
+    input_sas, output_sas = opts["input_sas"], opts["output_sas"]
+    if opts["use_container_sas"]:
+        key = opts["storage_key"]
+        if not key:
+            raise click.UsageError("--use-container-sas needs --storage-key to sign the SAS")
+        input_sas = input_sas or _sas(_account_of(plan.input_uri, plan.account), key, plan.input_uri, "rl")
+        output_sas = output_sas or _sas(_account_of(plan.output_uri, plan.account), key, plan.output_uri, "w")
+    return input_sas, output_sas
+
+
+def _settings(plan: _Plan, input_sas: str | None, output_sas: str | None) -> dict[str, Any]:
+    """The conversion's ``settings``: ``inputLocation`` and ``outputLocation`` (keys in ARR's order)."""
+    inp: dict[str, Any] = {"storageContainerUri": plan.input_uri}
+    if input_sas:
+        inp["storageContainerReadListSas"] = input_sas
+    if plan.input_folder:
+        inp["blobPrefix"] = plan.input_folder
+    inp["relativeInputAssetPath"] = plan.asset
+    out: dict[str, Any] = {"storageContainerUri": plan.output_uri}
+    if output_sas:
+        out["storageContainerWriteSas"] = output_sas
+    if plan.output_folder:
+        out["blobPrefix"] = plan.output_folder
+    if plan.output_name:
+        out["outputAssetFilename"] = plan.output_name
+    return {"inputLocation": inp, "outputLocation": out}
 
 
 @conversions.command()

@@ -9,7 +9,7 @@ import signal
 from openrr.protocol.handshake import SELF_STOP_EXITS, SELF_STOP_LOG
 
 LOG_TAIL_LINES = 8
-# The render server's own ``self-stop`` line (openrr.render.server configure_logging's format, WARNING, its
+# The render server's own ``self-stop`` line (openrr.render.process configure_logging's format, WARNING, its
 # own logger), anchored at a line start: text a client put into other log lines cannot pass for it.
 _SELF_STOP_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING openrr\.render: "

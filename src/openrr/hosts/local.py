@@ -145,7 +145,7 @@ class LocalHost:
         # An allow-listed environment: none of the control plane's secrets (openrr.child_env).
         env = child_env({SPEC_ENV: spec.to_json(), **({POOL_ENV: "1"} if pooled else {})})
         try:
-            with open(log_path, "ab") as log:
+            with await asyncio.to_thread(log_path.open, "ab") as log:
                 proc = await asyncio.create_subprocess_exec(
                     self._python,
                     "-m",

@@ -43,6 +43,7 @@ from typing import Any
 import ray
 
 from openrr.child_env import child_env
+from openrr.compat.ray import kv_put
 from openrr.hosts.exits import describe_exit, self_stop_reason
 from openrr.protocol.handshake import POOL_ENV, SPEC_ENV, RenderSpec
 
@@ -100,8 +101,12 @@ class RenderSupervisor:
         log_path = self._log_path()
         self._pooled = pooled
         self._last_poll = time.monotonic()
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
+        # Blocking, deliberately: the child is forked from the event loop's thread, because PR_SET_PDEATHSIG
+        # fires when the forking thread ends and only this one lives as long as the actor (module doc); and
+        # with no await until the child is recorded, a poll or stop that arrives meanwhile cannot find an
+        # actor without a child. Opening a local file and one fork take milliseconds.
+        with open(log_path, "ab") as log:  # noqa: ASYNC230, RUF100 -- no await before the child is recorded
+            proc = subprocess.Popen(  # noqa: ASYNC220, RUF100 -- must fork from the loop thread (above)
                 [sys.executable, "-m", "openrr.render"],
                 stdin=subprocess.PIPE if pooled else subprocess.DEVNULL,
                 stdout=log,
@@ -220,11 +225,9 @@ class RenderSupervisor:
         last = await self.poll()
         if last["running"]:
             return
-        from ray.experimental.internal_kv import _internal_kv_put
-
         context = ray.get_runtime_context()
         key = exit_key(context.namespace, self._name)
-        await asyncio.to_thread(_internal_kv_put, key, json.dumps(last).encode(), namespace=EXIT_KV_NAMESPACE)
+        await asyncio.to_thread(kv_put, key, json.dumps(last).encode(), EXIT_KV_NAMESPACE)
         ray.actor.exit_actor()  # type: ignore[no-untyped-call]
 
     def _stop_watchdog(self) -> None:

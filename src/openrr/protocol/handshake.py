@@ -102,7 +102,7 @@ CONNECT_AUDIENCE = "openrr-session"
 class RenderSettings:
     """The render-server settings of ``openrr serve``, the same for every session it starts."""
 
-    # Where models may come from (see ``openrr.render.sources``): local files only under these roots;
+    # Where models may come from (see ``openrr.model.sources``): local files only under these roots;
     # http(s) URLs only to public addresses unless private ones are allowed.
     model_roots: tuple[str, ...] = ()  # a session reads only its account's folder in each
     allow_private_model_urls: bool = False

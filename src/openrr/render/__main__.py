@@ -2,13 +2,13 @@
 
 import os
 
+from openrr.memory import apply_ceiling, ceiling_of
 from openrr.protocol.handshake import SPEC_ENV
-from openrr.render.memory import apply_ceiling, ceiling_of
 
 if __name__ == "__main__":
     # First, before the render stack is imported: everything the process allocates counts.
     apply_ceiling(ceiling_of(os.environ.get(SPEC_ENV)))
 
-    from openrr.render.server import main
+    from openrr.render.process import main
 
     raise SystemExit(main())

@@ -25,13 +25,15 @@ import psutil
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.stats import RTCRemoteInboundRtpStreamStats
 
+from openrr.compat.aioice import loopback_host_candidates
+from openrr.compat.aiortc import offered_direction
+from openrr.model.sources import display_name
 from openrr.protocol import datachannel as protocol
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, PROTOCOL
 from openrr.render.encoder import Codec, EncoderConfig
-from openrr.render.ice import IceSettings, loopback_host_candidates
-from openrr.render.inspector import Tracer
+from openrr.render.ice import IceSettings
 from openrr.render.pipeline import ModelError, PipelineClosed, RenderPipeline
-from openrr.render.sources import display_name
+from openrr.render.tracing import Tracer
 from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track, negotiated_codec
 
 log = logging.getLogger(__name__)
@@ -90,14 +92,14 @@ class ClientConnection:
         """Answer the client's offer (its ICE candidates already in it); returns the answer's SDP."""
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001, RUF100 -- hostile input: any failure refuses the offer
             # Unparsable or inconsistent SDP, or nothing in common (a client offering only VP9 or AV1):
             # aiortc raises anything from ValueError to AssertionError on hostile input.
             raise OfferRejected(f"the offer's SDP could not be used: {exc or type(exc).__name__}") from None
         videos = [t for t in self.pc.getTransceivers() if t.kind == "video"]
-        # What the client's offer lets us do, from our side (aiortc keeps it privately, reversed: a client
-        # that receives only is "sendonly" here; the transceiver's own direction is our answer's).
-        allowed = getattr(videos[0], "_offerDirection", None) if len(videos) == 1 else None
+        # What the client's offer lets us do, from our side (a client that receives only is "sendonly"
+        # here; the transceiver's own direction is our answer's).
+        allowed = offered_direction(videos[0]) if len(videos) == 1 else None
         if allowed not in ("sendonly", "sendrecv"):
             raise OfferRejected("the offer must hold exactly one video transceiver the client receives on")
         prefer: list[Codec] = ["h264", "vp8"] if self.encoder.codec == "h264" else ["vp8", "h264"]
@@ -110,7 +112,8 @@ class ClientConnection:
             answer = await self.pc.createAnswer()
             with self._candidates():
                 await self.pc.setLocalDescription(answer)  # gathers all candidates (no trickle in aiortc)
-        except Exception as exc:  # an offer aiortc accepted but cannot answer (duplicated m-lines, ...)
+        except Exception as exc:  # noqa: BLE001, RUF100 -- hostile input, as above
+            # An offer aiortc took but cannot answer (duplicated m-lines, ...).
             raise OfferRejected(f"the offer could not be answered: {exc or type(exc).__name__}") from None
         self._spawn(self._watchdog())
         return self.pc.localDescription.sdp
@@ -118,7 +121,7 @@ class ClientConnection:
     @contextlib.contextmanager
     def _candidates(self) -> Iterator[None]:
         # A server advertised on a loopback address has clients on this machine: offer loopback host
-        # candidates, which aioice leaves out by default (see ice.py).
+        # candidates, which aioice leaves out by default (see openrr.compat.aioice).
         if self.loopback:
             with loopback_host_candidates():
                 yield
@@ -209,59 +212,66 @@ class ClientConnection:
             self._spawn(self._handle(request))
 
     async def _handle(self, request: protocol.Request) -> None:
-        p = self.pipeline
-        re = request.id
         try:
-            match request:
-                case protocol.CameraSet():
-                    p.camera.set_pose(request.position, request.orientation, request.fov)
-                    p.camera_changed(request.poseId)
-                    self.send(protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId))
-                case protocol.CameraOrbit():
-                    p.camera.orbit(request.yaw, request.pitch)
-                    p.camera_changed(request.poseId)
-                    self.send(protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId))
-                case protocol.CameraPan():
-                    p.camera.pan(request.dx, request.dy, p.width / p.height)
-                    p.camera_changed(request.poseId)
-                    self.send(protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId))
-                case protocol.CameraZoom():
-                    p.camera.zoom(request.factor)
-                    p.camera_changed(request.poseId)
-                    self.send(protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId))
-                case protocol.CameraFrame():
-                    await p.frame_scene(request.poseId)
-                    self.send(protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId))
-                case protocol.ModelUnload():
-                    await p.unload(request.modelId)
-                    self.send(protocol.message("model.unloaded", re, modelId=request.modelId))
-                case protocol.NodeSet():
-                    node = await p.set_node(
-                        request.node,
-                        transform=request.transform,
-                        visible=request.visible,
-                        color=request.color,
-                        clear_color=request.clearColor,
-                    )
-                    self.send(protocol.message("ack", re, node=node))
-                case protocol.Pick():
-                    hit = await p.pick(request.x, request.y)
-                    self.send(
-                        protocol.message("pick.result", re, **(hit or {"node": None, "position": None}))
-                    )
-                case protocol.StatsGet():
-                    self.send(protocol.message("stats", re, **await self.stats()))
-                case protocol.Ping():
-                    self.send(protocol.message("pong", re, t=request.t, serverTime=time.time()))
+            reply = await self._reply(request)
+            if reply is not None:
+                self.send(reply)
         except ModelError as exc:
-            self.send(protocol.error(re, exc.code, exc.message))
+            self.send(protocol.error(request.id, exc.code, exc.message))
         except PipelineClosed:
             pass
-        except Exception as exc:  # a bug must cost the request, not the session
+        except Exception as exc:  # a bug must cost the request, not the session (logged, answered)
             log.exception("request %s failed", request.type)
-            self.send(protocol.error(re, "InternalError", f"{request.type} failed: {exc}"))
+            self.send(protocol.error(request.id, "InternalError", f"{request.type} failed: {exc}"))
         finally:
             self._requests -= 1
+
+    async def _reply(self, request: protocol.Request) -> str | None:
+        """Carry out a request (any but a model load) and return its answer."""
+        p = self.pipeline
+        re = request.id
+        match request:
+            case protocol.CameraSet() | protocol.CameraOrbit() | protocol.CameraPan() | protocol.CameraZoom():
+                self._move_camera(request)
+                return protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId)
+            case protocol.CameraFrame():
+                await p.frame_scene(request.poseId)
+                return protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId)
+            case protocol.ModelUnload():
+                await p.unload(request.modelId)
+                return protocol.message("model.unloaded", re, modelId=request.modelId)
+            case protocol.NodeSet():
+                node = await p.set_node(
+                    request.node,
+                    transform=request.transform,
+                    visible=request.visible,
+                    color=request.color,
+                    clear_color=request.clearColor,
+                )
+                return protocol.message("ack", re, node=node)
+            case protocol.Pick():
+                hit = await p.pick(request.x, request.y)
+                return protocol.message("pick.result", re, **(hit or {"node": None, "position": None}))
+            case protocol.StatsGet():
+                return protocol.message("stats", re, **await self.stats())
+            case protocol.Ping():
+                return protocol.message("pong", re, t=request.t, serverTime=time.time())
+        return None  # model loads run as tasks of their own (see _on_message)
+
+    def _move_camera(
+        self, request: protocol.CameraSet | protocol.CameraOrbit | protocol.CameraPan | protocol.CameraZoom
+    ) -> None:
+        p = self.pipeline
+        match request:
+            case protocol.CameraSet():
+                p.camera.set_pose(request.position, request.orientation, request.fov)
+            case protocol.CameraOrbit():
+                p.camera.orbit(request.yaw, request.pitch)
+            case protocol.CameraPan():
+                p.camera.pan(request.dx, request.dy, p.width / p.height)
+            case protocol.CameraZoom():
+                p.camera.zoom(request.factor)
+        p.camera_changed(request.poseId)
 
     async def _load(self, request: protocol.ModelLoad) -> None:
         model_id = request.modelId or display_name(request.url)  # as the pipeline names it

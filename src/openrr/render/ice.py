@@ -1,21 +1,13 @@
-"""ICE settings for the render server: STUN/TURN servers for real networks, loopback for tests.
+"""ICE settings for the render server: the STUN/TURN servers a peer connection may use on real networks.
 
-aiortc gathers host candidates through ``aioice.ice.get_host_addresses``, which deliberately leaves
-out ``127.0.0.1``.  Two peers on one machine therefore pair over whatever other interface exists, and
-inside a network namespace that has only ``lo`` they gather nothing and never connect.
-:func:`loopback_host_candidates` swaps that function for one returning fixed addresses while its
-``with`` block runs.  It is a process-wide patch (aioice has no per-connection hook), restored on
-exit; use it in tests and in single-session server processes started for loopback-only runs.
+Loopback-only runs (tests, a server bound to 127.0.0.1) also need loopback host candidates, which aioice
+leaves out: that adaptation lives in :mod:`openrr.compat.aioice`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from unittest import mock
 
-import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
@@ -63,18 +55,3 @@ class IceSettings:
         # An empty list, not None: aiortc's default (None) adds Google's public STUN server, which a
         # self-hosted service must not contact without being told to.
         return RTCConfiguration(iceServers=servers)
-
-
-@contextmanager
-def loopback_host_candidates(addresses: Sequence[str] = ("127.0.0.1",)) -> Iterator[None]:
-    """Within the block, aioice offers exactly ``addresses`` as host candidates (see module doc).
-
-    Nesting restores the previous function on each exit; not meant for concurrent use from threads.
-    """
-    fixed = list(addresses)
-
-    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [a for a in fixed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
-
-    with mock.patch.object(aioice.ice, "get_host_addresses", host_addresses):
-        yield

@@ -1,4 +1,5 @@
-"""The session's scene and the render-ahead loop that turns it into frames for the video track.
+"""The session's scene, camera and models, and the GL thread that renders them into frames for the video
+track.
 
 Threads: the GL context lives on one thread (``openrr-gl``) for its whole life, so everything that
 touches the renderer *or the scene* runs there, in submission order: renders, picks, scene edits. The
@@ -6,20 +7,15 @@ event loop owns the camera and hands each render a copy of it, so a camera comma
 render. Model files are parsed on another thread (``openrr-load``): a big model loading does not stop
 the picture, and only its final insertion into the scene takes a turn on the GL thread.
 
-Render ahead: :meth:`RenderPipeline.next_frame` (the track's ``FrameSource``) returns the newest finished
-frame and has the next one rendered from the newest camera pose before the encoder asks again, so
-rendering frame N+1 overlaps encoding frame N (on a 2-core machine: one core each). It starts as late as
-the render time allows, so the frame is fresh when taken (see ``_schedule_ahead``). If the camera and
-scene have not changed since the newest frame, nothing is rendered and that frame is sent again.
-If the render in flight is not done yet, the track waits for it: fps then follows the render rate
-instead of repeating stale frames that cost encoder time. A picture that stays unchanged is sent at the
-full rate for a moment, then five times a second until the next change (see ``next_frame``).
+Frames: :meth:`RenderPipeline.next_frame` is the video track's ``FrameSource``; when each frame is rendered
+(ahead of the track's pull, just in time, not at all while nothing changes) is ``render_ahead.py``'s part.
+Elsewhere too: what a model may take and how it is fetched (``session_models.py``), and the shapes of the
+answers about nodes, picks and the camera (``scene_answers.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -32,14 +28,24 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError
 from numpy.typing import NDArray
 
-from openrr.model.loader import ModelLoadError, load_model
+from openrr.memory import OUT_OF_MEMORY, describe
+from openrr.model.budget import Allowance, Usage
+from openrr.model.errors import ModelLoadError
 from openrr.model.scene import Scene
+from openrr.model.sources import ModelSourcePolicy, SourceRefused, display_name
 from openrr.protocol.handshake import RenderLimits
-from openrr.render.budget import Allowance, BudgetExceeded, Usage, bytes_text, pixels_text, usage
 from openrr.render.camera import Camera
-from openrr.render.memory import OUT_OF_MEMORY, describe
-from openrr.render.renderer import Renderer
-from openrr.render.sources import CheckedURL, ModelSourcePolicy, SourceRefused, display_name
+from openrr.render.render_ahead import RenderAhead
+from openrr.render.renderer import Renderer, is_software
+from openrr.render.scene_answers import camera_json, node_json, pick_json
+from openrr.render.session_models import (
+    LoadedModel,
+    allowance_left,
+    fetch_model,
+    load_progress,
+    relative_to_roots,
+    restore_preloaded,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,10 +53,6 @@ T = TypeVar("T")
 # The default view: a little above and in front of the scene, looking at its centre (then framed).
 _DEFAULT_EYE = (0.0, 0.6, 3.0)
 _RECENT_FRAMES = 8
-LOAD_DEADLINE_S = 300.0  # a whole model load, download included
-SETTLE_S = 0.5
-_AHEAD_MARGIN_S = 0.003
-IDLE_FRAME_INTERVAL_S = 0.2
 _NO_IMAGE: NDArray[np.uint8] = np.zeros((0, 0, 3), dtype=np.uint8)
 
 
@@ -64,26 +66,6 @@ class Frame:
     started: float  # time.time() when the render began (the "glass" a latency is measured from)
     render_ms: float
     triangles: int
-
-
-@dataclasses.dataclass
-class LoadedModel:
-    model_id: str
-    url: str  # as the client gave it; shown only as display_name(url)
-    source: str  # the url as checked by the source policy
-    roots: list[int]  # scene node ids of the model's roots
-    nodes: int
-    polygons: int
-    preloaded: bool
-    usage: Usage = dataclasses.field(default_factory=Usage)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "modelId": self.model_id,
-            "url": display_name(self.url),
-            "nodes": self.nodes,
-            "polygons": self.polygons,
-        }
 
 
 class ModelError(Exception):
@@ -139,18 +121,9 @@ class RenderPipeline:
         self._camera_version = 0
         self._pose_id: int | None = None
         self._frame_ids = 0
-        self._latest: Frame | None = None
         self._recent: OrderedDict[int, Frame] = OrderedDict()
-        self._latest_version: tuple[int, ...] | None = None
-        self._inflight: asyncio.Task[Frame] | None = None
-        self._changed = asyncio.Event()
-        # Render-ahead timing (see _schedule_ahead); frame_interval is set by the connection's track.
-        self.frame_interval: float | None = None
-        self._ahead: asyncio.TimerHandle | None = None
-        self._last_pull = 0.0
-        self._render_s = 0.0  # smoothed render time
-        self._last_sent_id = -1
-        self._last_new_frame = float("-inf")
+        # When frames are rendered (ahead of the track, just in time, or not at all): see render_ahead.py.
+        self.frames = RenderAhead(self._render, self._version, self._can_render)
         self._closed = False
         self.gl_renderer = ""
         # stats
@@ -178,8 +151,8 @@ class RenderPipeline:
         if self._closed:
             return
         self._closed = True
-        self._cancel_ahead()
-        await self._settle()
+        self.frames.cancel()
+        await self.frames.settle()
         renderer, self._renderer = self._renderer, None
         if renderer is not None:
             await asyncio.get_running_loop().run_in_executor(self._gl, renderer.release)
@@ -207,10 +180,12 @@ class RenderPipeline:
             id(self.scene),
         )
 
+    def _can_render(self) -> bool:
+        return not self._closed and self._renderer is not None
+
     async def _render(self) -> Frame:
         camera = self.camera.copy()
         pose_id = self._pose_id
-        version = self._version()
         self._frame_ids += 1
         frame_id = self._frame_ids
         renderer = self.renderer
@@ -221,114 +196,41 @@ class RenderPipeline:
             return Frame(image, frame_id, pose_id, started, renderer.stats.frame_ms, renderer.stats.triangles)
 
         frame = await asyncio.get_running_loop().run_in_executor(self._gl, draw)
-        self._latest, self._latest_version = frame, version
         self._recent[frame_id] = dataclasses.replace(frame, image=_NO_IMAGE)  # the facts, not the pixels
         while len(self._recent) > _RECENT_FRAMES:
             self._recent.popitem(last=False)
         self.frames_rendered += 1
         self.render_ms_total += frame.render_ms
         self.render_ms_last = frame.render_ms
-        seconds = frame.render_ms / 1000
-        self._render_s = seconds if self._render_s == 0 else 0.7 * self._render_s + 0.3 * seconds
         return frame
 
-    def _start_render(self) -> asyncio.Task[Frame]:
-        task = asyncio.create_task(self._render())
-        task.add_done_callback(_log_failure)
-        self._inflight = task
-        return task
+    @property
+    def frame_interval(self) -> float | None:
+        """The track's frame interval in seconds, once known: renders then start just in time for it."""
+        return self.frames.frame_interval
+
+    @frame_interval.setter
+    def frame_interval(self, seconds: float | None) -> None:
+        self.frames.frame_interval = seconds
 
     async def next_frame(self) -> tuple[NDArray[np.uint8], int]:
-        """The track's ``FrameSource``: the newest frame, and the next one set rendering.
-
-        A picture that stopped changing is sent at the full frame rate for ``SETTLE_S`` (the encoder
-        refines it), then only every ``IDLE_FRAME_INTERVAL_S`` until something changes: a still session
-        costs almost nothing, and a change is rendered and sent at once, without waiting for a slot.
-        """
-        loop = asyncio.get_running_loop()
-        self._changed.clear()
-        if self._unchanged() and loop.time() - self._last_new_frame > SETTLE_S:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), IDLE_FRAME_INTERVAL_S)
-        frame = await self.latest_frame()
-        if frame.frame_id != self._last_sent_id:
-            self._last_sent_id = frame.frame_id
-            self._last_new_frame = loop.time()
+        """The track's ``FrameSource``: the newest frame, and the next one set rendering (see
+        :meth:`RenderAhead.next_frame <openrr.render.render_ahead.RenderAhead.next_frame>`)."""
+        frame = await self.frames.next_frame()
+        if frame is None:
+            raise PipelineClosed
         return frame.image, frame.frame_id
 
-    def _unchanged(self) -> bool:
-        inflight = self._inflight
-        return (
-            self._latest is not None
-            and (inflight is None or inflight.done())
-            and self._latest_version == self._version()
-        )
-
-    def _touch(self) -> None:
-        """Something in the picture changed: wake a track waiting on an unchanged picture, and have the
-        change rendered ahead of the next pull."""
-        self._changed.set()
-        self._schedule_ahead()
-
     async def latest_frame(self) -> Frame:
-        """The newest frame; see the module doc for when this waits for a render."""
-        if self._closed:
-            raise PipelineClosed
-        inflight = self._inflight
-        if inflight is not None and not inflight.done():
-            # Rendered from the pose of when it began, which is the newest a frame can have by now.
-            await asyncio.shield(inflight)
-        elif self._latest is None or self._latest_version != self._version():
-            self._cancel_ahead()
-            await self._start_render()
-        latest = self._latest
+        """The newest frame; waits for the render in flight, or renders one when the picture changed."""
+        latest = await self.frames.newest()
         if latest is None:
             raise PipelineClosed
-        self._last_pull = asyncio.get_running_loop().time()
-        self._schedule_ahead()
         return latest
 
-    def _schedule_ahead(self) -> None:
-        """Start the next render so that it ends just before the encoder asks for it.
-
-        Without a frame interval (no track) or when rendering takes a whole interval, that is at once:
-        render and encode then overlap fully (throughput). When rendering is quicker, starting at once
-        would leave the frame waiting for its slot, older than it needs to be: it starts ``frame_interval
-        - render time`` after the last pull instead, from the pose current then (latency).
-        """
-        inflight = self._inflight
-        if (
-            self._closed
-            or self._renderer is None
-            or self._ahead is not None
-            or (inflight is not None and not inflight.done())
-            or self._latest is None
-            or self._latest_version == self._version()
-        ):
-            return
-        loop = asyncio.get_running_loop()
-        delay = 0.0
-        if self.frame_interval is not None:
-            delay = self._last_pull + self.frame_interval - self._render_s - _AHEAD_MARGIN_S - loop.time()
-        if delay <= 0:
-            self._start_render()
-        else:
-            self._ahead = loop.call_later(delay, self._ahead_due)
-
-    def _ahead_due(self) -> None:
-        self._ahead = None
-        self._schedule_ahead()
-
-    def _cancel_ahead(self) -> None:
-        if self._ahead is not None:
-            self._ahead.cancel()
-            self._ahead = None
-
-    async def _settle(self) -> None:
-        inflight = self._inflight
-        if inflight is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(inflight)
+    def _touch(self) -> None:
+        """Something in the picture changed: see :meth:`RenderAhead.touch`."""
+        self.frames.touch()
 
     def frame_info(self, frame_id: int) -> Frame | None:
         """A recent frame by id (the track reports frames after encoding, when newer ones may exist)."""
@@ -343,13 +245,7 @@ class RenderPipeline:
         self._touch()
 
     def camera_json(self) -> dict[str, Any]:
-        c = self.camera
-        return {
-            "position": [round(float(v), 6) for v in c.position],
-            "orientation": [round(float(v), 6) for v in c.orientation],
-            "fov": c.fov,
-            "target": [round(float(v), 6) for v in c.target],
-        }
+        return camera_json(self.camera)
 
     async def frame_scene(self, pose_id: int | None = None) -> None:
         bounds = await self._on_gl(self.scene.bounds)
@@ -365,10 +261,10 @@ class RenderPipeline:
     async def resize(self, width: int, height: int) -> None:
         if (width, height) == (self.width, self.height):
             return
-        await self._settle()  # no frame of the old size may become the newest after this
+        await self.frames.settle()  # no frame of the old size may become the newest after this
         await self._on_gl(lambda: self.renderer.resize(width, height))
         self.width, self.height = width, height
-        self._latest = None
+        self.frames.latest = None
         self._camera_version += 1
         self._touch()
 
@@ -402,87 +298,51 @@ class RenderPipeline:
     async def _load(
         self, url: str, model_id: str, progress: ProgressSink | None, preload: bool
     ) -> LoadedModel:
-        loop = asyncio.get_running_loop()
         scene = self.scene  # a reset meanwhile (the client left) must not receive this model
-        deadline = time.monotonic() + LOAD_DEADLINE_S
-
-        def report(fraction: float, message: str) -> None:
-            # Called by the loader on the load thread as it goes; raising here aborts the load, which is
-            # how a load stops when its client left, the server is closing, or it takes too long.
-            if self._closed or (self.scene is not scene and not preload):
-                raise ModelLoadError("the load was cancelled: the client left or the server is stopping")
-            if time.monotonic() > deadline:
-                raise ModelLoadError(f"the load took longer than {LOAD_DEADLINE_S:.0f} s")
-            if progress is not None:
-                loop.call_soon_threadsafe(progress, fraction, message)
+        # The load stops when its client left (the scene was reset) or the server is closing.
+        report = load_progress(lambda: self._closed or (self.scene is not scene and not preload), progress)
 
         def fetch() -> tuple[str, Scene]:
-            # On the load thread: the policy may resolve host names (blocking), the loader blocks.
-            checked = self.policy.guard(url)
-            source = checked.url if isinstance(checked, CheckedURL) else checked
-            cached = self._parsed.get(source)
-            if cached is not None:  # a preloaded model again, under another id: it counts again
-                try:
-                    self._allowance().check(usage(cached), display_name(url))
-                except BudgetExceeded as exc:
-                    raise ModelLoadError(exc.message) from None
-                self._pending[model_id] = usage(cached)
-                return source, cached
-            # The download's first request connects to what this check saw: no second lookup to rebind.
-            allowance = self._allowance()
-            kwargs: dict[str, Any] = {
-                "progress": report,
-                "guard": self.policy.guard_after(checked),
-                "allowance": allowance,
-            }
-            if self._max_model_bytes is not None:
-                kwargs["max_bytes"] = self._max_model_bytes
-            parsed = load_model(source, **kwargs)
-            self._pending[model_id] = allowance.used
+            # On the load thread, which runs one load at a time: what this one takes is pending before the
+            # next one asks for its allowance.
+            source, parsed, used = fetch_model(
+                url,
+                policy=self.policy,
+                parsed=self._parsed,
+                allowance=self._allowance,
+                progress=report,
+                max_bytes=self._max_model_bytes,
+            )
+            self._pending[model_id] = used
             return source, parsed
 
         try:
-            source, parsed = await loop.run_in_executor(self._loads, fetch)
-        except SourceRefused as exc:
-            raise ModelError("ModelSourceRefused", exc.message) from None
-        except ModelLoadError as exc:
-            # Name the model as the client did, not by where it resolved to on this machine.
-            raise ModelError("ModelLoadFailed", _relative_to_roots(str(exc), self.policy)) from None
-        except MemoryError:
-            self._pending.pop(model_id, None)
-            message = describe(self.limits.memory_bytes)
-            log.error("loading %s: %s", display_name(url), message)
-            if self.on_out_of_memory is not None:
-                self.on_out_of_memory(message)
-            raise ModelError(OUT_OF_MEMORY, message) from None
+            source, parsed = await asyncio.get_running_loop().run_in_executor(self._loads, fetch)
+        except (SourceRefused, ModelLoadError, MemoryError) as exc:
+            raise self._load_failed(url, model_id, exc) from None
         try:
             return await self._insert(url, model_id, source, parsed, scene, preload)
         finally:
             self._pending.pop(model_id, None)
 
+    def _load_failed(self, url: str, model_id: str, exc: Exception) -> ModelError:
+        """The data-channel error for a load that failed before its model reached the scene."""
+        if isinstance(exc, SourceRefused):
+            return ModelError("ModelSourceRefused", exc.message)
+        if isinstance(exc, ModelLoadError):
+            # Name the model as the client did, not by where it resolved to on this machine.
+            return ModelError("ModelLoadFailed", relative_to_roots(str(exc), self.policy))
+        self._pending.pop(model_id, None)
+        message = describe(self.limits.memory_bytes)
+        log.error("loading %s: %s", display_name(url), message)
+        if self.on_out_of_memory is not None:
+            self.on_out_of_memory(message)
+        return ModelError(OUT_OF_MEMORY, message)
+
     def _allowance(self) -> Allowance:
         """What the next model may take: the per-model limits, or what is left of the session's."""
-        limits = self.limits
         spent = sum((m.usage for m in list(self.models.values())), Usage())  # read on the load thread
-        spent = sum(list(self._pending.values()), spent)
-        allowance = Allowance()
-        per_model, per_session = limits.texture_pixels_per_model, limits.texture_pixels_per_session
-        if per_model is not None:
-            allowance.texture_pixels = per_model
-            allowance.texture_limit = f"the {pixels_text(per_model)} a model may have in this session's size"
-        if per_session is not None and (per_model is None or per_session - spent.texture_pixels < per_model):
-            allowance.texture_pixels = max(per_session - spent.texture_pixels, 0)
-            allowance.texture_limit = (
-                f"the {pixels_text(allowance.texture_pixels)} left of the {pixels_text(per_session)} of "
-                "textures this session's size allows"
-            )
-        if limits.scene_bytes is not None:
-            allowance.geometry_bytes = max(limits.scene_bytes - spent.geometry_bytes, 0)
-            allowance.geometry_limit = (
-                f"the {bytes_text(allowance.geometry_bytes)} left of the {bytes_text(limits.scene_bytes)} "
-                "of scene geometry this session's size allows"
-            )
-        return allowance
+        return allowance_left(self.limits, sum(list(self._pending.values()), spent))
 
     async def _insert(
         self, url: str, model_id: str, source: str, parsed: Scene, scene: Scene, preload: bool
@@ -525,11 +385,7 @@ class RenderPipeline:
 
     async def reset(self) -> None:
         """A clean slate for the next client: only the preloaded models, untouched, and the default view."""
-        fresh = Scene("session")
-        kept: dict[str, LoadedModel] = {}
-        for model in self._preloaded.values():  # even those the last client unloaded
-            roots = fresh.add_scene(self._parsed[model.source])
-            kept[model.model_id] = dataclasses.replace(model, roots=[n.id for n in roots])
+        fresh, kept = restore_preloaded(self._preloaded, self._parsed)
 
         def swap() -> None:
             self.scene = fresh
@@ -581,14 +437,7 @@ class RenderPipeline:
         camera = self.camera.copy()
 
         def hit() -> dict[str, Any] | None:
-            found = self.renderer.pick_hit(camera, x * self.width, y * self.height)
-            if found is None or found.node_id not in self.scene:
-                return None
-            node = self.scene.node(found.node_id)
-            return {
-                "node": {"id": node.id, "name": node.name},
-                "position": [round(float(v), 6) for v in found.position],
-            }
+            return pick_json(self.scene, self.renderer.pick_hit(camera, x * self.width, y * self.height))
 
         return await self._on_gl(hit)
 
@@ -614,32 +463,3 @@ class RenderPipeline:
             "height": self.height,
             "glRenderer": self.gl_renderer,
         }
-
-
-def is_software(gl_renderer: str) -> bool:
-    """Whether the GL renderer is Mesa's CPU rasteriser (llvmpipe, softpipe) rather than a GPU."""
-    name = gl_renderer.lower()
-    return "llvmpipe" in name or "softpipe" in name
-
-
-def _relative_to_roots(message: str, policy: ModelSourcePolicy) -> str:
-    for root in policy.folders:  # resolved paths inside a root become relative to it
-        for form in {str(root), str(root.resolve())}:
-            message = message.replace(form.rstrip("/") + "/", "")
-    return message
-
-
-def node_json(node: Any) -> dict[str, Any]:
-    return {
-        "id": node.id,
-        "name": node.name,
-        "parent": node.parent,
-        "mesh": node.mesh is not None,
-        "visible": node.visible,
-    }
-
-
-def _log_failure(task: asyncio.Task[Frame]) -> None:
-    # A render ahead that nobody awaited must still have its failure seen (and retrieved).
-    if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, PipelineClosed):
-        log.error("render failed: %s", exc, exc_info=exc)

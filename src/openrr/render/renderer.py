@@ -24,11 +24,12 @@ import moderngl
 import numpy as np
 from numpy.typing import NDArray
 
-from openrr.model.scene import F64, Material, Mesh, Primitive, Scene, WorldState
+from openrr.model.scene import F64, Mesh, Primitive, Scene, WorldState
 from openrr.render import shaders
 from openrr.render.camera import Camera, boxes_in_frustum, frustum_planes
 from openrr.render.glcalls import GLCalls
 from openrr.render.picking import Picker, PickHit, PickItem, pick_matrix
+from openrr.render.scene_pass import NodeMatrices, ScenePass
 from openrr.render.shaders import Background, DirectionalLight, Hemisphere, default_lights
 
 LOD_TOLERANCE_PX = 1.0  # a level may move vertices by at most this much on screen
@@ -282,11 +283,31 @@ class Renderer:
         rows = self._candidates(state, view_projection)
         self._stats.nodes_culled = int((state.has_mesh & state.visible).sum()) - len(rows)
         worlds = state.world[rows]
-        models = np.ascontiguousarray(worlds.transpose(0, 2, 1), dtype=np.float32)  # column-major for GL
-        normals = np.ascontiguousarray(
-            np.linalg.inv(worlds[:, :3, :3]), dtype=np.float32
-        )  # (M^-1)^T, col-major
-        mirrored = np.linalg.det(worlds[:, :3, :3]) < 0
+        opaque, blended = self._draw_lists(camera, state, rows, worlds)
+        frame_uniforms = shaders.frame_uniforms(
+            camera.position, camera.rotation, view_projection, self.lights, self.ambient
+        )
+        scene_pass = ScenePass(ctx, frame_uniforms, NodeMatrices.of(worlds, state.color[rows]))
+        ctx.enable(moderngl.DEPTH_TEST)
+        ctx.disable(moderngl.BLEND)
+        self._fbo.depth_mask = True
+        for node, gpu in opaque:
+            self._draw(scene_pass, node, gpu)
+        if blended:
+            ctx.enable(moderngl.BLEND)
+            ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
+            self._fbo.depth_mask = False
+            for node, gpu in blended:
+                self._draw(scene_pass, node, gpu)
+        self._fbo.depth_mask = True
+        ctx.disable(moderngl.BLEND)
+        self._stats.nodes_drawn = len(rows)
+
+    def _draw_lists(
+        self, camera: Camera, state: WorldState, rows: NDArray[np.int64], worlds: F64
+    ) -> tuple[list[tuple[int, _GpuPrimitive]], list[tuple[int, _GpuPrimitive]]]:
+        """The draws of the nodes in ``rows`` (by index into ``rows``), at their levels of detail: the
+        opaque ones grouped by program and material, the blended ones far to near."""
         opaque: list[tuple[int, _GpuPrimitive]] = []
         blended: list[tuple[float, int, _GpuPrimitive]] = []
         eye = camera.position
@@ -304,58 +325,20 @@ class Renderer:
                     opaque.append((i, gpu))
         opaque.sort(key=lambda item: (id(item[1].program), id(item[1].primitive.material)))
         blended.sort(key=lambda item: item[0])  # far to near
-        frame_uniforms = shaders.frame_uniforms(
-            camera.position, camera.rotation, view_projection, self.lights, self.ambient
-        )
-        prepared: set[int] = set()
-        ctx.enable(moderngl.DEPTH_TEST)
-        ctx.disable(moderngl.BLEND)
-        self._fbo.depth_mask = True
-        # Per program, the material state last set, to skip redundant uniform writes; same for GL state.
-        last: dict[int, tuple[Material, tuple[float, ...] | None]] = {}
-        culling: bool | None = None
-        front: str | None = None
-        for phase, items in (("opaque", opaque), ("blend", [(i, g) for _, i, g in blended])):
-            if phase == "blend" and items:
-                ctx.enable(moderngl.BLEND)
-                ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
-                self._fbo.depth_mask = False
-            for i, gpu in items:
-                uniforms = gpu.uniforms
-                if id(uniforms) not in prepared:
-                    for name, value in frame_uniforms.items():
-                        if name in uniforms:
-                            uniform = uniforms[name]
-                            # Arrays may have lost unused trailing elements to the compiler.
-                            uniform.write(value[: 4 * uniform.dimension * uniform.array_length])
-                    prepared.add(id(uniforms))
-                uniforms["u_model"].write(models[i].tobytes())
-                if "u_normal_matrix" in uniforms:
-                    uniforms["u_normal_matrix"].write(normals[i].tobytes())
-                override = state.color[rows[i]]
-                material = gpu.primitive.material
-                key = (material, tuple(override.tolist()) if np.isfinite(override[0]) else None)
-                if last.get(id(uniforms)) != key:
-                    for name, value in shaders.material_uniforms(material, gpu.textures, override).items():
-                        if name in uniforms:
-                            uniforms[name].value = value
-                    last[id(uniforms)] = key
-                for unit, texture in gpu.textures.items():
-                    texture.use(location=unit)
-                if front != (want := "ccw" if mirrored[i] else "cw"):
-                    ctx.front_face = front = want
-                if culling != (cull := not material.double_sided):
-                    (ctx.enable if cull else ctx.disable)(moderngl.CULL_FACE)
-                    culling = cull
-                if self._calls is not None:
-                    self._calls.draw_triangles(gpu.program, gpu.vao, gpu.primitive.indices.size)
-                else:
-                    gpu.vao.render(moderngl.TRIANGLES)
-                self._stats.draw_calls += 1
-                self._stats.triangles += gpu.primitive.triangle_count
-        self._fbo.depth_mask = True
-        ctx.disable(moderngl.BLEND)
-        self._stats.nodes_drawn = len(rows)
+        return opaque, [(i, gpu) for _, i, gpu in blended]
+
+    def _draw(self, scene_pass: ScenePass, node: int, gpu: _GpuPrimitive) -> None:
+        material = gpu.primitive.material
+        scene_pass.set_uniforms(gpu.uniforms, material, gpu.textures, node)
+        for unit, texture in gpu.textures.items():
+            texture.use(location=unit)
+        scene_pass.set_faces(node, material)
+        if self._calls is not None:
+            self._calls.draw_triangles(gpu.program, gpu.vao, gpu.primitive.indices.size)
+        else:
+            gpu.vao.render(moderngl.TRIANGLES)
+        self._stats.draw_calls += 1
+        self._stats.triangles += gpu.primitive.triangle_count
 
     def _pixels_per_unit(
         self, camera: Camera, state: WorldState, rows: NDArray[np.int64], worlds: F64
@@ -413,3 +396,9 @@ class Renderer:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def is_software(gl_renderer: str) -> bool:
+    """Whether the GL renderer is Mesa's CPU rasteriser (llvmpipe, softpipe) rather than a GPU."""
+    name = gl_renderer.lower()
+    return "llvmpipe" in name or "softpipe" in name

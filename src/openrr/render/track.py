@@ -1,4 +1,4 @@
-"""An aiortc video track that sends packets we encode ourselves (see ``encoder.py``).
+"""An aiortc video track that sends packets we encode ourselves (see ``video_encoder.py``).
 
 aiortc's ``RTCRtpSender`` encodes frames with its own encoders (libx264 preset *medium* for H.264),
 but when ``track.recv()`` returns an ``av.Packet`` it only packetizes it (``encoder.pack``).  That is
@@ -12,13 +12,12 @@ reach an encoder, because aiortc 1.16 wires them to its *own* encoder object:
 * the negotiated codec reaches only ``RTCRtpSender.send(parameters)`` (``parameters.codecs[0]``).
 
 :meth:`EncodedVideoTrack.attach` therefore adapts the one ``RTCRtpSender`` instance that carries the
-track: it wraps that instance's ``_handle_rtcp_packet`` (PLI/FIR -> :meth:`request_keyframe`, REMB ->
+track (``openrr.compat.aiortc.intercept_sender``): PLI/FIR -> :meth:`request_keyframe`, REMB ->
 :meth:`set_bitrate`, then aiortc's own handling so RR statistics and NACK retransmissions keep
-working) and its ``send`` (to learn the negotiated codec before the first ``recv()``).  How a REMB
+working; and its start tells the track the negotiated codec before the first ``recv()``.  How a REMB
 moves the encoder's rate is :func:`remb_target`'s policy.  Nothing global is patched; other senders
-and the class are untouched.  ``tests/render/test_track.py`` pins these aiortc internals, so an
-aiortc upgrade that moves them fails loudly.  Use :func:`add_video_track` rather than
-``pc.addTrack`` so the hook cannot be forgotten.
+and the class are untouched.  Use :func:`add_video_track` rather than ``pc.addTrack`` so the hook
+cannot be forgotten.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,7 +36,6 @@ import numpy as np
 import numpy.typing as npt
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtcpeerconnection import filter_preferred_codecs
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpSendParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -48,7 +46,9 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from openrr.render.encoder import CLOCK_RATE, Codec, EncoderConfig, VideoEncoder, with_codec
+from openrr.compat.aiortc import chosen_codecs, intercept_sender, prefer_among_chosen
+from openrr.render.encoder import CLOCK_RATE, Codec, EncoderConfig, with_codec
+from openrr.render.video_encoder import VideoEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -201,22 +201,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         if self._sender is not None:
             raise RuntimeError("the track is already attached to a sender")
         self._sender = sender
-        aiortc_handle_rtcp: Callable[[AnyRtcpPacket], Awaitable[None]] = sender._handle_rtcp_packet
-        aiortc_send: Callable[[RTCRtpSendParameters], Awaitable[None]] = sender.send
-
-        async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
-            self._on_rtcp(packet, sender._ssrc)
-            await aiortc_handle_rtcp(packet)
-
-        async def send(parameters: RTCRtpSendParameters) -> None:
-            self._on_negotiated(parameters)
-            await aiortc_send(parameters)
-
-        # Instance attributes shadow the class's methods for this one sender only: aiortc's transport
-        # routes RTCP with `recipient._handle_rtcp_packet(packet)` and the peer connection starts the
-        # sender with `transceiver.sender.send(...)`, both looked up on the instance.
-        sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
-        sender.send = send  # type: ignore[method-assign]
+        intercept_sender(sender, on_rtcp=self._on_rtcp, on_send=self._on_negotiated)
 
     def request_keyframe(self) -> None:
         """Ask for a keyframe as soon as the minimum keyframe gap allows (usually the next frame)."""
@@ -417,19 +402,16 @@ def add_video_track(
         # RTX must stay offered for NACK retransmissions of the preferred codecs.
         wanted += [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
         transceiver.setCodecPreferences(wanted)
-        if transceiver._codecs:
-            # Answering: aiortc already chose the codecs in setRemoteDescription, in the offer's order
-            # and before these preferences existed, so apply them to that choice too.
-            chosen = filter_preferred_codecs(transceiver._codecs, wanted)
-            if chosen:
-                transceiver._codecs = chosen
+        # Answering: aiortc already chose the codecs in setRemoteDescription, in the offer's order and
+        # before these preferences existed, so apply them to that choice too.
+        prefer_among_chosen(transceiver, wanted)
     return sender
 
 
 def negotiated_codec(pc: RTCPeerConnection, sender: RTCRtpSender) -> Codec | None:
     """The codec ``sender`` will send with, once the remote description is applied (else None)."""
     transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
-    for codec in transceiver._codecs:
+    for codec in chosen_codecs(transceiver):
         if (name := _MIME_TO_CODEC.get(codec.mimeType.lower())) is not None:
             return name
     return None

@@ -12,11 +12,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from openrr.domain.account import Account, LinkedStorage
 from openrr.domain.clock import Clock
 from openrr.domain.ids import new_uuid, parse_account_id
 from openrr.errors import AuthenticationFailed, InvalidInput, NotFound
 from openrr.storage.base import LinkedAccount, parse_linked_account
-from openrr.store.base import Account, LinkedStorage, Store
+from openrr.store.base import Store
 
 SLOTS = ("primary", "secondary")
 NOT_BEFORE_TTL_S = 5.0

@@ -17,7 +17,10 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from openrr.config import Settings
+from openrr.config.control_plane import SessionSettings
+from openrr.config.render_servers import RenderServerSettings
+from openrr.config.settings import Settings
+from openrr.domain.account import SigningKey
 from openrr.domain.clock import Clock, SystemClock
 from openrr.domain.session import Size
 from openrr.extras import needs
@@ -26,14 +29,16 @@ from openrr.hosts.local import LocalHost
 from openrr.private import private_dir
 from openrr.protocol.handshake import RenderSettings
 from openrr.services.accounts import AccountService
-from openrr.services.conversions import ConversionConfig, ConversionService, Runner
+from openrr.services.conversion_config import ConversionConfig
+from openrr.services.conversion_runner import Runner
+from openrr.services.conversions import ConversionService
 from openrr.services.metrics import Metrics
 from openrr.services.pool import WarmPool
-from openrr.services.sessions import SessionConfig, SessionService
+from openrr.services.session_config import SessionConfig
+from openrr.services.sessions import SessionService
 from openrr.services.throttle import TokenBuckets
 from openrr.services.tokens import MAX_TOKEN_LIFETIME, TokenIssuer, UnknownSigningKey, new_signing_key
 from openrr.storage import StorageAccess
-from openrr.store.base import SigningKey
 from openrr.store.sql import SqlStore, open_store
 
 log = logging.getLogger(__name__)
@@ -82,57 +87,27 @@ class Runtime:
         conversion_runner: Runner | None = None,
     ) -> Runtime:
         clock = clock or SystemClock()
-        private_dir(settings.data_dir)
-        store = await open_store(settings.resolved_store_url)
+        server = settings.server
+        private_dir(server.data_dir)
+        store = await open_store(server.resolved_store_url)
         await store.signing_key(new_signing_key(clock.now()))  # the first start makes the first key
         tokens = TokenIssuer(await store.signing_keys(), clock)
         host = host or await open_host(settings)
-        config = SessionConfig(
-            render_bind_host=settings.render_host,
-            render_advertise_host=settings.render_advertise_host or settings.render_host,
-            callback_base_url=settings.callback_base_url,
-            callback_ca=callback_ca,
-            start_timeout_s=settings.start_timeout,
-            stop_grace_s=settings.stop_grace,
-            teraflops={Size.STANDARD: settings.teraflops_standard, Size.PREMIUM: settings.teraflops_premium},
-            render=RenderSettings(
-                # Absolute: the render server must not depend on the control plane's working directory.
-                model_roots=tuple(str(root.resolve()) for root in settings.model_roots),
-                tls_cert=str(settings.render_tls_cert.resolve()) if settings.render_tls_cert else None,
-                tls_key=str(settings.render_tls_key.resolve()) if settings.render_tls_key else None,
-                allow_private_model_urls=settings.allow_private_model_urls,
-                model_libraries=tuple(str(folder.resolve()) for folder in settings.model_libraries),
-                video_width=settings.video_width,
-                video_height=settings.video_height,
-                video_fps=settings.video_fps,
-                video_bitrate=settings.video_bitrate,
-                stun_urls=settings.stun_urls,
-                turn_urls=settings.turn_urls,
-                turn_username=settings.turn_username,
-                turn_credential=settings.turn_credential,
-                idle_stop_s=settings.idle_stop_minutes * 60 if settings.idle_stop_minutes else None,
-                heartbeat_s=settings.heartbeat_interval,
-                control_plane_grace_s=settings.control_plane_grace,
-            ),
-            polygon_limits={Size.STANDARD: settings.standard_polygon_limit},  # Premium: unlimited, as in ARR
-            render_limits=settings.render_limits,
-            max_sessions_per_account=settings.max_sessions_per_account,
-            max_lease_minutes=settings.max_lease_minutes,
-            connect_token_minutes=settings.connect_token_minutes,
-        )
         metrics = Metrics()
+        config = session_config(settings, callback_ca)
         sessions = SessionService(store, host, tokens, clock, config, metrics=metrics)
         pool = None
-        if settings.warm_pool_targets:
+        if settings.hosts.warm_pool_targets:
             pool = WarmPool(
                 host,
-                settings.warm_pool_targets,
+                settings.hosts.warm_pool_targets,
                 sessions.render_spec,
                 holding=store.count_holding_by_size,
-                stop_grace=settings.stop_grace,
-                claim_timeout=settings.start_timeout,
+                stop_grace=settings.sessions.stop_grace,
+                claim_timeout=settings.sessions.start_timeout,
             )
             sessions.pool = pool
+        limits = settings.limits
         return cls(
             settings=settings,
             clock=clock,
@@ -142,15 +117,15 @@ class Runtime:
             accounts=AccountService(store, clock),
             sessions=sessions,
             throttle=TokenBuckets(
-                clock, rate=settings.throttle_rate, burst=settings.throttle_burst, what="data-plane"
+                clock, rate=limits.throttle_rate, burst=limits.throttle_burst, what="data-plane"
             ),
             sts_throttle=TokenBuckets(
-                clock, rate=settings.sts_throttle_rate, burst=settings.sts_throttle_burst, what="token"
+                clock, rate=limits.sts_throttle_rate, burst=limits.sts_throttle_burst, what="token"
             ),
             sts_failures=TokenBuckets(
                 clock,
-                rate=settings.sts_failure_rate,
-                burst=settings.sts_failure_burst,
+                rate=limits.sts_failure_rate,
+                burst=limits.sts_failure_burst,
                 what="failed token",
                 whose="from this address",
             ),
@@ -158,17 +133,10 @@ class Runtime:
                 store,
                 clock,
                 StorageAccess(
-                    container_roots=tuple(root.resolve() for root in settings.container_roots),
-                    accounts=settings.linked_accounts,
+                    container_roots=tuple(root.resolve() for root in settings.conversions.container_roots),
+                    accounts=settings.conversions.linked_accounts,
                 ),
-                ConversionConfig(
-                    work_dir=settings.conversion_dir.resolve(),
-                    workers=settings.conversion_workers,
-                    timeout_s=settings.conversion_timeout,
-                    max_input_bytes=settings.conversion_max_input_mb << 20,
-                    max_per_account=settings.max_conversions_per_account,
-                    memory_bytes=settings.converter_memory_bytes,
-                ),
+                conversion_config(settings),
                 runner=conversion_runner,
             ),
             metrics=metrics,
@@ -218,9 +186,9 @@ class Runtime:
             self.pool.start()
 
     async def _reap_forever(self) -> None:
-        retention = dt.timedelta(days=self.settings.retention_days)
+        retention = dt.timedelta(days=self.settings.sessions.retention_days)
         # Long enough that a busy replica keeps it, short enough that a dead one's is taken over quickly.
-        lease_ttl = dt.timedelta(seconds=max(10.0, 5 * self.settings.reaper_interval))
+        lease_ttl = dt.timedelta(seconds=max(10.0, 5 * self.settings.sessions.reaper_interval))
         last_purge = -float("inf")
         leading = False
         loop = asyncio.get_running_loop()
@@ -236,13 +204,13 @@ class Runtime:
                     )
                 if leading:
                     await self.sessions.tick()
-                    if loop.time() - last_purge >= self.settings.purge_interval:
+                    if loop.time() - last_purge >= self.settings.sessions.purge_interval:
                         await self._purge(retention)
                         last_purge = loop.time()
             except Exception:
                 log.exception("reaper pass failed; trying again next interval")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.reaper_interval)
+                await asyncio.wait_for(self._stopping.wait(), self.settings.sessions.reaper_interval)
 
     async def _purge(self, retention: dt.timedelta) -> None:
         purged = await self.sessions.purge(retention)
@@ -299,13 +267,13 @@ class Runtime:
             # Let a pass in progress finish: a query cancelled halfway leaves its connection behind.
             self._stopping.set()
             try:
-                await asyncio.wait_for(self._reaper, timeout=self.settings.stop_grace + 5)
+                await asyncio.wait_for(self._reaper, timeout=self.settings.sessions.stop_grace + 5)
             except TimeoutError:
                 log.warning("the reaper pass did not finish in time; cancelled")
         if self.pool is not None:
             await self.pool.close()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.sessions.drain(), timeout=self.settings.stop_grace + 5)
+            await asyncio.wait_for(self.sessions.drain(), timeout=self.settings.sessions.stop_grace + 5)
         with contextlib.suppress(Exception):  # the next replica takes over without waiting for it to expire
             await self.store.release_lease(REAPER_LEASE, self.replica_id)
         await self.conversions.close()
@@ -313,20 +281,78 @@ class Runtime:
         await self.store.close()
 
 
+def session_config(settings: Settings, callback_ca: str | None) -> SessionConfig:
+    """What the session service needs of the settings: where render servers bind and call back, their
+    timings, limits and quotas, and the settings each one's spec carries."""
+    render, sessions = settings.render, settings.sessions
+    return SessionConfig(
+        render_bind_host=render.render_host,
+        render_advertise_host=render.render_advertise_host or render.render_host,
+        callback_base_url=settings.server.callback_base_url,
+        callback_ca=callback_ca,
+        start_timeout_s=sessions.start_timeout,
+        stop_grace_s=sessions.stop_grace,
+        teraflops={Size.STANDARD: sessions.teraflops_standard, Size.PREMIUM: sessions.teraflops_premium},
+        render=render_settings(render, sessions),
+        polygon_limits={Size.STANDARD: render.standard_polygon_limit},  # Premium: unlimited, as in ARR
+        render_limits=render.limits,
+        max_sessions_per_account=settings.limits.max_sessions_per_account,
+        max_lease_minutes=sessions.max_lease_minutes,
+        connect_token_minutes=sessions.connect_token_minutes,
+    )
+
+
+def render_settings(render: RenderServerSettings, sessions: SessionSettings) -> RenderSettings:
+    """The settings every render server's spec carries (openrr.protocol.handshake)."""
+    return RenderSettings(
+        # Absolute: the render server must not depend on the control plane's working directory.
+        model_roots=tuple(str(root.resolve()) for root in render.model_roots),
+        tls_cert=str(render.render_tls_cert.resolve()) if render.render_tls_cert else None,
+        tls_key=str(render.render_tls_key.resolve()) if render.render_tls_key else None,
+        allow_private_model_urls=render.allow_private_model_urls,
+        model_libraries=tuple(str(folder.resolve()) for folder in render.model_libraries),
+        video_width=render.video_width,
+        video_height=render.video_height,
+        video_fps=render.video_fps,
+        video_bitrate=render.video_bitrate,
+        stun_urls=render.stun_urls,
+        turn_urls=render.turn_urls,
+        turn_username=render.turn_username,
+        turn_credential=render.turn_credential,
+        idle_stop_s=sessions.idle_stop_minutes * 60 if sessions.idle_stop_minutes else None,
+        heartbeat_s=sessions.heartbeat_interval,
+        control_plane_grace_s=sessions.control_plane_grace,
+    )
+
+
+def conversion_config(settings: Settings) -> ConversionConfig:
+    conversions = settings.conversions
+    return ConversionConfig(
+        work_dir=settings.server.conversion_dir.resolve(),
+        workers=conversions.conversion_workers,
+        timeout_s=conversions.conversion_timeout,
+        max_input_bytes=conversions.conversion_max_input_mb << 20,
+        max_per_account=settings.limits.max_conversions_per_account,
+        memory_bytes=conversions.converter_memory_bytes,
+    )
+
+
 async def open_host(settings: Settings) -> Host:
     """The host ``--host-backend`` names, connected."""
-    if settings.host_backend == "ray":
+    hosts = settings.hosts
+    if hosts.host_backend == "ray":
         with needs("ray", "--host-backend ray"):
             from openrr.hosts.ray import RayHost  # imports ray (about a second): only when it is used
 
-        assert settings.ray_address is not None  # Settings checks it
+        assert hosts.ray_address is not None  # Settings checks it
         ray_host = RayHost(
-            settings.ray_address,
-            namespace=settings.ray_namespace,
-            auth_token_file=str(settings.ray_auth_token_file) if settings.ray_auth_token_file else None,
-            start_timeout_s=settings.start_timeout,  # placing an actor counts against the session's start
-            allow_unauthenticated=settings.ray_allow_unauthenticated,
+            hosts.ray_address,
+            namespace=hosts.ray_namespace,
+            auth_token_file=str(hosts.ray_auth_token_file) if hosts.ray_auth_token_file else None,
+            # Placing an actor counts against the session's start.
+            start_timeout_s=settings.sessions.start_timeout,
+            allow_unauthenticated=hosts.ray_allow_unauthenticated,
         )
         await ray_host.connect()
         return ray_host
-    return LocalHost(settings.log_dir / "sessions", slots=settings.local_slot_counts)
+    return LocalHost(settings.server.log_dir / "sessions", slots=hosts.local_slot_counts)

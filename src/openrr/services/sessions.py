@@ -4,6 +4,9 @@ All status changes go through ``Session.apply`` (the lifecycle table) and a comp
 is retried from a fresh read. Render servers are released (stopped) after the state change is stored, in the
 background, and the ``host_released`` flag records that it happened: whatever is not released yet (the
 control plane died in between) is released by the reaper later.
+
+Beside this module: ``session_config`` (what the service is configured with, and the render-server spec it
+derives), ``session_cache`` (the read cache polling clients hit) and ``session_reaping`` (the reaper's rules).
 """
 
 from __future__ import annotations
@@ -39,51 +42,20 @@ from openrr.errors import (
     TryAgain,
     Unprocessable,
 )
-from openrr.hosts.base import Capacity, Handle, Host, HostStatus
-from openrr.protocol.handshake import (
-    CONTROL_PLANE_UNREACHABLE,
-    LEASE_ENDED,
-    ReadyReport,
-    RenderLimits,
-    RenderSettings,
-    RenderSpec,
-)
+from openrr.hosts.base import Capacity, Handle, Host
+from openrr.protocol.handshake import ReadyReport, RenderSpec
 from openrr.services.metrics import Metrics
 from openrr.services.pool import WarmPool
-from openrr.services.tokens import MAX_TOKEN_LIFETIME, TokenIssuer
+from openrr.services.session_cache import SessionCache
+from openrr.services.session_config import SessionConfig, render_spec
+from openrr.services.session_reaping import verdict
+from openrr.services.tokens import TokenIssuer
 from openrr.store.base import Admission, StaleWrite, Store
 
 log = logging.getLogger(__name__)
 
 _CAS_ATTEMPTS = 20
 _CAPACITY_TTL_S = 2.0
-
-
-@dataclasses.dataclass(frozen=True)
-class SessionConfig:
-    render_bind_host: str = "127.0.0.1"
-    render_advertise_host: str = "127.0.0.1"
-    callback_base_url: str = "https://127.0.0.1:8443"
-    callback_ca: str | None = None
-    start_timeout_s: float = 60.0
-    stop_grace_s: float = 5.0
-    cache_ttl_s: float = 1.0
-    teraflops: dict[Size, float] = dataclasses.field(
-        default_factory=lambda: {Size.STANDARD: 8.1, Size.PREMIUM: 16.2}
-    )
-    # Passed through to every render server (see RenderSpec).
-    render: RenderSettings = dataclasses.field(default_factory=RenderSettings)
-    # A size missing here, like Premium, is unlimited.
-    polygon_limits: dict[Size, int] = dataclasses.field(default_factory=lambda: {Size.STANDARD: 20_000_000})
-    # What each size's render server may use (textures, models, geometry, memory); a size missing here has
-    # no limits (tests); ``openrr serve`` always gives both (openrr.config.DEFAULT_RENDER_LIMITS).
-    render_limits: dict[Size, RenderLimits] = dataclasses.field(default_factory=dict)
-    # Sessions holding a render server at once, per account (None: no quota).
-    max_sessions_per_account: int | None = None
-    # The longest lease a session may have, at create or by renewals (ARR's own ceiling is 1440).
-    max_lease_minutes: int = MAX_LEASE_MINUTES
-    # The longest a connect token lives (it never outlives the lease either).
-    connect_token_minutes: int = 30
 
 
 class SessionService:
@@ -209,34 +181,7 @@ class SessionService:
 
     def render_spec(self, size: Size, session: Session | None = None, instance: str = "") -> RenderSpec:
         """The spec a render server gets; without a session, the template a pooled server warms up with."""
-        cfg = self.config
-        return RenderSpec(
-            account_id=session.account_id if session else "",
-            session_id=session.id if session else "",
-            instance=instance,
-            size=size.value,
-            models=session.models if session else (),
-            bind_host=cfg.render_bind_host,
-            advertise_host=cfg.render_advertise_host,
-            teraflops=cfg.teraflops[size],
-            callback_url=(
-                f"{cfg.callback_base_url}/internal/render/{session.account_id}/{session.id}"
-                if session
-                else ""
-            ),
-            callback_token=(
-                self._tokens.issue_render_token(session.account_id, session.id, MAX_TOKEN_LIFETIME)
-                if session
-                else ""
-            ),
-            callback_ca=cfg.callback_ca,
-            connect_secret=(session.connect_secret or "") if session else "",
-            ready_deadline_s=cfg.start_timeout_s,
-            settings=cfg.render,
-            polygon_limit=cfg.polygon_limits.get(size),
-            lease_minutes=session.lease_minutes if session else None,
-            limits=cfg.render_limits.get(size, RenderLimits()),
-        )
+        return render_spec(self.config, self._tokens, size, session, instance)
 
     async def _launch(self, session: Session) -> Session:
         instance = secrets.token_hex(8)
@@ -416,41 +361,17 @@ class SessionService:
                 log.exception("reaper: settling %s/%s failed", session.account_id, session.id)
 
     async def _settle(self, session: Session, now: dt.datetime) -> None:
+        """Carry out the reaper's verdict on ``session`` (``session_reaping``); release an ended one's
+        render server."""
         self._cache.put(session)
         if not session.status.active:
             self._release_soon(session)
             return
-        expires_at = session.expires_at
         handle = session.host_handle
-        if expires_at is not None and now >= expires_at:
-            error = None
-            if handle is not None:
-                status = await self._host.status(handle)
-                if not status.running and status.reason == LEASE_ENDED:
-                    error = _self_stopped(status)
-            self._release_soon(await self._transition(session, Event.EXPIRE, error=error))
-            return
-        if handle is not None:
-            status = await self._host.status(handle)
-            if not status.running:
-                if status.reason == LEASE_ENDED and session.status is Status.READY:
-                    # Its deadline came a moment before ours (the two clocks ran apart): the lease it is.
-                    self._release_soon(
-                        await self._transition(session, Event.EXPIRE, error=_self_stopped(status))
-                    )
-                elif status.reason == CONTROL_PLANE_UNREACHABLE:
-                    await self._fail(session, CONTROL_PLANE_UNREACHABLE, _self_stopped(status).message)
-                else:
-                    await self._fail(session, "RenderServerExited", status.message)
-                return
-        if session.status is Status.STARTING:
-            age = (now - session.created_at).total_seconds()
-            if age > self.config.start_timeout_s:
-                await self._fail(
-                    session,
-                    "RenderServerStartTimeout",
-                    f"The render server did not become ready within {self.config.start_timeout_s:g} s.",
-                )
+        status = await self._host.status(handle) if handle is not None else None
+        decided = verdict(session, status, now, self.config.start_timeout_s)
+        if decided is not None:
+            self._release_soon(await self._transition(session, decided.event, error=decided.error))
 
     async def purge(self, retention: dt.timedelta) -> int:
         purged = await self._store.purge_ended_before(self._clock.now() - retention)
@@ -507,52 +428,3 @@ class SessionService:
             await self._mutate(session, lambda s: dataclasses.replace(s, host_released=True))
         except Exception:
             log.exception("releasing the render server of %s/%s failed", session.account_id, session.id)
-
-
-def _self_stopped(status: HostStatus) -> SessionError:
-    """What a session records when its render server ended it by itself (``protocol.handshake``, "Lease")."""
-    if status.reason == LEASE_ENDED:
-        why = "the session's lease had ended"  # with or without a control plane there to end it
-    else:
-        why = "the control plane was unreachable for longer than its grace (--control-plane-grace)"
-    return SessionError(str(status.reason), f"The render server stopped itself: {why}. {status.message}")
-
-
-class SessionCache:
-    """A small read-through cache of sessions, so that polling clients do not cost a database read each.
-
-    Every write of this process goes through ``SessionService._mutate`` and refreshes the entry, so with one
-    control plane the cache is exact. With several replicas on one store, another replica's write becomes
-    visible here within ``ttl`` seconds (``cache_ttl_s``; 0 turns the cache off). Writes never trust it:
-    a compare-and-set that loses re-reads the store.
-    """
-
-    def __init__(self, ttl: float, max_entries: int = 100_000) -> None:
-        self._ttl = ttl
-        self._max = max_entries
-        self._entries: dict[tuple[str, str], tuple[Session, float]] = {}
-
-    def get(self, account_id: str, session_id: str) -> Session | None:
-        if self._ttl <= 0:
-            return None
-        entry = self._entries.get((account_id, session_id))
-        if entry is None or time.monotonic() - entry[1] > self._ttl:
-            return None
-        return entry[0]
-
-    def put(self, session: Session) -> None:
-        if self._ttl <= 0:
-            return
-        key = (session.account_id, session.id)
-        current = self._entries.pop(key, None)
-        if current is not None and current[0].version > session.version:
-            session = current[0]  # never replace a newer snapshot with an older one
-        self._entries[key] = (session, time.monotonic())
-        while len(self._entries) > self._max:
-            del self._entries[next(iter(self._entries))]
-
-    def forget(self, account_id: str, session_id: str) -> None:
-        self._entries.pop((account_id, session_id), None)
-
-    def clear(self) -> None:
-        self._entries.clear()

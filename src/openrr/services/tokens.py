@@ -30,11 +30,11 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from openrr.domain.account import SigningKey
 from openrr.domain.clock import Clock
 from openrr.domain.session import MAX_LEASE_MINUTES
 from openrr.errors import AuthenticationFailed
 from openrr.protocol.handshake import CONNECT_AUDIENCE
-from openrr.store.base import SigningKey
 
 ISSUER = "openrr"
 ACCOUNT_AUDIENCE = "openrr"

@@ -53,6 +53,7 @@ __all__ = [
     "StorageAccess",
     "StorageError",
     "Unreachable",
+    "azure_account_name",
     "parse_linked_account",
     "safe_relative",
 ]
@@ -60,7 +61,6 @@ __all__ = [
 _AZURE_HOST = re.compile(r"([a-z0-9]{3,24})\.blob\.core\.windows\.net", re.ASCII)
 # Azure's container names (3-63 of a-z, 0-9, "-") plus the special ones; Azurite follows the same rules.
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]|\$root|\$web|\$logs", re.ASCII)
-LOCAL_ACCOUNT = "local"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +92,8 @@ class StorageAccess:
             raise NoAccess("The account id cannot name a folder.")
         return tuple(root / account_id for root in self.container_roots)
 
-    def _endpoints(self, linked: Sequence[LinkedAccount]) -> tuple[LinkedAccount, ...]:
+    def endpoints(self, linked: Sequence[LinkedAccount]) -> tuple[LinkedAccount, ...]:
+        """Where the account's containers may be: its own links, then the service-wide endpoints."""
         # The account's own links first: where a link and a service-wide endpoint share an endpoint, the
         # link (which may have a key) decides.
         return (*linked, *self.accounts)
@@ -112,12 +113,7 @@ class StorageAccess:
         ``transfers``: patient retries for a conversion's downloads and uploads; without, fast checks.
         """
         if is_file_uri(uri):
-            if self.container_roots and not any(root.is_dir() for root in self.account_roots(account_id)):
-                raise NoAccess(
-                    "This account has no folder in the service's container roots: file: containers are "
-                    "ROOT/<accountId>/CONTAINER, made by the operator."
-                )
-            return LocalContainer(uri, container_folder(uri, self.account_roots(account_id)))
+            return self._open_file(uri, account_id)
         parts = urlsplit(uri)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise NoAccess("The storage container URI must be an https:// (or file:) URI.")
@@ -125,33 +121,32 @@ class StorageAccess:
             raise NoAccess("The storage container URI must not have a query: pass a SAS in its own field.")
         base = f"{parts.scheme}://{parts.netloc}".lower() + parts.path.rstrip("/")
         sas = sas.strip() if sas else None
-        for account in self._endpoints(linked):
+        for account in self.endpoints(linked):
             endpoint = account.blob_endpoint.lower()
             if base.lower().startswith(endpoint + "/"):
-                container = base[len(endpoint) + 1 :]
-                self._check_container_name(container)
-                if sas:
-                    return _blob(base, _sas(sas), transfers)
-                if account.key:
-                    key = {"account_name": account.name, "account_key": account.key}
-                    return _blob(base, key, transfers)
-                raise NoAccess(
-                    f"No shared access signature was given, and the storage account {account.name} is not "
-                    "linked to this account with a key."
-                )
-        host = _AZURE_HOST.fullmatch(parts.hostname or "")
-        if parts.scheme == "https" and host and parts.port is None:
+                self._check_container_name(base[len(endpoint) + 1 :])
+                return _blob(base, _credential(account, sas), transfers)
+        name = azure_account_name(parts.hostname)
+        if parts.scheme == "https" and name and parts.port is None:
             self._check_container_name(unquote(parts.path.strip("/")))
             if sas:
                 return _blob(base, _sas(sas), transfers)
             raise NoAccess(
-                f"No shared access signature was given, and the storage account {host.group(1)} is not "
+                f"No shared access signature was given, and the storage account {name} is not "
                 "linked to this account (openrr accounts link-storage)."
             )
         raise NoAccess(
             "The storage endpoint is neither an Azure blob endpoint nor a storage account linked to this "
             "account or configured on this service (--storage-account NAME@ENDPOINT)."
         )
+
+    def _open_file(self, uri: str, account_id: str) -> LocalContainer:
+        if self.container_roots and not any(root.is_dir() for root in self.account_roots(account_id)):
+            raise NoAccess(
+                "This account has no folder in the service's container roots: file: containers are "
+                "ROOT/<accountId>/CONTAINER, made by the operator."
+            )
+        return LocalContainer(uri, container_folder(uri, self.account_roots(account_id)))
 
     @staticmethod
     def _check_container_name(name: str) -> None:
@@ -161,39 +156,23 @@ class StorageAccess:
                 "and hyphens after the account's endpoint."
             )
 
-    # ---- the v1 API names containers by account and container name -------------------------------------
-    def v1_container_uri(
-        self, account_id: str, linked: Sequence[LinkedAccount], account_name: str, container_name: str
-    ) -> str:
-        """The URI of a v1 ``{storageAccountName, blobContainerName}`` pair, for ``account_id``.
 
-        ``local`` names the account's folders in the container roots: the container is the folder of that
-        name in the first root that has one (or the first root, for a new one).
-        """
-        if account_name == LOCAL_ACCOUNT and self.container_roots:
-            relative = safe_relative(container_name, what="blob container name")
-            if len(relative.parts) != 1:
-                raise BadBlobName("The blob container name must not contain '/'.")
-            roots = self.account_roots(account_id)
-            root = next((r for r in roots if (r / container_name).is_dir()), roots[0])
-            return (root.resolve() / container_name).as_uri()
-        for account in self._endpoints(linked):
-            if account.name == account_name:
-                return f"{account.blob_endpoint}/{container_name}"
-        return f"https://{account_name}.blob.core.windows.net/{container_name}"
+def azure_account_name(hostname: str | None) -> str | None:
+    """The storage account of an Azure blob endpoint's host name (``NAME.blob.core.windows.net``), or None."""
+    host = _AZURE_HOST.fullmatch(hostname or "")
+    return host.group(1) if host else None
 
-    def v1_names(self, uri: str, linked: Sequence[LinkedAccount] = ()) -> tuple[str, str]:
-        """(storageAccountName, blobContainerName) of a container URI, for v1 responses."""
-        if is_file_uri(uri):
-            return LOCAL_ACCOUNT, Path(unquote(urlsplit(uri).path)).name
-        base = uri.rstrip("/")
-        for account in self._endpoints(linked):
-            if base.lower().startswith(account.blob_endpoint.lower() + "/"):
-                return account.name, base[len(account.blob_endpoint) + 1 :]
-        parts = urlsplit(base)
-        host = _AZURE_HOST.fullmatch(parts.hostname or "")
-        container = parts.path.rsplit("/", 1)[-1]
-        return (host.group(1) if host else parts.hostname or ""), container
+
+def _credential(account: LinkedAccount, sas: str | None) -> str | dict[str, str]:
+    """The request's SAS if there is one, else the account's key; NoAccess if neither."""
+    if sas:
+        return _sas(sas)
+    if account.key:
+        return {"account_name": account.name, "account_key": account.key}
+    raise NoAccess(
+        f"No shared access signature was given, and the storage account {account.name} is not "
+        "linked to this account with a key."
+    )
 
 
 def _sas(sas: str) -> str:

@@ -7,6 +7,7 @@ input``). Errors are translated here, once: the SDK's own messages carry request
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -111,12 +112,14 @@ class BlobContainer:
     async def download(self, name: str, dest: Path) -> None:
         async with _translated("read a blob"):
             stream = await self.client.download_blob(name, max_concurrency=2)
-            with open(dest, "wb") as out:
+            out = await asyncio.to_thread(dest.open, "wb")  # opening a file blocks: not on the event loop
+            with out:
                 await stream.readinto(out)
 
     async def upload(self, name: str, source: Path) -> None:
         async with _translated("write a blob"):
-            with open(source, "rb") as data:
+            data = await asyncio.to_thread(source.open, "rb")
+            with data:
                 await self.client.upload_blob(name, data, overwrite=True, max_concurrency=2)
 
 

@@ -1,6 +1,6 @@
-"""Persistence: the Store protocol and its SQL implementation (SQLite by default, PostgreSQL)."""
+"""Persistence: the Store protocol (``store.base``) and its SQL implementation (``store.sql``: SQLite by
+default, PostgreSQL).
 
-from openrr.store.base import Account, Store
-from openrr.store.sql import SqlStore, open_store
-
-__all__ = ["Account", "SqlStore", "Store", "open_store"]
+Nothing is imported here: the protocol's importers (services, tests) must not load SQLAlchemy, which only
+``openrr.store.sql`` needs.
+"""

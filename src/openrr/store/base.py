@@ -7,12 +7,13 @@ reloads and decides again.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import enum
 from collections.abc import Sequence
 from typing import Protocol
 
+from openrr.domain.account import Account, LinkedStorage, SigningKey
+from openrr.domain.conversion import Conversion, ConversionStatus
 from openrr.domain.session import Session, Status
 
 
@@ -28,97 +29,6 @@ class Admission(enum.StrEnum):
     EXISTS = "exists"  # the (account_id, id) is taken: the caller compares settings (idempotent create)
     OVER_QUOTA = "over_quota"  # the account already has max_active_per_account sessions holding a server
     NO_CAPACITY = "no_capacity"  # the size already has size_slots sessions holding a server
-
-
-@dataclasses.dataclass(frozen=True)
-class Account:
-    id: str
-    name: str
-    created_at: dt.datetime
-    primary_key_hash: str
-    secondary_key_hash: str
-    tokens_not_before: dt.datetime | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class LinkedStorage:
-    """A storage account linked to one account (ARR's linked storage). ``key`` None: SAS only."""
-
-    account_id: str
-    name: str
-    key: str | None = dataclasses.field(repr=False)
-    endpoint: str
-    created_at: dt.datetime
-
-
-@dataclasses.dataclass(frozen=True)
-class SigningKey:
-    kid: str
-    private_pem: bytes
-    created_at: dt.datetime
-
-
-class ConversionStatus(enum.StrEnum):
-    # Case-exact: the stock SDK compares these strings with ==.
-    NOT_STARTED = "NotStarted"
-    RUNNING = "Running"
-    CANCELLED = "Cancelled"
-    FAILED = "Failed"
-    SUCCEEDED = "Succeeded"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (ConversionStatus.CANCELLED, ConversionStatus.FAILED, ConversionStatus.SUCCEEDED)
-
-
-@dataclasses.dataclass(frozen=True)
-class ConversionInput:
-    """Where a conversion reads: every blob under ``blob_prefix`` ("" = the whole container)."""
-
-    container_uri: str
-    blob_prefix: str
-    asset_path: str  # relative to blob_prefix
-
-
-@dataclasses.dataclass(frozen=True)
-class ConversionOutput:
-    """Where a conversion writes: ``blob_prefix`` + each output's name."""
-
-    container_uri: str
-    blob_prefix: str
-    asset_filename: str  # ends in .arrAsset
-
-
-@dataclasses.dataclass(frozen=True)
-class Conversion:
-    """A conversion as stored. Status changes go through ``openrr.services.conversions`` only.
-
-    ``input_sas``/``output_sas`` are the request's shared access signatures: never shown, and dropped once
-    the conversion ends. ``worker`` names the control-plane process running it and ``heartbeat_at`` is when
-    that process last confirmed it, so that a conversion whose process died is found and run again.
-    """
-
-    account_id: str
-    id: str
-    input: ConversionInput
-    output: ConversionOutput
-    status: ConversionStatus
-    created_at: dt.datetime
-    input_sas: str | None = dataclasses.field(default=None, repr=False)
-    output_sas: str | None = dataclasses.field(default=None, repr=False)
-    started_at: dt.datetime | None = None
-    ended_at: dt.datetime | None = None
-    output_uri: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    attempts: int = 0
-    worker: str | None = None
-    heartbeat_at: dt.datetime | None = None
-    version: int = 0
-
-    def same_request(self, other: Conversion) -> bool:
-        """Whether ``other`` asks for the same conversion (SAS aside: they are not part of the settings)."""
-        return self.input == other.input and self.output == other.output
 
 
 class Store(Protocol):

@@ -48,7 +48,7 @@ sessions = sa.Table(
     sa.Column("host_released", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("version", sa.Integer, nullable=False),
     # Whether the session holds a render server: Starting or Ready, or ended with a server not released yet
-    # (see ``openrr.store.sql.holds_server``). Derived from the columns above and written with them, so
+    # (see ``openrr.store.rows.holds_server``). Derived from the columns above and written with them, so
     # that admission control counts servers per size and per account through an index instead of
     # evaluating that predicate (and JSON nulls, which differ per dialect) over every session ever kept.
     sa.Column("holds_server", sa.Boolean, nullable=False, server_default=sa.false()),

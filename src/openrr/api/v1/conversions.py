@@ -23,15 +23,15 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from openrr.api.deps import AuthorizedAccount, runtime
-from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
+from openrr.api.v1.containers import container_names, container_uri
 from openrr.api.v1.wire import parse_body
+from openrr.domain.conversion import Conversion, ConversionInput, ConversionOutput, ConversionStatus
 from openrr.domain.ids import check_resource_id, new_uuid
 from openrr.errors import InvalidInput
 from openrr.storage import BadBlobName, LinkedAccount, StorageAccess
-from openrr.store.base import Conversion, ConversionInput, ConversionOutput, ConversionStatus
 
-router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["conversions (v1)"], route_class=LeanRoute)
+router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["conversions (v1)"])
 
 V1_STATUS = {
     ConversionStatus.NOT_STARTED: "Created",
@@ -95,7 +95,7 @@ def _container(
     account = _text(section, where, "storageAccountName")
     container = _text(section, where, "blobContainerName")
     try:
-        return access.v1_container_uri(owner, linked, account, container)
+        return container_uri(access, owner, linked, account, container)
     except BadBlobName as exc:
         raise InvalidInput(exc.message, target=f"{where}.blobContainerName") from None
 
@@ -155,7 +155,7 @@ def conversion_body_v1(
         else None,
     }
     if c.status is ConversionStatus.SUCCEEDED:
-        account, container = access.v1_names(c.output.container_uri, linked)
+        account, container = container_names(access, c.output.container_uri, linked)
         body["convertedAsset"] = {
             "storageAccountName": account,
             "blobContainerName": container,

@@ -8,14 +8,13 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from openrr.api.deps import AuthorizedAccount, runtime
-from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
 from openrr.api.v1.wire import lease_minutes, parse_body, parse_models, properties_body
 from openrr.domain.ids import check_resource_id, new_uuid
 from openrr.domain.session import Size
 from openrr.errors import InvalidInput
 
-router = APIRouter(prefix="/v1/accounts/{account_id}/sessions", tags=["sessions (v1)"], route_class=LeanRoute)
+router = APIRouter(prefix="/v1/accounts/{account_id}/sessions", tags=["sessions (v1)"])
 
 _TIMESPAN_SCHEMA = {"type": "string", "example": "04:00:00", "description": "[d.]hh:mm:ss"}
 

@@ -14,15 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from openrr.api.deps import AuthorizedAccount, check_api_version, runtime
-from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
 from openrr.api.v2021.paging import SkipToken, check_skip_token, page
 from openrr.api.v2021.schemas import ErrorDetail, error_responses, iso
+from openrr.domain.conversion import Conversion, ConversionInput, ConversionOutput, ConversionStatus
 from openrr.domain.ids import check_resource_id
-from openrr.store.base import Conversion, ConversionInput, ConversionOutput, ConversionStatus
 
 router = APIRouter(
-    tags=["conversions (2021-01-01)"], dependencies=[Depends(check_api_version)], route_class=LeanRoute
+    tags=["conversions (2021-01-01)"],
+    dependencies=[Depends(check_api_version)],
 )
 
 ApiVersion = Annotated[
@@ -209,6 +209,6 @@ async def list_conversions(
 ) -> Response:
     check_skip_token(skip_token)
     rt = runtime(request)
-    page_size = rt.settings.list_page_size
+    page_size = rt.settings.server.list_page_size
     found = await rt.conversions.list_conversions(account, after_id=skip_token, limit=page_size + 1)
     return ArrJSON(page(request, api_version, "conversions", found, page_size, conversion_body))

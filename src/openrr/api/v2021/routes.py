@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from openrr.api.deps import AuthorizedAccount, check_api_version, runtime
-from openrr.api.lean import LeanRoute
 from openrr.api.responses import ArrJSON
 from openrr.api.v2021.paging import SkipToken, check_skip_token, page
 from openrr.api.v2021.schemas import (
@@ -23,7 +22,8 @@ from openrr.domain.ids import check_resource_id
 from openrr.domain.session import Size
 
 router = APIRouter(
-    tags=["sessions (2021-01-01)"], dependencies=[Depends(check_api_version)], route_class=LeanRoute
+    tags=["sessions (2021-01-01)"],
+    dependencies=[Depends(check_api_version)],
 )
 
 ApiVersion = Annotated[
@@ -149,7 +149,7 @@ async def list_sessions(
 ) -> Response:
     check_skip_token(skip_token)
     rt = runtime(request)
-    page_size = rt.settings.list_page_size
+    page_size = rt.settings.server.list_page_size
     sessions = await rt.sessions.list_active(account, after_id=skip_token, limit=page_size + 1)
     now = rt.sessions.now()
     return ArrJSON(

@@ -37,7 +37,7 @@ def upgrade() -> None:
     op.add_column(
         "sessions", sa.Column("holds_server", sa.Boolean, nullable=False, server_default=sa.false())
     )
-    # Existing rows: the same rule as ``openrr.store.sql.holds_server``. A session without a handle was
+    # Existing rows: the same rule as ``openrr.store.rows.holds_server``. A session without a handle was
     # stored with the JSON text 'null' rather than SQL NULL, so both mean "no render server".
     handle = _sessions.c.host_handle
     holding = sa.or_(

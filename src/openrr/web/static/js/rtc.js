@@ -1,4 +1,4 @@
-// The WebRTC client of a session's render server, as openrr.client.stream does it in Python:
+// The WebRTC client of a session's render server, as openrr.client.connection does it in Python:
 // one recvonly video transceiver and one ordered data channel ("openrr"), ICE gathered completely (no
 // trickle), the offer POSTed through the control plane's relay, the answer applied, then the server's hello.
 // The data-channel protocol is documented in src/openrr/protocol/datachannel.py.

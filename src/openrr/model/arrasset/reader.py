@@ -1,0 +1,337 @@
+"""Reading an ``.arrAsset``: ``read_asset`` maps the buffers its manifest names into the arrays of a new
+``Scene`` (``numpy.frombuffer``: float32 positions and uint32 indices are not copied), decoding the
+quantised streams, and turns every problem into a ``ModelLoadError``.
+
+Nothing in the file is trusted: every index, shape, type, offset and checksum is checked before use, and
+compressed buffers may inflate to ``INFLATE_LIMIT`` bytes at most in all.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from openrr.model.arrasset.layout import DTYPES, INFLATE_LIMIT, Asset, PointCloud
+from openrr.model.arrasset.manifest import Corrupt, floats, list_of, read_manifest
+from openrr.model.arrasset.points import shown_as_octahedra
+from openrr.model.errors import ModelLoadError
+from openrr.model.scene import AlphaMode, LodLevel, Material, Mesh, Primitive, Scene
+
+
+class _Reader:
+    """One reading of one asset: buffers, images, materials and meshes decoded on first use, then cached
+    (shared buffers and materials stay shared in the scene)."""
+
+    def __init__(
+        self,
+        view: memoryview,
+        manifest: dict[str, Any],
+        d_off: int,
+        d_len: int,
+        verify: bool,
+        with_lods: bool,
+    ) -> None:
+        self.with_lods = with_lods
+        self.view = view
+        self.manifest = manifest
+        self.d_off = d_off
+        self.d_len = d_len
+        self.verify = verify
+        self.buffers: list[dict[str, Any]] = list_of(manifest, "buffers")
+        self.arrays: dict[int, NDArray[Any]] = {}
+        self.images: dict[int, NDArray[np.uint8]] = {}
+        self.materials: dict[tuple[int, bool], Material] = {}
+        self.mesh_cache: dict[int, Mesh] = {}
+        self.inflated = 0
+
+    def array(
+        self, index: Any, components: int | None = None, dtypes: Iterable[str] = DTYPES
+    ) -> NDArray[Any]:
+        """Buffer ``index`` as an array (cached), of one of ``dtypes`` and, if given, ``components``
+        columns; ``Corrupt`` for anything the buffer table or the bytes get wrong."""
+        if not isinstance(index, int) or not 0 <= index < len(self.buffers):
+            raise Corrupt(f"buffer {index!r} does not exist")
+        if index in self.arrays:
+            return self.arrays[index]
+        desc = self.buffers[index]
+        shape = _checked_shape(index, desc, components, dtypes)
+        raw = self.stored(index, desc)
+        expected = math.prod(shape) * np.dtype(desc["dtype"]).itemsize
+        raw = self.decoded(index, desc["codec"], raw, expected)
+        if len(raw) != expected:
+            raise Corrupt(f"buffer {index} holds {len(raw)} bytes, {expected} expected")
+        array = np.frombuffer(raw, dtype=desc["dtype"]).reshape(shape)
+        self.arrays[index] = array
+        return array
+
+    def stored(self, index: int, desc: dict[str, Any]) -> memoryview:
+        """The buffer's bytes as stored, inside the data and matching their CRC-32 (if verifying)."""
+        offset, length = desc["offset"], desc["length"]
+        if offset + length > self.d_len:
+            raise Corrupt(f"buffer {index} lies outside the file")
+        raw = self.view[self.d_off + offset : self.d_off + offset + length]
+        if self.verify and zlib.crc32(raw) != desc["crc32"]:
+            raise Corrupt(f"buffer {index} checksum mismatch")
+        return raw
+
+    def decoded(self, index: int, codec: Any, raw: memoryview, expected: int) -> memoryview:
+        """``raw`` after its codec: as it is, or inflated to ``expected`` bytes at most."""
+        if codec == "none":
+            return raw
+        if codec != "zlib":
+            raise Corrupt(f"buffer {index} has an unknown codec {codec!r}")
+        # The file size is bounded by the loader's budget, but zlib inflates up to 1032:1: bound
+        # what a small crafted file can make the server allocate.
+        self.inflated += expected
+        if self.inflated > INFLATE_LIMIT:
+            raise Corrupt(f"its compressed buffers inflate to more than {INFLATE_LIMIT} bytes")
+        inflater = zlib.decompressobj()
+        inflated = memoryview(inflater.decompress(raw, expected))
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise Corrupt(f"buffer {index} inflates to more than its {expected} bytes")
+        return inflated
+
+    def image(self, index: Any) -> NDArray[np.uint8] | None:
+        if index is None:
+            return None
+        images = list_of(self.manifest, "images")
+        if not isinstance(index, int) or not 0 <= index < len(images):
+            raise Corrupt(f"image {index!r} does not exist")
+        if index not in self.images:
+            desc = images[index]
+            if desc["encoding"] != "rgba8":
+                raise Corrupt(f"image {index} has an unknown encoding {desc['encoding']!r}")
+            pixels = self.array(desc["buffer"], dtypes=("<u1",))
+            if pixels.shape != (desc["height"], desc["width"], 4):
+                raise Corrupt(f"image {index} has shape {list(pixels.shape)}")
+            self.images[index] = pixels
+        return self.images[index]
+
+    def material(self, index: Any, emulate_unlit: bool) -> Material:
+        materials = list_of(self.manifest, "materials")
+        if not isinstance(index, int) or not 0 <= index < len(materials):
+            raise Corrupt(f"material {index!r} does not exist")
+        m = materials[index]
+        key = (index, emulate_unlit and isinstance(m, dict) and bool(m.get("unlit")))
+        if key not in self.materials:
+            mode = m["alphaMode"]
+            if mode not in ("OPAQUE", "MASK", "BLEND"):
+                raise Corrupt(f"material {index} has an unknown alphaMode {mode!r}")
+            alpha_mode: AlphaMode = mode
+            base = floats(m["baseColorFactor"], 4)
+            material = Material(
+                name=str(m["name"]),
+                base_color_factor=(base[0], base[1], base[2], base[3]),
+                base_color_texture=self.image(m["baseColorTexture"]),
+                metallic_factor=float(m["metallicFactor"]),
+                roughness_factor=float(m["roughnessFactor"]),
+                metallic_roughness_texture=self.image(m["metallicRoughnessTexture"]),
+                normal_texture=self.image(m["normalTexture"]),
+                occlusion_texture=self.image(m["occlusionTexture"]),
+                emissive_factor=_rgb(floats(m["emissiveFactor"], 3)),
+                emissive_texture=self.image(m["emissiveTexture"]),
+                double_sided=bool(m["doubleSided"]),
+                alpha_mode=alpha_mode,
+                alpha_cutoff=float(m["alphaCutoff"]),
+            )
+            if key[1]:
+                material = _unlit(material)
+            self.materials[key] = material
+        return self.materials[key]
+
+    def mesh(self, index: Any, lods: bool = True) -> Mesh:
+        meshes = list_of(self.manifest, "meshes")
+        if not isinstance(index, int) or not 0 <= index < len(meshes):
+            raise Corrupt(f"mesh {index!r} does not exist")
+        if index not in self.mesh_cache:
+            desc = meshes[index]
+            primitives = [self.primitive(p) for p in list_of(desc, "primitives")]
+            levels: list[LodLevel] = []
+            if self.with_lods and lods:
+                for level in list_of(desc, "lods"):
+                    error = float(level["error"])
+                    if not (math.isfinite(error) and error >= 0):
+                        raise Corrupt(f"mesh {index} has a level of detail with error {error}")
+                    levels.append(LodLevel(self.mesh(level["mesh"], lods=False), error))
+            self.mesh_cache[index] = Mesh(str(desc["name"]), tuple(primitives), lods=tuple(levels))
+        return self.mesh_cache[index]
+
+    def primitive(self, desc: dict[str, Any]) -> Primitive:
+        if desc["mode"] == "points":
+            return self.octahedra(desc)
+        if desc["mode"] != "triangles":
+            raise Corrupt(f"unknown primitive mode {desc['mode']!r}")
+        count = desc["vertexCount"]
+        positions = self.positions(desc["positions"])
+        if len(positions) != count:
+            raise Corrupt("a primitive's positions do not match its vertex count")
+        normals = uvs = colors = None
+        if "normals" in desc:
+            normals = self.normals(desc["normals"])
+        if "uvs" in desc:
+            uvs = self.uvs(desc["uvs"])
+        colors = self.colors(desc["colors"]) if "colors" in desc else None
+        has_colors = colors is not None
+        idx = desc["indices"]
+        kind = {"uint16": "<u2", "uint32": "<u4"}.get(idx["type"])
+        if kind is None:
+            raise Corrupt(f"unknown index type {idx['type']!r}")
+        indices = self.array(idx["buffer"], 3, (kind,))
+        # Unlit is emulated with emissive colour, which ignores vertex colours: keep those lit instead.
+        material = self.material(desc["material"], emulate_unlit=not has_colors)
+        return Primitive(positions, indices, material, normals=normals, uvs=uvs, colors=colors)
+
+    def positions(self, desc: dict[str, Any]) -> NDArray[np.float32]:
+        if desc["encoding"] == "float32":
+            return self.array(desc["buffer"], 3, ("<f4",))
+        if desc["encoding"] == "unorm16":
+            q = self.array(desc["buffer"], 3, ("<u2",))
+            low = np.array(floats(desc["min"], 3), dtype=np.float32)
+            step = np.array(floats(desc["extent"], 3), dtype=np.float32) / np.float32(65535.0)
+            decoded: NDArray[np.float32] = q * step + low
+            return decoded
+        raise Corrupt(f"unknown position encoding {desc['encoding']!r}")
+
+    def normals(self, desc: dict[str, Any]) -> NDArray[np.float32]:
+        scales = {"snorm8": ("<i1", 127.0), "snorm16": ("<i2", 32767.0), "float32": ("<f4", 1.0)}
+        if desc["encoding"] not in scales:
+            raise Corrupt(f"unknown normal encoding {desc['encoding']!r}")
+        dtype, scale = scales[desc["encoding"]]
+        q = self.array(desc["buffer"], 3, (dtype,))
+        decoded: NDArray[np.float32] = q * np.float32(1.0 / scale)
+        return decoded
+
+    def uvs(self, desc: dict[str, Any]) -> NDArray[np.float32]:
+        dtype = {"float32": "<f4", "float16": "<f2"}.get(desc["encoding"])
+        if dtype is None:
+            raise Corrupt(f"unknown uv encoding {desc['encoding']!r}")
+        return self.array(desc["buffer"], 2, (dtype,)).astype(np.float32, copy=False)
+
+    def colors(self, desc: dict[str, Any]) -> NDArray[np.float32]:
+        if desc["encoding"] != "unorm8":
+            raise Corrupt(f"unknown colour encoding {desc['encoding']!r}")
+        decoded: NDArray[np.float32] = self.array(desc["buffer"], 4, ("<u1",)) * np.float32(1.0 / 255.0)
+        return decoded
+
+    def cloud(self, desc: dict[str, Any]) -> PointCloud:
+        positions = self.positions(desc["positions"])
+        colors = self.colors(desc["colors"]) if "colors" in desc else None
+        if len(positions) != desc["pointCount"] or (colors is not None and len(colors) != len(positions)):
+            raise Corrupt("a point primitive's arrays do not match its point count")
+        size = float(desc["pointSize"])
+        if not math.isfinite(size) or size <= 0:
+            raise Corrupt(f"a point primitive has an invalid pointSize {size}")
+        return PointCloud(positions, colors, size)
+
+    def octahedra(self, desc: dict[str, Any]) -> Primitive:
+        return shown_as_octahedra(self.cloud(desc))
+
+
+def _checked_shape(
+    index: int, desc: dict[str, Any], components: int | None, dtypes: Iterable[str]
+) -> tuple[int, ...]:
+    """The shape of buffer ``index`` as its description gives it, once its type, numbers and columns
+    are what the caller expects."""
+    offset, length, dtype = desc["offset"], desc["length"], desc["dtype"]
+    shape = tuple(desc["shape"])
+    if dtype not in DTYPES or dtype not in dtypes:
+        raise Corrupt(f"buffer {index} has an unexpected type {dtype!r}")
+    if not all(isinstance(n, int) and n >= 0 for n in (offset, length, *shape)):
+        raise Corrupt(f"buffer {index} has a malformed description")
+    if components is not None and (len(shape) != 2 or shape[1] != components):
+        raise Corrupt(f"buffer {index} has shape {list(shape)}, not (n, {components})")
+    return shape
+
+
+def _unlit(material: Material) -> Material:
+    """An unlit material drawn by the PBR shader: its colour as emissive light, no diffuse or metal.
+
+    Exact for colour and texture; a small specular highlight remains (F0 = 0.04), and a node colour
+    override replaces the (black) base colour, so overridden unlit nodes show the override lit.
+    """
+    r, g, b, a = material.base_color_factor
+    return Material(
+        name=material.name,
+        base_color_factor=(0.0, 0.0, 0.0, a),
+        base_color_texture=material.base_color_texture,  # still gives alpha
+        metallic_factor=0.0,
+        roughness_factor=1.0,
+        emissive_factor=(r, g, b),
+        emissive_texture=material.base_color_texture,
+        double_sided=material.double_sided,
+        alpha_mode=material.alpha_mode,
+        alpha_cutoff=material.alpha_cutoff,
+    )
+
+
+def _rgb(values: list[float]) -> tuple[float, float, float]:
+    return (values[0], values[1], values[2])
+
+
+def read_asset(
+    data: bytes | bytearray | memoryview,
+    *,
+    name: str = "",
+    label: str = "asset",
+    lods: bool = True,
+    verify: bool = True,
+) -> Asset:
+    """Read an ``.arrAsset`` into a new ``Asset`` (scene named ``name``); ``label`` names the source in
+    messages. Arrays share memory with ``data``: keep it alive and unchanged while the scene is in use.
+
+    ``lods=False`` leaves the meshes' levels of detail out (they add about a third to the load time).
+    ``verify`` checks every buffer's CRC-32 (about 0.3 ms per MB). Any problem, whatever it is, raises
+    ``ModelLoadError`` with a message naming the problem.
+    """
+    view = memoryview(data)
+    manifest, d_off, d_len = read_manifest(view, label, verify)
+    try:
+        return _read(view, manifest, d_off, d_len, name, lods, verify)
+    except Corrupt as exc:
+        raise ModelLoadError(f"{label}: corrupt .arrAsset ({exc})") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, zlib.error) as exc:
+        # A manifest that is valid JSON but not what the writer produces (a missing key, a string where
+        # a number belongs, indices out of range caught by Primitive...).
+        raise ModelLoadError(f"{label}: corrupt .arrAsset ({type(exc).__name__}: {exc})") from None
+
+
+def _read(
+    view: memoryview, manifest: dict[str, Any], d_off: int, d_len: int, name: str, lods: bool, verify: bool
+) -> Asset:
+    reader = _Reader(view, manifest, d_off, d_len, verify, lods)
+    meshes = list_of(manifest, "meshes")
+    scene = Scene(name or str(manifest.get("name", "")))
+    asset = Asset(scene, statistics=dict(manifest.get("statistics") or {}))
+    ids: list[int] = []
+    for row, desc in enumerate(list_of(manifest, "nodes")):
+        parent = desc.get("parent")
+        if parent is not None and (not isinstance(parent, int) or not 0 <= parent < row):
+            raise Corrupt(f"node {row} has an invalid parent {parent!r}")
+        matrix = desc.get("matrix")
+        transform = np.array(floats(matrix, 16)).reshape(4, 4) if matrix is not None else None
+        mesh_index = desc.get("mesh")
+        mesh = None
+        cloud = None
+        if mesh_index is not None:
+            mesh = reader.mesh(mesh_index)
+            first = meshes[mesh_index]["primitives"][0]
+            if first["mode"] == "points":
+                cloud = reader.cloud(first)
+        node = scene.add_node(
+            str(desc["name"]),
+            parent=ids[parent] if parent is not None else None,
+            transform=transform,
+            mesh=mesh,
+            visible=bool(desc.get("visible", True)),
+            color=desc.get("color"),
+        )
+        ids.append(node.id)
+        if cloud is not None:
+            asset.points[node.id] = cloud
+    asset.unlit = any(bool(m.get("unlit")) for m in list_of(manifest, "materials"))
+    return asset

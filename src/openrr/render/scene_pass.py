@@ -1,0 +1,82 @@
+"""One pass over the scene's draws: the uniforms and GL state already set, so that each draw writes only
+what changed since the draw before it.
+
+Apart from ``renderer.py``, which decides what is drawn and in which order (culling, levels of detail,
+opaque before blended): this is the per-draw bookkeeping that keeps redundant uniform writes and GL state
+changes out of the draw loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import moderngl
+import numpy as np
+from numpy.typing import NDArray
+
+from openrr.model.scene import F32, F64, Material
+from openrr.render import shaders
+
+
+@dataclass(frozen=True)
+class NodeMatrices:
+    """Per drawn node (by its index in the pass): what its draws' uniforms and face winding need."""
+
+    models: NDArray[np.float32]  # world matrices, column-major for GL
+    normals: NDArray[np.float32]  # (M^-1)^T of the 3x3 part, column-major
+    mirrored: NDArray[np.bool_]  # a negative determinant: the faces' winding flips
+    colors: F32  # the colour override (NaN: none)
+
+    @classmethod
+    def of(cls, worlds: F64, colors: F32) -> NodeMatrices:
+        return cls(
+            models=np.ascontiguousarray(worlds.transpose(0, 2, 1), dtype=np.float32),
+            normals=np.ascontiguousarray(np.linalg.inv(worlds[:, :3, :3]), dtype=np.float32),
+            mirrored=np.linalg.det(worlds[:, :3, :3]) < 0,
+            colors=colors,
+        )
+
+
+class ScenePass:
+    """The state one scene pass has set so far on ``ctx`` and on each program's uniforms."""
+
+    def __init__(self, ctx: moderngl.Context, frame_uniforms: dict[str, Any], nodes: NodeMatrices) -> None:
+        self.ctx = ctx
+        self.nodes = nodes
+        self._frame_uniforms = frame_uniforms
+        self._prepared: set[int] = set()  # the uniform sets that have this frame's uniforms
+        # Per program, the material state last set.
+        self._materials: dict[int, tuple[Material, tuple[float, ...] | None]] = {}
+        self._culling: bool | None = None
+        self._front: str | None = None
+
+    def set_uniforms(
+        self, uniforms: dict[str, Any], material: Material, textures: dict[int, Any], node: int
+    ) -> None:
+        """The frame's, the node's and the material's uniforms of one draw of ``node``."""
+        if id(uniforms) not in self._prepared:
+            for name, value in self._frame_uniforms.items():
+                if name in uniforms:
+                    uniform = uniforms[name]
+                    # Arrays may have lost unused trailing elements to the compiler.
+                    uniform.write(value[: 4 * uniform.dimension * uniform.array_length])
+            self._prepared.add(id(uniforms))
+        uniforms["u_model"].write(self.nodes.models[node].tobytes())
+        if "u_normal_matrix" in uniforms:
+            uniforms["u_normal_matrix"].write(self.nodes.normals[node].tobytes())
+        override = self.nodes.colors[node]
+        key = (material, tuple(override.tolist()) if np.isfinite(override[0]) else None)
+        if self._materials.get(id(uniforms)) != key:
+            for name, value in shaders.material_uniforms(material, textures, override).items():
+                if name in uniforms:
+                    uniforms[name].value = value
+            self._materials[id(uniforms)] = key
+
+    def set_faces(self, node: int, material: Material) -> None:
+        """Winding and culling for one draw of ``node``."""
+        if self._front != (want := "ccw" if self.nodes.mirrored[node] else "cw"):
+            self.ctx.front_face = self._front = want
+        if self._culling != (cull := not material.double_sided):
+            (self.ctx.enable if cull else self.ctx.disable)(moderngl.CULL_FACE)
+            self._culling = cull
