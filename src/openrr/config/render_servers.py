@@ -64,7 +64,7 @@ class RenderServerSettings(SettingsGroup):
             path="file",
         ),
     ] = None
-    # Where models may come from (openrr.render.sources). The default root lies under --data-dir, a server
+    # Where models may come from (openrr.model.sources). The default root lies under --data-dir, a server
     # setting: Settings fills it in (and serve creates it); a root that was given must exist.
     model_roots: Annotated[
         tuple[Path, ...],

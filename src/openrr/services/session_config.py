@@ -30,7 +30,7 @@ class SessionConfig:
     # A size missing here, like Premium, is unlimited.
     polygon_limits: dict[Size, int] = dataclasses.field(default_factory=lambda: {Size.STANDARD: 20_000_000})
     # What each size's render server may use (textures, models, geometry, memory); a size missing here has
-    # no limits (tests); ``openrr serve`` always gives both (openrr.config.DEFAULT_RENDER_LIMITS).
+    # no limits (tests); ``openrr serve`` always gives both (openrr.config.per_size.DEFAULT_RENDER_LIMITS).
     render_limits: dict[Size, RenderLimits] = dataclasses.field(default_factory=dict)
     # Sessions holding a render server at once, per account (None: no quota).
     max_sessions_per_account: int | None = None
