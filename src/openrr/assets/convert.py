@@ -125,7 +125,7 @@ def convert_model(
             failure,
         )
         raise failure from None
-    except Exception as exc:  # noqa: BLE001 - the boundary: any failure ends in result.json and the log
+    except Exception as exc:
         # A bug, or an input trimesh chokes on in an unforeseen way: the user gets a clean failure,
         # the log gets the traceback.
         failure = ConversionFailed(f"internal error: {type(exc).__name__}: {exc}", code="InternalError")

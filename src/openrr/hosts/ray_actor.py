@@ -105,8 +105,8 @@ class RenderSupervisor:
         # fires when the forking thread ends and only this one lives as long as the actor (module doc); and
         # with no await until the child is recorded, a poll or stop that arrives meanwhile cannot find an
         # actor without a child. Opening a local file and one fork take milliseconds.
-        with open(log_path, "ab") as log:  # noqa: ASYNC230, RUF100 -- no await before the child is recorded
-            proc = subprocess.Popen(  # noqa: ASYNC220, RUF100 -- must fork from the loop thread (above)
+        with open(log_path, "ab") as log:  # noqa: ASYNC230 -- no await before the child is recorded
+            proc = subprocess.Popen(  # noqa: ASYNC220 -- must fork from the loop thread (above)
                 [sys.executable, "-m", "openrr.render"],
                 stdin=subprocess.PIPE if pooled else subprocess.DEVNULL,
                 stdout=log,

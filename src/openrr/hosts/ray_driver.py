@@ -53,7 +53,7 @@ async def join(address: str, namespace: str, token_file: str | None, *, allow_un
         await asyncio.to_thread(_Driver.acquire, address, namespace, token_file)
     # ray.init raises ConnectionError, AuthenticationError, RuntimeError… (undocumented): this is the edge
     # where whatever it raises becomes the HostError that `openrr serve` reports.
-    except Exception as exc:  # noqa: BLE001, RUF100 -- the edge: any ray.init failure becomes a HostError
+    except Exception as exc:  # noqa: BLE001 -- the edge: any ray.init failure becomes a HostError
         # A refused token shows only in the cause: the last line of the traceback text Ray wraps.
         lines = str(exc.__cause__ or "").strip().splitlines()
         detail = f" ({lines[-1].strip()[:300]})" if lines else ""

@@ -123,7 +123,7 @@ class ActorHandles:
             found = json.loads(raw) if raw else None
         # The GCS unreachable (Ray's KV client raises what its transport does), or a value that is not
         # ours: as if none was left, since status must answer for a dead server without raising.
-        except Exception as exc:  # noqa: BLE001, RUF100 -- status never raises for a dead server
+        except Exception as exc:  # noqa: BLE001 -- status never raises for a dead server
             log.debug("reading the exit record of %s: %s", key, exc)
             return None
         return found if isinstance(found, dict) else None

@@ -32,7 +32,7 @@ def available_per_node() -> dict[str, dict[str, float]]:
         return available_resources_per_node()
     # A private API (openrr.compat.ray): whatever it raises, missing from this Ray version or failing, the
     # caller goes on without the per-node view, as documented above.
-    except Exception:  # noqa: BLE001, RUF100 -- optional private view: any failure means "not available"
+    except Exception:  # noqa: BLE001 -- optional private view: any failure means "not available"
         return {}
 
 

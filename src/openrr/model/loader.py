@@ -273,7 +273,7 @@ def _parse(
         raise ModelLoadError(f"{label}: {exc.message}") from exc
     except MemoryError:  # the process's memory ceiling, not the file's fault: the caller ends the session
         raise
-    except Exception as exc:  # noqa: BLE001 - trimesh raises any type of exception on bad input
+    except Exception as exc:
         raise ModelLoadError(f"{label}: invalid glTF data: {type(exc).__name__}: {exc}") from exc
     if resolver.failures:  # trimesh skips images it cannot fetch; say so rather than render untextured
         log.warning("%s: resources not loaded: %s", label, "; ".join(resolver.failures))

@@ -92,7 +92,7 @@ class ClientConnection:
         """Answer the client's offer (its ICE candidates already in it); returns the answer's SDP."""
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except Exception as exc:  # noqa: BLE001, RUF100 -- hostile input: any failure refuses the offer
+        except Exception as exc:  # noqa: BLE001 -- hostile input: any failure refuses the offer
             # Unparsable or inconsistent SDP, or nothing in common (a client offering only VP9 or AV1):
             # aiortc raises anything from ValueError to AssertionError on hostile input.
             raise OfferRejected(f"the offer's SDP could not be used: {exc or type(exc).__name__}") from None
@@ -112,7 +112,7 @@ class ClientConnection:
             answer = await self.pc.createAnswer()
             with self._candidates():
                 await self.pc.setLocalDescription(answer)  # gathers all candidates (no trickle in aiortc)
-        except Exception as exc:  # noqa: BLE001, RUF100 -- hostile input, as above
+        except Exception as exc:  # noqa: BLE001 -- hostile input, as above
             # An offer aiortc took but cannot answer (duplicated m-lines, ...).
             raise OfferRejected(f"the offer could not be answered: {exc or type(exc).__name__}") from None
         self._spawn(self._watchdog())

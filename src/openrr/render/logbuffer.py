@@ -68,7 +68,7 @@ class LogBuffer(logging.Handler):
                 message += "\n" + record.exc_text
             if record.stack_info:
                 message += "\n" + self._formatter.formatStack(record.stack_info)
-        except Exception:  # noqa: BLE001, RUF100 -- logging's Handler contract: failures go to handleError
+        except Exception:  # noqa: BLE001 -- logging's Handler contract: failures go to handleError
             self.handleError(record)
             return
         if len(message) > MAX_LOG_MESSAGE:
