@@ -4,8 +4,8 @@
 streaming client), ``openrr[ray]`` (the Ray host) and ``openrr[azure]`` (Azure Blob Storage containers) add
 the heavy libraries. Code that imports one of them lazily does it inside ``needs(...)``, so that a machine
 without the extra gets ``MissingExtra`` — an ``OpenRRError`` that the API and the CLI already show as a
-message — and not an ImportError traceback. Apart from ``errors`` because it knows the packaging, not the
-service.
+message — and not an ImportError traceback. It is a module of its own, not part of ``errors``, because it
+knows the packaging, not the service.
 """
 
 from __future__ import annotations
