@@ -39,7 +39,11 @@ async def authorize(request: Request, account_id: str) -> str:
 
 
 async def check_api_version(request: Request) -> str:
-    version = request.query_params.get("api-version")
+    return supported_api_version(request.query_params.get("api-version"))
+
+
+def supported_api_version(version: str | None) -> str:
+    """The ``api-version`` query parameter's value, if it is one of ``SUPPORTED_API_VERSIONS``."""
     if version is None:
         raise InvalidInput(
             "The api-version query parameter is required; supported versions: "

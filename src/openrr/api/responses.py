@@ -7,7 +7,7 @@ import json
 import secrets
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SUPPORTED_API_VERSIONS = ("2021-01-01-preview", "2021-01-01")
@@ -18,10 +18,21 @@ class ArrJSON(JSONResponse):
     media_type = "application/json; charset=utf-8"
 
     def render(self, content: Any) -> bytes:
-        try:
-            return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
-        except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape, as JSON allows
-            return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+        return render_json(content)
+
+
+def render_json(content: Any) -> bytes:
+    """The body ``ArrJSON(content)`` answers: compact JSON in UTF-8."""
+    try:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape, as JSON allows
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def rendered_json(body: bytes) -> Response:
+    """``ArrJSON(content)`` for a ``body`` already rendered by ``render_json(content)``: the same status,
+    headers (Starlette's ``Response`` derives them from the body and media type alone) and body."""
+    return Response(body, media_type=ArrJSON.media_type)
 
 
 def new_cv() -> str:
