@@ -109,6 +109,7 @@ def _plain(route: APIRoute, queries: QueryCache) -> PlainRoute:
     checks_version = any(depends.dependency is check_api_version for depends in route.dependencies)
     authorized = AUTHORIZED in parameters
     query = {name: alias for name, alias in QUERY.items() if name in parameters}
+    path_names = [name for name in _PATH_PARAM.findall(route.path) if name in parameters]
 
     async def serve(request: Request) -> Response:
         kwargs: dict[str, Any] = {}
@@ -117,9 +118,9 @@ def _plain(route: APIRoute, queries: QueryCache) -> PlainRoute:
             supported_api_version(params.get("api-version"))  # check_api_version, on the parsed query
         if authorized:
             kwargs[AUTHORIZED] = await authorize(request, request.path_params["account_id"])
-        for name, value in request.path_params.items():
-            if name in parameters:
-                kwargs[name] = value
+        path_params = request.path_params
+        for name in path_names:
+            kwargs[name] = path_params[name]
         for name, alias in query.items():
             kwargs[name] = params.get(alias)
         return await endpoint(request, **kwargs)
