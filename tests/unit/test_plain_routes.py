@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import re
+from collections.abc import AsyncIterator
 from typing import Annotated, get_args
 
 import httpx
@@ -10,14 +13,21 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.datastructures import QueryParams
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response, StreamingResponse
 
 from openrr.api.app import create_app
 from openrr.api.deps import AuthorizedAccount, check_api_version
-from openrr.api.plain import QUERY, PlainRoute, plain_routes
+from openrr.api.plain import QUERY, PlainRoute, QueryCache, plain_routes
+from openrr.api.responses import render_json
 from openrr.api.sts import ApiVersion as StsApiVersion
 from openrr.api.v2021.paging import SkipToken
 from openrr.api.v2021.routes import ApiVersion
-from openrr.domain.session import Size
+from openrr.api.v2021.schemas import SessionBodies, session_body
+from openrr.domain.clock import ManualClock
+from openrr.domain.session import Endpoint, Event, Session, Size, Status
+from openrr.errors import Conflict
 from openrr.services.runtime import Runtime
 from tests.conftest import Account
 from tests.fakes import FakeHost
@@ -152,3 +162,108 @@ async def test_methods_are_those_of_fastapis_route(method: str) -> None:
     app.router.routes[:0] = plain_routes(r for r in app.router.routes if isinstance(r, APIRoute))
     (plain,) = [r for r in app.router.routes if isinstance(r, PlainRoute)]
     assert plain.methods == {"GET"}, method
+
+
+def _failing_route() -> APIRoute:
+    """A plain-servable route failing as its path says: before the answer began or after, handled or not."""
+    router = APIRouter()
+
+    @router.get("/accounts/{account_id}/failing/{how}", dependencies=[Depends(check_api_version)])
+    async def failing(request: Request, how: str) -> Response:
+        if how == "midway":
+
+            async def chunks() -> AsyncIterator[bytes]:
+                yield b"{"
+                raise Conflict("too late to answer with this")
+
+            return StreamingResponse(chunks())
+        raise {
+            "unexpected": RuntimeError("boom"),
+            "openrr": Conflict("a conflict", target="how"),
+            "http": StarletteHTTPException(418, "short and stout"),
+        }[how]
+
+    (route,) = [r for r in router.routes if isinstance(r, APIRoute)]
+    return route
+
+
+@pytest.mark.parametrize("how", ["unexpected", "openrr", "http", "midway"])
+async def test_failures_take_the_same_way_out(runtime: Runtime, how: str) -> None:
+    """The dispatcher answers an exception with the app's handler for it, as Starlette's exception middleware
+    and route wrapper do; one without a handler, or one after the answer began, goes up to the 500 handler."""
+    route = _failing_route()
+    fastapi, plain = create_app(runtime), create_app(runtime)
+    fastapi.router.routes[:0] = [route]
+    plain.router.routes[:0] = [*plain_routes([route]), route]
+    url = f"/accounts/a/failing/{how}?{V}"
+    answers = []
+    for app in (_fastapi_only(fastapi), plain):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="https://openrr.test") as c:
+            answers.append(_answer(await c.get(url)))
+        raising = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=raising, base_url="https://openrr.test") as c:
+            if how in ("unexpected", "midway"):  # what the server logs: the error, or the late handled one
+                message = "boom" if how == "unexpected" else "handled exception, but response already started"
+                with pytest.raises(RuntimeError, match=message):
+                    await c.get(url)
+            else:
+                assert (await c.get(url)).status_code in (409, 418)
+    assert answers[1] == answers[0]
+    assert answers[0][0] == {"unexpected": 500, "openrr": 409, "http": 418, "midway": 200}[how]
+
+
+async def test_a_plain_route_taken_out_is_no_longer_dispatched(runtime: Runtime, account: Account) -> None:
+    app = create_app(runtime)
+    served: list[str] = []
+    (plain,) = [r for r in app.router.routes if isinstance(r, PlainRoute) and r.name == "get_session"][:1]
+    original = plain.serve
+
+    async def spy(request: Request) -> Response:
+        served.append(request.url.path)
+        return await original(request)
+
+    plain.serve = spy
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://openrr.test") as c:
+        await c.get(f"/accounts/{account.id}/sessions/none?{V}", headers=account.auth)
+        assert served == [f"/accounts/{account.id}/sessions/none"]
+        app.router.routes.remove(plain)
+        resp = await c.get(f"/accounts/{account.id}/sessions/none?{V}", headers=account.auth)
+    assert resp.status_code == 404
+    assert len(served) == 1  # FastAPI's own route answered
+
+
+def test_a_query_string_is_parsed_as_starlette_does() -> None:
+    queries = QueryCache(max_entries=2)
+    for raw in (b"api-version=1&api-version=2", b"a=%20+b&c", b"", b"api-version=1&api-version=2", b"x=\xff"):
+        assert queries.get(raw) == QueryParams(raw)
+        assert queries.get(raw) is queries.get(raw)
+
+
+def test_a_remembered_session_body_is_the_one_session_body_gives(clock: ManualClock) -> None:
+    bodies = SessionBodies(max_entries=2)
+    start = clock.now()
+    session = Session("a", "s1", Size.STANDARD, 30, Status.STARTING, start).apply(
+        Event.READY, start, endpoint=Endpoint("render.test", 50000, 50001, 8.1)
+    )
+
+    def check(s: Session, seconds: float) -> bytes:
+        now = start + dt.timedelta(seconds=seconds)
+        body = bodies.render(s, now)
+        assert body == render_json(session_body(s, now))
+        return body
+
+    first = check(session, 0)
+    assert check(session, 59) is first  # remembered: the same snapshot, the same minute
+    assert b'"elapsedTimeMinutes":1' in check(session, 61)
+    longer = session.with_lease(45)
+    assert b'"maxLeaseTimeMinutes":45' in check(longer, 61)
+    again = dataclasses.replace(longer)  # an equal snapshot read again is rendered again, to the same bytes
+    assert check(again, 61) is not check(longer, 61)
+    stopped = again.apply(Event.STOP, start + dt.timedelta(minutes=2))
+    assert b'"status":"Stopped"' in check(stopped, 3600)
+    assert b'"elapsedTimeMinutes":2' in check(stopped, 7200)
+    kept = check(stopped, 7200)
+    for other in ("s2", "s3"):  # past the bound, the oldest entries go
+        check(dataclasses.replace(session, id=other), 0)
+    assert check(stopped, 7200) is not kept

@@ -13,7 +13,7 @@ from openrr import __version__
 from openrr.api import cluster, connect_token, errors, internal, metrics, openapi, sts
 from openrr.api import web as web_ui
 from openrr.api.limits import BodyLimit, body_limits
-from openrr.api.plain import plain_routes
+from openrr.api.plain import PlainDispatch, plain_routes
 from openrr.api.responses import ArrHeaders, ArrJSON
 from openrr.api.v1 import conversions as v1_conversions
 from openrr.api.v1 import routes as v1
@@ -82,6 +82,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         return ArrJSON({"status": "ok", "version": __version__})
 
     web_ui.install(app)  # the browser pages at /ui/ and their offer relay
+    # Innermost: a request for a plain route is served there, past the exception middleware and the router.
+    app.add_middleware(PlainDispatch, router=app.router, handlers=app.exception_handlers)
     # Inside ArrHeaders, so that a 413 carries MS-CV like every other answer.
     app.add_middleware(BodyLimit, limits=body_limits(runtime.settings.limits))
     app.add_middleware(ArrHeaders)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SUPPORTED_API_VERSIONS = ("2021-01-01-preview", "2021-01-01")
@@ -18,20 +19,59 @@ class ArrJSON(JSONResponse):
     media_type = "application/json; charset=utf-8"
 
     def render(self, content: Any) -> bytes:
-        try:
-            return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
-        except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape, as JSON allows
-            return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+        return render_json(content)
+
+
+def render_json(content: Any) -> bytes:
+    """The body ``ArrJSON(content)`` answers: compact JSON in UTF-8."""
+    try:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape, as JSON allows
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def rendered_json(body: bytes) -> Response:
+    """``ArrJSON(content)`` for a ``body`` already rendered by ``render_json(content)``: the same status,
+    headers (Starlette's ``Response`` derives them from the body and media type alone) and body."""
+    return Response(body, media_type=ArrJSON.media_type)
 
 
 def new_cv() -> str:
-    """A correlation vector like ARR's: 22 base64 characters, a dot, a counter."""
-    return base64.b64encode(secrets.token_bytes(16)).decode()[:22] + ".0"
+    """A correlation vector like ARR's: 22 base64 characters of 16 random bytes, a dot, a counter."""
+    if not _cvs:
+        # Every response carries one: made 256 at a time, one system call for their random bytes.
+        raw = secrets.token_bytes(16 * 256)
+        _cvs.extend(base64.b64encode(raw[i : i + 16]).decode()[:22] + ".0" for i in range(0, len(raw), 16))
+    return _cvs.pop()
 
+
+_cvs: list[str] = []
+os.register_at_fork(after_in_child=_cvs.clear)  # a forked child must not hand out its parent's next CVs
 
 _SUPPORTED_HEADER = ", ".join(SUPPORTED_API_VERSIONS).encode()
 # HSTS on HTTPS responses only (RFC 6797 §7.2: a browser ignores it over HTTP): a year, this host only.
 HSTS = b"max-age=31536000"
+_MS_CV = b"ms-cv"
+
+
+def _added_headers(https: bool, data_plane: bool, get: bool) -> tuple[tuple[bytes, bytes], ...]:
+    headers = [(b"x-content-type-options", b"nosniff")]
+    if https:
+        headers.append((b"strict-transport-security", HSTS))
+    if data_plane:
+        headers.append((b"api-supported-versions", _SUPPORTED_HEADER))
+    if get:
+        headers += [(b"cache-control", b"no-store,no-cache"), (b"pragma", b"no-cache")]
+    return tuple(headers)
+
+
+# What ArrHeaders adds after MS-CV, by (HTTPS, data plane, a GET of an ARR path): made once, not per answer.
+_ADDED = {
+    (https, data_plane, get): _added_headers(https, data_plane, get)
+    for https in (False, True)
+    for data_plane in (False, True)
+    for get in (False, True)
+}
 
 
 class ArrHeaders:
@@ -50,25 +90,19 @@ class ArrHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        is_get = scope["method"] == "GET"
         arr_path = path.startswith(("/accounts/", "/Accounts/", "/v1/"))
         data_plane = arr_path and not path.endswith("/token")
-        https = scope.get("scheme") == "https"
+        added = _ADDED[scope.get("scheme") == "https", data_plane, arr_path and scope["method"] == "GET"]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                names = {k.lower() for k, _ in headers}
-                if b"ms-cv" not in names:
-                    headers.append((b"ms-cv", new_cv().encode()))
-                headers.append((b"x-content-type-options", b"nosniff"))
-                if https:
-                    headers.append((b"strict-transport-security", HSTS))
-                if data_plane:
-                    headers.append((b"api-supported-versions", _SUPPORTED_HEADER))
-                if arr_path and is_get:
-                    headers.append((b"cache-control", b"no-store,no-cache"))
-                    headers.append((b"pragma", b"no-cache"))
+                for name, _ in headers:
+                    if name.lower() == _MS_CV:  # an answer that has its own (none of openrr's so far)
+                        break
+                else:
+                    headers.append((_MS_CV, new_cv().encode()))
+                headers += added
                 message["headers"] = headers
             await send(message)
 

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from openrr.api.deps import AuthorizedAccount, check_api_version, runtime
-from openrr.api.responses import ArrJSON
+from openrr.api.responses import ArrJSON, rendered_json
 from openrr.api.v2021.paging import SkipToken, check_skip_token, page
 from openrr.api.v2021.schemas import (
     CreateSessionSettings,
+    SessionBodies,
     SessionProperties,
     SessionsList,
     UpdateSessionSettings,
@@ -35,6 +36,9 @@ ApiVersion = Annotated[
     ),
 ]
 
+
+# The polled read's bodies (SessionBodies says why they may be remembered).
+_bodies = SessionBodies()
 
 _DESCRIBED = {
     400: "The request was malformed.",
@@ -98,7 +102,7 @@ async def get_session(
 ) -> Response:
     check_resource_id(session_id)
     service = runtime(request).sessions
-    return ArrJSON(session_body(await service.get(account, session_id), service.now()))
+    return rendered_json(_bodies.render(await service.get(account, session_id), service.now()))
 
 
 @router.patch(

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from openrr.api.responses import render_json
 from openrr.domain.session import Session, Status
 
 StrictInt = Annotated[int, Field(strict=True)]
@@ -101,3 +102,32 @@ def session_body(s: Session, now: dt.datetime) -> dict[str, Any]:
         # stopped by itself (idle stop: the only Stopped session with an error), wrong while active.
         body["error"] = {"code": s.error.code, "message": s.error.message}
     return body
+
+
+class SessionBodies:
+    """``session_body`` rendered (``render_json``), remembered per session: a polled session answers the same
+    bytes until it changes or another minute has elapsed, and building and encoding the body would cost more
+    than the rest of the route.
+
+    The bytes are those ``session_body`` would give now: an entry serves only the very ``Session`` object it
+    was rendered from (a frozen snapshot; every change of a session makes a new one), and only while
+    ``elapsedTimeMinutes``, the one part of the body that depends on the time, is what it was. Bounded like
+    the session cache: the oldest entry goes first.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max = max_entries
+        self._entries: dict[tuple[str, str], tuple[Session, int, bytes]] = {}
+
+    def render(self, s: Session, now: dt.datetime) -> bytes:
+        key = (s.account_id, s.id)
+        elapsed = s.elapsed_minutes(now)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is s and entry[1] == elapsed:
+            return entry[2]
+        body = render_json(session_body(s, now))
+        self._entries.pop(key, None)
+        self._entries[key] = (s, elapsed, body)
+        while len(self._entries) > self._max:
+            del self._entries[next(iter(self._entries))]
+        return body
