@@ -141,3 +141,43 @@ def test_serve_with_the_ray_host_names_the_missing_extra(tmp_path: Path) -> None
     assert done.returncode == 1, done.stderr
     assert "pip install 'openrr[ray]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_render_server_without_the_render_extra_says_which_to_install(tmp_path: Path) -> None:
+    # What the local host starts (python -m openrr.render): its stderr is the log a failed session quotes.
+    done = _run("import runpy; runpy.run_module('openrr.render', run_name='__main__')", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "A render server needs" in done.stderr
+    assert "pip install 'openrr[render]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_converter_without_the_render_extra_fails_its_conversion_saying_which_to_install(
+    tmp_path: Path,
+) -> None:
+    result = tmp_path / "result.json"
+    job = {
+        "input": str(tmp_path / "box.glb"),
+        "outputDir": str(tmp_path / "out"),
+        "outputName": "box",
+        "resultFile": str(result),
+        "memoryBytes": None,
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _REFUSE_EXTRAS + "import runpy; runpy.run_module('openrr.assets.worker', run_name='__main__')",
+        ],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr  # EXIT_FAILED: a result the control plane reads
+    assert "pip install 'openrr[render]'" in done.stdout  # the conversion's log
+    written = json.loads(result.read_text())
+    assert written["ok"] is False
+    assert written["code"] == "InternalError"
+    assert "pip install 'openrr[render]'" in written["message"]

@@ -49,6 +49,7 @@ def _ceiling(job: dict[str, Any]) -> str:
 
 def run(job: dict[str, Any]) -> int:
     from openrr.assets import ConversionFailed
+    from openrr.extras import MissingExtra, needs
     from openrr.log_redaction import redact
 
     result_file = Path(job["resultFile"])
@@ -57,10 +58,15 @@ def run(job: dict[str, Any]) -> int:
         print(redact(line), flush=True)  # no URL query string in a log (openrr.log_redaction)
 
     try:
-        from openrr.assets.convert import convert_model
+        with needs("render", "Converting a model"):
+            from openrr.assets.convert import convert_model
 
         # Settings: convert_model reads <model>.ConversionSettings.json (or conversionSettings.json) itself.
         convert_model(Path(job["input"]), Path(job["outputDir"]), job["outputName"], None, log)
+    except MissingExtra as exc:  # the operator's to fix: the API says "internal error", the log says which
+        log(f"conversion failed: {exc.message}")
+        _write_result(result_file, {"ok": False, "code": "InternalError", "message": exc.message})
+        return EXIT_FAILED
     except ConversionFailed as exc:
         message = exc.message
         if exc.code == OUT_OF_MEMORY:
