@@ -181,3 +181,11 @@ def test_a_converter_without_the_render_extra_fails_its_conversion_saying_which_
     assert written["ok"] is False
     assert written["code"] == "InternalError"
     assert "pip install 'openrr[render]'" in written["message"]
+
+
+def test_openrr_connect_without_the_render_extra_names_it(tmp_path: Path) -> None:
+    options = ["--endpoint", "https://127.0.0.1:1", "--account-id", "a", "--account-key", "k"]
+    done = _run(_CLI, "connect", "some-session", *options, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "pip install 'openrr[render]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -29,6 +29,7 @@ import click
 from openrr.cli.connection import connection_options, resolve_options
 from openrr.cli.output import console, fail, print_json
 from openrr.client.rest import ApiError, ArrClient
+from openrr.extras import MissingExtra, needs
 
 if TYPE_CHECKING:
     from openrr.cli.connection import Connection
@@ -111,8 +112,12 @@ def connect(
 ) -> None:
     """Connect to a Ready session's render server over WebRTC, receive video and report on it."""
     # The WebRTC stack (aiortc, PyAV) is imported here, not at module level, so other commands and
-    # `openrr --help` start without loading it.
-    from openrr.client.signalling import VideoSettings
+    # `openrr --help` start without loading it, and a machine without it gets a one-line error.
+    try:
+        with needs("render", "openrr connect"):
+            from openrr.client.signalling import VideoSettings
+    except MissingExtra as exc:
+        fail(exc.message)
 
     video = VideoSettings(
         width=width,
