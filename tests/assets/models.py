@@ -12,7 +12,8 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from openrr.model.scene import Material, Mesh, Primitive, Scene
+from openrr.model.mesh import Material, Mesh, Primitive
+from openrr.model.scene import Scene
 from tests.render.fixtures import CYAN, YELLOW
 
 

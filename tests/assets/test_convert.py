@@ -17,7 +17,7 @@ from openrr.assets.settings import ConversionSettings
 from openrr.model.arrasset.layout import Asset
 from openrr.model.arrasset.reader import read_asset
 from openrr.model.loader import load_model
-from openrr.model.scene import Primitive
+from openrr.model.mesh import Primitive
 from tests.assets import models
 from tests.render import fixtures
 

@@ -23,7 +23,8 @@ from openrr.model.arrasset.writer import write_asset
 from openrr.model.errors import ModelLoadError
 from openrr.model.loader import load_model
 from openrr.model.lod import build_lods, simplify
-from openrr.model.scene import Mesh, Primitive, Scene
+from openrr.model.mesh import Mesh, Primitive
+from openrr.model.scene import Scene
 from openrr.render.renderer import choose_lod
 from tests.assets import models
 from tests.render import fixtures

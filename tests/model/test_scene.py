@@ -10,7 +10,8 @@ import pytest
 
 from openrr.model.errors import ModelLoadError
 from openrr.model.loader import load_model
-from openrr.model.scene import Mesh, Primitive, Scene
+from openrr.model.mesh import Mesh, Primitive
+from openrr.model.scene import Scene
 from tests.render import fixtures
 
 

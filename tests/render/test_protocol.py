@@ -42,7 +42,7 @@ def test_requests_parse() -> None:
         ("not json", "not valid JSON", None),
         ("[1]", "JSON object", None),
         ('{"type":"ping"}', "version", None),
-        ('{"v":2,"id":"a","type":"ping"}', "version", "a"),
+        ('{"v":3,"id":"a","type":"ping"}', "version", "a"),
         ('{"v":1,"id":"b","type":"teleport"}', "type", "b"),
         ('{"v":1,"id":4,"type":"pick","x":2,"y":0}', "x", 4),
         ('{"v":1,"type":"camera.set","position":[0,0],"orientation":[0,0,0,1]}', "position", None),

@@ -15,7 +15,8 @@ import trimesh
 from numpy.typing import NDArray
 
 from openrr.model.loader import load_model
-from openrr.model.scene import LodLevel, Material, Mesh, Primitive, Scene
+from openrr.model.mesh import LodLevel, Material, Mesh, Primitive
+from openrr.model.scene import Scene
 from openrr.render.camera import Camera
 from openrr.render.renderer import Background, DirectionalLight, Hemisphere, Renderer
 from openrr.render.shaders import default_lights

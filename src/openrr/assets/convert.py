@@ -53,7 +53,8 @@ from openrr.model.arrasset.manifest import conversion_hash
 from openrr.model.arrasset.vertex import VertexFormat
 from openrr.model.arrasset.writer import write_asset
 from openrr.model.lod import build_lods
-from openrr.model.scene import Mesh, Scene
+from openrr.model.mesh import Mesh
+from openrr.model.scene import Scene
 
 ASSET_SUFFIX = ".arrAsset"
 

@@ -21,7 +21,8 @@ from openrr.assets.job import Job
 from openrr.assets.settings import ConversionSettings
 from openrr.assets.statistics import bounds
 from openrr.model.arrasset.layout import PointCloud
-from openrr.model.scene import F64, Material, Mesh, Primitive, Scene
+from openrr.model.mesh import F64, Material, Mesh, Primitive
+from openrr.model.scene import Scene
 
 
 def apply_settings(

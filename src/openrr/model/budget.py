@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from openrr.model.scene import Mesh, Scene
+from openrr.model.mesh import Mesh
+from openrr.model.scene import Scene
 
 _MEGA = 1 << 20
 # Decoded texture pixels of one model when the caller gives no allowance (1 GiB as RGBA): callers with

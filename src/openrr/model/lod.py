@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from openrr.model.scene import LodLevel, Mesh, Primitive
+from openrr.model.mesh import LodLevel, Mesh, Primitive
 
 LOD_MIN_TRIANGLES = 200_000  # below this a mesh is cheap enough on llvmpipe to draw whole
 LOD_RATIOS = (0.25, 0.0625)  # triangle fractions of the levels, finest first

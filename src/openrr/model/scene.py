@@ -1,140 +1,35 @@
-"""The scene data model the renderer draws: a node hierarchy referencing meshes, in plain numpy.
+"""The scene graph a connection edits and the renderer draws: a node hierarchy referencing meshes.
 
 Nothing here touches OpenGL, so scenes can be built, loaded and inspected on any thread. Contracts:
 
-* A ``Mesh`` is a glTF mesh: one or more ``Primitive``\\ s, each with its own ``Material``. Meshes,
-  primitives and materials are treated as immutable once built and compare by identity, so one mesh
-  referenced by many nodes (instancing) is uploaded to the GPU once.
-* A ``Node`` has a scene-unique integer ``id`` that is never reused, a ``name`` (not necessarily unique),
-  a parent, a local 4x4 transform (column vectors: ``world = parent_world @ local``), an optional mesh,
-  a ``visible`` flag and an optional RGBA colour override. Visibility and colour are hierarchical, as in
-  ARR: hiding a node hides its subtree; a colour override applies to the subtree unless a descendant has
-  its own.
-* Changing ``transform``, ``visible`` or ``color`` bumps ``Scene.state_revision``; adding or removing
-  nodes bumps ``Scene.structure_revision``. ``Scene.world()`` is cached on both revisions.
+* A ``Node`` (ARR's entity) has a scene-unique integer ``id`` that is never reused, a ``name`` (not
+  necessarily unique), a parent, a local 4x4 transform (column vectors: ``world = parent_world @ local``),
+  an optional ``Mesh`` (``openrr.model.mesh``), a ``visible`` flag (ARR's ``Enabled``), an optional RGBA
+  colour override, ``metadata`` kept by conversion, per-part material choices and components
+  (``openrr.model.components``, at most one of each type). Visibility, colour and the state overrides are
+  hierarchical, as in ARR; ``openrr.model.world`` resolves them.
+* Changing a transform, ``visible``, ``color``, a component, a part's material or the scene's settings
+  bumps ``Scene.state_revision``; adding, removing or reparenting nodes bumps
+  ``Scene.structure_revision``. ``Scene.world()`` is cached on both revisions.
+* The scene's materials and textures have ids (``Scene.materials``, ``Scene.textures``); edits replace a
+  material rather than change it, so the meshes a scene shares with others stay as loaded.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
-F32 = NDArray[np.float32]
-F64 = NDArray[np.float64]
-RGBA = tuple[float, float, float, float]
-AlphaMode = Literal["OPAQUE", "MASK", "BLEND"]
+from openrr.model.components import Component, OutlineSettings, ShellSettings
+from openrr.model.materials import MaterialTable, TextureTable
+from openrr.model.mesh import F64, RGBA, Material, Mesh
+from openrr.model.world import WorldState, compute_world
+
 _IDENTITY = np.eye(4)
 _IDENTITY.flags.writeable = False
-
-
-@dataclass(eq=False)
-class Material:
-    """glTF metallic-roughness material. Factors are linear; textures are RGBA uint8 (H, W, 4), row 0 first.
-
-    Colour textures (base colour, emissive) hold sRGB values as stored in the file; the renderer decodes.
-    """
-
-    name: str = ""
-    base_color_factor: RGBA = (1.0, 1.0, 1.0, 1.0)
-    base_color_texture: NDArray[np.uint8] | None = None
-    metallic_factor: float = 1.0
-    roughness_factor: float = 1.0
-    metallic_roughness_texture: NDArray[np.uint8] | None = None
-    normal_texture: NDArray[np.uint8] | None = None
-    occlusion_texture: NDArray[np.uint8] | None = None
-    emissive_factor: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    emissive_texture: NDArray[np.uint8] | None = None
-    double_sided: bool = False
-    alpha_mode: AlphaMode = "OPAQUE"
-    alpha_cutoff: float = 0.5
-
-
-@dataclass(eq=False)
-class Primitive:
-    """Indexed triangles with one material. Arrays are coerced to float32 / uint32 and validated.
-
-    ``uvs`` use the glTF convention (origin at the top left of the image); ``colors`` are linear RGBA.
-    ``normals`` may be None: the renderer then shades flat, as the glTF spec asks.
-    """
-
-    positions: F32
-    indices: NDArray[np.uint32]
-    material: Material = field(default_factory=Material)
-    normals: F32 | None = None
-    uvs: F32 | None = None
-    colors: F32 | None = None
-    bounds: F64 = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.positions = np.ascontiguousarray(self.positions, dtype=np.float32).reshape(-1, 3)
-        self.indices = np.ascontiguousarray(self.indices, dtype=np.uint32).reshape(-1, 3)
-        count = len(self.positions)
-        if count == 0 or len(self.indices) == 0:
-            raise ValueError("a primitive needs at least one vertex and one triangle")
-        if int(self.indices.max()) >= count:
-            raise ValueError(f"triangle index {int(self.indices.max())} out of range ({count} vertices)")
-        if self.normals is not None:
-            self.normals = _attribute(self.normals, count, 3, "normals")
-        if self.uvs is not None:
-            self.uvs = _attribute(self.uvs, count, 2, "uvs")
-        if self.colors is not None:
-            colors = np.asarray(self.colors, dtype=np.float32).reshape(count, -1)
-            if colors.shape[1] == 3:
-                colors = np.concatenate([colors, np.ones((count, 1), np.float32)], axis=1)
-            self.colors = _attribute(colors, count, 4, "colors")
-        if not np.isfinite(self.positions).all():
-            raise ValueError("positions must be finite")
-        # Column by column: numpy reduces a contiguous column ~9x faster than axis=0 of an (N, 3) array,
-        # which is most of the load time of a converted asset.
-        columns = [self.positions[:, k] for k in range(3)]
-        self.bounds = np.array([[c.min() for c in columns], [c.max() for c in columns]], dtype=np.float64)
-
-    @property
-    def triangle_count(self) -> int:
-        return len(self.indices)
-
-
-def _attribute(values: NDArray[np.generic], count: int, width: int, what: str) -> F32:
-    array = np.ascontiguousarray(values, dtype=np.float32)
-    if array.shape != (count, width):
-        raise ValueError(f"{what} must have shape ({count}, {width}), got {array.shape}")
-    return array
-
-
-@dataclass(eq=False)
-class Mesh:
-    """A glTF mesh: primitives drawn together under one node.
-
-    ``lods``: coarser copies of the mesh, finest first (converted assets carry them for big meshes); the
-    renderer draws the coarsest one whose error is below a pixel on screen.
-    """
-
-    name: str
-    primitives: tuple[Primitive, ...]
-    lods: tuple[LodLevel, ...] = ()
-    bounds: F64 = field(init=False)
-    triangle_count: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        if not self.primitives:
-            raise ValueError("a mesh needs at least one primitive")
-        self.primitives = tuple(self.primitives)
-        stacked = np.stack([p.bounds for p in self.primitives])
-        self.bounds = np.stack([stacked[:, 0].min(axis=0), stacked[:, 1].max(axis=0)])
-        self.triangle_count = sum(p.triangle_count for p in self.primitives)
-
-
-@dataclass(frozen=True)
-class LodLevel:
-    """A coarser copy of a mesh. ``error``: the largest distance a vertex moved, in mesh units."""
-
-    mesh: Mesh
-    error: float
 
 
 class Node:
@@ -143,7 +38,20 @@ class Node:
     ``parent`` and ``children`` are read-only here: the hierarchy changes through ``Scene`` methods.
     """
 
-    __slots__ = ("_color", "_mesh", "_scene", "_transform", "_visible", "children", "id", "name", "parent")
+    __slots__ = (
+        "_color",
+        "_mesh",
+        "_scene",
+        "_transform",
+        "_visible",
+        "children",
+        "components",
+        "id",
+        "metadata",
+        "name",
+        "parent",
+        "part_materials",
+    )
 
     def __init__(self, scene: Scene, node_id: int, name: str, parent: int | None, mesh: Mesh | None) -> None:
         self._scene = scene
@@ -155,6 +63,10 @@ class Node:
         self._transform = _IDENTITY
         self._visible = True
         self._color: RGBA | None = None
+        # Change these through Scene.set_component / remove_component / set_part_material.
+        self.components: dict[str, Component] = {}
+        self.part_materials: dict[int, int] = {}  # mesh part -> material id (Scene.materials)
+        self.metadata: dict[str, Any] = {}  # object metadata kept by conversion (metadataKeys)
 
     @property
     def transform(self) -> F64:
@@ -177,6 +89,8 @@ class Node:
     @mesh.setter
     def mesh(self, mesh: Mesh | None) -> None:
         self._mesh = mesh
+        self.part_materials = {}
+        self._scene.register_materials(mesh)
         self._scene.structure_revision += 1  # the renderer uploads and releases on structure changes
 
     @property
@@ -207,24 +121,6 @@ class Node:
         return f"Node(id={self.id}, name={self.name!r}, parent={self.parent}, mesh={self.mesh is not None})"
 
 
-@dataclass(frozen=True)
-class WorldState:
-    """Per-node derived state, rows in hierarchy order (parents before children).
-
-    ``bounds[i]`` is the world AABB (min, max) of row i's mesh, NaN for rows without a mesh.
-    ``color[i]`` is the effective override, NaN where there is none.
-    """
-
-    ids: NDArray[np.int64]
-    row: dict[int, int]
-    world: F64
-    visible: NDArray[np.bool_]
-    color: F32
-    has_mesh: NDArray[np.bool_]
-    bounds: F64
-    meshes: tuple[Mesh | None, ...]
-
-
 class Scene:
     """A hierarchy of nodes. Node ids are assigned here, counting up from 0, and never reused."""
 
@@ -236,6 +132,11 @@ class Scene:
         self.state_revision = 0
         self._world: tuple[int, int, WorldState] | None = None
         self._polygons = (-1, 0)  # (structure_revision, count)
+        self.materials = MaterialTable()
+        self.textures = TextureTable()
+        self.outline = OutlineSettings()  # change with update_settings, so frames follow
+        self.shell = ShellSettings()
+        self.sky: Any = None  # the sky the renderer draws (openrr.model.skies.Sky); None: the default look
 
     def add_node(
         self,
@@ -251,6 +152,7 @@ class Scene:
         if parent is not None and parent not in self._nodes:
             raise KeyError(f"no node with id {parent}")
         node = Node(self, next(self._ids), name, parent, mesh)
+        self.register_materials(mesh)
         if transform is not None:
             node.transform = transform
         node.visible = visible
@@ -285,10 +187,72 @@ class Scene:
                 visible=src.visible,
                 color=src.color,
             )
+            dst.metadata = src.metadata  # read-only after loading: shared, not copied
             mapping[src.id] = dst.id
             if src.parent is None:
                 roots.append(dst)
         return roots
+
+    def reparent(self, node_id: int, parent: int | None) -> None:
+        """Move a node (with its subtree) under ``parent`` (None: make it a root), keeping its local
+        transform. Raises KeyError for an unknown id, ValueError for a parent inside the node's subtree."""
+        node = self._nodes[node_id]
+        if parent is not None and parent not in self._nodes:
+            raise KeyError(f"no node with id {parent}")
+        subtree = [n.id for n in self.walk(node_id)]
+        if parent is not None and parent in subtree:
+            raise ValueError("a node cannot become a child of itself or of its own descendants")
+        if node.parent is not None:
+            self._nodes[node.parent].children.remove(node_id)
+        node.parent = parent
+        if parent is not None:
+            self._nodes[parent].children.append(node_id)
+        for nid in subtree:  # to the end, in walk order: parents still come before children
+            self._nodes[nid] = self._nodes.pop(nid)
+        self.structure_revision += 1
+
+    def set_component(self, node_id: int, kind: str, component: Component) -> None:
+        """Attach (or replace) the node's component of type ``kind``. Raises KeyError for an unknown id."""
+        self._nodes[node_id].components[kind] = component
+        self.state_revision += 1
+
+    def remove_component(self, node_id: int, kind: str) -> Component:
+        """Detach the node's component of type ``kind`` and return it. Raises KeyError if it has none."""
+        component = self._nodes[node_id].components.pop(kind)
+        self.state_revision += 1
+        return component
+
+    def changed(self) -> None:
+        """Something the picture depends on changed in place (a component's fields, a setting)."""
+        self.state_revision += 1
+
+    def register_materials(self, mesh: Mesh | None) -> None:
+        if mesh is not None:
+            self.materials.register(p.material for p in mesh.primitives)
+
+    def set_part_material(self, node_id: int, part: int, material_id: int | None) -> None:
+        """Draw ``part`` of the node's mesh with ``material_id`` (None: its own material again).
+        Raises KeyError for an unknown node or material, IndexError for a part the mesh lacks."""
+        node = self._nodes[node_id]
+        parts = len(node.mesh.primitives) if node.mesh is not None else 0
+        if not 0 <= part < parts:
+            raise IndexError(f"node {node_id} has {parts} mesh parts")
+        if material_id is None:
+            node.part_materials.pop(part, None)
+        else:
+            if material_id not in self.materials:
+                raise KeyError(f"no material with id {material_id}")
+            node.part_materials[part] = material_id
+        self.state_revision += 1
+
+    def material_of(self, node: Node, part: int) -> Material:
+        """What the renderer draws part ``part`` of ``node``'s mesh with: the node's choice for the part,
+        else the current version of the part's own material."""
+        chosen = node.part_materials.get(part)
+        if chosen is not None:
+            return self.materials.get(chosen)
+        assert node.mesh is not None
+        return self.materials.current(node.mesh.primitives[part].material)
 
     def node(self, key: int | str) -> Node:
         """The node with this id, or the first node with this name. Raises KeyError."""
@@ -339,7 +303,7 @@ class Scene:
         key = (self.structure_revision, self.state_revision)
         if self._world is not None and self._world[:2] == key:
             return self._world[2]
-        state = self._compute_world()
+        state = compute_world(list(self._nodes.values()))
         self._world = (key[0], key[1], state)
         return state
 
@@ -363,50 +327,3 @@ class Scene:
         boxes = state.bounds[rows]
         total: F64 = np.stack([boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0)])
         return total
-
-    def _compute_world(self) -> WorldState:
-        nodes = list(self._nodes.values())
-        count = len(nodes)
-        row = {n.id: i for i, n in enumerate(nodes)}
-        parents = np.array([row[n.parent] if n.parent is not None else -1 for n in nodes], dtype=np.int64)
-        depth = np.zeros(count, dtype=np.int64)
-        for i in range(count):  # parents come first, so one pass suffices
-            if parents[i] >= 0:
-                depth[i] = depth[parents[i]] + 1
-        world = np.stack([n.transform for n in nodes]) if nodes else np.zeros((0, 4, 4))
-        visible = np.array([n.visible for n in nodes], dtype=bool)
-        color = np.full((count, 4), np.nan, dtype=np.float32)
-        for i, n in enumerate(nodes):
-            if n.color is not None:
-                color[i] = n.color
-        # Level by level, so a scene with thousands of nodes costs a few batched matmuls, not a Python loop.
-        for level in range(1, int(depth.max(initial=0)) + 1):
-            rows = np.flatnonzero(depth == level)
-            up = parents[rows]
-            world[rows] = world[up] @ world[rows]
-            visible[rows] &= visible[up]
-            inherit = np.isnan(color[rows, 0])
-            color[rows[inherit]] = color[up[inherit]]
-        meshes = tuple(n.mesh for n in nodes)
-        has_mesh = np.array([m is not None for m in meshes], dtype=bool)
-        bounds = np.full((count, 2, 3), np.nan)
-        mesh_rows = np.flatnonzero(has_mesh)
-        if len(mesh_rows):
-            local = np.stack([m.bounds for m in meshes if m is not None])  # (K, 2, 3)
-            # The 8 corners of each local box, transformed, then re-boxed.
-            pick = np.array(list(itertools.product((0, 1), repeat=3)))  # (8, 3)
-            corners = local[:, pick, [0, 1, 2]]  # (K, 8, 3)
-            mats = world[mesh_rows]
-            moved = np.einsum("kij,kcj->kci", mats[:, :3, :3], corners) + mats[:, None, :3, 3]
-            bounds[mesh_rows, 0] = moved.min(axis=1)
-            bounds[mesh_rows, 1] = moved.max(axis=1)
-        return WorldState(
-            ids=np.array([n.id for n in nodes], dtype=np.int64),
-            row=row,
-            world=world,
-            visible=visible,
-            color=color,
-            has_mesh=has_mesh,
-            bounds=bounds,
-            meshes=meshes,
-        )

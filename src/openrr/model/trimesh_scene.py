@@ -19,7 +19,8 @@ import trimesh
 from numpy.typing import NDArray
 
 from openrr.model.budget import Allowance, BudgetExceeded, default_allowance, geometry_bytes
-from openrr.model.scene import AlphaMode, Material, Mesh, Primitive, Scene
+from openrr.model.mesh import AlphaMode, Material, Mesh, Primitive
+from openrr.model.scene import Scene
 
 ProgressCallback = Callable[[float, str], None]
 

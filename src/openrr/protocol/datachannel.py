@@ -56,7 +56,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-VERSION = 1
+from openrr.protocol.scene_api import SCENE_TYPES, SceneRequest
+
+VERSION = 1  # what a v1 client sends and sees; a v2 client sends "v": 2 (see scene_api.py)
+VERSIONS = (1, 2)
 MAX_MESSAGE_BYTES = 64 * 1024
 
 RequestId = Annotated[str, Field(max_length=128)] | int
@@ -66,7 +69,7 @@ Vec3 = tuple[Finite, Finite, Finite]
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    v: Literal[1] = 1
+    v: Literal[1, 2] = 1
     id: RequestId | None = None
 
 
@@ -161,7 +164,8 @@ Request = Annotated[
     | NodeSet
     | Pick
     | StatsGet
-    | Ping,
+    | Ping
+    | SceneRequest,
     Field(discriminator="type"),
 ]
 _REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
@@ -187,8 +191,11 @@ def parse(raw: str | bytes) -> Request:
     if not isinstance(data, dict):
         raise BadMessage("a message must be a JSON object")
     re = data.get("id") if isinstance(data.get("id"), str | int) else None
-    if data.get("v") != VERSION:
-        raise BadMessage(f"unsupported protocol version {data.get('v')!r}; this server speaks v{VERSION}", re)
+    version = data.get("v")
+    if version not in VERSIONS or isinstance(version, bool):
+        raise BadMessage(f"unsupported protocol version {version!r}; this server speaks v1 and v2", re)
+    if version == 1 and data.get("type") in SCENE_TYPES:
+        raise BadMessage(f'{data["type"]} is a protocol v2 request: send it with "v": 2', re)
     try:
         return _REQUEST.validate_python(data)
     except ValidationError as exc:
@@ -203,14 +210,14 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def message(type_: str, re: str | int | None = None, **fields: Any) -> str:
-    """Encode a server → client message."""
-    body: dict[str, Any] = {"v": VERSION, "type": type_}
+def message(type_: str, re: str | int | None = None, *, v: int = VERSION, **fields: Any) -> str:
+    """Encode a server → client message; ``v``: the request's version (an answer) or the connection's."""
+    body: dict[str, Any] = {"v": v, "type": type_}
     if re is not None:
         body["re"] = re
     body.update(fields)
     return json.dumps(body, separators=(",", ":"), allow_nan=False)
 
 
-def error(re: str | int | None, code: str, text: str) -> str:
-    return message("error", re, code=code, message=text)
+def error(re: str | int | None, code: str, text: str, *, v: int = VERSION) -> str:
+    return message("error", re, v=v, code=code, message=text)

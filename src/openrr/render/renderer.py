@@ -24,7 +24,9 @@ import moderngl
 import numpy as np
 from numpy.typing import NDArray
 
-from openrr.model.scene import F64, Mesh, Primitive, Scene, WorldState
+from openrr.model.mesh import F64, Mesh, Primitive
+from openrr.model.scene import Scene
+from openrr.model.world import WorldState
 from openrr.render import shaders
 from openrr.render.camera import Camera, boxes_in_frustum, frustum_planes
 from openrr.render.glcalls import GLCalls

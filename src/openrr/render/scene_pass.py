@@ -15,7 +15,7 @@ import moderngl
 import numpy as np
 from numpy.typing import NDArray
 
-from openrr.model.scene import F32, F64, Material
+from openrr.model.mesh import F32, F64, Material
 from openrr.render import shaders
 
 

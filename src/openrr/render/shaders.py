@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from openrr.model.scene import F64, Material
+from openrr.model.mesh import F64, Material
 
 RGB = tuple[float, float, float]
 MAX_LIGHTS = 4

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from openrr.model.arrasset.layout import PointCloud
-from openrr.model.scene import Material, Primitive
+from openrr.model.mesh import Material, Primitive
 
 log = logging.getLogger("openrr.assets")
 

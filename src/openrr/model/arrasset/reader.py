@@ -20,7 +20,8 @@ from openrr.model.arrasset.layout import DTYPES, INFLATE_LIMIT, Asset, PointClou
 from openrr.model.arrasset.manifest import Corrupt, floats, list_of, read_manifest
 from openrr.model.arrasset.points import shown_as_octahedra
 from openrr.model.errors import ModelLoadError
-from openrr.model.scene import AlphaMode, LodLevel, Material, Mesh, Primitive, Scene
+from openrr.model.mesh import AlphaMode, LodLevel, Material, Mesh, Primitive
+from openrr.model.scene import Scene
 
 
 class _Reader:

@@ -29,7 +29,8 @@ from openrr.model.arrasset.layout import (
     PointCloud,
 )
 from openrr.model.arrasset.vertex import VertexFormat
-from openrr.model.scene import Material, Mesh, Node, Primitive
+from openrr.model.mesh import Material, Mesh, Primitive
+from openrr.model.scene import Node
 
 
 class _Writer:
