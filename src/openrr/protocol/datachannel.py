@@ -1,6 +1,8 @@
 """The data-channel protocol between a client and its render server: versioned JSON messages.
 
-Every message is a JSON object with ``"v": 1`` and a ``"type"``. A client request may carry an ``"id"``
+Version 1 is below; version 2 adds the scene API (entities, components, materials, sky, spatial queries),
+documented in ``openrr.protocol.scene_api``, and keeps every v1 message. Every message is a JSON object
+with ``"v"`` (1, or 2 for a client that speaks v2) and a ``"type"``. A client request may carry an ``"id"``
 (string or integer); every answer to it repeats it as ``"re"``, so clients can match answers and measure
 round trips. Camera requests may carry a ``"poseId"``: the server stamps the id of the newest pose it
 rendered on every frame's stats, which is how a client measures input → frame latency.
@@ -19,9 +21,10 @@ Client → server                                   Server → client
   stats.get                                         pong          re, t (echoed), serverTime
   ping          t
 
-``hello`` (sent when the channel opens): ``protocol``, ``sessionId``, ``video`` {width, height, fps, bitrate,
-codec}, ``polygonLimit`` (null: unlimited), ``models`` [{modelId, url, nodes, polygons}], ``nodes``
-[{id, name, parent, mesh (bool), visible}], ``camera`` {position, orientation, fov}.
+``hello`` (sent when the channel opens, always as v1): ``protocol``, ``protocols`` ([1, 2]), ``sessionId``,
+``video`` {width, height, fps, bitrate, codec}, ``polygonLimit`` (null: unlimited), ``models`` [{modelId,
+url, nodes, polygons}], ``nodes`` [{id, name, parent, mesh (bool), visible}], ``camera`` {position,
+orientation, fov}.
 
 ``frame``: ``frameId``, ``pts`` (90 kHz; 0 for the connection's first frame, so it equals the ``pts`` of the
 frame an aiortc or browser receiver decodes), ``poseId`` (newest pose rendered into it, or null), ``t``
