@@ -30,6 +30,7 @@ from openrr.compat.aiortc import offered_direction
 from openrr.model.sources import display_name
 from openrr.protocol import datachannel as protocol
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, PROTOCOL
+from openrr.render.camera_commands import move_camera
 from openrr.render.encoder import Codec, EncoderConfig
 from openrr.render.ice import IceSettings
 from openrr.render.pipeline import ModelError, PipelineClosed, RenderPipeline
@@ -193,6 +194,9 @@ class ClientConnection:
         if channel is not None and channel.readyState == "open":
             channel.send(text)
 
+    def _refuse(self, request: protocol.Request, code: str, text: str) -> None:
+        self.send(protocol.error(request.id, code, text, v=request.v))  # errors answer in the request's v
+
     def _on_message(self, raw: str | bytes) -> None:
         try:
             request = protocol.parse(raw)
@@ -204,18 +208,13 @@ class ClientConnection:
             self.tracer.command(request)
         if isinstance(request, protocol.ModelLoad):
             if self._loads >= MAX_PENDING_LOADS:
-                self.send(
-                    protocol.error(
-                        request.id, "Busy", f"at most {MAX_PENDING_LOADS} loads at once", v=request.v
-                    )
-                )
+                self._refuse(request, "Busy", f"at most {MAX_PENDING_LOADS} loads at once")
                 return
             self._loads += 1
             self._spawn(self._load(request))
         elif self._requests >= MAX_PENDING_REQUESTS:
             # A flood (of picks, say) would queue unbounded work on the GL thread and starve rendering.
-            busy = f"at most {MAX_PENDING_REQUESTS} requests at once"
-            self.send(protocol.error(request.id, "Busy", busy, v=request.v))
+            self._refuse(request, "Busy", f"at most {MAX_PENDING_REQUESTS} requests at once")
         else:
             # In arrival order: camera moves apply at once, scene edits queue on the GL thread.
             self._requests += 1
@@ -227,13 +226,12 @@ class ClientConnection:
             if reply is not None:
                 self.send(reply)
         except ModelError as exc:
-            self.send(protocol.error(request.id, exc.code, exc.message, v=request.v))
+            self._refuse(request, exc.code, exc.message)
         except PipelineClosed:
             pass
         except Exception as exc:  # a bug must cost the request, not the session (logged, answered)
             log.exception("request %s failed", request.type)
-            failed = f"{request.type} failed: {exc}"
-            self.send(protocol.error(request.id, "InternalError", failed, v=request.v))
+            self._refuse(request, "InternalError", f"{request.type} failed: {exc}")
         finally:
             self._requests -= 1
 
@@ -248,7 +246,7 @@ class ClientConnection:
 
         match request:
             case protocol.CameraSet() | protocol.CameraOrbit() | protocol.CameraPan() | protocol.CameraZoom():
-                self._move_camera(request)
+                move_camera(p, request)
                 return answer("ack", camera=p.camera_json(), poseId=request.poseId)
             case protocol.CameraFrame():
                 await p.frame_scene(request.poseId)
@@ -274,21 +272,6 @@ class ClientConnection:
                 return answer("pong", t=request.t, serverTime=time.time())
         return None  # model loads run as tasks of their own (see _on_message)
 
-    def _move_camera(
-        self, request: protocol.CameraSet | protocol.CameraOrbit | protocol.CameraPan | protocol.CameraZoom
-    ) -> None:
-        p = self.pipeline
-        match request:
-            case protocol.CameraSet():
-                p.camera.set_pose(request.position, request.orientation, request.fov)
-            case protocol.CameraOrbit():
-                p.camera.orbit(request.yaw, request.pitch)
-            case protocol.CameraPan():
-                p.camera.pan(request.dx, request.dy, p.width / p.height)
-            case protocol.CameraZoom():
-                p.camera.zoom(request.factor)
-        p.camera_changed(request.poseId)
-
     async def _load(self, request: protocol.ModelLoad) -> None:
         model_id = request.modelId or display_name(request.url)  # as the pipeline names it
         last = [-1.0]
@@ -311,7 +294,7 @@ class ClientConnection:
         try:
             loaded = await self.pipeline.load(request.url, request.modelId, progress)
         except ModelError as exc:
-            self.send(protocol.error(request.id, exc.code, exc.message, v=request.v))
+            self._refuse(request, exc.code, exc.message)
         except PipelineClosed:
             pass
         else:
