@@ -13,8 +13,10 @@ import math
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import pytest
 import pytest_asyncio
+from PIL import Image
 
 from openrr.client.connection import RenderConnection, connect
 from openrr.client.errors import RenderRequestError
@@ -32,6 +34,8 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live
     fixtures.textured_gltf(root)  # stripes.png: 16 x 16
     (root / "bomb.png").write_bytes(fixtures.png_bomb(20000))
     (root / "notes.png").write_text("not an image")
+    Image.fromarray(np.full((32, 64, 3), 90, dtype=np.uint8)).save(root / "panorama.png")
+    Image.fromarray(np.full((8, 8, 3), 200, dtype=np.uint8)).save(root / "face.png")
     async with live_server(root, models=("two_nodes.glb",)) as live:
         yield live
 
@@ -361,6 +365,29 @@ async def test_outline_and_shell(conn: RenderConnection) -> None:
     assert (await refused(conn, {"type": "shell.set", "opacity": 3})).code == "BadMessage"
 
 
+async def test_skies(conn: RenderConnection) -> None:
+    listed = await ask(conn, "sky.list")
+    assert {"default", "studio", "sunset"} <= set(listed["skies"])
+    assert listed["current"] == "default"
+    assert (await ask(conn, "sky.set", url="builtin://studio"))["sky"] == "studio"
+    assert (await ask(conn, "sky.list"))["current"] == "studio"
+    assert (await ask(conn, "sky.set", url="panorama.png"))["sky"] == "panorama.png"
+    assert (await ask(conn, "sky.set", faces=["face.png"] * 6))["sky"] == "face.png"
+    assert (await ask(conn, "sky.list"))["current"] == "face.png"
+    for message, code in [
+        ({"type": "sky.set", "url": "builtin://nowhere"}, "SkyNotFound"),
+        ({"type": "sky.set", "url": "stripes.png"}, "TextureLoadFailed"),  # square: no panorama or cube map
+        ({"type": "sky.set", "faces": ["face.png"] * 5 + ["stripes.png"]}, "TextureLoadFailed"),  # sizes
+        ({"type": "sky.set", "url": "bomb.png"}, "TextureLoadFailed"),
+        ({"type": "sky.set", "faces": ["face.png"] * 5 + ["../../../etc/passwd"]}, "ModelSourceRefused"),
+        ({"type": "sky.set", "url": "panorama.png", "faces": ["face.png"] * 6}, "BadMessage"),
+        ({"type": "sky.set", "faces": ["face.png"] * 3}, "BadMessage"),
+    ]:
+        assert (await refused(conn, message)).code == code, message
+    assert (await ask(conn, "sky.list"))["current"] == "face.png"  # refusals change nothing
+    await conn.wait_frames(conn.frames_received + 2, timeout=20)  # still streaming
+
+
 async def test_the_next_client_starts_from_a_clean_slate(server: LiveServer) -> None:
     await until(lambda: server.server.client is None, "the previous client to be gone")
     async with await connect("127.0.0.1", server.port, server.token()) as first:
@@ -370,6 +397,7 @@ async def test_the_next_client_starts_from_a_clean_slate(server: LiveServer) -> 
         await ask(first, "material.set", material=red["id"], properties={"albedoColor": [0, 0, 0, 1]})
         await ask(first, "entity.create", name="Extra")
         await ask(first, "texture.load", url="stripes.png")
+        await ask(first, "sky.set", url="builtin://night")
     await until(lambda: server.server.client is None, "the client to be gone")
     async with await connect("127.0.0.1", server.port, server.token()) as second:
         entities = (await ask(second, "scene.get"))["entities"]
@@ -379,3 +407,4 @@ async def test_the_next_client_starts_from_a_clean_slate(server: LiveServer) -> 
         original = (await ask(second, "material.list", entity=box["id"]))["materials"][0]
         assert original["albedoColor"] == [1, 0, 0, 1]
         assert (await ask(second, "outline.set"))["color"] == [1, 0.6, 0]
+        assert (await ask(second, "sky.list"))["current"] == "default"

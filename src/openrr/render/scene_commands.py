@@ -3,11 +3,10 @@ they share (``SceneContext``: the pipeline and what this client has created so f
 
 Apart from ``connection.py`` (WebRTC, the data channel, protocol v1): this module only routes. The
 handlers live by subject: entities and the hierarchy (``scene_entities``), components
-(``scene_components``), materials and textures (``scene_materials``), the connection's settings and sky
-(``scene_settings``); spatial queries are answered by ``scene_queries``. A handler validates the request
-against the scene, does its scene work on the GL thread (``SceneContext.gl``), and returns the answer's
-type and fields; a refusal raises ``SceneError`` with the protocol's code. The answer carries the
-request's ``v`` (always 2 here).
+(``scene_components``), materials and textures (``scene_materials``), outline and shell
+(``scene_settings``), the sky (``scene_sky``). A handler validates the request against the scene, does
+its scene work on the GL thread (``SceneContext.gl``), and returns the answer's type and fields; a
+refusal raises ``SceneError`` with the protocol's code. The answer carries the request's ``v`` (2).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import Any, TypeGuard
 
 from openrr.protocol import datachannel as protocol
 from openrr.protocol import scene_api as api
-from openrr.render import scene_components, scene_entities, scene_materials, scene_settings
+from openrr.render import scene_components, scene_entities, scene_materials, scene_settings, scene_sky
 from openrr.render.pipeline import RenderPipeline
 from openrr.render.scene_context import SceneContext, SceneError
 
@@ -44,6 +43,8 @@ HANDLERS: dict[str, Handler] = {
     "texture.load": scene_materials.texture_load,
     "outline.set": scene_settings.outline_set,
     "shell.set": scene_settings.shell_set,
+    "sky.set": scene_sky.sky_set,
+    "sky.list": scene_sky.sky_list,
 }
 
 

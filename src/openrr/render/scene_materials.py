@@ -14,6 +14,9 @@ import asyncio
 import dataclasses
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from openrr.model.budget import Allowance, pixels_text
 from openrr.model.errors import ModelLoadError
 from openrr.model.images import DEFAULT_MAX_BYTES, decode_image, read_image_file
@@ -30,7 +33,9 @@ from openrr.render.scene_context import (
 )
 
 Answer = tuple[str, dict[str, Any]]
-MAX_TEXTURE_LOADS = 2  # at once, per connection: each is a download and a decode on a worker thread
+MAX_TEXTURE_LOADS = (
+    2  # texture and sky loads at once, per connection: downloads and decodes on worker threads
+)
 
 # protocol property -> Material field, for the properties that map one to one
 _FIELDS = {
@@ -186,14 +191,15 @@ def texture_allowance(ctx: SceneContext) -> Allowance:
     return Allowance(texture_pixels=left, texture_limit=limit)
 
 
-def load_image(ctx: SceneContext, url: str) -> Any:
-    """Read and decode the image at ``url`` (blocking: a worker thread), within the texture allowance.
-    Raises ``SceneError``: ``ModelSourceRefused`` or ``TextureLoadFailed``."""
+def load_image(ctx: SceneContext, url: str, allowance: Allowance) -> NDArray[np.uint8]:
+    """Read and decode the image at ``url`` (blocking: a worker thread) within ``allowance``, under the
+    session's model source policy and file size limit. Raises ``SceneError``: ``ModelSourceRefused`` or
+    ``TextureLoadFailed``."""
     pipeline = ctx.pipeline
     max_bytes = min(DEFAULT_MAX_BYTES, pipeline.max_model_bytes or DEFAULT_MAX_BYTES)
     try:
         data = read_image_file(url, pipeline.policy, max_bytes=max_bytes)
-        return decode_image(data, texture_allowance(ctx), display_name(url))
+        return decode_image(data, allowance, display_name(url))
     except SourceRefused as exc:
         raise SceneError("ModelSourceRefused", exc.message) from None
     except ModelLoadError as exc:
@@ -207,7 +213,7 @@ async def texture_load(ctx: SceneContext, request: api.TextureLoad) -> Answer:
         raise SceneError("Busy", f"at most {MAX_TEXTURE_LOADS} texture loads at once")
     ctx.texture_loads += 1
     try:
-        image = await asyncio.to_thread(load_image, ctx, request.url)
+        image = await asyncio.to_thread(load_image, ctx, request.url, texture_allowance(ctx))
     finally:
         ctx.texture_loads -= 1
     height, width = image.shape[:2]
