@@ -374,7 +374,7 @@ async def test_skies(conn: RenderConnection) -> None:
     assert (await ask(conn, "sky.set", url="panorama.png"))["sky"] == "panorama.png"
     assert (await ask(conn, "sky.set", faces=["face.png"] * 6))["sky"] == "face.png"
     assert (await ask(conn, "sky.list"))["current"] == "face.png"
-    for message, code in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"type": "sky.set", "url": "builtin://nowhere"}, "SkyNotFound"),
         ({"type": "sky.set", "url": "stripes.png"}, "TextureLoadFailed"),  # square: no panorama or cube map
         ({"type": "sky.set", "faces": ["face.png"] * 5 + ["stripes.png"]}, "TextureLoadFailed"),  # sizes
@@ -382,7 +382,8 @@ async def test_skies(conn: RenderConnection) -> None:
         ({"type": "sky.set", "faces": ["face.png"] * 5 + ["../../../etc/passwd"]}, "ModelSourceRefused"),
         ({"type": "sky.set", "url": "panorama.png", "faces": ["face.png"] * 6}, "BadMessage"),
         ({"type": "sky.set", "faces": ["face.png"] * 3}, "BadMessage"),
-    ]:
+    ]
+    for message, code in cases:
         assert (await refused(conn, message)).code == code, message
     assert (await ask(conn, "sky.list"))["current"] == "face.png"  # refusals change nothing
     await conn.wait_frames(conn.frames_received + 2, timeout=20)  # still streaming
