@@ -281,6 +281,11 @@ async def test_components_round_trip_and_limits(conn: RenderConnection) -> None:
     }
     assert (await refused(conn, enable)).code == "TooManyCutPlanes"
     await ask(conn, "component.destroy", entity=planes[0], component="CutPlane")
+    # Eight enabled lights at most (the box's spot light is one).
+    for entity in planes[:7]:
+        await ask(conn, "component.create", entity=entity, component="PointLight", properties={"range": 5})
+    ninth_light = {"type": "component.create", "entity": planes[7], "component": "DirectionalLight"}
+    assert (await refused(conn, ninth_light)).code == "TooManyLights"
     assert (
         await ask(conn, "component.set", entity=planes[8], component="CutPlane", properties={"enabled": True})
     )["properties"]["enabled"] is True
