@@ -449,6 +449,19 @@ async def test_bounds_per_connection_and_per_answer(
         assert len((await ask(c, "scene.get", limit=1))["entities"]) == 1
 
 
+async def test_a_bug_costs_the_request_not_the_session(
+    conn: RenderConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(ctx: Any, request: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(HANDLERS, "sky.list", broken)
+    failed = await refused(conn, {"type": "sky.list"})
+    assert (failed.code, "a bug" in failed.message) == ("InternalError", True)
+    assert (await ask(conn, "outline.set"))["type"] == "outline"
+    await conn.wait_frames(conn.frames_received + 2, timeout=20)
+
+
 async def test_the_next_client_starts_from_a_clean_slate(server: LiveServer) -> None:
     await until(lambda: server.server.client is None, "the previous client to be gone")
     async with await connect("127.0.0.1", server.port, server.token()) as first:
