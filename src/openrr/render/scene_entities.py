@@ -122,8 +122,12 @@ async def entity_create(ctx: SceneContext, request: api.EntityCreate) -> Answer:
         node = scene.add_node(request.name, parent=request.parent, transform=transform)
         return entity_json(node, scene.world())
 
-    entity = await ctx.gl(create)
-    ctx.entities_created += 1
+    ctx.entities_created += 1  # counted before the GL thread's turn: requests run concurrently
+    try:
+        entity = await ctx.gl(create)
+    except BaseException:
+        ctx.entities_created -= 1
+        raise
     return "entity", {"entity": entity}
 
 
