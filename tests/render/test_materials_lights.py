@@ -46,7 +46,7 @@ def _render(renderer: Renderer, scene: Scene, camera: Camera | None = None) -> F
 def _box(centre: tuple[float, float, float], material: Material) -> Primitive:
     box = trimesh.creation.box(extents=(1.2, 1.2, 1.2))
     box.apply_translation(centre)
-    return Primitive(box.vertices, box.faces, material=material, normals=box.vertex_normals)
+    return Primitive(box.vertices, box.faces, material=material)  # no normals: shaded flat
 
 
 def _sphere(material: Material, subdivisions: int = 3) -> Mesh:

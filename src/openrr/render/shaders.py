@@ -97,9 +97,13 @@ vec3 brdf(vec3 n, vec3 v, vec3 l, vec3 diffuse, vec3 f0, float a2, float nv) {
     if (nl <= 0.0) return vec3(0.0);
     vec3 h = normalize(l + v);
     float nh = max(dot(n, h), 0.0);
-    float d = a2 / (PI * pow(nh * nh * (a2 - 1.0) + 1.0, 2.0));
+    // Powers by multiplication: pow() is exp2(log2()) on llvmpipe, several times dearer.
+    float t = nh * nh * (a2 - 1.0) + 1.0;
+    float d = a2 / (PI * t * t);
     float vis = 0.5 / (nl * sqrt(nv * nv * (1.0 - a2) + a2) + nv * sqrt(nl * nl * (1.0 - a2) + a2));
-    vec3 f = f0 + (1.0 - f0) * pow(1.0 - max(dot(v, h), 0.0), 5.0);
+    float w = 1.0 - max(dot(v, h), 0.0);
+    float w2 = w * w;
+    vec3 f = f0 + (1.0 - f0) * (w2 * w2 * w);
     return nl * ((1.0 - f) * diffuse / PI + f * d * vis);
 }
 
@@ -152,7 +156,9 @@ vec3 shade(vec3 n, vec3 v, vec3 base, float metallic, float roughness, float occ
         irradiance = mix(u_ground, u_sky, 0.5 + 0.5 * n.y);
         reflected = mix(u_ground, u_sky, 0.5 + 0.5 * r.y);
     }
-    vec3 f_env = f0 + (max(vec3(1.0 - roughness), f0) - f0) * pow(1.0 - nv, 5.0);
+    float w = 1.0 - nv;
+    float w2 = w * w;
+    vec3 f_env = f0 + (max(vec3(1.0 - roughness), f0) - f0) * (w2 * w2 * w);
     return color + occlusion * (irradiance * diffuse + reflected * f_env * (1.0 - 0.7 * roughness));
 }
 """
