@@ -91,26 +91,37 @@ uniform vec3 u_env_sh[9];    // the sky's irradiance / pi as spherical harmonics
 uniform float u_env_lod;     // the sky texture's blurriest level: where roughness 1 reads
 uniform sampler2D u_env_tex;
 
+// What a surface point's lights share: computed once per pixel, not once per light.
+struct Surface {
+    vec3 n;
+    vec3 v;
+    vec3 diffuse_pi;  // diffuse colour / pi
+    vec3 f0;
+    float a2;
+    float nv;
+    float gv;  // the view's part of the Smith visibility term
+};
+
 // Light arriving from direction l with radiance 1, reflected towards v.
-vec3 brdf(vec3 n, vec3 v, vec3 l, vec3 diffuse, vec3 f0, float a2, float nv) {
-    float nl = dot(n, l);
+vec3 brdf(Surface s, vec3 l) {
+    float nl = dot(s.n, l);
     if (nl <= 0.0) return vec3(0.0);
-    vec3 h = normalize(l + v);
-    float nh = max(dot(n, h), 0.0);
+    vec3 h = normalize(l + s.v);
+    float nh = max(dot(s.n, h), 0.0);
     // Powers by multiplication: pow() is exp2(log2()) on llvmpipe, several times dearer.
-    float t = nh * nh * (a2 - 1.0) + 1.0;
-    float d = a2 / (PI * t * t);
-    float vis = 0.5 / (nl * sqrt(nv * nv * (1.0 - a2) + a2) + nv * sqrt(nl * nl * (1.0 - a2) + a2));
-    float w = 1.0 - max(dot(v, h), 0.0);
+    float t = nh * nh * (s.a2 - 1.0) + 1.0;
+    float d = s.a2 / (PI * t * t);
+    float vis = 0.5 / (nl * s.gv + s.nv * sqrt(nl * nl * (1.0 - s.a2) + s.a2));
+    float w = 1.0 - max(dot(s.v, h), 0.0);
     float w2 = w * w;
-    vec3 f = f0 + (1.0 - f0) * (w2 * w2 * w);
-    return nl * ((1.0 - f) * diffuse / PI + f * d * vis);
+    vec3 f = s.f0 + (1.0 - s.f0) * (w2 * w2 * w);
+    return nl * ((1.0 - f) * s.diffuse_pi + f * d * vis);
 }
 
-vec3 punctual(int i, vec3 n, vec3 v, vec3 diffuse, vec3 f0, float a2, float nv) {
+vec3 punctual(int i, Surface s) {
     vec4 pos = u_punctual_pos[i];
     vec4 dir = u_punctual_dir[i];
-    if (dir.w > 1.5) return u_punctual_color[i] * brdf(n, v, -dir.xyz, diffuse, f0, a2, nv);
+    if (dir.w > 1.5) return u_punctual_color[i] * brdf(s, -dir.xyz);
     vec3 to_light = pos.xyz - v_world;
     float d2 = max(dot(to_light, to_light), 1e-8);
     vec3 l = to_light * inversesqrt(d2);
@@ -121,7 +132,7 @@ vec3 punctual(int i, vec3 n, vec3 v, vec3 diffuse, vec3 f0, float a2, float nv) 
     }
     if (dir.w > 0.5) attenuation *= smoothstep(u_punctual_cone[i].x, u_punctual_cone[i].y, dot(dir.xyz, -l));
     if (attenuation <= 0.0) return vec3(0.0);
-    return u_punctual_color[i] * attenuation * brdf(n, v, l, diffuse, f0, a2, nv);
+    return u_punctual_color[i] * attenuation * brdf(s, l);
 }
 
 vec2 env_uv(vec3 d) {
@@ -140,11 +151,10 @@ vec3 shade(vec3 n, vec3 v, vec3 base, float metallic, float roughness, float occ
     vec3 f0 = mix(vec3(0.04), base, metallic);
     float a2 = roughness * roughness * roughness * roughness;
     float nv = max(dot(n, v), 1e-4);
+    Surface s = Surface(n, v, diffuse / PI, f0, a2, nv, sqrt(nv * nv * (1.0 - a2) + a2));
     vec3 color = vec3(0.0);
-    for (int i = 0; i < u_light_count; i++) {
-        color += u_light_color[i] * brdf(n, v, -u_light_dir[i], diffuse, f0, a2, nv);
-    }
-    for (int i = 0; i < u_punctual_count; i++) color += punctual(i, n, v, diffuse, f0, a2, nv);
+    for (int i = 0; i < u_light_count; i++) color += u_light_color[i] * brdf(s, -u_light_dir[i]);
+    for (int i = 0; i < u_punctual_count; i++) color += punctual(i, s);
     // Ambient: irradiance for the diffuse part, the reflected direction for the specular part.
     vec3 r = reflect(-v, n);
     vec3 irradiance;
