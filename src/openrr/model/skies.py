@@ -236,7 +236,12 @@ def sky_from_image(name: str, rgba: Image) -> Sky:
     ``MAX_SKY_WIDTH`` wide. Raises ValueError for other shapes."""
     height, width = (rgba.shape[:2]) if isinstance(rgba, np.ndarray) and rgba.ndim >= 2 else (0, 0)
     if width == 2 * height and height > 0:
-        return Sky(name, _fit(_linear(rgba, "a sky panorama")))
+        # Thinned to at most twice the final width before decoding, so that a large image never
+        # becomes a float copy of its full size; then averaged down.
+        step = -(-width // (2 * MAX_SKY_WIDTH))
+        thinned = _checked(rgba, "a sky panorama")[::step, ::step]
+        rows = min(thinned.shape[0], thinned.shape[1] // 2)
+        return Sky(name, _fit(_linear(thinned[:rows, : 2 * rows], "a sky panorama")))
     if width * 3 == height * 4 and width % 4 == 0 and width > 0:
         size = width // 4
         cross = _checked(rgba, "a sky cross")
