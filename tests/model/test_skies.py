@@ -119,6 +119,13 @@ def test_large_panoramas_are_reduced() -> None:
     assert sky.image.shape[1] == 2 * sky.image.shape[0]
     odd = sky_from_image("odd", np.full((1027, 2054, 3), 200, np.uint8))
     assert odd.image.shape == (MAX_SKY_WIDTH // 2, MAX_SKY_WIDTH, 3)
+    huge = np.zeros((4099, 8198, 4), np.uint8)
+    huge[:, 4099:] = (188, 188, 188, 255)  # the half from -Z round to +X: linear 0.5
+    thinned = sky_from_image("huge", huge)
+    assert thinned.image.shape[1] <= MAX_SKY_WIDTH
+    assert thinned.image.shape[1] == 2 * thinned.image.shape[0]
+    np.testing.assert_allclose(thinned.radiance((1, 0, 0)), 0.5, atol=0.01)
+    np.testing.assert_allclose(thinned.radiance((-1, 0, 0)), 0.0, atol=0.01)
 
 
 def test_cube_faces_cross_and_strip_agree() -> None:

@@ -10,11 +10,11 @@ import pytest
 import trimesh
 from numpy.typing import NDArray
 
-from openrr.model.components import Light
+from openrr.model.components import Light, WorldLight
 from openrr.model.mesh import LodLevel, Material, Mesh, Primitive
 from openrr.model.scene import Scene
 from openrr.model.skies import builtin_sky, sky_from_faces
-from openrr.render.camera import Camera, look_rotation
+from openrr.render.camera import Camera, look_rotation, quat_to_matrix
 from openrr.render.lights import MAX_PUNCTUAL, punctual_uniforms
 from openrr.render.renderer import Background, Hemisphere, Renderer
 from openrr.render.shaders import default_lights
@@ -46,7 +46,7 @@ def _render(renderer: Renderer, scene: Scene, camera: Camera | None = None) -> F
 def _box(centre: tuple[float, float, float], material: Material) -> Primitive:
     box = trimesh.creation.box(extents=(1.2, 1.2, 1.2))
     box.apply_translation(centre)
-    return Primitive(box.vertices, box.faces, material=material, normals=box.vertex_normals)
+    return Primitive(box.vertices, box.faces, material=material)  # no normals: shaded flat
 
 
 def _sphere(material: Material, subdivisions: int = 3) -> Mesh:
@@ -212,8 +212,6 @@ def _aimed(position: tuple[float, float, float], forward: tuple[float, float, fl
 
 
 def _rotation(forward: tuple[float, float, float]) -> NDArray[np.float64]:
-    from openrr.render.camera import quat_to_matrix
-
     return quat_to_matrix(look_rotation(np.array(forward, dtype=np.float64)))
 
 
@@ -263,8 +261,6 @@ def test_directional_light_shines_along_its_entitys_minus_z(renderer: Renderer) 
 
 
 def test_at_most_max_lights_reach_the_shader() -> None:
-    from openrr.model.components import WorldLight
-
     light = WorldLight(0, "SpotLight", (0, 0, 0), (0, 0, -1), (1, 1, 1), 0.0, 0.9, 0.95)
     uniforms = punctual_uniforms([light] * (MAX_PUNCTUAL + 3))
     assert np.frombuffer(uniforms["u_punctual_count"], np.int32)[0] == MAX_PUNCTUAL

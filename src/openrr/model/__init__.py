@@ -9,6 +9,7 @@
 * ``budget`` — what loading a model may cost (texture pixels, geometry bytes), checked while reading.
 * ``arrasset`` — the ``.arrAsset`` container openrr's converter writes and its render servers read.
 * ``lod`` — levels of detail, made by vertex clustering.
+* ``skies`` — the panoramas a scene is lit by and seen against: builtins and skies from client images.
 
 Neither ``openrr.render`` nor ``openrr.assets`` (the converter) owns these: both import them, and nothing
 here imports either.

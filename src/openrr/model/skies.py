@@ -215,14 +215,19 @@ _CROSS = {"+Y": (1, 0), "-X": (0, 1), "+Z": (1, 1), "+X": (2, 1), "-Z": (3, 1), 
 
 def _linear(rgba: Image, what: str) -> F32:
     """An sRGB uint8 (H, W, 3|4) image as linear float32 (H, W, 3); ValueError for anything else."""
+    linear: F32 = _SRGB_TO_LINEAR[_checked(rgba, what)[..., :3]]
+    return linear
+
+
+def _checked(rgba: Image, what: str) -> Image:
+    """``rgba`` if it is an sRGB uint8 (H, W, 3|4) image of a bounded size; ValueError else."""
     if not isinstance(rgba, np.ndarray) or rgba.dtype != np.uint8:
         raise ValueError(f"{what} must be a uint8 image")
     if rgba.ndim != 3 or rgba.shape[2] not in (3, 4) or min(rgba.shape[:2]) < 1:
         raise ValueError(f"{what} must have shape (height, width, 3 or 4), got {rgba.shape}")
     if max(rgba.shape[:2]) > MAX_INPUT_SIDE:
         raise ValueError(f"{what} is {rgba.shape[1]}x{rgba.shape[0]}, more than {MAX_INPUT_SIDE} on a side")
-    linear: F32 = _SRGB_TO_LINEAR[rgba[..., :3]]
-    return linear
+    return rgba
 
 
 def sky_from_image(name: str, rgba: Image) -> Sky:
@@ -231,18 +236,23 @@ def sky_from_image(name: str, rgba: Image) -> Sky:
     ``MAX_SKY_WIDTH`` wide. Raises ValueError for other shapes."""
     height, width = (rgba.shape[:2]) if isinstance(rgba, np.ndarray) and rgba.ndim >= 2 else (0, 0)
     if width == 2 * height and height > 0:
-        return Sky(name, _fit(_linear(rgba, "a sky panorama")))
+        # Thinned to at most twice the final width before decoding, so that a large image never
+        # becomes a float copy of its full size; then averaged down.
+        step = -(-width // (2 * MAX_SKY_WIDTH))
+        thinned = _checked(rgba, "a sky panorama")[::step, ::step]
+        rows = min(thinned.shape[0], thinned.shape[1] // 2)
+        return Sky(name, _fit(_linear(thinned[:rows, : 2 * rows], "a sky panorama")))
     if width * 3 == height * 4 and width % 4 == 0 and width > 0:
         size = width // 4
-        linear = _linear(rgba, "a sky cross")
+        cross = _checked(rgba, "a sky cross")
         faces = [
-            linear[r * size : (r + 1) * size, c * size : (c + 1) * size]
+            cross[r * size : (r + 1) * size, c * size : (c + 1) * size]
             for c, r in (_CROSS[label] for label in CUBE_FACES)
         ]
         return Sky(name, _cube_to_panorama(faces))
     if width == 6 * height and height > 0:
-        linear = _linear(rgba, "a sky strip")
-        return Sky(name, _cube_to_panorama([linear[:, i * height : (i + 1) * height] for i in range(6)]))
+        strip = _checked(rgba, "a sky strip")
+        return Sky(name, _cube_to_panorama([strip[:, i * height : (i + 1) * height] for i in range(6)]))
     raise ValueError(
         f"a sky image must be an equirectangular panorama (2:1), a horizontal cross (4:3) or a strip (6:1) "
         f"of cube faces, got {width}x{height}"
@@ -254,11 +264,11 @@ def sky_from_faces(name: str, faces: Sequence[Image]) -> Sky:
     orientation, see the module doc). Raises ValueError for another count, shape or size."""
     if len(faces) != 6:
         raise ValueError(f"a cube map has 6 faces (+X, -X, +Y, -Y, +Z, -Z), got {len(faces)}")
-    linear = [_linear(face, f"cube face {label}") for face, label in zip(faces, CUBE_FACES, strict=True)]
-    shapes = {face.shape[:2] for face in linear}
-    if len(shapes) != 1 or linear[0].shape[0] != linear[0].shape[1]:
+    checked = [_checked(face, f"cube face {label}") for face, label in zip(faces, CUBE_FACES, strict=True)]
+    shapes = {face.shape[:2] for face in checked}
+    if len(shapes) != 1 or checked[0].shape[0] != checked[0].shape[1]:
         raise ValueError(f"cube faces must be square and of one size, got {sorted(shapes)}")
-    return Sky(name, _cube_to_panorama(linear))
+    return Sky(name, _cube_to_panorama(checked))
 
 
 def _fit(image: F32) -> F32:
@@ -273,8 +283,9 @@ def _fit(image: F32) -> F32:
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
-def _cube_to_panorama(faces: Sequence[F32]) -> F32:
-    """Six linear faces (+X, -X, +Y, -Y, +Z, -Z) resampled (nearest) into a panorama four faces wide."""
+def _cube_to_panorama(faces: Sequence[Image]) -> F32:
+    """Six sRGB faces (+X, -X, +Y, -Y, +Z, -Z) resampled (nearest) into a linear panorama four faces wide
+    (at most ``MAX_SKY_WIDTH``); only the pixels picked are decoded."""
     size = faces[0].shape[0]
     width = min(max(4 * size, 8), MAX_SKY_WIDTH)
     d = panorama_directions(width // 2, width)
@@ -286,11 +297,14 @@ def _cube_to_panorama(faces: Sequence[F32]) -> F32:
         np.where(ay >= az, np.where(y > 0, 2, 3), np.where(z > 0, 4, 5)),
     )
     ma = np.maximum(np.maximum(ax, ay), az)
-    # (sc, tc) per face, OpenGL's table.
-    sc = np.choose(major, [-z, z, x, x, x, -x])
-    tc = np.choose(major, [-y, -y, z, -z, -y, -y])
-    col = np.clip(((sc / ma + 1) / 2 * size).astype(np.int64), 0, size - 1)
-    row = np.clip(((tc / ma + 1) / 2 * size).astype(np.int64), 0, size - 1)
-    stacked = np.stack(faces)  # (6, size, size, 3)
-    panorama: F32 = np.ascontiguousarray(stacked[major, row, col], dtype=np.float32)
+    # (sc, tc) per face, OpenGL's table; face by face, so that only each face's pixels are touched.
+    table = ((-z, -y), (z, -y), (x, z), (x, -z), (x, -y), (-x, -y))
+    picked = np.empty((*major.shape, 3), np.uint8)
+    for face, (sc, tc) in enumerate(table):
+        where = major == face
+        scale = 0.5 * size / ma[where]
+        col = np.clip(((sc[where] * scale) + 0.5 * size).astype(np.int64), 0, size - 1)
+        row = np.clip(((tc[where] * scale) + 0.5 * size).astype(np.int64), 0, size - 1)
+        picked[where] = faces[face][row, col, :3]
+    panorama: F32 = np.ascontiguousarray(_SRGB_TO_LINEAR[picked])
     return panorama

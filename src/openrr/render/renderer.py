@@ -123,7 +123,7 @@ class Renderer:
         self._checker: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.CHECKER_FRAGMENT)
         self._fxaa: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.FXAA_FRAGMENT)
         self._quads = {p: self.ctx.vertex_array(p, []) for p in (self._gradient, self._checker, self._fxaa)}
-        self._sky = SkyPass(self.ctx, full)
+        self._sky = SkyPass(self.ctx)
         self._targets: list[Any] = []
         self.resize(width, height)
 

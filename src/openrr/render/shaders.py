@@ -2,7 +2,7 @@
 
 The mesh program is compiled in variants (``mesh_program_source``) so that attributes a primitive lacks
 are compiled out instead of branched on; a missing vertex attribute would otherwise read (0, 0, 0, 1).
-Shading is glTF metallic-roughness in linear space (``_LIGHTING``): GGX/Smith/Schlick for the head-light
+Shading is glTF metallic-roughness in linear space (``lighting.py``): GGX/Smith/Schlick for the head-light
 rig and the scene's point, spot and directional lights (``lights.py``), ambient light from a hemisphere
 or from the sky (``sky.py``: spherical-harmonic irradiance, reflections from a prefiltered panorama),
 sRGB decoding of colour textures and sRGB encoding of the output. Unlit materials skip the lighting.
@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from openrr.model.mesh import F64, Material
+from openrr.render.lighting import LIGHTING
 from openrr.render.lights import MAX_PUNCTUAL
 
 RGB = tuple[float, float, float]
@@ -73,90 +74,6 @@ void main() {
 }
 """
 
-# The mesh program's lighting: glTF metallic-roughness (GGX/Smith/Schlick) for the head-light rig and the
-# scene's own lights (render/lights.py), then ambient light from the hemisphere or the sky (render/sky.py).
-_LIGHTING = """
-uniform int u_light_count;
-uniform vec3 u_light_dir[MAX_LIGHTS];    // direction the light travels, world space, unit
-uniform vec3 u_light_color[MAX_LIGHTS];  // colour * intensity
-uniform int u_punctual_count;
-uniform vec4 u_punctual_pos[MAX_PUNCTUAL];    // position, range (0: unbounded)
-uniform vec4 u_punctual_dir[MAX_PUNCTUAL];    // direction the light travels, kind (0 point, 1 spot, 2 dir.)
-uniform vec3 u_punctual_color[MAX_PUNCTUAL];  // colour * intensity
-uniform vec2 u_punctual_cone[MAX_PUNCTUAL];   // cos of the outer and inner half angles
-uniform vec3 u_sky;
-uniform vec3 u_ground;
-uniform int u_env_on;        // 1: ambient light from the sky, else from the hemisphere
-uniform vec3 u_env_sh[9];    // the sky's irradiance / pi as spherical harmonics (render/sky.py)
-uniform float u_env_lod;     // the sky texture's blurriest level: where roughness 1 reads
-uniform sampler2D u_env_tex;
-
-// Light arriving from direction l with radiance 1, reflected towards v.
-vec3 brdf(vec3 n, vec3 v, vec3 l, vec3 diffuse, vec3 f0, float a2, float nv) {
-    float nl = dot(n, l);
-    if (nl <= 0.0) return vec3(0.0);
-    vec3 h = normalize(l + v);
-    float nh = max(dot(n, h), 0.0);
-    float d = a2 / (PI * pow(nh * nh * (a2 - 1.0) + 1.0, 2.0));
-    float vis = 0.5 / (nl * sqrt(nv * nv * (1.0 - a2) + a2) + nv * sqrt(nl * nl * (1.0 - a2) + a2));
-    vec3 f = f0 + (1.0 - f0) * pow(1.0 - max(dot(v, h), 0.0), 5.0);
-    return nl * ((1.0 - f) * diffuse / PI + f * d * vis);
-}
-
-vec3 punctual(int i, vec3 n, vec3 v, vec3 diffuse, vec3 f0, float a2, float nv) {
-    vec4 pos = u_punctual_pos[i];
-    vec4 dir = u_punctual_dir[i];
-    if (dir.w > 1.5) return u_punctual_color[i] * brdf(n, v, -dir.xyz, diffuse, f0, a2, nv);
-    vec3 to_light = pos.xyz - v_world;
-    float d2 = max(dot(to_light, to_light), 1e-8);
-    vec3 l = to_light * inversesqrt(d2);
-    float attenuation = 1.0 / d2;
-    if (pos.w > 0.0) {
-        float r2 = d2 / (pos.w * pos.w);
-        attenuation *= clamp(1.0 - r2 * r2, 0.0, 1.0);
-    }
-    if (dir.w > 0.5) attenuation *= smoothstep(u_punctual_cone[i].x, u_punctual_cone[i].y, dot(dir.xyz, -l));
-    if (attenuation <= 0.0) return vec3(0.0);
-    return u_punctual_color[i] * attenuation * brdf(n, v, l, diffuse, f0, a2, nv);
-}
-
-vec2 env_uv(vec3 d) {
-    return vec2(atan(d.x, -d.z) * (0.5 / PI) + 0.5, acos(clamp(d.y, -1.0, 1.0)) / PI);
-}
-
-vec3 env_irradiance(vec3 n) {
-    vec3 e = u_env_sh[0] + u_env_sh[1] * n.y + u_env_sh[2] * n.z + u_env_sh[3] * n.x
-        + u_env_sh[4] * (n.x * n.y) + u_env_sh[5] * (n.y * n.z) + u_env_sh[6] * (3.0 * n.z * n.z - 1.0)
-        + u_env_sh[7] * (n.x * n.z) + u_env_sh[8] * (n.x * n.x - n.y * n.y);
-    return max(e, vec3(0.0));
-}
-
-vec3 shade(vec3 n, vec3 v, vec3 base, float metallic, float roughness, float occlusion) {
-    vec3 diffuse = base * (1.0 - metallic);
-    vec3 f0 = mix(vec3(0.04), base, metallic);
-    float a2 = roughness * roughness * roughness * roughness;
-    float nv = max(dot(n, v), 1e-4);
-    vec3 color = vec3(0.0);
-    for (int i = 0; i < u_light_count; i++) {
-        color += u_light_color[i] * brdf(n, v, -u_light_dir[i], diffuse, f0, a2, nv);
-    }
-    for (int i = 0; i < u_punctual_count; i++) color += punctual(i, n, v, diffuse, f0, a2, nv);
-    // Ambient: irradiance for the diffuse part, the reflected direction for the specular part.
-    vec3 r = reflect(-v, n);
-    vec3 irradiance;
-    vec3 reflected;
-    if (u_env_on != 0) {
-        irradiance = env_irradiance(n);
-        reflected = textureLod(u_env_tex, env_uv(r), roughness * u_env_lod).rgb;
-    } else {
-        irradiance = mix(u_ground, u_sky, 0.5 + 0.5 * n.y);
-        reflected = mix(u_ground, u_sky, 0.5 + 0.5 * r.y);
-    }
-    vec3 f_env = f0 + (max(vec3(1.0 - roughness), f0) - f0) * pow(1.0 - nv, 5.0);
-    return color + occlusion * (irradiance * diffuse + reflected * f_env * (1.0 - 0.7 * roughness));
-}
-"""
-
 _MESH_FRAGMENT = (
     """
 const float PI = 3.14159265;
@@ -189,7 +106,7 @@ out vec4 f_color;
 
 vec3 to_linear(vec3 c) { return pow(c, vec3(2.2)); }
 """
-    + _LIGHTING
+    + LIGHTING
     + """
 
 void main() {

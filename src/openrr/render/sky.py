@@ -9,8 +9,8 @@ frame with a sky costs one fullscreen pass and a few fetches per shaded pixel (c
 * reflections: one texture holding the panorama and a chain of ever blurrier half-size copies (box
   down-sampling followed by a [1 2 1] blur, wrapping around in longitude) as its mip levels; the mesh
   program reads along the reflected view vector at a level chosen by roughness;
-* the background: the panorama's level 0 along each pixel's view direction (from the inverse of the
-  view-projection without the camera's position), drawn before the scene.
+* the background: the panorama (an 8-bit display-encoded copy) along each pixel's view direction
+  (interpolated from the corners, see ``BACKGROUND_VERTEX``), drawn before the scene.
 
 Without a sky (or with ``builtin://default``) none of this runs: the renderer draws its classic gradient
 and the mesh program its hemisphere light.
@@ -31,24 +31,35 @@ F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
 
 SKY_UNIT = 5  # the texture unit of the mesh program's ``u_env_tex`` (after the material textures)
+BACKGROUND_UNIT = 6
 SMALLEST_LEVEL = 8  # the blurriest level is 8 x 4: what a roughness of 1 reflects
 _SH_SIZE = 64  # the panorama is averaged down to 64 x 32 for the harmonics
 _CACHE_SIZE = 8
 
+# A screen-covering triangle whose vertices carry the view direction: with the camera at the origin, the
+# far-plane point of a perspective projection is linear in the screen position (its w is the same all
+# over), so interpolating it is exact, and the per-pixel work is a normalize and one fetch (computing
+# the direction per pixel from the inverse matrix cost about 3x the whole pass on llvmpipe).
+BACKGROUND_VERTEX = """#version 330 core
+uniform mat4 u_inv_view_proj;  // inverse of the view-projection without the camera's translation
+out vec3 v_dir;
+void main() {
+    vec2 ndc = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2)) * 2.0 - 1.0;
+    vec4 far = u_inv_view_proj * vec4(ndc, 1.0, 1.0);
+    v_dir = far.xyz / far.w;
+    gl_Position = vec4(ndc, 1.0, 1.0);
+}
+"""
+
 BACKGROUND_FRAGMENT = """#version 330 core
 const float PI = 3.14159265;
-uniform mat4 u_inv_view_proj;  // inverse of the view-projection without the camera's translation
-uniform sampler2D u_env_tex;
-in vec2 v_uv;
+uniform sampler2D u_background_tex;  // the panorama in display values (8 bits: llvmpipe's fast path)
+in vec3 v_dir;
 out vec4 f_color;
 void main() {
-    vec2 ndc = v_uv * 2.0 - 1.0;
-    vec4 near = u_inv_view_proj * vec4(ndc, -1.0, 1.0);
-    vec4 far = u_inv_view_proj * vec4(ndc, 1.0, 1.0);
-    vec3 d = normalize(far.xyz / far.w - near.xyz / near.w);
+    vec3 d = normalize(v_dir);
     vec2 uv = vec2(atan(d.x, -d.z) * (0.5 / PI) + 0.5, acos(clamp(d.y, -1.0, 1.0)) / PI);
-    vec3 color = textureLod(u_env_tex, uv, 0.0).rgb;
-    f_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
+    f_color = vec4(textureLod(u_background_tex, uv, 0.0).rgb, 1.0);
 }
 """
 
@@ -88,9 +99,12 @@ def _half(image: F32) -> F32:
     """The next GL mip level's size (each side halved, rounded down, at least 1), by averaging."""
     height, width = image.shape[:2]
     h, w = max(height // 2, 1), max(width // 2, 1)
-    rows = np.minimum(np.arange(h * 2) * height // (h * 2), height - 1)
-    cols = np.minimum(np.arange(w * 2) * width // (w * 2), width - 1)
-    picked = image[rows][:, cols]
+    if height == 2 * h and width == 2 * w:
+        picked = image  # even sides: plain strided views below, no gather
+    else:
+        rows = np.minimum(np.arange(h * 2) * height // (h * 2), height - 1)
+        cols = np.minimum(np.arange(w * 2) * width // (w * 2), width - 1)
+        picked = image[rows][:, cols]
     half: F32 = 0.25 * (picked[0::2, 0::2] + picked[1::2, 0::2] + picked[0::2, 1::2] + picked[1::2, 1::2])
     return half
 
@@ -143,14 +157,15 @@ def evaluate_irradiance(coefficients: F32, normal: F64) -> F64:
 class SkyPass:
     """The current sky on the GPU: its texture, the background pass and the mesh program's uniforms."""
 
-    def __init__(self, ctx: moderngl.Context, fullscreen_vertex: str) -> None:
+    def __init__(self, ctx: moderngl.Context) -> None:
         self.ctx = ctx
-        program: Any = ctx.program(vertex_shader=fullscreen_vertex, fragment_shader=BACKGROUND_FRAGMENT)
-        program["u_env_tex"].value = SKY_UNIT
+        program: Any = ctx.program(vertex_shader=BACKGROUND_VERTEX, fragment_shader=BACKGROUND_FRAGMENT)
+        program["u_background_tex"].value = BACKGROUND_UNIT
         self._program = program
         self._quad = ctx.vertex_array(self._program, [])
         self._sky: Sky | None = None
         self._texture: Any = None
+        self._background: Any = None
         self._placeholder: Any = ctx.texture((1, 1), 3, np.zeros(3, np.float32).tobytes(), dtype="f4")
         self._uniforms: dict[str, bytes] = _off_uniforms()
 
@@ -165,13 +180,15 @@ class SkyPass:
             return
         if self._texture is not None:
             self._texture.release()
-            self._texture = None
+            self._background.release()
+            self._texture = self._background = None
         self._sky = wanted
         if wanted is None:
             self._uniforms = _off_uniforms()
             return
         filtered = prefiltered(wanted)
         self._texture = _upload(self.ctx, filtered.levels)
+        self._background = _upload_background(self.ctx, filtered.levels[0])
         self._uniforms = {
             "u_env_on": np.int32(1).tobytes(),
             "u_env_sh": filtered.harmonics.tobytes(),
@@ -190,15 +207,15 @@ class SkyPass:
         """The sky seen through the camera, over the whole frame (call with a sky set)."""
         inverse = np.linalg.inv(view_projection_at_origin)
         self._program["u_inv_view_proj"].write(inverse.T.astype(np.float32).tobytes())
-        self.bind()
+        self._background.use(location=BACKGROUND_UNIT)
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE | moderngl.BLEND)
         self._quad.render(moderngl.TRIANGLES, vertices=3)
 
     def release(self) -> None:
-        for resource in (self._texture, self._placeholder, self._quad, self._program):
+        for resource in (self._texture, self._background, self._placeholder, self._quad, self._program):
             if resource is not None:
                 resource.release()
-        self._texture = None
+        self._texture = self._background = None
 
 
 def _off_uniforms() -> dict[str, bytes]:
@@ -213,5 +230,17 @@ def _upload(ctx: moderngl.Context, levels: list[F32]) -> Any:
         texture.write(np.ascontiguousarray(image, dtype=np.float16).tobytes(), level=level, alignment=2)
     texture.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
     texture.repeat_x = True  # longitude wraps around
+    texture.repeat_y = False
+    return texture
+
+
+def _upload_background(ctx: moderngl.Context, image: F32) -> Any:
+    """The panorama as the background shows it: sRGB-encoded (the frame's encoding, pow 1/2.2 as the
+    mesh program's output), 8 bits, no mip levels: one bilinear fetch per pixel."""
+    display = np.round(255.0 * np.clip(image, 0.0, 1.0) ** (1 / 2.2)).astype(np.uint8)
+    rgba = np.concatenate([display, np.full((*display.shape[:2], 1), 255, np.uint8)], axis=2)
+    texture: Any = ctx.texture((image.shape[1], image.shape[0]), 4, np.ascontiguousarray(rgba).tobytes())
+    texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
+    texture.repeat_x = True
     texture.repeat_y = False
     return texture
