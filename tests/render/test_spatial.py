@@ -222,6 +222,7 @@ def test_box_sphere_and_oriented_box_find_what_they_touch() -> None:
     sphere = QuerySphere(type="query.sphere", center=(0.0, 0.0, 1.5), radius=0.99)
     assert found(scene, sphere) == []
     assert found(scene, sphere.model_copy(update={"radius": 1.01})) == [near, far]
+    assert found(scene, sphere.model_copy(update={"radius": 5.0})) == [near, far]  # wholly inside
     # Near the near cube's edge (0.5, 0.5, z): closer to the edge than to either face's plane distance.
     corner = QuerySphere(type="query.sphere", center=(0.8, 0.8, 0.0), radius=0.4)
     assert found(scene, corner) == []  # 0.424 from the edge
@@ -268,9 +269,17 @@ def test_a_degenerate_orientation_is_a_bad_message() -> None:
 
 def test_many_chunks_of_one_mesh() -> None:
     """A mesh of many chunks: the volume queries cull and batch them, the ray casts find the right one."""
-    shape = trimesh.creation.icosphere(subdivisions=5, radius=1.0)  # 20,480 triangles: 80 chunks
+    shape = trimesh.creation.icosphere(subdivisions=6, radius=1.0)  # 81,920 triangles: 3 blocks, 320 chunks
     scene = Scene()
     node = scene.add_node("s", mesh=mesh_of(shape))
+    index = spatial.index_of(mesh_of(shape))
+    # Every triangle is in exactly one chunk, and inside that chunk's bounds.
+    chunks = [index.order[0][a:b] for a, b in zip(index.chunk_start, index.chunk_stop, strict=True)]
+    assert sorted(np.concatenate(chunks).tolist()) == list(range(len(shape.faces)))
+    for triangles, bounds in zip(chunks, index.chunk_bounds, strict=True):
+        corners = shape.vertices[shape.faces[triangles]].reshape(-1, 3)
+        assert (corners >= bounds[0] - 1e-6).all()
+        assert (corners <= bounds[1] + 1e-6).all()
     assert found(scene, QuerySphere(type="query.sphere", center=(0, 0, 0), radius=0.98)) == []
     assert found(scene, QuerySphere(type="query.sphere", center=(0, 0, 1.2), radius=0.21)) == [node.id]
     assert found(scene, QueryBox(type="query.box", min=(-0.5, -0.5, -0.5), max=(0.5, 0.5, 0.5))) == []

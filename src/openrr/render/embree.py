@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import os
 import threading
 import weakref
 from collections.abc import Sequence
@@ -83,7 +84,9 @@ class _Library:
             function.restype = restype
             function.argtypes = argtypes
         self.lib = lib
-        self.device = lib.rtcNewDevice(None)
+        # Half the cores at most: a build must leave the render thread (and llvmpipe's) room to go on.
+        threads = max(1, (os.cpu_count() or 2) // 2)
+        self.device = lib.rtcNewDevice(f"threads={threads}".encode())
         if not self.device:
             raise EmbreeUnavailable("Embree could not create a device (a CPU without SSE4.2?)")
 
