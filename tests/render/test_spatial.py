@@ -8,6 +8,7 @@ instance.
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,25 @@ def test_a_big_triangle_crossing_a_small_box() -> None:
     scene.node(node.id).transform = np.diag([2.0, 1.0, 5.0, 1.0])
     assert found(scene, QueryBox(type="query.box", min=(13, 2, -0.1), max=(14, 3, 0.1))) == [node.id]
     assert found(scene, QueryBox(type="query.box", min=(13, 2, 0.1), max=(14, 3, 0.3))) == []
+
+
+def test_a_query_before_its_bvh_is_built_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The builder is held up by a task of the test's own, so the BVH cannot be ready: Busy, then the
+    answer once the build ran."""
+    scene, near, _ = stacked()
+    spatial.index_of(cube())  # the builder thread exists from here on
+    builder = spatial._builder
+    assert builder is not None
+    release = threading.Event()
+    builder.submit(release.wait)
+    monkeypatch.setattr(spatial, "BUILD_WAIT_S", 0.0)
+    ray = RayCast(type="raycast", origin=(0.0, 0.0, -5.0), direction=(0.0, 0.0, 1.0))
+    with pytest.raises(ModelError) as err:
+        answer_query(scene, ray)
+    assert err.value.code == "Busy"
+    release.set()
+    monkeypatch.setattr(spatial, "BUILD_WAIT_S", 30.0)
+    assert [h["entity"] for h in answer_query(scene, ray)[1]["hits"]] == [near]
 
 
 def test_a_degenerate_orientation_is_a_bad_message() -> None:

@@ -1,14 +1,16 @@
 """Ray casts against a scene: one Embree BVH per distinct mesh, built in the background, shared by instances.
 
-Two levels, as ARR's spatial queries: the entities' world AABBs (``WorldState.bounds``) are culled with one
+Two levels: the entities' world AABBs (``WorldState.bounds``) are culled with one
 vectorised slab test, then each candidate's BVH is asked in the mesh's own space (the ray moved by the
 inverse world matrix, so instancing and any scale or shear cost nothing at build time). A BVH covers all
 parts of its mesh (Embree's geometry id is the part). The volume queries (``spatial_volumes.py``) use the
 same per-mesh index: its triangles in spatial order, in chunks with bounds.
 
-Builds run on one background thread (``openrr-bvh``) as soon as a model is loaded (``prepare``): Embree
-builds without the GIL, so the picture goes on; a query that comes first waits for its meshes (bounded by
-``BUILD_WAIT_S``). Memory: see ``MeshIndex``. No GL here.
+Builds run on one background thread (``openrr-bvh``) as soon as a model is in the scene (the pipeline
+calls ``pending_builds``): Embree builds without the GIL on half the cores, and the rest of a build gives
+the GIL back every few milliseconds, so the picture goes on; a query that comes first waits for its meshes
+(the pipeline's pick on the event loop, ``index_of`` at most ``BUILD_WAIT_S``). Memory: see
+``MeshIndex``. No GL here.
 """
 
 from __future__ import annotations
@@ -60,10 +62,11 @@ class RayHit:
 class MeshIndex:
     """What the spatial queries know of one mesh, in its local space.
 
-    ``scene``: the Embree BVH over all parts. ``order[p]``: part p's triangles in Morton order of their
-    centroids; chunk k is ``order[chunk_part[k]][chunk_start[k]:chunk_stop[k]]`` with local bounds
-    ``chunk_bounds[k]`` (2, 3). Cost: Embree's BVH (about 64 bytes a triangle, measured by
-    bench/raycast.py) plus a padded copy of the positions and 4 bytes a triangle of order.
+    ``scene``: the Embree BVH over all parts. ``order[p]``: part p's triangles in spatial order (see
+    ``_chunks``); chunk k is ``order[chunk_part[k]][chunk_start[k]:chunk_stop[k]]`` with local bounds
+    ``chunk_bounds[k]`` (2, 3). Cost (bench/raycast.py, 1.3M triangles): about 78 bytes a triangle in
+    all: Embree's compact BVH about 68, the padded copy of the positions Embree reads (12 bytes a vertex),
+    4 bytes a triangle of chunk order; the mesh's index buffers are shared, not copied.
     """
 
     def __init__(self, mesh: Mesh) -> None:
@@ -205,11 +208,12 @@ def pending_builds(scene: Scene) -> list[Future[MeshIndex]]:
     return [f for f in known[1] if not f.done()]
 
 
-def index_of(mesh: Mesh, wait_s: float = BUILD_WAIT_S) -> MeshIndex:
-    """The mesh's index, built now or awaited. Raises IndexNotReady past ``wait_s``."""
+def index_of(mesh: Mesh, wait_s: float | None = None) -> MeshIndex:
+    """The mesh's index, built now or awaited. Raises IndexNotReady past ``wait_s`` (default
+    ``BUILD_WAIT_S``)."""
     future = prepare([mesh])[0]
     try:
-        return future.result(timeout=wait_s)
+        return future.result(timeout=BUILD_WAIT_S if wait_s is None else wait_s)
     except FutureTimeout:
         raise IndexNotReady(f"the BVH of mesh {mesh.name!r} is still being built") from None
 
