@@ -258,6 +258,16 @@ def test_a_big_triangle_crossing_a_small_box() -> None:
     assert found(scene, QueryBox(type="query.box", min=(13, 2, 0.1), max=(14, 3, 0.3))) == []
 
 
+def test_a_new_scene_reuses_the_bvhs_of_the_meshes_it_shares() -> None:
+    """As after a reset: the fresh scene copies the preloaded one, meshes shared, and finds their BVHs."""
+    first, _, _ = stacked()
+    built = spatial.prepare(first.meshes())
+    second = Scene()
+    second.add_scene(first)
+    assert set(map(id, spatial.prepare(second.meshes()))) == set(map(id, built))
+    assert [h["entity"] for h in cast(second, (0.1, 0.2, -5.0), (0.0, 0.0, 1.0))] == [second.node("near").id]
+
+
 def test_a_query_before_its_bvh_is_built_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
     """The builder is held up by a task of the test's own, so the BVH cannot be ready: Busy, then the
     answer once the build ran."""
