@@ -180,6 +180,25 @@ def test_closest_any_all_max_hits_max_distance() -> None:
     ]
 
 
+def test_hits_name_the_mesh_part() -> None:
+    """A mesh of two parts (a cube at z = 0, another at z = 3): each hit says which part it is on."""
+    shape = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    upper = shape.vertices + np.array([0.0, 0.0, 3.0])
+    parts = (Primitive(shape.vertices, shape.faces), Primitive(upper, shape.faces))
+    scene = Scene()
+    node = scene.add_node("two", mesh=Mesh("two", parts))
+    hits = cast(scene, (0.1, 0.2, -5.0), (0.0, 0.0, 1.0), mode="all")
+    assert [(h["entity"], h["part"], h["distance"]) for h in hits] == [
+        (node.id, 0, 4.5),
+        (node.id, 0, 5.5),
+        (node.id, 1, 7.5),
+        (node.id, 1, 8.5),
+    ]
+    assert [h["part"] for h in cast(scene, (0.1, 0.2, 9.0), (0.0, 0.0, -1.0))] == [1]
+    assert found(scene, QueryBox(type="query.box", min=(-0.1, -0.1, 2.4), max=(0.1, 0.1, 2.6))) == [node.id]
+    assert found(scene, QueryBox(type="query.box", min=(-0.1, -0.1, 1.0), max=(0.1, 0.1, 2.0))) == []
+
+
 def override(**flags: bool) -> StateOverride:
     return StateOverride(flags={StateFlag(k): v for k, v in flags.items()})
 
