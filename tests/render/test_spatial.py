@@ -8,6 +8,7 @@ instance.
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,25 @@ def test_closest_any_all_max_hits_max_distance() -> None:
     ]
 
 
+def test_hits_name_the_mesh_part() -> None:
+    """A mesh of two parts (a cube at z = 0, another at z = 3): each hit says which part it is on."""
+    shape = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    upper = shape.vertices + np.array([0.0, 0.0, 3.0])
+    parts = (Primitive(shape.vertices, shape.faces), Primitive(upper, shape.faces))
+    scene = Scene()
+    node = scene.add_node("two", mesh=Mesh("two", parts))
+    hits = cast(scene, (0.1, 0.2, -5.0), (0.0, 0.0, 1.0), mode="all")
+    assert [(h["entity"], h["part"], h["distance"]) for h in hits] == [
+        (node.id, 0, 4.5),
+        (node.id, 0, 5.5),
+        (node.id, 1, 7.5),
+        (node.id, 1, 8.5),
+    ]
+    assert [h["part"] for h in cast(scene, (0.1, 0.2, 9.0), (0.0, 0.0, -1.0))] == [1]
+    assert found(scene, QueryBox(type="query.box", min=(-0.1, -0.1, 2.4), max=(0.1, 0.1, 2.6))) == [node.id]
+    assert found(scene, QueryBox(type="query.box", min=(-0.1, -0.1, 1.0), max=(0.1, 0.1, 2.0))) == []
+
+
 def override(**flags: bool) -> StateOverride:
     return StateOverride(flags={StateFlag(k): v for k, v in flags.items()})
 
@@ -222,6 +242,7 @@ def test_box_sphere_and_oriented_box_find_what_they_touch() -> None:
     sphere = QuerySphere(type="query.sphere", center=(0.0, 0.0, 1.5), radius=0.99)
     assert found(scene, sphere) == []
     assert found(scene, sphere.model_copy(update={"radius": 1.01})) == [near, far]
+    assert found(scene, sphere.model_copy(update={"radius": 5.0})) == [near, far]  # wholly inside
     # Near the near cube's edge (0.5, 0.5, z): closer to the edge than to either face's plane distance.
     corner = QuerySphere(type="query.sphere", center=(0.8, 0.8, 0.0), radius=0.4)
     assert found(scene, corner) == []  # 0.424 from the edge
@@ -256,6 +277,35 @@ def test_a_big_triangle_crossing_a_small_box() -> None:
     assert found(scene, QueryBox(type="query.box", min=(13, 2, 0.1), max=(14, 3, 0.3))) == []
 
 
+def test_a_new_scene_reuses_the_bvhs_of_the_meshes_it_shares() -> None:
+    """As after a reset: the fresh scene copies the preloaded one, meshes shared, and finds their BVHs."""
+    first, _, _ = stacked()
+    built = spatial.prepare(first.meshes())
+    second = Scene()
+    second.add_scene(first)
+    assert set(map(id, spatial.prepare(second.meshes()))) == set(map(id, built))
+    assert [h["entity"] for h in cast(second, (0.1, 0.2, -5.0), (0.0, 0.0, 1.0))] == [second.node("near").id]
+
+
+def test_a_query_before_its_bvh_is_built_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The builder is held up by a task of the test's own, so the BVH cannot be ready: Busy, then the
+    answer once the build ran."""
+    scene, near, _ = stacked()
+    spatial.index_of(cube())  # the builder thread exists from here on
+    builder = spatial._builder
+    assert builder is not None
+    release = threading.Event()
+    builder.submit(release.wait)
+    monkeypatch.setattr(spatial, "BUILD_WAIT_S", 0.0)
+    ray = RayCast(type="raycast", origin=(0.0, 0.0, -5.0), direction=(0.0, 0.0, 1.0))
+    with pytest.raises(ModelError) as err:
+        answer_query(scene, ray)
+    assert err.value.code == "Busy"
+    release.set()
+    monkeypatch.setattr(spatial, "BUILD_WAIT_S", 30.0)
+    assert [h["entity"] for h in answer_query(scene, ray)[1]["hits"]] == [near]
+
+
 def test_a_degenerate_orientation_is_a_bad_message() -> None:
     scene, _, _ = stacked()
     request = QueryOrientedBox(
@@ -268,9 +318,17 @@ def test_a_degenerate_orientation_is_a_bad_message() -> None:
 
 def test_many_chunks_of_one_mesh() -> None:
     """A mesh of many chunks: the volume queries cull and batch them, the ray casts find the right one."""
-    shape = trimesh.creation.icosphere(subdivisions=5, radius=1.0)  # 20,480 triangles: 80 chunks
+    shape = trimesh.creation.icosphere(subdivisions=6, radius=1.0)  # 81,920 triangles: 3 blocks, 320 chunks
     scene = Scene()
     node = scene.add_node("s", mesh=mesh_of(shape))
+    index = spatial.index_of(mesh_of(shape))
+    # Every triangle is in exactly one chunk, and inside that chunk's bounds.
+    chunks = [index.order[0][a:b] for a, b in zip(index.chunk_start, index.chunk_stop, strict=True)]
+    assert sorted(np.concatenate(chunks).tolist()) == list(range(len(shape.faces)))
+    for triangles, bounds in zip(chunks, index.chunk_bounds, strict=True):
+        corners = shape.vertices[shape.faces[triangles]].reshape(-1, 3)
+        assert (corners >= bounds[0] - 1e-6).all()
+        assert (corners <= bounds[1] + 1e-6).all()
     assert found(scene, QuerySphere(type="query.sphere", center=(0, 0, 0), radius=0.98)) == []
     assert found(scene, QuerySphere(type="query.sphere", center=(0, 0, 1.2), radius=0.21)) == [node.id]
     assert found(scene, QueryBox(type="query.box", min=(-0.5, -0.5, -0.5), max=(0.5, 0.5, 0.5))) == []

@@ -4,16 +4,17 @@ The library is the one the ``embreex`` package ships (trimesh's Embree binding; 
 Why not embreex's own Python API: its ``TriangleMesh`` copies every vertex and index with a Python-level
 item access (about 7 µs a triangle here: 10 s and more for a 1.3M-triangle model), and its ``run`` builds
 the BVH while holding the GIL (0.7-2.7 s of a frozen render thread), and it cannot start a ray past
-``tnear = 0``. Through ``ctypes`` the buffers are shared with numpy (nothing copied), the build releases
-the GIL, and a ray has its ``tnear``. Only the few calls below are used; their signatures and enum values
-are Embree 4's (``rtcore_*.h``), and ``tests/render/test_spatial.py`` checks the answers against known
-geometry.
+``tnear = 0``. Through ``ctypes`` the mesh's index buffers are shared (the positions copied once, with
+the padding Embree needs), the build releases the GIL, and a ray has its ``tnear``. Only the few calls
+below are used; their signatures and enum values are Embree 4's (``rtcore_*.h``), and
+``tests/render/test_spatial.py`` checks the answers against known geometry.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
+import os
 import threading
 import weakref
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ _BUFFER_TYPE_VERTEX = 1
 _FORMAT_UINT3 = 0x5003
 _FORMAT_FLOAT3 = 0x9003
 _SCENE_FLAG_ROBUST = 1 << 2  # watertight: a ray through a shared edge hits one of its triangles
+_SCENE_FLAG_COMPACT = 1 << 1  # leaves index the shared vertices: 78 bytes a triangle, not 106; as fast here
 _INVALID = 0xFFFFFFFF
 # RTCRayHit: RTCRay (12 x 4 bytes) then RTCHit (Ng, u, v, primID, geomID, instID[...], ...), 16-aligned.
 # The hit's tail depends on Embree's build options, so the buffer is larger than any layout of it.
@@ -83,7 +85,9 @@ class _Library:
             function.restype = restype
             function.argtypes = argtypes
         self.lib = lib
-        self.device = lib.rtcNewDevice(None)
+        # Half the cores at most: a build must leave the render thread (and llvmpipe's) room to go on.
+        threads = max(1, (os.cpu_count() or 2) // 2)
+        self.device = lib.rtcNewDevice(f"threads={threads}".encode())
         if not self.device:
             raise EmbreeUnavailable("Embree could not create a device (a CPU without SSE4.2?)")
 
@@ -117,16 +121,17 @@ class TriangleScene:
         library = _library()
         lib = library.lib
         self._keep: list[NDArray[Any]] = []  # buffers Embree reads for the scene's life
+        self.copied_bytes = 0  # of those, the ones copied here (the BVH itself is Embree's own memory)
         scene = lib.rtcNewScene(library.device)
         if not scene:
             library.check("create a scene")
         weakref.finalize(self, lib.rtcReleaseScene, scene)
-        lib.rtcSetSceneFlags(scene, _SCENE_FLAG_ROBUST)
+        lib.rtcSetSceneFlags(scene, _SCENE_FLAG_ROBUST | _SCENE_FLAG_COMPACT)
         for part, (positions, indices) in enumerate(parts):
             # Embree reads vertices with 16-byte loads: the buffer needs one float of padding at its end.
             vertices = np.zeros(positions.size + 1, dtype=np.float32)
             vertices[:-1] = positions.reshape(-1)
-            triangles = np.ascontiguousarray(indices, dtype=np.uint32)
+            triangles = np.ascontiguousarray(indices, dtype=np.uint32)  # the mesh's own, as a rule
             geometry = lib.rtcNewGeometry(library.device, _GEOMETRY_TYPE_TRIANGLE)
             lib.rtcSetSharedGeometryBuffer(
                 geometry, _BUFFER_TYPE_INDEX, 0, _FORMAT_UINT3, triangles.ctypes.data, 0, 12, len(triangles)
@@ -138,6 +143,7 @@ class TriangleScene:
             lib.rtcAttachGeometryByID(scene, geometry, part)
             lib.rtcReleaseGeometry(geometry)
             self._keep += [vertices, triangles]
+            self.copied_bytes += vertices.nbytes + (triangles.nbytes if triangles is not indices else 0)
         lib.rtcCommitScene(scene)  # the BVH build; ctypes releases the GIL for it
         library.check("build a BVH")
         self._lib = lib
@@ -148,11 +154,6 @@ class TriangleScene:
         self._floats = spare[skip : skip + _RAYHIT_WORDS]
         self._words = self._floats.view(np.uint32)
         self._address = self._floats.ctypes.data
-
-    @property
-    def nbytes(self) -> int:
-        """The bytes of the buffers kept for Embree (the BVH itself is Embree's own memory)."""
-        return sum(array.nbytes for array in self._keep)
 
     def intersect(
         self, origin: NDArray[np.float64], direction: NDArray[np.float64], tnear: float, tfar: float

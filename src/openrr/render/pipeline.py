@@ -436,14 +436,22 @@ class RenderPipeline:
         self.changed()
         return node
 
+    async def spatial_ready(self) -> None:
+        """Wait for the BVHs of the scene's meshes here, on the event loop, so that a spatial query sent to
+        the GL thread afterwards does not hold up the picture there. Raises ModelError ``Busy`` past
+        ``spatial.BUILD_WAIT_S``."""
+        scene = self.scene
+        builds = await self.on_gl(lambda: spatial.pending_builds(scene))
+        if builds:
+            futures = [asyncio.wrap_future(b) for b in builds]
+            _, waiting = await asyncio.wait(futures, timeout=spatial.BUILD_WAIT_S)
+            if waiting:
+                raise ModelError("Busy", f"{len(waiting)} BVHs are still being built; ask again shortly")
+
     async def pick(self, x: float, y: float) -> dict[str, Any] | None:
         """What is on screen at (x, y) of the view: a ray cast (``spatial.pick``)."""
         camera = self.camera.copy()
-        scene = self.scene
-        # BVHs still being built are awaited here, not on the GL thread, which goes on rendering.
-        builds = await self.on_gl(lambda: spatial.pending_builds(scene))
-        if builds:
-            await asyncio.wait([asyncio.wrap_future(b) for b in builds], timeout=spatial.BUILD_WAIT_S)
+        await self.spatial_ready()
 
         def hit() -> dict[str, Any] | None:
             if self.polygon_limit is not None and self.scene.polygon_count > self.polygon_limit:

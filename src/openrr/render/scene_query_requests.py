@@ -8,10 +8,8 @@ rendering goes on meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from openrr.render import spatial
 from openrr.render.scene_context import SceneContext
 from openrr.render.scene_queries import SpatialRequest, answer_query
 
@@ -19,7 +17,5 @@ Answer = tuple[str, dict[str, Any]]
 
 
 async def spatial_query(ctx: SceneContext, request: SpatialRequest) -> Answer:
-    builds = await ctx.gl(lambda: spatial.pending_builds(ctx.scene), changes=False)
-    if builds:
-        await asyncio.wait([asyncio.wrap_future(b) for b in builds], timeout=spatial.BUILD_WAIT_S)
+    await ctx.pipeline.spatial_ready()
     return await ctx.gl(lambda: answer_query(ctx.scene, request), changes=False)

@@ -1,20 +1,23 @@
 """Ray casts against a scene: one Embree BVH per distinct mesh, built in the background, shared by instances.
 
-Two levels, as ARR's spatial queries: the entities' world AABBs (``WorldState.bounds``) are culled with one
+Two levels: the entities' world AABBs (``WorldState.bounds``) are culled with one
 vectorised slab test, then each candidate's BVH is asked in the mesh's own space (the ray moved by the
 inverse world matrix, so instancing and any scale or shear cost nothing at build time). A BVH covers all
 parts of its mesh (Embree's geometry id is the part). The volume queries (``spatial_volumes.py``) use the
 same per-mesh index: its triangles in spatial order, in chunks with bounds.
 
-Builds run on one background thread (``openrr-bvh``) as soon as a model is loaded (``prepare``): Embree
-builds without the GIL, so the picture goes on; a query that comes first waits for its meshes (bounded by
-``BUILD_WAIT_S``). Memory: see ``MeshIndex``. No GL here.
+Builds run on one background thread (``openrr-bvh``) as soon as a model is in the scene (the pipeline
+calls ``pending_builds``): Embree builds without the GIL on half the cores, and the rest of a build gives
+the GIL back every few milliseconds, so the picture goes on; a query that comes first waits for its meshes
+(the pipeline's pick on the event loop, ``index_of`` at most ``BUILD_WAIT_S``). Memory: see
+``MeshIndex``. No GL here.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +38,7 @@ from openrr.render.embree import TriangleScene
 
 BUILD_WAIT_S = 20.0  # how long a query waits for BVHs still being built before it answers Busy
 CHUNK = 256  # triangles per chunk of the volume queries' spatial order
+BLOCK = 128 * CHUNK  # triangles per step of the chunk order's computation (see _chunks)
 ALL_HITS_PER_MESH = 64  # repeated casts per mesh in "all" mode (MAX_RAY_HITS)
 Mode = Literal["closest", "any", "all"]
 
@@ -58,10 +62,11 @@ class RayHit:
 class MeshIndex:
     """What the spatial queries know of one mesh, in its local space.
 
-    ``scene``: the Embree BVH over all parts. ``order[p]``: part p's triangles in Morton order of their
-    centroids; chunk k is ``order[chunk_part[k]][chunk_start[k]:chunk_stop[k]]`` with local bounds
-    ``chunk_bounds[k]`` (2, 3). Cost: Embree's BVH (about 64 bytes a triangle, measured by
-    bench/raycast.py) plus a padded copy of the positions and 4 bytes a triangle of order.
+    ``scene``: the Embree BVH over all parts. ``order[p]``: part p's triangles in spatial order (see
+    ``_chunks``); chunk k is ``order[chunk_part[k]][chunk_start[k]:chunk_stop[k]]`` with local bounds
+    ``chunk_bounds[k]`` (2, 3). Cost (bench/raycast.py, 1.3M triangles): about 78 bytes a triangle in
+    all: Embree's compact BVH about 68, the padded copy of the positions Embree reads (12 bytes a vertex),
+    4 bytes a triangle of chunk order; the mesh's index buffers are shared, not copied.
     """
 
     def __init__(self, mesh: Mesh) -> None:
@@ -74,10 +79,14 @@ class MeshIndex:
         for part, (positions, indices) in enumerate(zip(self.positions, self.indices, strict=True)):
             order, chunk_bounds = _chunks(positions, indices)
             self.order.append(order)
-            count = len(chunk_bounds)
-            parts.append(np.full(count, part, dtype=np.int32))
-            starts.append(np.arange(count, dtype=np.int64) * CHUNK)
-            stops.append(np.minimum(starts[-1] + CHUNK, len(order)))
+            # Chunks start every CHUNK triangles within each BLOCK (a block's last chunk may be short).
+            begin = np.arange(0, len(order), BLOCK)[:, None] + np.arange(0, BLOCK, CHUNK)[None, :]
+            chunk_starts = begin.ravel()
+            chunk_starts = chunk_starts[chunk_starts < len(order)]
+            block_ends = np.minimum((chunk_starts // BLOCK + 1) * BLOCK, len(order))
+            parts.append(np.full(len(chunk_starts), part, dtype=np.int32))
+            starts.append(chunk_starts)
+            stops.append(np.minimum(chunk_starts + CHUNK, block_ends))
             bounds.append(chunk_bounds)
         self.chunk_part = np.concatenate(parts)
         self.chunk_start = np.concatenate(starts)
@@ -112,19 +121,44 @@ class MeshIndex:
 
 
 def _chunks(positions: NDArray[np.float32], indices: NDArray[np.uint32]) -> tuple[NDArray[np.int32], F64]:
-    """A part's triangles sorted by the Morton code of their centroids, and the bounds of each CHUNK."""
-    corners = positions[indices]  # (T, 3, 3)
-    low, high = corners.min(axis=1), corners.max(axis=1)
-    centre = (low + high) * 0.5
-    origin, extent = centre.min(axis=0), np.maximum(np.ptp(centre, axis=0), 1e-30)
-    cells = ((centre - origin) / extent * 1023).astype(np.uint64)
-    order = np.argsort(_spread(cells[:, 0]) | (_spread(cells[:, 1]) << 1) | (_spread(cells[:, 2]) << 2))
-    starts = np.arange(0, len(order), CHUNK)
-    bounds = np.stack(
-        [np.minimum.reduceat(low[order], starts, axis=0), np.maximum.reduceat(high[order], starts, axis=0)],
-        axis=1,
-    ).astype(np.float64)
-    return order.astype(np.int32), bounds
+    """A part's triangles in spatial order, and the local bounds of each CHUNK of that order.
+
+    The order is Morton order of the triangles' centres within each BLOCK of triangles (not across
+    blocks): every numpy step then touches one block, so the builder thread gives the GIL back to the
+    render thread at least every few milliseconds (a sort of all 1.3M triangles at once held it for
+    hundreds). Meshes keep neighbouring triangles near each other in their own order, which this
+    refines; a shuffled mesh gets looser chunks, never wrong ones.
+    """
+    low, high = _triangle_bounds(positions, indices)
+    origin = low.min(axis=0)
+    extent = np.maximum(high.max(axis=0) - origin, 1e-30)
+    orders, bounds = [], []
+    for start in range(0, len(indices), BLOCK):
+        block_low, block_high = low[start : start + BLOCK], high[start : start + BLOCK]
+        cells = (((block_low + block_high) * 0.5 - origin) / extent * 1023).astype(np.uint64)
+        codes = _spread(cells[:, 0]) | (_spread(cells[:, 1]) << 1) | (_spread(cells[:, 2]) << 2)
+        order = np.argsort(codes)
+        starts = np.arange(0, len(order), CHUNK)
+        lows = np.minimum.reduceat(block_low[order], starts, axis=0)
+        highs = np.maximum.reduceat(block_high[order], starts, axis=0)
+        orders.append((order + start).astype(np.int32))
+        bounds.append(np.stack([lows, highs], axis=1).astype(np.float64))
+        time.sleep(0)  # let the render thread in
+    return np.concatenate(orders), np.concatenate(bounds)
+
+
+def _triangle_bounds(
+    positions: NDArray[np.float32], indices: NDArray[np.uint32]
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Each triangle's local AABB, a block at a time (see ``_chunks``)."""
+    low = np.empty((len(indices), 3), dtype=np.float32)
+    high = np.empty((len(indices), 3), dtype=np.float32)
+    for start in range(0, len(indices), BLOCK):
+        a, b, c = (positions[indices[start : start + BLOCK, k]] for k in range(3))
+        low[start : start + BLOCK] = np.minimum(np.minimum(a, b), c)
+        high[start : start + BLOCK] = np.maximum(np.maximum(a, b), c)
+        time.sleep(0)
+    return low, high
 
 
 def _spread(bits: NDArray[np.uint64]) -> NDArray[np.uint64]:
@@ -174,11 +208,12 @@ def pending_builds(scene: Scene) -> list[Future[MeshIndex]]:
     return [f for f in known[1] if not f.done()]
 
 
-def index_of(mesh: Mesh, wait_s: float = BUILD_WAIT_S) -> MeshIndex:
-    """The mesh's index, built now or awaited. Raises IndexNotReady past ``wait_s``."""
+def index_of(mesh: Mesh, wait_s: float | None = None) -> MeshIndex:
+    """The mesh's index, built now or awaited. Raises IndexNotReady past ``wait_s`` (default
+    ``BUILD_WAIT_S``)."""
     future = prepare([mesh])[0]
     try:
-        return future.result(timeout=wait_s)
+        return future.result(timeout=BUILD_WAIT_S if wait_s is None else wait_s)
     except FutureTimeout:
         raise IndexNotReady(f"the BVH of mesh {mesh.name!r} is still being built") from None
 

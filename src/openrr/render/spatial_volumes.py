@@ -23,7 +23,7 @@ from openrr.model.world import WorldState
 from openrr.render.spatial import MeshIndex, index_of
 
 Bools = NDArray[np.bool_]
-BATCH = 16384  # triangles tested at once
+BATCH_CHUNKS = 64  # chunks tested at once, at most (16,384 triangles)
 _CORNERS = np.array(list(itertools.product((0, 1), repeat=3)))
 
 
@@ -41,7 +41,19 @@ class Box:
         return box
 
     def meets_boxes(self, boxes: F64) -> Bools:
-        return _overlap(boxes, self.bounds())
+        """Whether AABBs (K, 2, 3) may meet the box: separated along neither the world axes nor the box's
+        own (the 9 cross axes are left out: a few false positives, which the triangle tests settle)."""
+        meets = _overlap(boxes, self.bounds())
+        along = ((boxes[:, 0] + boxes[:, 1]) * 0.5 - self.centre) @ self.axes  # centres in the box's frame
+        reach = (boxes[:, 1] - boxes[:, 0]) * 0.5 @ np.abs(self.axes)
+        inside: Bools = meets & (np.abs(along) <= self.half + reach).all(axis=1)
+        return inside
+
+    def contains_boxes(self, boxes: F64) -> Bools:
+        corners = (boxes[:, _CORNERS, [0, 1, 2]] - self.centre) @ self.axes  # (K, 8, 3) in the box's frame
+        beyond: F64 = np.abs(corners) - self.half
+        inside: Bools = beyond.max(axis=(1, 2), initial=-np.inf) <= 0
+        return inside
 
     def meets_triangles(self, triangles: F64) -> Bools:
         return triangles_meet_box((triangles - self.centre) @ self.axes, self.half)
@@ -61,8 +73,16 @@ class Sphere:
         meets: Bools = ((nearest - self.centre) ** 2).sum(axis=1) <= self.radius**2
         return meets
 
+    def contains_boxes(self, boxes: F64) -> Bools:
+        farthest = np.maximum(np.abs(boxes[:, 0] - self.centre), np.abs(boxes[:, 1] - self.centre))
+        inside: Bools = (farthest**2).sum(axis=1) <= self.radius**2
+        return inside
+
     def meets_triangles(self, triangles: F64) -> Bools:
-        meets: Bools = triangle_distance_squared(triangles, self.centre) <= self.radius**2
+        meets = np.zeros(len(triangles), dtype=bool)
+        # Only triangles whose own AABB reaches the sphere get the exact test.
+        near = np.flatnonzero(self.meets_boxes(_triangle_boxes(triangles)))
+        meets[near] = triangle_distance_squared(triangles[near], self.centre) <= self.radius**2
         return meets
 
 
@@ -89,38 +109,42 @@ def query(state: WorldState, volume: Volume, max_results: int) -> list[int]:
 
 
 def _entity_meets(index: MeshIndex, world: F64, volume: Volume) -> bool:
-    chunks = np.flatnonzero(volume.meets_boxes(_world_boxes(index.chunk_bounds, world)))
-    batch: list[NDArray[np.int32]] = []
-    batch_parts: list[int] = []
-    size = 0
-    for k in chunks:
-        part = int(index.chunk_part[k])
-        batch.append(index.order[part][index.chunk_start[k] : index.chunk_stop[k]])
-        batch_parts.append(part)
-        size += len(batch[-1])
-        if size >= BATCH:
-            if _batch_meets(index, world, volume, batch, batch_parts):
-                return True
-            batch, batch_parts, size = [], [], 0
-    return bool(batch) and _batch_meets(index, world, volume, batch, batch_parts)
+    """Whether a triangle of the mesh placed by ``world`` meets ``volume``: a chunk wholly inside the
+    volume answers at once; else the chunks that reach it are tested, nearest to its centre first, in
+    batches that grow (a hit is usually in the first few)."""
+    boxes = _world_boxes(index.chunk_bounds, world)
+    reaching = np.flatnonzero(volume.meets_boxes(boxes))
+    if len(reaching) == 0:
+        return False
+    if volume.contains_boxes(boxes[reaching]).any():
+        return True
+    centres = boxes[reaching].mean(axis=1)
+    reaching = reaching[np.argsort(((centres - volume.centre) ** 2).sum(axis=1))]
+    done, size = 0, 4
+    while done < len(reaching):
+        if _chunks_meet(index, world, volume, reaching[done : done + size]):
+            return True
+        done, size = done + size, min(size * 4, BATCH_CHUNKS)
+    return False
 
 
-def _batch_meets(
-    index: MeshIndex, world: F64, volume: Volume, batch: list[NDArray[np.int32]], parts: list[int]
-) -> bool:
-    for part in sorted(set(parts)):
-        triangles = np.concatenate([b for b, p in zip(batch, parts, strict=True) if p == part])
+def _chunks_meet(index: MeshIndex, world: F64, volume: Volume, chunks: NDArray[np.int64]) -> bool:
+    parts = index.chunk_part[chunks]
+    for part in np.unique(parts):
+        mine = chunks[parts == part]
+        order = index.order[int(part)]
+        triangles = np.concatenate([order[index.chunk_start[k] : index.chunk_stop[k]] for k in mine])
         local = index.positions[part][index.indices[part][triangles]].astype(np.float64)  # (N, 3, 3)
-        moved = local @ world[:3, :3].T + world[:3, 3]
-        if volume.meets_triangles(moved).any():
+        if volume.meets_triangles(local @ world[:3, :3].T + world[:3, 3]).any():
             return True
     return False
 
 
 def _world_boxes(local: F64, world: F64) -> F64:
-    corners = local[:, _CORNERS, [0, 1, 2]]  # (K, 8, 3)
-    moved = corners @ world[:3, :3].T + world[:3, 3]
-    boxes: F64 = np.stack([moved.min(axis=1), moved.max(axis=1)], axis=1)
+    """The world AABBs of local AABBs (K, 2, 3) under ``world`` (Arvo: centre moved, half extents by |M|)."""
+    centre = (local[:, 0] + local[:, 1]) * 0.5 @ world[:3, :3].T + world[:3, 3]
+    half = (local[:, 1] - local[:, 0]) * 0.5 @ np.abs(world[:3, :3]).T
+    boxes: F64 = np.stack([centre - half, centre + half], axis=1)
     return boxes
 
 
@@ -135,20 +159,32 @@ def _overlap(boxes: F64, box: F64) -> Bools:
 def triangles_meet_box(triangles: F64, half: F64) -> Bools:
     """Whether each triangle (in the box's frame: centre at the origin, axes along x, y, z) meets the box
     of half extents ``half``: no separating axis among the 13 candidates."""
+    meets = np.zeros(len(triangles), dtype=bool)
+    # The box's own axes first: the triangles' AABBs against the box, cheap and most of the rejections.
+    slack = 1e-9 * (half + np.abs(triangles).max(axis=(0, 1), initial=0.0))
+    boxes = _triangle_boxes(triangles)
+    near = np.flatnonzero(((boxes[:, 0] <= half + slack) & (boxes[:, 1] >= -half - slack)).all(axis=1))
+    triangles = triangles[near]
     edges = np.roll(triangles, -1, axis=1) - triangles  # (N, 3 edges, 3)
-    axes = [np.broadcast_to(np.eye(3)[k], triangles[:, 0].shape) for k in range(3)]
-    axes.append(np.cross(edges[:, 0], edges[:, 1]))  # the triangle's normal
     unit = np.eye(3)
+    axes = [np.cross(edges[:, 0], edges[:, 1])]  # the triangle's normal
     axes += [np.cross(unit[k], edges[:, j]) for k in range(3) for j in range(3)]
     apart = np.zeros(len(triangles), dtype=bool)
     for axis in axes:
         projected = np.einsum("nvk,nk->nv", triangles, axis)  # (N, 3)
         reach = np.abs(axis) @ half  # the box's projected half width
         # A small relative slack: a triangle touching the box's face counts as meeting it.
-        slack = 1e-9 * (reach + np.abs(projected).max(axis=1))
-        apart |= (projected.min(axis=1) > reach + slack) | (projected.max(axis=1) < -reach - slack)
-    meets: Bools = ~apart
+        room = 1e-9 * (reach + np.abs(projected).max(axis=1))
+        apart |= (projected.min(axis=1) > reach + room) | (projected.max(axis=1) < -reach - room)
+    meets[near] = ~apart
     return meets
+
+
+def _triangle_boxes(triangles: F64) -> F64:
+    """Each triangle's AABB (N, 2, 3); elementwise, which numpy does faster than a reduction over axis 1."""
+    a, b, c = triangles[:, 0], triangles[:, 1], triangles[:, 2]
+    boxes: F64 = np.stack([np.minimum(np.minimum(a, b), c), np.maximum(np.maximum(a, b), c)], axis=1)
+    return boxes
 
 
 def triangle_distance_squared(triangles: F64, point: F64) -> F64:
