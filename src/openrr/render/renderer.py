@@ -15,8 +15,8 @@ mesh/texture. Node transform, visibility and colour changes cost nothing to appl
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,24 +29,15 @@ from openrr.model.scene import Scene
 from openrr.model.world import WorldState
 from openrr.render import shaders
 from openrr.render.camera import Camera, boxes_in_frustum, frustum_planes
+from openrr.render.draw_lists import DrawLists, choose_lod, draw_lists
 from openrr.render.glcalls import GLCalls
+from openrr.render.outline import OutlinePass, pulse_color, pulsing, screen_box
 from openrr.render.picking import Picker, PickHit, PickItem, pick_matrix
 from openrr.render.scene_pass import NodeMatrices, ScenePass
 from openrr.render.shaders import Background, DirectionalLight, Hemisphere, default_lights
+from openrr.render.state_shading import cut_bits, cut_uniforms
 
-LOD_TOLERANCE_PX = 1.0  # a level may move vertices by at most this much on screen
-
-
-def choose_lod(mesh: Mesh, pixels_per_unit: float, tolerance_px: float = LOD_TOLERANCE_PX) -> Mesh:
-    """The coarsest of ``mesh`` and its levels whose error stays within ``tolerance_px`` pixels."""
-    chosen = mesh
-    for level in mesh.lods:
-        if level.error * pixels_per_unit <= tolerance_px:
-            chosen = level.mesh
-    return chosen
-
-
-__all__ = ["Background", "DirectionalLight", "Hemisphere", "RenderStats", "Renderer"]
+__all__ = ["Background", "DirectionalLight", "Hemisphere", "RenderStats", "Renderer", "choose_lod"]
 _FLIP_Y = np.diag([1.0, -1.0, 1.0, 1.0])
 
 
@@ -69,7 +60,9 @@ class _GpuPrimitive:
     vao: Any
     id_vao: Any
     resources: list[Any]
+    content: list[tuple[Any, str, str]]  # the vertex array's (buffer, format, attribute)
     textures: dict[int, Any] = field(default_factory=dict)  # texture unit -> moderngl.Texture
+    cut: tuple[Any, dict[str, Any], Any] | None = None  # program, uniforms, vao with cut planes (lazily)
 
 
 class Renderer:
@@ -106,13 +99,16 @@ class Renderer:
         self._synced: tuple[Scene | None, int, bool] | None = None  # what the GPU holds now
         self._meshes: dict[int, tuple[Mesh, list[_GpuPrimitive]]] = {}
         self._textures: dict[int, tuple[NDArray[np.uint8], Any]] = {}
-        self._programs: dict[tuple[bool, bool, bool], tuple[Any, dict[str, Any]]] = {}
+        self._programs: dict[tuple[bool, bool, bool, bool], tuple[Any, dict[str, Any]]] = {}
         self._picker = Picker(self.ctx)
         full = shaders.FULLSCREEN_VERTEX
         self._gradient: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.GRADIENT_FRAGMENT)
         self._checker: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.CHECKER_FRAGMENT)
         self._fxaa: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.FXAA_FRAGMENT)
         self._quads = {p: self.ctx.vertex_array(p, []) for p in (self._gradient, self._checker, self._fxaa)}
+        self._outline = OutlinePass(self.ctx, full)
+        self.clock: Callable[[], float] = time.monotonic  # seconds; the outline's pulse follows it
+        self._animating = False
         self._targets: list[Any] = []
         self.resize(width, height)
 
@@ -130,10 +126,17 @@ class Renderer:
         self._post_color = self.ctx.texture((width, height), 4)
         self._post = self.ctx.framebuffer(color_attachments=[self._post_color])
         self._targets = [self._fbo, self._color, self._depth, self._post, self._post_color]
+        self._outline.resize(width, height)
 
     @property
     def aspect(self) -> float:
         return self.width / self.height
+
+    @property
+    def animating(self) -> bool:
+        """Whether the last frame changes with time alone (a pulsing selection outline): the next frame
+        differs although nothing was edited."""
+        return self._animating
 
     # -- scene -----------------------------------------------------------------------------------------
 
@@ -165,8 +168,7 @@ class Renderer:
                 wanted.update((id(level.mesh), level.mesh) for level in mesh.lods)
         for gone in set(self._meshes) - set(wanted):
             for gpu in self._meshes.pop(gone)[1]:
-                for resource in (gpu.vao, gpu.id_vao, *gpu.resources):
-                    resource.release()
+                _release(gpu)
         for key_, mesh in wanted.items():
             if key_ not in self._meshes:
                 self._meshes[key_] = (mesh, [self._upload(p) for p in mesh.primitives])
@@ -178,15 +180,7 @@ class Renderer:
     def _upload(self, primitive: Primitive) -> _GpuPrimitive:
         ctx = self.ctx
         variant = (primitive.normals is not None, primitive.uvs is not None, primitive.colors is not None)
-        if variant not in self._programs:
-            vertex, fragment = shaders.mesh_program_source(*variant)
-            program: Any = ctx.program(vertex_shader=vertex, fragment_shader=fragment)
-            uniforms = {n: program[n] for n in program if isinstance(program[n], moderngl.Uniform)}
-            for name, unit in shaders.TEXTURE_UNITS.items():
-                if name in uniforms:
-                    uniforms[name].value = unit
-            self._programs[variant] = (program, uniforms)
-        program, uniforms = self._programs[variant]
+        program, uniforms = self._program((*variant, False))
         positions = ctx.buffer(primitive.positions)
         indices = ctx.buffer(primitive.indices)
         resources = [positions, indices]
@@ -199,15 +193,42 @@ class Renderer:
             if array is not None:
                 resources.append(ctx.buffer(array))
                 content.append((resources[-1], fmt, name))
-        vao = ctx.vertex_array(program, content, index_buffer=indices, index_element_size=4, skip_errors=True)
+        vao = self._vertex_array(program, content, indices)
         id_vao = self._picker.vertex_array(positions, indices)
-        gpu = _GpuPrimitive(primitive, program, uniforms, vao, id_vao, resources)
+        gpu = _GpuPrimitive(primitive, program, uniforms, vao, id_vao, resources, content)
         material = primitive.material
         if primitive.uvs is not None:
             for unit, image in enumerate(shaders.material_textures(material)):
                 if image is not None:
                     gpu.textures[unit] = self._texture(image)
         return gpu
+
+    def _program(self, variant: tuple[bool, bool, bool, bool]) -> tuple[Any, dict[str, Any]]:
+        """The mesh program for (normals, uvs, colours, cut planes), compiled once."""
+        if variant not in self._programs:
+            vertex, fragment = shaders.mesh_program_source(*variant)
+            program: Any = self.ctx.program(vertex_shader=vertex, fragment_shader=fragment)
+            uniforms = {n: program[n] for n in program if isinstance(program[n], moderngl.Uniform)}
+            for name, unit in shaders.TEXTURE_UNITS.items():
+                if name in uniforms:
+                    uniforms[name].value = unit
+            self._programs[variant] = (program, uniforms)
+        return self._programs[variant]
+
+    def _vertex_array(self, program: Any, content: list[tuple[Any, str, str]], indices: Any) -> Any:
+        return self.ctx.vertex_array(
+            program, content, index_buffer=indices, index_element_size=4, skip_errors=True
+        )
+
+    def _cut_variant(self, gpu: _GpuPrimitive) -> tuple[Any, dict[str, Any], Any]:
+        """The program, uniforms and vertex array that draw ``gpu`` with cut planes (made on first use)."""
+        if gpu.cut is None:
+            p = gpu.primitive
+            program, uniforms = self._program(
+                (p.normals is not None, p.uvs is not None, p.colors is not None, True)
+            )
+            gpu.cut = (program, uniforms, self._vertex_array(program, gpu.content, gpu.resources[1]))
+        return gpu.cut
 
     def _texture(self, image: NDArray[np.uint8]) -> Any:
         if id(image) not in self._textures:
@@ -241,6 +262,7 @@ class Renderer:
         start = time.perf_counter()
         self._stats = RenderStats()
         self._sync()
+        self._animating = False
         self._fbo.use()
         self._draw_background()
         if self.limit_exceeded:
@@ -285,75 +307,70 @@ class Renderer:
         rows = self._candidates(state, view_projection)
         self._stats.nodes_culled = int((state.has_mesh & state.visible).sum()) - len(rows)
         worlds = state.world[rows]
-        opaque, blended = self._draw_lists(camera, state, rows, worlds)
+        lists: DrawLists[_GpuPrimitive] = draw_lists(camera, self.height, state, rows, worlds, self._meshes)
         frame_uniforms = shaders.frame_uniforms(
             camera.position, camera.rotation, view_projection, self.lights, self.ambient
         )
-        scene_pass = ScenePass(ctx, frame_uniforms, NodeMatrices.of(worlds, state.color[rows]))
+        bits = cut_bits(state.cut_planes, state.cut_mask[rows])
+        if bits.any():  # the cut variants' frame uniforms; nothing else reads them
+            frame_uniforms |= cut_uniforms(state.cut_planes)
+        nodes = NodeMatrices.of(worlds, state.color[rows], state.tint[rows], bits)
+        scene_pass = ScenePass(ctx, frame_uniforms, nodes)
         ctx.enable(moderngl.DEPTH_TEST)
         ctx.disable(moderngl.BLEND)
         self._fbo.depth_mask = True
-        for node, gpu in opaque:
+        for node, gpu in lists.opaque:
             self._draw(scene_pass, node, gpu)
-        if blended:
+        if lists.blended or lists.see_through:
+            # Blended materials, then see-through entities (ARR's shell look): depth-tested against the
+            # opaque picture, writing no depth, so what is behind them shows through.
             ctx.enable(moderngl.BLEND)
             ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
             self._fbo.depth_mask = False
-            for node, gpu in blended:
+            for node, gpu in lists.blended:
+                self._draw(scene_pass, node, gpu)
+            scene_pass.set_mode(shell=self._scene.shell if self._scene is not None else None)
+            for node, gpu in lists.see_through:
                 self._draw(scene_pass, node, gpu)
         self._fbo.depth_mask = True
         ctx.disable(moderngl.BLEND)
+        self._draw_outline(scene_pass, lists, state.bounds[rows], view_projection)
         self._stats.nodes_drawn = len(rows)
 
-    def _draw_lists(
-        self, camera: Camera, state: WorldState, rows: NDArray[np.int64], worlds: F64
-    ) -> tuple[list[tuple[int, _GpuPrimitive]], list[tuple[int, _GpuPrimitive]]]:
-        """The draws of the nodes in ``rows`` (by index into ``rows``), at their levels of detail: the
-        opaque ones grouped by program and material, the blended ones far to near."""
-        opaque: list[tuple[int, _GpuPrimitive]] = []
-        blended: list[tuple[float, int, _GpuPrimitive]] = []
-        eye = camera.position
-        pixels = self._pixels_per_unit(camera, state, rows, worlds)
-        for i, row in enumerate(rows):
-            mesh = state.meshes[row]
-            assert mesh is not None  # rows with meshes only
-            if mesh.lods:
-                mesh = choose_lod(mesh, pixels[i])
-            for gpu in self._meshes[id(mesh)][1]:
-                if gpu.primitive.material.alpha_mode == "BLEND":
-                    centre = state.bounds[row].mean(axis=0)
-                    blended.append((-float(np.sum((centre - eye) ** 2)), i, gpu))
-                else:
-                    opaque.append((i, gpu))
-        opaque.sort(key=lambda item: (id(item[1].program), id(item[1].primitive.material)))
-        blended.sort(key=lambda item: item[0])  # far to near
-        return opaque, [(i, gpu) for _, i, gpu in blended]
+    def _draw_outline(
+        self, scene_pass: ScenePass, lists: DrawLists[_GpuPrimitive], bounds: F64, view_projection: F64
+    ) -> None:
+        """The selection outline around the selected nodes' draws (nothing to do when none is drawn)."""
+        outline = self._scene.outline if self._scene is not None else None
+        selected = sorted({node for node, _ in lists.selected})
+        box = screen_box(bounds[selected], view_projection, self.width, self.height) if selected else None
+        self._animating = outline is not None and box is not None and pulsing(outline)
+        if outline is None or box is None:
+            return
+        self._outline.begin_mask(box)
+        scene_pass.set_mode(mask_only=True)
+        for node, gpu in lists.selected:
+            self._draw(scene_pass, node, gpu, count=False)
+        self._outline.draw_line(self._fbo, pulse_color(outline, self.clock()))
 
-    def _draw(self, scene_pass: ScenePass, node: int, gpu: _GpuPrimitive) -> None:
+    def _draw(self, scene_pass: ScenePass, node: int, gpu: _GpuPrimitive, *, count: bool = True) -> None:
         material = gpu.primitive.material
-        scene_pass.set_uniforms(gpu.uniforms, material, gpu.textures, node)
+        program, uniforms, vao = (
+            self._cut_variant(gpu)
+            if scene_pass.nodes.cut_bits[node]
+            else (gpu.program, gpu.uniforms, gpu.vao)
+        )
+        scene_pass.set_uniforms(uniforms, material, gpu.textures, node)
         for unit, texture in gpu.textures.items():
             texture.use(location=unit)
         scene_pass.set_faces(node, material)
         if self._calls is not None:
-            self._calls.draw_triangles(gpu.program, gpu.vao, gpu.primitive.indices.size)
+            self._calls.draw_triangles(program, vao, gpu.primitive.indices.size)
         else:
-            gpu.vao.render(moderngl.TRIANGLES)
-        self._stats.draw_calls += 1
-        self._stats.triangles += gpu.primitive.triangle_count
-
-    def _pixels_per_unit(
-        self, camera: Camera, state: WorldState, rows: NDArray[np.int64], worlds: F64
-    ) -> NDArray[np.float64]:
-        """Per row, how many pixels one unit of the node's mesh covers at its nearest point (conservative
-        for level-of-detail choice: nearer means finer)."""
-        bounds = state.bounds[rows]
-        nearest = np.clip(camera.position, bounds[:, 0], bounds[:, 1])
-        distance = np.maximum(np.linalg.norm(nearest - camera.position, axis=1), 1e-9)
-        scale = np.linalg.norm(worlds[:, :3, :3], axis=1).max(axis=1)  # largest axis scale of the node
-        focal = self.height / (2 * math.tan(math.radians(camera.fov) / 2))
-        result: NDArray[np.float64] = focal * scale / distance
-        return result
+            vao.render(moderngl.TRIANGLES)
+        if count:
+            self._stats.draw_calls += 1
+            self._stats.triangles += gpu.primitive.triangle_count
 
     # -- picking ---------------------------------------------------------------------------------------
 
@@ -391,6 +408,7 @@ class Renderer:
         self._scene = None
         self._sync()
         self._picker.release()
+        self._outline.release()
         self.ctx.release()
 
     def __enter__(self) -> Renderer:
@@ -398,6 +416,13 @@ class Renderer:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _release(gpu: _GpuPrimitive) -> None:
+    for resource in (gpu.vao, gpu.id_vao, *gpu.resources):
+        resource.release()
+    if gpu.cut is not None:
+        gpu.cut[2].release()
 
 
 def is_software(gl_renderer: str) -> bool:
