@@ -6,8 +6,8 @@ smooth normals) while the camera orbits 1 degree per frame, as the moving-camera
 measured in the same run, in alternating rounds so that the machine's load falls on all of them alike:
 
 * ``none``: no state in use (the stream's ordinary cost);
-* ``cuts``: 8 cut planes (attached to entities, fade length 0.1) cutting caps off the big sphere (their
-  filter mask leaves the small one whole);
+* ``cuts``: 8 cut planes (attached to entities, fade length 0.1) cutting a cap off the big sphere toward
+  each corner of its bounding box (their filter mask leaves the small one whole);
 * ``outline``: the big sphere selected, its outline pulsing;
 * ``seeThrough``: the small sphere see-through;
 * ``all``: the three together.
@@ -63,11 +63,11 @@ def build_scene() -> tuple[Scene, dict[str, Callable[[bool], None]]]:
     small = scene.add_node("Small", mesh=sphere(5, 0.5, (0.16, 0.47, 0.86, 1.0)))
     small.transform = trimesh.transformations.translation_matrix([1.6, 0.0, 0.0])
     planes = []
-    for i in range(8):  # caps off the spheres in 8 directions, each plane 0.8 from the big one's centre
-        angle = 2 * np.pi * i / 8
-        normal = (float(np.cos(angle)), float(np.sin(angle)), 0.3 if i % 2 else -0.3)
+    for i in range(8):  # a cap off each corner direction of the big sphere, each plane 0.85 from its centre
+        x, y, z = (-1.0 if i & bit else 1.0 for bit in (1, 2, 4))
+        normal = (x, y, z)
         node = scene.add_node(f"cut{i}")
-        node.transform = trimesh.transformations.translation_matrix(0.8 * np.array(normal))
+        node.transform = trimesh.transformations.translation_matrix(0.85 * np.array(normal) / np.sqrt(3))
         planes.append((node.id, CutPlane(normal, (0.1, 0.9, 0.2, 1.0), 0.1, object_filter_mask=1)))
 
     def cuts(on: bool) -> None:

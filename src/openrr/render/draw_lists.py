@@ -1,5 +1,4 @@
-"""Which draws a frame makes, in which order: levels of detail, opaque before blended before see-through,
-and the selected entities' draws for the outline's mask.
+"""Which draws a frame makes, in which order: levels of detail, opaque before blended before see-through.
 
 Apart from ``renderer.py``, which owns the GL objects and issues the draws: this decides, from the world
 state and the camera, what goes into each of the frame's passes.
@@ -37,12 +36,11 @@ G = TypeVar("G", bound=GpuDraw)
 @dataclass
 class DrawLists(Generic[G]):
     """Draws as (index into the frame's rows, primitive). ``opaque``: grouped by program and material;
-    ``blended`` and ``see_through``: far to near; ``selected``: the selected nodes' draws (any order)."""
+    ``blended`` and ``see_through``: far to near."""
 
     opaque: list[tuple[int, G]] = field(default_factory=list)
     blended: list[tuple[int, G]] = field(default_factory=list)
     see_through: list[tuple[int, G]] = field(default_factory=list)
-    selected: list[tuple[int, G]] = field(default_factory=list)
 
 
 def choose_lod(mesh: Mesh, pixels_per_unit: float, tolerance_px: float = LOD_TOLERANCE_PX) -> Mesh:
@@ -75,8 +73,6 @@ def draw_lists(
         if mesh.lods:
             mesh = choose_lod(mesh, pixels[i])
         gpus = meshes[id(mesh)][1]
-        if state.selected[row]:
-            lists.selected.extend((i, gpu) for gpu in gpus)
         distance = -float(np.sum((state.bounds[row].mean(axis=0) - eye) ** 2))
         for gpu in gpus:
             if state.see_through[row]:

@@ -101,13 +101,13 @@ in vec2 v_uv;
 #ifdef HAS_COLORS
 in vec4 v_color;
 #endif
-out vec4 f_color;
+layout(location = 0) out vec4 f_color;  // location 1: the selection mask (STATES block)
 
 vec3 to_linear(vec3 c) { return pow(c, vec3(2.2)); }
 // STATES BLOCK
 
 void main() {
-    if (states_begin()) { f_color = vec4(1.0); return; }  // STATES hook: cut planes; the outline mask
+    states_begin();  // STATES hook: cut planes discard
     vec4 base = u_base_color;
     vec2 uv = vec2(0.0);
 #ifdef HAS_UV
