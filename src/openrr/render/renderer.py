@@ -385,6 +385,7 @@ class Renderer:
             # after the front faces, so that the depth test rejects the many they hide before shading.
             scene_pass.set_faces(node, material, back=True)
             self._draw_triangles(program, vao, gpu.primitive.indices.size)
+            self._stats.draw_calls += 1
         self._stats.draw_calls += 1
         self._stats.triangles += gpu.primitive.triangle_count
 
