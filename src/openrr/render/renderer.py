@@ -367,6 +367,7 @@ class Renderer:
                 self._draw(scene_pass, node, gpu)
         target.depth_mask = True
         ctx.disable(moderngl.BLEND)
+        scene_pass.set_clipping(None)
 
     def _draw(self, scene_pass: ScenePass, node: int, gpu: _GpuPrimitive) -> None:
         material = gpu.primitive.material
@@ -379,6 +380,7 @@ class Renderer:
         for unit, texture in gpu.textures.items():
             texture.use(location=unit)
         scene_pass.set_faces(node, material)
+        scene_pass.set_clipping(node)
         self._draw_triangles(program, vao, gpu.primitive.indices.size)
         if scene_pass.nodes.cut_bits[node] and not material.double_sided:
             # The inside shows through the cut: the back faces too (shaded with the flipped normal),

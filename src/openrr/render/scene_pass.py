@@ -19,6 +19,8 @@ from openrr.model.components import ShellSettings
 from openrr.model.mesh import F32, F64, Material
 from openrr.render import shaders, state_shading
 
+GL_CLIP_DISTANCE0 = 0x3000  # moderngl names no clip distances: enabled with enable_direct
+
 
 @dataclass(frozen=True)
 class NodeMatrices:
@@ -66,6 +68,7 @@ class ScenePass:
         self._culling: bool | None = None
         self._front: str | None = None
         self._culled: str | None = None
+        self._clipping = False  # GL's default, and how every pass leaves it (see set_clipping)
         # The states' per-draw uniforms (tint, cut planes, see-through, mask) last written, per program.
         self._states: dict[int, dict[str, Any]] = {}
         self._mode = state_shading.shell_uniforms(None)
@@ -108,6 +111,16 @@ class ScenePass:
             if written.get(name) != value and name in uniforms:
                 uniforms[name].value = value
                 written[name] = value
+
+    def set_clipping(self, node: int | None) -> None:
+        """The cut planes' clip distances on for a draw of ``node`` if a plane cuts through it, off
+        otherwise; None: off, at the end of the pass (programs without them must not run with them on)."""
+        on = node is not None and bool(self.nodes.cut_bits[node])
+        if self._clipping != on:
+            switch = self.ctx.enable_direct if on else self.ctx.disable_direct
+            for i in range(state_shading.MAX_CUT_PLANES):
+                switch(GL_CLIP_DISTANCE0 + i)
+            self._clipping = on
 
     def set_faces(self, node: int, material: Material, *, back: bool = False) -> None:
         """Winding and culling for one draw of ``node``: its front faces (back faces too where the

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from openrr.model.mesh import F64, Material
-from openrr.render.state_shading import insert_states
+from openrr.render.state_shading import STATES_FRAGMENT, STATES_VERTEX, insert_states
 
 RGB = tuple[float, float, float]
 MAX_LIGHTS = 4
@@ -54,10 +54,12 @@ out vec2 v_uv;
 in vec4 in_color;
 out vec4 v_color;
 #endif
+// STATES BLOCK
 void main() {
     vec4 world = u_model * vec4(in_position, 1.0);
     v_world = world.xyz;
     gl_Position = u_view_proj * world;
+    states_clip(world.xyz);  // STATES hook: cut planes clip
 #ifdef HAS_NORMALS
     v_normal = u_normal_matrix * in_normal;
 #endif
@@ -107,7 +109,6 @@ vec3 to_linear(vec3 c) { return pow(c, vec3(2.2)); }
 // STATES BLOCK
 
 void main() {
-    states_begin();  // STATES hook: cut planes discard
     vec4 base = u_base_color;
     vec2 uv = vec2(0.0);
 #ifdef HAS_UV
@@ -281,7 +282,9 @@ def mesh_program_source(
     defines += ["#define HAS_UV"] if has_uv else []
     defines += ["#define HAS_COLORS"] if has_colors else []
     header = "#version 330 core\n" + "\n".join(defines) + "\n"
-    return header + _MESH_VERTEX, insert_states(header + _MESH_FRAGMENT, cuts)
+    return insert_states(header + _MESH_VERTEX, STATES_VERTEX, cuts), insert_states(
+        header + _MESH_FRAGMENT, STATES_FRAGMENT, cuts
+    )
 
 
 @dataclass

@@ -1,14 +1,17 @@
-"""The mesh fragment shader's part for the entities' hierarchical states: tint, cut planes, see-through.
+"""The mesh shaders' parts for the entities' hierarchical states: tint, cut planes, see-through, selection.
 
-Apart from ``shaders.py``, which holds the lighting: this block is spliced into the mesh fragment shader
-(at its ``// STATES BLOCK`` line) and reached through three calls in its ``main``: ``states_begin``
-(first: cut planes discard), ``states_tint`` (on the base colour, before lighting) and ``states_end`` (on
-the output: cut fade, see-through shell, and the selection written to a second output, the outline's
-mask, which costs nothing while no mask is attached). Also here: the values of the uniforms the block
-declares, so their names live in one file.
+Apart from ``shaders.py``, which holds the lighting: these blocks are spliced into the mesh shaders (at
+their ``// STATES BLOCK`` lines) and reached through one call in the vertex shader's ``main``,
+``states_clip`` (cut planes as clip distances), and two in the fragment shader's: ``states_tint`` (on the
+base colour, before lighting) and ``states_end`` (on the output: cut fade, see-through shell, and the
+selection written to a second output, the outline's mask, which costs nothing while no mask is
+attached). Also here: the values of the uniforms the blocks declare, so their names live in one file.
 
 Cut planes are compiled in only where ``HAS_CUTS`` is defined: the renderer draws an entity with that
-variant only while a plane applies to it, so nothing else pays for the loop.
+variant (and enables the clip distances) only while a plane cuts through it, so nothing else pays.
+Clipping rather than discarding: what a plane removes is never rasterised or shaded, and without a
+discard the depth test stays early, which matters for the back faces drawn to show the inside (on
+llvmpipe it halved the cost of 8 planes over discarding).
 """
 
 from __future__ import annotations
@@ -23,6 +26,23 @@ from openrr.model.mesh import F64
 
 MAX_CUT_PLANES = 8  # as ARR; the API refuses more, the renderer uses the first 8 it is given
 
+STATES_VERTEX = """
+#ifdef HAS_CUTS
+uniform int u_cut_count;
+uniform int u_cut_apply;          // bit i: plane i applies to this entity (its filter mask matches)
+uniform vec4 u_cut_plane[MAX_CUT_PLANES];  // world (a, b, c, d): a*x + b*y + c*z + d > 0 is cut away
+out float gl_ClipDistance[MAX_CUT_PLANES];
+void states_clip(vec3 p) {
+    for (int i = 0; i < MAX_CUT_PLANES; i++) {
+        bool applies = i < u_cut_count && (u_cut_apply & (1 << i)) != 0;
+        gl_ClipDistance[i] = applies ? -(dot(u_cut_plane[i].xyz, p) + u_cut_plane[i].w) : 1.0;
+    }
+}
+#else
+void states_clip(vec3 p) {}
+#endif
+"""
+
 STATES_FRAGMENT = """
 layout(location = 1) out vec4 f_selected;  // the outline's mask (only while one is attached)
 uniform float u_selected;         // 1: the entity is selected
@@ -36,17 +56,6 @@ uniform vec4 u_cut_plane[MAX_CUT_PLANES];  // world (a, b, c, d): a*x + b*y + c*
 uniform vec4 u_cut_fade[MAX_CUT_PLANES];   // fade colour, a = its weight at the plane
 uniform float u_cut_fade_length[MAX_CUT_PLANES];
 #endif
-
-// Discards what an applying cut plane removes.
-void states_begin() {
-#ifdef HAS_CUTS
-    for (int i = 0; i < u_cut_count; i++) {
-        if ((u_cut_apply & (1 << i)) != 0 && dot(u_cut_plane[i].xyz, v_world) + u_cut_plane[i].w > 0.0) {
-            discard;
-        }
-    }
-#endif
-}
 
 // ARR's tint: the base colour moves toward the tint colour by its strength, then is lit as usual, so a
 // full-strength tint shows the tint colour with the surface's shading.
@@ -68,7 +77,7 @@ vec4 states_end(vec4 c) {
         float len = u_cut_fade_length[i];
         if ((u_cut_apply & (1 << i)) == 0 || len <= 0.0) continue;
         float d = -(dot(u_cut_plane[i].xyz, v_world) + u_cut_plane[i].w);
-        if (d < len) c.rgb = mix(c.rgb, u_cut_fade[i].rgb, u_cut_fade[i].a * (1.0 - d / len));
+        if (d < len) c.rgb = mix(c.rgb, u_cut_fade[i].rgb, u_cut_fade[i].a * min(1.0 - d / len, 1.0));
     }
 #endif
     if (u_shell_opacity >= 0.0) {
@@ -87,13 +96,13 @@ vec4 states_end(vec4 c) {
 """
 
 
-def insert_states(fragment: str, cuts: bool) -> str:
-    """``fragment`` (the mesh fragment shader, header included) with the states block spliced in."""
+def insert_states(source: str, block: str, cuts: bool) -> str:
+    """``source`` (a mesh shader, header included) with ``block`` spliced in at its marker."""
     marker = "// STATES BLOCK\n"
-    if marker not in fragment:
-        raise ValueError("the mesh fragment shader lacks the states block's marker")
+    if marker not in source:
+        raise ValueError("the mesh shader lacks the states block's marker")
     defines = f"#define MAX_CUT_PLANES {MAX_CUT_PLANES}\n" + ("#define HAS_CUTS\n" if cuts else "")
-    return fragment.replace(marker, defines + STATES_FRAGMENT)
+    return source.replace(marker, defines + block)
 
 
 def cut_uniforms(planes: Sequence[WorldCutPlane]) -> dict[str, bytes]:
