@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from openrr.model.mesh import F64, Material
 from openrr.render.lighting import LIGHTING
 from openrr.render.lights import MAX_PUNCTUAL
+from openrr.render.state_shading import STATES_FRAGMENT, STATES_VERTEX, insert_states
 
 RGB = tuple[float, float, float]
 MAX_LIGHTS = 4
@@ -58,10 +59,12 @@ out vec2 v_uv;
 in vec4 in_color;
 out vec4 v_color;
 #endif
+// STATES BLOCK
 void main() {
     vec4 world = u_model * vec4(in_position, 1.0);
     v_world = world.xyz;
     gl_Position = u_view_proj * world;
+    states_clip(world.xyz);  // STATES hook: cut planes clip
 #ifdef HAS_NORMALS
     v_normal = u_normal_matrix * in_normal;
 #endif
@@ -102,9 +105,10 @@ in vec2 v_uv;
 #ifdef HAS_COLORS
 in vec4 v_color;
 #endif
-out vec4 f_color;
+layout(location = 0) out vec4 f_color;  // location 1: the selection mask (STATES block)
 
 vec3 to_linear(vec3 c) { return pow(c, vec3(2.2)); }
+// STATES BLOCK
 """
     + LIGHTING
     + """
@@ -120,6 +124,7 @@ void main() {
     base *= v_color;
 #endif
     if ((u_flags & 32) != 0) base = u_override;
+    base = states_tint(base);  // STATES hook: the tint mixes the base colour before lighting
     if (u_alpha_cutoff >= 0.0 && base.a < u_alpha_cutoff) discard;
 
     float metallic = u_metallic;
@@ -172,6 +177,7 @@ void main() {
         : shade(n, v, base.rgb, metallic, roughness, occlusion) + emissive;
     float alpha = u_opaque > 0.5 ? 1.0 : base.a;
     f_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)), alpha);
+    f_color = states_end(f_color);  // STATES hook: cut fade, see-through shell
 }
 """
 )
@@ -241,14 +247,19 @@ void main() {
 """
 
 
-def mesh_program_source(has_normals: bool, has_uv: bool, has_colors: bool) -> tuple[str, str]:
-    """(vertex, fragment) sources of the mesh program variant for a primitive's attributes."""
+def mesh_program_source(
+    has_normals: bool, has_uv: bool, has_colors: bool, cuts: bool = False
+) -> tuple[str, str]:
+    """(vertex, fragment) sources of the mesh program variant for a primitive's attributes; ``cuts``:
+    with the cut-plane code (see state_shading.py)."""
     defines = [f"#define MAX_LIGHTS {MAX_LIGHTS}", f"#define MAX_PUNCTUAL {MAX_PUNCTUAL}"]
     defines += ["#define HAS_NORMALS"] if has_normals else []
     defines += ["#define HAS_UV"] if has_uv else []
     defines += ["#define HAS_COLORS"] if has_colors else []
     header = "#version 330 core\n" + "\n".join(defines) + "\n"
-    return header + _MESH_VERTEX, header + _MESH_FRAGMENT
+    return insert_states(header + _MESH_VERTEX, STATES_VERTEX, cuts), insert_states(
+        header + _MESH_FRAGMENT, STATES_FRAGMENT, cuts
+    )
 
 
 @dataclass
