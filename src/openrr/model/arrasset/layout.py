@@ -13,7 +13,8 @@ from numpy.typing import NDArray
 from openrr.model.scene import Scene
 
 MAGIC = b"\x89ORR\r\n\x1a\n"  # PNG-style: a non-ASCII byte, CRLF and ^Z catch text-mode transfers
-VERSION = 1
+VERSION = 2  # 2: node metadata, per-material unlit flags and uv transforms (docs/arrasset.md)
+READABLE_VERSIONS = (1, 2)  # a version 1 asset reads as one with no metadata and no uv transforms
 HEADER = struct.Struct("<8sIIQQIIQQII")  # 64 bytes; see docs/arrasset.md
 HEADER_SIZE = HEADER.size
 HEADER_CHECKED = 56  # the header's CRC-32 covers its first 56 bytes
