@@ -23,7 +23,7 @@ from openrr.model.arrasset.writer import write_asset
 from openrr.model.errors import ModelLoadError
 from openrr.model.loader import load_model
 from openrr.model.lod import build_lods, simplify
-from openrr.model.mesh import Material, Mesh, Primitive
+from openrr.model.mesh import Mesh, Primitive
 from openrr.model.scene import Scene
 from openrr.render.renderer import choose_lod
 from tests.assets import models
@@ -449,68 +449,3 @@ def test_load_model_fetches_assets_over_http(tmp_path: Path) -> None:
 def test_magic_is_png_style() -> None:
     assert MAGIC == b"\x89ORR\r\n\x1a\n"
     assert HEADER_SIZE == 64
-
-
-# -- object metadata, material fields and older versions -------------------------------------------------
-
-
-def test_metadata_and_material_fields_round_trip() -> None:
-    scene = models.rich_scene()
-    scene.node("A").metadata = {"part": "A-1", "mass": 2.5, "count": 3, "flag": False, "text": "é"}
-    mesh = scene.node("A").mesh
-    assert mesh is not None
-    first = mesh.primitives[0]
-    first.material = Material(name="Edited", unlit=True, uv_scale=(2.0, 0.5), uv_offset=(0.25, -1.0))
-    data = write_asset(Asset(scene))
-    manifest = manifest_of(data)
-    assert struct.unpack_from("<I", data, 8)[0] == 2
-    assert manifest["nodes"][[n["name"] for n in manifest["nodes"]].index("A")]["metadata"]["part"] == "A-1"
-    copy = read_asset(data, emulate_unlit=False).scene
-    assert {n.name: n.metadata for n in copy.nodes()} == {n.name: n.metadata for n in scene.nodes()}
-    read_mesh = copy.node("A").mesh
-    assert read_mesh is not None
-    edited = read_mesh.primitives[0].material
-    assert (edited.name, edited.unlit, edited.uv_scale, edited.uv_offset) == (
-        "Edited",
-        True,
-        (2.0, 0.5),
-        (0.25, -1.0),
-    )
-    assert edited.base_color_factor == (1.0, 1.0, 1.0, 1.0)
-    # Read for today's renderer: a part with vertex colours is not emulated, and stays marked unlit.
-    plain = read_asset(data).scene.node("A").mesh
-    assert plain is not None
-    assert plain.primitives[0].material.unlit
-
-
-def test_an_asset_of_format_version_1_still_loads() -> None:
-    """``data/quad-v1.arrAsset``: the textured quad of ``tests.render.fixtures.textured_gltf``, converted by
-    openrr before version 2 (no metadata, no uv transforms, no per-material unlit)."""
-    path = Path(__file__).parent / "data" / "quad-v1.arrAsset"
-    data = path.read_bytes()
-    assert struct.unpack_from("<I", data, 8)[0] == 1
-    for scene in (read_asset(data).scene, load_model(path)):
-        (node,) = scene.nodes()
-        assert node.name == "Quad"
-        assert node.metadata == {}
-        assert node.mesh is not None
-        material = node.mesh.primitives[0].material
-        assert material.name == "Striped"
-        assert (material.unlit, material.uv_scale, material.uv_offset) == (False, (1.0, 1.0), (0.0, 0.0))
-        assert material.base_color_texture is not None
-        assert material.base_color_texture.shape == (16, 16, 4)
-
-
-@pytest.mark.parametrize(
-    ("metadata", "message"),
-    [
-        ([1, 2], "a node's metadata is not an object"),
-        ({"a": {"b": 1}}, "metadata 'a' has a value of an unsupported type"),
-        ({"a": None}, "metadata 'a' has a value of an unsupported type"),
-        ({"a": "x" * (16 << 20)}, "its object metadata exceeds 16777216 bytes"),
-    ],
-)
-def test_bad_node_metadata_is_refused(small_asset: bytes, metadata: Any, message: str) -> None:
-    manifest = manifest_of(small_asset)
-    manifest["nodes"][0]["metadata"] = metadata
-    assert message in refused(with_manifest(small_asset, manifest))

@@ -413,6 +413,9 @@ def _overrides(
     if point_cloud:
         job.say(f"{path.name}: ignored for a point cloud, as in ARR (points have no materials)")
         return None
+    beside = input_path.with_name(input_path.stem + OVERRIDES_SUFFIX)
+    if named and beside.is_file() and beside != path:
+        job.say(f"{beside.name}: ignored, material-override names {path.name}")
     if named:
         job.warn(
             "DeprecatedMaterialOverride",

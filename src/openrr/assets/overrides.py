@@ -79,6 +79,7 @@ class MaterialOverrides:
     source: str
     entries: tuple[Override, ...]
     applied: dict[int, set[str]] = field(default_factory=dict)  # entry index -> material names
+    _found: dict[str, Override | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_json(cls, data: bytes | str, source: str) -> MaterialOverrides:
@@ -119,11 +120,14 @@ class MaterialOverrides:
 
     def entry_for(self, name: str) -> Override | None:
         """The entry that applies to a material named ``name``: its exact entry, else the first regex
-        entry matching the whole name, else None."""
-        exact = next((e for e in self.entries if e.regex is None and e.name == name), None)
-        if exact is not None:
-            return exact
-        return next((e for e in self.entries if e.regex is not None and e.regex.fullmatch(name)), None)
+        entry matching the whole name, else None. Remembered per name: a model has far fewer materials
+        than parts."""
+        if name not in self._found:
+            exact = next((e for e in self.entries if e.regex is None and e.name == name), None)
+            self._found[name] = exact or next(
+                (e for e in self.entries if e.regex is not None and e.regex.fullmatch(name)), None
+            )
+        return self._found[name]
 
     def record(self, entry: Override, material_name: str) -> None:
         self.applied.setdefault(entry.index, set()).add(material_name)

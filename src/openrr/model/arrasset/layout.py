@@ -40,7 +40,8 @@ class Asset:
     node id, and the manifest's ``statistics``.
 
     Writing: nodes listed in ``points`` must have no mesh. Reading: those nodes get an octahedra mesh.
-    ``unlit`` marks every material as unlit (ARR's ``unlitMaterials``).
+    ``unlit`` marks every material as unlit (ARR's ``unlitMaterials``; ``Material.unlit`` marks one);
+    read back, it says whether every material is.
     """
 
     scene: Scene

@@ -371,5 +371,6 @@ def _read(reader: _Reader, name: str) -> Asset:
         ids.append(node.id)
         if cloud is not None:
             asset.points[node.id] = cloud
-    asset.unlit = any(bool(m.get("unlit")) for m in list_of(manifest, "materials"))
+    materials = list_of(manifest, "materials")
+    asset.unlit = bool(materials) and all(bool(m.get("unlit")) for m in materials)
     return asset
