@@ -18,7 +18,7 @@ from openrr.model.arrasset.layout import Asset
 from openrr.model.arrasset.reader import read_asset
 from openrr.model.loader import load_model
 from openrr.model.mesh import Material
-from openrr.model.metadata import MAX_METADATA_BYTES, MetadataKeeper, entry_bytes
+from openrr.model.metadata import MAX_METADATA_BYTES, MetadataKeeper, metadata_bytes
 from openrr.model.scene import Scene
 from tests.assets import models
 from tests.render import fixtures
@@ -125,7 +125,7 @@ def test_metadata_past_the_limit_fails_the_conversion_clearly(tmp_path: Path) ->
     raw = tmp_path / "raw"
     raw.mkdir()
     root = load_model(extras_glb(raw)).node("Root").metadata
-    keeper = MetadataKeeper(limit=sum(entry_bytes(k, v) for k, v in root.items()))
+    keeper = MetadataKeeper(limit=metadata_bytes(root))
     scene = load_model(extras_glb(raw), metadata=keeper)
     assert metadata_of(scene) == {"Root": root, "Box": {}, "Sphere": {}}
     assert (keeper.kept, keeper.overflow) == (1, 1)

@@ -380,6 +380,8 @@ def _warn_unused(job: Job, settings: ConversionSettings, point_cloud: bool) -> N
         if ignored:
             job.say(f"ignored for a point cloud, as in ARR: {', '.join(ignored)}")
         return
+    if settings.scene_graph_mode == "none" and settings.metadata_keys:
+        job.say("sceneGraphMode none: one node is left, so no object metadata is kept")
     if settings.scene_graph_mode == "static":
         job.say("sceneGraphMode static: converted like dynamic (openrr has no reparenting to forbid)")
     if not settings.generate_collision_mesh:

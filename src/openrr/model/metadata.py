@@ -8,9 +8,9 @@ with ``ABC``), and none when that setting was absent. Here:
   int64 and non-finite numbers are kept as their JSON text;
 * ``KeyPatterns`` matches keys against ``metadataKeys`` (``*`` stands for any run of characters, anywhere
   in a pattern, a superset of ARR's trailing wildcard; matching is case-sensitive, as JSON keys are);
-* ``MetadataKeeper`` selects and bounds one model's metadata: at most ``limit`` bytes (the JSON text of
-  every kept key and value) in all. Past it, the nodes that follow keep nothing and ``overflow`` counts
-  them, so that a loader can warn and a converter can fail with a clear message.
+* ``MetadataKeeper`` selects and bounds one model's metadata: at most ``limit`` bytes (the compact JSON
+  text of each node's kept pairs, summed) in all. Past it, the nodes that follow keep nothing and
+  ``overflow`` counts them, so that a loader can warn and a converter can fail with a clear message.
 
 Apart from the loaders because both the glTF walk (``openrr.model.trimesh_scene``) and the converter
 (``openrr.assets``) select with it, and the ``.arrAsset`` reader checks what it reads with it.
@@ -45,9 +45,9 @@ def metadata_value(value: Any) -> MetadataValue:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def entry_bytes(key: str, value: MetadataValue) -> int:
-    """What one entry counts against a model's limit: the length of its JSON text, key and value."""
-    return len(json.dumps({key: value}, ensure_ascii=False).encode())
+def metadata_bytes(metadata: Mapping[str, MetadataValue]) -> int:
+    """What one node's metadata counts against a model's limit: the length of its JSON text (UTF-8)."""
+    return len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 class KeyPatterns:
@@ -101,7 +101,7 @@ class MetadataKeeper:
         }
         if not selected:
             return {}
-        size = sum(entry_bytes(k, v) for k, v in selected.items())
+        size = metadata_bytes(selected)
         if self.overflow or self.used + size > self.limit:
             self.overflow += 1
             return {}
