@@ -397,7 +397,7 @@ def _report_metadata(job: Job, settings: ConversionSettings, keeper: MetadataKee
             f"{keeper.summary()}: name fewer keys in metadataKeys", code="MetadataTooLarge"
         )
     if not settings.metadata_keys:
-        job.say("metadataKeys not given: no object metadata kept (ARR's default)")
+        job.say("no metadataKeys: no object metadata kept (ARR's default)")
         return
     job.say(
         f"object metadata: {keeper.kept} node(s) keep {keeper.used} bytes of the keys matching "
