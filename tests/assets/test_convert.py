@@ -339,7 +339,7 @@ def test_settings_file_beside_the_model(tmp_path: Path) -> None:
     result = convert_model(source, tmp_path / "out", "m", None)
     assert result.result[-1] == {"result": "succeeded with warnings"}
     codes = [entry.get("warning") for entry in result.result[1:-1]]
-    assert codes == ["DeprecatedSettingsFile", "MetadataNotKept"]
+    assert codes == ["DeprecatedSettingsFile"]
     assert all(entry["title"] and entry["details"] for entry in result.result[1:-1])
     (tmp_path / "conversionSettings.json").write_text('{"scaling": 2, "colour": "red"}')
     with pytest.raises(ConversionFailed, match="unknown property 'colour'") as caught:

@@ -107,3 +107,24 @@ def test_point_clouds_show_as_coloured_points(tmp_path: Path, renderer: Renderer
     assert red[H // 2 - 20 : H // 2 + 20, W // 2 - 20 : W // 2 + 20].mean() > 0.5
     assert not red[:5].any()
     assert not red[:, :10].any()
+
+
+def test_a_material_override_shows_in_the_picture(tmp_path: Path, renderer: Renderer) -> None:
+    """MaterialOverrides.json turns the red box unlit green; the blue sphere, not named, stays as it was."""
+    source = fixtures.two_node_glb(tmp_path)
+    camera = Camera.look_at((0, 0, 6), (0, 0, 0), fov=50)
+    before = draw(renderer, converted(source, tmp_path / "before"), camera)
+    source.with_name("two_nodes.MaterialOverrides.json").write_text(
+        '[{"name": "Red", "albedoColor": {"r": 0, "g": 1, "b": 0}, "unlit": true}]'
+    )
+    after = draw(renderer, converted(source, tmp_path / "after"), camera)
+    x = int(W * 0.5 - W * 0.19)
+    box = after[H // 2 - 5 : H // 2 + 5, x - 3 : x + 3]
+    assert (box[..., 1] > 200).all()
+    assert (box[..., 0] < 40).all()
+    assert (box[..., 2] < 40).all()
+    assert (before[H // 2 - 5 : H // 2 + 5, x - 3 : x + 3, 0] > 100).all()  # red before
+    sphere = slice(int(W * 0.5 + W * 0.15), int(W * 0.5 + W * 0.23))
+    blue = before[H // 2 - 5 : H // 2 + 5, sphere]
+    assert (blue[..., 2] > 2 * blue[..., 0] + 20).all()
+    assert np.abs(after[H // 2 - 5 : H // 2 + 5, sphere] - before[H // 2 - 5 : H // 2 + 5, sphere]).max() < 3

@@ -120,6 +120,8 @@ def test_every_property_parsed() -> None:
         ),
         ({"metadataKeys": "Part*"}, "metadataKeys must be an array of strings"),
         ({"metadataKeys": [1]}, "metadataKeys must be an array of strings"),
+        ({"metadataKeys": ["k"] * 1001}, "metadataKeys has 1001 entries, more than 1000"),
+        ({"metadataKeys": ["k" * 1001]}, "a metadataKeys entry is longer than 1000 characters"),
         ([], "must hold a JSON object"),
         ("{'scaling': 1}", "not valid JSON"),
     ],

@@ -215,9 +215,9 @@ def test_foreign_files_are_refused_by_name(small_asset: bytes) -> None:
 
 def test_unknown_versions_are_refused_with_advice(small_asset: bytes) -> None:
     newer = bytearray(small_asset)
-    struct.pack_into("<I", newer, 8, 2)
+    struct.pack_into("<I", newer, 8, 3)
     message = refused(bytes(newer))
-    assert "format version 2 is not supported (this openrr reads version 1)" in message
+    assert "format version 3 is not supported (this openrr reads versions 1, 2)" in message
     assert "convert the model again" in message
 
 
@@ -295,6 +295,8 @@ def test_conversion_hash_follows_content_not_metadata(small_asset: bytes) -> Non
     scene = models.rich_scene()
     same = write_asset(Asset(scene, statistics={"other": True}), source={"file": "x"})
     assert conversion_hash(same) == conversion_hash(small_asset)
+    scene.node("A").metadata = {"part": "A-1"}  # object metadata does not render
+    assert conversion_hash(write_asset(Asset(scene))) == conversion_hash(small_asset)
     scene.node("A").transform = np.eye(4)
     assert conversion_hash(write_asset(Asset(scene))) != conversion_hash(small_asset)
     assert len(conversion_hash(small_asset)) == 16

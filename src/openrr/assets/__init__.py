@@ -3,9 +3,11 @@
 * ``openrr.assets.convert``: ``convert_model``, which runs the steps below and writes ``<name>.arrAsset``,
   ``<name>.info.json``, ``<name>.result.json`` and ``<name>.log``.
 * ``openrr.assets.settings``: ``<model>.ConversionSettings.json``, parsed and validated as ARR did.
+* ``openrr.assets.overrides``: ``<model>.MaterialOverrides.json``, parsed and validated as ARR did;
+  ``openrr.assets.material_edits`` applies its entries to materials.
 * ``openrr.assets.inputs``: the input formats and their readers.
 * ``openrr.assets.transform``: the settings applied to the model as read (coordinates, colours,
-  materials, ``sceneGraphMode``, recentering).
+  materials and their overrides, ``sceneGraphMode``, recentering).
 * ``openrr.assets.statistics``: ARR's input and output statistics.
 * ``openrr.assets.job``: the log lines, warnings and timings one conversion records.
 

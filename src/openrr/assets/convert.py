@@ -5,16 +5,17 @@ conversion settings, builds levels of detail for big meshes and writes, in ``out
 
 * ``<name>.arrAsset``: the asset (``openrr.model.arrasset``, ``docs/arrasset.md``);
 * ``<name>.info.json``: ARR's info file (``files``, ``conversionSettings``, ``inputInfo``,
-  ``inputStatistics``, ``outputInfo``, ``outputStatistics``), plus an ``openrr`` section (levels of
-  detail, timings, sizes);
+  ``inputStatistics``, ``materialOverrides`` where an override file was used, ``outputInfo``,
+  ``outputStatistics``), plus an ``openrr`` section (levels of detail, timings, sizes);
 * ``<name>.result.json``: ARR's result file, a JSON array: ``{"conversionId"}``, the warnings, at most
   one error, and ``{"result": "succeeded" | "succeeded with warnings" | "failed"}``;
 * ``<name>.log``: the log lines, also passed one by one to ``log``.
 
-The steps have modules of their own: ``inputs`` (the formats and their readers), ``transform`` (the
-settings applied), ``openrr.model.lod`` (levels of detail), ``openrr.model.arrasset`` (the writer) and
-``statistics`` (ARR's statistics); ``job`` records the log, warnings and timings. This module runs them in
-order and writes the files.
+The steps have modules of their own: ``inputs`` (the formats and their readers, which keep the nodes'
+object metadata that ``metadataKeys`` selects), ``overrides`` and ``material_edits`` (the material
+override file), ``transform`` (the settings and overrides applied), ``openrr.model.lod`` (levels of
+detail), ``openrr.model.arrasset`` (the writer) and ``statistics`` (ARR's statistics); ``job`` records the
+log, warnings and timings. This module runs them in order and writes the files.
 
 Every problem with the input (a missing or corrupt file, an unsupported format, bad settings) raises
 ``ConversionFailed`` after ``<name>.result.json`` and ``<name>.log`` have been written; so does an
@@ -45,6 +46,8 @@ from openrr.assets.inputs import (
     read_input,
 )
 from openrr.assets.job import Job
+from openrr.assets.material_edits import UNMAPPED
+from openrr.assets.overrides import OVERRIDES_SUFFIX, MaterialOverrides, overrides_file_for
 from openrr.assets.settings import ConversionSettings, settings_file_for
 from openrr.assets.statistics import bounds, input_statistics, parts
 from openrr.assets.transform import apply_settings
@@ -54,6 +57,7 @@ from openrr.model.arrasset.vertex import VertexFormat
 from openrr.model.arrasset.writer import write_asset
 from openrr.model.lod import build_lods
 from openrr.model.mesh import Mesh
+from openrr.model.metadata import KeyPatterns, MetadataKeeper
 from openrr.model.scene import Scene
 
 ASSET_SUFFIX = ".arrAsset"
@@ -201,14 +205,19 @@ def _convert(
     size = _check_input(input_path, extension)
     settings = _settings(job, input_path, given).for_format(extension)
 
+    keeper = MetadataKeeper(KeyPatterns(settings.metadata_keys))
     with job.step("load"):
-        source = read_input(job, input_path, extension)
+        source = read_input(job, input_path, extension, keeper)
     job.say(f"read {input_path.name} ({size} bytes) in {job.timings['load']:.2f} s: {source.format_name}")
     statistics = _input_statistics(job, input_path, source)
+    _report_metadata(job, settings, keeper)
     _warn_unused(job, settings, bool(source.points))
+    overrides = _overrides(job, input_path, settings, bool(source.points))
 
     with job.step("transform"):
-        scene, points, offset = apply_settings(job, source, settings)
+        scene, points, offset = apply_settings(job, source, settings, overrides)
+    if overrides is not None:
+        _report_overrides(job, overrides)
     with job.step("levels_of_detail"):
         _add_lods(job, scene)
     low_high = bounds(scene, points)
@@ -230,7 +239,7 @@ def _convert(
         _write_atomic(asset_path, data)
     job.say(f"wrote {asset_path.name} ({len(data)} bytes) in {job.timings['write']:.2f} s")
 
-    info = _info(job, input_path, asset_path, settings, source, asset, data)
+    info = _info(job, input_path, asset_path, settings, source, asset, data, overrides)
     info_path = output_dir / f"{stem}.info.json"
     _write_atomic(info_path, (json.dumps(info, indent=2) + "\n").encode())
     return asset_path, info_path, info, len(data)
@@ -292,11 +301,22 @@ def _info(
     source: Source,
     asset: Asset,
     data: bytes,
+    overrides: MaterialOverrides | None,
 ) -> dict[str, Any]:
     """ARR's ``info.json`` (its statistics are the asset's), plus an ``openrr`` section."""
     default_name = input_path.stem + ASSET_SUFFIX
     files = {"input": input_path.name} | (
         {} if asset_path.name == default_name else {"output": asset_path.name}
+    )
+    applied = (
+        {}
+        if overrides is None
+        else {
+            "materialOverrides": {
+                "numOverrides": len(overrides.entries),
+                "numOverriddenMaterials": overrides.overridden_materials(),
+            }
+        }
     )
     return {
         "files": files,
@@ -308,6 +328,7 @@ def _info(
             "sourceAssetGenerator": source.generator,
         },
         "inputStatistics": asset.statistics["inputStatistics"],
+        **applied,
         "outputInfo": {
             "conversionToolVersion": f"openrr {__version__}",
             "conversionHash": conversion_hash(data),
@@ -359,17 +380,74 @@ def _warn_unused(job: Job, settings: ConversionSettings, point_cloud: bool) -> N
         if ignored:
             job.say(f"ignored for a point cloud, as in ARR: {', '.join(ignored)}")
         return
-    if settings.material_override:
-        job.warn(
-            "MaterialOverrideNotSupported",
-            "Material overrides are not supported",
-            f"material-override {settings.material_override!r} was not applied",
-        )
-    if settings.metadata_keys:
-        job.warn("MetadataNotKept", "Node metadata is not kept", "metadataKeys has no effect in openrr")
+    if settings.scene_graph_mode == "none" and settings.metadata_keys:
+        job.say("sceneGraphMode none: one node is left, so no object metadata is kept")
     if settings.scene_graph_mode == "static":
         job.say("sceneGraphMode static: converted like dynamic (openrr has no reparenting to forbid)")
     if not settings.generate_collision_mesh:
         job.say(
             "generateCollisionMesh false: no effect (openrr picks on the GPU and needs no collision mesh)"
         )
+
+
+def _report_metadata(job: Job, settings: ConversionSettings, keeper: MetadataKeeper) -> None:
+    """Log what ``metadataKeys`` kept; ``ConversionFailed`` past the per-asset limit."""
+    if keeper.overflow:
+        raise ConversionFailed(
+            f"{keeper.summary()}: name fewer keys in metadataKeys", code="MetadataTooLarge"
+        )
+    if not settings.metadata_keys:
+        job.say("no metadataKeys: no object metadata kept (ARR's default)")
+        return
+    job.say(
+        f"object metadata: {keeper.kept} node(s) keep {keeper.used} bytes of the keys matching "
+        f"metadataKeys {json.dumps(list(settings.metadata_keys))}"
+    )
+
+
+def _overrides(
+    job: Job, input_path: Path, settings: ConversionSettings, point_cloud: bool
+) -> MaterialOverrides | None:
+    """The material override file of this conversion, read and validated, or None."""
+    path, named = overrides_file_for(input_path, settings.material_override)
+    if path is None:
+        return None
+    if point_cloud:
+        job.say(f"{path.name}: ignored for a point cloud, as in ARR (points have no materials)")
+        return None
+    beside = input_path.with_name(input_path.stem + OVERRIDES_SUFFIX)
+    if named and beside.is_file() and beside != path:
+        job.say(f"{beside.name}: ignored, material-override names {path.name}")
+    if named:
+        job.warn(
+            "DeprecatedMaterialOverride",
+            "Deprecated material-override setting",
+            f"read {path.name}; name it {input_path.stem}{OVERRIDES_SUFFIX} and drop material-override",
+        )
+    overrides = MaterialOverrides.load(path)
+    job.say(f"material overrides: {path.name}, {len(overrides.entries)} entries")
+    return overrides
+
+
+def _report_overrides(job: Job, overrides: MaterialOverrides) -> None:
+    """Warn about the properties openrr does not know and the entries that matched no material."""
+    for entry in overrides.entries:
+        for key in entry.unknown:
+            job.warn(
+                "UnknownMaterialOverrideProperty",
+                "Unknown material override property",
+                f"{overrides.source}: {entry.shown()}: {key!r} is not a property openrr applies; ignored",
+            )
+        unmapped = sorted(UNMAPPED & entry.changes.get("ignore", frozenset()))
+        if unmapped:
+            job.say(f"{entry.shown()}: {', '.join(unmapped)}: no such map in a metallic-roughness material")
+    for entry in overrides.unmatched():
+        job.warn(
+            "MaterialOverrideUnused",
+            "Material override matched no material",
+            f"{overrides.source}: {entry.shown()} matched no material of the model",
+        )
+    job.say(
+        f"material overrides: {len(overrides.applied)} of {len(overrides.entries)} entries applied to "
+        f"{overrides.overridden_materials()} material(s)"
+    )

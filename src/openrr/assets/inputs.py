@@ -27,6 +27,7 @@ from openrr.assets.job import Job
 from openrr.model.arrasset.layout import PointCloud
 from openrr.model.errors import ModelLoadError
 from openrr.model.loader import load_model
+from openrr.model.metadata import MetadataKeeper
 from openrr.model.scene import Scene
 from openrr.model.trimesh_scene import scene_from_trimesh
 
@@ -57,12 +58,14 @@ class Source:
     sidedness_in_file: bool = False  # glTF: each material says whether it is double-sided
 
 
-def read_input(job: Job, path: Path, extension: str) -> Source:
+def read_input(job: Job, path: Path, extension: str, metadata: MetadataKeeper) -> Source:
     """The model at ``path``, read by the reader of ``extension`` (one of ``MESH_FORMATS`` or
-    ``POINT_FORMATS``); a PLY that mixes points and faces keeps the faces, with a warning on ``job``."""
+    ``POINT_FORMATS``); a PLY that mixes points and faces keeps the faces, with a warning on ``job``.
+    Nodes keep the object metadata ``metadata`` selects (glTF node extras; trimesh's OBJ and PLY readers
+    give none: an OBJ's groups and objects are already the nodes' names)."""
     if extension in (".gltf", ".glb"):
         try:
-            scene = load_model(path, max_bytes=MAX_INPUT_BYTES)
+            scene = load_model(path, max_bytes=MAX_INPUT_BYTES, metadata=metadata)
         except ModelLoadError as exc:
             raise ConversionFailed(exc.message.replace(str(path), path.name)) from None
         version, generator = _gltf_header(path)
@@ -88,7 +91,7 @@ def read_input(job: Job, path: Path, extension: str) -> Source:
         else:
             return _points_source(path, clouds, MESH_FORMATS[extension], version)
     try:
-        scene = scene_from_trimesh(loaded, path.name)
+        scene = scene_from_trimesh(loaded, path.name, metadata)
     except (ValueError, KeyError, IndexError, OSError) as exc:
         raise ConversionFailed(f"{path.name}: invalid model content: {exc}") from None
     return Source(scene, {}, MESH_FORMATS[extension], version)

@@ -28,6 +28,7 @@ from typing import Any, Literal, cast
 
 from openrr.assets import ConversionFailed
 from openrr.model.arrasset.vertex import VERTEX_ENUMS, VertexFormat
+from openrr.model.metadata import MAX_PATTERN_LENGTH, MAX_PATTERNS
 
 Sidedness = Literal["SingleSided", "DoubleSided"]
 SceneGraphMode = Literal["none", "static", "dynamic"]
@@ -201,6 +202,10 @@ def _material_override(value: Any, fail: Fail) -> str:
 def _metadata_keys(value: Any, fail: Fail) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise fail(f"metadataKeys must be an array of strings, not {_shown(value)}")
+    if len(value) > MAX_PATTERNS:
+        raise fail(f"metadataKeys has {len(value)} entries, more than {MAX_PATTERNS}")
+    if any(len(v) > MAX_PATTERN_LENGTH for v in value):
+        raise fail(f"a metadataKeys entry is longer than {MAX_PATTERN_LENGTH} characters")
     return tuple(value)
 
 

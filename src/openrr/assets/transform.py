@@ -1,6 +1,8 @@
 """The conversion settings applied to a model as read: the change of coordinates (``scaling``, ``axis``),
-colours from sRGB to linear (``gammaToLinear*``), sidedness and deduplication of materials,
-``sceneGraphMode: none`` (everything merged into one node) and ``recenterToOrigin``.
+colours from sRGB to linear (``gammaToLinear*``), sidedness, material overrides
+(``<model>.MaterialOverrides.json``, after the settings and before deduplication, as in ARR) and
+deduplication of materials, ``sceneGraphMode: none`` (everything merged into one node) and
+``recenterToOrigin``. Nodes keep their object metadata (none is left after ``sceneGraphMode: none``).
 
 ``apply_settings`` builds a new scene and shares with the source every mesh, primitive and material the
 settings leave unchanged; instances stay instances.
@@ -18,6 +20,8 @@ from numpy.typing import NDArray
 
 from openrr.assets.inputs import Source
 from openrr.assets.job import Job
+from openrr.assets.material_edits import drops_vertex_colors, overridden
+from openrr.assets.overrides import MaterialOverrides
 from openrr.assets.settings import ConversionSettings
 from openrr.assets.statistics import bounds
 from openrr.model.arrasset.layout import PointCloud
@@ -26,17 +30,18 @@ from openrr.model.scene import Scene
 
 
 def apply_settings(
-    job: Job, source: Source, settings: ConversionSettings
+    job: Job, source: Source, settings: ConversionSettings, overrides: MaterialOverrides | None = None
 ) -> tuple[Scene, dict[int, PointCloud], list[float]]:
-    """The source scene with the settings applied: a new scene (meshes, materials and transforms are
-    rebuilt only where something changes), its point clouds, and ARR's recentering offset."""
+    """The source scene with the settings and ``overrides`` applied: a new scene (meshes, materials and
+    transforms are rebuilt only where something changes), its point clouds, and ARR's recentering
+    offset. ``overrides`` records which of its entries applied."""
     change = _Coordinates.of(settings)
     if not change.identity:
         job.say(
             f"coordinates: scaling {settings.scaling:g}, axis {list(settings.axis)}"
             + (" (a mirror: winding flipped)" if change.mirrored else "")
         )
-    scene, points = _Rebuild(settings, change, source.sidedness_in_file).scene(source)
+    scene, points = _Rebuild(settings, change, source.sidedness_in_file, overrides).scene(source)
     if settings.scene_graph_mode == "none" and not points:
         scene = _flatten(scene)
         job.say(f"sceneGraphMode none: one node, {len(scene.meshes()[0].primitives)} merged mesh parts")
@@ -89,8 +94,15 @@ class _Coordinates:
 class _Rebuild:
     """One source scene rebuilt under the settings; each mesh, primitive and material once."""
 
-    def __init__(self, settings: ConversionSettings, change: _Coordinates, sidedness_in_file: bool) -> None:
+    def __init__(
+        self,
+        settings: ConversionSettings,
+        change: _Coordinates,
+        sidedness_in_file: bool,
+        overrides: MaterialOverrides | None,
+    ) -> None:
         self.settings = settings
+        self.overrides = overrides
         self.change = change
         self.sidedness_in_file = sidedness_in_file
         self.materials: dict[int, Material] = {}
@@ -110,6 +122,7 @@ class _Rebuild:
                 visible=node.visible,
                 color=node.color,
             )
+            added.metadata = node.metadata
             new_id[node.id] = added.id
             if node.id in source.points:
                 points[added.id] = self.cloud(source.points[node.id])
@@ -139,6 +152,12 @@ class _Rebuild:
     def primitive(self, p: Primitive) -> Primitive:
         new_material = self.material(p.material)
         colors = self.colors(p.colors)
+        if (
+            self.overrides is not None
+            and colors is not None
+            and drops_vertex_colors(p.material.name, self.overrides)
+        ):
+            colors = None
         change = self.change
         if change.identity and new_material is p.material and colors is p.colors:
             return p
@@ -155,6 +174,8 @@ class _Rebuild:
         if id(m) not in self.materials:
             changes = self.material_changes(m)
             changed = dataclasses.replace(m, **changes) if changes else m
+            if self.overrides is not None:
+                changed = overridden(changed, self.overrides)
             if self.settings.deduplicate_materials:  # here, so sceneGraphMode none merges their parts too
                 changed = self.canonical.setdefault(_material_key(changed), changed)
             self.materials[id(m)] = changed
@@ -228,6 +249,9 @@ def _material_key(m: Material) -> tuple[Any, ...]:
         m.double_sided,
         m.alpha_mode,
         m.alpha_cutoff,
+        m.unlit,
+        m.uv_scale,
+        m.uv_offset,
     )
 
 

@@ -8,6 +8,10 @@ message fit for a client; no trimesh, JSON or httpx exception escapes.
 Textures and geometry are counted against an ``Allowance`` (``openrr.model.budget``) before they are
 decoded or copied: a texture by its image header, so a small PNG that decodes to gigabytes is refused.
 
+Each glTF node keeps its ``extras`` as object metadata (``Node.metadata``), every key unless the caller's
+``MetadataKeeper`` selects (the converter applies ``metadataKeys`` that way), within a per-model limit
+(``openrr.model.metadata``); an ``.arrAsset`` holds what its conversion kept.
+
 Parsing is trimesh's (fast for files with thousands of nodes, unlike pygltflib); turning trimesh's scene
 into a ``Scene`` is ``openrr.model.trimesh_scene``'s. This module finds, fetches, checks and parses the bytes.
 """
@@ -33,6 +37,7 @@ from openrr.model.arrasset.reader import read_asset
 from openrr.model.budget import Allowance, BudgetExceeded, default_allowance, usage
 from openrr.model.errors import ModelLoadError
 from openrr.model.fetch import pinned_client, unchecked
+from openrr.model.metadata import MetadataKeeper
 from openrr.model.scene import Scene
 from openrr.model.sources import quote_url
 from openrr.model.trimesh_scene import ProgressCallback, convert_trimesh
@@ -169,6 +174,7 @@ def load_model(
     timeout: float = DEFAULT_TIMEOUT,
     guard: Callable[[str], object] | None = None,
     allowance: Allowance | None = None,
+    metadata: MetadataKeeper | None = None,
 ) -> Scene:
     """Load a glTF 2.0 model or an ``.arrAsset`` from a path or an http(s)/file URL into a new ``Scene``.
 
@@ -183,6 +189,9 @@ def load_model(
     URLs in messages never show credentials or query strings.
     ``allowance`` bounds the model's decoded texture pixels and geometry bytes (default:
     ``openrr.model.budget.default_allowance``); what the model took is in ``allowance.used`` afterwards.
+    ``metadata`` selects and bounds the glTF nodes' object metadata (default: every key, within
+    ``openrr.model.metadata.MAX_METADATA_BYTES``; past the limit the remaining nodes keep none, logged
+    as a warning, and ``metadata.overflow`` counts them).
     """
     if allowance is None:
         allowance = default_allowance()
@@ -216,14 +225,29 @@ def load_model(
         name = path.name
     else:
         raise ModelLoadError(f"unsupported model location {text!r}: use a file path or an http(s) URL")
+    scene = _scene(loaded, name, _shown(text), report, allowance, metadata or MetadataKeeper())
+    report(1.0, "loaded")
+    return scene
+
+
+def _scene(
+    loaded: trimesh.Scene,
+    name: str,
+    label: str,
+    report: ProgressCallback,
+    allowance: Allowance,
+    metadata: MetadataKeeper,
+) -> Scene:
+    """The parsed model as a ``Scene``; its content's problems as ``ModelLoadError``."""
     try:
-        scene = convert_trimesh(loaded, name, report, allowance)
+        scene = convert_trimesh(loaded, name, report, allowance, metadata)
     except BudgetExceeded as exc:
-        raise ModelLoadError(f"{_shown(text)}: {exc.message}") from None
+        raise ModelLoadError(f"{label}: {exc.message}") from None
     except (ValueError, OSError, KeyError, IndexError, PIL.Image.DecompressionBombError) as exc:
         # Bad indices, undecodable or absurd images... (a progress callback's own exception propagates)
-        raise ModelLoadError(f"{_shown(text)}: invalid model content: {exc}") from exc
-    report(1.0, "loaded")
+        raise ModelLoadError(f"{label}: invalid model content: {exc}") from exc
+    if metadata.overflow:
+        log.warning("%s: %s", label, metadata.summary())
     return scene
 
 

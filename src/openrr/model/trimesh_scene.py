@@ -5,7 +5,8 @@ Apart from ``openrr.model.loader`` (which fetches, checks and parses the bytes) 
 walks a parsed trimesh scene: only triangle meshes are kept, normals only where the file had them, and
 textures and geometry are counted against an ``Allowance`` before they are copied. trimesh splits a glTF
 mesh with several primitives into child frames; they are folded back here into one ``Mesh``, so the node
-hierarchy clients see is the file's.
+hierarchy clients see is the file's. Each node keeps its object metadata (glTF node ``extras``, which
+trimesh files on the graph's edges) as a ``MetadataKeeper`` (``openrr.model.metadata``) selects and bounds it.
 """
 
 from __future__ import annotations
@@ -20,35 +21,44 @@ from numpy.typing import NDArray
 
 from openrr.model.budget import Allowance, BudgetExceeded, default_allowance, geometry_bytes
 from openrr.model.mesh import AlphaMode, Material, Mesh, Primitive
+from openrr.model.metadata import MetadataKeeper
 from openrr.model.scene import Scene
 
 ProgressCallback = Callable[[float, str], None]
 
 
-def scene_from_trimesh(loaded: trimesh.Scene, name: str) -> Scene:
+def scene_from_trimesh(loaded: trimesh.Scene, name: str, metadata: MetadataKeeper | None = None) -> Scene:
     """A trimesh scene (from any format trimesh reads) as a ``Scene``, the way glTF models are converted:
-    only triangle meshes, normals only where the file had them, textures within the default allowance.
+    only triangle meshes, normals only where the file had them, textures within the default allowance,
+    node metadata as ``metadata`` keeps it (default: all of it, within the default limit).
     Raises ValueError on invalid content (a texture past the allowance too)."""
     try:
-        return convert_trimesh(loaded, name, lambda fraction, message: None, default_allowance())
+        return convert_trimesh(loaded, name, lambda fraction, message: None, default_allowance(), metadata)
     except BudgetExceeded as exc:
         raise ValueError(exc.message) from None
 
 
 def convert_trimesh(
-    loaded: trimesh.Scene, name: str, report: ProgressCallback, allowance: Allowance
+    loaded: trimesh.Scene,
+    name: str,
+    report: ProgressCallback,
+    allowance: Allowance,
+    metadata: MetadataKeeper | None = None,
 ) -> Scene:
     """``loaded`` as a new ``Scene`` named ``name``, reporting progress from 0.6 to 0.99 as the nodes are
     walked. Raises ``BudgetExceeded`` past ``allowance``, ValueError (and the other errors numpy and
-    Pillow raise) on invalid content; an exception from ``report`` propagates."""
-    return _Conversion(loaded, allowance).scene(name, report)
+    Pillow raise) on invalid content; an exception from ``report`` propagates. Node metadata: as
+    ``metadata`` selects and bounds it (None: every key, within ``MAX_METADATA_BYTES``); past its limit,
+    nodes keep none and ``metadata.overflow`` says how many."""
+    return _Conversion(loaded, allowance, metadata or MetadataKeeper()).scene(name, report)
 
 
 class _Conversion:
     """One walk over a trimesh scene graph; geometries, materials and images are converted once each."""
 
-    def __init__(self, loaded: trimesh.Scene, allowance: Allowance) -> None:
+    def __init__(self, loaded: trimesh.Scene, allowance: Allowance, metadata: MetadataKeeper) -> None:
         self.loaded = loaded
+        self.metadata = metadata
         self.graph = loaded.graph.transforms
         self.children: dict[str, list[str]] = self.graph.children
         self.allowance = allowance
@@ -66,10 +76,15 @@ class _Conversion:
             for child in self.children.get(frame, []):
                 if self.folded(frame, child):
                     continue
-                matrix = self.graph.edge_data.get((frame, child), {}).get("matrix")
+                edge = self.graph.edge_data.get((frame, child), {})
                 node = scene.add_node(
-                    str(child), parent=parent_id, transform=matrix, mesh=self.mesh_of(frame, child)
+                    str(child),
+                    parent=parent_id,
+                    transform=edge.get("matrix"),
+                    mesh=self.mesh_of(frame, child),
                 )
+                extras = edge.get("metadata")
+                node.metadata = self.metadata.keep(extras if isinstance(extras, dict) else None)
                 queue.append((child, node.id))
             if index % step == 0:
                 report(0.6 + 0.39 * min(index / total, 1.0), "converting")

@@ -13,7 +13,8 @@ from numpy.typing import NDArray
 from openrr.model.scene import Scene
 
 MAGIC = b"\x89ORR\r\n\x1a\n"  # PNG-style: a non-ASCII byte, CRLF and ^Z catch text-mode transfers
-VERSION = 1
+VERSION = 2  # 2: node metadata, per-material unlit flags and uv transforms (docs/arrasset.md)
+READABLE_VERSIONS = (1, 2)  # a version 1 asset reads as one with no metadata and no uv transforms
 HEADER = struct.Struct("<8sIIQQIIQQII")  # 64 bytes; see docs/arrasset.md
 HEADER_SIZE = HEADER.size
 HEADER_CHECKED = 56  # the header's CRC-32 covers its first 56 bytes
@@ -39,7 +40,8 @@ class Asset:
     node id, and the manifest's ``statistics``.
 
     Writing: nodes listed in ``points`` must have no mesh. Reading: those nodes get an octahedra mesh.
-    ``unlit`` marks every material as unlit (ARR's ``unlitMaterials``).
+    ``unlit`` marks every material as unlit (ARR's ``unlitMaterials``; ``Material.unlit`` marks one);
+    read back, it says whether every material is.
     """
 
     scene: Scene

@@ -15,7 +15,13 @@ import struct
 import zlib
 from typing import Any
 
-from openrr.model.arrasset.layout import HEADER, HEADER_CHECKED, HEADER_SIZE, MAGIC, VERSION
+from openrr.model.arrasset.layout import (
+    HEADER,
+    HEADER_CHECKED,
+    HEADER_SIZE,
+    MAGIC,
+    READABLE_VERSIONS,
+)
 from openrr.model.errors import ModelLoadError
 
 
@@ -49,7 +55,7 @@ def read_manifest(view: memoryview, label: str, verify: bool) -> tuple[dict[str,
 
 
 def _check_kind(view: memoryview, label: str) -> None:
-    """An openrr ``.arrAsset`` of the version this reader knows, or a message saying what it is instead."""
+    """An openrr ``.arrAsset`` of a version this reader knows, or a message saying what it is instead."""
     if len(view) < 12 or bytes(view[:8]) != MAGIC:
         if bytes(view[:4]) == b"glTF" or bytes(view[:1]) == b"{":
             raise ModelLoadError(f"{label}: this is a glTF file, not an .arrAsset")
@@ -58,10 +64,10 @@ def _check_kind(view: memoryview, label: str) -> None:
             "convert the source model with openrr)"
         )
     version = struct.unpack_from("<I", view, 8)[0]
-    if version != VERSION:
+    if version not in READABLE_VERSIONS:
         raise ModelLoadError(
-            f"{label}: .arrAsset format version {version} is not supported (this openrr reads version "
-            f"{VERSION}): convert the model again with this version"
+            f"{label}: .arrAsset format version {version} is not supported (this openrr reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}): convert the model again with this version"
         )
 
 
@@ -77,9 +83,15 @@ def _check_extent(size: int, m_off: int, m_len: int, d_off: int, d_len: int, lab
 
 def conversion_hash(data: bytes | memoryview) -> str:
     """ARR's ``conversionHash``: 16 hex digits over what affects rendering (nodes, meshes, materials,
-    images and the buffers' CRC-32s; not the generator, the source or the statistics)."""
+    images and the buffers' CRC-32s; not the generator, the source, the statistics or the nodes'
+    object metadata)."""
     manifest = read_manifest(memoryview(data), "asset", verify=True)[0]
     kept = {k: manifest.get(k) for k in ("nodes", "meshes", "materials", "images", "buffers")}
+    if isinstance(kept["nodes"], list):
+        kept["nodes"] = [
+            {k: v for k, v in n.items() if k != "metadata"} if isinstance(n, dict) else n
+            for n in kept["nodes"]
+        ]
     return hashlib.blake2b(json.dumps(kept, sort_keys=True).encode(), digest_size=8).hexdigest().upper()
 
 

@@ -2,8 +2,10 @@
 ``Scene`` (``numpy.frombuffer``: float32 positions and uint32 indices are not copied), decoding the
 quantised streams, and turns every problem into a ``ModelLoadError``.
 
-Nothing in the file is trusted: every index, shape, type, offset and checksum is checked before use, and
-compressed buffers may inflate to ``INFLATE_LIMIT`` bytes at most in all.
+Nothing in the file is trusted: every index, shape, type, offset and checksum is checked before use,
+compressed buffers may inflate to ``INFLATE_LIMIT`` bytes at most in all, and the nodes' object metadata
+to ``openrr.model.metadata.MAX_METADATA_BYTES``. Version 1 assets (no metadata, no uv transforms) read
+as they always did.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from openrr.model.arrasset.manifest import Corrupt, floats, list_of, read_manife
 from openrr.model.arrasset.points import shown_as_octahedra
 from openrr.model.errors import ModelLoadError
 from openrr.model.mesh import AlphaMode, LodLevel, Material, Mesh, Primitive
+from openrr.model.metadata import MetadataKeeper, MetadataValue
 from openrr.model.scene import Scene
 
 
@@ -36,8 +39,10 @@ class _Reader:
         d_len: int,
         verify: bool,
         with_lods: bool,
+        emulate_unlit: bool,
     ) -> None:
         self.with_lods = with_lods
+        self.emulate_unlit = emulate_unlit
         self.view = view
         self.manifest = manifest
         self.d_off = d_off
@@ -125,6 +130,8 @@ class _Reader:
                 raise Corrupt(f"material {index} has an unknown alphaMode {mode!r}")
             alpha_mode: AlphaMode = mode
             base = floats(m["baseColorFactor"], 4)
+            scale = floats(m.get("uvScale", [1.0, 1.0]), 2)
+            offset = floats(m.get("uvOffset", [0.0, 0.0]), 2)
             material = Material(
                 name=str(m["name"]),
                 base_color_factor=(base[0], base[1], base[2], base[3]),
@@ -139,6 +146,9 @@ class _Reader:
                 double_sided=bool(m["doubleSided"]),
                 alpha_mode=alpha_mode,
                 alpha_cutoff=float(m["alphaCutoff"]),
+                unlit=bool(m.get("unlit")),
+                uv_scale=(scale[0], scale[1]),
+                uv_offset=(offset[0], offset[1]),
             )
             if key[1]:
                 material = _unlit(material)
@@ -184,7 +194,7 @@ class _Reader:
             raise Corrupt(f"unknown index type {idx['type']!r}")
         indices = self.array(idx["buffer"], 3, (kind,))
         # Unlit is emulated with emissive colour, which ignores vertex colours: keep those lit instead.
-        material = self.material(desc["material"], emulate_unlit=not has_colors)
+        material = self.material(desc["material"], emulate_unlit=self.emulate_unlit and not has_colors)
         return Primitive(positions, indices, material, normals=normals, uvs=uvs, colors=colors)
 
     def positions(self, desc: dict[str, Any]) -> NDArray[np.float32]:
@@ -253,7 +263,8 @@ def _unlit(material: Material) -> Material:
     """An unlit material drawn by the PBR shader: its colour as emissive light, no diffuse or metal.
 
     Exact for colour and texture; a small specular highlight remains (F0 = 0.04), and a node colour
-    override replaces the (black) base colour, so overridden unlit nodes show the override lit.
+    override replaces the (black) base colour, so overridden unlit nodes show the override lit. It stays
+    marked ``unlit``, with its uv transform.
     """
     r, g, b, a = material.base_color_factor
     return Material(
@@ -267,7 +278,28 @@ def _unlit(material: Material) -> Material:
         double_sided=material.double_sided,
         alpha_mode=material.alpha_mode,
         alpha_cutoff=material.alpha_cutoff,
+        unlit=True,
+        uv_scale=material.uv_scale,
+        uv_offset=material.uv_offset,
     )
+
+
+def _metadata(desc: dict[str, Any], keeper: MetadataKeeper) -> dict[str, MetadataValue]:
+    """A node row's ``metadata``: str keys, bool/int/float/str values, within the keeper's limit."""
+    raw = desc.get("metadata")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise Corrupt("a node's metadata is not an object")
+    for key, value in raw.items():
+        if not isinstance(value, bool | int | float | str) or (
+            isinstance(value, float) and not math.isfinite(value)
+        ):
+            raise Corrupt(f"metadata {key!r} has a value of an unsupported type")
+    kept = keeper.keep(raw)
+    if keeper.overflow:
+        raise Corrupt(f"its object metadata exceeds {keeper.limit} bytes")
+    return kept
 
 
 def _rgb(values: list[float]) -> tuple[float, float, float]:
@@ -281,18 +313,23 @@ def read_asset(
     label: str = "asset",
     lods: bool = True,
     verify: bool = True,
+    emulate_unlit: bool = True,
 ) -> Asset:
     """Read an ``.arrAsset`` into a new ``Asset`` (scene named ``name``); ``label`` names the source in
     messages. Arrays share memory with ``data``: keep it alive and unchanged while the scene is in use.
 
     ``lods=False`` leaves the meshes' levels of detail out (they add about a third to the load time).
-    ``verify`` checks every buffer's CRC-32 (about 0.3 ms per MB). Any problem, whatever it is, raises
+    ``verify`` checks every buffer's CRC-32 (about 0.3 ms per MB). ``emulate_unlit`` draws unlit
+    materials (``Material.unlit``) with the PBR shader: their colour turned into emissive light (see
+    ``_unlit``); a renderer that draws ``unlit`` itself reads with it off and gets the stored material.
+    Nodes get their object metadata (``Node.metadata``). Any problem, whatever it is, raises
     ``ModelLoadError`` with a message naming the problem.
     """
     view = memoryview(data)
     manifest, d_off, d_len = read_manifest(view, label, verify)
     try:
-        return _read(view, manifest, d_off, d_len, name, lods, verify)
+        reader = _Reader(view, manifest, d_off, d_len, verify, lods, emulate_unlit)
+        return _read(reader, name)
     except Corrupt as exc:
         raise ModelLoadError(f"{label}: corrupt .arrAsset ({exc})") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, zlib.error) as exc:
@@ -301,10 +338,9 @@ def read_asset(
         raise ModelLoadError(f"{label}: corrupt .arrAsset ({type(exc).__name__}: {exc})") from None
 
 
-def _read(
-    view: memoryview, manifest: dict[str, Any], d_off: int, d_len: int, name: str, lods: bool, verify: bool
-) -> Asset:
-    reader = _Reader(view, manifest, d_off, d_len, verify, lods)
+def _read(reader: _Reader, name: str) -> Asset:
+    manifest = reader.manifest
+    keeper = MetadataKeeper()
     meshes = list_of(manifest, "meshes")
     scene = Scene(name or str(manifest.get("name", "")))
     asset = Asset(scene, statistics=dict(manifest.get("statistics") or {}))
@@ -331,8 +367,10 @@ def _read(
             visible=bool(desc.get("visible", True)),
             color=desc.get("color"),
         )
+        node.metadata = _metadata(desc, keeper)
         ids.append(node.id)
         if cloud is not None:
             asset.points[node.id] = cloud
-    asset.unlit = any(bool(m.get("unlit")) for m in list_of(manifest, "materials"))
+    materials = list_of(manifest, "materials")
+    asset.unlit = bool(materials) and all(bool(m.get("unlit")) for m in materials)
     return asset

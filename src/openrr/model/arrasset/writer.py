@@ -118,7 +118,9 @@ class _Writer:
             "doubleSided": material.double_sided,
             "alphaMode": material.alpha_mode,
             "alphaCutoff": material.alpha_cutoff,
-            "unlit": unlit,
+            "unlit": unlit or material.unlit,
+            "uvScale": list(material.uv_scale),
+            "uvOffset": list(material.uv_offset),
         }
         # ARR's deduplicateMaterials: same properties and textures, whatever the name. The images are
         # already deduplicated by content, so their indices compare content.
@@ -224,7 +226,9 @@ def write_asset(
     ``vertex`` chooses the precision of each stream (ARR's ``vertex`` settings; default: full-precision
     positions and uvs, 8-bit normals and colours). ``compress_geometry`` zlib-compresses vertex and index
     buffers too: smaller files for slow links, slower loads (see ``openrr.model.arrasset``).
-    Raises ValueError for a node with both a mesh and a point cloud.
+    Nodes keep their ``metadata`` (bool, int, float and str values, as ``openrr.model.metadata`` makes
+    them). Raises ValueError for a node with both a mesh and a point cloud, or for metadata JSON cannot
+    carry (a non-finite number).
     """
     writer = _Writer(vertex or VertexFormat(), deduplicate_materials, compress_geometry)
     nodes = _SceneWriter(writer, asset).nodes()
@@ -289,6 +293,8 @@ class _SceneWriter:
             entry["visible"] = False
         if node.color is not None:
             entry["color"] = list(node.color)
+        if node.metadata:
+            entry["metadata"] = dict(node.metadata)
         return entry
 
     def mesh(self, mesh: Mesh) -> int:
