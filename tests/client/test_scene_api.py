@@ -32,6 +32,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveServer]:
     models = tmp_path_factory.mktemp("scene-api")
     fixtures.two_node_glb(models)
+    fixtures.textured_gltf(models)  # stripes.png, 16 x 16
     async with live_server(models, models=("two_nodes.glb",)) as server:
         yield server
 
@@ -73,6 +74,8 @@ async def test_entities_are_created_moved_reparented_and_destroyed(conn: RenderC
     assert bounds is not None
     assert close(bounds.min, (-2.0, -0.5, -0.5))
     assert close(bounds.max, (-1.0, 0.5, 0.5))
+    assert await box.query_metadata() == {}  # the glb kept no object metadata
+    assert box in await root.children()
 
     marker = await scene.create_entity("marker", parent=root, position=(0, 2, 0))
     assert (marker.name, marker.parent, marker.components) == ("marker", root.id, ())
@@ -178,6 +181,19 @@ async def test_a_material_change_shows_in_the_video(conn: RenderConnection) -> N
     with pytest.raises(RenderRequestError) as no_material:
         await scene.material(10_000)
     assert no_material.value.code == "MaterialNotFound"
+
+
+async def test_a_texture_is_loaded_and_put_on_a_material(conn: RenderConnection) -> None:
+    scene = conn.scene
+    stripes = await scene.load_texture("stripes.png")
+    assert (stripes.width, stripes.height) == (16, 16)
+    material = await scene.create_material(albedo_texture=stripes.id, uv_scale=(2, 2))
+    assert (material.kind, material.albedo_texture, material.uv_scale) == ("pbr", stripes.id, (2, 2))
+    plain = await scene.set_material(material, albedo_texture=None)  # None removes the texture
+    assert plain.albedo_texture is None
+    with pytest.raises(RenderRequestError) as outside:
+        await scene.load_texture("../../../etc/passwd")
+    assert outside.value.code == "ModelSourceRefused"
 
 
 def _share(conn: RenderConnection, red: bool) -> float:

@@ -177,6 +177,12 @@ class Entity:
             body["transform"] = vector(transform, 16, "transform")
         return await self._entity(body)
 
+    async def children(self) -> list[Entity]:
+        """The entity's children, each as a handle (one ``scene.get``)."""
+        answer = await ask(self._requester, {"type": "scene.get"}, "scene")
+        states = [EntityState.from_json(s) for s in answer.get("entities") or []]
+        return [Entity(self._requester, s) for s in states if s.parent == self.id]
+
     async def destroy(self) -> list[int]:
         """Destroy the entity and its subtree (``entity.destroy``); returns the ids destroyed."""
         answer = await ask(self._requester, {"type": "entity.destroy", "entity": self.id}, "ack")
