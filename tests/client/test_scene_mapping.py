@@ -144,6 +144,7 @@ async def test_entity_set_keeps_the_parent_unless_told() -> None:
         {"type": "entity", "entity": entity_json(7, parent=1, enabled=False)},
         {"type": "entity", "entity": entity_json(7, parent=None)},
         {"type": "entity", "entity": entity_json(7, parent=2)},
+        {"type": "entity", "entity": entity_json(7, parent=2)},
     )
     entity = Entity(server, state(7, parent=1))
     await entity.set(enabled=False, scale=(2, 2, 2))
@@ -152,7 +153,11 @@ async def test_entity_set_keeps_the_parent_unless_told() -> None:
     assert entity.parent is None
     await entity.set(parent=Entity(server, state(2)))
     assert entity.parent == 2
-    first, root, moved = server.parsed
+    matrix = np.eye(4)
+    matrix[:3, 3] = (1, 2, 3)  # numpy's row-major 4x4: translation in the last column
+    await entity.set(transform=matrix)
+    assert server.sent[-1]["transform"][12:15] == [1.0, 2.0, 3.0]  # column-major on the wire
+    first, root, moved, _placed = server.parsed
     assert not first.reparent
     assert first.scale == (2.0, 2.0, 2.0)
     assert root.reparent

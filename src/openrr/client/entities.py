@@ -8,7 +8,7 @@ is of the expected type; an ``error`` answer raises RenderRequestError with the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from openrr.client.errors import RenderRequestError
@@ -163,18 +163,22 @@ class Entity:
         position: Sequence[float] | None = None,
         rotation: Sequence[float] | None = None,
         scale: Sequence[float] | None = None,
-        transform: Sequence[float] | None = None,
+        transform: Iterable[float] | None = None,
     ) -> Entity:
         """Change the entity (``entity.set``): reparent it (``parent=None`` makes it a root), enable or
         disable its subtree, rename it, replace parts of its local transform, or give the whole local
-        ``transform`` (16 values, column-major). What is not given stays. Returns this handle, updated."""
+        ``transform`` (16 values, column-major, or a 4x4 array as numpy writes a matrix, row by row). What
+        is not given stays. Returns this handle, updated."""
         body: dict[str, Any] = {"type": "entity.set", "entity": self.id}
         if parent is not KEEP:
             body["parent"] = None if parent is None else entity_id(parent)
         body.update(optional_fields(enabled=enabled, name=name))
         body.update(placement(position, rotation, scale))
         if transform is not None:
-            body["transform"] = vector(transform, 16, "transform")
+            matrix: Any = transform
+            if getattr(matrix, "shape", None) == (4, 4):
+                matrix = matrix.T.reshape(-1)  # the wire's column-major order
+            body["transform"] = vector(matrix, 16, "transform")
         return await self._entity(body)
 
     async def children(self) -> list[Entity]:
