@@ -20,6 +20,10 @@ from PIL import Image
 
 from openrr.client.connection import RenderConnection, connect
 from openrr.client.errors import RenderRequestError
+from openrr.protocol import scene_api
+from openrr.protocol.scene_api import SCENE_TYPES
+from openrr.render import scene_context, scene_entities
+from openrr.render.scene_commands import HANDLERS
 from tests.render import fixtures
 from tests.render.fixtures import RED_X
 from tests.render.live import LiveServer, live_server
@@ -80,6 +84,10 @@ def close(actual: list[float], expected: list[float] | tuple[float, ...]) -> boo
     )
 
 
+async def test_every_scene_request_has_a_handler() -> None:
+    assert set(HANDLERS) == SCENE_TYPES
+
+
 async def test_versions_hello_and_v1_clients(conn: RenderConnection) -> None:
     hello = conn.hello
     assert hello is not None
@@ -100,8 +108,13 @@ async def test_versions_hello_and_v1_clients(conn: RenderConnection) -> None:
 
 
 async def test_entities_hierarchy_transforms_and_bounds(conn: RenderConnection, server: LiveServer) -> None:
-    scene = (await ask(conn, "scene.get"))["entities"]
-    assert {e["name"] for e in scene} >= {"Scene", "RedBox", "BlueSphere"}
+    whole = await ask(conn, "scene.get")
+    scene = whole["entities"]
+    assert scene[0]["name"] == "Scene"  # parents first
+    assert {e["name"] for e in scene} == {"Scene", "RedBox", "BlueSphere"}
+    assert (whole["total"], whole["offset"]) == (3, 0)
+    page = await ask(conn, "scene.get", offset=1, limit=1)
+    assert (page["entities"], page["total"], page["offset"]) == ([scene[1]], 3, 1)
     box = await entity_named(conn, "RedBox")
     assert (box["mesh"], box["parts"], box["enabled"], box["components"]) == (True, 1, True, [])
     assert close(box["local"]["position"], (RED_X, 0, 0))
@@ -281,6 +294,11 @@ async def test_components_round_trip_and_limits(conn: RenderConnection) -> None:
     }
     assert (await refused(conn, enable)).code == "TooManyCutPlanes"
     await ask(conn, "component.destroy", entity=planes[0], component="CutPlane")
+    # Eight enabled lights at most (the box's spot light is one).
+    for entity in planes[:7]:
+        await ask(conn, "component.create", entity=entity, component="PointLight", properties={"range": 5})
+    ninth_light = {"type": "component.create", "entity": planes[7], "component": "DirectionalLight"}
+    assert (await refused(conn, ninth_light)).code == "TooManyLights"
     assert (
         await ask(conn, "component.set", entity=planes[8], component="CutPlane", properties={"enabled": True})
     )["properties"]["enabled"] is True
@@ -374,7 +392,7 @@ async def test_skies(conn: RenderConnection) -> None:
     assert (await ask(conn, "sky.set", url="panorama.png"))["sky"] == "panorama.png"
     assert (await ask(conn, "sky.set", faces=["face.png"] * 6))["sky"] == "face.png"
     assert (await ask(conn, "sky.list"))["current"] == "face.png"
-    for message, code in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"type": "sky.set", "url": "builtin://nowhere"}, "SkyNotFound"),
         ({"type": "sky.set", "url": "stripes.png"}, "TextureLoadFailed"),  # square: no panorama or cube map
         ({"type": "sky.set", "faces": ["face.png"] * 5 + ["stripes.png"]}, "TextureLoadFailed"),  # sizes
@@ -382,10 +400,66 @@ async def test_skies(conn: RenderConnection) -> None:
         ({"type": "sky.set", "faces": ["face.png"] * 5 + ["../../../etc/passwd"]}, "ModelSourceRefused"),
         ({"type": "sky.set", "url": "panorama.png", "faces": ["face.png"] * 6}, "BadMessage"),
         ({"type": "sky.set", "faces": ["face.png"] * 3}, "BadMessage"),
-    ]:
+    ]
+    for message, code in cases:
         assert (await refused(conn, message)).code == code, message
     assert (await ask(conn, "sky.list"))["current"] == "face.png"  # refusals change nothing
     await conn.wait_frames(conn.frames_received + 2, timeout=20)  # still streaming
+
+
+async def test_raycast_and_volume_queries(conn: RenderConnection) -> None:
+    box = await entity_named(conn, "RedBox")
+    ray = await ask(conn, "raycast", origin=[RED_X, 0, 5], direction=[0, 0, -1])
+    [hit] = ray["hits"]
+    assert (ray["type"], hit["entity"], hit["part"]) == ("raycast.result", box["id"], 0)
+    assert close(hit["position"], (RED_X, 0, 0.5))
+    assert math.isclose(hit["distance"], 4.5, abs_tol=1e-5)
+    found = await ask(conn, "query.box", min=[RED_X - 0.1, -0.1, -0.1], max=[RED_X + 0.1, 0.1, 0.1])
+    assert found["type"] == "query.result"
+    assert found["entities"] == []  # inside the cube: no triangle meets the box
+    found = await ask(conn, "query.sphere", center=[RED_X, 0, 0], radius=1.0)
+    assert found["entities"] == [box["id"]]
+    await ask(conn, "entity.set", entity=box["id"], enabled=False)
+    assert (await ask(conn, "raycast", origin=[RED_X, 0, 5], direction=[0, 0, -1]))["hits"] == []
+    bad = {"type": "raycast", "origin": [0, 0, 0], "direction": [0, 0, 0]}
+    assert (await refused(conn, bad)).code == "BadMessage"
+
+
+async def test_bounds_per_connection_and_per_answer(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small bounds for this test (the server runs in this process): each client gets them afresh.
+    monkeypatch.setattr(scene_entities, "MAX_CREATED_ENTITIES", 2)
+    monkeypatch.setattr(scene_context, "MAX_TEXTURE_PIXELS", 300)  # stripes.png is 256 pixels
+    for _ in range(2):
+        await until(lambda: server.server.client is None, "the previous client to be gone")
+        async with await connect("127.0.0.1", server.port, server.token()) as c:
+            await ask(c, "entity.create")
+            await ask(c, "entity.create")
+            assert (await refused(c, {"type": "entity.create"})).code == "TooManyEntities"
+            await ask(c, "texture.load", url="stripes.png")
+            assert (
+                await refused(c, {"type": "texture.load", "url": "stripes.png"})
+            ).code == "TextureLoadFailed"
+    monkeypatch.setattr(scene_api, "MAX_ANSWER_BYTES", 1000)
+    await until(lambda: server.server.client is None, "the previous client to be gone")
+    async with await connect("127.0.0.1", server.port, server.token()) as c:
+        too_big = await refused(c, {"type": "scene.get"})
+        assert (too_big.code, "offset and limit" in too_big.message) == ("BadMessage", True)
+        assert len((await ask(c, "scene.get", limit=1))["entities"]) == 1
+
+
+async def test_a_bug_costs_the_request_not_the_session(
+    conn: RenderConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(ctx: Any, request: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(HANDLERS, "sky.list", broken)
+    failed = await refused(conn, {"type": "sky.list"})
+    assert (failed.code, "a bug" in failed.message) == ("InternalError", True)
+    assert (await ask(conn, "outline.set"))["type"] == "outline"
+    await conn.wait_frames(conn.frames_received + 2, timeout=20)
 
 
 async def test_the_next_client_starts_from_a_clean_slate(server: LiveServer) -> None:
