@@ -17,11 +17,10 @@ import pytest
 import pytest_asyncio
 
 from openrr.client.connection import RenderConnection, connect
-from openrr.client.entities import Entity
+from openrr.client.entities import SCENE_PAGE, Entity
 from openrr.client.errors import RenderRequestError
 from openrr.client.scene import RemoteScene
 from openrr.protocol.scene_api import MAX_CUT_PLANES
-from openrr.render.scene_commands import HANDLERS
 from tests.render import fixtures
 from tests.render.live import LiveServer, live_server
 
@@ -206,9 +205,6 @@ def _share(conn: RenderConnection, red: bool) -> float:
     return float(mask.mean())
 
 
-@pytest.mark.skipif(
-    "raycast" not in HANDLERS, reason="this render server does not answer spatial queries yet"
-)
 async def test_a_ray_cast_hits_the_model(conn: RenderConnection) -> None:
     scene = conn.scene
     entities = await by_name(scene)
@@ -275,3 +271,16 @@ async def test_errors_carry_the_servers_codes(conn: RenderConnection) -> None:
     # a disabled plane does not count
     await planes[-1].create_component("CutPlane", normal="Y", enabled=False)
     assert (await conn.stats())["type"] == "stats"  # and the server keeps serving
+
+
+async def test_a_scene_larger_than_one_answer_is_read_page_by_page(conn: RenderConnection) -> None:
+    scene = conn.scene
+    before = await scene.entities()
+    holder = await scene.create_entity("holder")
+    names = [f"{'n' * 200}{i}" for i in range(2 * SCENE_PAGE)]  # long names: about 1.2 KB an entity
+    for name in names:
+        await scene.create_entity(name, parent=holder)
+    entities = await scene.entities()
+    assert len(entities) == len(before) + 1 + len(names)
+    assert [e.name for e in entities if e.parent == holder.id] == names
+    assert len(await holder.children()) == len(names)

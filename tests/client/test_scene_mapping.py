@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from pydantic import BaseModel
 
-from openrr.client.entities import Entity
+from openrr.client.entities import SCENE_PAGE, Entity
 from openrr.client.errors import RenderRequestError
 from openrr.client.requests import RequestTable
 from openrr.client.scene import RemoteScene
@@ -251,3 +251,18 @@ async def test_answers_read_as_python_values() -> None:
     assert server.sent[-1]["halfExtents"] == [1.0, 1.0, 1.0]
     box = Bounds((0, 0, 0), (2, 4, 6))
     assert (box.center, box.size) == ((1, 2, 3), (2, 4, 6))
+
+
+async def test_the_scene_is_read_page_by_page() -> None:
+    def page(first: int, count: int) -> dict[str, Any]:
+        entities = [entity_json(i) for i in range(first, first + count)]
+        return {"type": "scene", "entities": entities, "total": 60, "offset": first}
+
+    server = ScriptedServer(
+        {"type": "error", "code": "BadMessage", "message": "the answer would take 300000 bytes"},
+        page(0, 50),
+        page(50, 10),
+    )
+    entities = await RemoteScene(server).entities()
+    assert [e.id for e in entities] == list(range(60))
+    assert [(m["offset"], m["limit"]) for m in server.sent] == [(0, SCENE_PAGE), (0, 50), (50, 50)]

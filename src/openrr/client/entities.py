@@ -53,6 +53,33 @@ async def ask(
     return reply
 
 
+#: entities asked for per ``scene.get``: an answer is one data-channel message of at most
+#: ``scene_api.MAX_ANSWER_BYTES`` (256 KiB), and an entity takes about 1 KB of it (2.6 KB with a long name)
+SCENE_PAGE = 100
+
+
+async def scene_states(requester: SceneRequester) -> list[EntityState]:
+    """Every entity of the scene, parents first, read page by page (``scene.get``'s offset and limit). A page
+    the server finds too large for one answer (``BadMessage``) is asked for again in halves."""
+    states: list[EntityState] = []
+    limit = SCENE_PAGE
+    while True:
+        body = {"type": "scene.get", "offset": len(states), "limit": limit}
+        try:
+            answer = await ask(requester, body, "scene")
+        except RenderRequestError as exc:
+            if exc.code != "BadMessage" or limit == 1:
+                raise
+            limit //= 2
+            continue
+        page, total = answer.get("entities"), answer.get("total")
+        if not isinstance(page, list) or not isinstance(total, int):
+            raise RenderRequestError("BadAnswer", "a scene answer needs entities and total", "scene.get")
+        states.extend(EntityState.from_json(s) for s in page)
+        if not page or len(states) >= total:
+            return states
+
+
 def entity_id(entity: Entity | int) -> int:
     """The id of an entity given as a handle or as its id."""
     if isinstance(entity, Entity):
@@ -182,9 +209,8 @@ class Entity:
         return await self._entity(body)
 
     async def children(self) -> list[Entity]:
-        """The entity's children, each as a handle (one ``scene.get``)."""
-        answer = await ask(self._requester, {"type": "scene.get"}, "scene")
-        states = [EntityState.from_json(s) for s in answer.get("entities") or []]
+        """The entity's children, each as a handle (read with the whole scene, ``scene.get``)."""
+        states = await scene_states(self._requester)
         return [Entity(self._requester, s) for s in states if s.parent == self.id]
 
     async def destroy(self) -> list[int]:

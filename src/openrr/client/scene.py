@@ -17,7 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from openrr.client.entities import Entity, SceneRequester, ask, entity_id, material_id, placement
+from openrr.client.entities import (
+    Entity,
+    SceneRequester,
+    ask,
+    entity_id,
+    material_id,
+    placement,
+    scene_states,
+)
 from openrr.client.scene_fields import material_properties, optional_fields, vector
 from openrr.client.scene_types import (
     EntityState,
@@ -47,10 +55,8 @@ class RemoteScene:
 
     # ---- entities ---------------------------------------------------------------------------------------
     async def entities(self) -> list[Entity]:
-        """Every entity of the scene, parents before their children (``scene.get``)."""
-        answer = await self._ask({"type": "scene.get"}, "scene")
-        states = answer.get("entities")
-        return [self._handle(s) for s in states] if isinstance(states, list) else []
+        """Every entity of the scene, parents before their children (``scene.get``, page by page)."""
+        return [Entity(self._requester, s) for s in await scene_states(self._requester)]
 
     async def entity(self, entity: Entity | int) -> Entity:
         """A handle on the entity with this id (``entity.get``; ``EntityNotFound`` if there is none)."""
