@@ -11,22 +11,35 @@ import pytest
 
 import openrr.client
 
-# What ``openrr.client.stream`` offered before the split into modules, and the REST client.
+# What ``openrr.client.stream`` offered before the split into modules, the REST client, and the scene API.
 PUBLIC = (
     "ApiError",
     "ArrClient",
+    "Bounds",
     "ClockSample",
     "Codec",
+    "Component",
+    "Entity",
+    "EntityMaterials",
+    "EntityState",
     "FrameLog",
     "Image",
     "Matched",
+    "Material",
     "Measurements",
+    "OutlineSettings",
+    "RayHit",
     "ReceivedFrame",
+    "RemoteScene",
     "RenderConnectError",
     "RenderConnection",
     "RenderEndpoint",
     "RenderRequestError",
     "SessionNotReadyError",
+    "ShellSettings",
+    "Skies",
+    "Texture",
+    "Transform",
     "VideoSettings",
     "best_clock_sample",
     "connect",
@@ -51,7 +64,7 @@ def test_the_public_names_import_from_the_package() -> None:
 
 
 def test_the_package_names_the_objects_of_its_modules() -> None:
-    from openrr.client import connection, errors, measurements, rest, session, signalling
+    from openrr.client import connection, entities, errors, measurements, rest, scene, session, signalling
 
     assert openrr.client.RenderConnection is connection.RenderConnection
     assert openrr.client.connect_session is session.connect_session
@@ -59,6 +72,8 @@ def test_the_package_names_the_objects_of_its_modules() -> None:
     assert openrr.client.FrameLog is measurements.FrameLog
     assert openrr.client.VideoSettings is signalling.VideoSettings
     assert openrr.client.ArrClient is rest.ArrClient
+    assert openrr.client.RemoteScene is scene.RemoteScene
+    assert openrr.client.Entity is entities.Entity
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

@@ -9,11 +9,13 @@ video in, camera and scene commands out, measured as it goes::
     async with await connect_session(ArrClient(url, account_id, key), session_id) as conn:
         await conn.wait_frames(30)
         await conn.orbit(45)
+        marker = await conn.scene.create_entity("marker", position=(0, 1, 0))
 
 Where each part lives: ``rest`` (the REST client), ``session`` (reaching a session's render server),
-``connection`` (the WebRTC connection), ``commands`` (the requests it can make), ``requests`` (requests
-waiting for answers), ``signalling`` (the offer and its answer), ``measurements`` (what is measured and
-how), ``errors``, ``jitter`` (a faster video jitter buffer).
+``connection`` (the WebRTC connection), ``commands`` (the requests it can make), ``scene``, ``entities``,
+``scene_types`` and ``scene_fields`` (the scene API, protocol v2), ``requests`` (requests waiting for
+answers), ``signalling`` (the offer and its answer), ``measurements`` (what is measured and how), ``errors``,
+``jitter`` (a faster video jitter buffer).
 
 The names below are loaded on first use (PEP 562): every ``openrr`` command imports ``openrr.client.rest``,
 which runs this file first, and the control plane (``openrr serve``) must start without the WebRTC and
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from openrr.client.connection import Image, ReceivedFrame, RenderConnection, connect
+    from openrr.client.entities import Entity
     from openrr.client.errors import RenderConnectError, RenderRequestError, SessionNotReadyError
     from openrr.client.measurements import (
         ClockSample,
@@ -40,6 +43,20 @@ if TYPE_CHECKING:
         percentiles,
     )
     from openrr.client.rest import ApiError, ArrClient
+    from openrr.client.scene import RemoteScene
+    from openrr.client.scene_types import (
+        Bounds,
+        Component,
+        EntityMaterials,
+        EntityState,
+        Material,
+        OutlineSettings,
+        RayHit,
+        ShellSettings,
+        Skies,
+        Texture,
+        Transform,
+    )
     from openrr.client.session import RenderEndpoint, connect_session, session_endpoint
     from openrr.client.signalling import Codec, VideoSettings, offer_error, parse_answer
 
@@ -70,23 +87,49 @@ _HOMES = {
     "glass_to_glass_ms": "measurements",
     "input_latencies_ms": "measurements",
     "percentiles": "measurements",
+    "RemoteScene": "scene",
+    "Entity": "entities",
+    "Bounds": "scene_types",
+    "Component": "scene_types",
+    "EntityMaterials": "scene_types",
+    "EntityState": "scene_types",
+    "Material": "scene_types",
+    "OutlineSettings": "scene_types",
+    "RayHit": "scene_types",
+    "ShellSettings": "scene_types",
+    "Skies": "scene_types",
+    "Texture": "scene_types",
+    "Transform": "scene_types",
 }
 
 __all__ = [
     "ApiError",
     "ArrClient",
+    "Bounds",
     "ClockSample",
     "Codec",
+    "Component",
+    "Entity",
+    "EntityMaterials",
+    "EntityState",
     "FrameLog",
     "Image",
     "Matched",
+    "Material",
     "Measurements",
+    "OutlineSettings",
+    "RayHit",
     "ReceivedFrame",
+    "RemoteScene",
     "RenderConnectError",
     "RenderConnection",
     "RenderEndpoint",
     "RenderRequestError",
     "SessionNotReadyError",
+    "ShellSettings",
+    "Skies",
+    "Texture",
+    "Transform",
     "VideoSettings",
     "best_clock_sample",
     "connect",

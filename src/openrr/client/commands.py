@@ -1,4 +1,5 @@
-"""The render server's requests as methods: camera, models, nodes, pick, stats.
+"""The render server's requests as methods: camera, models, nodes, pick, stats, and the scene API as
+``scene`` (:class:`openrr.client.scene.RemoteScene`).
 
 :class:`RenderCommands` is a mixin of :class:`openrr.client.connection.RenderConnection`: each method builds
 one data-channel request (``openrr.protocol.datachannel``) and hands it to :meth:`request`, which the
@@ -9,12 +10,14 @@ the connection keeps to the transport and what arrives over it.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
 from openrr.client.requests import Progress
+from openrr.client.scene import RemoteScene
 
 
 class RenderCommands(abc.ABC):
@@ -34,6 +37,11 @@ class RenderCommands(abc.ABC):
     @abc.abstractmethod
     def next_pose_id(self) -> int:
         """A pose id above every one sent or seen (see ``RenderConnection.next_pose_id``)."""
+
+    @functools.cached_property
+    def scene(self) -> RemoteScene:
+        """The scene API (protocol v2): entities, components, materials, sky, settings, spatial queries."""
+        return RemoteScene(self)
 
     async def _camera(self, body: dict[str, Any]) -> dict[str, Any]:
         body["poseId"] = self.next_pose_id()

@@ -3,7 +3,7 @@
 
 Finding a session's server is in :mod:`openrr.client.session`, the offer and its answer in
 :mod:`openrr.client.signalling`, requests waiting for answers in :mod:`openrr.client.requests` and the
-requests themselves (camera, models, nodes) in :mod:`openrr.client.commands`.
+requests themselves in :mod:`openrr.client.commands` (camera, models, nodes; ``scene``: the scene API).
 
 Typical use::
 

@@ -1,6 +1,6 @@
-"""Data-channel requests and their answers: each request gets ``v`` and a fresh ``id``, is checked against
-``protocol.datachannel``, and waits for the message whose ``re`` names it; ``model.progress`` messages for
-it go to its progress callback on the way.
+"""Data-channel requests and their answers: each request gets ``v`` (2 for the scene API's, else 1) and a
+fresh ``id``, is checked against ``protocol.datachannel``, and waits for the message whose ``re`` names it;
+``model.progress`` messages for it go to its progress callback on the way.
 
 Apart from the connection, which owns the channel and the server's unsolicited messages (``hello``,
 ``frame``, ``stats``, ``bye``); this table only knows who is waiting for what.
@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from openrr.client.errors import RenderConnectError, RenderRequestError
 from openrr.protocol import datachannel as protocol
+from openrr.protocol import scene_api
 
 _REQUEST: TypeAdapter[protocol.Request] = TypeAdapter(protocol.Request)
 
@@ -52,11 +53,13 @@ class RequestTable:
         """The request for ``msg``: ``v`` and an ``id`` added when missing. ValueError when ``validate``
         and the protocol would reject it, or when its id is taken by a request still waiting."""
         body = msg.model_dump(mode="json", exclude_none=True) if isinstance(msg, BaseModel) else dict(msg)
-        body["v"] = body.get("v", protocol.VERSION)
+        kind = body.get("type")
+        # The scene API's requests are protocol v2; every v1 request stays v1, so a server sees a v1 client
+        # until it uses the scene API.
+        body["v"] = body.get("v", scene_api.VERSION if kind in scene_api.SCENE_TYPES else protocol.VERSION)
         if body.get("id") is None:
             body["id"] = next(self._ids)
         request_id = body["id"]
-        kind = body.get("type")
         if validate:
             try:
                 _REQUEST.validate_python(body)
