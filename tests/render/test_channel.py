@@ -43,7 +43,7 @@ async def still_streaming(conn: RenderConnection) -> None:
         ({"type": "pick", "x": 2, "y": 0.5}, "BadMessage"),
         ({"type": "node.set", "node": "Scene", "transform": [1, 2, 3]}, "BadMessage"),
         ({"type": "ping", "extra": True}, "BadMessage"),
-        ({"v": 2, "type": "ping"}, "BadMessage"),
+        ({"v": 3, "type": "ping"}, "BadMessage"),
         ({"type": "model.unload", "modelId": "nothing"}, "ModelNotFound"),
         ({"type": "node.set", "node": 99999, "visible": False}, "NodeNotFound"),
     ],

@@ -26,6 +26,7 @@ import numpy as np
 from openrr.model.components import Component, OutlineSettings, ShellSettings
 from openrr.model.materials import MaterialTable, TextureTable
 from openrr.model.mesh import F64, RGBA, Material, Mesh
+from openrr.model.skies import Sky
 from openrr.model.world import WorldState, compute_world
 
 _IDENTITY = np.eye(4)
@@ -136,7 +137,7 @@ class Scene:
         self.textures = TextureTable()
         self.outline = OutlineSettings()  # change with update_settings, so frames follow
         self.shell = ShellSettings()
-        self.sky: Any = None  # the sky the renderer draws (openrr.model.skies.Sky); None: the default look
+        self.sky: Sky | None = None  # the background and ambient light; None: the default look
 
     def add_node(
         self,

@@ -30,9 +30,11 @@ from openrr.compat.aiortc import offered_direction
 from openrr.model.sources import display_name
 from openrr.protocol import datachannel as protocol
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, PROTOCOL
+from openrr.render.camera_commands import move_camera
 from openrr.render.encoder import Codec, EncoderConfig
 from openrr.render.ice import IceSettings
 from openrr.render.pipeline import ModelError, PipelineClosed, RenderPipeline
+from openrr.render.scene_commands import SceneCommands, is_scene_request
 from openrr.render.tracing import Tracer
 from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track, negotiated_codec
 
@@ -76,6 +78,8 @@ class ClientConnection:
         self.opened_at = time.monotonic()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loads = 0
+        self.version = protocol.VERSION  # the highest a request used: what pushed messages carry
+        self.scene_api = SceneCommands(pipeline)  # protocol v2: its counters belong to this connection
         self._requests = 0
         self._sent_times: deque[float] = deque(maxlen=256)
         self._rtt_ms: float | None = None
@@ -168,6 +172,7 @@ class ClientConnection:
             protocol.message(
                 "hello",
                 protocol=PROTOCOL,
+                protocols=list(protocol.VERSIONS),
                 sessionId=self.session_id,
                 video={
                     "width": self.encoder.width,
@@ -189,23 +194,27 @@ class ClientConnection:
         if channel is not None and channel.readyState == "open":
             channel.send(text)
 
+    def _refuse(self, request: protocol.Request, code: str, text: str) -> None:
+        self.send(protocol.error(request.id, code, text, v=request.v))  # errors answer in the request's v
+
     def _on_message(self, raw: str | bytes) -> None:
         try:
             request = protocol.parse(raw)
         except protocol.BadMessage as exc:
-            self.send(protocol.error(exc.re, "BadMessage", exc.message))
+            self.send(protocol.error(exc.re, "BadMessage", exc.message, v=self.version))
             return
+        self.version = max(self.version, request.v)
         if self.tracer is not None:
             self.tracer.command(request)
         if isinstance(request, protocol.ModelLoad):
             if self._loads >= MAX_PENDING_LOADS:
-                self.send(protocol.error(request.id, "Busy", f"at most {MAX_PENDING_LOADS} loads at once"))
+                self._refuse(request, "Busy", f"at most {MAX_PENDING_LOADS} loads at once")
                 return
             self._loads += 1
             self._spawn(self._load(request))
         elif self._requests >= MAX_PENDING_REQUESTS:
             # A flood (of picks, say) would queue unbounded work on the GL thread and starve rendering.
-            self.send(protocol.error(request.id, "Busy", f"at most {MAX_PENDING_REQUESTS} requests at once"))
+            self._refuse(request, "Busy", f"at most {MAX_PENDING_REQUESTS} requests at once")
         else:
             # In arrival order: camera moves apply at once, scene edits queue on the GL thread.
             self._requests += 1
@@ -217,29 +226,34 @@ class ClientConnection:
             if reply is not None:
                 self.send(reply)
         except ModelError as exc:
-            self.send(protocol.error(request.id, exc.code, exc.message))
+            self._refuse(request, exc.code, exc.message)
         except PipelineClosed:
             pass
         except Exception as exc:  # a bug must cost the request, not the session (logged, answered)
             log.exception("request %s failed", request.type)
-            self.send(protocol.error(request.id, "InternalError", f"{request.type} failed: {exc}"))
+            self._refuse(request, "InternalError", f"{request.type} failed: {exc}")
         finally:
             self._requests -= 1
 
     async def _reply(self, request: protocol.Request) -> str | None:
-        """Carry out a request (any but a model load) and return its answer."""
+        """Carry out a request (any but a model load) and return its answer, in the request's version."""
+        if is_scene_request(request):
+            return await self.scene_api.answer(request)
         p = self.pipeline
-        re = request.id
+
+        def answer(type_: str, **fields: Any) -> str:
+            return protocol.message(type_, request.id, v=request.v, **fields)
+
         match request:
             case protocol.CameraSet() | protocol.CameraOrbit() | protocol.CameraPan() | protocol.CameraZoom():
-                self._move_camera(request)
-                return protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId)
+                move_camera(p, request)
+                return answer("ack", camera=p.camera_json(), poseId=request.poseId)
             case protocol.CameraFrame():
                 await p.frame_scene(request.poseId)
-                return protocol.message("ack", re, camera=p.camera_json(), poseId=request.poseId)
+                return answer("ack", camera=p.camera_json(), poseId=request.poseId)
             case protocol.ModelUnload():
                 await p.unload(request.modelId)
-                return protocol.message("model.unloaded", re, modelId=request.modelId)
+                return answer("model.unloaded", modelId=request.modelId)
             case protocol.NodeSet():
                 node = await p.set_node(
                     request.node,
@@ -248,30 +262,15 @@ class ClientConnection:
                     color=request.color,
                     clear_color=request.clearColor,
                 )
-                return protocol.message("ack", re, node=node)
+                return answer("ack", node=node)
             case protocol.Pick():
                 hit = await p.pick(request.x, request.y)
-                return protocol.message("pick.result", re, **(hit or {"node": None, "position": None}))
+                return answer("pick.result", **(hit or {"node": None, "position": None}))
             case protocol.StatsGet():
-                return protocol.message("stats", re, **await self.stats())
+                return answer("stats", **await self.stats())
             case protocol.Ping():
-                return protocol.message("pong", re, t=request.t, serverTime=time.time())
+                return answer("pong", t=request.t, serverTime=time.time())
         return None  # model loads run as tasks of their own (see _on_message)
-
-    def _move_camera(
-        self, request: protocol.CameraSet | protocol.CameraOrbit | protocol.CameraPan | protocol.CameraZoom
-    ) -> None:
-        p = self.pipeline
-        match request:
-            case protocol.CameraSet():
-                p.camera.set_pose(request.position, request.orientation, request.fov)
-            case protocol.CameraOrbit():
-                p.camera.orbit(request.yaw, request.pitch)
-            case protocol.CameraPan():
-                p.camera.pan(request.dx, request.dy, p.width / p.height)
-            case protocol.CameraZoom():
-                p.camera.zoom(request.factor)
-        p.camera_changed(request.poseId)
 
     async def _load(self, request: protocol.ModelLoad) -> None:
         model_id = request.modelId or display_name(request.url)  # as the pipeline names it
@@ -285,6 +284,7 @@ class ClientConnection:
                     protocol.message(
                         "model.progress",
                         request.id,
+                        v=request.v,
                         modelId=model_id,
                         fraction=round(fraction, 3),
                         message=message,
@@ -294,7 +294,7 @@ class ClientConnection:
         try:
             loaded = await self.pipeline.load(request.url, request.modelId, progress)
         except ModelError as exc:
-            self.send(protocol.error(request.id, exc.code, exc.message))
+            self._refuse(request, exc.code, exc.message)
         except PipelineClosed:
             pass
         else:
@@ -302,6 +302,7 @@ class ClientConnection:
                 protocol.message(
                     "model.loaded",
                     request.id,
+                    v=request.v,
                     **loaded.describe(),
                     rootNodes=loaded.roots,
                     camera=self.pipeline.camera_json(),
@@ -322,6 +323,7 @@ class ClientConnection:
         self.send(
             protocol.message(
                 "frame",
+                v=self.version,
                 frameId=sent.frame_id,
                 # Receivers count RTP time from their first frame: so do we (the track's pts start a
                 # few ms after its clock does).
@@ -375,7 +377,7 @@ class ClientConnection:
             await asyncio.sleep(STATS_INTERVAL_S)
             self._cpu_percent = self._process.cpu_percent()
             try:
-                self.send(protocol.message("stats", **await self.stats()))
+                self.send(protocol.message("stats", v=self.version, **await self.stats()))
             except Exception:  # one bad sample must not end the stats for the rest of the connection
                 log.exception("stats push failed")
 
@@ -398,7 +400,7 @@ class ClientConnection:
         if self.tracer is not None:
             self.tracer.instant("client disconnected", reason=reason)
         if notify is not None:
-            self.send(protocol.message("bye", reason=notify))
+            self.send(protocol.message("bye", v=self.version, reason=notify))
             await asyncio.sleep(0.05)  # let the SCTP stack put it on the wire before the teardown
         self.track.stop()
         current = asyncio.current_task()

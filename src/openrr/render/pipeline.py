@@ -102,7 +102,7 @@ class RenderPipeline:
         self.policy = policy
         self.polygon_limit = polygon_limit
         self._fxaa = fxaa
-        self._max_model_bytes = max_model_bytes
+        self.max_model_bytes = max_model_bytes
         self.limits = limits or RenderLimits()
         self._pending: dict[str, Usage] = {}  # parsed models not in self.models yet: already spent
         # Called (on the event loop) when a load ran out of memory under the process's ceiling: the server
@@ -117,7 +117,7 @@ class RenderPipeline:
         self._loading: set[str] = set()
         self._parsed: dict[str, Scene] = {}  # preloaded models by source, parsed once
         self._preloaded: dict[str, LoadedModel] = {}  # the session's own models: every reset restores them
-        self._polygons = 0  # of self.scene, counted on the GL thread after each change (see stats)
+        self.polygons = 0  # of self.scene: set on the GL thread after each structure change (see stats)
         self._camera_version = 0
         self._pose_id: int | None = None
         self._frame_ids = 0
@@ -135,7 +135,7 @@ class RenderPipeline:
 
     async def start(self) -> None:
         """Create the GL context on the GL thread (about 0.1 s on llvmpipe)."""
-        self._renderer = await self._on_gl(self._create_renderer)
+        self._renderer = await self.on_gl(self._create_renderer)
         self.gl_renderer = self._renderer.gl_renderer
         log.info("renderer: %s, %dx%d", self.gl_renderer, self.width, self.height)
 
@@ -159,7 +159,8 @@ class RenderPipeline:
         self._gl.shutdown(wait=True)
         self._loads.shutdown(wait=False, cancel_futures=True)
 
-    async def _on_gl(self, fn: Callable[[], T]) -> T:
+    async def on_gl(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the GL thread, after what was submitted before: all scene reads and edits go here."""
         if self._closed:
             raise PipelineClosed
         return await asyncio.get_running_loop().run_in_executor(self._gl, fn)
@@ -228,8 +229,8 @@ class RenderPipeline:
             raise PipelineClosed
         return latest
 
-    def _touch(self) -> None:
-        """Something in the picture changed: see :meth:`RenderAhead.touch`."""
+    def changed(self) -> None:
+        """Something in the picture changed (call it after a scene edit): see :meth:`RenderAhead.touch`."""
         self.frames.touch()
 
     def frame_info(self, frame_id: int) -> Frame | None:
@@ -242,13 +243,13 @@ class RenderPipeline:
         self._camera_version += 1
         if pose_id is not None:
             self._pose_id = pose_id
-        self._touch()
+        self.changed()
 
     def camera_json(self) -> dict[str, Any]:
         return camera_json(self.camera)
 
     async def frame_scene(self, pose_id: int | None = None) -> None:
-        bounds = await self._on_gl(self.scene.bounds)
+        bounds = await self.on_gl(self.scene.bounds)
         self.camera.frame(bounds, self.width / self.height)
         self.camera_changed(pose_id)
 
@@ -262,11 +263,11 @@ class RenderPipeline:
         if (width, height) == (self.width, self.height):
             return
         await self.frames.settle()  # no frame of the old size may become the newest after this
-        await self._on_gl(lambda: self.renderer.resize(width, height))
+        await self.on_gl(lambda: self.renderer.resize(width, height))
         self.width, self.height = width, height
         self.frames.latest = None
         self._camera_version += 1
-        self._touch()
+        self.changed()
 
     # -- models -----------------------------------------------------------------------------------------
 
@@ -311,7 +312,7 @@ class RenderPipeline:
                 parsed=self._parsed,
                 allowance=self._allowance,
                 progress=report,
-                max_bytes=self._max_model_bytes,
+                max_bytes=self.max_model_bytes,
             )
             self._pending[model_id] = used
             return source, parsed
@@ -355,13 +356,13 @@ class RenderPipeline:
             if self.scene is not scene:
                 raise ModelError("ModelLoadFailed", "the scene was reset while the model loaded")
             roots = scene.add_scene(parsed)
-            self._polygons = scene.polygon_count
+            self.polygons = scene.polygon_count
             return LoadedModel(
                 model_id, url, source, [n.id for n in roots], len(parsed), parsed.polygon_count, preload, used
             )
 
-        loaded = await self._on_gl(insert)
-        self._touch()
+        loaded = await self.on_gl(insert)
+        self.changed()
         self.models[model_id] = loaded
         if preload:
             self._preloaded[model_id] = loaded
@@ -378,10 +379,10 @@ class RenderPipeline:
             for root in model.roots:
                 if root in self.scene:
                     self.scene.remove_node(root)
-            self._polygons = self.scene.polygon_count
+            self.polygons = self.scene.polygon_count
 
-        await self._on_gl(remove)
-        self._touch()
+        await self.on_gl(remove)
+        self.changed()
 
     async def reset(self) -> None:
         """A clean slate for the next client: only the preloaded models, untouched, and the default view."""
@@ -390,10 +391,10 @@ class RenderPipeline:
         def swap() -> None:
             self.scene = fresh
             self.renderer.set_scene(fresh)
-            self._polygons = fresh.polygon_count
+            self.polygons = fresh.polygon_count
 
-        await self._on_gl(swap)
-        self._touch()
+        await self.on_gl(swap)
+        self.changed()
         self.models = kept
         self.camera = Camera.look_at(_DEFAULT_EYE, (0.0, 0.0, 0.0))
         self._pose_id = None
@@ -429,8 +430,8 @@ class RenderPipeline:
                     raise ModelError("BadMessage", str(exc)) from None
             return node_json(node)
 
-        node = await self._on_gl(edit)
-        self._touch()
+        node = await self.on_gl(edit)
+        self.changed()
         return node
 
     async def pick(self, x: float, y: float) -> dict[str, Any] | None:
@@ -439,10 +440,10 @@ class RenderPipeline:
         def hit() -> dict[str, Any] | None:
             return pick_json(self.scene, self.renderer.pick_hit(camera, x * self.width, y * self.height))
 
-        return await self._on_gl(hit)
+        return await self.on_gl(hit)
 
     async def describe_nodes(self) -> list[dict[str, Any]]:
-        return await self._on_gl(lambda: [node_json(n) for n in self.scene.nodes()])
+        return await self.on_gl(lambda: [node_json(n) for n in self.scene.nodes()])
 
     # -- stats ------------------------------------------------------------------------------------------
 
@@ -453,7 +454,7 @@ class RenderPipeline:
             "renderMs": round(self.render_ms_last, 2),
             "renderMsAvg": round(self.render_ms_total / frames, 2),
             "framesRendered": self.frames_rendered,
-            "polygons": self._polygons,
+            "polygons": self.polygons,
             "polygonsDrawn": renderer.stats.triangles if renderer is not None else 0,
             "polygonLimit": self.polygon_limit,
             "limitExceeded": bool(renderer is not None and renderer.limit_exceeded),

@@ -8,9 +8,12 @@ first and ``render`` returns rows top to bottom without a copy-and-flip (the fli
 winding, hence ``front_face = "cw"``). No MSAA: on llvmpipe it costs about 3x; ``fxaa=True`` adds a cheap
 post-process instead.
 
-Scenes: ``set_scene`` once; geometry and textures go to the GPU on the next render, once per distinct
-mesh/texture. Node transform, visibility and colour changes cost nothing to apply: each frame reads
-``Scene.world()``. Adding or removing nodes uploads or releases only the meshes concerned.
+Scenes: ``set_scene`` once; geometry goes to the GPU on the next render, once per distinct mesh, and
+textures on first use, once per distinct image. Node transform, visibility and colour changes cost
+nothing to apply: each frame reads ``Scene.world()``. Adding or removing nodes uploads or releases only
+the meshes concerned. Each part is drawn with ``Scene.material_of`` (a client's material edits show in the
+next frame; the loaded materials are never changed); the scene's lights and sky (``render/lights.py``,
+``render/sky.py``) are read every frame too.
 """
 
 from __future__ import annotations
@@ -24,15 +27,18 @@ import moderngl
 import numpy as np
 from numpy.typing import NDArray
 
-from openrr.model.mesh import F64, Mesh, Primitive
+from openrr.model.mesh import F64, Material, Mesh, Primitive
 from openrr.model.scene import Scene
 from openrr.model.world import WorldState
 from openrr.render import shaders
 from openrr.render.camera import Camera, boxes_in_frustum, frustum_planes
 from openrr.render.glcalls import GLCalls
+from openrr.render.lights import punctual_uniforms
+from openrr.render.part_materials import MaterialTextures, lod_parts
 from openrr.render.picking import Picker, PickHit, PickItem, pick_matrix
 from openrr.render.scene_pass import NodeMatrices, ScenePass
 from openrr.render.shaders import Background, DirectionalLight, Hemisphere, default_lights
+from openrr.render.sky import SKY_UNIT, SkyPass
 
 LOD_TOLERANCE_PX = 1.0  # a level may move vertices by at most this much on screen
 
@@ -69,7 +75,13 @@ class _GpuPrimitive:
     vao: Any
     id_vao: Any
     resources: list[Any]
-    textures: dict[int, Any] = field(default_factory=dict)  # texture unit -> moderngl.Texture
+    has_uv: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.has_uv = self.primitive.uvs is not None
+
+
+Draw = tuple[int, _GpuPrimitive, Material]  # (node index in the pass, primitive, material)
 
 
 class Renderer:
@@ -105,7 +117,8 @@ class Renderer:
         self._scene: Scene | None = None
         self._synced: tuple[Scene | None, int, bool] | None = None  # what the GPU holds now
         self._meshes: dict[int, tuple[Mesh, list[_GpuPrimitive]]] = {}
-        self._textures: dict[int, tuple[NDArray[np.uint8], Any]] = {}
+        self._textures = MaterialTextures(self.ctx)
+        self._parts: dict[tuple[int, int], tuple[int, ...]] = {}  # (base, level) mesh ids -> base parts
         self._programs: dict[tuple[bool, bool, bool], tuple[Any, dict[str, Any]]] = {}
         self._picker = Picker(self.ctx)
         full = shaders.FULLSCREEN_VERTEX
@@ -113,6 +126,7 @@ class Renderer:
         self._checker: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.CHECKER_FRAGMENT)
         self._fxaa: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.FXAA_FRAGMENT)
         self._quads = {p: self.ctx.vertex_array(p, []) for p in (self._gradient, self._checker, self._fxaa)}
+        self._sky = SkyPass(self.ctx, full)
         self._targets: list[Any] = []
         self.resize(width, height)
 
@@ -159,10 +173,13 @@ class Renderer:
         if key == self._synced:  # Scene has no __eq__: compared by identity
             return
         wanted: dict[int, Mesh] = {}
+        self._parts = {}
         if scene is not None and not self.limit_exceeded:
             for mesh in scene.meshes():
                 wanted[id(mesh)] = mesh
-                wanted.update((id(level.mesh), level.mesh) for level in mesh.lods)
+                for level in mesh.lods:
+                    wanted[id(level.mesh)] = level.mesh
+                    self._parts[id(mesh), id(level.mesh)] = lod_parts(mesh, level.mesh)
         for gone in set(self._meshes) - set(wanted):
             for gpu in self._meshes.pop(gone)[1]:
                 for resource in (gpu.vao, gpu.id_vao, *gpu.resources):
@@ -170,10 +187,16 @@ class Renderer:
         for key_, mesh in wanted.items():
             if key_ not in self._meshes:
                 self._meshes[key_] = (mesh, [self._upload(p) for p in mesh.primitives])
-        used = {id(t) for _, gpus in self._meshes.values() for g in gpus for t in g.textures.values()}
-        for key_ in [k for k, (_, tex) in self._textures.items() if id(tex) not in used]:
-            self._textures.pop(key_)[1].release()
         self._synced = key
+
+    def _sync_textures(self) -> None:
+        scene = self._scene
+        meshes = self._meshes.values()
+        self._textures.sync(
+            scene.materials if scene is not None else None,
+            lambda: [p.material for mesh, _ in meshes for p in mesh.primitives],
+            self._synced,
+        )
 
     def _upload(self, primitive: Primitive) -> _GpuPrimitive:
         ctx = self.ctx
@@ -182,7 +205,7 @@ class Renderer:
             vertex, fragment = shaders.mesh_program_source(*variant)
             program: Any = ctx.program(vertex_shader=vertex, fragment_shader=fragment)
             uniforms = {n: program[n] for n in program if isinstance(program[n], moderngl.Uniform)}
-            for name, unit in shaders.TEXTURE_UNITS.items():
+            for name, unit in (*shaders.TEXTURE_UNITS.items(), ("u_env_tex", SKY_UNIT)):
                 if name in uniforms:
                     uniforms[name].value = unit
             self._programs[variant] = (program, uniforms)
@@ -201,24 +224,7 @@ class Renderer:
                 content.append((resources[-1], fmt, name))
         vao = ctx.vertex_array(program, content, index_buffer=indices, index_element_size=4, skip_errors=True)
         id_vao = self._picker.vertex_array(positions, indices)
-        gpu = _GpuPrimitive(primitive, program, uniforms, vao, id_vao, resources)
-        material = primitive.material
-        if primitive.uvs is not None:
-            for unit, image in enumerate(shaders.material_textures(material)):
-                if image is not None:
-                    gpu.textures[unit] = self._texture(image)
-        return gpu
-
-    def _texture(self, image: NDArray[np.uint8]) -> Any:
-        if id(image) not in self._textures:
-            largest = int(self.ctx.info["GL_MAX_TEXTURE_SIZE"])
-            step = -(-max(image.shape[:2]) // largest)  # decimate what the GL cannot hold at all
-            pixels = np.ascontiguousarray(image[::step, ::step])
-            texture = self.ctx.texture((pixels.shape[1], pixels.shape[0]), 4, pixels)
-            texture.build_mipmaps()
-            texture.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
-            self._textures[id(image)] = (image, texture)  # holding the array keeps its id() unique
-        return self._textures[id(image)][1]
+        return _GpuPrimitive(primitive, program, uniforms, vao, id_vao, resources)
 
     # -- rendering -------------------------------------------------------------------------------------
 
@@ -241,8 +247,10 @@ class Renderer:
         start = time.perf_counter()
         self._stats = RenderStats()
         self._sync()
+        self._sync_textures()
+        self._sky.set_sky(self._scene.sky if self._scene is not None and not self.limit_exceeded else None)
         self._fbo.use()
-        self._draw_background()
+        self._draw_background(camera)
         if self.limit_exceeded:
             self._checker["u_cell"].value = max(self.height / 12.0, 4.0)
             self._fullscreen(self._checker)
@@ -265,9 +273,14 @@ class Renderer:
         self.stats = self._stats
         return frame
 
-    def _draw_background(self) -> None:
+    def _draw_background(self, camera: Camera) -> None:
         top, bottom = self.background.top, self.background.bottom
         self._fbo.clear(*top, 1.0, depth=1.0)
+        if self._sky.active:
+            view = camera.view_matrix()
+            view[:3, 3] = 0.0  # directions only: the sky is infinitely far
+            self._sky.draw_background(_FLIP_Y @ camera.projection_matrix(self.aspect, 0.1, 10.0) @ view)
+            return
         if bottom is not None and bottom != top:
             self._gradient["u_top"].value = top
             self._gradient["u_bottom"].value = bottom
@@ -289,50 +302,62 @@ class Renderer:
         frame_uniforms = shaders.frame_uniforms(
             camera.position, camera.rotation, view_projection, self.lights, self.ambient
         )
+        frame_uniforms.update(punctual_uniforms(state.lights))
+        frame_uniforms.update(self._sky.frame_uniforms())
+        self._sky.bind()
         scene_pass = ScenePass(ctx, frame_uniforms, NodeMatrices.of(worlds, state.color[rows]))
         ctx.enable(moderngl.DEPTH_TEST)
         ctx.disable(moderngl.BLEND)
         self._fbo.depth_mask = True
-        for node, gpu in opaque:
-            self._draw(scene_pass, node, gpu)
+        for draw in opaque:
+            self._draw(scene_pass, *draw)
         if blended:
             ctx.enable(moderngl.BLEND)
             ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
             self._fbo.depth_mask = False
-            for node, gpu in blended:
-                self._draw(scene_pass, node, gpu)
+            for draw in blended:
+                self._draw(scene_pass, *draw)
         self._fbo.depth_mask = True
         ctx.disable(moderngl.BLEND)
         self._stats.nodes_drawn = len(rows)
 
     def _draw_lists(
         self, camera: Camera, state: WorldState, rows: NDArray[np.int64], worlds: F64
-    ) -> tuple[list[tuple[int, _GpuPrimitive]], list[tuple[int, _GpuPrimitive]]]:
-        """The draws of the nodes in ``rows`` (by index into ``rows``), at their levels of detail: the
-        opaque ones grouped by program and material, the blended ones far to near."""
-        opaque: list[tuple[int, _GpuPrimitive]] = []
-        blended: list[tuple[float, int, _GpuPrimitive]] = []
+    ) -> tuple[list[Draw], list[Draw]]:
+        """The draws of the nodes in ``rows`` (by index into ``rows``), at their levels of detail, each part
+        with the material the scene says: the opaque ones grouped by program and material, the blended
+        ones far to near."""
+        scene = self._scene
+        assert scene is not None
+        opaque: list[Draw] = []
+        blended: list[tuple[float, Draw]] = []
         eye = camera.position
         pixels = self._pixels_per_unit(camera, state, rows, worlds)
         for i, row in enumerate(rows):
-            mesh = state.meshes[row]
-            assert mesh is not None  # rows with meshes only
-            if mesh.lods:
-                mesh = choose_lod(mesh, pixels[i])
-            for gpu in self._meshes[id(mesh)][1]:
-                if gpu.primitive.material.alpha_mode == "BLEND":
+            base = state.meshes[row]
+            assert base is not None  # rows with meshes only
+            mesh = choose_lod(base, pixels[i]) if base.lods else base
+            node = scene.node(int(state.ids[row]))
+            parts = range(len(base.primitives)) if mesh is base else self._parts[id(base), id(mesh)]
+            for gpu, part in zip(self._meshes[id(mesh)][1], parts, strict=True):
+                material = (
+                    scene.material_of(node, part)
+                    if part >= 0
+                    else scene.materials.current(gpu.primitive.material)
+                )
+                if material.alpha_mode == "BLEND":
                     centre = state.bounds[row].mean(axis=0)
-                    blended.append((-float(np.sum((centre - eye) ** 2)), i, gpu))
+                    blended.append((-float(np.sum((centre - eye) ** 2)), (i, gpu, material)))
                 else:
-                    opaque.append((i, gpu))
-        opaque.sort(key=lambda item: (id(item[1].program), id(item[1].primitive.material)))
+                    opaque.append((i, gpu, material))
+        opaque.sort(key=lambda draw: (id(draw[1].program), id(draw[2])))
         blended.sort(key=lambda item: item[0])  # far to near
-        return opaque, [(i, gpu) for _, i, gpu in blended]
+        return opaque, [draw for _, draw in blended]
 
-    def _draw(self, scene_pass: ScenePass, node: int, gpu: _GpuPrimitive) -> None:
-        material = gpu.primitive.material
-        scene_pass.set_uniforms(gpu.uniforms, material, gpu.textures, node)
-        for unit, texture in gpu.textures.items():
+    def _draw(self, scene_pass: ScenePass, node: int, gpu: _GpuPrimitive, material: Material) -> None:
+        textures = self._textures.of(material) if gpu.has_uv else {}  # no uvs: textures are ignored
+        scene_pass.set_uniforms(gpu.uniforms, material, textures, node)
+        for unit, texture in textures.items():
             texture.use(location=unit)
         scene_pass.set_faces(node, material)
         if self._calls is not None:
@@ -390,6 +415,8 @@ class Renderer:
         """Free every GPU resource and the context; the renderer is unusable afterwards."""
         self._scene = None
         self._sync()
+        self._sync_textures()
+        self._sky.release()
         self._picker.release()
         self.ctx.release()
 

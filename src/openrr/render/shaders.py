@@ -2,8 +2,10 @@
 
 The mesh program is compiled in variants (``mesh_program_source``) so that attributes a primitive lacks
 are compiled out instead of branched on; a missing vertex attribute would otherwise read (0, 0, 0, 1).
-Shading is glTF metallic-roughness in linear space: GGX/Smith/Schlick for directional lights, a
-hemisphere term for ambient light, sRGB decoding of colour textures and sRGB encoding of the output.
+Shading is glTF metallic-roughness in linear space (``_LIGHTING``): GGX/Smith/Schlick for the head-light
+rig and the scene's point, spot and directional lights (``lights.py``), ambient light from a hemisphere
+or from the sky (``sky.py``: spherical-harmonic irradiance, reflections from a prefiltered panorama),
+sRGB decoding of colour textures and sRGB encoding of the output. Unlit materials skip the lighting.
 
 Also here: the lighting/background settings those programs read (``Background``, ``DirectionalLight``,
 ``Hemisphere``) and the functions turning them and materials into uniform values, so the uniform names
@@ -20,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from openrr.model.mesh import F64, Material
+from openrr.render.lights import MAX_PUNCTUAL
 
 RGB = tuple[float, float, float]
 MAX_LIGHTS = 4
@@ -31,6 +34,7 @@ FLAG_NORMAL_TEX = 4
 FLAG_EMISSIVE_TEX = 8
 FLAG_OCCLUSION_TEX = 16
 FLAG_OVERRIDE = 32
+FLAG_UNLIT = 64
 
 # Texture units of the mesh program's samplers.
 TEXTURE_UNITS = {"u_base_tex": 0, "u_mr_tex": 1, "u_normal_tex": 2, "u_emissive_tex": 3, "u_occlusion_tex": 4}
@@ -69,14 +73,94 @@ void main() {
 }
 """
 
-_MESH_FRAGMENT = """
-const float PI = 3.14159265;
-uniform vec3 u_camera_pos;
+# The mesh program's lighting: glTF metallic-roughness (GGX/Smith/Schlick) for the head-light rig and the
+# scene's own lights (render/lights.py), then ambient light from the hemisphere or the sky (render/sky.py).
+_LIGHTING = """
 uniform int u_light_count;
 uniform vec3 u_light_dir[MAX_LIGHTS];    // direction the light travels, world space, unit
 uniform vec3 u_light_color[MAX_LIGHTS];  // colour * intensity
+uniform int u_punctual_count;
+uniform vec4 u_punctual_pos[MAX_PUNCTUAL];    // position, range (0: unbounded)
+uniform vec4 u_punctual_dir[MAX_PUNCTUAL];    // direction the light travels, kind (0 point, 1 spot, 2 dir.)
+uniform vec3 u_punctual_color[MAX_PUNCTUAL];  // colour * intensity
+uniform vec2 u_punctual_cone[MAX_PUNCTUAL];   // cos of the outer and inner half angles
 uniform vec3 u_sky;
 uniform vec3 u_ground;
+uniform int u_env_on;        // 1: ambient light from the sky, else from the hemisphere
+uniform vec3 u_env_sh[9];    // the sky's irradiance / pi as spherical harmonics (render/sky.py)
+uniform float u_env_lod;     // the sky texture's blurriest level: where roughness 1 reads
+uniform sampler2D u_env_tex;
+
+// Light arriving from direction l with radiance 1, reflected towards v.
+vec3 brdf(vec3 n, vec3 v, vec3 l, vec3 diffuse, vec3 f0, float a2, float nv) {
+    float nl = dot(n, l);
+    if (nl <= 0.0) return vec3(0.0);
+    vec3 h = normalize(l + v);
+    float nh = max(dot(n, h), 0.0);
+    float d = a2 / (PI * pow(nh * nh * (a2 - 1.0) + 1.0, 2.0));
+    float vis = 0.5 / (nl * sqrt(nv * nv * (1.0 - a2) + a2) + nv * sqrt(nl * nl * (1.0 - a2) + a2));
+    vec3 f = f0 + (1.0 - f0) * pow(1.0 - max(dot(v, h), 0.0), 5.0);
+    return nl * ((1.0 - f) * diffuse / PI + f * d * vis);
+}
+
+vec3 punctual(int i, vec3 n, vec3 v, vec3 diffuse, vec3 f0, float a2, float nv) {
+    vec4 pos = u_punctual_pos[i];
+    vec4 dir = u_punctual_dir[i];
+    if (dir.w > 1.5) return u_punctual_color[i] * brdf(n, v, -dir.xyz, diffuse, f0, a2, nv);
+    vec3 to_light = pos.xyz - v_world;
+    float d2 = max(dot(to_light, to_light), 1e-8);
+    vec3 l = to_light * inversesqrt(d2);
+    float attenuation = 1.0 / d2;
+    if (pos.w > 0.0) {
+        float r2 = d2 / (pos.w * pos.w);
+        attenuation *= clamp(1.0 - r2 * r2, 0.0, 1.0);
+    }
+    if (dir.w > 0.5) attenuation *= smoothstep(u_punctual_cone[i].x, u_punctual_cone[i].y, dot(dir.xyz, -l));
+    if (attenuation <= 0.0) return vec3(0.0);
+    return u_punctual_color[i] * attenuation * brdf(n, v, l, diffuse, f0, a2, nv);
+}
+
+vec2 env_uv(vec3 d) {
+    return vec2(atan(d.x, -d.z) * (0.5 / PI) + 0.5, acos(clamp(d.y, -1.0, 1.0)) / PI);
+}
+
+vec3 env_irradiance(vec3 n) {
+    vec3 e = u_env_sh[0] + u_env_sh[1] * n.y + u_env_sh[2] * n.z + u_env_sh[3] * n.x
+        + u_env_sh[4] * (n.x * n.y) + u_env_sh[5] * (n.y * n.z) + u_env_sh[6] * (3.0 * n.z * n.z - 1.0)
+        + u_env_sh[7] * (n.x * n.z) + u_env_sh[8] * (n.x * n.x - n.y * n.y);
+    return max(e, vec3(0.0));
+}
+
+vec3 shade(vec3 n, vec3 v, vec3 base, float metallic, float roughness, float occlusion) {
+    vec3 diffuse = base * (1.0 - metallic);
+    vec3 f0 = mix(vec3(0.04), base, metallic);
+    float a2 = roughness * roughness * roughness * roughness;
+    float nv = max(dot(n, v), 1e-4);
+    vec3 color = vec3(0.0);
+    for (int i = 0; i < u_light_count; i++) {
+        color += u_light_color[i] * brdf(n, v, -u_light_dir[i], diffuse, f0, a2, nv);
+    }
+    for (int i = 0; i < u_punctual_count; i++) color += punctual(i, n, v, diffuse, f0, a2, nv);
+    // Ambient: irradiance for the diffuse part, the reflected direction for the specular part.
+    vec3 r = reflect(-v, n);
+    vec3 irradiance;
+    vec3 reflected;
+    if (u_env_on != 0) {
+        irradiance = env_irradiance(n);
+        reflected = textureLod(u_env_tex, env_uv(r), roughness * u_env_lod).rgb;
+    } else {
+        irradiance = mix(u_ground, u_sky, 0.5 + 0.5 * n.y);
+        reflected = mix(u_ground, u_sky, 0.5 + 0.5 * r.y);
+    }
+    vec3 f_env = f0 + (max(vec3(1.0 - roughness), f0) - f0) * pow(1.0 - nv, 5.0);
+    return color + occlusion * (irradiance * diffuse + reflected * f_env * (1.0 - 0.7 * roughness));
+}
+"""
+
+_MESH_FRAGMENT = (
+    """
+const float PI = 3.14159265;
+uniform vec3 u_camera_pos;
 uniform int u_flags;
 uniform vec4 u_base_color;
 uniform vec4 u_override;
@@ -85,6 +169,7 @@ uniform float u_roughness;
 uniform vec3 u_emissive;
 uniform float u_alpha_cutoff;  // < 0: no alpha test
 uniform float u_opaque;        // 1: alpha forced to 1 (alphaMode OPAQUE)
+uniform vec4 u_uv_transform;   // uv' = uv * xy + zw, for every texture
 uniform sampler2D u_base_tex;
 uniform sampler2D u_mr_tex;
 uniform sampler2D u_normal_tex;
@@ -103,12 +188,15 @@ in vec4 v_color;
 out vec4 f_color;
 
 vec3 to_linear(vec3 c) { return pow(c, vec3(2.2)); }
+"""
+    + _LIGHTING
+    + """
 
 void main() {
     vec4 base = u_base_color;
     vec2 uv = vec2(0.0);
 #ifdef HAS_UV
-    uv = v_uv;
+    uv = v_uv * u_uv_transform.xy + u_uv_transform.zw;
     if ((u_flags & 1) != 0) { vec4 t = texture(u_base_tex, uv); base *= vec4(to_linear(t.rgb), t.a); }
 #endif
 #ifdef HAS_COLORS
@@ -161,32 +249,15 @@ void main() {
     }
 #endif
 
-    vec3 diffuse = base.rgb * (1.0 - metallic);
-    vec3 f0 = mix(vec3(0.04), base.rgb, metallic);
-    float a2 = roughness * roughness * roughness * roughness;
-    float nv = max(dot(n, v), 1e-4);
-    vec3 color = vec3(0.0);
-    for (int i = 0; i < u_light_count; i++) {
-        vec3 l = -u_light_dir[i];
-        float nl = dot(n, l);
-        if (nl <= 0.0) continue;
-        vec3 h = normalize(l + v);
-        float nh = max(dot(n, h), 0.0);
-        float d = a2 / (PI * pow(nh * nh * (a2 - 1.0) + 1.0, 2.0));
-        float vis = 0.5 / (nl * sqrt(nv * nv * (1.0 - a2) + a2) + nv * sqrt(nl * nl * (1.0 - a2) + a2));
-        vec3 f = f0 + (1.0 - f0) * pow(1.0 - max(dot(v, h), 0.0), 5.0);
-        color += u_light_color[i] * nl * ((1.0 - f) * diffuse / PI + f * d * vis);
-    }
-    // Hemisphere ambient: irradiance for the diffuse part, the reflected direction for a rough specular.
-    vec3 irradiance = mix(u_ground, u_sky, 0.5 + 0.5 * n.y);
-    vec3 reflected = mix(u_ground, u_sky, 0.5 + 0.5 * reflect(-v, n).y);
-    vec3 f_env = f0 + (max(vec3(1.0 - roughness), f0) - f0) * pow(1.0 - nv, 5.0);
-    color += occlusion * (irradiance * diffuse + reflected * f_env * (1.0 - 0.7 * roughness));
-    color += emissive;
+    // Lighting (shade() above); unlit materials keep their base colour.
+    vec3 color = (u_flags & 64) != 0
+        ? base.rgb
+        : shade(n, v, base.rgb, metallic, roughness, occlusion) + emissive;
     float alpha = u_opaque > 0.5 ? 1.0 : base.a;
     f_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)), alpha);
 }
 """
+)
 
 ID_VERTEX = """#version 330 core
 uniform mat4 u_view_proj;
@@ -268,7 +339,7 @@ void main() {
 
 def mesh_program_source(has_normals: bool, has_uv: bool, has_colors: bool) -> tuple[str, str]:
     """(vertex, fragment) sources of the mesh program variant for a primitive's attributes."""
-    defines = [f"#define MAX_LIGHTS {MAX_LIGHTS}"]
+    defines = [f"#define MAX_LIGHTS {MAX_LIGHTS}", f"#define MAX_PUNCTUAL {MAX_PUNCTUAL}"]
     defines += ["#define HAS_NORMALS"] if has_normals else []
     defines += ["#define HAS_UV"] if has_uv else []
     defines += ["#define HAS_COLORS"] if has_colors else []
@@ -357,7 +428,10 @@ def material_uniforms(
         "u_emissive": material.emissive_factor,
         "u_alpha_cutoff": material.alpha_cutoff if material.alpha_mode == "MASK" else -1.0,
         "u_opaque": 1.0 if material.alpha_mode == "OPAQUE" else 0.0,
+        "u_uv_transform": (*material.uv_scale, *material.uv_offset),
     }
+    if material.unlit:
+        values["u_flags"] |= FLAG_UNLIT
     if np.isfinite(override[0]):
         values["u_flags"] |= FLAG_OVERRIDE
         values["u_override"] = tuple(float(c) for c in override)
