@@ -127,6 +127,31 @@ def test_a_page_on_another_origin_connects_streams_and_edits_the_scene(
     picked = call(page, "return (await connection.pick(0.5, 0.5)).type;")["ok"]
     assert picked == "pick.result"
 
+    # v2, the scene API: an entity, a state override on it, and the answers that show them.
+    entity = call(page, "return await connection.createEntity({ name: 'marker', position: [0, 1, 0] });")[
+        "ok"
+    ]
+    assert entity["name"] == "marker"
+    assert entity["local"]["position"] == [0, 1, 0]
+    state = call(
+        page,
+        f"return await connection.setStateOverride({entity['id']},"
+        " { hidden: false, tint: true, tintColor: [1, 0, 0, 0.5] });",
+    )["ok"]
+    assert state["component"] == "HierarchicalStateOverride"
+    assert state["properties"]["tint"] == "ForceOn"
+    assert state["properties"]["hidden"] == "ForceOff"
+    again = call(page, f"return await connection.setStateOverride({entity['id']}, {{ selected: true }});")
+    assert again["ok"]["properties"]["selected"] == "ForceOn"  # the second time, an edit of the same one
+    got = call(page, f"return await connection.getEntity({entity['id']});")["ok"]
+    assert got["components"] == ["HierarchicalStateOverride"]
+    names = call(page, "return (await connection.getScene()).map((e) => e.name);")["ok"]
+    assert {"marker", "RedBox"} <= set(names)
+    missing = call(page, "return await connection.getEntity(987654);")["error"]
+    assert missing["isError"]
+    assert missing["code"] == "EntityNotFound"
+    assert missing["message"]
+
     # A bad request: the server's code and message, on an Error.
     bad = call(page, "return await connection.setNode(987654, { visible: false });")["error"]
     assert bad["isError"]

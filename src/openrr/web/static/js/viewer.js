@@ -135,11 +135,11 @@ function start({ accountId, token }) {
       inputLatency = inputLatency === null ? ms : inputLatency * 0.7 + ms * 0.3;
       byId("stat-input").textContent = formatMs(inputLatency);
     });
-    const ended = () => {
+    const onStatus = () => {
       if (client === c && c.status === ConnectionStatus.Disconnected) connectionEnded(c.disconnectReason);
     };
-    c.addEventListener("connectionstatuschanged", ended);
-    ended(); // ended before the listener was there (between the hello and this line)
+    c.addEventListener("connectionstatuschanged", onStatus);
+    onStatus(); // it ended before the listener was there (between the hello and this line)
     if (client !== c) return;
     setState("connected", `Connected to session ${sessionId}.`, "ok");
     watch(mine);
