@@ -16,6 +16,7 @@ from openrr.config.settings import Settings
 from openrr.domain.clock import ManualClock
 from openrr.errors import InvalidInput
 from openrr.services.runtime import Runtime
+from openrr.web import STATIC_DIR
 from tests.conftest import Account
 from tests.fakes import FakeHost
 
@@ -141,3 +142,9 @@ async def test_the_module_may_be_imported_from_any_origin_and_the_example_may_ru
     assert "unsafe-inline" not in csp
     viewer_csp = (await client.get("/ui/viewer.html")).headers["content-security-policy"]
     assert "sha256-" not in viewer_csp
+
+
+def test_the_readme_shows_the_example_page_as_it_is() -> None:
+    example = (STATIC_DIR / "examples" / "embed.html").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert f"```html\n{example}```" in readme

@@ -176,6 +176,13 @@ def test_errors_are_clear_and_unlisted_origins_are_refused(
     expect(page.locator("#status")).to_have_text(
         "SessionNotFound: No session with id 'nosuchsession' exists in this account."
     )
+    # The example as the control plane serves it: its inline script runs under the pages' policy (by hash).
+    page = browser.new_page()
+    args = {"account": server.account.id, "session": "nosuchsession", "token": server.token()}
+    page.goto(f"{server.url}/ui/examples/embed.html#{urlencode(args)}")
+    expect(page.locator("#status")).to_have_text(
+        "SessionNotFound: No session with id 'nosuchsession' exists in this account."
+    )
     # The module loads on any origin, but the control plane does not answer an origin it does not list.
     page = browser.new_page()
     open_example(page, unlisted, server, "nosuchsession")
