@@ -120,7 +120,8 @@ async def test_root_redirects_to_the_pages(client: httpx.AsyncClient) -> None:
         ("/ui/index.html", "text/html", 'id="account-key"'),
         ("/ui/dashboard.html", "text/html", 'src="js/dashboard.js"'),
         ("/ui/viewer.html", "text/html", 'src="js/viewer.js"'),
-        ("/ui/js/rtc.js", "javascript", "export class RenderClient"),
+        ("/ui/js/openrr.js", "javascript", "export class RenderingConnection"),
+        ("/ui/examples/embed.html", "text/html", "RemoteRendering.connect"),
         ("/ui/js/api.js", "javascript", "export class Api"),
         ("/ui/css/app.css", "text/css", ":focus-visible"),
     ],
@@ -155,7 +156,7 @@ def _static_files() -> list[Path]:
 def test_the_pages_load_nothing_from_elsewhere() -> None:
     """Every script, stylesheet, image and module import is a relative path to a file that exists."""
     files = _static_files()
-    assert {p.name for p in files} >= {"index.html", "dashboard.html", "viewer.html", "app.css", "rtc.js"}
+    assert {p.name for p in files} >= {"index.html", "dashboard.html", "viewer.html", "app.css", "openrr.js"}
     references = re.compile(
         r"""(?:src|href)="([^"#]+)"|\bfrom\s+"([^"]+)"|\bimport\s*\(\s*"([^"]+)"|url\(([^)]+)\)"""
     )

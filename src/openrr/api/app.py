@@ -12,6 +12,7 @@ from starlette.staticfiles import StaticFiles
 from openrr import __version__
 from openrr.api import cluster, connect_token, errors, internal, metrics, openapi, sts
 from openrr.api import web as web_ui
+from openrr.api.cors import SessionCors
 from openrr.api.limits import BodyLimit, body_limits
 from openrr.api.plain import PlainDispatch, plain_routes
 from openrr.api.responses import ArrHeaders, ArrJSON
@@ -87,6 +88,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     # Inside ArrHeaders, so that a 413 carries MS-CV like every other answer.
     app.add_middleware(BodyLimit, limits=body_limits(runtime.settings.limits))
     app.add_middleware(ArrHeaders)
+    if runtime.settings.server.cors_origins:
+        # Outside ArrHeaders and the limits: a preflight is answered here, before any of them.
+        app.add_middleware(SessionCors, origins=runtime.settings.server.cors_origins)
     if runtime.settings.server.metrics:
         metrics.install(app, runtime)  # GET /metrics, and request timing as the outermost middleware
     return app

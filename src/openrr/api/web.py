@@ -24,10 +24,14 @@ control plane forwards the WebRTC offer (``openrr.protocol.handshake``) for it:
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import json
 import logging
+import re
 import ssl
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -241,12 +245,41 @@ async def relay_offer(request: Request, account: AuthorizedAccount, session_id: 
     )
 
 
+EXAMPLES_DIR = STATIC_DIR / "examples"
+_INLINE_SCRIPT = re.compile(r"<script[^>]*>(.*?)</script>", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=16)
+def example_policy(path: Path, _mtime_ns: int) -> str:
+    """The pages' policy, plus the hashes of the inline scripts of the example page ``path``: an example
+    is one file to copy, so its script is inline, and only that exact script may run."""
+    digests = (
+        hashlib.sha256(script.encode("utf-8")).digest()
+        for script in _INLINE_SCRIPT.findall(path.read_text(encoding="utf-8"))
+    )
+    allowed = " ".join(f"'sha256-{base64.b64encode(d).decode('ascii')}'" for d in digests)
+    policy = _PAGE_HEADERS["Content-Security-Policy"]
+    return policy.replace("script-src 'self'", f"script-src 'self' {allowed}".rstrip(), 1)
+
+
+# The browser client any page may import (a module script is fetched in CORS mode): it holds no secret, so
+# every origin may read it. What it calls is opened to other origins by --cors-origin only (api.cors).
+EMBEDDABLE = frozenset({STATIC_DIR / "js" / "openrr.js"})
+
+
 class _Pages(StaticFiles):
     """Static files with the pages' security headers."""
 
-    def file_response(self, *args: Any, **kwargs: Any) -> Response:
-        response = super().file_response(*args, **kwargs)
+    def file_response(self, full_path: Any, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(full_path, *args, **kwargs)
         response.headers.update(_PAGE_HEADERS)
+        path = Path(full_path)
+        if path.parent == EXAMPLES_DIR and path.suffix == ".html":
+            policy = example_policy(path, path.stat().st_mtime_ns)
+            response.headers["Content-Security-Policy"] = policy
+        if path in EMBEDDABLE:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+            response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
         return response
 
 

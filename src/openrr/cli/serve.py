@@ -36,7 +36,7 @@ from openrr.tls import ca_file, ensure_self_signed
 # Their names, defaults and help are declared once, in openrr.config (which the README's table reads too).
 _HELP_ORDER_TEXT = """
 allow_private_model_urls ray_allow_unauthenticated metrics dev_account insecure_http
-host port data_dir store_url cert key public_url
+host port data_dir store_url cert key public_url cors_origins
 render_host render_advertise_host render_tls_cert render_tls_key render_tls_ca
 start_timeout stop_grace reaper_interval retention_days list_page_size
 throttle_rate throttle_burst sts_throttle_rate sts_throttle_burst sts_failure_rate sts_failure_burst log_level

@@ -9,12 +9,34 @@ checks that combine settings live in ``Settings``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
 
 from openrr.config.option import Option, Port, Positive, SettingsGroup
+
+# An origin as browsers send it: scheme, host, optional port; no path, no wildcard, no userinfo.
+_ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?)(:[0-9]{1,5})?$")
+
+
+def web_origin(origin: str) -> str:
+    """``origin`` lower-cased, as a browser's ``Origin`` header carries it; ValueError for anything else."""
+    value = origin.strip().lower()
+    if not _ORIGIN.match(value):
+        raise ValueError(
+            f"{origin!r} is not an origin: give scheme://host[:port] (e.g. https://app.example.com), "
+            "without a path or a wildcard"
+        )
+    port = value.rpartition(":")[2] if value.count(":") > 1 and not value.endswith("]") else None
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise ValueError(f"{origin!r} has a port outside 1..65535")
+    # Browsers leave the scheme's default port out of Origin: so must the list, or it never matches.
+    for scheme, default in (("http://", ":80"), ("https://", ":443")):
+        if value.startswith(scheme) and value.endswith(default):
+            return value.removesuffix(default)
+    return value
 
 
 class ServerSettings(SettingsGroup):
@@ -72,6 +94,18 @@ class ServerSettings(SettingsGroup):
     list_page_size: Annotated[
         int, Field(ge=1, le=1000), Option("Sessions per list page before @nextLink.")
     ] = 100
+    cors_origins: Annotated[
+        tuple[str, ...],
+        Option(
+            "Origin (scheme://host[:port]) whose pages may call the session, connectToken and offer "
+            "routes with a bearer token (CORS); repeatable.",
+            default_text="none",
+            flag="--cors-origin",
+            doc="For pages that embed `ui/js/openrr.js` from another origin. Only the listed origins, never "
+            "a wildcard, and no cookies: the token travels in the Authorization header. The STS is never "
+            "opened to them: keep account keys on a server.",
+        ),
+    ] = ()
 
     @field_validator("cert", "key")
     @classmethod
@@ -86,6 +120,11 @@ class ServerSettings(SettingsGroup):
         if url is not None and not url.startswith(("sqlite:", "postgresql", "postgres:")):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return url
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(web_origin(origin) for origin in origins)
 
     @field_validator("public_url")
     @classmethod

@@ -11,9 +11,10 @@ anywhere but the control plane at run time.
   model loading, picking and live stats. Signalling goes through the control plane's offer relay.
 
 The JavaScript modules, one concern each: ``auth.js`` (the token in ``sessionStorage``), ``api.js`` (STS,
-session REST API, offer relay), ``ui.js`` (shared DOM and formatting helpers), ``signin.js``,
-``dashboard.js``, ``rtc.js`` (the WebRTC and data-channel client), ``input.js`` (mouse, touch and keyboard
-gestures) and ``viewer.js``.
+session REST API, connect tokens), ``ui.js`` (shared DOM and formatting helpers), ``signin.js``,
+``dashboard.js``, ``openrr.js`` (the session client any page may embed: connect token, offer relay,
+WebRTC, the data channel's v1 requests and the v2 scene API), ``input.js`` (mouse, touch and keyboard
+gestures) and ``viewer.js`` (built on ``openrr.js``). ``examples/embed.html`` is a minimal embedding page.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 // The control plane's HTTP APIs: the STS, the 2021-01-01 session and conversion APIs, v1 create (the only
-// call that preloads models) and the offer relay. Every failure becomes an ApiError with a readable message.
+// call that preloads models) and connect tokens. Every failure becomes an ApiError with a readable message.
+// The offer relay is openrr.js's (the connection's module, which embedding pages use too).
 
 export const API_VERSION = "2021-01-01";
 
@@ -211,14 +212,5 @@ export class Api {
 
   stopSession(id) {
     return this._call("POST", `/${encodeURIComponent(id)}/:stop`);
-  }
-
-  /** Send a WebRTC offer to the session's render server through the control plane; returns the answer. */
-  relayOffer(id, offer, signal) {
-    return request("POST", `openrr/${this._sessions(`/${encodeURIComponent(id)}/offer`)}`, {
-      token: this.token,
-      json: offer,
-      signal,
-    });
   }
 }

@@ -1,15 +1,18 @@
 // The viewer page: connects to one Ready session, shows its video, steers the camera, loads models,
 // picks and highlights nodes, shows live stats, and says plainly what went wrong when something does.
+// The session's REST calls go through api.js; the connection is openrr.js's, as any embedding page's is.
 
 import { Api, ApiError } from "./api.js";
 import { goToSignIn, requireAuth } from "./auth.js";
 import { attachControls } from "./input.js";
-import { RenderClient, RenderError } from "./rtc.js";
+import { ConnectionStatus, RemoteRenderingError, RenderingSession } from "./openrr.js";
 import { byId, errorText, formatBitrate, formatMinutes, formatMs, showMessage, sleep } from "./ui.js";
 
 const HIGHLIGHT = [1.0, 0.8, 0.0, 1.0]; // RGBA override of a picked node
 const WAIT_POLL_MS = 2000; // while the session is Starting
 const WATCH_MS = 10000; // while connected: lease and status
+// The control plane's root: this module is served at <root>/ui/js/viewer.js (relative, for path prefixes).
+const ROOT = new URL("../../", import.meta.url);
 
 const auth = requireAuth();
 if (auth) start(auth);
@@ -17,6 +20,9 @@ if (auth) start(auth);
 function start({ accountId, token }) {
   const api = new Api(accountId, token);
   const sessionId = new URLSearchParams(location.search).get("session") || "";
+  const rendering = sessionId
+    ? new RenderingSession({ endpoint: ROOT, accountId, accountToken: token, sessionId })
+    : null;
 
   const status = byId("status");
   const video = byId("video");
@@ -63,7 +69,8 @@ function start({ accountId, token }) {
 
   function dropClient() {
     clearTimeout(watchTimer);
-    if (client) client.close();
+    if (client) client.disconnect();
+    if (rendering && rendering.connection) rendering.connection.disconnect(); // one still connecting
     client = null;
     video.srcObject = null;
     highlighted = null;
@@ -106,7 +113,17 @@ function start({ accountId, token }) {
     setState("connecting", `Connecting to the render server of session ${sessionId}…`);
     inputLatency = pingRtt = rtpRtt = null;
     for (const cell of stats.querySelectorAll("dd")) cell.textContent = "–";
-    const c = new RenderClient(api, sessionId, video);
+    let c;
+    try {
+      c = await rendering.connect(video);
+    } catch (err) {
+      if (mine === attempt) await connectFailed(err, mine);
+      return;
+    }
+    if (mine !== attempt) {
+      c.disconnect();
+      return;
+    }
     client = c;
     c.addEventListener("stats", (event) => showStats(event.detail));
     c.addEventListener("pong", (event) => {
@@ -118,19 +135,12 @@ function start({ accountId, token }) {
       inputLatency = inputLatency === null ? ms : inputLatency * 0.7 + ms * 0.3;
       byId("stat-input").textContent = formatMs(inputLatency);
     });
-    c.addEventListener("lost", (event) => {
-      if (client === c) connectionEnded(c, event.detail.reason);
-    });
-    try {
-      await c.connect();
-    } catch (err) {
-      if (mine === attempt) await connectFailed(err, mine);
-      return;
-    }
-    if (mine !== attempt) {
-      c.close();
-      return;
-    }
+    const onStatus = () => {
+      if (client === c && c.status === ConnectionStatus.Disconnected) connectionEnded(c.disconnectReason);
+    };
+    c.addEventListener("connectionstatuschanged", onStatus);
+    onStatus(); // it ended before the listener was there (between the hello and this line)
+    if (client !== c) return;
     setState("connected", `Connected to session ${sessionId}.`, "ok");
     watch(mine);
   }
@@ -170,11 +180,11 @@ function start({ accountId, token }) {
 
   async function connectFailed(err, mine) {
     dropClient();
-    if (err instanceof ApiError && err.status === 401) {
+    if (err instanceof RemoteRenderingError && err.status === 401) {
       goToSignIn("expired");
       return;
     }
-    if (err instanceof ApiError && err.code === "ClientAlreadyConnected") {
+    if (err instanceof RemoteRenderingError && err.code === "ClientAlreadyConnected") {
       setState(
         "failed",
         "Another client is connected to this session. Only one client can be connected at a time: " +
@@ -200,13 +210,14 @@ function start({ accountId, token }) {
     }
     if (mine !== attempt) return;
     let text;
-    if (err instanceof ApiError && err.code === "RenderServerUnreachable") {
+    const code = err instanceof RemoteRenderingError ? err.code : "";
+    if (code === "RenderServerUnreachable") {
       text = "The session's render server could not be reached from the service. Press Reconnect to try again.";
-    } else if (err instanceof ApiError && err.code === "RenderServerTimeout") {
+    } else if (code === "RenderServerTimeout") {
       text = "The session's render server did not answer in time. Press Reconnect to try again.";
-    } else if (err instanceof ApiError && err.status === 503) {
+    } else if (err instanceof RemoteRenderingError && err.status === 503) {
       text = `The render server is not accepting clients right now (${err.message}). Press Reconnect to try again.`;
-    } else if (err instanceof RenderError && err.code === "Timeout") {
+    } else if (code === "Timeout") {
       text = `${err.message} The video connection could not be set up; if the render server is on another network it needs STUN or TURN (openrr serve --stun-url/--turn-url).`;
     } else {
       text = `Could not connect to the render server: ${errorText(err)}`;
@@ -214,10 +225,10 @@ function start({ accountId, token }) {
     setState("failed", text, "error");
   }
 
-  /** The connection ended after it was up (bye, ICE failure, data channel closed). */
-  async function connectionEnded(c, reason) {
+  /** The connection ended after it was up (bye, ICE failure, data channel closed): `{reason, code}`. */
+  async function connectionEnded({ reason, code }) {
     const mine = attempt;
-    const bye = c.byeReason;
+    const bye = code === "ServerEnded";
     clearTimeout(watchTimer);
     setState("checking", `${reason} Checking the session…`, "warn");
     try {
@@ -238,7 +249,7 @@ function start({ accountId, token }) {
     setState(
       "lost",
       bye
-        ? `The render server ended the connection: ${bye} Press Reconnect to connect again.`
+        ? `${reason} Press Reconnect to connect again.`
         : `The connection to the render server was lost. ${reason} Press Reconnect to connect again.`,
       "error",
     );
@@ -317,7 +328,7 @@ function start({ accountId, token }) {
   // ---- camera, picking --------------------------------------------------------------------------------
   function send(promise) {
     promise.catch((err) => {
-      if (err instanceof RenderError && err.code !== "ConnectionClosed") {
+      if (err instanceof RemoteRenderingError && err.code !== "ConnectionClosed") {
         showMessage(status, `The render server refused a command: ${err.message}`, "error");
       }
     });
@@ -417,18 +428,18 @@ function start({ accountId, token }) {
     modelProgress.value = 0;
     modelStatus.textContent = `Loading ${url}…`;
     try {
-      const loaded = await c.loadModel(url, (progress) => {
+      const loaded = await c.loadModel(url, { onProgress: (progress) => {
         if (typeof progress.fraction === "number") modelProgress.value = progress.fraction;
         const percent = typeof progress.fraction === "number" ? `${Math.round(progress.fraction * 100)} %` : "";
         modelStatus.textContent = [percent, progress.message].filter(Boolean).join(" · ") || "Loading…";
-      });
+      } });
       modelProgress.value = 1;
       modelStatus.textContent = `Loaded ${loaded.modelId}: ${loaded.nodes} nodes, ${Number(loaded.polygons).toLocaleString()} polygons.`;
     } catch (err) {
       const what =
-        err instanceof RenderError && err.code === "ModelSourceRefused"
+        err instanceof RemoteRenderingError && err.code === "ModelSourceRefused"
           ? "The render server refuses this source"
-          : err instanceof RenderError && err.code === "Busy"
+          : err instanceof RemoteRenderingError && err.code === "Busy"
             ? "The render server is busy loading other models"
             : "The model could not be loaded";
       modelStatus.textContent = `${what}: ${errorText(err)}`;
