@@ -247,13 +247,14 @@ def test_material_settings(tmp_path: Path) -> None:
     box = unlit.scene.node("RedBox").mesh
     assert box is not None
     m = box.primitives[0].material
-    assert m.emissive_factor == (1.0, 0.0, 0.0)
-    assert m.base_color_factor == (0.0, 0.0, 0.0, 1.0)
-    # The texture of a textured material lights itself.
+    # Stored as it was, marked unlit: the renderer draws its base colour without lighting.
+    assert m.unlit
+    assert m.base_color_factor == (1.0, 0.0, 0.0, 1.0)
+    assert m.emissive_factor == (0.0, 0.0, 0.0)
     quad, _ = convert(fixtures.textured_gltf(tmp_path), tmp_path / "c", {"unlitMaterials": True})
     q = only_primitive(quad).material
-    assert q.emissive_texture is q.base_color_texture
-    assert q.emissive_texture is not None
+    assert q.unlit
+    assert q.base_color_texture is not None
 
 
 def test_gamma_to_linear_material_converts_factors(tmp_path: Path) -> None:

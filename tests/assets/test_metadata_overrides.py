@@ -59,7 +59,7 @@ def convert(
 ) -> tuple[Asset, ConversionResult]:
     parsed = ConversionSettings.from_json(settings) if settings is not None else None
     result = convert_model(source, out, "out", parsed)
-    return read_asset(result.asset_path.read_bytes(), emulate_unlit=False), result
+    return read_asset(result.asset_path.read_bytes()), result
 
 
 def metadata_of(scene: Scene) -> dict[str, dict[str, Any]]:
@@ -185,12 +185,12 @@ def test_overrides_change_the_named_materials_and_survive_in_the_asset(tmp_path:
     assert "entry 0 ('Red')" in details[0]
     assert "entry 2 ('Missing') matched no material" in details[1]
     assert result.result[-1] == {"result": "succeeded with warnings"}
-    # Read as a render server does today: the unlit material drawn as emissive light, still marked unlit.
+    # Read as a render server does: the material as stored, which the renderer draws unlit.
     drawn = load_model(result.asset_path).node("RedBox").mesh
     assert drawn is not None
     shown = drawn.primitives[0].material
     assert shown.unlit
-    assert shown.emissive_factor == (0.0, 1.0, 0.0)
+    assert shown.base_color_factor == (0.0, 1.0, 0.0, 1.0)
     assert shown.uv_scale == (2.0, 3.0)
 
 

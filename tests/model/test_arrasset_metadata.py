@@ -34,7 +34,7 @@ def test_metadata_and_material_fields_round_trip() -> None:
     rows = {row["name"]: row for row in manifest_of(data)["nodes"]}
     assert rows["A"]["metadata"] == scene.node("A").metadata
     assert all("metadata" not in row for name, row in rows.items() if name != "A")  # absent when empty
-    copy = read_asset(data, emulate_unlit=False).scene
+    copy = read_asset(data).scene
     assert {n.name: n.metadata for n in copy.nodes()} == {n.name: n.metadata for n in scene.nodes()}
     read = copy.node("A").mesh
     assert read is not None

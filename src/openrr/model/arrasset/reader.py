@@ -39,10 +39,8 @@ class _Reader:
         d_len: int,
         verify: bool,
         with_lods: bool,
-        emulate_unlit: bool,
     ) -> None:
         self.with_lods = with_lods
-        self.emulate_unlit = emulate_unlit
         self.view = view
         self.manifest = manifest
         self.d_off = d_off
@@ -51,7 +49,7 @@ class _Reader:
         self.buffers: list[dict[str, Any]] = list_of(manifest, "buffers")
         self.arrays: dict[int, NDArray[Any]] = {}
         self.images: dict[int, NDArray[np.uint8]] = {}
-        self.materials: dict[tuple[int, bool], Material] = {}
+        self.materials: dict[int, Material] = {}
         self.mesh_cache: dict[int, Mesh] = {}
         self.inflated = 0
 
@@ -118,13 +116,12 @@ class _Reader:
             self.images[index] = pixels
         return self.images[index]
 
-    def material(self, index: Any, emulate_unlit: bool) -> Material:
+    def material(self, index: Any) -> Material:
         materials = list_of(self.manifest, "materials")
         if not isinstance(index, int) or not 0 <= index < len(materials):
             raise Corrupt(f"material {index!r} does not exist")
         m = materials[index]
-        key = (index, emulate_unlit and isinstance(m, dict) and bool(m.get("unlit")))
-        if key not in self.materials:
+        if index not in self.materials:
             mode = m["alphaMode"]
             if mode not in ("OPAQUE", "MASK", "BLEND"):
                 raise Corrupt(f"material {index} has an unknown alphaMode {mode!r}")
@@ -150,10 +147,8 @@ class _Reader:
                 uv_scale=(scale[0], scale[1]),
                 uv_offset=(offset[0], offset[1]),
             )
-            if key[1]:
-                material = _unlit(material)
-            self.materials[key] = material
-        return self.materials[key]
+            self.materials[index] = material
+        return self.materials[index]
 
     def mesh(self, index: Any, lods: bool = True) -> Mesh:
         meshes = list_of(self.manifest, "meshes")
@@ -187,14 +182,12 @@ class _Reader:
         if "uvs" in desc:
             uvs = self.uvs(desc["uvs"])
         colors = self.colors(desc["colors"]) if "colors" in desc else None
-        has_colors = colors is not None
         idx = desc["indices"]
         kind = {"uint16": "<u2", "uint32": "<u4"}.get(idx["type"])
         if kind is None:
             raise Corrupt(f"unknown index type {idx['type']!r}")
         indices = self.array(idx["buffer"], 3, (kind,))
-        # Unlit is emulated with emissive colour, which ignores vertex colours: keep those lit instead.
-        material = self.material(desc["material"], emulate_unlit=self.emulate_unlit and not has_colors)
+        material = self.material(desc["material"])
         return Primitive(positions, indices, material, normals=normals, uvs=uvs, colors=colors)
 
     def positions(self, desc: dict[str, Any]) -> NDArray[np.float32]:
@@ -259,31 +252,6 @@ def _checked_shape(
     return shape
 
 
-def _unlit(material: Material) -> Material:
-    """An unlit material drawn by the PBR shader: its colour as emissive light, no diffuse or metal.
-
-    Exact for colour and texture; a small specular highlight remains (F0 = 0.04), and a node colour
-    override replaces the (black) base colour, so overridden unlit nodes show the override lit. It stays
-    marked ``unlit``, with its uv transform.
-    """
-    r, g, b, a = material.base_color_factor
-    return Material(
-        name=material.name,
-        base_color_factor=(0.0, 0.0, 0.0, a),
-        base_color_texture=material.base_color_texture,  # still gives alpha
-        metallic_factor=0.0,
-        roughness_factor=1.0,
-        emissive_factor=(r, g, b),
-        emissive_texture=material.base_color_texture,
-        double_sided=material.double_sided,
-        alpha_mode=material.alpha_mode,
-        alpha_cutoff=material.alpha_cutoff,
-        unlit=True,
-        uv_scale=material.uv_scale,
-        uv_offset=material.uv_offset,
-    )
-
-
 def _metadata(desc: dict[str, Any], keeper: MetadataKeeper) -> dict[str, MetadataValue]:
     """A node row's ``metadata``: str keys, bool/int/float/str values, within the keeper's limit."""
     raw = desc.get("metadata")
@@ -313,22 +281,19 @@ def read_asset(
     label: str = "asset",
     lods: bool = True,
     verify: bool = True,
-    emulate_unlit: bool = True,
 ) -> Asset:
     """Read an ``.arrAsset`` into a new ``Asset`` (scene named ``name``); ``label`` names the source in
     messages. Arrays share memory with ``data``: keep it alive and unchanged while the scene is in use.
 
     ``lods=False`` leaves the meshes' levels of detail out (they add about a third to the load time).
-    ``verify`` checks every buffer's CRC-32 (about 0.3 ms per MB). ``emulate_unlit`` draws unlit
-    materials (``Material.unlit``) with the PBR shader: their colour turned into emissive light (see
-    ``_unlit``); a renderer that draws ``unlit`` itself reads with it off and gets the stored material.
+    ``verify`` checks every buffer's CRC-32 (about 0.3 ms per MB).
     Nodes get their object metadata (``Node.metadata``). Any problem, whatever it is, raises
     ``ModelLoadError`` with a message naming the problem.
     """
     view = memoryview(data)
     manifest, d_off, d_len = read_manifest(view, label, verify)
     try:
-        reader = _Reader(view, manifest, d_off, d_len, verify, lods, emulate_unlit)
+        reader = _Reader(view, manifest, d_off, d_len, verify, lods)
         return _read(reader, name)
     except Corrupt as exc:
         raise ModelLoadError(f"{label}: corrupt .arrAsset ({exc})") from None
