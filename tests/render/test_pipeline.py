@@ -112,6 +112,22 @@ async def test_bad_sources_and_files_raise_model_errors(pipeline: RenderPipeline
     assert (await pipeline.latest_frame()).image.shape == (H, W, 3)  # still rendering
 
 
+async def test_no_pick_past_the_polygon_limit(tmp_path: Path) -> None:
+    """The picture is a checkerboard past the limit: nothing of the scene is on screen to pick."""
+    fixtures.two_node_glb(tmp_path)
+    pipeline = RenderPipeline(W, H, policy=ModelSourcePolicy(roots=(tmp_path,)), polygon_limit=1000)
+    await pipeline.start()
+    try:
+        await pipeline.load("two_nodes.glb", "m")  # 1,292 triangles
+        assert await pipeline.pick(0.3, 0.5) is None
+        pipeline.polygon_limit = 2000
+        hit = await pipeline.pick(0.3, 0.5)
+        assert hit is not None
+        assert hit["node"]["name"] == "RedBox"
+    finally:
+        await pipeline.close()
+
+
 async def test_node_edits_pick_and_unload(pipeline: RenderPipeline) -> None:
     await pipeline.load("two_nodes.glb", "m")
     hit = await pipeline.pick(0.3, 0.5)
@@ -121,6 +137,7 @@ async def test_node_edits_pick_and_unload(pipeline: RenderPipeline) -> None:
     node = await pipeline.set_node("RedBox", transform=None, visible=False, color=None, clear_color=False)
     assert node["visible"] is False
     assert red((await pipeline.latest_frame()).image) == 0
+    assert await pipeline.pick(0.3, 0.5) is None  # hidden: the ray goes through
     await pipeline.set_node("BlueSphere", transform=None, visible=None, color=(1, 0, 0, 1), clear_color=False)
     frame = await pipeline.latest_frame()
     assert blue(frame.image) == 0

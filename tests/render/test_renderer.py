@@ -1,4 +1,4 @@
-"""Offscreen rendering through moderngl/EGL (llvmpipe here): pixels, camera, picking, node state, limits.
+"""Offscreen rendering through moderngl/EGL (llvmpipe here): pixels, camera, node state, limits.
 
 Frames are small (160x120) and compared with colour tolerances, never hashes: GPU drivers differ in
 rounding. One renderer serves the whole module, as a render server keeps one per process.
@@ -116,22 +116,6 @@ def test_orbit_180_swaps_sides(renderer: Renderer, scene: Scene) -> None:
     assert blue_right == 0
 
 
-def test_pick_returns_node_or_none(renderer: Renderer, scene: Scene) -> None:
-    camera = front_camera()
-    box = scene.node("RedBox")
-    x, y = to_pixel(camera, (fixtures.RED_X, 0, 0))
-    assert renderer.pick(camera, x, y) == box.id
-    hit = renderer.pick_hit(camera, x, y)
-    assert hit is not None
-    assert hit.position[2] == pytest.approx(0.5, abs=0.05)
-    x, y = to_pixel(camera, (fixtures.BLUE_X, fixtures.BLUE_Y, 0))
-    assert renderer.pick(camera, x, y) == scene.node("BlueSphere").id
-    assert renderer.pick(camera, 2, 2) is None
-    assert renderer.pick(camera, W + 5, 2) is None
-    box.visible = False
-    assert renderer.pick(camera, *to_pixel(camera, (fixtures.RED_X, 0, 0))) is None
-
-
 def test_visibility_colour_and_transform_apply_on_next_render(renderer: Renderer, scene: Scene) -> None:
     camera = front_camera()
     renderer.render(camera)
@@ -168,7 +152,6 @@ def test_checkerboard_past_the_polygon_limit(renderer: Renderer, scene: Scene) -
     grey = frame.mean(axis=2)
     assert (grey > 190).mean() > 0.3
     assert (grey < 80).mean() > 0.3
-    assert renderer.pick(camera, *to_pixel(camera, (fixtures.RED_X, 0, 0))) is None
     renderer.polygon_limit = scene.polygon_count
     frame = renderer.render(camera)
     assert not renderer.limit_exceeded

@@ -20,6 +20,8 @@ from PIL import Image
 
 from openrr.client.connection import RenderConnection, connect
 from openrr.client.errors import RenderRequestError
+from openrr.protocol.scene_api import SCENE_TYPES
+from openrr.render.scene_commands import HANDLERS
 from tests.render import fixtures
 from tests.render.fixtures import RED_X
 from tests.render.live import LiveServer, live_server
@@ -78,6 +80,10 @@ def close(actual: list[float], expected: list[float] | tuple[float, ...]) -> boo
     return len(actual) == len(expected) and all(
         math.isclose(a, e, abs_tol=1e-6) for a, e in zip(actual, expected, strict=True)
     )
+
+
+async def test_every_scene_request_has_a_handler() -> None:
+    assert set(HANDLERS) == SCENE_TYPES
 
 
 async def test_versions_hello_and_v1_clients(conn: RenderConnection) -> None:
@@ -281,6 +287,11 @@ async def test_components_round_trip_and_limits(conn: RenderConnection) -> None:
     }
     assert (await refused(conn, enable)).code == "TooManyCutPlanes"
     await ask(conn, "component.destroy", entity=planes[0], component="CutPlane")
+    # Eight enabled lights at most (the box's spot light is one).
+    for entity in planes[:7]:
+        await ask(conn, "component.create", entity=entity, component="PointLight", properties={"range": 5})
+    ninth_light = {"type": "component.create", "entity": planes[7], "component": "DirectionalLight"}
+    assert (await refused(conn, ninth_light)).code == "TooManyLights"
     assert (
         await ask(conn, "component.set", entity=planes[8], component="CutPlane", properties={"enabled": True})
     )["properties"]["enabled"] is True
@@ -387,6 +398,24 @@ async def test_skies(conn: RenderConnection) -> None:
         assert (await refused(conn, message)).code == code, message
     assert (await ask(conn, "sky.list"))["current"] == "face.png"  # refusals change nothing
     await conn.wait_frames(conn.frames_received + 2, timeout=20)  # still streaming
+
+
+async def test_raycast_and_volume_queries(conn: RenderConnection) -> None:
+    box = await entity_named(conn, "RedBox")
+    ray = await ask(conn, "raycast", origin=[RED_X, 0, 5], direction=[0, 0, -1])
+    [hit] = ray["hits"]
+    assert (ray["type"], hit["entity"], hit["part"]) == ("raycast.result", box["id"], 0)
+    assert close(hit["position"], (RED_X, 0, 0.5))
+    assert math.isclose(hit["distance"], 4.5, abs_tol=1e-5)
+    found = await ask(conn, "query.box", min=[RED_X - 0.1, -0.1, -0.1], max=[RED_X + 0.1, 0.1, 0.1])
+    assert found["type"] == "query.result"
+    assert found["entities"] == []  # inside the cube: no triangle meets the box
+    found = await ask(conn, "query.sphere", center=[RED_X, 0, 0], radius=1.0)
+    assert found["entities"] == [box["id"]]
+    await ask(conn, "entity.set", entity=box["id"], enabled=False)
+    assert (await ask(conn, "raycast", origin=[RED_X, 0, 5], direction=[0, 0, -1]))["hits"] == []
+    bad = {"type": "raycast", "origin": [0, 0, 0], "direction": [0, 0, 0]}
+    assert (await refused(conn, bad)).code == "BadMessage"
 
 
 async def test_the_next_client_starts_from_a_clean_slate(server: LiveServer) -> None:

@@ -34,6 +34,7 @@ from openrr.model.errors import ModelLoadError
 from openrr.model.scene import Scene
 from openrr.model.sources import ModelSourcePolicy, SourceRefused, display_name
 from openrr.protocol.handshake import RenderLimits
+from openrr.render import spatial
 from openrr.render.camera import Camera
 from openrr.render.render_ahead import RenderAhead
 from openrr.render.renderer import Renderer, is_software
@@ -356,6 +357,7 @@ class RenderPipeline:
             if self.scene is not scene:
                 raise ModelError("ModelLoadFailed", "the scene was reset while the model loaded")
             roots = scene.add_scene(parsed)
+            spatial.pending_builds(scene)  # the BVHs build in the background from now on
             self.polygons = scene.polygon_count
             return LoadedModel(
                 model_id, url, source, [n.id for n in roots], len(parsed), parsed.polygon_count, preload, used
@@ -435,10 +437,22 @@ class RenderPipeline:
         return node
 
     async def pick(self, x: float, y: float) -> dict[str, Any] | None:
+        """What is on screen at (x, y) of the view: a ray cast (``spatial.pick``)."""
         camera = self.camera.copy()
+        scene = self.scene
+        # BVHs still being built are awaited here, not on the GL thread, which goes on rendering.
+        builds = await self.on_gl(lambda: spatial.pending_builds(scene))
+        if builds:
+            await asyncio.wait([asyncio.wrap_future(b) for b in builds], timeout=spatial.BUILD_WAIT_S)
 
         def hit() -> dict[str, Any] | None:
-            return pick_json(self.scene, self.renderer.pick_hit(camera, x * self.width, y * self.height))
+            if self.polygon_limit is not None and self.scene.polygon_count > self.polygon_limit:
+                return None  # the picture is the limit's checkerboard, not the scene
+            try:
+                found = spatial.pick(self.scene.world(), camera, x, y, self.width / self.height)
+            except spatial.IndexNotReady as exc:
+                raise ModelError("Busy", f"{exc}; pick again shortly") from None
+            return pick_json(self.scene, found)
 
         return await self.on_gl(hit)
 

@@ -35,7 +35,6 @@ from openrr.render.camera import Camera, boxes_in_frustum, frustum_planes
 from openrr.render.glcalls import GLCalls
 from openrr.render.lights import punctual_uniforms
 from openrr.render.part_materials import MaterialTextures, lod_parts
-from openrr.render.picking import Picker, PickHit, PickItem, pick_matrix
 from openrr.render.scene_pass import NodeMatrices, ScenePass
 from openrr.render.shaders import Background, DirectionalLight, Hemisphere, default_lights
 from openrr.render.sky import SKY_UNIT, SkyPass
@@ -73,7 +72,6 @@ class _GpuPrimitive:
     program: Any
     uniforms: dict[str, Any]  # the program's active uniforms by name (moderngl's lookup is a linear scan)
     vao: Any
-    id_vao: Any
     resources: list[Any]
     has_uv: bool = field(init=False)
 
@@ -120,7 +118,6 @@ class Renderer:
         self._textures = MaterialTextures(self.ctx)
         self._parts: dict[tuple[int, int], tuple[int, ...]] = {}  # (base, level) mesh ids -> base parts
         self._programs: dict[tuple[bool, bool, bool], tuple[Any, dict[str, Any]]] = {}
-        self._picker = Picker(self.ctx)
         full = shaders.FULLSCREEN_VERTEX
         self._gradient: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.GRADIENT_FRAGMENT)
         self._checker: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.CHECKER_FRAGMENT)
@@ -182,7 +179,7 @@ class Renderer:
                     self._parts[id(mesh), id(level.mesh)] = lod_parts(mesh, level.mesh)
         for gone in set(self._meshes) - set(wanted):
             for gpu in self._meshes.pop(gone)[1]:
-                for resource in (gpu.vao, gpu.id_vao, *gpu.resources):
+                for resource in (gpu.vao, *gpu.resources):
                     resource.release()
         for key_, mesh in wanted.items():
             if key_ not in self._meshes:
@@ -223,8 +220,7 @@ class Renderer:
                 resources.append(ctx.buffer(array))
                 content.append((resources[-1], fmt, name))
         vao = ctx.vertex_array(program, content, index_buffer=indices, index_element_size=4, skip_errors=True)
-        id_vao = self._picker.vertex_array(positions, indices)
-        return _GpuPrimitive(primitive, program, uniforms, vao, id_vao, resources)
+        return _GpuPrimitive(primitive, program, uniforms, vao, resources)
 
     # -- rendering -------------------------------------------------------------------------------------
 
@@ -380,35 +376,6 @@ class Renderer:
         result: NDArray[np.float64] = focal * scale / distance
         return result
 
-    # -- picking ---------------------------------------------------------------------------------------
-
-    def pick_hit(self, camera: Camera, x: float, y: float) -> PickHit | None:
-        """The node visible at pixel (x, y) (from the top left, continuous: the first pixel's centre is
-        (0.5, 0.5)) and the world point hit, or None for background. See picking.py for the method."""
-        self._sync()
-        if self._scene is None or self.limit_exceeded or not (0 <= x < self.width and 0 <= y < self.height):
-            return None
-        state = self._scene.world()
-        view_projection = pick_matrix(x, y, self.width, self.height) @ self._view_projection(camera, state)
-        rows = self._candidates(state, view_projection)
-        items = [
-            PickItem(
-                int(state.ids[row]),
-                state.world[row],
-                [
-                    (g.id_vao, g.primitive.material.double_sided)
-                    for g in self._meshes[id(state.meshes[row])][1]
-                ],
-            )
-            for row in rows
-        ]
-        return self._picker.pick(view_projection, items)
-
-    def pick(self, camera: Camera, x: float, y: float) -> int | None:
-        """The id of the node visible at pixel (x, y), or None; see ``pick_hit``."""
-        hit = self.pick_hit(camera, x, y)
-        return None if hit is None else hit.node_id
-
     # -- lifetime --------------------------------------------------------------------------------------
 
     def release(self) -> None:
@@ -417,7 +384,6 @@ class Renderer:
         self._sync()
         self._sync_textures()
         self._sky.release()
-        self._picker.release()
         self.ctx.release()
 
     def __enter__(self) -> Renderer:

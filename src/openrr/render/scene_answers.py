@@ -11,7 +11,7 @@ from typing import Any
 
 from openrr.model.scene import Node, Scene
 from openrr.render.camera import Camera
-from openrr.render.picking import PickHit
+from openrr.render.spatial import RayHit
 
 
 def node_json(node: Node) -> dict[str, Any]:
@@ -24,11 +24,11 @@ def node_json(node: Node) -> dict[str, Any]:
     }
 
 
-def pick_json(scene: Scene, found: PickHit | None) -> dict[str, Any] | None:
+def pick_json(scene: Scene, found: RayHit | None) -> dict[str, Any] | None:
     """The node hit and the world-space point, or None when nothing (or a node since removed) was hit."""
-    if found is None or found.node_id not in scene:
+    if found is None or found.entity not in scene:
         return None
-    node = scene.node(found.node_id)
+    node = scene.node(found.entity)
     return {
         "node": {"id": node.id, "name": node.name},
         "position": [round(float(v), 6) for v in found.position],

@@ -4,9 +4,10 @@ they share (``SceneContext``: the pipeline and what this client has created so f
 Apart from ``connection.py`` (WebRTC, the data channel, protocol v1): this module only routes. The
 handlers live by subject: entities and the hierarchy (``scene_entities``), components
 (``scene_components``), materials and textures (``scene_materials``), outline and shell
-(``scene_settings``), the sky (``scene_sky``). A handler validates the request against the scene, does
-its scene work on the GL thread (``SceneContext.gl``), and returns the answer's type and fields; a
-refusal raises ``SceneError`` with the protocol's code. The answer carries the request's ``v`` (2).
+(``scene_settings``), the sky (``scene_sky``), spatial queries (``scene_query_requests``). A handler
+validates the request against the scene, does its scene work on the GL thread (``SceneContext.gl``), and
+returns the answer's type and fields; a refusal raises ``SceneError`` (or the ``ModelError`` it is) with
+the protocol's code. The answer carries the request's ``v`` (2).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from openrr.protocol import datachannel as protocol
 from openrr.protocol import scene_api as api
 from openrr.render import scene_components, scene_entities, scene_materials, scene_settings, scene_sky
 from openrr.render.pipeline import RenderPipeline
-from openrr.render.scene_context import SceneContext, SceneError
+from openrr.render.scene_context import SceneContext
+from openrr.render.scene_query_requests import spatial_query
 
 Answer = tuple[str, dict[str, Any]]
 Handler = Callable[[SceneContext, Any], Awaitable[Answer]]
@@ -45,6 +47,10 @@ HANDLERS: dict[str, Handler] = {
     "shell.set": scene_settings.shell_set,
     "sky.set": scene_sky.sky_set,
     "sky.list": scene_sky.sky_list,
+    "raycast": spatial_query,
+    "query.box": spatial_query,
+    "query.sphere": spatial_query,
+    "query.orientedBox": spatial_query,
 }
 
 
@@ -59,8 +65,8 @@ class SceneCommands:
         """The answer message to ``request``. Raises ``SceneError`` (a ``ModelError``) for a refusal, which
         the connection answers with ``error`` and its code; any other exception is a bug (InternalError)."""
         handler = HANDLERS.get(request.type)
-        if handler is None:
-            raise SceneError("BadMessage", f"{request.type} is not supported by this server")
+        if handler is None:  # every type of the protocol has one: a gap is a bug (InternalError)
+            raise LookupError(f"no handler for {request.type}")
         type_, fields = await handler(self.context, request)
         return protocol.message(type_, request.id, v=request.v, **fields)
 

@@ -259,19 +259,6 @@ void main() {
 """
 )
 
-ID_VERTEX = """#version 330 core
-uniform mat4 u_view_proj;
-uniform mat4 u_model;
-in vec3 in_position;
-void main() { gl_Position = u_view_proj * u_model * vec4(in_position, 1.0); }
-"""
-
-ID_FRAGMENT = """#version 330 core
-uniform vec4 u_id;  // node id + 1, little-endian bytes as 0..1 values; 0 is "no node"
-out vec4 f_id;
-void main() { f_id = u_id; }
-"""
-
 # A triangle covering the screen, from gl_VertexID alone (no vertex buffer).
 FULLSCREEN_VERTEX = """#version 330 core
 out vec2 v_uv;
