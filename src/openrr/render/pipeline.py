@@ -175,11 +175,15 @@ class RenderPipeline:
     # -- frames -----------------------------------------------------------------------------------------
 
     def _version(self) -> tuple[int, ...]:
+        # While the picture changes with time alone (a pulsing outline), a new version per frame interval.
+        animating = self._renderer is not None and self._renderer.animating
+        tick = int(time.monotonic() / (self.frame_interval or 1 / 30)) if animating else -1
         return (
             self._camera_version,
             self.scene.structure_revision,
             self.scene.state_revision,
             id(self.scene),
+            tick,
         )
 
     def _can_render(self) -> bool:

@@ -18,8 +18,8 @@ next frame; the loaded materials are never changed); the scene's lights and sky 
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,26 +32,17 @@ from openrr.model.scene import Scene
 from openrr.model.world import WorldState
 from openrr.render import shaders
 from openrr.render.camera import Camera, boxes_in_frustum, frustum_planes
+from openrr.render.draw_lists import DrawLists, choose_lod, draw_lists
 from openrr.render.glcalls import GLCalls
 from openrr.render.lights import punctual_uniforms
+from openrr.render.outline import OutlinePass, pulse_color, pulsing, screen_box
 from openrr.render.part_materials import MaterialTextures, lod_parts
 from openrr.render.scene_pass import NodeMatrices, ScenePass
 from openrr.render.shaders import Background, DirectionalLight, Hemisphere, default_lights
 from openrr.render.sky import SKY_UNIT, SkyPass
+from openrr.render.state_shading import cut_bits, cut_uniforms
 
-LOD_TOLERANCE_PX = 1.0  # a level may move vertices by at most this much on screen
-
-
-def choose_lod(mesh: Mesh, pixels_per_unit: float, tolerance_px: float = LOD_TOLERANCE_PX) -> Mesh:
-    """The coarsest of ``mesh`` and its levels whose error stays within ``tolerance_px`` pixels."""
-    chosen = mesh
-    for level in mesh.lods:
-        if level.error * pixels_per_unit <= tolerance_px:
-            chosen = level.mesh
-    return chosen
-
-
-__all__ = ["Background", "DirectionalLight", "Hemisphere", "RenderStats", "Renderer"]
+__all__ = ["Background", "DirectionalLight", "Hemisphere", "RenderStats", "Renderer", "choose_lod"]
 _FLIP_Y = np.diag([1.0, -1.0, 1.0, 1.0])
 
 
@@ -73,13 +64,12 @@ class _GpuPrimitive:
     uniforms: dict[str, Any]  # the program's active uniforms by name (moderngl's lookup is a linear scan)
     vao: Any
     resources: list[Any]
+    content: list[tuple[Any, str, str]]  # the vertex array's (buffer, format, attribute)
+    cut: tuple[Any, dict[str, Any], Any] | None = None  # program, uniforms, vao with cut planes (lazily)
     has_uv: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.has_uv = self.primitive.uvs is not None
-
-
-Draw = tuple[int, _GpuPrimitive, Material]  # (node index in the pass, primitive, material)
 
 
 class Renderer:
@@ -117,13 +107,16 @@ class Renderer:
         self._meshes: dict[int, tuple[Mesh, list[_GpuPrimitive]]] = {}
         self._textures = MaterialTextures(self.ctx)
         self._parts: dict[tuple[int, int], tuple[int, ...]] = {}  # (base, level) mesh ids -> base parts
-        self._programs: dict[tuple[bool, bool, bool], tuple[Any, dict[str, Any]]] = {}
+        self._programs: dict[tuple[bool, bool, bool, bool], tuple[Any, dict[str, Any]]] = {}
         full = shaders.FULLSCREEN_VERTEX
         self._gradient: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.GRADIENT_FRAGMENT)
         self._checker: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.CHECKER_FRAGMENT)
         self._fxaa: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.FXAA_FRAGMENT)
         self._quads = {p: self.ctx.vertex_array(p, []) for p in (self._gradient, self._checker, self._fxaa)}
         self._sky = SkyPass(self.ctx, full)
+        self._outline = OutlinePass(self.ctx, full)
+        self.clock: Callable[[], float] = time.monotonic  # seconds; the outline's pulse follows it
+        self._animating = False
         self._targets: list[Any] = []
         self.resize(width, height)
 
@@ -141,10 +134,17 @@ class Renderer:
         self._post_color = self.ctx.texture((width, height), 4)
         self._post = self.ctx.framebuffer(color_attachments=[self._post_color])
         self._targets = [self._fbo, self._color, self._depth, self._post, self._post_color]
+        self._outline.resize(width, height)
 
     @property
     def aspect(self) -> float:
         return self.width / self.height
+
+    @property
+    def animating(self) -> bool:
+        """Whether the last frame changes with time alone (a pulsing selection outline): the next frame
+        differs although nothing was edited."""
+        return self._animating
 
     # -- scene -----------------------------------------------------------------------------------------
 
@@ -179,8 +179,7 @@ class Renderer:
                     self._parts[id(mesh), id(level.mesh)] = lod_parts(mesh, level.mesh)
         for gone in set(self._meshes) - set(wanted):
             for gpu in self._meshes.pop(gone)[1]:
-                for resource in (gpu.vao, *gpu.resources):
-                    resource.release()
+                _release(gpu)
         for key_, mesh in wanted.items():
             if key_ not in self._meshes:
                 self._meshes[key_] = (mesh, [self._upload(p) for p in mesh.primitives])
@@ -198,15 +197,7 @@ class Renderer:
     def _upload(self, primitive: Primitive) -> _GpuPrimitive:
         ctx = self.ctx
         variant = (primitive.normals is not None, primitive.uvs is not None, primitive.colors is not None)
-        if variant not in self._programs:
-            vertex, fragment = shaders.mesh_program_source(*variant)
-            program: Any = ctx.program(vertex_shader=vertex, fragment_shader=fragment)
-            uniforms = {n: program[n] for n in program if isinstance(program[n], moderngl.Uniform)}
-            for name, unit in (*shaders.TEXTURE_UNITS.items(), ("u_env_tex", SKY_UNIT)):
-                if name in uniforms:
-                    uniforms[name].value = unit
-            self._programs[variant] = (program, uniforms)
-        program, uniforms = self._programs[variant]
+        program, uniforms = self._program((*variant, False))
         positions = ctx.buffer(primitive.positions)
         indices = ctx.buffer(primitive.indices)
         resources = [positions, indices]
@@ -219,8 +210,35 @@ class Renderer:
             if array is not None:
                 resources.append(ctx.buffer(array))
                 content.append((resources[-1], fmt, name))
-        vao = ctx.vertex_array(program, content, index_buffer=indices, index_element_size=4, skip_errors=True)
-        return _GpuPrimitive(primitive, program, uniforms, vao, resources)
+        vao = self._vertex_array(program, content, indices)
+        return _GpuPrimitive(primitive, program, uniforms, vao, resources, content)
+
+    def _program(self, variant: tuple[bool, bool, bool, bool]) -> tuple[Any, dict[str, Any]]:
+        """The mesh program for (normals, uvs, colours, cut planes), compiled once."""
+        if variant not in self._programs:
+            vertex, fragment = shaders.mesh_program_source(*variant)
+            program: Any = self.ctx.program(vertex_shader=vertex, fragment_shader=fragment)
+            uniforms = {n: program[n] for n in program if isinstance(program[n], moderngl.Uniform)}
+            for name, unit in (*shaders.TEXTURE_UNITS.items(), ("u_env_tex", SKY_UNIT)):
+                if name in uniforms:
+                    uniforms[name].value = unit
+            self._programs[variant] = (program, uniforms)
+        return self._programs[variant]
+
+    def _vertex_array(self, program: Any, content: list[tuple[Any, str, str]], indices: Any) -> Any:
+        return self.ctx.vertex_array(
+            program, content, index_buffer=indices, index_element_size=4, skip_errors=True
+        )
+
+    def _cut_variant(self, gpu: _GpuPrimitive) -> tuple[Any, dict[str, Any], Any]:
+        """The program, uniforms and vertex array that draw ``gpu`` with cut planes (made on first use)."""
+        if gpu.cut is None:
+            p = gpu.primitive
+            program, uniforms = self._program(
+                (p.normals is not None, p.uvs is not None, p.colors is not None, True)
+            )
+            gpu.cut = (program, uniforms, self._vertex_array(program, gpu.content, gpu.resources[1]))
+        return gpu.cut
 
     # -- rendering -------------------------------------------------------------------------------------
 
@@ -245,6 +263,7 @@ class Renderer:
         self._sync()
         self._sync_textures()
         self._sky.set_sky(self._scene.sky if self._scene is not None and not self.limit_exceeded else None)
+        self._animating = False
         self._fbo.use()
         self._draw_background(camera)
         if self.limit_exceeded:
@@ -294,87 +313,92 @@ class Renderer:
         rows = self._candidates(state, view_projection)
         self._stats.nodes_culled = int((state.has_mesh & state.visible).sum()) - len(rows)
         worlds = state.world[rows]
-        opaque, blended = self._draw_lists(camera, state, rows, worlds)
+        lists: DrawLists[_GpuPrimitive] = draw_lists(camera, self.height, state, rows, worlds, self._parts_of)
         frame_uniforms = shaders.frame_uniforms(
             camera.position, camera.rotation, view_projection, self.lights, self.ambient
         )
         frame_uniforms.update(punctual_uniforms(state.lights))
         frame_uniforms.update(self._sky.frame_uniforms())
         self._sky.bind()
-        scene_pass = ScenePass(ctx, frame_uniforms, NodeMatrices.of(worlds, state.color[rows]))
+        bits = cut_bits(state.cut_planes, state.cut_mask[rows])
+        if bits.any():  # the cut variants' frame uniforms; nothing else reads them
+            frame_uniforms |= cut_uniforms(state.cut_planes)
+        nodes = NodeMatrices.of(worlds, state.color[rows], state.tint[rows], bits)
+        scene_pass = ScenePass(ctx, frame_uniforms, nodes)
         ctx.enable(moderngl.DEPTH_TEST)
         ctx.disable(moderngl.BLEND)
         self._fbo.depth_mask = True
-        for draw in opaque:
+        for draw in lists.opaque:
             self._draw(scene_pass, *draw)
-        if blended:
+        if lists.blended or lists.see_through:
+            # Blended materials, then see-through entities (ARR's shell look): depth-tested against the
+            # opaque picture, writing no depth, so what is behind them shows through.
             ctx.enable(moderngl.BLEND)
             ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
             self._fbo.depth_mask = False
-            for draw in blended:
+            for draw in lists.blended:
+                self._draw(scene_pass, *draw)
+            scene_pass.set_mode(shell=self._scene.shell if self._scene is not None else None)
+            for draw in lists.see_through:
                 self._draw(scene_pass, *draw)
         self._fbo.depth_mask = True
         ctx.disable(moderngl.BLEND)
+        self._draw_outline(scene_pass, lists, state.bounds[rows], view_projection)
         self._stats.nodes_drawn = len(rows)
 
-    def _draw_lists(
-        self, camera: Camera, state: WorldState, rows: NDArray[np.int64], worlds: F64
-    ) -> tuple[list[Draw], list[Draw]]:
-        """The draws of the nodes in ``rows`` (by index into ``rows``), at their levels of detail, each part
-        with the material the scene says: the opaque ones grouped by program and material, the blended
-        ones far to near."""
+    def _parts_of(self, node_id: int, base: Mesh, mesh: Mesh) -> list[tuple[_GpuPrimitive, Material]]:
+        """``mesh``'s uploaded primitives (``base`` or one of its levels) with the materials the scene
+        gives the node's parts (a level's part that maps to no base part keeps its own, as edited)."""
         scene = self._scene
         assert scene is not None
-        opaque: list[Draw] = []
-        blended: list[tuple[float, Draw]] = []
-        eye = camera.position
-        pixels = self._pixels_per_unit(camera, state, rows, worlds)
-        for i, row in enumerate(rows):
-            base = state.meshes[row]
-            assert base is not None  # rows with meshes only
-            mesh = choose_lod(base, pixels[i]) if base.lods else base
-            node = scene.node(int(state.ids[row]))
-            parts = range(len(base.primitives)) if mesh is base else self._parts[id(base), id(mesh)]
-            for gpu, part in zip(self._meshes[id(mesh)][1], parts, strict=True):
-                material = (
-                    scene.material_of(node, part)
-                    if part >= 0
-                    else scene.materials.current(gpu.primitive.material)
-                )
-                if material.alpha_mode == "BLEND":
-                    centre = state.bounds[row].mean(axis=0)
-                    blended.append((-float(np.sum((centre - eye) ** 2)), (i, gpu, material)))
-                else:
-                    opaque.append((i, gpu, material))
-        opaque.sort(key=lambda draw: (id(draw[1].program), id(draw[2])))
-        blended.sort(key=lambda item: item[0])  # far to near
-        return opaque, [draw for _, draw in blended]
+        node = scene.node(node_id)
+        parts = range(len(base.primitives)) if mesh is base else self._parts[id(base), id(mesh)]
+        return [
+            (
+                gpu,
+                scene.material_of(node, part)
+                if part >= 0
+                else scene.materials.current(gpu.primitive.material),
+            )
+            for gpu, part in zip(self._meshes[id(mesh)][1], parts, strict=True)
+        ]
 
-    def _draw(self, scene_pass: ScenePass, node: int, gpu: _GpuPrimitive, material: Material) -> None:
+    def _draw_outline(
+        self, scene_pass: ScenePass, lists: DrawLists[_GpuPrimitive], bounds: F64, view_projection: F64
+    ) -> None:
+        """The selection outline around the selected nodes' draws (nothing to do when none is drawn)."""
+        outline = self._scene.outline if self._scene is not None else None
+        selected = sorted({node for node, _, _ in lists.selected})
+        box = screen_box(bounds[selected], view_projection, self.width, self.height) if selected else None
+        self._animating = outline is not None and box is not None and pulsing(outline)
+        if outline is None or box is None:
+            return
+        self._outline.begin_mask(box)
+        scene_pass.set_mode(mask_only=True)
+        for node, gpu, material in lists.selected:
+            self._draw(scene_pass, node, gpu, material, count=False)
+        self._outline.draw_line(self._fbo, pulse_color(outline, self.clock()))
+
+    def _draw(
+        self, scene_pass: ScenePass, node: int, gpu: _GpuPrimitive, material: Material, *, count: bool = True
+    ) -> None:
+        program, uniforms, vao = (
+            self._cut_variant(gpu)
+            if scene_pass.nodes.cut_bits[node]
+            else (gpu.program, gpu.uniforms, gpu.vao)
+        )
         textures = self._textures.of(material) if gpu.has_uv else {}  # no uvs: textures are ignored
-        scene_pass.set_uniforms(gpu.uniforms, material, textures, node)
+        scene_pass.set_uniforms(uniforms, material, textures, node)
         for unit, texture in textures.items():
             texture.use(location=unit)
         scene_pass.set_faces(node, material)
         if self._calls is not None:
-            self._calls.draw_triangles(gpu.program, gpu.vao, gpu.primitive.indices.size)
+            self._calls.draw_triangles(program, vao, gpu.primitive.indices.size)
         else:
-            gpu.vao.render(moderngl.TRIANGLES)
-        self._stats.draw_calls += 1
-        self._stats.triangles += gpu.primitive.triangle_count
-
-    def _pixels_per_unit(
-        self, camera: Camera, state: WorldState, rows: NDArray[np.int64], worlds: F64
-    ) -> NDArray[np.float64]:
-        """Per row, how many pixels one unit of the node's mesh covers at its nearest point (conservative
-        for level-of-detail choice: nearer means finer)."""
-        bounds = state.bounds[rows]
-        nearest = np.clip(camera.position, bounds[:, 0], bounds[:, 1])
-        distance = np.maximum(np.linalg.norm(nearest - camera.position, axis=1), 1e-9)
-        scale = np.linalg.norm(worlds[:, :3, :3], axis=1).max(axis=1)  # largest axis scale of the node
-        focal = self.height / (2 * math.tan(math.radians(camera.fov) / 2))
-        result: NDArray[np.float64] = focal * scale / distance
-        return result
+            vao.render(moderngl.TRIANGLES)
+        if count:
+            self._stats.draw_calls += 1
+            self._stats.triangles += gpu.primitive.triangle_count
 
     # -- lifetime --------------------------------------------------------------------------------------
 
@@ -384,6 +408,7 @@ class Renderer:
         self._sync()
         self._sync_textures()
         self._sky.release()
+        self._outline.release()
         self.ctx.release()
 
     def __enter__(self) -> Renderer:
@@ -391,6 +416,13 @@ class Renderer:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _release(gpu: _GpuPrimitive) -> None:
+    for resource in (gpu.vao, *gpu.resources):
+        resource.release()
+    if gpu.cut is not None:
+        gpu.cut[2].release()
 
 
 def is_software(gl_renderer: str) -> bool:

@@ -15,8 +15,9 @@ import moderngl
 import numpy as np
 from numpy.typing import NDArray
 
+from openrr.model.components import ShellSettings
 from openrr.model.mesh import F32, F64, Material
-from openrr.render import shaders
+from openrr.render import shaders, state_shading
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,21 @@ class NodeMatrices:
     normals: NDArray[np.float32]  # (M^-1)^T of the 3x3 part, column-major
     mirrored: NDArray[np.bool_]  # a negative determinant: the faces' winding flips
     colors: F32  # the colour override (NaN: none)
+    tints: F32  # the tint, RGBA with alpha the strength (0 where none)
+    cut_bits: NDArray[np.int32]  # bit i: cut plane i applies (0: nothing cuts the node)
 
     @classmethod
-    def of(cls, worlds: F64, colors: F32) -> NodeMatrices:
+    def of(
+        cls, worlds: F64, colors: F32, tints: F32 | None = None, cut_bits: NDArray[np.int32] | None = None
+    ) -> NodeMatrices:
+        count = len(worlds)
         return cls(
             models=np.ascontiguousarray(worlds.transpose(0, 2, 1), dtype=np.float32),
             normals=np.ascontiguousarray(np.linalg.inv(worlds[:, :3, :3]), dtype=np.float32),
             mirrored=np.linalg.det(worlds[:, :3, :3]) < 0,
             colors=colors,
+            tints=np.zeros((count, 4), np.float32) if tints is None else np.nan_to_num(tints, nan=0.0),
+            cut_bits=np.zeros(count, np.int32) if cut_bits is None else cut_bits,
         )
 
 
@@ -50,6 +58,13 @@ class ScenePass:
         self._materials: dict[int, tuple[Material, tuple[float, ...] | None]] = {}
         self._culling: bool | None = None
         self._front: str | None = None
+        # The states' per-draw uniforms (tint, cut planes, see-through, mask) last written, per program.
+        self._states: dict[int, dict[str, Any]] = {}
+        self._mode = state_shading.shell_uniforms(None) | {"u_mask_only": 0.0}
+
+    def set_mode(self, *, shell: ShellSettings | None = None, mask_only: bool = False) -> None:
+        """The draws from now on: ordinary, see-through with ``shell``'s look, or coverage for a mask."""
+        self._mode = state_shading.shell_uniforms(shell) | {"u_mask_only": 1.0 if mask_only else 0.0}
 
     def set_uniforms(
         self, uniforms: dict[str, Any], material: Material, textures: dict[int, Any], node: int
@@ -72,11 +87,24 @@ class ScenePass:
                 if name in uniforms:
                     uniforms[name].value = value
             self._materials[id(uniforms)] = key
+        self._set_states(uniforms, node)
+
+    def _set_states(self, uniforms: dict[str, Any], node: int) -> None:
+        written = self._states.setdefault(id(uniforms), {})
+        wanted = self._mode | {
+            "u_tint": tuple(self.nodes.tints[node].tolist()),
+            "u_cut_apply": int(self.nodes.cut_bits[node]),
+        }
+        for name, value in wanted.items():
+            if written.get(name) != value and name in uniforms:
+                uniforms[name].value = value
+                written[name] = value
 
     def set_faces(self, node: int, material: Material) -> None:
         """Winding and culling for one draw of ``node``."""
         if self._front != (want := "ccw" if self.nodes.mirrored[node] else "cw"):
             self.ctx.front_face = self._front = want
-        if self._culling != (cull := not material.double_sided):
+        # While a plane cuts the node its back faces show the inside (shaded with the flipped normal).
+        if self._culling != (cull := not material.double_sided and not self.nodes.cut_bits[node]):
             (self.ctx.enable if cull else self.ctx.disable)(moderngl.CULL_FACE)
             self._culling = cull

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from openrr.model.mesh import F64, Material
 from openrr.render.lights import MAX_PUNCTUAL
+from openrr.render.state_shading import insert_states
 
 RGB = tuple[float, float, float]
 MAX_LIGHTS = 4
@@ -191,8 +192,10 @@ vec3 to_linear(vec3 c) { return pow(c, vec3(2.2)); }
 """
     + _LIGHTING
     + """
+// STATES BLOCK
 
 void main() {
+    if (states_begin()) { f_color = vec4(1.0); return; }  // STATES hook: cut planes; the outline mask
     vec4 base = u_base_color;
     vec2 uv = vec2(0.0);
 #ifdef HAS_UV
@@ -203,6 +206,7 @@ void main() {
     base *= v_color;
 #endif
     if ((u_flags & 32) != 0) base = u_override;
+    base = states_tint(base);  // STATES hook: the tint mixes the base colour before lighting
     if (u_alpha_cutoff >= 0.0 && base.a < u_alpha_cutoff) discard;
 
     float metallic = u_metallic;
@@ -255,6 +259,7 @@ void main() {
         : shade(n, v, base.rgb, metallic, roughness, occlusion) + emissive;
     float alpha = u_opaque > 0.5 ? 1.0 : base.a;
     f_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)), alpha);
+    f_color = states_end(f_color);  // STATES hook: cut fade, see-through shell
 }
 """
 )
@@ -324,14 +329,17 @@ void main() {
 """
 
 
-def mesh_program_source(has_normals: bool, has_uv: bool, has_colors: bool) -> tuple[str, str]:
-    """(vertex, fragment) sources of the mesh program variant for a primitive's attributes."""
+def mesh_program_source(
+    has_normals: bool, has_uv: bool, has_colors: bool, cuts: bool = False
+) -> tuple[str, str]:
+    """(vertex, fragment) sources of the mesh program variant for a primitive's attributes; ``cuts``:
+    with the cut-plane code (see state_shading.py)."""
     defines = [f"#define MAX_LIGHTS {MAX_LIGHTS}", f"#define MAX_PUNCTUAL {MAX_PUNCTUAL}"]
     defines += ["#define HAS_NORMALS"] if has_normals else []
     defines += ["#define HAS_UV"] if has_uv else []
     defines += ["#define HAS_COLORS"] if has_colors else []
     header = "#version 330 core\n" + "\n".join(defines) + "\n"
-    return header + _MESH_VERTEX, header + _MESH_FRAGMENT
+    return header + _MESH_VERTEX, insert_states(header + _MESH_FRAGMENT, cuts)
 
 
 @dataclass

@@ -1,0 +1,169 @@
+"""Rendering cost of the scene states: 8 cut planes, a selection outline and a see-through entity.
+
+A real ``Renderer`` (moderngl on EGL; Mesa llvmpipe on this machine) at 1280x720 draws the ~100k-triangle
+scene of ``bench.render_stream`` (icosphere(6, r=1) + icosphere(5, r=0.5) at x = 1.6 = 102,400 triangles,
+smooth normals) while the camera orbits 1 degree per frame, as the moving-camera stream does. Modes,
+measured in the same run, in alternating rounds so that the machine's load falls on all of them alike:
+
+* ``none``: no state in use (the stream's ordinary cost);
+* ``cuts``: 8 cut planes (attached to entities, fade length 0.1) cutting caps off the big sphere (their
+  filter mask leaves the small one whole);
+* ``outline``: the big sphere selected, its outline pulsing;
+* ``seeThrough``: the small sphere see-through;
+* ``all``: the three together.
+
+Per mode: the median and p90 of ``Renderer.render`` (draw and read-back, ``RenderStats.frame_ms``) and the
+frame rate that render time allows. In the stream, rendering frame N+1 overlaps encoding frame N (one core
+each), so the stream holds 30 fps while a render stays within the 33 ms frame interval; at 1280x720 the
+encoder takes about 5 ms of the other core (bench/results/render_stream.json).
+
+    .venv/bin/python -m bench.scene_features [--frames 40] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Callable
+
+import numpy as np
+import trimesh
+
+from bench.common import percentile, write_result
+from openrr.model.components import (
+    CUT_PLANE,
+    STATE_OVERRIDE,
+    CutPlane,
+    OutlineSettings,
+    StateFlag,
+    StateOverride,
+)
+from openrr.model.mesh import Material, Mesh, Primitive
+from openrr.model.scene import Scene
+from openrr.render.camera import Camera
+from openrr.render.renderer import Renderer
+
+WIDTH, HEIGHT = 1280, 720
+GOAL_FPS = 30.0
+MODES = ("none", "cuts", "outline", "seeThrough", "all")
+
+
+def sphere(subdivisions: int, radius: float, rgba: tuple[float, float, float, float]) -> Mesh:
+    shape = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius)
+    material = Material(base_color_factor=rgba, metallic_factor=0.0, roughness_factor=0.6)
+    primitive = Primitive(shape.vertices, shape.faces, normals=shape.vertices / radius, material=material)
+    return Mesh(f"ico{subdivisions}", (primitive,))
+
+
+def build_scene() -> tuple[Scene, dict[str, Callable[[bool], None]]]:
+    """The scene and, per feature, a switch that turns it on or off."""
+    scene = Scene("bench")
+    big = scene.add_node("Big", mesh=sphere(6, 1.0, (0.78, 0.31, 0.16, 1.0)))
+    small = scene.add_node("Small", mesh=sphere(5, 0.5, (0.16, 0.47, 0.86, 1.0)))
+    small.transform = trimesh.transformations.translation_matrix([1.6, 0.0, 0.0])
+    planes = []
+    for i in range(8):  # caps off the spheres in 8 directions, each plane 0.8 from the big one's centre
+        angle = 2 * np.pi * i / 8
+        normal = (float(np.cos(angle)), float(np.sin(angle)), 0.3 if i % 2 else -0.3)
+        node = scene.add_node(f"cut{i}")
+        node.transform = trimesh.transformations.translation_matrix(0.8 * np.array(normal))
+        planes.append((node.id, CutPlane(normal, (0.1, 0.9, 0.2, 1.0), 0.1, object_filter_mask=1)))
+
+    def cuts(on: bool) -> None:
+        for node_id, plane in planes:
+            if on:
+                scene.set_component(node_id, CUT_PLANE, plane)
+            elif CUT_PLANE in scene.node(node_id).components:
+                scene.remove_component(node_id, CUT_PLANE)
+
+    def flag(node_id: int, state: StateFlag) -> Callable[[bool], None]:
+        def switch(on: bool) -> None:
+            # The planes' filter mask (1) leaves the small sphere alone (its mask is 2): it stays whole.
+            flags = {state: on, StateFlag.USE_CUT_PLANE_FILTER_MASK: True}
+            scene.set_component(node_id, STATE_OVERRIDE, StateOverride(flags, cut_plane_filter_mask=mask))
+
+        mask = 1 if node_id == big.id else 2
+        return switch
+
+    scene.outline = OutlineSettings(color=(1.0, 0.6, 0.0), pulse_rate=1.0, pulse_intensity=0.5)
+    switches = {
+        "cuts": cuts,
+        "outline": flag(big.id, StateFlag.SELECTED),
+        "seeThrough": flag(small.id, StateFlag.SEE_THROUGH),
+    }
+    return scene, switches
+
+
+def measure(renderer: Renderer, camera: Camera, frames: int) -> list[float]:
+    times = []
+    for _ in range(frames):
+        camera.orbit(1.0, 0.0)
+        renderer.render(camera)
+        times.append(renderer.stats.frame_ms)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    median = statistics.median(times)
+    return {
+        "renderMsMedian": round(median, 2),
+        "renderMsP90": round(percentile(times, 0.9), 2),
+        "fpsAllowed": round(1000.0 / median, 1),
+        "frames": len(times),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--frames", type=int, default=40, help="frames per mode and round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the modes")
+    args = parser.parse_args()
+    scene, switches = build_scene()
+    times: dict[str, list[float]] = {mode: [] for mode in MODES}
+    with Renderer(WIDTH, HEIGHT) as renderer:
+        renderer.set_scene(scene)
+        camera = Camera.look_at((0.8, 0.6, 3.2), (0.8, 0.0, 0.0), fov=60)
+        for mode in MODES:  # compile every program variant before timing
+            set_mode(switches, mode)
+            measure(renderer, camera, 3)
+        for _ in range(args.rounds):
+            for mode in MODES:
+                set_mode(switches, mode)
+                times[mode] += measure(renderer, camera, args.frames)
+        gl_renderer = renderer.gl_renderer
+    result = {mode: summary(values) for mode, values in times.items()}
+    for mode in MODES:
+        result[mode]["extraMsOverNone"] = round(
+            result[mode]["renderMsMedian"] - result["none"]["renderMsMedian"], 2
+        )
+    goal_met = result["all"]["renderMsMedian"] <= 1000.0 / GOAL_FPS
+    path = write_result(
+        "scene_features",
+        {
+            "settings": {
+                "frame": f"{WIDTH}x{HEIGHT}",
+                "scene": "icosphere(6, r=1) + icosphere(5, r=0.5), 102,400 triangles, smooth normals",
+                "camera": "orbit 1 deg per frame",
+                "framesPerModeAndRound": args.frames,
+                "rounds": args.rounds,
+                "glRenderer": gl_renderer,
+            },
+            "goal": f"render of 'all' within {1000.0 / GOAL_FPS:.1f} ms (the stream holds {GOAL_FPS:g} fps)",
+            "goalMet": goal_met,
+            "modes": result,
+        },
+    )
+    print(json.dumps(result, indent=2))
+    print(f"goal met: {goal_met}; written to {path}")
+
+
+def set_mode(switches: dict[str, Callable[[bool], None]], mode: str) -> None:
+    for name, switch in switches.items():
+        switch(mode in (name, "all"))
+
+
+if __name__ == "__main__":
+    main()

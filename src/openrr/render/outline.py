@@ -1,0 +1,140 @@
+"""The selection outline (ARR's ``OutlineSettings``): a screen-space line around the selected entities.
+
+Two steps, both confined to the screen box of the selected entities (plus the line's width), so the cost
+follows their size on screen, not the frame's: the renderer draws the selected entities into a one-channel
+mask (coverage only: the mesh programs stop at ``states_begin``, cut planes still apply, no depth test,
+so the whole silhouette counts even where something hides part of it), then a screen pass colours each
+pixel outside the mask that has a mask pixel within ``RADIUS_PX``. The pulse scales the colour's
+brightness over time: ``animating`` says when frames change without any edit.
+
+Apart from ``renderer.py``: the mask's framebuffer, the line's program and the pulse.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import moderngl
+import numpy as np
+
+from openrr.model.components import OutlineSettings
+from openrr.model.mesh import F64
+
+RADIUS_PX = 2.5  # the line's width in pixels, from the silhouette outwards
+
+_OFFSETS = [
+    (dx, dy)
+    for dy in range(-3, 4)
+    for dx in range(-3, 4)
+    if (dx, dy) != (0, 0) and dx * dx + dy * dy <= RADIUS_PX * RADIUS_PX
+]
+
+# Fixed taps, unrolled (llvmpipe vectorises straight-line code best): 20 unfiltered fetches per pixel.
+OUTLINE_FRAGMENT = (
+    """#version 330 core
+uniform sampler2D u_mask;
+uniform vec3 u_color;
+out vec4 f_color;
+void main() {
+    ivec2 p = ivec2(gl_FragCoord.xy);
+    ivec2 last = textureSize(u_mask, 0) - 1;
+    if (texelFetch(u_mask, p, 0).r > 0.5) discard;  // inside the silhouette: no line
+    float near = 0.0;
+"""
+    + "".join(
+        f"    near = max(near, texelFetch(u_mask, clamp(p + ivec2({dx}, {dy}), ivec2(0), last), 0).r);\n"
+        for dx, dy in _OFFSETS
+    )
+    + """    if (near < 0.5) discard;
+    f_color = vec4(u_color, 1.0);
+}
+"""
+)
+
+
+def pulse_color(outline: OutlineSettings, seconds: float) -> tuple[float, float, float]:
+    """The line's colour at time ``seconds``: full at the pulse's peaks, dimmed by ``pulse_intensity``
+    (0..1) at its troughs, ``pulse_rate`` times a second; constant without a pulse."""
+    dim = 0.0
+    if pulsing(outline):
+        intensity = min(max(outline.pulse_intensity, 0.0), 1.0)
+        dim = intensity * 0.5 * (1.0 - math.cos(2.0 * math.pi * outline.pulse_rate * seconds))
+    r, g, b = (min(max(c, 0.0), 1.0) * (1.0 - dim) for c in outline.color)
+    return (r, g, b)
+
+
+def pulsing(outline: OutlineSettings) -> bool:
+    """Whether the line's colour changes over time."""
+    return outline.pulse_rate > 0.0 and outline.pulse_intensity > 0.0
+
+
+def screen_box(
+    bounds: F64, view_projection: F64, width: int, height: int
+) -> tuple[int, int, int, int] | None:
+    """The pixel box (x, y, w, h, GL window coordinates) covering world boxes ``bounds`` (K, 2, 3) and the
+    line around them; the whole frame where a box reaches behind the eye; None if it is off screen."""
+    corners = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)])
+    points = bounds[:, 0][:, None, :] + corners[None] * (bounds[:, 1] - bounds[:, 0])[:, None, :]
+    clip = np.einsum("ij,kcj->kci", view_projection[:, :3], points) + view_projection[:, 3]
+    if (clip[..., 3] <= 1e-6).any():
+        return (0, 0, width, height)
+    ndc = clip[..., :2] / clip[..., 3:4]
+    margin = math.ceil(RADIUS_PX) + 1
+    low = np.floor((ndc.min(axis=(0, 1)) + 1) / 2 * (width, height)) - margin
+    high = np.ceil((ndc.max(axis=(0, 1)) + 1) / 2 * (width, height)) + margin
+    x0, y0 = max(int(low[0]), 0), max(int(low[1]), 0)
+    x1, y1 = min(int(high[0]), width), min(int(high[1]), height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+class OutlinePass:
+    """The mask and the line; call ``begin_mask``, draw the selected entities, then ``draw_line``."""
+
+    def __init__(self, ctx: moderngl.Context, fullscreen_vertex: str) -> None:
+        self.ctx = ctx
+        program: Any = ctx.program(vertex_shader=fullscreen_vertex, fragment_shader=OUTLINE_FRAGMENT)
+        program["u_mask"].value = 0
+        self._program = program
+        self._quad = ctx.vertex_array(self._program, [])
+        self._targets: list[Any] = []
+        self._box: tuple[int, int, int, int] | None = None
+        self._mask: Any = None
+        self._fbo: Any = None
+
+    def resize(self, width: int, height: int) -> None:
+        for target in self._targets:
+            target.release()
+        self._mask = self.ctx.texture((width, height), 1, dtype="f1")
+        self._fbo = self.ctx.framebuffer(color_attachments=[self._mask])
+        self._targets = [self._fbo, self._mask]
+
+    def begin_mask(self, box: tuple[int, int, int, int]) -> None:
+        """Clear the mask inside ``box`` and make it the target, with the GL state a mask draw needs."""
+        self._box = box
+        self._fbo.scissor = box
+        self._fbo.use()
+        self._fbo.clear(0.0, 0.0, 0.0, 0.0)
+        self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND)
+
+    def draw_line(self, target: Any, color: tuple[float, float, float]) -> None:
+        """Colour ``target``'s pixels near the mask, inside the box given to ``begin_mask``."""
+        box = self._box
+        assert box is not None, "begin_mask first"
+        target.scissor = box
+        target.use()
+        self._mask.use(location=0)
+        self._program["u_color"].value = color
+        self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE | moderngl.BLEND)
+        self._quad.render(moderngl.TRIANGLES, vertices=3)
+        target.scissor = None
+        target.use()
+        self._fbo.scissor = None
+        self._box = None
+
+    def release(self) -> None:
+        for target in (*self._targets, self._quad, self._program):
+            target.release()
+        self._targets = []
