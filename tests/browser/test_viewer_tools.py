@@ -40,7 +40,8 @@ CLASSES_JS = """(video) => {
   const g = canvas.getContext("2d", { willReadFrequently: true });
   g.drawImage(video, 0, 0, w, h);
   const d = g.getImageData(0, 0, w, h).data;
-  const out = { red: 0, blue: 0, green: 0, orange: 0, redX: 0, redY: 0, blueX: 0, blueY: 0 };
+  const out = { red: 0, blue: 0, green: 0, orange: 0, cyan: 0, pureRed: 0 };
+  Object.assign(out, { redX: 0, redY: 0, blueX: 0, blueY: 0 });
   out.corner = [0, 0, 0];
   let cornerCount = 0;
   for (let i = 0, p = 0; i < d.length; i += 4, p += 1) {
@@ -49,6 +50,8 @@ CLASSES_JS = """(video) => {
     else if (b > 90 && b > 2 * r && b > 2 * gr) { out.blue += 1; out.blueX += x; out.blueY += y; }
     else if (gr > 90 && gr > 2 * r && gr > 2 * b) { out.green += 1; }
     if (r > 200 && gr > 100 && gr < 200 && b < 90) out.orange += 1;
+    if (r < 90 && gr > 180 && b > 180) out.cyan += 1;
+    if (r > 240 && gr < 40 && b < 40) out.pureRed += 1;
     if (x < 24 && y < 24) { out.corner[0] += r; out.corner[1] += gr; out.corner[2] += b; cornerCount += 1; }
   }
   if (out.red) { out.redX /= out.red * w; out.redY /= out.red * h; }
@@ -187,6 +190,12 @@ def test_clicking_the_video_selects_the_entity_with_the_outline(page: Page, shot
     outlined = wait_picture(page, "p.orange > 150")
     assert outlined["red"] > 1500, outlined  # the box itself is still drawn inside its outline
     shot(page, "box-selected")
+    # The outline's colour is a setting.
+    outline = page.get_by_label("Outline colour")
+    outline.fill("#00ffff")
+    wait_picture(page, "p.cyan > 150 && p.orange < 50")
+    outline.fill("#ff9900")
+    wait_picture(page, "p.orange > 150")
     # Escape clears the selection, and the outline goes.
     page.locator("#surface").press("Escape")
     expect(page.locator("#picked")).to_have_text("Nothing selected.")
@@ -211,7 +220,17 @@ def test_the_albedo_colour_changes_the_parts_pixels(page: Page, shot: Shot) -> N
     assert green["blue"] > 2000, green  # the sphere's material is another one
     shot(page, "box-green")
     albedo.fill("#ff0000")
-    wait_picture(page, "p.red > 2000 && p.green < 100")
+    lit = wait_picture(page, "p.red > 2000 && p.green < 100")
+    assert lit["pureRed"] < 0.5 * lit["red"], lit  # shaded: the faces differ from the albedo
+    # Unlit: an unlit copy of the material on the box's parts, which then show the albedo as it is.
+    page.get_by_label("Unlit").check()
+    expect(page.locator("#material-status")).to_contain_text("(color)")
+    flat = wait_picture(page, "p.pureRed > 0.9 * p.red && p.red > 2000")
+    shot(page, "box-unlit")
+    page.get_by_label("Unlit").uncheck()
+    expect(page.locator("#material-status")).to_contain_text("(pbr)")
+    wait_picture(page, "p.pureRed < 0.5 * p.red && p.red > 2000")
+    assert flat["red"] > 2000
     page.locator("#surface").press("Escape")
     expect(albedo).to_be_disabled()
 
