@@ -20,7 +20,9 @@ from PIL import Image
 
 from openrr.client.connection import RenderConnection, connect
 from openrr.client.errors import RenderRequestError
+from openrr.protocol import scene_api
 from openrr.protocol.scene_api import SCENE_TYPES
+from openrr.render import scene_context, scene_entities
 from openrr.render.scene_commands import HANDLERS
 from tests.render import fixtures
 from tests.render.fixtures import RED_X
@@ -106,8 +108,13 @@ async def test_versions_hello_and_v1_clients(conn: RenderConnection) -> None:
 
 
 async def test_entities_hierarchy_transforms_and_bounds(conn: RenderConnection, server: LiveServer) -> None:
-    scene = (await ask(conn, "scene.get"))["entities"]
-    assert {e["name"] for e in scene} >= {"Scene", "RedBox", "BlueSphere"}
+    whole = await ask(conn, "scene.get")
+    scene = whole["entities"]
+    assert scene[0]["name"] == "Scene"  # parents first
+    assert {e["name"] for e in scene} == {"Scene", "RedBox", "BlueSphere"}
+    assert (whole["total"], whole["offset"]) == (3, 0)
+    page = await ask(conn, "scene.get", offset=1, limit=1)
+    assert (page["entities"], page["total"], page["offset"]) == ([scene[1]], 3, 1)
     box = await entity_named(conn, "RedBox")
     assert (box["mesh"], box["parts"], box["enabled"], box["components"]) == (True, 1, True, [])
     assert close(box["local"]["position"], (RED_X, 0, 0))
@@ -416,6 +423,43 @@ async def test_raycast_and_volume_queries(conn: RenderConnection) -> None:
     assert (await ask(conn, "raycast", origin=[RED_X, 0, 5], direction=[0, 0, -1]))["hits"] == []
     bad = {"type": "raycast", "origin": [0, 0, 0], "direction": [0, 0, 0]}
     assert (await refused(conn, bad)).code == "BadMessage"
+
+
+async def test_bounds_per_connection_and_per_answer(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small bounds for this test (the server runs in this process): each client gets them afresh.
+    monkeypatch.setattr(scene_entities, "MAX_CREATED_ENTITIES", 2)
+    monkeypatch.setattr(scene_context, "MAX_TEXTURE_PIXELS", 300)  # stripes.png is 256 pixels
+    for _ in range(2):
+        await until(lambda: server.server.client is None, "the previous client to be gone")
+        async with await connect("127.0.0.1", server.port, server.token()) as c:
+            await ask(c, "entity.create")
+            await ask(c, "entity.create")
+            assert (await refused(c, {"type": "entity.create"})).code == "TooManyEntities"
+            await ask(c, "texture.load", url="stripes.png")
+            assert (
+                await refused(c, {"type": "texture.load", "url": "stripes.png"})
+            ).code == "TextureLoadFailed"
+    monkeypatch.setattr(scene_api, "MAX_ANSWER_BYTES", 1000)
+    await until(lambda: server.server.client is None, "the previous client to be gone")
+    async with await connect("127.0.0.1", server.port, server.token()) as c:
+        too_big = await refused(c, {"type": "scene.get"})
+        assert (too_big.code, "offset and limit" in too_big.message) == ("BadMessage", True)
+        assert len((await ask(c, "scene.get", limit=1))["entities"]) == 1
+
+
+async def test_a_bug_costs_the_request_not_the_session(
+    conn: RenderConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(ctx: Any, request: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(HANDLERS, "sky.list", broken)
+    failed = await refused(conn, {"type": "sky.list"})
+    assert (failed.code, "a bug" in failed.message) == ("InternalError", True)
+    assert (await ask(conn, "outline.set"))["type"] == "outline"
+    await conn.wait_frames(conn.frames_received + 2, timeout=20)
 
 
 async def test_the_next_client_starts_from_a_clean_slate(server: LiveServer) -> None:

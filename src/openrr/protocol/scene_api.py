@@ -12,7 +12,8 @@ Entities (ARR ``Entity``) are the nodes of the loaded models and the ones a clie
 id (integer, never reused in a connection). The hierarchy is in ``hello.nodes`` and in ``scene``.
 
 Client → server (v2)                                          Server → client
-  scene.get                                                     scene      entities [entity, ...]
+  scene.get        offset?, limit?                              scene      entities [entity, ...], total,
+                                                                             offset
   entity.create    name?, parent?, position?, rotation?, scale?  entity     entity (as below)
   entity.get       entity                                       entity
   entity.set       entity, parent?, enabled?, name?,            entity
@@ -93,6 +94,10 @@ whose mesh triangles meet the volume, at most ``maxResults`` (default 256, at mo
 disabled and collision-disabled entities are never hit or found. v1's ``pick`` is a ray cast through the
 pixel that also skips what cut planes removed.
 
+An answer is one data-channel message of at most ``MAX_ANSWER_BYTES`` (what browsers and aiortc accept);
+one that would be larger is refused with ``BadMessage``: page a big scene with ``scene.get``'s ``offset``
+and ``limit`` (entities in hierarchy order, parents first; ``total`` counts them all).
+
 Errors (``code``): ``BadMessage``, ``EntityNotFound``, ``ComponentNotFound``, ``ComponentExists``,
 ``TooManyCutPlanes``, ``TooManyLights``, ``TooManyEntities``, ``MaterialNotFound``, ``PartNotFound``,
 ``TextureNotFound``, ``TextureLoadFailed``, ``ModelSourceRefused`` (a texture or sky outside the policy),
@@ -110,6 +115,7 @@ MAX_CUT_PLANES = 8
 MAX_LIGHTS = 8
 MAX_RAY_HITS = 64
 MAX_QUERY_RESULTS = 4096
+MAX_ANSWER_BYTES = 256 * 1024
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Unit = Annotated[float, Field(ge=0, le=1)]
@@ -231,6 +237,8 @@ TEXTURE_PROPERTIES = (
 
 class SceneGet(_Request):
     type: Literal["scene.get"]
+    offset: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=100_000)] | None = None  # None: every entity from offset on
 
 
 class EntityCreate(_Request):

@@ -19,7 +19,7 @@ from openrr.protocol import datachannel as protocol
 from openrr.protocol import scene_api as api
 from openrr.render import scene_components, scene_entities, scene_materials, scene_settings, scene_sky
 from openrr.render.pipeline import RenderPipeline
-from openrr.render.scene_context import SceneContext
+from openrr.render.scene_context import SceneContext, SceneError
 from openrr.render.scene_query_requests import spatial_query
 
 Answer = tuple[str, dict[str, Any]]
@@ -68,7 +68,14 @@ class SceneCommands:
         if handler is None:  # every type of the protocol has one: a gap is a bug (InternalError)
             raise LookupError(f"no handler for {request.type}")
         type_, fields = await handler(self.context, request)
-        return protocol.message(type_, request.id, v=request.v, **fields)
+        text = protocol.message(type_, request.id, v=request.v, **fields)
+        if len(text.encode()) > api.MAX_ANSWER_BYTES:
+            raise SceneError(
+                "BadMessage",
+                f"the answer would take {len(text.encode())} bytes, more than the {api.MAX_ANSWER_BYTES} of "
+                "a data-channel message: ask for less (scene.get: offset and limit)",
+            )
+        return text
 
 
 def is_scene_request(request: protocol.Request) -> TypeGuard[api.SceneRequest]:

@@ -11,6 +11,7 @@ shear is dropped); one of ``position`` only changes the translation and keeps th
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import numpy as np
@@ -83,12 +84,15 @@ def entity_json(node: Node, world: WorldState) -> dict[str, Any]:
 
 
 async def scene_get(ctx: SceneContext, request: api.SceneGet) -> Answer:
-    def read() -> list[dict[str, Any]]:
+    end = None if request.limit is None else request.offset + request.limit
+
+    def read() -> dict[str, Any]:
         scene = ctx.scene
         world = scene.world()
-        return [entity_json(node, world) for node in scene.nodes()]
+        page = itertools.islice(scene.nodes(), request.offset, end)
+        return {"entities": [entity_json(node, world) for node in page], "total": len(scene)}
 
-    return "scene", {"entities": await ctx.gl(read, changes=False)}
+    return "scene", {**await ctx.gl(read, changes=False), "offset": request.offset}
 
 
 async def entity_get(ctx: SceneContext, request: api.EntityGet) -> Answer:
@@ -118,8 +122,12 @@ async def entity_create(ctx: SceneContext, request: api.EntityCreate) -> Answer:
         node = scene.add_node(request.name, parent=request.parent, transform=transform)
         return entity_json(node, scene.world())
 
-    entity = await ctx.gl(create)
-    ctx.entities_created += 1
+    ctx.entities_created += 1  # counted before the GL thread's turn: requests run concurrently
+    try:
+        entity = await ctx.gl(create)
+    except BaseException:
+        ctx.entities_created -= 1
+        raise
     return "entity", {"entity": entity}
 
 

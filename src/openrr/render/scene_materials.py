@@ -159,8 +159,12 @@ async def material_create(ctx: SceneContext, request: api.MaterialCreate) -> Ans
         material_id = scene.materials.create(material)
         return material_json(material_id, material, scene.textures)
 
-    body = await ctx.gl(create, changes=False)  # drawn by nothing yet
-    ctx.materials_created += 1
+    ctx.materials_created += 1  # counted before the GL thread's turn: requests run concurrently
+    try:
+        body = await ctx.gl(create, changes=False)  # drawn by nothing yet
+    except BaseException:
+        ctx.materials_created -= 1
+        raise
     return "material", {"material": body}
 
 
