@@ -29,6 +29,7 @@ export function createEntityTree({ container, summary, client, report, onSelect 
   const collapsed = new Set();
   let selected = null;
   let generation = 0; // a refresh overtaken by a newer one draws nothing
+  let total = 0; // entities in the scene (more than drawn when it is big)
 
   function nameOf(entity) {
     return entity.name || `Entity ${entity.id}`;
@@ -85,7 +86,7 @@ export function createEntityTree({ container, summary, client, report, onSelect 
       return ul;
     };
     container.replaceChildren(branch(roots));
-    const count = entities.size;
+    const count = Math.max(total, entities.size);
     summary.textContent =
       count === 0
         ? "No entities: load a model."
@@ -132,7 +133,14 @@ export function createEntityTree({ container, summary, client, report, onSelect 
       const c = client();
       if (!c) return;
       try {
-        const list = await c.getScene();
+        // Hierarchy order, parents first: the first MAX_ROWS entities are the top of the tree.
+        const list = [];
+        for (;;) {
+          const page = await c.getScenePage({ offset: list.length });
+          list.push(...page.entities);
+          total = page.total;
+          if (!page.entities.length || list.length >= Math.min(total, MAX_ROWS)) break;
+        }
         if (mine !== generation) return;
         entities = new Map(list.map((entity) => [entity.id, entity]));
         for (const id of [...states.keys()]) if (!entities.has(id)) states.delete(id);
@@ -153,6 +161,7 @@ export function createEntityTree({ container, summary, client, report, onSelect 
     reset() {
       generation += 1;
       entities = new Map();
+      total = 0;
       states.clear();
       collapsed.clear();
       selected = null;
