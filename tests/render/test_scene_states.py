@@ -1,6 +1,6 @@
 """The hierarchical states drawn by a real Renderer (moderngl/EGL, llvmpipe here), asserted by pixels:
 cut planes (side, fade, inside, attachment, filter mask, the 8-plane limit), inherited hidden states,
-tint, the selection outline and its pulse, see-through.
+tint, the selection outline and its pulse (a pipeline re-renders while it pulses), see-through.
 
 Scenes are built in code: boxes without normals (shaded flat) seen from +Z, small frames (160x120),
 colours compared with tolerances.
@@ -8,8 +8,10 @@ colours compared with tolerances.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,8 +30,11 @@ from openrr.model.components import (
 )
 from openrr.model.mesh import Material, Mesh, Primitive
 from openrr.model.scene import Node, Scene
+from openrr.model.sources import ModelSourcePolicy
 from openrr.render.camera import Camera
+from openrr.render.pipeline import RenderPipeline
 from openrr.render.renderer import Background, Renderer
+from tests.render import fixtures
 
 W, H = 160, 120
 BACKGROUND = np.array([128, 128, 128])
@@ -147,6 +152,7 @@ def test_the_filter_mask_chooses_what_a_plane_cuts(renderer: Renderer) -> None:
     scene = Scene()
     kept = scene.add_node("kept", mesh=box(RED, 1.0), transform=at(x=-1.2))
     scene.add_node("cut", mesh=box(RED, 1.0), transform=at(x=1.2))
+    scene.add_node("above", mesh=box(RED, 0.8), transform=at(y=1.6))  # wholly on the cut side
     override(scene, kept, {StateFlag.USE_CUT_PLANE_FILTER_MASK: True}, cut_plane_filter_mask=0b10)
     cut(scene, "plane", CutPlane("Y", object_filter_mask=0b01))
     renderer.set_scene(scene)
@@ -156,6 +162,7 @@ def test_the_filter_mask_chooses_what_a_plane_cuts(renderer: Renderer) -> None:
     assert is_red(colour(frame, camera, (-1.2, -0.25, 0.5)))
     assert is_background(colour(frame, camera, (1.2, 0.25, 0.5)))  # all bits by default: cut
     assert is_red(colour(frame, camera, (1.2, -0.25, 0.5)))
+    assert is_background(colour(frame, camera, (0.0, 1.6, 0.4)))
     override(scene, kept, {StateFlag.USE_CUT_PLANE_FILTER_MASK: True}, cut_plane_filter_mask=0b11)
     frame = renderer.render(camera)
     assert is_background(colour(frame, camera, (-1.2, 0.25, 0.5)))
@@ -307,3 +314,28 @@ def test_see_through_shows_what_is_behind(renderer: Renderer) -> None:
     scene.remove_node(front_box.id)
     alone = colour(renderer.render(camera), camera, centre)
     assert through[0] < alone[0] - 10  # dimmed by the shell in front
+
+
+# -- the pipeline -----------------------------------------------------------------------------------------
+
+
+async def test_a_pulsing_outline_renders_new_frames_without_edits(tmp_path: Path) -> None:
+    fixtures.two_node_glb(tmp_path)
+    pipeline = RenderPipeline(W, H, policy=ModelSourcePolicy(roots=(tmp_path,)))
+    await pipeline.start()
+    try:
+        await pipeline.load("two_nodes.glb")
+        pipeline.frame_interval = 0.01
+        scene = pipeline.scene
+        override(scene, scene.node("RedBox"), {StateFlag.SELECTED: True})
+        scene.outline = OutlineSettings(pulse_rate=0.0)
+        still = await pipeline.latest_frame()
+        await asyncio.sleep(0.05)
+        assert (await pipeline.latest_frame()).frame_id == still.frame_id  # a steady outline: no change
+        scene.outline = OutlineSettings(pulse_rate=2.0, pulse_intensity=0.5)
+        scene.changed()
+        first = await pipeline.latest_frame()
+        await asyncio.sleep(0.05)  # more than a frame interval later: the pulse has moved on
+        assert (await pipeline.latest_frame()).frame_id > first.frame_id
+    finally:
+        await pipeline.close()

@@ -1,5 +1,5 @@
 """Which draws a frame makes, in which order: levels of detail, each part with the material the scene
-gives it, opaque before blended before see-through, and the selected entities' draws for the outline's mask.
+gives it, opaque before blended before see-through.
 
 Apart from ``renderer.py``, which owns the GL objects and issues the draws: this decides, from the world
 state and the camera, what goes into each of the frame's passes.
@@ -38,13 +38,11 @@ Draw = tuple[int, G, Material]  # (index into the frame's rows, primitive on the
 @dataclass
 class DrawLists(Generic[G]):
     """Draws as (index into the frame's rows, primitive, material). ``opaque``: grouped by program and
-    material; ``blended`` and ``see_through``: far to near; ``selected``: the selected nodes' draws (any
-    order)."""
+    material; ``blended`` and ``see_through``: far to near."""
 
     opaque: list[Draw[G]] = field(default_factory=list)
     blended: list[Draw[G]] = field(default_factory=list)
     see_through: list[Draw[G]] = field(default_factory=list)
-    selected: list[Draw[G]] = field(default_factory=list)
 
 
 def choose_lod(mesh: Mesh, pixels_per_unit: float, tolerance_px: float = LOD_TOLERANCE_PX) -> Mesh:
@@ -79,8 +77,6 @@ def draw_lists(
             (i, gpu, material)
             for gpu, material in parts(int(state.ids[row]), base, choose_lod(base, pixels[i]))
         ]
-        if state.selected[row]:
-            lists.selected.extend(draws)
         distance = -float(np.sum((state.bounds[row].mean(axis=0) - eye) ** 2))
         for draw in draws:
             if state.see_through[row]:

@@ -1,13 +1,15 @@
 """The selection outline (ARR's ``OutlineSettings``): a screen-space line around the selected entities.
 
-Two steps, both confined to the screen box of the selected entities (plus the line's width), so the cost
-follows their size on screen, not the frame's: the renderer draws the selected entities into a one-channel
-mask (coverage only: the mesh programs stop at ``states_begin``, cut planes still apply, no depth test,
-so the whole silhouette counts even where something hides part of it), then a screen pass colours each
-pixel outside the mask that has a mask pixel within ``RADIUS_PX``. The pulse scales the colour's
-brightness over time: ``animating`` says when frames change without any edit.
+The mask costs no draw of its own: while something is selected the scene is drawn into a framebuffer
+with the mask as second colour attachment, and the mesh programs write there whether their entity is
+selected (see state_shading.py); so the mask holds the selected entities where they are visible, cut
+planes applied. A screen pass then colours each pixel outside the mask that has a mask pixel within
+``RADIUS_PX``, confined to the screen box of the selected entities plus the line's width, so its cost
+follows their size on screen. The line thus follows the visible silhouette: where another entity hides
+part of a selected one, it runs along that entity's edge. The pulse scales the colour's brightness over
+time: ``Renderer.animating`` says when frames change without any edit.
 
-Apart from ``renderer.py``: the mask's framebuffer, the line's program and the pulse.
+Apart from ``renderer.py``: the mask, the line's program and the pulse.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ def screen_box(
     bounds: F64, view_projection: F64, width: int, height: int
 ) -> tuple[int, int, int, int] | None:
     """The pixel box (x, y, w, h, GL window coordinates) covering world boxes ``bounds`` (K, 2, 3) and the
-    line around them; the whole frame where a box reaches behind the eye; None if it is off screen."""
+    line around them; the whole frame where a box reaches behind the eye; None if none is on screen."""
+    if not len(bounds):
+        return None
     corners = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)])
     points = bounds[:, 0][:, None, :] + corners[None] * (bounds[:, 1] - bounds[:, 0])[:, None, :]
     clip = np.einsum("ij,kcj->kci", view_projection[:, :3], points) + view_projection[:, 3]
@@ -91,48 +95,41 @@ def screen_box(
 
 
 class OutlinePass:
-    """The mask and the line; call ``begin_mask``, draw the selected entities, then ``draw_line``."""
+    """The mask (``mask``: cleared by ``clear``, written by the scene's draws) and the line."""
 
     def __init__(self, ctx: moderngl.Context, fullscreen_vertex: str) -> None:
         self.ctx = ctx
         program: Any = ctx.program(vertex_shader=fullscreen_vertex, fragment_shader=OUTLINE_FRAGMENT)
         program["u_mask"].value = 0
         self._program = program
-        self._quad = ctx.vertex_array(self._program, [])
+        self._quad = ctx.vertex_array(program, [])
         self._targets: list[Any] = []
-        self._box: tuple[int, int, int, int] | None = None
-        self._mask: Any = None
+        self.mask: Any = None
         self._fbo: Any = None
 
     def resize(self, width: int, height: int) -> None:
         for target in self._targets:
             target.release()
-        self._mask = self.ctx.texture((width, height), 1, dtype="f1")
-        self._fbo = self.ctx.framebuffer(color_attachments=[self._mask])
-        self._targets = [self._fbo, self._mask]
+        self.mask = self.ctx.texture((width, height), 1, dtype="f1")
+        self._fbo = self.ctx.framebuffer(color_attachments=[self.mask])
+        self._targets = [self._fbo, self.mask]
 
-    def begin_mask(self, box: tuple[int, int, int, int]) -> None:
-        """Clear the mask inside ``box`` and make it the target, with the GL state a mask draw needs."""
-        self._box = box
-        self._fbo.scissor = box
-        self._fbo.use()
+    def clear(self) -> None:
+        """Nothing selected anywhere (one byte per pixel: cheap enough to clear whole)."""
         self._fbo.clear(0.0, 0.0, 0.0, 0.0)
-        self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND)
 
-    def draw_line(self, target: Any, color: tuple[float, float, float]) -> None:
-        """Colour ``target``'s pixels near the mask, inside the box given to ``begin_mask``."""
-        box = self._box
-        assert box is not None, "begin_mask first"
+    def draw_line(
+        self, target: Any, box: tuple[int, int, int, int], color: tuple[float, float, float]
+    ) -> None:
+        """Colour ``target``'s pixels near the mask, inside ``box`` (x, y, w, h)."""
         target.scissor = box
         target.use()
-        self._mask.use(location=0)
+        self.mask.use(location=0)
         self._program["u_color"].value = color
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE | moderngl.BLEND)
         self._quad.render(moderngl.TRIANGLES, vertices=3)
         target.scissor = None
         target.use()
-        self._fbo.scissor = None
-        self._box = None
 
     def release(self) -> None:
         for target in (*self._targets, self._quad, self._program):

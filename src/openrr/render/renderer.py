@@ -14,6 +14,11 @@ nothing to apply: each frame reads ``Scene.world()``. Adding or removing nodes u
 the meshes concerned. Each part is drawn with ``Scene.material_of`` (a client's material edits show in the
 next frame; the loaded materials are never changed); the scene's lights and sky (``render/lights.py``,
 ``render/sky.py``) are read every frame too.
+
+Hierarchical states cost only where used: cut planes are compiled into the program variant drawn for the
+entities a plane cuts through (their back faces then drawn too, after the front ones, to show the
+inside); see-through entities come last, blended; the selection mask for the outline is written only
+while something selected is on screen (state_shading.py, outline.py).
 """
 
 from __future__ import annotations
@@ -133,8 +138,19 @@ class Renderer:
         self._fbo = self.ctx.framebuffer(color_attachments=[self._color], depth_attachment=self._depth)
         self._post_color = self.ctx.texture((width, height), 4)
         self._post = self.ctx.framebuffer(color_attachments=[self._post_color])
-        self._targets = [self._fbo, self._color, self._depth, self._post, self._post_color]
         self._outline.resize(width, height)
+        # The scene's target while something is selected: the mesh programs' second output is the mask.
+        self._fbo_selection = self.ctx.framebuffer(
+            color_attachments=[self._color, self._outline.mask], depth_attachment=self._depth
+        )
+        self._targets = [
+            self._fbo_selection,
+            self._fbo,
+            self._color,
+            self._depth,
+            self._post,
+            self._post_color,
+        ]
 
     @property
     def aspect(self) -> float:
@@ -311,6 +327,8 @@ class Renderer:
         ctx = self.ctx
         view_projection = self._view_projection(camera, state)
         rows = self._candidates(state, view_projection)
+        bits, gone = cut_bits(state.cut_planes, state.cut_mask[rows], state.bounds[rows])
+        rows, bits = rows[~gone], bits[~gone]  # wholly on the cut-away side of a plane: nothing to draw
         self._stats.nodes_culled = int((state.has_mesh & state.visible).sum()) - len(rows)
         worlds = state.world[rows]
         lists: DrawLists[_GpuPrimitive] = draw_lists(camera, self.height, state, rows, worlds, self._parts_of)
@@ -320,14 +338,29 @@ class Renderer:
         frame_uniforms.update(punctual_uniforms(state.lights))
         frame_uniforms.update(self._sky.frame_uniforms())
         self._sky.bind()
-        bits = cut_bits(state.cut_planes, state.cut_mask[rows])
         if bits.any():  # the cut variants' frame uniforms; nothing else reads them
             frame_uniforms |= cut_uniforms(state.cut_planes)
-        nodes = NodeMatrices.of(worlds, state.color[rows], state.tint[rows], bits)
+        selected = state.selected[rows]
+        nodes = NodeMatrices.of(worlds, state.color[rows], state.tint[rows], bits, selected)
         scene_pass = ScenePass(ctx, frame_uniforms, nodes)
+        outline = self._scene.outline if self._scene is not None else None
+        box = screen_box(state.bounds[rows[selected]], view_projection, self.width, self.height)
+        target = self._fbo
+        if outline is not None and box is not None:
+            self._outline.clear()
+            target = self._fbo_selection  # the scene's draws also write the selection mask
+        target.use()
+        self._draw_lists(scene_pass, lists, target)
+        if outline is not None and box is not None:
+            self._outline.draw_line(self._fbo, box, pulse_color(outline, self.clock()))
+            self._animating = pulsing(outline)
+        self._stats.nodes_drawn = len(rows)
+
+    def _draw_lists(self, scene_pass: ScenePass, lists: DrawLists[_GpuPrimitive], target: Any) -> None:
+        ctx = self.ctx
         ctx.enable(moderngl.DEPTH_TEST)
         ctx.disable(moderngl.BLEND)
-        self._fbo.depth_mask = True
+        target.depth_mask = True
         for draw in lists.opaque:
             self._draw(scene_pass, *draw)
         if lists.blended or lists.see_through:
@@ -335,16 +368,15 @@ class Renderer:
             # opaque picture, writing no depth, so what is behind them shows through.
             ctx.enable(moderngl.BLEND)
             ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
-            self._fbo.depth_mask = False
+            target.depth_mask = False
             for draw in lists.blended:
                 self._draw(scene_pass, *draw)
-            scene_pass.set_mode(shell=self._scene.shell if self._scene is not None else None)
+            scene_pass.set_see_through(self._scene.shell if self._scene is not None else None)
             for draw in lists.see_through:
                 self._draw(scene_pass, *draw)
-        self._fbo.depth_mask = True
+        target.depth_mask = True
         ctx.disable(moderngl.BLEND)
-        self._draw_outline(scene_pass, lists, state.bounds[rows], view_projection)
-        self._stats.nodes_drawn = len(rows)
+        scene_pass.set_clipping(None)
 
     def _parts_of(self, node_id: int, base: Mesh, mesh: Mesh) -> list[tuple[_GpuPrimitive, Material]]:
         """``mesh``'s uploaded primitives (``base`` or one of its levels) with the materials the scene
@@ -363,25 +395,7 @@ class Renderer:
             for gpu, part in zip(self._meshes[id(mesh)][1], parts, strict=True)
         ]
 
-    def _draw_outline(
-        self, scene_pass: ScenePass, lists: DrawLists[_GpuPrimitive], bounds: F64, view_projection: F64
-    ) -> None:
-        """The selection outline around the selected nodes' draws (nothing to do when none is drawn)."""
-        outline = self._scene.outline if self._scene is not None else None
-        selected = sorted({node for node, _, _ in lists.selected})
-        box = screen_box(bounds[selected], view_projection, self.width, self.height) if selected else None
-        self._animating = outline is not None and box is not None and pulsing(outline)
-        if outline is None or box is None:
-            return
-        self._outline.begin_mask(box)
-        scene_pass.set_mode(mask_only=True)
-        for node, gpu, material in lists.selected:
-            self._draw(scene_pass, node, gpu, material, count=False)
-        self._outline.draw_line(self._fbo, pulse_color(outline, self.clock()))
-
-    def _draw(
-        self, scene_pass: ScenePass, node: int, gpu: _GpuPrimitive, material: Material, *, count: bool = True
-    ) -> None:
+    def _draw(self, scene_pass: ScenePass, node: int, gpu: _GpuPrimitive, material: Material) -> None:
         program, uniforms, vao = (
             self._cut_variant(gpu)
             if scene_pass.nodes.cut_bits[node]
@@ -392,13 +406,22 @@ class Renderer:
         for unit, texture in textures.items():
             texture.use(location=unit)
         scene_pass.set_faces(node, material)
+        scene_pass.set_clipping(node)
+        self._draw_triangles(program, vao, gpu.primitive.indices.size)
+        if scene_pass.nodes.cut_bits[node] and not material.double_sided:
+            # The inside shows through the cut: the back faces too (shaded with the flipped normal),
+            # after the front faces, so that the depth test rejects the many they hide before shading.
+            scene_pass.set_faces(node, material, back=True)
+            self._draw_triangles(program, vao, gpu.primitive.indices.size)
+            self._stats.draw_calls += 1
+        self._stats.draw_calls += 1
+        self._stats.triangles += gpu.primitive.triangle_count
+
+    def _draw_triangles(self, program: Any, vao: Any, index_count: int) -> None:
         if self._calls is not None:
-            self._calls.draw_triangles(program, vao, gpu.primitive.indices.size)
+            self._calls.draw_triangles(program, vao, index_count)
         else:
             vao.render(moderngl.TRIANGLES)
-        if count:
-            self._stats.draw_calls += 1
-            self._stats.triangles += gpu.primitive.triangle_count
 
     # -- lifetime --------------------------------------------------------------------------------------
 

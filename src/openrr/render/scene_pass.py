@@ -19,6 +19,8 @@ from openrr.model.components import ShellSettings
 from openrr.model.mesh import F32, F64, Material
 from openrr.render import shaders, state_shading
 
+GL_CLIP_DISTANCE0 = 0x3000  # moderngl names no clip distances: enabled with enable_direct
+
 
 @dataclass(frozen=True)
 class NodeMatrices:
@@ -30,10 +32,16 @@ class NodeMatrices:
     colors: F32  # the colour override (NaN: none)
     tints: F32  # the tint, RGBA with alpha the strength (0 where none)
     cut_bits: NDArray[np.int32]  # bit i: cut plane i applies (0: nothing cuts the node)
+    selected: NDArray[np.bool_]  # drawn into the outline's mask
 
     @classmethod
     def of(
-        cls, worlds: F64, colors: F32, tints: F32 | None = None, cut_bits: NDArray[np.int32] | None = None
+        cls,
+        worlds: F64,
+        colors: F32,
+        tints: F32 | None = None,
+        cut_bits: NDArray[np.int32] | None = None,
+        selected: NDArray[np.bool_] | None = None,
     ) -> NodeMatrices:
         count = len(worlds)
         return cls(
@@ -43,6 +51,7 @@ class NodeMatrices:
             colors=colors,
             tints=np.zeros((count, 4), np.float32) if tints is None else np.nan_to_num(tints, nan=0.0),
             cut_bits=np.zeros(count, np.int32) if cut_bits is None else cut_bits,
+            selected=np.zeros(count, bool) if selected is None else selected,
         )
 
 
@@ -58,13 +67,15 @@ class ScenePass:
         self._materials: dict[int, tuple[Material, tuple[float, ...] | None]] = {}
         self._culling: bool | None = None
         self._front: str | None = None
+        self._culled: str | None = None
+        self._clipping = False  # GL's default, and how every pass leaves it (see set_clipping)
         # The states' per-draw uniforms (tint, cut planes, see-through, mask) last written, per program.
         self._states: dict[int, dict[str, Any]] = {}
-        self._mode = state_shading.shell_uniforms(None) | {"u_mask_only": 0.0}
+        self._mode = state_shading.shell_uniforms(None)
 
-    def set_mode(self, *, shell: ShellSettings | None = None, mask_only: bool = False) -> None:
-        """The draws from now on: ordinary, see-through with ``shell``'s look, or coverage for a mask."""
-        self._mode = state_shading.shell_uniforms(shell) | {"u_mask_only": 1.0 if mask_only else 0.0}
+    def set_see_through(self, shell: ShellSettings | None) -> None:
+        """The draws from now on: see-through with ``shell``'s look, or (None) ordinary."""
+        self._mode = state_shading.shell_uniforms(shell)
 
     def set_uniforms(
         self, uniforms: dict[str, Any], material: Material, textures: dict[int, Any], node: int
@@ -94,17 +105,30 @@ class ScenePass:
         wanted = self._mode | {
             "u_tint": tuple(self.nodes.tints[node].tolist()),
             "u_cut_apply": int(self.nodes.cut_bits[node]),
+            "u_selected": 1.0 if self.nodes.selected[node] else 0.0,
         }
         for name, value in wanted.items():
             if written.get(name) != value and name in uniforms:
                 uniforms[name].value = value
                 written[name] = value
 
-    def set_faces(self, node: int, material: Material) -> None:
-        """Winding and culling for one draw of ``node``."""
+    def set_clipping(self, node: int | None) -> None:
+        """The cut planes' clip distances on for a draw of ``node`` if a plane cuts through it, off
+        otherwise; None: off, at the end of the pass (programs without them must not run with them on)."""
+        on = node is not None and bool(self.nodes.cut_bits[node])
+        if self._clipping != on:
+            switch = self.ctx.enable_direct if on else self.ctx.disable_direct
+            for i in range(state_shading.MAX_CUT_PLANES):
+                switch(GL_CLIP_DISTANCE0 + i)
+            self._clipping = on
+
+    def set_faces(self, node: int, material: Material, *, back: bool = False) -> None:
+        """Winding and culling for one draw of ``node``: its front faces (back faces too where the
+        material is double-sided), or with ``back`` only its back faces."""
         if self._front != (want := "ccw" if self.nodes.mirrored[node] else "cw"):
             self.ctx.front_face = self._front = want
-        # While a plane cuts the node its back faces show the inside (shaded with the flipped normal).
-        if self._culling != (cull := not material.double_sided and not self.nodes.cut_bits[node]):
+        if self._culling != (cull := back or not material.double_sided):
             (self.ctx.enable if cull else self.ctx.disable)(moderngl.CULL_FACE)
             self._culling = cull
+        if cull and self._culled != (culled := "front" if back else "back"):
+            self.ctx.cull_face = self._culled = culled

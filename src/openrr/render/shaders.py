@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from openrr.model.mesh import F64, Material
 from openrr.render.lights import MAX_PUNCTUAL
-from openrr.render.state_shading import insert_states
+from openrr.render.state_shading import STATES_FRAGMENT, STATES_VERTEX, insert_states
 
 RGB = tuple[float, float, float]
 MAX_LIGHTS = 4
@@ -58,10 +58,12 @@ out vec2 v_uv;
 in vec4 in_color;
 out vec4 v_color;
 #endif
+// STATES BLOCK
 void main() {
     vec4 world = u_model * vec4(in_position, 1.0);
     v_world = world.xyz;
     gl_Position = u_view_proj * world;
+    states_clip(world.xyz);  // STATES hook: cut planes clip
 #ifdef HAS_NORMALS
     v_normal = u_normal_matrix * in_normal;
 #endif
@@ -186,7 +188,7 @@ in vec2 v_uv;
 #ifdef HAS_COLORS
 in vec4 v_color;
 #endif
-out vec4 f_color;
+layout(location = 0) out vec4 f_color;  // location 1: the selection mask (STATES block)
 
 vec3 to_linear(vec3 c) { return pow(c, vec3(2.2)); }
 """
@@ -195,7 +197,6 @@ vec3 to_linear(vec3 c) { return pow(c, vec3(2.2)); }
 // STATES BLOCK
 
 void main() {
-    if (states_begin()) { f_color = vec4(1.0); return; }  // STATES hook: cut planes; the outline mask
     vec4 base = u_base_color;
     vec2 uv = vec2(0.0);
 #ifdef HAS_UV
@@ -339,7 +340,9 @@ def mesh_program_source(
     defines += ["#define HAS_UV"] if has_uv else []
     defines += ["#define HAS_COLORS"] if has_colors else []
     header = "#version 330 core\n" + "\n".join(defines) + "\n"
-    return header + _MESH_VERTEX, insert_states(header + _MESH_FRAGMENT, cuts)
+    return insert_states(header + _MESH_VERTEX, STATES_VERTEX, cuts), insert_states(
+        header + _MESH_FRAGMENT, STATES_FRAGMENT, cuts
+    )
 
 
 @dataclass
