@@ -166,7 +166,7 @@ def test_the_tree_lists_the_models_entities(page: Page, shot: Shot) -> None:
     shot(page, "tree")
 
 
-def test_hiding_an_entity_removes_it_from_the_picture(page: Page, shot: Shot) -> None:
+def test_hiding_an_entity_removes_it_and_see_through_fades_it(page: Page, shot: Shot) -> None:
     hide = page.get_by_role("button", name="Hide BlueSphere")
     expect(hide).to_have_attribute("aria-pressed", "false")
     hide.click()
@@ -178,6 +178,17 @@ def test_hiding_an_entity_removes_it_from_the_picture(page: Page, shot: Shot) ->
     hide.click()
     expect(hide).to_have_attribute("aria-pressed", "false")
     wait_picture(page, "p.blue > 2000")
+    # See-through (ARR's shell: desaturated, mostly transparent face on): the box's red mostly goes.
+    before = classes(page)
+    x_ray = page.get_by_role("button", name="See through RedBox")
+    x_ray.click()
+    expect(x_ray).to_have_attribute("aria-pressed", "true")
+    shell = wait_picture(page, f"p.red < {0.5 * before['red']}")
+    assert shell["blue"] > 2000, shell
+    shot(page, "box-see-through")
+    x_ray.click()
+    expect(x_ray).to_have_attribute("aria-pressed", "false")
+    wait_picture(page, f"p.red > {0.9 * before['red']}")
 
 
 def test_clicking_the_video_selects_the_entity_with_the_outline(page: Page, shot: Shot) -> None:
