@@ -334,6 +334,16 @@ def test_the_tools_fit_a_phone_and_a_laptop_screen(page: Page, shot: Shot) -> No
     page.set_viewport_size({"width": 1280, "height": 720})
 
 
+def test_unloading_the_model_empties_the_tree(page: Page, shot: Shot) -> None:
+    # Last: the module's session has no model afterwards.
+    page.get_by_role("button", name="Unload two_nodes.glb").click()
+    expect(page.locator("#model-status")).to_have_text("Unloaded two_nodes.glb.")
+    expect(page.locator("#entities-summary")).to_have_text("No entities: load a model.")
+    expect(page.locator("#entity-tree li")).to_have_count(0)
+    wait_picture(page, "p.red < 20 && p.blue < 20")
+    shot(page, "unloaded")
+
+
 # -- the measurement's independent check --------------------------------------------------------------------
 
 
