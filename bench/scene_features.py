@@ -3,7 +3,8 @@
 A real ``Renderer`` (moderngl on EGL; Mesa llvmpipe on this machine) at 1280x720 draws the ~100k-triangle
 scene of ``bench.render_stream`` (icosphere(6, r=1) + icosphere(5, r=0.5) at x = 1.6 = 102,400 triangles,
 smooth normals) while the camera orbits 1 degree per frame, as the moving-camera stream does. Modes,
-measured in the same run, in alternating rounds so that the machine's load falls on all of them alike:
+each camera step rendered in all of them (in a rotating order) so that the machine's load falls on all
+of them alike:
 
 * ``none``: no state in use (the stream's ordinary cost);
 * ``cuts``: 8 cut planes (attached to entities, fade length 0.1) cutting a cap off the big sphere toward
@@ -12,12 +13,13 @@ measured in the same run, in alternating rounds so that the machine's load falls
 * ``seeThrough``: the small sphere see-through;
 * ``all``: the three together.
 
-Per mode: the median and p90 of ``Renderer.render`` (draw and read-back, ``RenderStats.frame_ms``) and the
+Per mode: the median and p90 of ``Renderer.render`` (draw and read-back, ``RenderStats.frame_ms``), the
+median CPU time of this process per render (llvmpipe rasterises on threads of its own) and the
 frame rate that render time allows. In the stream, rendering frame N+1 overlaps encoding frame N (one core
 each), so the stream holds 30 fps while a render stays within the 33 ms frame interval; at 1280x720 the
 encoder takes about 5 ms of the other core (bench/results/render_stream.json).
 
-    .venv/bin/python -m bench.scene_features [--frames 40] [--rounds 3]
+    .venv/bin/python -m bench.scene_features [--frames 100]
 """
 
 from __future__ import annotations
@@ -97,16 +99,11 @@ def build_scene() -> tuple[Scene, dict[str, Callable[[bool], None]]]:
     return scene, switches
 
 
-def measure(renderer: Renderer, camera: Camera, frames: int) -> tuple[list[float], list[float]]:
-    """Per frame: wall ms of ``render`` and the CPU ms this process spent on it (llvmpipe's threads too)."""
-    wall, cpu = [], []
-    for _ in range(frames):
-        camera.orbit(1.0, 0.0)
-        started = time.process_time()
-        renderer.render(camera)
-        cpu.append((time.process_time() - started) * 1000.0)
-        wall.append(renderer.stats.frame_ms)
-    return wall, cpu
+def measure(renderer: Renderer, camera: Camera) -> tuple[float, float]:
+    """Wall ms of one ``render`` and the CPU ms this process spent on it (llvmpipe's threads too)."""
+    started = time.process_time()
+    renderer.render(camera)
+    return renderer.stats.frame_ms, (time.process_time() - started) * 1000.0
 
 
 def summary(wall: list[float], cpu: list[float]) -> dict[str, float]:
@@ -124,8 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--frames", type=int, default=40, help="frames per mode and round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the modes")
+    parser.add_argument("--frames", type=int, default=100, help="camera steps, each rendered in every mode")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     scene, switches = build_scene()
@@ -136,13 +132,17 @@ def main() -> None:
         camera = Camera.look_at((0.8, 0.6, 3.2), (0.8, 0.0, 0.0), fov=60)
         for mode in MODES:  # compile every program variant before timing
             set_mode(switches, mode)
-            measure(renderer, camera, 3)
-        for _ in range(args.rounds):
-            for mode in MODES:
+            measure(renderer, camera)
+        # Every camera step is rendered in every mode, in a rotating order: the machine's load changes
+        # from moment to moment and falls on all modes alike.
+        for step in range(args.frames):
+            camera.orbit(1.0, 0.0)
+            for k in range(len(MODES)):
+                mode = MODES[(step + k) % len(MODES)]
                 set_mode(switches, mode)
-                walls, cpus = measure(renderer, camera, args.frames)
-                wall[mode] += walls
-                cpu[mode] += cpus
+                frame_wall, frame_cpu = measure(renderer, camera)
+                wall[mode].append(frame_wall)
+                cpu[mode].append(frame_cpu)
         gl_renderer = renderer.gl_renderer
     result = {mode: summary(wall[mode], cpu[mode]) for mode in MODES}
     for mode in MODES:
@@ -158,8 +158,7 @@ def main() -> None:
                 "frame": f"{WIDTH}x{HEIGHT}",
                 "scene": "icosphere(6, r=1) + icosphere(5, r=0.5), 102,400 triangles, smooth normals",
                 "camera": "orbit 1 deg per frame",
-                "framesPerModeAndRound": args.frames,
-                "rounds": args.rounds,
+                "framesPerMode": args.frames,
                 "glRenderer": gl_renderer,
                 "loadAverage1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
             },

@@ -25,30 +25,35 @@ from openrr.model.mesh import F64
 
 RADIUS_PX = 2.5  # the line's width in pixels, from the silhouette outwards
 
-_OFFSETS = [
-    (dx, dy)
-    for dy in range(-3, 4)
-    for dx in range(-3, 4)
-    if (dx, dy) != (0, 0) and dx * dx + dy * dy <= RADIUS_PX * RADIUS_PX
+# Bilinear taps between texels: each reads a 2x2 block of the mask, so 8 of them cover the 5x5 block
+# around the pixel but its corners (the pixels within RADIUS_PX); a mask pixel anywhere in a tap's block
+# weighs at least 1/4. On llvmpipe this is about twice as fast as 20 single-texel fetches.
+_TAPS = [
+    (1.5, 0.5),
+    (1.5, -0.5),
+    (-1.5, 0.5),
+    (-1.5, -0.5),
+    (0.5, 1.5),
+    (-0.5, 1.5),
+    (0.5, -1.5),
+    (-0.5, -1.5),
 ]
 
-# Fixed taps, unrolled (llvmpipe vectorises straight-line code best): 20 unfiltered fetches per pixel.
 OUTLINE_FRAGMENT = (
     """#version 330 core
-uniform sampler2D u_mask;
+uniform sampler2D u_mask;  // linear filtering, clamped at the edges
 uniform vec3 u_color;
 out vec4 f_color;
 void main() {
-    ivec2 p = ivec2(gl_FragCoord.xy);
-    ivec2 last = textureSize(u_mask, 0) - 1;
-    if (texelFetch(u_mask, p, 0).r > 0.5) discard;  // inside the silhouette: no line
+    if (texelFetch(u_mask, ivec2(gl_FragCoord.xy), 0).r > 0.5) discard;  // inside the silhouette: no line
+    vec2 texel = 1.0 / vec2(textureSize(u_mask, 0));
     float near = 0.0;
 """
     + "".join(
-        f"    near = max(near, texelFetch(u_mask, clamp(p + ivec2({dx}, {dy}), ivec2(0), last), 0).r);\n"
-        for dx, dy in _OFFSETS
+        f"    near = max(near, texture(u_mask, (gl_FragCoord.xy + vec2({dx}, {dy})) * texel).r);\n"
+        for dx, dy in _TAPS
     )
-    + """    if (near < 0.5) discard;
+    + """    if (near < 0.2) discard;
     f_color = vec4(u_color, 1.0);
 }
 """
@@ -111,6 +116,7 @@ class OutlinePass:
         for target in self._targets:
             target.release()
         self.mask = self.ctx.texture((width, height), 1, dtype="f1")
+        self.mask.repeat_x = self.mask.repeat_y = False  # the line's taps past the frame's edge: nothing
         self._fbo = self.ctx.framebuffer(color_attachments=[self.mask])
         self._targets = [self._fbo, self.mask]
 
