@@ -40,7 +40,12 @@ export function createMaterialPanel({ elements, client, report }) {
   function showMaterial() {
     const m = material();
     fieldset.disabled = !m;
-    if (!m) return;
+    if (!m) {
+      albedo.value = "#ffffff"; // nothing to edit: no leftover of the previous entity's material
+      roughnessOut.textContent = metalnessOut.textContent = "–";
+      unlit.checked = doubleSided.checked = false;
+      return;
+    }
     albedo.value = hexOfLinear(m.albedoColor || [1, 1, 1, 1]);
     roughness.value = String(m.roughness ?? 1);
     metalness.value = String(m.metalness ?? 0);
