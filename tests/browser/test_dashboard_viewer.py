@@ -181,7 +181,7 @@ def test_sign_in_create_view_orbit_pick_and_stop(
     )  # a drag picks nothing
     shot(page, "after-orbit")
 
-    # A click (no drag) on the box picks it and highlights it.
+    # A click (no drag) on the box picks it and selects it: the outline (orange, which "yellow" counts).
     page.mouse.click(*page_point(page, after["redX"], after["redY"]))
     expect(page.locator("#picked")).to_have_text("RedBox")
     page.wait_for_function(

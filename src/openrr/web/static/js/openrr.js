@@ -74,6 +74,7 @@ const SCENE_TYPES = new Set([
 ]);
 const DEFAULT_REQUEST_TIMEOUT_MS = 10000;
 const LOAD_TIMEOUT_MS = 300000; // models, textures and skies download and convert
+const SCENE_PAGE = 100; // entities per scene.get answer: well inside its size bound (about 1 KB each)
 const HTTP_CODES = {
   400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
   413: "PayloadTooLarge", 429: "TooManyRequests", 500: "InternalServerError", 502: "BadGateway",
@@ -598,9 +599,21 @@ export class RenderingConnection extends EventTarget {
   }
 
   // ---- entities (v2) --------------------------------------------------------------------------------------
-  /** Every entity, roots first: [entity]. */
-  async getScene() {
-    return (await this.request("scene.get")).entities;
+  /** Every entity, parents before their children: [entity]. A big scene is read in pages (an answer is
+   * bounded to one data-channel message); see getScenePage to read only part of it. */
+  async getScene({ pageSize = SCENE_PAGE } = {}) {
+    const entities = [];
+    for (;;) {
+      const page = await this.getScenePage({ offset: entities.length, limit: pageSize });
+      entities.push(...page.entities);
+      if (!page.entities.length || entities.length >= page.total) return entities;
+    }
+  }
+
+  /** One page of the scene's entities in hierarchy order: `{entities, total, offset}`. */
+  async getScenePage({ offset = 0, limit = SCENE_PAGE } = {}) {
+    const answer = await this.request("scene.get", { offset, limit });
+    return { entities: answer.entities, total: answer.total, offset: answer.offset };
   }
 
   /** `{name, parent, position, rotation, scale}`, all optional; resolves with the entity. */

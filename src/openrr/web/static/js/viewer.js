@@ -1,14 +1,16 @@
 // The viewer page: connects to one Ready session, shows its video, steers the camera, loads models,
-// picks and highlights nodes, shows live stats, and says plainly what went wrong when something does.
-// The session's REST calls go through api.js; the connection is openrr.js's, as any embedding page's is.
+// shows live stats, and says plainly what went wrong when something does. The scene tools (entity tree,
+// selection, materials, cut plane, sky, measurement) are modules of their own under tools/; this module
+// wires them to the page and the connection. The session's REST calls go through api.js; the connection
+// is openrr.js's, as any embedding page's is, and the tools use nothing else.
 
 import { Api, ApiError } from "./api.js";
 import { goToSignIn, requireAuth } from "./auth.js";
 import { attachControls } from "./input.js";
 import { ConnectionStatus, RemoteRenderingError, RenderingSession } from "./openrr.js";
+import { createSceneTools } from "./tools/scene-tools.js";
 import { byId, errorText, formatBitrate, formatMinutes, formatMs, showMessage, sleep } from "./ui.js";
 
-const HIGHLIGHT = [1.0, 0.8, 0.0, 1.0]; // RGBA override of a picked node
 const WAIT_POLL_MS = 2000; // while the session is Starting
 const WATCH_MS = 10000; // while connected: lease and status
 // The control plane's root: this module is served at <root>/ui/js/viewer.js (relative, for path prefixes).
@@ -29,20 +31,14 @@ function start({ accountId, token }) {
   const surface = byId("surface");
   const placeholder = byId("placeholder");
   const stats = byId("stats");
-  const picked = byId("picked");
   const lease = byId("lease");
   const reconnectButton = byId("reconnect");
   const disconnectButton = byId("disconnect");
-  const modelForm = byId("model-form");
-  const modelUrl = byId("model-url");
   const modelLoad = byId("model-load");
-  const modelProgress = byId("model-progress");
-  const modelStatus = byId("model-status");
   const cameraButtons = [...document.querySelectorAll("[data-camera]")];
 
   let client = null;
   let attempt = 0; // every connect() bumps it; a continuation of an older attempt gives up
-  let highlighted = null; // node id with the highlight colour
   let watchTimer = 0;
   let inputLatency = null; // smoothed input → frame, ms
   let pingRtt = null; // data-channel ping round trip, ms
@@ -73,9 +69,7 @@ function start({ accountId, token }) {
     if (rendering && rendering.connection) rendering.connection.disconnect(); // one still connecting
     client = null;
     video.srcObject = null;
-    highlighted = null;
-    picked.textContent = "Click or tap an object to select it.";
-    delete picked.dataset.node;
+    tools.reset();
   }
 
   // ---- connecting -------------------------------------------------------------------------------------
@@ -142,6 +136,7 @@ function start({ accountId, token }) {
     onStatus(); // it ended before the listener was there (between the hello and this line)
     if (client !== c) return;
     setState("connected", `Connected to session ${sessionId}.`, "ok");
+    tools.connected(c);
     watch(mine);
   }
 
@@ -326,17 +321,20 @@ function start({ accountId, token }) {
   });
 
   // ---- camera, picking --------------------------------------------------------------------------------
+  function report(err) {
+    if (err instanceof RemoteRenderingError && err.code === "ConnectionClosed") return;
+    showMessage(status, `The render server refused a command: ${errorText(err)}`, "error");
+  }
+
   function send(promise) {
-    promise.catch((err) => {
-      if (err instanceof RemoteRenderingError && err.code !== "ConnectionClosed") {
-        showMessage(status, `The render server refused a command: ${err.message}`, "error");
-      }
-    });
+    promise.catch(report);
   }
 
   function live() {
     return client && client.connected ? client : null;
   }
+
+  const tools = createSceneTools({ client: live, report, surface });
 
   /** The picture's rectangle inside the <video> element (object-fit: contain leaves bars). */
   function pictureRect() {
@@ -350,6 +348,7 @@ function start({ accountId, token }) {
     return { left: box.left + (box.width - width) / 2, top: box.top + (box.height - height) / 2, width, height };
   }
 
+  /** A click or tap in the picture: measure mode takes its world point, else it selects what is there. */
   async function pickAt(clientX, clientY) {
     const c = live();
     const rect = pictureRect();
@@ -357,28 +356,14 @@ function start({ accountId, token }) {
     const x = (clientX - rect.left) / rect.width;
     const y = (clientY - rect.top) / rect.height;
     if (x < 0 || x > 1 || y < 0 || y > 1) return;
+    let result;
     try {
-      const result = await c.pick(x, y);
-      const node = result.node;
-      if (highlighted !== null && (!node || node.id !== highlighted)) {
-        const previous = highlighted;
-        highlighted = null;
-        await c.setNode(previous, { clearColor: true }).catch(() => {});
-      }
-      if (node) {
-        if (highlighted !== node.id) {
-          await c.setNode(node.id, { color: HIGHLIGHT });
-          highlighted = node.id;
-        }
-        picked.textContent = node.name || `Node ${node.id}`;
-        picked.dataset.node = String(node.id);
-      } else {
-        picked.textContent = "Nothing there (background).";
-        delete picked.dataset.node;
-      }
+      result = await c.pick(x, y);
     } catch (err) {
-      picked.textContent = `Could not select: ${errorText(err)}`;
+      report(err);
+      return;
     }
+    if (c === live()) tools.picked(result);
   }
 
   attachControls(
@@ -408,46 +393,6 @@ function start({ accountId, token }) {
       if (c) send(CAMERA[button.dataset.camera](c));
     });
   }
-
-  // ---- models -----------------------------------------------------------------------------------------
-  modelForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const c = live();
-    const url = modelUrl.value.trim();
-    if (!url) {
-      modelStatus.textContent = "Enter a path or URL.";
-      modelUrl.focus();
-      return;
-    }
-    if (!c) {
-      modelStatus.textContent = "Connect to the session first.";
-      return;
-    }
-    modelLoad.disabled = true;
-    modelProgress.hidden = false;
-    modelProgress.value = 0;
-    modelStatus.textContent = `Loading ${url}…`;
-    try {
-      const loaded = await c.loadModel(url, { onProgress: (progress) => {
-        if (typeof progress.fraction === "number") modelProgress.value = progress.fraction;
-        const percent = typeof progress.fraction === "number" ? `${Math.round(progress.fraction * 100)} %` : "";
-        modelStatus.textContent = [percent, progress.message].filter(Boolean).join(" · ") || "Loading…";
-      } });
-      modelProgress.value = 1;
-      modelStatus.textContent = `Loaded ${loaded.modelId}: ${loaded.nodes} nodes, ${Number(loaded.polygons).toLocaleString()} polygons.`;
-    } catch (err) {
-      const what =
-        err instanceof RemoteRenderingError && err.code === "ModelSourceRefused"
-          ? "The render server refuses this source"
-          : err instanceof RemoteRenderingError && err.code === "Busy"
-            ? "The render server is busy loading other models"
-            : "The model could not be loaded";
-      modelStatus.textContent = `${what}: ${errorText(err)}`;
-      modelProgress.hidden = true;
-    } finally {
-      modelLoad.disabled = !live();
-    }
-  });
 
   // ---- buttons, page life -----------------------------------------------------------------------------
   reconnectButton.addEventListener("click", () => connect());
