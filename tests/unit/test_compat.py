@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import inspect
 
 import aioice.ice
@@ -32,6 +33,7 @@ from openrr.compat.aiortc import (
     prefer_among_chosen,
     replace_jitter_buffer,
 )
+from openrr.compat.embreex import embree_library
 from openrr.compat.uvicorn_headers import bounded_protocol
 
 
@@ -221,3 +223,13 @@ async def test_replace_jitter_buffer_and_a_frame_end_rule() -> None:
     # The base class has no rule of its own: aiortc's applies (a frame completes at the next one).
     plain = FrameEndJitterBuffer(capacity=8, is_video=True)
     assert plain.add(packet) == (False, None)
+
+
+def test_embreex_still_bundles_libembree4_where_the_spatial_queries_load_it() -> None:
+    library = embree_library()
+    assert library.is_file()
+    assert library.name.startswith("libembree4")
+    # It loads, and it is Embree 4: the C API openrr.render.embree calls.
+    loaded = ctypes.CDLL(str(library))
+    assert hasattr(loaded, "rtcNewDevice")
+    assert hasattr(loaded, "rtcIntersect1")

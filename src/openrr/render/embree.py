@@ -1,6 +1,7 @@
 """Intel Embree 4, the ray-tracing kernels the spatial queries run on, called through ``ctypes``.
 
-The library is the one the ``embreex`` package ships (trimesh's Embree binding; pinned in constraints.txt).
+The library is the one the ``embreex`` package ships (trimesh's Embree binding; pinned in constraints.txt;
+``openrr.compat.embreex`` finds it).
 Why not embreex's own Python API: its ``TriangleMesh`` copies every vertex and index with a Python-level
 item access (about 7 µs a triangle here: 10 s and more for a 1.3M-triangle model), and its ``run`` builds
 the BVH while holding the GIL (0.7-2.7 s of a frozen render thread), and it cannot start a ray past
@@ -13,16 +14,16 @@ below are used; their signatures and enum values are Embree 4's (``rtcore_*.h``)
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import os
 import threading
 import weakref
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from openrr.compat.embreex import EmbreeUnavailable, embree_library
 
 _GEOMETRY_TYPE_TRIANGLE = 0
 _BUFFER_TYPE_INDEX = 0
@@ -38,28 +39,12 @@ _RAYHIT_WORDS = 32
 _TFAR, _PRIM, _GEOM = 8, 17, 18
 
 
-class EmbreeUnavailable(RuntimeError):
-    """Embree's library could not be found or loaded (the ``render`` extra installs it)."""
-
-
-def _library_path() -> Path:
-    spec = importlib.util.find_spec("embreex")
-    if spec is None or spec.origin is None:
-        raise EmbreeUnavailable("the embreex package is not installed (pip install 'openrr[render]')")
-    # auditwheel puts the bundled libraries beside the package, in "<package>.libs".
-    libs = Path(spec.origin).parent.parent / "embreex.libs"
-    found = sorted(libs.glob("libembree4*.so*"))
-    if not found:
-        raise EmbreeUnavailable(f"no libembree4 in the embreex package ({libs.name} is empty or missing)")
-    return found[0]
-
-
 class _Library:
     """The loaded library and one device for the process (Embree devices are thread-safe)."""
 
     def __init__(self) -> None:
         try:
-            lib = ctypes.CDLL(str(_library_path()))
+            lib = ctypes.CDLL(str(embree_library()))
         except OSError as exc:
             raise EmbreeUnavailable(f"Embree could not be loaded: {exc}") from None
         vp, uint, size = ctypes.c_void_p, ctypes.c_uint, ctypes.c_size_t
