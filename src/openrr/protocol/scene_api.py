@@ -18,7 +18,7 @@ Client → server (v2)                                          Server → clien
   entity.get       entity                                       entity
   entity.set       entity, parent?, enabled?, name?,            entity
                    position?, rotation?, scale?, transform?
-  entity.destroy   entity                                       ack        destroyed [ids]
+  entity.destroy   entity                                       ack        destroyed [ids], destroyedCount
   entity.bounds    entity, space ("local" | "world")            bounds     entity, space, min, max (or null)
   entity.metadata  entity                                       metadata   entity, metadata {key: value}
   component.create entity, component, properties?               component  entity, component, properties
@@ -111,6 +111,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 VERSION = 2
+MAX_DESTROYED_LISTED = 10_000  # entity.destroy lists at most this many ids (parents first)
 MAX_CUT_PLANES = 8
 MAX_LIGHTS = 8
 MAX_RAY_HITS = 64

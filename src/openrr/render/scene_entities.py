@@ -185,7 +185,8 @@ async def entity_destroy(ctx: SceneContext, request: api.EntityDestroy) -> Answe
 
     removed = await ctx.gl(destroy)
     forget_models(pipeline, set(removed))
-    return "ack", {"destroyed": removed}
+    # The ids, parents first, as many as one answer holds; the count says when the list was cut short.
+    return "ack", {"destroyed": removed[: api.MAX_DESTROYED_LISTED], "destroyedCount": len(removed)}
 
 
 def forget_models(pipeline: RenderPipeline, removed: set[int]) -> None:
