@@ -26,10 +26,14 @@ Models (generated with trimesh, PBR material, smooth normals):
               = 102,400 triangles;
   large.glb:  icosphere(subdivisions=8, r=1) = 1,310,720 triangles.
 
-Goals (2 cores, no GPU, 1280x720): moving-camera fps ≥ 30 (~100k) and ≥ 15 (~1.3M); glass-to-glass
-p50 ≤ 45 ms; input → frame ≤ 70 ms; connect → first frame ≤ 0.3 s.
+  features:   medium.glb with the scene API's costliest state on (issue 14): 8 cut planes (on entities
+              of their own, each cutting a cap off the big sphere), the big sphere selected (outline)
+              and the small one see-through, set through ``conn.scene`` before the windows.
 
-    .venv/bin/python -m bench.render_stream [--runs 2] [--models medium,large]
+Goals (2 cores, no GPU, 1280x720): moving-camera fps ≥ 30 (~100k, with or without the features) and
+≥ 15 (~1.3M); glass-to-glass p50 ≤ 45 ms; input → frame ≤ 70 ms; connect → first frame ≤ 0.3 s.
+
+    .venv/bin/python -m bench.render_stream [--runs 2] [--models medium,large,features]
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ PING_INTERVAL_S = 0.5
 CONNECTIONS = 10
 GOALS = {
     "medium": {"movingFps": 30.0},
+    "features": {"movingFps": 30.0},
     "large": {"movingFps": 15.0},
     "latencyP50Ms": 45.0,
     "inputLatencyMs": 70.0,
@@ -114,7 +119,29 @@ def write_models(root: Path) -> dict[str, int]:
     large.add_geometry(sphere, node_name="Sphere", geom_name="SphereMesh")
     (root / "large.glb").write_bytes(large.export(file_type="glb"))
     counts["large"] = len(sphere.faces)
+    counts["features"] = counts["medium"]
     return counts
+
+
+MODEL_FILES = {"medium": "medium.glb", "large": "large.glb", "features": "medium.glb"}
+CUT_NORMALS = [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1), (1, 1, 1), (-1, -1, 1)]
+
+
+async def apply_scene_features(rc: RenderConnection) -> None:
+    """8 cut planes each cutting a cap off the big sphere, the big sphere selected, the small one
+    see-through: what the issue's goal measures the stream with."""
+    scene = rc.scene
+    entities = {e.name: e for e in await scene.entities()}
+    await scene.set_outline(color=(1.0, 0.8, 0.0), pulse_rate=0.0)
+    for i, normal in enumerate(CUT_NORMALS):
+        length = sum(c * c for c in normal) ** 0.5
+        unit = tuple(c / length for c in normal)
+        plane = await scene.create_entity(f"cut{i}", position=tuple(0.85 * c for c in unit))
+        await plane.create_component(
+            "CutPlane", normal=unit, fade_color=(0.1, 0.6, 1.0, 1.0), fade_length=0.05
+        )
+    await entities["Big"].set_state(selected=True)
+    await entities["Small"].set_state(see_through=True)
 
 
 # ---- sessions ---------------------------------------------------------------------------------------------
@@ -302,7 +329,7 @@ async def _sleep_checked(seconds: float, tasks: list[asyncio.Task[Any]]) -> None
 
 
 async def stream_windows(
-    arr: ArrClient, session_id: str, render: psutil.Process, control: psutil.Process
+    arr: ArrClient, session_id: str, render: psutil.Process, control: psutil.Process, features: bool
 ) -> dict[str, Any]:
     rc = await connect_session(arr, session_id, timeout=20)
     background: list[asyncio.Task[Any]] = []
@@ -310,6 +337,8 @@ async def stream_windows(
     try:
         hello = rc.hello or {}
         await rc.sync_clock(5)
+        if features:
+            await apply_scene_features(rc)
         await rc.wait_frames(15, timeout=30)
         background.append(asyncio.create_task(_keep_pinging(rc)))
 
@@ -393,11 +422,11 @@ async def first_frames(arr: ArrClient, session_id: str, count: int) -> dict[str,
 
 
 def measure_model(server: Server, arr: ArrClient, token: str, model: str) -> dict[str, Any]:
-    session_id, ready_s = create_session(server, f"{model}.glb", token)
+    session_id, ready_s = create_session(server, MODEL_FILES[model], token)
     render = render_process(server, session_id)
     control = psutil.Process(server.proc.pid)
     try:
-        streamed = asyncio.run(stream_windows(arr, session_id, render, control))
+        streamed = asyncio.run(stream_windows(arr, session_id, render, control, model == "features"))
         streamed["firstFrame"] = asyncio.run(first_frames(arr, session_id, CONNECTIONS))
     finally:
         stop_session(server, session_id, token, render)
@@ -485,7 +514,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=2, help="repeat everything (fresh sessions each time)")
-    parser.add_argument("--models", default="medium,large", help="comma-separated: medium, large")
+    parser.add_argument(
+        "--models", default="medium,large,features", help="comma-separated: medium, large, features"
+    )
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     runs: list[dict[str, Any]] = []
@@ -517,6 +548,7 @@ def main() -> None:
                 "models": {
                     "medium": "icosphere(6, r=1) + icosphere(5, r=0.5), 102,400 triangles",
                     "large": "icosphere(8, r=1), 1,310,720 triangles",
+                    "features": "medium, with 8 cut planes, an outline and a see-through entity",
                 },
             },
             "goals": GOALS,
