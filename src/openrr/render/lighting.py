@@ -8,6 +8,10 @@ the renderer's head-light rig (``u_light_*``) and the scene's own point, spot an
 ``u_ground``), or with a sky the spherical-harmonic irradiance and the prefiltered panorama along the
 reflected view vector (``u_env_*``, see ``sky.py``). It needs ``PI``, ``MAX_LIGHTS``, ``MAX_PUNCTUAL``
 and ``v_world`` declared before it.
+
+The scene's lights and the sky are compiled in (``HAS_PUNCTUAL``, ``HAS_SKY``) only into the program
+variants drawn while the scene has them: llvmpipe runs both sides of a branch on a uniform, so a
+branched-out sky or light loop still cost about 10-15 ms of CPU a 720p frame each (measured).
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ uniform vec3 u_punctual_color[MAX_PUNCTUAL];  // colour * intensity
 uniform vec2 u_punctual_cone[MAX_PUNCTUAL];   // cos of the outer and inner half angles
 uniform vec3 u_sky;
 uniform vec3 u_ground;
-uniform int u_env_on;        // 1: ambient light from the sky, else from the hemisphere
 uniform vec3 u_env_sh[9];    // the sky's irradiance / pi as spherical harmonics (render/sky.py)
 uniform float u_env_lod;     // the sky texture's blurriest level: where roughness 1 reads
 uniform sampler2D u_env_tex;
@@ -91,18 +94,20 @@ vec3 shade(vec3 n, vec3 v, vec3 base, float metallic, float roughness, float occ
     Surface s = Surface(n, v, diffuse / PI, f0, a2, nv, sqrt(nv * nv * (1.0 - a2) + a2));
     vec3 color = vec3(0.0);
     for (int i = 0; i < u_light_count; i++) color += u_light_color[i] * brdf(s, -u_light_dir[i]);
+#ifdef HAS_PUNCTUAL
     for (int i = 0; i < u_punctual_count; i++) color += punctual(i, s);
+#endif
     // Ambient: irradiance for the diffuse part, the reflected direction for the specular part.
     vec3 r = reflect(-v, n);
     vec3 irradiance;
     vec3 reflected;
-    if (u_env_on != 0) {
-        irradiance = env_irradiance(n);
-        reflected = textureLod(u_env_tex, env_uv(r), roughness * u_env_lod).rgb;
-    } else {
-        irradiance = mix(u_ground, u_sky, 0.5 + 0.5 * n.y);
-        reflected = mix(u_ground, u_sky, 0.5 + 0.5 * r.y);
-    }
+#ifdef HAS_SKY
+    irradiance = env_irradiance(n);
+    reflected = textureLod(u_env_tex, env_uv(r), roughness * u_env_lod).rgb;
+#else
+    irradiance = mix(u_ground, u_sky, 0.5 + 0.5 * n.y);
+    reflected = mix(u_ground, u_sky, 0.5 + 0.5 * r.y);
+#endif
     float w = 1.0 - nv;
     float w2 = w * w;
     vec3 f_env = f0 + (max(vec3(1.0 - roughness), f0) - f0) * (w2 * w2 * w);

@@ -70,7 +70,8 @@ class _GpuPrimitive:
     vao: Any
     resources: list[Any]
     content: list[tuple[Any, str, str]]  # the vertex array's (buffer, format, attribute)
-    cut: tuple[Any, dict[str, Any], Any] | None = None  # program, uniforms, vao with cut planes (lazily)
+    # (program, uniforms, vao) of the other variants drawn (cut planes, sky, lights, shell), made lazily.
+    variants: dict[shaders.MeshVariant, tuple[Any, dict[str, Any], Any]] = field(default_factory=dict)
     has_uv: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,7 +113,7 @@ class Renderer:
         self._meshes: dict[int, tuple[Mesh, list[_GpuPrimitive]]] = {}
         self._textures = MaterialTextures(self.ctx)
         self._parts: dict[tuple[int, int], tuple[int, ...]] = {}  # (base, level) mesh ids -> base parts
-        self._programs: dict[tuple[bool, bool, bool, bool], tuple[Any, dict[str, Any]]] = {}
+        self._programs: dict[shaders.MeshVariant, tuple[Any, dict[str, Any]]] = {}
         full = shaders.FULLSCREEN_VERTEX
         self._gradient: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.GRADIENT_FRAGMENT)
         self._checker: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.CHECKER_FRAGMENT)
@@ -122,6 +123,7 @@ class Renderer:
         self._outline = OutlinePass(self.ctx, full)
         self.clock: Callable[[], float] = time.monotonic  # seconds; the outline's pulse follows it
         self._animating = False
+        self._lights_on = False  # the frame being drawn has scene lights (see _variant)
         self._targets: list[Any] = []
         self.resize(width, height)
 
@@ -213,7 +215,7 @@ class Renderer:
     def _upload(self, primitive: Primitive) -> _GpuPrimitive:
         ctx = self.ctx
         variant = (primitive.normals is not None, primitive.uvs is not None, primitive.colors is not None)
-        program, uniforms = self._program((*variant, False))
+        program, uniforms = self._program(shaders.MeshVariant(*variant))
         positions = ctx.buffer(primitive.positions)
         indices = ctx.buffer(primitive.indices)
         resources = [positions, indices]
@@ -229,10 +231,10 @@ class Renderer:
         vao = self._vertex_array(program, content, indices)
         return _GpuPrimitive(primitive, program, uniforms, vao, resources, content)
 
-    def _program(self, variant: tuple[bool, bool, bool, bool]) -> tuple[Any, dict[str, Any]]:
-        """The mesh program for (normals, uvs, colours, cut planes), compiled once."""
+    def _program(self, variant: shaders.MeshVariant) -> tuple[Any, dict[str, Any]]:
+        """The mesh program of ``variant``, compiled once."""
         if variant not in self._programs:
-            vertex, fragment = shaders.mesh_program_source(*variant)
+            vertex, fragment = shaders.mesh_program_source(variant)
             program: Any = self.ctx.program(vertex_shader=vertex, fragment_shader=fragment)
             uniforms = {n: program[n] for n in program if isinstance(program[n], moderngl.Uniform)}
             for name, unit in (*shaders.TEXTURE_UNITS.items(), ("u_env_tex", SKY_UNIT)):
@@ -246,15 +248,22 @@ class Renderer:
             program, content, index_buffer=indices, index_element_size=4, skip_errors=True
         )
 
-    def _cut_variant(self, gpu: _GpuPrimitive) -> tuple[Any, dict[str, Any], Any]:
-        """The program, uniforms and vertex array that draw ``gpu`` with cut planes (made on first use)."""
-        if gpu.cut is None:
-            p = gpu.primitive
-            program, uniforms = self._program(
-                (p.normals is not None, p.uvs is not None, p.colors is not None, True)
-            )
-            gpu.cut = (program, uniforms, self._vertex_array(program, gpu.content, gpu.resources[1]))
-        return gpu.cut
+    def _variant(self, gpu: _GpuPrimitive, cuts: bool, shell: bool) -> tuple[Any, dict[str, Any], Any]:
+        """The program, uniforms and vertex array that draw ``gpu`` with what this draw needs: cut planes,
+        the see-through shell, and the frame's sky and lights (made on first use)."""
+        sky, lights = self._sky.active, self._lights_on
+        if not (cuts or shell or sky or lights):
+            return gpu.program, gpu.uniforms, gpu.vao
+        p = gpu.primitive
+        key = shaders.MeshVariant(
+            p.normals is not None, p.uvs is not None, p.colors is not None, cuts, sky, lights, shell
+        )
+        found = gpu.variants.get(key)
+        if found is None:
+            program, uniforms = self._program(key)
+            found = (program, uniforms, self._vertex_array(program, gpu.content, gpu.resources[1]))
+            gpu.variants[key] = found
+        return found
 
     # -- rendering -------------------------------------------------------------------------------------
 
@@ -338,6 +347,7 @@ class Renderer:
             camera.position, camera.rotation, view_projection, self.lights, self.ambient
         )
         frame_uniforms.update(punctual_uniforms(state.lights))
+        self._lights_on = bool(state.lights)
         frame_uniforms.update(self._sky.frame_uniforms())
         self._sky.bind()
         if bits.any():  # the cut variants' frame uniforms; nothing else reads them
@@ -397,11 +407,7 @@ class Renderer:
 
     def _draw(self, scene_pass: ScenePass, node: int, gpu: _GpuPrimitive, material: Material) -> None:
         textures = self._textures.of(material) if gpu.has_uv else {}  # no uvs: textures are ignored
-        program, uniforms, vao = (
-            self._cut_variant(gpu)
-            if scene_pass.nodes.cut_bits[node]
-            else (gpu.program, gpu.uniforms, gpu.vao)
-        )
+        program, uniforms, vao = self._variant(gpu, bool(scene_pass.nodes.cut_bits[node]), scene_pass.shell)
         scene_pass.set_uniforms(uniforms, material, textures, node)
         for unit, texture in textures.items():
             texture.use(location=unit)
@@ -444,8 +450,8 @@ class Renderer:
 def _release(gpu: _GpuPrimitive) -> None:
     for resource in (gpu.vao, *gpu.resources):
         resource.release()
-    if gpu.cut is not None:
-        gpu.cut[2].release()
+    for _, _, vao in gpu.variants.values():
+        vao.release()
 
 
 def is_software(gl_renderer: str) -> bool:

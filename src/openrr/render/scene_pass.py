@@ -72,10 +72,12 @@ class ScenePass:
         # The states' per-draw uniforms (tint, cut planes, see-through, mask) last written, per program.
         self._states: dict[int, dict[str, Any]] = {}
         self._mode = state_shading.shell_uniforms(None)
+        self.shell = False  # the draws from now on are see-through (the shell variant)
 
     def set_see_through(self, shell: ShellSettings | None) -> None:
         """The draws from now on: see-through with ``shell``'s look, or (None) ordinary."""
         self._mode = state_shading.shell_uniforms(shell)
+        self.shell = shell is not None
 
     def set_uniforms(
         self, uniforms: dict[str, Any], material: Material, textures: dict[int, Any], node: int

@@ -247,15 +247,35 @@ void main() {
 """
 
 
-def mesh_program_source(
-    has_normals: bool, has_uv: bool, has_colors: bool, cuts: bool = False
-) -> tuple[str, str]:
-    """(vertex, fragment) sources of the mesh program variant for a primitive's attributes; ``cuts``:
-    with the cut-plane code (see state_shading.py)."""
+@dataclass(frozen=True)
+class MeshVariant:
+    """Which code a mesh program is compiled with: the primitive's attributes, and what this draw needs
+    (cut planes, a sky, the scene's lights, the see-through shell). Compiled in rather than branched
+    on: llvmpipe pays for both sides of a branch."""
+
+    normals: bool
+    uv: bool
+    colors: bool
+    cuts: bool = False
+    sky: bool = False
+    lights: bool = False
+    shell: bool = False
+
+
+def mesh_program_source(variant: MeshVariant) -> tuple[str, str]:
+    """(vertex, fragment) sources of a mesh program variant (see state_shading.py and lighting.py for
+    what ``cuts``/``shell`` and ``sky``/``lights`` add)."""
     defines = [f"#define MAX_LIGHTS {MAX_LIGHTS}", f"#define MAX_PUNCTUAL {MAX_PUNCTUAL}"]
-    defines += ["#define HAS_NORMALS"] if has_normals else []
-    defines += ["#define HAS_UV"] if has_uv else []
-    defines += ["#define HAS_COLORS"] if has_colors else []
+    for wanted, name in (
+        (variant.normals, "HAS_NORMALS"),
+        (variant.uv, "HAS_UV"),
+        (variant.colors, "HAS_COLORS"),
+        (variant.sky, "HAS_SKY"),
+        (variant.lights, "HAS_PUNCTUAL"),
+        (variant.shell, "HAS_SHELL"),
+    ):
+        defines += [f"#define {name}"] if wanted else []
+    cuts = variant.cuts
     header = "#version 330 core\n" + "\n".join(defines) + "\n"
     return insert_states(header + _MESH_VERTEX, STATES_VERTEX, cuts), insert_states(
         header + _MESH_FRAGMENT, STATES_FRAGMENT, cuts

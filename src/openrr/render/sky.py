@@ -167,7 +167,7 @@ class SkyPass:
         self._texture: Any = None
         self._background: Any = None
         self._placeholder: Any = ctx.texture((1, 1), 3, np.zeros(3, np.float32).tobytes(), dtype="f4")
-        self._uniforms: dict[str, bytes] = _off_uniforms()
+        self._uniforms: dict[str, bytes] = {}
 
     @property
     def active(self) -> bool:
@@ -184,19 +184,18 @@ class SkyPass:
             self._texture = self._background = None
         self._sky = wanted
         if wanted is None:
-            self._uniforms = _off_uniforms()
+            self._uniforms = {}
             return
         filtered = prefiltered(wanted)
         self._texture = _upload(self.ctx, filtered.levels)
         self._background = _upload_background(self.ctx, filtered.levels[0])
         self._uniforms = {
-            "u_env_on": np.int32(1).tobytes(),
             "u_env_sh": filtered.harmonics.tobytes(),
             "u_env_lod": np.float32(len(filtered.levels) - 1).tobytes(),
         }
 
     def frame_uniforms(self) -> dict[str, bytes]:
-        """The mesh program's sky uniforms (``u_env_on`` 0 without a sky)."""
+        """The sky uniforms of the mesh programs compiled with ``HAS_SKY`` (none without a sky)."""
         return self._uniforms
 
     def bind(self) -> None:
@@ -216,10 +215,6 @@ class SkyPass:
             if resource is not None:
                 resource.release()
         self._texture = self._background = None
-
-
-def _off_uniforms() -> dict[str, bytes]:
-    return {"u_env_on": np.int32(0).tobytes()}
 
 
 def _upload(ctx: moderngl.Context, levels: list[F32]) -> Any:

@@ -47,7 +47,7 @@ STATES_FRAGMENT = """
 layout(location = 1) out vec4 f_selected;  // the outline's mask (only while one is attached)
 uniform float u_selected;         // 1: the entity is selected
 uniform vec4 u_tint;              // rgb, a = strength (0: no tint)
-uniform float u_shell_opacity;    // < 0: not see-through
+uniform float u_shell_opacity;    // of see-through draws (the HAS_SHELL variant)
 uniform float u_shell_desaturation;
 #ifdef HAS_CUTS
 uniform int u_cut_count;
@@ -80,7 +80,8 @@ vec4 states_end(vec4 c) {
         if (d < len) c.rgb = mix(c.rgb, u_cut_fade[i].rgb, u_cut_fade[i].a * min(1.0 - d / len, 1.0));
     }
 #endif
-    if (u_shell_opacity >= 0.0) {
+#ifdef HAS_SHELL
+    {
         // ARR's shell: desaturated, mostly transparent face on, opaque toward grazing angles so that the
         // silhouette stays visible while what is behind shows through.
         float grey = dot(c.rgb, vec3(0.299, 0.587, 0.114));
@@ -88,6 +89,7 @@ vec4 states_end(vec4 c) {
         float facing = abs(dot(states_normal(), normalize(u_camera_pos - v_world)));
         c.a = u_shell_opacity + (1.0 - u_shell_opacity) * pow(1.0 - facing, 3.0);
     }
+#endif
     // The mask's alpha is the selection too: a blended draw of an entity that is not selected leaves
     // the mask as it was, a selected one sets it, an opaque draw writes its own selection.
     f_selected = vec4(u_selected, 0.0, 0.0, u_selected);
@@ -145,9 +147,10 @@ def cut_bits(
 
 
 def shell_uniforms(shell: ShellSettings | None) -> dict[str, float]:
-    """The see-through look's uniforms; ``None``: an ordinary draw."""
+    """The see-through look's uniforms (read by the ``HAS_SHELL`` variant only); ``None``: an ordinary
+    draw."""
     if shell is None:
-        return {"u_shell_opacity": -1.0, "u_shell_desaturation": 0.0}
+        return {}
     return {
         "u_shell_opacity": min(max(shell.opacity, 0.0), 1.0),
         "u_shell_desaturation": min(max(shell.desaturation, 0.0), 1.0),
