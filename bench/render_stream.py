@@ -527,6 +527,11 @@ def main() -> None:
         print(f"models written in {time.perf_counter() - started:.1f} s: {triangles}")
         flags = ["--model-root", str(root), "--video-width", str(WIDTH), "--video-height", str(HEIGHT)]
         with openrr_server(*flags) as server:
+            # A session reads models only from its account's folder of each model root.
+            account_root = root / server.account_id
+            account_root.mkdir()
+            for model in root.glob("*.glb"):
+                model.rename(account_root / model.name)
             token = server.token()
             with ArrClient(server.url, server.account_id, server.key, verify=str(server.verify)) as arr:
                 for i in range(args.runs):
