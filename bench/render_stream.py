@@ -541,8 +541,10 @@ def main() -> None:
                     runs.append(run)
                     print_run(i + 1, run)
     summary = summarize(runs)
+    # A run of some of the models keeps its own file, so the full run's record stays.
+    full = set(models) == set(MODEL_FILES)
     path = write_result(
-        "render_stream",
+        "render_stream" if full else "render_stream_" + "_".join(models),
         {
             "settings": {
                 "video": f"{WIDTH}x{HEIGHT}, server defaults otherwise (30 fps, 3 Mbit/s, H.264)",
