@@ -2,9 +2,9 @@
 
 Apart from the materials (``scene_materials``), whose image reading it shares: a sky is not a texture
 (it is resampled into a panorama, ``openrr.model.skies``, and belongs to the scene, not to a material).
-Images are read and decoded on a worker thread under the session's model source policy, within
-``MAX_SKY_PIXELS`` for all of one request's images; only the finished ``Sky`` takes a turn on the GL
-thread.
+Images are read, decoded and prefiltered on a worker thread under the session's model source policy,
+within ``MAX_SKY_PIXELS`` for all of one request's images; only the finished ``Sky`` takes a turn on the
+GL thread.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from openrr.model.sources import display_name
 from openrr.protocol import scene_api as api
 from openrr.render.scene_context import SceneContext, SceneError
 from openrr.render.scene_materials import MAX_TEXTURE_LOADS, load_image
+from openrr.render.sky import prefiltered
 
 Answer = tuple[str, dict[str, Any]]
 BUILTIN = "builtin://"
@@ -55,6 +56,9 @@ async def sky_set(ctx: SceneContext, request: api.SkySet) -> Answer:
     ctx.texture_loads += 1
     try:
         sky = await asyncio.to_thread(read_sky, ctx, request)
+        # Its mip chain and irradiance too (about 0.3 s for a big panorama), so that the GL thread, which
+        # renders the next frame with it, finds them ready instead of stalling the picture.
+        await asyncio.to_thread(prefiltered, sky)
     finally:
         ctx.texture_loads -= 1
 
