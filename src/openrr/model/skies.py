@@ -39,7 +39,7 @@ Image = NDArray[np.uint8]
 
 MAX_SKY_WIDTH = 2048  # panoramas are resampled to at most 2048 x 1024
 MAX_INPUT_SIDE = 16384  # larger images are refused before any work
-BUILTIN_WIDTH = 512
+BUILTIN_WIDTH = 1024
 BUILTIN_SKIES: tuple[str, ...] = ("default", "studio", "sunset", "overcast", "night", "desert")
 DEFAULT_SKY = "default"
 CUBE_FACES = ("+X", "-X", "+Y", "-Y", "+Z", "-Z")
@@ -136,7 +136,10 @@ def _sun(d: F64, towards: Sequence[float], color: F64, radius_deg: float, glow: 
     axis = np.asarray(towards, dtype=np.float64)
     axis = axis / np.linalg.norm(axis)
     cos = d @ axis
-    disc = (cos > math.cos(math.radians(radius_deg))).astype(np.float64)
+    # The disc's edge is softened over about two panorama pixels (0.35 degrees each at 1024 wide): a
+    # hard edge sampled that coarsely shows on screen as a ragged blob.
+    angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    disc = np.clip((radius_deg + 0.4 - angle) / 0.8, 0.0, 1.0)
     halo = np.exp((cos - 1.0) / glow) * 0.05
     light: F64 = (disc + halo)[..., None] * color
     return light
