@@ -2,6 +2,8 @@
 // call that preloads models) and connect tokens. Every failure becomes an ApiError with a readable message.
 // The offer relay is openrr.js's (the connection's module, which embedding pages use too).
 
+import { describeFailure } from "./openrr.js";
+
 export const API_VERSION = "2021-01-01";
 
 // The control plane's root: this module is served at <root>/ui/js/api.js. Relative, so the pages also work
@@ -24,44 +26,11 @@ export class ApiError extends Error {
   }
 }
 
-const STATUS_CODES = {
-  400: "BadRequest",
-  401: "Unauthorized",
-  403: "Forbidden",
-  404: "NotFound",
-  409: "Conflict",
-  413: "PayloadTooLarge",
-  422: "UnprocessableEntity",
-  429: "TooManyRequests",
-  500: "InternalServerError",
-  502: "BadGateway",
-  503: "ServiceUnavailable",
-  504: "GatewayTimeout",
-};
-
-/** The ApiError for a failed response: ARR's `{"error": {code, message}}`, v1 problem details, or none. */
+/** The ApiError for a failed response (what it says: openrr.js's `describeFailure`). */
 async function failure(response) {
-  let body = null;
-  try {
-    body = JSON.parse(await response.text());
-  } catch {
-    body = null;
-  }
-  const retryAfter = Number.parseInt(response.headers.get("Retry-After") || "0", 10) || 0;
-  let code = STATUS_CODES[response.status] || `Http${response.status}`;
-  let message = `The service answered ${response.status} ${response.statusText}`.trim() + ".";
-  if (body && typeof body === "object") {
-    if (body.error && typeof body.error === "object") {
-      code = String(body.error.code || code);
-      message = String(body.error.message || message);
-    } else if (typeof body.title === "string") {
-      message = body.title; // v1 problem details
-    }
-  }
-  if (response.status === 429) {
-    message = `Too many requests for this account; try again in ${retryAfter || 1} s.`;
-  }
-  return new ApiError(response.status, code, message, retryAfter);
+  const { status, code, message, retryAfter } = await describeFailure(response);
+  const text = status === 429 ? `Too many requests for this account; try again in ${retryAfter || 1} s.` : message;
+  return new ApiError(status, code, text, retryAfter);
 }
 
 async function request(method, path, { token, json, query, authorization, signal } = {}) {

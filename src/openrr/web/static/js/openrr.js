@@ -77,6 +77,7 @@ const LOAD_TIMEOUT_MS = 300000; // models, textures and skies download and conve
 const SCENE_PAGE = 100; // entities per scene.get answer: well inside its size bound (about 1 KB each)
 const HTTP_CODES = {
   400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
+  422: "UnprocessableEntity",
   413: "PayloadTooLarge", 429: "TooManyRequests", 500: "InternalServerError", 502: "BadGateway",
   503: "ServiceUnavailable", 504: "GatewayTimeout",
 };
@@ -98,8 +99,11 @@ export class RemoteRenderingError extends Error {
 
 // ---- the control plane ---------------------------------------------------------------------------------
 
-/** The error of a failed response: ARR's `{"error": {code, message}}`, v1 problem details, or none. */
-async function httpFailure(response) {
+/**
+ * What a failed control-plane response says, from ARR's `{"error": {code, message}}`, v1 problem details
+ * or the status alone: `{status, code, message, retryAfter}` (the app's own api.js uses it too).
+ */
+export async function describeFailure(response) {
   let body = null;
   try {
     body = JSON.parse(await response.text());
@@ -115,7 +119,12 @@ async function httpFailure(response) {
   } else if (body && typeof body.title === "string") {
     message = body.title;
   }
-  return new RemoteRenderingError(code, message, { status: response.status, retryAfter });
+  return { status: response.status, code, message, retryAfter };
+}
+
+async function httpFailure(response) {
+  const { status, code, message, retryAfter } = await describeFailure(response);
+  return new RemoteRenderingError(code, message, { status, retryAfter });
 }
 
 /**
