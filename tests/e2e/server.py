@@ -294,16 +294,26 @@ class OpenRRServer:
     def cli(
         self, *args: str, timeout: float = 60, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``openrr ARGS`` and capture its output; ``stdin``: text for its standard input."""
-        return subprocess.run(
-            [*openrr_command(), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env(),
-            input=stdin,
-            stdin=subprocess.DEVNULL if stdin is None else None,
-        )
+        """Run ``openrr ARGS`` and capture its output; ``stdin``: text for its standard input. A command
+        still running after ``timeout`` fails the test with what it printed so far and the service's log
+        (a hang otherwise leaves nothing to go on)."""
+        try:
+            return subprocess.run(
+                [*openrr_command(), *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=self.env(),
+                input=stdin,
+                stdin=subprocess.DEVNULL if stdin is None else None,
+            )
+        except subprocess.TimeoutExpired as exc:
+            printed = [_text(exc.stdout), _text(exc.stderr)]
+            raise AssertionError(
+                f"openrr {' '.join(args[:2])} ran past {timeout:g} s\n--- its output ---\n"
+                + "\n".join(p for p in printed if p)
+                + f"\n--- the service's log ---\n{self.log_tail(80)}"
+            ) from None
 
     def create_account(self) -> Account:
         done = self.cli("accounts", "create", "--data-dir", str(self.data_dir), "--json")
@@ -384,3 +394,10 @@ class ApiClient:
             return body if body["status"] in statuses else None
 
         return wait_for(probe, timeout=timeout, what=f"session {session_id} to be {'/'.join(statuses)}")
+
+
+def _text(output: str | bytes | None) -> str:
+    """What a timed-out subprocess printed (bytes, whatever ``text`` asked for)."""
+    if output is None:
+        return ""
+    return output.decode(errors="replace") if isinstance(output, bytes) else output
