@@ -82,6 +82,11 @@ async def v2(conn: RenderConnection, kind: str, **fields: Any) -> dict[str, Any]
     return await conn.request({"v": 2, "type": kind, **fields}, timeout=20)
 
 
+async def override(conn: RenderConnection, entity: int, **flags: str) -> None:
+    """Give ``entity`` a state override with ``flags`` (``hidden="ForceOn"``, ...)."""
+    await v2(conn, "component.create", entity=entity, component="HierarchicalStateOverride", properties=flags)
+
+
 async def entity_id(conn: RenderConnection, name: str) -> int:
     scene = await v2(conn, "scene.get")
     return next(int(e["id"]) for e in scene["entities"] if e["name"] == name)
@@ -133,20 +138,8 @@ async def test_a_cut_plane_removes_its_positive_side_and_fades_at_the_cut(conn: 
 
 async def test_hidden_is_inherited_and_a_child_can_force_itself_visible(conn: RenderConnection) -> None:
     root, sphere = await entity_id(conn, "Scene"), await entity_id(conn, "BlueSphere")
-    await v2(
-        conn,
-        "component.create",
-        entity=root,
-        component="HierarchicalStateOverride",
-        properties={"hidden": "ForceOn"},
-    )
-    await v2(
-        conn,
-        "component.create",
-        entity=sphere,
-        component="HierarchicalStateOverride",
-        properties={"hidden": "ForceOff"},
-    )
+    await override(conn, root, hidden="ForceOn")
+    await override(conn, sphere, hidden="ForceOff")
     image = await settle(conn)
     background = at(image, project(0.0, 1.5))
     assert np.abs(at(image, RED_CENTRE) - background).max() < 25, "the box inherits hidden"
@@ -156,13 +149,7 @@ async def test_hidden_is_inherited_and_a_child_can_force_itself_visible(conn: Re
 async def test_the_outline_lines_the_selected_entity_only(conn: RenderConnection) -> None:
     box = await entity_id(conn, "RedBox")
     await v2(conn, "outline.set", color=[0, 1, 0], pulseRate=0, pulseIntensity=0)
-    await v2(
-        conn,
-        "component.create",
-        entity=box,
-        component="HierarchicalStateOverride",
-        properties={"selected": "ForceOn"},
-    )
+    await override(conn, box, selected="ForceOn")
     image = await settle(conn)
     left_edge_col, _ = project(fixtures.RED_X - 0.5, 0.0)
     outside = at(image, (left_edge_col - 2, RED_CENTRE[1]), radius=0)
@@ -180,13 +167,7 @@ async def test_see_through_shows_what_is_behind(conn: RenderConnection) -> None:
     await v2(conn, "entity.set", entity=box, transform=transform)
     image = await settle(conn)
     assert dominant(at(image, BLUE_CENTRE)) == "r", "the box hides the sphere"
-    await v2(
-        conn,
-        "component.create",
-        entity=box,
-        component="HierarchicalStateOverride",
-        properties={"seeThrough": "ForceOn"},
-    )
+    await override(conn, box, seeThrough="ForceOn")
     image = await settle(conn)
     assert dominant(at(image, BLUE_CENTRE)) == "b", "the sphere shows through"
 
@@ -243,13 +224,7 @@ async def test_the_next_client_starts_from_a_clean_slate(server: LiveServer) -> 
     async with await connect_next(server) as first:
         await look_front(first)
         box = await entity_id(first, "RedBox")
-        await v2(
-            first,
-            "component.create",
-            entity=box,
-            component="HierarchicalStateOverride",
-            properties={"hidden": "ForceOn"},
-        )
+        await override(first, box, hidden="ForceOn")
         await v2(first, "entity.create", name="extra")
     async with await connect_next(server) as second:
         await look_front(second)
