@@ -54,9 +54,9 @@ async def convert(
 
 
 def test_the_accepted_extensions_are_the_converters() -> None:
-    from openrr.assets import inputs
+    from openrr.assets import readers
 
-    known = set(inputs.MESH_FORMATS) | set(inputs.POINT_FORMATS) | set(inputs.NOT_SUPPORTED)
+    known = set(readers.formats()) | set(readers.NOT_SUPPORTED)
     assert set(conversion_settings.SUPPORTED_EXTENSIONS) == known
 
 

@@ -5,7 +5,7 @@
 * ``openrr.assets.settings``: ``<model>.ConversionSettings.json``, parsed and validated as ARR did.
 * ``openrr.assets.overrides``: ``<model>.MaterialOverrides.json``, parsed and validated as ARR did;
   ``openrr.assets.material_edits`` applies its entries to materials.
-* ``openrr.assets.inputs``: the input formats and their readers.
+* ``openrr.assets.readers``: the input formats, one reader module each.
 * ``openrr.assets.transform``: the settings applied to the model as read (coordinates, colours,
   materials and their overrides, ``sceneGraphMode``, recentering).
 * ``openrr.assets.statistics``: ARR's input and output statistics.

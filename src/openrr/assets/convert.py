@@ -11,7 +11,7 @@ conversion settings, builds levels of detail for big meshes and writes, in ``out
   one error, and ``{"result": "succeeded" | "succeeded with warnings" | "failed"}``;
 * ``<name>.log``: the log lines, also passed one by one to ``log``.
 
-The steps have modules of their own: ``inputs`` (the formats and their readers, which keep the nodes'
+The steps have modules of their own: ``readers`` (one module per input format, which keep the nodes'
 object metadata that ``metadataKeys`` selects), ``overrides`` and ``material_edits`` (the material
 override file), ``transform`` (the settings and overrides applied), ``openrr.model.lod`` (levels of
 detail), ``openrr.model.arrasset`` (the writer) and ``statistics`` (ARR's statistics); ``job`` records the
@@ -37,17 +37,10 @@ from typing import Any
 
 from openrr import __version__
 from openrr.assets import ConversionFailed
-from openrr.assets.inputs import (
-    MAX_INPUT_BYTES,
-    MESH_FORMATS,
-    NOT_SUPPORTED,
-    POINT_FORMATS,
-    Source,
-    read_input,
-)
 from openrr.assets.job import Job
 from openrr.assets.material_edits import UNMAPPED
 from openrr.assets.overrides import OVERRIDES_SUFFIX, MaterialOverrides, overrides_file_for
+from openrr.assets.readers import Source, check_format, read_input
 from openrr.assets.settings import ConversionSettings, settings_file_for
 from openrr.assets.statistics import bounds, input_statistics, parts
 from openrr.assets.transform import apply_settings
@@ -59,6 +52,8 @@ from openrr.model.lod import build_lods
 from openrr.model.mesh import Mesh
 from openrr.model.metadata import KeyPatterns, MetadataKeeper
 from openrr.model.scene import Scene
+
+MAX_INPUT_BYTES = 8 << 30  # the model file itself (a .gltf's buffers and textures: the glTF reader's limit)
 
 ASSET_SUFFIX = ".arrAsset"
 
@@ -247,14 +242,7 @@ def _convert(
 
 def _check_input(input_path: Path, extension: str) -> int:
     """The input's size, once its format is one openrr converts and the file is there and not too big."""
-    if extension in NOT_SUPPORTED:
-        raise ConversionFailed(NOT_SUPPORTED[extension], code="UnsupportedFormat")
-    if extension not in MESH_FORMATS and extension not in POINT_FORMATS:
-        supported = ", ".join(sorted({*MESH_FORMATS, *POINT_FORMATS}))
-        raise ConversionFailed(
-            f"unsupported input format {extension or '(no extension)'!r}: openrr converts {supported}",
-            code="UnsupportedFormat",
-        )
+    check_format(extension)
     if not input_path.is_file():
         raise ConversionFailed(f"input file not found: {input_path.name}", code="InputNotFound")
     size = input_path.stat().st_size

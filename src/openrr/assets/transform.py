@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from openrr.assets.inputs import Source
 from openrr.assets.job import Job
 from openrr.assets.material_edits import drops_vertex_colors, overridden
 from openrr.assets.overrides import MaterialOverrides
+from openrr.assets.readers import Source
 from openrr.assets.settings import ConversionSettings
 from openrr.assets.statistics import bounds
 from openrr.model.arrasset.layout import PointCloud
