@@ -17,7 +17,7 @@ from openrr.errors import OpenRRError
 
 # The top-level modules each extra brings (pyproject.toml's [project.optional-dependencies]).
 MODULES: dict[str, frozenset[str]] = {
-    "render": frozenset({"numpy", "moderngl", "trimesh", "PIL", "av", "aiortc"}),
+    "render": frozenset({"numpy", "moderngl", "trimesh", "PIL", "av", "aiortc", "DracoPy", "meshoptimizer"}),
     "ray": frozenset({"ray"}),
     "azure": frozenset({"azure"}),
     "formats": frozenset(),  # the libraries of openrr.assets.readers' formats (each reader names its own)

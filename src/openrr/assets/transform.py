@@ -252,6 +252,7 @@ def _material_key(m: Material) -> tuple[Any, ...]:
         m.unlit,
         m.uv_scale,
         m.uv_offset,
+        m.uv_rotation,
     )
 
 

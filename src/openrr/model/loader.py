@@ -37,6 +37,8 @@ from openrr.model.arrasset.reader import read_asset
 from openrr.model.budget import Allowance, BudgetExceeded, default_allowance, usage
 from openrr.model.errors import ModelLoadError
 from openrr.model.fetch import pinned_client, unchecked
+from openrr.model.gltf_extensions import prepare
+from openrr.model.gltf_extensions_materials import MaterialExtension
 from openrr.model.metadata import MetadataKeeper
 from openrr.model.scene import Scene
 from openrr.model.sources import quote_url
@@ -208,7 +210,7 @@ def load_model(
             if _is_arrasset(data, text):
                 return _load_arrasset(data, _shown(text), Path(urlparse(text).path).name, report, allowance)
             resolver: _LocalResolver | _HttpResolver = _HttpResolver(text, client, budget, report)
-            loaded = _parse(data, _shown(text), resolver, report)
+            loaded, extended = _parse(data, _shown(text), resolver, report, allowance)
         name = Path(urlparse(text).path).name
     elif scheme in ("", "file"):
         path = Path(unquote(urlparse(text).path) if scheme else text)
@@ -221,11 +223,12 @@ def load_model(
             raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
         if _is_arrasset(data, text):
             return _load_arrasset(data, str(path), path.name, report, allowance)
-        loaded = _parse(data, str(path), _LocalResolver(path, budget, guard), report)
+        loaded, extended = _parse(data, str(path), _LocalResolver(path, budget, guard), report, allowance)
         name = path.name
     else:
         raise ModelLoadError(f"unsupported model location {text!r}: use a file path or an http(s) URL")
-    scene = _scene(loaded, name, _shown(text), report, allowance, metadata or MetadataKeeper())
+    keeper = metadata or MetadataKeeper()
+    scene = _scene(loaded, name, _shown(text), report, allowance, keeper, extended)
     report(1.0, "loaded")
     return scene
 
@@ -237,10 +240,12 @@ def _scene(
     report: ProgressCallback,
     allowance: Allowance,
     metadata: MetadataKeeper,
+    extended: dict[str, MaterialExtension],
 ) -> Scene:
-    """The parsed model as a ``Scene``; its content's problems as ``ModelLoadError``."""
+    """The parsed model as a ``Scene``; its content's problems as ``ModelLoadError``. ``extended``: the
+    glTF material extensions ``openrr.model.gltf_extensions`` found, by material marker."""
     try:
-        scene = convert_trimesh(loaded, name, report, allowance, metadata)
+        scene = convert_trimesh(loaded, name, report, allowance, metadata, extended)
     except BudgetExceeded as exc:
         raise ModelLoadError(f"{label}: {exc.message}") from None
     except (ValueError, OSError, KeyError, IndexError, PIL.Image.DecompressionBombError) as exc:
@@ -277,8 +282,14 @@ def _load_arrasset(
 
 
 def _parse(
-    data: bytes, label: str, resolver: _LocalResolver | _HttpResolver, report: ProgressCallback
-) -> trimesh.Scene:
+    data: bytes,
+    label: str,
+    resolver: _LocalResolver | _HttpResolver,
+    report: ProgressCallback,
+    allowance: Allowance,
+) -> tuple[trimesh.Scene, dict[str, MaterialExtension]]:
+    """trimesh's parse of the file, after ``openrr.model.gltf_extensions`` decoded what trimesh cannot
+    read; and the material extensions that found."""
     report(0.5, "parsing")
     if data[:4] == b"glTF":
         file_type = "glb"
@@ -291,8 +302,11 @@ def _parse(
         if not isinstance(header, dict) or "asset" not in header:
             raise ModelLoadError(f"{label}: not a glTF file (no 'asset' in the JSON)")
         file_type = "gltf"
+    prepared = prepare(data, file_type, resolver.get, allowance, label)
     try:
-        loaded = trimesh.load_scene(io.BytesIO(data), file_type=file_type, resolver=resolver)
+        loaded = trimesh.load_scene(
+            io.BytesIO(prepared.data), file_type=prepared.file_type, resolver=resolver
+        )
     except ModelLoadError as exc:
         raise ModelLoadError(f"{label}: {exc.message}") from exc
     except MemoryError:  # the process's memory ceiling, not the file's fault: the caller ends the session
@@ -301,4 +315,4 @@ def _parse(
         raise ModelLoadError(f"{label}: invalid glTF data: {type(exc).__name__}: {exc}") from exc
     if resolver.failures:  # trimesh skips images it cannot fetch; say so rather than render untextured
         log.warning("%s: resources not loaded: %s", label, "; ".join(resolver.failures))
-    return loaded
+    return loaded, prepared.materials

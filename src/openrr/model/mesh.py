@@ -26,7 +26,10 @@ class Material:
 
     Colour textures (base colour, emissive) hold sRGB values as stored in the file; the renderer decodes.
     ``unlit``: drawn in its base colour without lighting (ARR's ``ColorMaterial``, glTF's
-    ``KHR_materials_unlit``). ``uv_scale``/``uv_offset``: uv' = uv * scale + offset, for every texture.
+    ``KHR_materials_unlit``). ``uv_scale``/``uv_offset``/``uv_rotation``: the uv transform of every
+    texture, glTF's ``KHR_texture_transform``: uv' = offset + R(rotation) (uv * scale), the rotation in
+    radians, counter-clockwise in uv space as the extension's example reads it: u' = cos r u + sin r v,
+    v' = -sin r u + cos r v.
     """
 
     name: str = ""
@@ -45,6 +48,7 @@ class Material:
     unlit: bool = False
     uv_scale: tuple[float, float] = (1.0, 1.0)
     uv_offset: tuple[float, float] = (0.0, 0.0)
+    uv_rotation: float = 0.0
 
 
 @dataclass(eq=False)

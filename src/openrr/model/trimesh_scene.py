@@ -11,7 +11,8 @@ trimesh files on the graph's edges) as a ``MetadataKeeper`` (``openrr.model.meta
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import trimesh
 from numpy.typing import NDArray
 
 from openrr.model.budget import Allowance, BudgetExceeded, default_allowance, geometry_bytes
+from openrr.model.gltf_extensions_materials import MaterialExtension
 from openrr.model.mesh import AlphaMode, Material, Mesh, Primitive
 from openrr.model.metadata import MetadataKeeper
 from openrr.model.scene import Scene
@@ -44,20 +46,30 @@ def convert_trimesh(
     report: ProgressCallback,
     allowance: Allowance,
     metadata: MetadataKeeper | None = None,
+    extended: Mapping[str, MaterialExtension] | None = None,
 ) -> Scene:
     """``loaded`` as a new ``Scene`` named ``name``, reporting progress from 0.6 to 0.99 as the nodes are
     walked. Raises ``BudgetExceeded`` past ``allowance``, ValueError (and the other errors numpy and
     Pillow raise) on invalid content; an exception from ``report`` propagates. Node metadata: as
     ``metadata`` selects and bounds it (None: every key, within ``MAX_METADATA_BYTES``); past its limit,
-    nodes keep none and ``metadata.overflow`` says how many."""
-    return _Conversion(loaded, allowance, metadata or MetadataKeeper()).scene(name, report)
+    nodes keep none and ``metadata.overflow`` says how many. ``extended``: glTF material extensions by
+    the marker their material is named (``openrr.model.gltf_extensions_materials``)."""
+    conversion = _Conversion(loaded, allowance, metadata or MetadataKeeper(), extended or {})
+    return conversion.scene(name, report)
 
 
 class _Conversion:
     """One walk over a trimesh scene graph; geometries, materials and images are converted once each."""
 
-    def __init__(self, loaded: trimesh.Scene, allowance: Allowance, metadata: MetadataKeeper) -> None:
+    def __init__(
+        self,
+        loaded: trimesh.Scene,
+        allowance: Allowance,
+        metadata: MetadataKeeper,
+        extended: Mapping[str, MaterialExtension],
+    ) -> None:
         self.loaded = loaded
+        self.extended = extended
         self.metadata = metadata
         self.graph = loaded.graph.transforms
         self.children: dict[str, list[str]] = self.graph.children
@@ -118,17 +130,12 @@ class _Conversion:
     def primitive(self, geometry_name: str) -> Primitive | None:
         if geometry_name not in self.primitives:
             self.primitives[geometry_name] = _primitive(
-                self.loaded.geometry[geometry_name], self.materials, self.images, self.allowance
+                self.loaded.geometry[geometry_name], self, self.allowance
             )
         return self.primitives[geometry_name]
 
 
-def _primitive(
-    geometry: Any,
-    materials: dict[int, Material],
-    images: dict[int, NDArray[np.uint8]],
-    allowance: Allowance,
-) -> Primitive | None:
+def _primitive(geometry: Any, conversion: _Conversion, allowance: Allowance) -> Primitive | None:
     """A trimesh geometry as a Primitive; None for what is not a triangle mesh (lines, points)."""
     if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:
         return None
@@ -161,9 +168,10 @@ def _primitive(
         if raw is not None:
             colors = _normalised(np.asarray(raw))
         if visual.material is not None:
-            key = id(visual.material)
+            key, materials = id(visual.material), conversion.materials
             if key not in materials:
-                materials[key] = _material(visual.material, images, allowance)
+                made = _material(visual.material, conversion.images, allowance)
+                materials[key] = _extended(made, conversion.extended.get(made.name))
             material = materials[key]
     elif isinstance(visual, trimesh.visual.ColorVisuals) and visual.kind == "vertex":
         colors = _normalised(np.asarray(visual.vertex_colors))
@@ -216,6 +224,20 @@ def _material(source: Any, images: dict[int, NDArray[np.uint8]], allowance: Allo
         double_sided=bool(pbr.doubleSided),
         alpha_mode=alpha_mode,
         alpha_cutoff=number(pbr.alphaCutoff, 0.5),
+    )
+
+
+def _extended(material: Material, extension: MaterialExtension | None) -> Material:
+    """``material`` with what its glTF extensions add (its file's name back in place of the marker)."""
+    if extension is None:
+        return material
+    return dataclasses.replace(
+        material,
+        name=extension.name,
+        unlit=extension.unlit,
+        uv_scale=extension.uv_scale,
+        uv_offset=extension.uv_offset,
+        uv_rotation=extension.uv_rotation,
     )
 
 

@@ -14,6 +14,7 @@ live in one file.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -89,7 +90,8 @@ uniform float u_roughness;
 uniform vec3 u_emissive;
 uniform float u_alpha_cutoff;  // < 0: no alpha test
 uniform float u_opaque;        // 1: alpha forced to 1 (alphaMode OPAQUE)
-uniform vec4 u_uv_transform;   // uv' = uv * xy + zw, for every texture
+uniform vec4 u_uv_transform;   // uv' = R (uv * xy) + zw, for every texture
+uniform vec2 u_uv_rotation;    // R's (cos, sin): KHR_texture_transform's rotation (Material.uv_rotation)
 uniform sampler2D u_base_tex;
 uniform sampler2D u_mr_tex;
 uniform sampler2D u_normal_tex;
@@ -117,7 +119,8 @@ void main() {
     vec4 base = u_base_color;
     vec2 uv = vec2(0.0);
 #ifdef HAS_UV
-    uv = v_uv * u_uv_transform.xy + u_uv_transform.zw;
+    uv = v_uv * u_uv_transform.xy;
+    uv = vec2(dot(u_uv_rotation, uv), u_uv_rotation.x * uv.y - u_uv_rotation.y * uv.x) + u_uv_transform.zw;
     if ((u_flags & 1) != 0) { vec4 t = texture(u_base_tex, uv); base *= vec4(to_linear(t.rgb), t.a); }
 #endif
 #ifdef HAS_COLORS
@@ -364,6 +367,7 @@ def material_uniforms(
         "u_alpha_cutoff": material.alpha_cutoff if material.alpha_mode == "MASK" else -1.0,
         "u_opaque": 1.0 if material.alpha_mode == "OPAQUE" else 0.0,
         "u_uv_transform": (*material.uv_scale, *material.uv_offset),
+        "u_uv_rotation": (math.cos(material.uv_rotation), math.sin(material.uv_rotation)),
     }
     if material.unlit:
         values["u_flags"] |= FLAG_UNLIT

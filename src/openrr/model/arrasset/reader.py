@@ -129,6 +129,7 @@ class _Reader:
             base = floats(m["baseColorFactor"], 4)
             scale = floats(m.get("uvScale", [1.0, 1.0]), 2)
             offset = floats(m.get("uvOffset", [0.0, 0.0]), 2)
+            rotation = floats([m.get("uvRotation", 0.0)], 1)[0]
             material = Material(
                 name=str(m["name"]),
                 base_color_factor=(base[0], base[1], base[2], base[3]),
@@ -146,6 +147,7 @@ class _Reader:
                 unlit=bool(m.get("unlit")),
                 uv_scale=(scale[0], scale[1]),
                 uv_offset=(offset[0], offset[1]),
+                uv_rotation=rotation,
             )
             self.materials[index] = material
         return self.materials[index]

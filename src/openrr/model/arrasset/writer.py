@@ -122,6 +122,8 @@ class _Writer:
             "uvScale": list(material.uv_scale),
             "uvOffset": list(material.uv_offset),
         }
+        if material.uv_rotation:  # written only where set: readers of version 2 without it read 0
+            entry["uvRotation"] = material.uv_rotation
         # ARR's deduplicateMaterials: same properties and textures, whatever the name. The images are
         # already deduplicated by content, so their indices compare content.
         key = json.dumps({k: v for k, v in entry.items() if k != "name"}, sort_keys=True)
