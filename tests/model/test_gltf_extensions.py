@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import math
+import random
 import shutil
 import struct
 from collections.abc import Iterator
@@ -279,7 +280,7 @@ def test_corrupt_meshopt_data_is_a_clear_error(tmp_path: Path) -> None:
     document, binary = read_glb(DATA / "gltfpack-cc.glb")
     extension = meshopt_views(document)[0]["extensions"]["EXT_meshopt_compression"]
     start, length = extension["byteOffset"], extension["byteLength"]
-    broken = binary[:start] + b"\xff" * length + binary[start + length :]
+    broken = binary[: start + 1] + b"\xff" * (length - 1) + binary[start + length :]  # the header kept
     with pytest.raises(ModelLoadError, match="invalid meshopt data"):
         load_model(write_glb(tmp_path / "corrupt.glb", document, broken))
 
@@ -314,3 +315,37 @@ def test_unknown_used_extension_is_ignored_with_a_log_line(
         scene = load_model(write_glb(tmp_path / "used.glb", document, binary))
     assert scene.polygon_count == 512
     assert "KHR_materials_imaginary" in caplog.text
+
+
+def test_khr_meshopt_compression_is_refused_by_name() -> None:
+    """gltfpack -ce khr: vertex codec version 1, which the meshoptimizer decoder on PyPI predates."""
+    document, _ = read_glb(DATA / "gltfpack-khr-meshopt.glb")
+    assert "KHR_meshopt_compression" in document["extensionsRequired"]
+    with pytest.raises(ModelLoadError, match="cannot read: KHR_meshopt_compression"):
+        load_model(DATA / "gltfpack-khr-meshopt.glb")
+
+
+def test_version_1_meshopt_data_under_the_ext_name_is_refused(tmp_path: Path) -> None:
+    document, binary = read_glb(DATA / "gltfpack-khr-meshopt.glb")
+    text = json.dumps(document).replace("KHR_meshopt_compression", "EXT_meshopt_compression")
+    with pytest.raises(ModelLoadError, match="codec version 1, where EXT_meshopt_compression has version 0"):
+        load_model(write_glb(tmp_path / "v1.glb", json.loads(text), binary))
+
+
+@pytest.mark.parametrize("name", ["draco.glb", "gltfpack-vpf.glb"])
+def test_corrupted_geometry_loads_or_fails_cleanly(name: str, tmp_path: Path) -> None:
+    """Random bytes of the compressed geometry changed (seeded): the decoders' failures are all
+    ModelLoadError, never a library's exception or a crash."""
+    document, binary = read_glb(DATA / name)
+    start = document["bufferViews"][0]["byteLength"]  # past the texture: the geometry
+    rng = random.Random(15)
+    failures = 0
+    for attempt in range(40):
+        bad = bytearray(binary)
+        for _ in range(rng.randint(1, 16)):
+            bad[rng.randrange(start, len(bad))] = rng.randrange(256)
+        try:
+            load_model(write_glb(tmp_path / f"{attempt}.glb", document, bytes(bad)))
+        except ModelLoadError:
+            failures += 1
+    assert failures > 10  # the corruptions reached the decoders

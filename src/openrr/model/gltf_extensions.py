@@ -11,7 +11,9 @@ materials' flags and uv transforms. Apart from the loader because it works on th
 locations and downloads.
 
 An extension in ``extensionsRequired`` that openrr cannot read is a ``ModelLoadError`` naming it; one only
-in ``extensionsUsed`` is logged and ignored, as the glTF specification asks.
+in ``extensionsUsed`` is logged and ignored, as the glTF specification asks. ``KHR_meshopt_compression`` is
+such an extension: its vertex codec version 1 and COLOR filter are newer than the meshoptimizer decoder on
+PyPI.
 """
 
 from __future__ import annotations

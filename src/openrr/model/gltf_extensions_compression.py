@@ -222,6 +222,12 @@ def decode_meshopt(extension: dict[str, Any], source: bytes, label: str, what: s
     count, stride, mode = extension["count"], extension["byteStride"], extension["mode"]
     if count == 0:
         return b""
+    if mode == "ATTRIBUTES" and source[:1] not in (b"", b"\xa0"):
+        # Version 1 of the vertex codec is KHR_meshopt_compression's, which EXT's files never use.
+        raise ModelLoadError(
+            f"{label}: {what}: meshopt vertex data of codec version {source[0] & 0x0F}, "
+            "where EXT_meshopt_compression has version 0"
+        )
     try:
         if mode == "ATTRIBUTES":
             raw = meshopt.decode_vertex_buffer(count, stride, source, dtype=np.dtype((np.void, stride)))
