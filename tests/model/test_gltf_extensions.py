@@ -9,6 +9,7 @@ with their bytes or JSON changed.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from openrr.assets.convert import convert_model
 from openrr.model.arrasset.layout import Asset
 from openrr.model.arrasset.reader import read_asset
 from openrr.model.arrasset.writer import write_asset
@@ -211,6 +213,20 @@ def test_uv_rotation_survives_an_arrasset() -> None:
     assert material.uv_offset == (0.0, 1.0)
 
 
+def test_the_converter_decodes_and_keeps_the_extensions(tmp_path: Path, renderer: Renderer) -> None:
+    """The converter reads glTF through the same loader: a Draco file with an external buffer, a texture
+    transform and an unlit material becomes an asset that draws like the raw file."""
+    result = convert_model(DATA / "draco-external" / "draco-external.gltf", tmp_path, "model", None)
+    scene = load_model(result.asset_path)
+    assert scene.polygon_count == 512
+    material = primitive_of(scene).material
+    assert material.unlit
+    assert material.uv_rotation == pytest.approx(math.pi / 2)
+    raw = colours(renderer, load_model(DATA / "draco-external" / "draco-external.gltf"))
+    converted = colours(renderer, scene)
+    assert {q: named(converted[q]) for q in QUADRANTS} == {q: named(raw[q]) for q in QUADRANTS}
+
+
 # -- hostile and unsupported input ---------------------------------------------------------------------
 
 
@@ -349,3 +365,41 @@ def test_corrupted_geometry_loads_or_fails_cleanly(name: str, tmp_path: Path) ->
         except ModelLoadError:
             failures += 1
     assert failures > 10  # the corruptions reached the decoders
+
+
+def test_zero_filled_accessor_bomb_is_refused(tmp_path: Path) -> None:
+    """An accessor without a buffer view is zeros of its count: 10^12 of them from a few bytes of JSON."""
+    document, binary = read_glb(DATA / "source.glb")
+    document["accessors"].append({"componentType": 5126, "count": 10**12, "type": "VEC3"})
+    with pytest.raises(ModelLoadError, match=r"accessor 4 \(zeros, no buffer view\) would decompress"):
+        load_model(write_glb(tmp_path / "zeros.glb", document, binary))
+
+
+def json_paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if prefix:
+        yield prefix
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    for key, value in items:
+        yield from json_paths(value, (*prefix, key))
+
+
+@pytest.mark.parametrize("name", ["draco.glb", "gltfpack-cc.glb"])
+def test_every_document_value_made_wrong_fails_cleanly(name: str, tmp_path: Path) -> None:
+    """Each value of the geometry's and materials' JSON replaced by a wrong type or an absurd number: the
+    load succeeds or raises ModelLoadError (no KeyError, MemoryError or library exception)."""
+    document, binary = read_glb(DATA / name)
+    parts = ("meshes", "accessors", "bufferViews", "buffers", "materials", "extensionsRequired")
+    refused = 0
+    for path in json_paths({k: document[k] for k in parts if k in document}):
+        wrong: tuple[Any, ...] = ("x", -1, None, {}, 10**12)
+        for value in wrong:
+            changed = copy.deepcopy(document)
+            node = changed
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+            try:
+                load_model(write_glb(tmp_path / "changed.glb", changed, binary))
+            except ModelLoadError:
+                refused += 1
+    assert refused > 100

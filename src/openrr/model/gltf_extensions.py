@@ -59,8 +59,9 @@ SUPPORTED = frozenset(
         "EXT_texture_webp",
     }
 )
-_DTYPES = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
+_DTYPES: dict[Any, str] = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
 _COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+_WIDTHS = _COMPONENTS | {"MAT2": 4, "MAT3": 9, "MAT4": 16}
 # Attributes read as floats whatever their storage; colours stay integers (the converter normalises them).
 _FLOAT_ATTRIBUTES = ("POSITION", "NORMAL", "TANGENT", "TEXCOORD_")
 
@@ -80,8 +81,10 @@ def prepare(
     """``data`` (a ``"glb"`` or ``"gltf"`` file) ready for trimesh. ``fetch(uri)`` reads an external buffer
     (within the caller's byte budget); decoded sizes are checked against ``allowance`` before decoding."""
     document, binary = _split(data, file_type, label)
-    _check_extensions(document, label)
     try:
+        _check_extensions(document, label)
+        bound = DecodedBound(allowance, label)
+        _check_zero_filled(document, bound)
         materials = collect_materials(document, label)
         if not _needs_buffers(document):
             if not materials:
@@ -89,7 +92,7 @@ def prepare(
             if file_type == "gltf":
                 return Prepared(json.dumps(document).encode(), "gltf", materials)
             return Prepared(_glb(document, binary or b""), "glb", materials)
-        rebuild = _Rebuild(document, DecodedBound(allowance, label))
+        rebuild = _Rebuild(document, bound)
         rebuild.run(_buffers(document, binary, fetch, label))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         # A document whose structure is not glTF's (a string where an object belongs...)
@@ -123,15 +126,42 @@ def _split(data: bytes, file_type: str, label: str) -> tuple[dict[str, Any], byt
 
 
 def _check_extensions(document: dict[str, Any], label: str) -> None:
-    required = document.get("extensionsRequired") or []
-    unknown = sorted(str(e) for e in required if e not in SUPPORTED)
+    required, used = document.get("extensionsRequired") or [], document.get("extensionsUsed") or []
+    if not isinstance(required, list) or not isinstance(used, list):
+        raise ModelLoadError(f"{label}: invalid glTF data: extensionsUsed and extensionsRequired are lists")
+    unknown = sorted(str(e) for e in required if str(e) not in SUPPORTED)
     if unknown:
         raise ModelLoadError(
             f"{label}: the model requires glTF extensions openrr cannot read: {', '.join(unknown)}"
         )
-    ignored = sorted(str(e) for e in document.get("extensionsUsed") or [] if e not in SUPPORTED)
+    ignored = sorted(str(e) for e in used if str(e) not in SUPPORTED)
     if ignored:
         log.info("%s: ignoring glTF extensions it uses but does not require: %s", label, ", ".join(ignored))
+
+
+def _check_zero_filled(document: dict[str, Any], bound: DecodedBound) -> None:
+    """Accessors without a buffer view are zeros of their declared count, allocated by trimesh whatever the
+    file's size: bounded like decoded data. Draco's placeholders are left to the Draco header's bound (and
+    emptied once decoded, ``_Rebuild.draco``)."""
+    placeholders = {
+        index
+        for p in _primitives(document)
+        if DRACO in (p.get("extensions") or {})
+        for index in [*(p.get("attributes") or {}).values(), p.get("indices")]
+    }
+    for index, accessor in enumerate(document.get("accessors") or []):
+        if not isinstance(accessor, dict) or "bufferView" in accessor or index in placeholders:
+            continue
+        count, width = accessor.get("count"), _WIDTHS.get(str(accessor.get("type")))
+        itemsize = _dtype(accessor).itemsize
+        if not isinstance(count, int) or count < 0 or width is None:
+            raise ModelLoadError(f"{bound.label}: accessor {index} has an invalid count or type")
+        bound.take(count * width * itemsize, f"accessor {index} (zeros, no buffer view)")
+
+
+def _dtype(accessor: dict[str, Any]) -> np.dtype[Any]:
+    kind = accessor.get("componentType")
+    return np.dtype(_DTYPES.get(kind, "<f4"))
 
 
 def _needs_buffers(document: dict[str, Any]) -> bool:
@@ -290,6 +320,13 @@ class _Rebuild:
         decoded, faces = decode_draco(
             stream, ids, sum(point_bytes(t) for t in types.values()), self.bound, what
         )
+        for old in [*attributes.values(), primitive.get("indices")]:
+            if (
+                isinstance(old, int)
+                and 0 <= old < len(self.accessors)
+                and "bufferView" not in self.accessor(old, what)
+            ):
+                self.accessors[old]["count"] = 0  # a placeholder trimesh would fill with zeros
         for name, values in decoded.items():
             like = self.accessor(attributes[name], what)
             values = _normalized(values.reshape(len(values), -1), bool(like.get("normalized")))
@@ -325,7 +362,7 @@ class _Rebuild:
         """A float32 copy of an integer vertex attribute, ``normalized`` applied as glTF defines it."""
         accessor = self.accessor(index, f"accessor {index}")
         what = f"accessor {index}"
-        dtype = np.dtype(_DTYPES.get(int(accessor.get("componentType") or 5126), "<f4"))
+        dtype = _dtype(accessor)
         width, count = _COMPONENTS.get(str(accessor.get("type")), 0), accessor.get("count")
         view = self.views[accessor["bufferView"]] if isinstance(accessor["bufferView"], int) else None
         if (

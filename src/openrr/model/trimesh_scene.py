@@ -197,6 +197,8 @@ def _material(source: Any, images: dict[int, NDArray[np.uint8]], allowance: Allo
     def image(value: Any) -> NDArray[np.uint8] | None:
         if value is None:
             return None
+        if not hasattr(value, "convert"):  # what trimesh keeps of a texture reference that is no texture
+            raise ValueError(f"a texture of material {pbr.name or ''!r} is not an image")
         if id(value) not in images:
             if isinstance(value, PIL.Image.Image):  # the size is the header's: nothing is decoded yet
                 allowance.take_texture(value.width, value.height, f"a texture of material {pbr.name or ''!r}")
