@@ -44,6 +44,7 @@ IMAGE = {"top left": "red", "top right": "green", "bottom left": "blue", "bottom
 # (file, the extensions it must declare, how far quantization may move a vertex)
 COMPRESSED = [
     ("draco.glb", {"KHR_draco_mesh_compression"}, 1e-3),
+    ("draco-sequential.glb", {"KHR_draco_mesh_compression"}, 1e-3),
     ("meshopt-gltf-transform.glb", {"EXT_meshopt_compression", "KHR_mesh_quantization"}, 1e-3),
     ("gltfpack-cc.glb", {"EXT_meshopt_compression", "KHR_mesh_quantization", "KHR_texture_transform"}, 1e-3),
     ("gltfpack-vpf.glb", {"EXT_meshopt_compression", "KHR_texture_transform"}, 1e-3),
