@@ -169,7 +169,10 @@ def _needs_buffers(document: dict[str, Any]) -> bool:
     views = document.get("bufferViews") or []
     if any(MESHOPT in (v.get("extensions") or {}) for v in views if isinstance(v, dict)):
         return True
-    return any(DRACO in (p.get("extensions") or {}) or _quantized(document, p) for p in _primitives(document))
+    return any(
+        DRACO in (p.get("extensions") or {}) or bool(_integer_attributes(document, p))
+        for p in _primitives(document)
+    )
 
 
 def _primitives(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -179,10 +182,6 @@ def _primitives(document: dict[str, Any]) -> list[dict[str, Any]]:
         primitives = mesh.get("primitives") if isinstance(mesh, dict) else None
         found.extend(p for p in primitives or [] if isinstance(p, dict))
     return found
-
-
-def _quantized(document: dict[str, Any], primitive: dict[str, Any]) -> bool:
-    return bool(_integer_attributes(document, primitive))
 
 
 def _integer_attributes(document: dict[str, Any], primitive: dict[str, Any]) -> list[int]:
@@ -247,7 +246,7 @@ class _Rebuild:
         converted: dict[int, int] = {}
         for number, primitive in enumerate(_primitives(self.document)):
             if DRACO in (primitive.get("extensions") or {}):
-                self.draco(primitive, number, buffers)
+                self.draco(primitive, number)
             attributes = primitive.get("attributes") or {}
             for index in _integer_attributes(self.document, primitive):
                 if index not in converted:
@@ -302,7 +301,8 @@ class _Rebuild:
             raise ModelLoadError(f"{self.label}: {what} reaches past the end of buffer {buffer}")
         return memoryview(buffers[buffer])[offset : offset + length]
 
-    def draco(self, primitive: dict[str, Any], number: int, buffers: list[bytes]) -> None:
+    def draco(self, primitive: dict[str, Any], number: int) -> None:
+        """Decodes a compressed primitive into new accessors (its placeholders emptied)."""
         what = f"primitive {number}"
         extension = primitive["extensions"].pop(DRACO)
         if not primitive["extensions"]:
