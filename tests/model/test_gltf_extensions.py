@@ -204,6 +204,13 @@ def test_texcoord_override_selects_the_uv_set(tmp_path: Path, renderer: Renderer
     seen = colours(renderer, load_model(path))
     assert named(seen["top left"]) == "blue"
     assert named(seen["top right"]) == "red"
+    # The texture's own texCoord (core glTF), without the transform's override
+    del texture["extensions"]["KHR_texture_transform"]["texCoord"]
+    texture["texCoord"] = 1
+    path.write_text(json.dumps(document))
+    seen = colours(renderer, load_model(path))
+    assert named(seen["top left"]) == "blue"
+    assert named(seen["top right"]) == "red"
 
 
 def test_uv_rotation_survives_an_arrasset() -> None:

@@ -5,8 +5,9 @@ trimesh keeps no material index, so each material with extension data is renamed
 ``openrr.model.trimesh_scene`` looks up (and replaces by the file's own name) when it builds the ``Material``.
 
 openrr's ``Material`` has one uv transform for all its textures: the base colour texture's (or, without one,
-the first texture's that has a transform). A ``texCoord`` other than 0 (the texture's own, or the
-transform's override) is honoured by pointing the material's primitives' ``TEXCOORD_0`` at that set.
+the first texture's that has a transform). The base colour texture's ``texCoord`` (its own, or the
+transform's override), where it is not 0, is honoured by pointing the material's primitives'
+``TEXCOORD_0`` at that set: trimesh reads only ``TEXCOORD_0``.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def collect_materials(document: dict[str, Any], label: str) -> dict[str, Materia
             continue
         extensions = material.get("extensions")
         unlit = isinstance(extensions, dict) and "KHR_materials_unlit" in extensions
-        transforms = _transforms(material)
-        texcoord = transforms[0][1] if transforms else 0
+        textures = _textures(material)
+        transforms = [(t, texcoord) for t, texcoord in textures if t is not None]
+        texcoord = textures[0][1] if textures else 0
         if texcoord:
             _use_texcoord(document, index, texcoord)
         if not unlit and not transforms:
@@ -75,8 +77,9 @@ def collect_materials(document: dict[str, Any], label: str) -> dict[str, Materia
     return found
 
 
-def _transforms(material: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
-    """Each texture's KHR_texture_transform and effective texCoord, base colour first."""
+def _textures(material: dict[str, Any]) -> list[tuple[dict[str, Any] | None, int]]:
+    """Each texture's KHR_texture_transform (None without one) and effective texCoord, base colour
+    first."""
     result = []
     for parent, key in _TEXTURES:
         holder = material.get(parent) if parent else material
@@ -85,9 +88,9 @@ def _transforms(material: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
             continue
         extensions = info.get("extensions")
         transform = extensions.get("KHR_texture_transform") if isinstance(extensions, dict) else None
-        if isinstance(transform, dict):
-            texcoord = transform.get("texCoord", info.get("texCoord", 0))
-            result.append((transform, texcoord if isinstance(texcoord, int) else 0))
+        transform = transform if isinstance(transform, dict) else None
+        texcoord = (transform or {}).get("texCoord", info.get("texCoord", 0))
+        result.append((transform, texcoord if isinstance(texcoord, int) else 0))
     return result
 
 
