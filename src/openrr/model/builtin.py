@@ -58,7 +58,7 @@ def sample_scene() -> Scene:
     gear = scene.add_node("spur gear", parent=parts.id, mesh=_gear_mesh(), transform=_place(-0.55, 0.06, 0.0))
     gear.metadata = {"kind": "part", "teeth": GEAR_TEETH, "material": "steel"}
     flange = scene.add_node("flange", parent=parts.id, mesh=_flange_mesh(), transform=_place(0.1, 0.0, 0.05))
-    flange.metadata = {"kind": "part", "bolt holes": 0, "material": "brushed aluminium"}
+    flange.metadata = {"kind": "part", "process": "turned", "material": "brushed aluminium"}
     torus = scene.add_node("torus", parent=parts.id, mesh=_torus_mesh(), transform=_place(0.62, 0.23, -0.05))
     torus.metadata = {"kind": "part", "material": "polished copper"}
 
