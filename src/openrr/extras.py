@@ -20,7 +20,8 @@ MODULES: dict[str, frozenset[str]] = {
     "render": frozenset({"numpy", "moderngl", "trimesh", "PIL", "av", "aiortc", "DracoPy", "meshoptimizer"}),
     "ray": frozenset({"ray"}),
     "azure": frozenset({"azure"}),
-    "formats": frozenset(),  # the libraries of openrr.assets.readers' formats (each reader names its own)
+    # the libraries of openrr.assets.readers' formats (each reader names its own)
+    "formats": frozenset({"laspy", "lazrs", "pye57"}),
 }
 
 

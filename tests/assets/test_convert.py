@@ -356,7 +356,8 @@ def test_settings_file_beside_the_model(tmp_path: Path) -> None:
     ("name", "content", "code", "message"),
     [
         ("car.fbx", b"Kaydara FBX Binary  \x00", "UnsupportedFormat", "FBX is not supported"),
-        ("scan.e57", b"ASTM-E57", "UnsupportedFormat", "E57 point clouds are not supported"),
+        ("scan.e57", b"ASTM-E57", "InvalidInput", "scan.e57: not a readable E57 file"),
+        ("scan.las", b"LASF" + bytes(300), "InvalidInput", "scan.las: not a readable LAS point cloud file"),
         ("car.stl", b"solid", "UnsupportedFormat", "unsupported input format '.stl'"),
         ("absent.glb", None, "InputNotFound", "input file not found: absent.glb"),
         ("broken.glb", b"glTF\x02\x00\x00\x00\xc8\x00\x00\x00", "InvalidInput", "broken.glb: invalid glTF"),

@@ -37,6 +37,29 @@ def blue(image: np.ndarray) -> int:
     return int(((image[..., 2] > 150) & (image[..., 0] < 80) & (image[..., 1] < 80)).sum())
 
 
+def on_screen(pipeline: RenderPipeline, name: str) -> tuple[float, float]:
+    """Where the centre of node ``name``'s bounds is on screen, as pick coordinates."""
+    bounds = pipeline.scene.world_bounds(pipeline.scene.node(name).id)
+    assert bounds is not None
+    camera = pipeline.camera
+    near, far = camera.clip_planes(pipeline.scene.bounds())
+    clip = (
+        camera.projection_matrix(W / H, near, far)
+        @ camera.view_matrix()
+        @ np.append(bounds.mean(axis=0), 1.0)
+    )
+    x, y = clip[:2] / clip[3]
+    return (x + 1) / 2, (1 - y) / 2
+
+
+def red_centre(image: np.ndarray) -> tuple[float, float]:
+    """Where the red box is on screen, as pick coordinates (0..1 from the top left): the model is framed
+    from above and to the side, so it is found, not assumed."""
+    rows, columns = np.nonzero((image[..., 0] > 150) & (image[..., 1] < 80) & (image[..., 2] < 80))
+    assert len(rows) > 0
+    return (float(np.median(columns)) + 0.5) / W, (float(np.median(rows)) + 0.5) / H
+
+
 async def test_empty_scene_renders_background(pipeline: RenderPipeline) -> None:
     frame = await pipeline.latest_frame()
     assert frame.image.shape == (H, W, 3)
@@ -119,9 +142,10 @@ async def test_no_pick_past_the_polygon_limit(tmp_path: Path) -> None:
     await pipeline.start()
     try:
         await pipeline.load("two_nodes.glb", "m")  # 1,292 triangles
-        assert await pipeline.pick(0.3, 0.5) is None
+        x, y = on_screen(pipeline, "RedBox")  # the frame is a checkerboard: the box is found by projection
+        assert await pipeline.pick(x, y) is None
         pipeline.polygon_limit = 2000
-        hit = await pipeline.pick(0.3, 0.5)
+        hit = await pipeline.pick(x, y)
         assert hit is not None
         assert hit["node"]["name"] == "RedBox"
     finally:
@@ -130,14 +154,15 @@ async def test_no_pick_past_the_polygon_limit(tmp_path: Path) -> None:
 
 async def test_node_edits_pick_and_unload(pipeline: RenderPipeline) -> None:
     await pipeline.load("two_nodes.glb", "m")
-    hit = await pipeline.pick(0.3, 0.5)
+    x, y = red_centre((await pipeline.latest_frame()).image)
+    hit = await pipeline.pick(x, y)
     assert hit is not None
     assert hit["node"]["name"] == "RedBox"
     assert await pipeline.pick(0.5, 0.02) is None
     node = await pipeline.set_node("RedBox", transform=None, visible=False, color=None, clear_color=False)
     assert node["visible"] is False
     assert red((await pipeline.latest_frame()).image) == 0
-    assert await pipeline.pick(0.3, 0.5) is None  # hidden: the ray goes through
+    assert await pipeline.pick(x, y) is None  # hidden: the ray goes through
     await pipeline.set_node("BlueSphere", transform=None, visible=None, color=(1, 0, 0, 1), clear_color=False)
     frame = await pipeline.latest_frame()
     assert blue(frame.image) == 0

@@ -35,6 +35,7 @@ from trimesh.resolvers import FilePathResolver, Resolver
 from openrr.model.arrasset.layout import MAGIC
 from openrr.model.arrasset.reader import read_asset
 from openrr.model.budget import Allowance, BudgetExceeded, default_allowance, usage
+from openrr.model.builtin import builtin_scene
 from openrr.model.errors import ModelLoadError
 from openrr.model.fetch import pinned_client, unchecked
 from openrr.model.gltf_extensions import prepare
@@ -43,6 +44,7 @@ from openrr.model.metadata import MetadataKeeper
 from openrr.model.scene import Scene
 from openrr.model.sources import quote_url
 from openrr.model.trimesh_scene import ProgressCallback, convert_trimesh
+from openrr.protocol.builtin_models import is_builtin
 
 log = logging.getLogger("openrr.model.loader")
 
@@ -178,7 +180,8 @@ def load_model(
     allowance: Allowance | None = None,
     metadata: MetadataKeeper | None = None,
 ) -> Scene:
-    """Load a glTF 2.0 model or an ``.arrAsset`` from a path or an http(s)/file URL into a new ``Scene``.
+    """Load a glTF 2.0 model or an ``.arrAsset`` from a path or an http(s)/file URL into a new ``Scene``;
+    a ``builtin://`` URL is generated (``openrr.model.builtin``; an unknown name is a ``ModelLoadError``).
 
     ``progress(fraction, message)`` is called with fractions rising from 0 to 1; an exception it raises
     aborts the load and propagates (use that to cancel). ``max_bytes`` bounds the file plus its
@@ -198,6 +201,11 @@ def load_model(
     if allowance is None:
         allowance = default_allowance()
     report = progress or (lambda fraction, message: None)
+    if is_builtin(os.fspath(source)):  # generated here: no file, no network
+        report(0.0, "generating")
+        scene = builtin_scene(os.fspath(source), allowance)
+        report(1.0, "loaded")
+        return scene
     budget = _Budget(max_bytes)
     text = os.fspath(source)
     scheme = urlparse(text).scheme.lower() if "://" in text else ""

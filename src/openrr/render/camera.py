@@ -82,6 +82,12 @@ def look_rotation(forward: Vec, up: Vec = WORLD_UP) -> F64:
     return quat_from_matrix(np.column_stack([right, np.cross(right, f), -f]))
 
 
+# The direction a newly loaded model is seen from (``Camera.frame_from_above``): to the front right and
+# above, as glTF viewers and CAD tools open a model, in degrees.
+VIEW_AZIMUTH = 40.0
+VIEW_ELEVATION = 28.0
+
+
 class Camera:
     """Pose (position, orientation), vertical field of view in degrees, and an orbit ``target``.
 
@@ -197,6 +203,23 @@ class Camera:
         if factor <= 0:
             raise ValueError("the zoom factor must be positive")
         self.position = self.target - self.forward * max(self.distance / factor, 1e-6)
+
+    def frame_from_above(
+        self,
+        bounds: F64 | None,
+        aspect: float = 1.0,
+        azimuth: float = VIEW_AZIMUTH,
+        elevation: float = VIEW_ELEVATION,
+    ) -> None:
+        """Look at ``bounds`` (2, 3) the way model viewers open a model, then ``frame`` it: from
+        ``elevation`` degrees above the horizon and ``azimuth`` degrees round +Y from the front (+Z
+        towards +X), so a box shows its top, front and side rather than one face."""
+        if bounds is None:
+            return
+        a, e = math.radians(azimuth), math.radians(elevation)
+        towards_eye = np.array([math.cos(e) * math.sin(a), math.sin(e), math.cos(e) * math.cos(a)])
+        self.orientation = look_rotation(-towards_eye)
+        self.frame(bounds, aspect)
 
     def frame(self, bounds: F64 | None, aspect: float = 1.0, margin: float = 1.05) -> None:
         """Keep the viewing direction; move so the sphere around ``bounds`` (2, 3) fills the view."""

@@ -253,9 +253,14 @@ class RenderPipeline:
     def camera_json(self) -> dict[str, Any]:
         return camera_json(self.camera)
 
-    async def frame_scene(self, pose_id: int | None = None) -> None:
+    async def frame_scene(self, pose_id: int | None = None, *, from_above: bool = False) -> None:
+        """Fit the scene in the view: keeping the viewing direction (a client's ``camera.frame``), or
+        ``from_above`` as model viewers open a model (a first model, a reset)."""
         bounds = await self.on_gl(self.scene.bounds)
-        self.camera.frame(bounds, self.width / self.height)
+        if from_above:
+            self.camera.frame_from_above(bounds, self.width / self.height)
+        else:
+            self.camera.frame(bounds, self.width / self.height)
         self.camera_changed(pose_id)
 
     @property
@@ -373,7 +378,7 @@ class RenderPipeline:
         if preload:
             self._preloaded[model_id] = loaded
         if len(self.models) == 1:
-            await self.frame_scene()  # the first model: show it whole
+            await self.frame_scene(from_above=True)  # the first model: show it whole
         return loaded
 
     async def unload(self, model_id: str) -> None:
@@ -404,7 +409,7 @@ class RenderPipeline:
         self.models = kept
         self.camera = Camera.look_at(_DEFAULT_EYE, (0.0, 0.0, 0.0))
         self._pose_id = None
-        await self.frame_scene()
+        await self.frame_scene(from_above=True)
 
     # -- nodes and picking ------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import pyjson5
 
 from openrr.domain.session import Session, Status
 from openrr.errors import InvalidInput
+from openrr.protocol.builtin_models import BUILTIN_MODELS, is_builtin
 
 _NEAR = re.compile(r"near (\d+)")
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?$", re.ASCII)
@@ -100,6 +101,12 @@ def parse_models(value: object) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
         raise InvalidInput("models must be an array of asset URLs.", target="models")
+    for model in value:
+        if is_builtin(model) and model.lower() not in BUILTIN_MODELS:
+            raise InvalidInput(
+                f"{model[:100]!r} is not a builtin model; openrr has {', '.join(sorted(BUILTIN_MODELS))}.",
+                target="models",
+            )
     return tuple(value)
 
 

@@ -79,3 +79,54 @@ def library(module: str, format_name: str, package: str) -> ModuleType:
             "pip install 'openrr[formats]'",
             code="UnsupportedFormat",
         ) from None
+
+
+# The most points one point-cloud file may hold (E57, LAS/LAZ): the converter holds them all, 28 bytes
+# each (float32 positions, float32 RGBA), so 100 million is about 2.8 GB. Readers look it up when they
+# read, so a deployment (or a test) sets it here.
+MAX_POINTS = 100_000_000
+
+
+def check_point_count(path: Path, count: int, limit: int | None = None) -> None:
+    """``ConversionFailed`` for a file that says it holds no points or more than the limit (``MAX_POINTS``
+    unless given), before any point is read."""
+    limit = MAX_POINTS if limit is None else limit
+    if count <= 0:
+        raise ConversionFailed(f"{path.name} holds no points", code="EmptyModel")
+    if count > limit:
+        raise ConversionFailed(
+            f"{path.name} holds {count} points, more than the {limit} one conversion takes",
+            code="TooManyPoints",
+        )
+
+
+class GrowingArray:
+    """Rows gathered chunk by chunk into one array, for readers of big point clouds: memory stays near
+    the result's size. ``capacity`` is what the file claims, bounded by what its size makes plausible (a
+    header can lie); past it the array doubles."""
+
+    def __init__(self, columns: int, dtype: type[np.generic], capacity: int) -> None:
+        self._data: NDArray[np.generic] = np.empty((max(capacity, 1), columns), dtype)
+        self.size = 0
+
+    def extend(self, rows: NDArray[np.generic]) -> None:
+        end = self.size + len(rows)
+        if end > len(self._data):
+            grown = np.empty((max(end, 2 * len(self._data)), self._data.shape[1]), self._data.dtype)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self._data[self.size : end] = rows.reshape(len(rows), -1)
+        self.size = end
+
+    def array(self) -> NDArray[np.generic]:
+        """The rows so far (a view: no copy)."""
+        return self._data[: self.size]
+
+
+def library_error(exc: BaseException, path: Path) -> str:
+    """A library's exception in words for the user: one line, bounded, without the server's folders
+    (libE57 and others name the full path of the file)."""
+    text = " ".join(str(exc).split())
+    for form in {str(path.resolve()), str(path), str(path.parent.resolve()), str(path.parent)} - {"", "."}:
+        text = text.replace(form, path.name if form.endswith(path.name) else "")
+    return text[:300] or type(exc).__name__
