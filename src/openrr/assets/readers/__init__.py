@@ -26,7 +26,6 @@ from openrr.model.metadata import MetadataKeeper
 # Formats ARR took that no reader here reads yet, with what to do instead. A reader for one of them
 # removes its line.
 NOT_SUPPORTED: dict[str, str] = {
-    ".fbx": "FBX is not supported yet: export the model as glTF 2.0 (.glb) instead",
     ".e57": "E57 point clouds are not supported yet: export the points as PLY or XYZ",
     ".las": "LAS point clouds are not supported yet: export the points as PLY or XYZ",
     ".laz": "LAZ point clouds are not supported yet: export the points as PLY or XYZ",
