@@ -59,6 +59,8 @@ def convert(source: Path, settings: ConversionSettings | None = None) -> Convers
         ("spider.fbx", "7400", "Blender (stable FBX IO) - 2.76", SPIDER_NODES, 1368, 4),
         ("phong_cube.fbx", "7400", "FBX SDK/FBX Plugins version 2017.0.1", ["pCube1"], 12, 1),
         ("box_orphant_embedded_texture.fbx", "7500", "FBX SDK/FBX Plugins version 2018.1.1", ["Box"], 12, 1),
+        # binary 7500: 64-bit record offsets, zlib-compressed arrays; no material (one default is given)
+        ("boxWithCompressedCTypeArray.FBX", "7500", "FBX SDK/FBX Plugins version 2018.1.1", ["Box"], 12, 1),
         ("maxPbrMaterial_metalRough.fbx", "7700", "FBX SDK/FBX Plugins version 2020.0.1", ["Box001"], 12, 1),
     ],
 )
@@ -270,6 +272,12 @@ def test_fbx_is_a_supported_format() -> None:
         ),
         pytest.param(lambda d: b"", "invalid FBX data", id="empty"),
         pytest.param(lambda d: b"solid cube\nendsolid\n", "invalid FBX data", id="not-fbx"),
+        # assimp would hand an OBJ to its OBJ importer, which opens the .mtl it names
+        pytest.param(
+            lambda d: b"mtllib ../secret.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n",
+            "invalid FBX data",
+            id="obj",
+        ),
     ],
 )
 def test_bad_fbx_fails_cleanly(models: Path, make: Callable[[Path], bytes], message: str) -> None:
@@ -281,3 +289,73 @@ def test_bad_fbx_fails_cleanly(models: Path, make: Callable[[Path], bytes], mess
     assert str(models) not in caught.value.message
     result = json.loads((models.parent / "out-bad" / "bad.result.json").read_text())
     assert result[-1] == {"result": "failed"}
+
+
+# -- features the vendored files lack, added to a copy of one of them ------------------------------------
+
+BOX = "box_orphant_embedded_texture.fbx"
+BOX_MODEL = 2957618625584
+BOX_GEOMETRY = 2957764348544
+BOX_MATERIAL = 2957776713840
+
+
+def _edited(models: Path, name: str, edit: Callable[[str], str]) -> Path:
+    """A copy of the ASCII box with ``edit`` applied to its text (the embedded texture goes along)."""
+    text = (models / BOX).read_text(encoding="utf-8", errors="surrogateescape")
+    path = models / name
+    path.write_text(edit(text), encoding="utf-8", errors="surrogateescape")
+    return path
+
+
+def _second_instance(text: str) -> str:
+    """A second model, 'Box2', 3 m to the right, using the box's geometry and material."""
+    start = text.index(f'\tModel: {BOX_MODEL}, "Model::Box", "Mesh" {{')
+    end = text.index("\n\t}\n", start) + 4
+    model = text[start:end].replace(str(BOX_MODEL), "1000001").replace("Model::Box", "Model::Box2")
+    model = re.sub(r'P: "Lcl Translation", "Lcl Translation", "", "A",[^\n]*', 'P: "Lcl Translation", '
+                   '"Lcl Translation", "", "A",3,0.5,0', model)  # fmt: skip
+    links = f'\tC: "OO",1000001,0\n\tC: "OO",{BOX_GEOMETRY},1000001\n\tC: "OO",{BOX_MATERIAL},1000001\n'
+    text = text[:end] + model + text[end:]
+    at = text.index("Connections:  {\n") + len("Connections:  {\n")
+    return text[:at] + links + text[at:]
+
+
+def _vertex_colours(text: str) -> str:
+    """Red vertex colours, one per polygon corner (24), in layer 0."""
+    element = (
+        '\t\tLayerElementColor: 0 {\n\t\t\tVersion: 101\n\t\t\tName: "colours"\n'
+        '\t\t\tMappingInformationType: "ByPolygonVertex"\n\t\t\tReferenceInformationType: "Direct"\n'
+        "\t\t\tColors: *96 {\n\t\t\t\ta: " + ",".join(["1,0,0,1"] * 24) + "\n\t\t\t}\n\t\t}\n"
+    )
+    text = text.replace("\t\tGeometryVersion: 124\n", "\t\tGeometryVersion: 124\n" + element, 1)
+    layer = '\t\t\tLayerElement:  {\n\t\t\t\tType: "LayerElementColor"\n\t\t\t\tTypedIndex: 0\n\t\t\t}\n'
+    return text.replace(
+        "\t\tLayer: 0 {\n\t\t\tVersion: 100\n", "\t\tLayer: 0 {\n\t\t\tVersion: 100\n" + layer, 1
+    )
+
+
+def test_instances_share_one_mesh(models: Path) -> None:
+    result = convert(_edited(models, "two_boxes.fbx", _second_instance))
+    scene = load_model(result.asset_path)
+    boxes = {n.name: n for n in scene.nodes()}
+    assert set(boxes) == {"Box", "Box2"}
+    assert boxes["Box"].mesh is boxes["Box2"].mesh is not None
+    assert result.info["inputStatistics"]["numMeshUsagesInScene"] == 2
+    assert result.info["inputStatistics"]["numMeshes"] == 1
+    assert boxes["Box2"].transform[:3, 3] == pytest.approx([3.0, 0.5, 0.0], abs=1e-5)  # the file is in metres
+
+
+def test_vertex_colours_are_read(models: Path) -> None:
+    scene = load_model(convert(_edited(models, "red_box.fbx", _vertex_colours)).asset_path)
+    (part,) = scene.meshes()[0].primitives
+    assert part.colors is not None
+    np.testing.assert_allclose(part.colors, np.tile([1.0, 0.0, 0.0, 1.0], (len(part.colors), 1)), atol=0.01)
+
+
+def test_user_properties_are_node_metadata(models: Path) -> None:
+    """3ds Max wrote user properties ("A+U") on the box; metadataKeys selects which are kept."""
+    settings = ConversionSettings.from_json({"metadataKeys": ["mr displacement m*"]})
+    (box,) = load_model(convert(models / BOX, settings).asset_path).nodes()
+    assert box.metadata == {"mr displacement method": 6, "mr displacement max displace": 20.0}
+    (box,) = load_model(convert(models / BOX).asset_path).nodes()
+    assert box.metadata == {}  # ARR's default: no metadataKeys, no metadata

@@ -42,6 +42,8 @@ MAX_INPUT_BYTES = 2 << 30
 MAX_NODES = 1 << 20
 MAX_MESHES = 1 << 20
 MAX_MATERIALS = 1 << 16
+BINARY_MAGIC = b"Kaydara FBX Binary  \x00"
+ASCII_HEAD = 1 << 16  # an ASCII file's FBXHeaderExtension comes first, after a few comment lines
 # Properties assimp adds to every node itself: not the model's metadata.
 ASSIMP_NODE_KEYS = frozenset(
     {"IsNull", "DefaultAttributeIndex", "InheritType", "RotationActive", "ScalingMax"}
@@ -59,6 +61,7 @@ def read(job: Job, path: Path, extension: str, metadata: MetadataKeeper) -> Sour
         data = path.read_bytes()
     except OSError as exc:
         raise ConversionFailed(f"cannot read {path.name}: {exc.strerror or exc}") from None
+    _check_fbx(path, data)
     assume_metallic = job.settings.fbx_assume_metallic if job.settings is not None else True
     with native.imported(data, path.name) as scene:
         del data
@@ -71,6 +74,19 @@ def read(job: Job, path: Path, extension: str, metadata: MetadataKeeper) -> Sour
     if version.isdigit() and int(version) < 7100:
         job.say(f"FBX {version} is older than FBX 2011 (7100), the oldest version ARR converted")
     return Source(result, {}, FORMATS[extension], version, str(settings.get("SourceAsset_Generator", "")))
+
+
+def _check_fbx(path: Path, data: bytes) -> None:
+    """``ConversionFailed`` unless ``data`` starts as an FBX file does. assimp, given bytes its FBX importer
+    refuses, tries its other importers, and some of those open files the model names (an OBJ's .mtl)."""
+    if data.startswith(BINARY_MAGIC):
+        return
+    head = data[:ASCII_HEAD].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"; FBX") or b"FBXHeaderExtension" in head:
+        return
+    raise ConversionFailed(
+        f"{path.name}: invalid FBX data: neither a binary FBX file (Kaydara FBX Binary) nor an ASCII one"
+    )
 
 
 def _check_counts(path: Path, scene: Any) -> None:
