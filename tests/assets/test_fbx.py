@@ -110,6 +110,16 @@ def test_textures_beside_the_file_are_found_by_their_base_name(models: Path) -> 
             assert seen[material] == (file.height, file.width, 4)
 
 
+def test_a_texture_is_found_whatever_the_case_of_its_name(models: Path) -> None:
+    (models / "SpiderTex.jpg").rename(models / "spidertex.JPG")
+    result = convert(models / "spider.fbx")
+    assert result.warnings == []
+    materials = {
+        p.material.name: p.material for m in load_model(result.asset_path).meshes() for p in m.primitives
+    }
+    assert materials["HLeibTex"].base_color_texture is not None
+
+
 def test_embedded_texture_is_used(models: Path) -> None:
     """The ASCII file embeds a TGA (its Content, base64): the material's texture is that image."""
     text = (models / "box_orphant_embedded_texture.fbx").read_text(errors="replace")

@@ -31,7 +31,7 @@ from openrr.assets.readers.fbx import native
 from openrr.assets.readers.fbx.materials import Materials
 from openrr.assets.readers.fbx.textures import Textures
 from openrr.assets.readers.source import Reader, Source
-from openrr.model.budget import Allowance, BudgetExceeded, default_allowance, geometry_bytes
+from openrr.model.budget import default_allowance
 from openrr.model.mesh import Mesh, Primitive
 from openrr.model.metadata import MetadataKeeper
 from openrr.model.scene import Scene
@@ -129,7 +129,6 @@ class _Builder:
         self.ai = scene
         self.materials = materials
         self.metadata = metadata
-        self.allowance = Allowance()
         self.primitives: dict[int, Primitive | None] = {}
         self.meshes: dict[tuple[int, ...], Mesh | None] = {}
 
@@ -200,15 +199,6 @@ class _Builder:
         uvs_in_file = bool(mesh.mTextureCoords[0]) and int(mesh.mNumUVComponents[0]) >= 2
         colors_in_file = bool(mesh.mColors[0])
         name = native.text(mesh.mName)
-        try:
-            self.allowance.take_geometry(
-                geometry_bytes(
-                    vertices, faces, normals=bool(mesh.mNormals), uvs=uvs_in_file, colors=colors_in_file
-                ),
-                f"mesh {name!r}",
-            )
-        except BudgetExceeded as exc:
-            raise ConversionFailed(exc.message, code="InputTooLarge") from None
         uvs = None
         if uvs_in_file:
             uvs = native.floats(mesh.mTextureCoords[0], vertices, 3)[:, :2].copy()

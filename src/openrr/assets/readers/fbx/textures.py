@@ -3,14 +3,16 @@
 Apart from the materials because this is where file names from the model meet the file system. A name is
 tried as the file gives it (relative, without ``..``), then by its base name in the model's folder, where
 exporters' absolute paths (``D:\\textures\\wood.jpg``) usually end up; a path that resolves outside the
-folder (``..``, an absolute path, a symbolic link leading out) is never opened. A texture that cannot be
-found or decoded is a warning and the material goes without it; one past the pixel allowance fails the
-conversion, from its header alone.
+folder (``..``, an absolute path, a symbolic link leading out) is never opened. Last, a file of the folder
+whose name differs only in letter case is taken, as Windows (where most FBX files are made) would. A
+texture that cannot be found or decoded is a warning and the material goes without it; one past the pixel
+allowance fails the conversion, from its header alone.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -28,6 +30,7 @@ from openrr.model.images import decode_image
 
 MAX_TEXTURE_FILE_BYTES = 256 << 20  # one image file, compressed
 MAX_EMBEDDED = 1 << 14
+MAX_FOLDER_ENTRIES = 10_000  # looked through for a texture named in other letter cases
 
 Image = NDArray[np.uint8]
 
@@ -100,6 +103,21 @@ class Textures:
             path = (self.folder / candidate).resolve()
             if path.is_relative_to(self.folder) and path.is_file():
                 return path
+        return self._any_case(given.name)
+
+    def _any_case(self, name: str) -> Path | None:
+        """A file of the model's folder named ``name`` in other letter cases (models written on Windows
+        name ``wood.JPG`` what lies beside them as ``wood.jpg``); the folder's first entries only."""
+        wanted = name.lower()
+        try:
+            entries = list(itertools.islice(self.folder.iterdir(), MAX_FOLDER_ENTRIES))
+        except OSError:
+            return None
+        for entry in entries:
+            if entry.name.lower() == wanted:
+                path = entry.resolve()
+                if path.is_relative_to(self.folder) and path.is_file():
+                    return path
         return None
 
     def _decode(self, content: bytes | Image, what: str) -> Image | None:
