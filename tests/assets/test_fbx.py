@@ -15,6 +15,7 @@ import math
 import re
 import shutil
 import struct
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -166,6 +167,21 @@ def test_a_texture_beside_the_file_is_used_and_one_outside_never(models: Path) -
     (material,) = {p.material for m in load_model(result.asset_path).meshes() for p in m.primitives}
     assert material.base_color_texture is not None
     assert material.base_color_texture.shape == (4, 8, 4)
+
+
+def test_a_texture_past_the_pixel_allowance_fails_from_its_header(models: Path) -> None:
+    """A PNG whose header says 30000 x 30000 (900 Mpx, past the 256 Mpx any model may have): refused
+    before a pixel is decoded."""
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + header
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    (models / "Textures").mkdir()
+    idat = b"IDAT" + bytes(16)
+    png += struct.pack(">I", 16) + idat + struct.pack(">I", zlib.crc32(idat))
+    (models / "Textures" / "albedo.png").write_bytes(png)
+    with pytest.raises(ConversionFailed, match="30000x30000") as caught:
+        convert(models / "maxPbrMaterial_metalRough.fbx")
+    assert caught.value.code == "InputTooLarge"
 
 
 @pytest.mark.parametrize("assume_metallic", [True, False])

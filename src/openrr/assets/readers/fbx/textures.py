@@ -127,7 +127,11 @@ class Textures:
         try:
             with PIL.Image.open(io.BytesIO(content), formats=IMAGE_FORMATS) as header:
                 width, height = header.size
-        except (OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as exc:
+        except PIL.Image.DecompressionBombError:  # where Pillow's own limit is on (openrr's loader lifts it)
+            raise ConversionFailed(
+                f"{what}: the image is too large to decode", code="InputTooLarge"
+            ) from None
+        except (OSError, ValueError, SyntaxError) as exc:
             self.job.warn(
                 "TextureUnreadable", "Texture unreadable", f"{what}: {type(exc).__name__}; left out"
             )
