@@ -15,6 +15,8 @@ import math
 import re
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -385,3 +387,37 @@ def test_user_properties_are_node_metadata(models: Path) -> None:
     assert box.metadata == {"mr displacement method": 6, "mr displacement max displace": 20.0}
     (box,) = load_model(convert(models / BOX).asset_path).nodes()
     assert box.metadata == {}  # ARR's default: no metadataKeys, no metadata
+
+
+@pytest.mark.parametrize("damage", ["truncated", "embedded-not-base64"])
+def test_damaged_fbx_fails_in_the_converter_process(models: Path, damage: str) -> None:
+    """Through ``python -m openrr.assets.worker``, under a memory ceiling, as the service runs it: a clean
+    failure in the result file. The second file once corrupted assimp 5.2's memory (a byte of its embedded
+    image's base64 changed): the reader refuses it before assimp sees it."""
+    data = bytearray((models / BOX).read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        at = data.index(b"AAAKAAAA")  # the start of the embedded TGA's base64
+        data[at + 40 : at + 44] = b"\xff\xff\xff\x7f"
+    source = models / "damaged.fbx"
+    source.write_bytes(bytes(data))
+    job = {
+        "input": str(source),
+        "outputDir": str(models.parent / "out"),
+        "outputName": "damaged",
+        "resultFile": str(models.parent / "result.json"),
+        "memoryBytes": 2 << 30,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "openrr.assets.worker"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    result = json.loads((models.parent / "result.json").read_text())
+    assert result["ok"] is False
+    assert result["code"] == "InvalidInput"
+    assert "invalid FBX data" in result["message"]

@@ -19,6 +19,7 @@ process (``openrr.assets.worker``: a memory ceiling, and a crash is the conversi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,9 @@ MAX_MESHES = 1 << 20
 MAX_MATERIALS = 1 << 16
 BINARY_MAGIC = b"Kaydara FBX Binary  \x00"
 ASCII_HEAD = 1 << 16  # an ASCII file's FBXHeaderExtension comes first, after a few comment lines
+ASCII_CONTENT = re.compile(rb'Content:\s*,?\s*((?:"[^"]*"\s*,?\s*)+)')
+QUOTED = re.compile(rb'"([^"]*)"')
+BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 # Properties assimp adds to every node itself: not the model's metadata.
 ASSIMP_NODE_KEYS = frozenset(
     {"IsNull", "DefaultAttributeIndex", "InheritType", "RotationActive", "ScalingMax"}
@@ -83,10 +87,20 @@ def _check_fbx(path: Path, data: bytes) -> None:
         return
     head = data[:ASCII_HEAD].lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith(b"; FBX") or b"FBXHeaderExtension" in head:
+        _check_embedded(path, data)
         return
     raise ConversionFailed(
         f"{path.name}: invalid FBX data: neither a binary FBX file (Kaydara FBX Binary) nor an ASCII one"
     )
+
+
+def _check_embedded(path: Path, data: bytes) -> None:
+    """``ConversionFailed`` unless every file an ASCII FBX embeds (``Content:`` strings) is valid base64:
+    assimp 5.2 corrupts its own memory decoding one that is not."""
+    for content in ASCII_CONTENT.finditer(data):
+        encoded = b"".join(QUOTED.findall(content.group(1)))
+        if len(encoded) % 4 or not BASE64.fullmatch(encoded):
+            raise ConversionFailed(f"{path.name}: invalid FBX data: an embedded file is not valid base64")
 
 
 def _check_counts(path: Path, scene: Any) -> None:
