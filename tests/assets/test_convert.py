@@ -355,7 +355,7 @@ def test_settings_file_beside_the_model(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "code", "message"),
     [
-        ("car.fbx", b"Kaydara FBX Binary  \x00", "UnsupportedFormat", "FBX is not supported"),
+        ("car.fbx", b"Kaydara FBX Binary  \x00", "InvalidInput", "car.fbx: invalid FBX data"),
         ("scan.e57", b"ASTM-E57", "InvalidInput", "scan.e57: not a readable E57 file"),
         ("scan.las", b"LASF" + bytes(300), "InvalidInput", "scan.las: not a readable LAS point cloud file"),
         ("car.stl", b"solid", "UnsupportedFormat", "unsupported input format '.stl'"),

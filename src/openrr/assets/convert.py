@@ -199,6 +199,7 @@ def _convert(
     job.say(f"openrr {__version__} converting {input_path.name} to {stem}{ASSET_SUFFIX}")
     size = _check_input(input_path, extension)
     settings = _settings(job, input_path, given).for_format(extension)
+    job.settings = settings
 
     keeper = MetadataKeeper(KeyPatterns(settings.metadata_keys))
     with job.step("load"):

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from openrr.assets.settings import ConversionSettings
+
 
 @dataclass
 class Job:
@@ -22,6 +24,8 @@ class Job:
     lines: list[str] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # The conversion's settings, once read: the FBX reader maps materials as fbxAssumeMetallic says.
+    settings: ConversionSettings | None = None
 
     def say(self, message: str, level: str = "INFO") -> None:
         line = f"[{time.perf_counter() - self.started:8.3f}s] {level}: {message}"

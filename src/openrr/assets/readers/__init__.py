@@ -23,12 +23,6 @@ from openrr.assets.job import Job
 from openrr.assets.readers.source import Reader, Source
 from openrr.model.metadata import MetadataKeeper
 
-# Formats ARR took that no reader here reads yet, with what to do instead. A reader for one of them
-# removes its line.
-NOT_SUPPORTED: dict[str, str] = {
-    ".fbx": "FBX is not supported yet: export the model as glTF 2.0 (.glb) instead",
-}
-
 
 @functools.cache
 def readers() -> dict[str, Reader]:
@@ -52,8 +46,6 @@ def formats() -> dict[str, str]:
 
 def check_format(extension: str) -> None:
     """``ConversionFailed`` (``UnsupportedFormat``) unless a reader takes ``extension``."""
-    if extension in NOT_SUPPORTED:
-        raise ConversionFailed(NOT_SUPPORTED[extension], code="UnsupportedFormat")
     if extension not in readers():
         supported = ", ".join(sorted(readers()))
         raise ConversionFailed(
@@ -69,4 +61,4 @@ def read_input(job: Job, path: Path, extension: str, metadata: MetadataKeeper) -
     return readers()[extension].read(job, path, extension, metadata)
 
 
-__all__ = ["NOT_SUPPORTED", "Reader", "Source", "check_format", "formats", "read_input", "readers"]
+__all__ = ["Reader", "Source", "check_format", "formats", "read_input", "readers"]
