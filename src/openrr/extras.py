@@ -20,7 +20,7 @@ MODULES: dict[str, frozenset[str]] = {
     "render": frozenset({"numpy", "moderngl", "trimesh", "PIL", "av", "aiortc"}),
     "ray": frozenset({"ray"}),
     "azure": frozenset({"azure"}),
-    "formats": frozenset(),  # the libraries of openrr.assets.readers' formats (each reader names its own)
+    "formats": frozenset({"OCP", "ifcopenshell"}),  # openrr.assets.readers' libraries (each names its own)
 }
 
 
