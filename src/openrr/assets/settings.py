@@ -36,7 +36,9 @@ AxisName = Literal["default", "+x", "-x", "+y", "-y", "+z", "-z"]
 
 AXIS_NAMES: tuple[AxisName, ...] = ("default", "+x", "-x", "+y", "-y", "+z", "-z")
 # Formats whose colours ARR took as gamma-encoded by default (the lower-case extension, without the dot).
-GAMMA_BY_DEFAULT = frozenset({"fbx", "e57", "ply", "las", "laz", "xyz"})
+# STEP and IFC, which ARR never read, too: their colours are display values picked in a CAD or BIM tool
+# (sRGB, as Open CASCADE and IfcOpenShell treat them), not linear factors as glTF's are.
+GAMMA_BY_DEFAULT = frozenset({"fbx", "e57", "ply", "las", "laz", "xyz", "step", "stp", "ifc"})
 SETTINGS_SUFFIX = ".ConversionSettings.json"
 LEGACY_SETTINGS_NAME = "conversionSettings.json"  # deprecated by ARR, still honoured
 
