@@ -20,7 +20,7 @@ MODULES: dict[str, frozenset[str]] = {
     "render": frozenset({"numpy", "moderngl", "trimesh", "PIL", "av", "aiortc"}),
     "ray": frozenset({"ray"}),
     "azure": frozenset({"azure"}),
-    "formats": frozenset(),  # the libraries of openrr.assets.readers' formats (each reader names its own)
+    "formats": frozenset({"pxr"}),  # the libraries of openrr.assets.readers' formats (each names its own)
 }
 
 

@@ -19,7 +19,21 @@ from openrr.storage.base import is_clean_text
 # ARR's input formats, and openrr's (its converter adds .obj, and explains when it runs why it cannot read
 # a format ARR took that has no reader yet). Anything else is refused at once. The converter's own list is
 # openrr.assets.readers, which the control plane does not import (numpy, trimesh); a test keeps them equal.
-SUPPORTED_EXTENSIONS = (".fbx", ".gltf", ".glb", ".obj", ".ply", ".xyz", ".e57", ".las", ".laz")
+SUPPORTED_EXTENSIONS = (
+    ".fbx",
+    ".gltf",
+    ".glb",
+    ".obj",
+    ".ply",
+    ".xyz",
+    ".e57",
+    ".las",
+    ".laz",
+    ".usd",
+    ".usda",
+    ".usdc",
+    ".usdz",
+)
 
 _MAX_TEXT = 2048  # URIs and SAS; Azure's blob names are at most 1024 characters
 
