@@ -8,6 +8,10 @@ model's folder (or outside the ``.usdz`` it lies in), names a URL, or uses a pat
 the layer in memory (``UpdateCompositionAssetDependency``, never saved) with a warning, so the composed
 stage never opens it. Textures are checked with ``inside`` the same way before they are read.
 
+Value clips are removed from every layer in memory the same way: openrr reads the default time, where
+clips give nothing, and USD would open their layers (wherever they lie) at the first question about a
+value's sources.
+
 The layers opened are held for as long as the stage is, and the edited ones are reloaded from disk at the
 end: ``Sdf`` shares layers across the process by file name, so the next conversion of the same file sees it
 as it is on disk.
@@ -85,10 +89,15 @@ def _open_layer(identifier: str, name: str) -> Any:
 
 
 def _message(exc: Exception) -> str:
-    """pxr's error text without its C++ locations, short enough for a message."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = next((line for line in lines if not line.startswith(("Error in", "Error ", "in "))), "")
-    return (text or type(exc).__name__)[:300]
+    """pxr's error text without its C++ location and with file names instead of paths, short enough for
+    a message (pxr writes ``Error in 'function' at line N in file F : 'what went wrong'``)."""
+    texts = []
+    for line in (line.strip() for line in str(exc).splitlines()):
+        found = re.search(r" : '(.*)$", line)
+        text = (found.group(1) if found else line).strip("'")
+        if text:
+            texts.append(re.sub(r"(?:[A-Za-z]:)?[\\/][^\s:'\[\]]*[\\/]", "", text))
+    return ("; ".join(texts) or type(exc).__name__)[:300]
 
 
 def _confine(job: Job, root: Any, folder: Path) -> tuple[list[Any], list[Any]]:
@@ -120,7 +129,28 @@ def _confine(job: Job, root: Any, folder: Path) -> tuple[list[Any], list[Any]]:
             if total > MAX_LAYER_BYTES:
                 raise ConversionFailed(f"the model's USD layers take more than {MAX_LAYER_BYTES} bytes")
             layers.append(_open_layer(resolved, asset))
+    for layer in layers:
+        if _drop_clips(layer) and layer not in edited:
+            edited.append(layer)
     return layers, edited
+
+
+def _drop_clips(layer: Any) -> int:
+    """Remove every prim's value clips from ``layer`` (in memory); how many prims had some. Clips only
+    give time samples, and openrr reads the default time: their layers (which may lie anywhere) would be
+    opened by any question about a value's sources, so they go before the stage is composed."""
+    dropped = 0
+    stack = [layer.pseudoRoot]
+    while stack:
+        spec = stack.pop()
+        for key in ("clips", "clipSets"):
+            if spec.HasInfo(key):
+                spec.ClearInfo(key)
+                dropped += 1
+        stack.extend(spec.nameChildren)
+        for variant_set in spec.variantSets:
+            stack.extend(variant.primSpec for variant in variant_set.variants.values())
+    return dropped
 
 
 def _resolve(layer: Any, asset: str) -> str | None:
