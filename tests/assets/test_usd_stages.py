@@ -413,3 +413,34 @@ def Xform "World"
         scene = build_scene(job, opened, path.name, MetadataKeeper())
         assert pxr_sdf.Layer.Find(str(secret)) is None
     assert scene.polygon_count == 1
+
+
+def test_shapes_and_point_instancers_are_counted_not_converted(tmp_path: Path) -> None:
+    body = """
+def Xform "World"
+{
+    def Cube "Box"
+    {
+    }
+    def PointInstancer "Scatter"
+    {
+        rel prototypes = </World/Scatter/Prototypes/Tri>
+        int[] protoIndices = [0, 0]
+        point3f[] positions = [(0, 0, 0), (3, 0, 0)]
+        def Scope "Prototypes"
+        {
+            def Mesh "Tri"
+            {
+                int[] faceVertexCounts = [3]
+                int[] faceVertexIndices = [0, 1, 2]
+                point3f[] points = [(0, 0, 0), (1, 0, 0), (0, 1, 0)]
+            }
+        }
+    }
+"""
+    body += TRIANGLE.format(name="Kept") + "}\n"
+    source, job = read(stage(tmp_path, body))
+    assert [n.name for n in mesh_nodes(source.scene)] == ["Kept"]
+    (warning,) = job.warnings
+    assert warning["warning"] == "UnsupportedPrims"
+    assert "1 Cube, 1 PointInstancer" in warning["details"]

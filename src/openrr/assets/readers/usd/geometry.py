@@ -78,17 +78,23 @@ def triangulate(mesh: Any, uv_name: str | None) -> Triangles | None:
         points, corners[tri_corners], tri_face, constant_color=constant, warnings=primvars.warnings
     )
     if primvars.per_corner():  # un-weld: one vertex per face corner
-        keep = np.unique(tri_corners)
-        remap = np.zeros(len(corners), dtype=np.int64)
-        remap[keep] = np.arange(len(keep))
+        keep, out.indices = compact(tri_corners, len(corners))
         out.positions = points[corners[keep]]
-        out.indices = remap[tri_corners]
         out.normals, out.uvs, out.colors = (primvars.per_corner_values(k, keep) for k in primvars.NAMES)
     else:
         out.normals, out.uvs, out.colors = (primvars.per_point_values(k) for k in primvars.NAMES)
     if out.uvs is not None:
         out.uvs = np.column_stack([out.uvs[:, 0], 1.0 - out.uvs[:, 1]]).astype(np.float32)  # glTF: top-left
     return out
+
+
+def compact(indices: I64, count: int) -> tuple[I64, I64]:
+    """The vertices ``indices`` use (of ``count``), in order, and ``indices`` renumbered over them: linear
+    time (``np.unique`` sorts or hashes, many times slower on millions of indices)."""
+    used = np.flatnonzero(np.bincount(indices.reshape(-1), minlength=count))
+    remap = np.zeros(count, dtype=np.int64)
+    remap[used] = np.arange(len(used), dtype=np.int64)
+    return used, remap[indices]
 
 
 def _array(value: Any, dtype: type, width: int) -> NDArray[Any]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from openrr.assets import ConversionFailed
 from openrr.assets.job import Job
-from openrr.assets.readers.usd.geometry import MeshError, Triangles, triangulate
+from openrr.assets.readers.usd.geometry import MeshError, Triangles, compact, triangulate
 from openrr.assets.readers.usd.materials import Materials
 from openrr.assets.readers.usd.pxr_modules import Usd, UsdGeom, UsdShade
 from openrr.assets.readers.usd.stage import Opened
@@ -85,6 +85,9 @@ class _Walk:
             if not self.shown(prim):
                 continue
             node_id = self.node(prim, parent)
+            if prim.IsA(UsdGeom.PointInstancer):  # its prototypes are drawn only where it places them
+                self.skip(prim)
+                continue
             children = list(prim.GetFilteredChildren(self.predicate))
             stack.extend((child, node_id) for child in reversed(children))
 
@@ -101,10 +104,14 @@ class _Walk:
         transform = self.transform(prim, parent)
         mesh = self.mesh(prim) if prim.IsA(UsdGeom.Mesh) else None
         if not prim.IsA(UsdGeom.Mesh) and prim.IsA(UsdGeom.Gprim):
-            self.skipped[str(prim.GetTypeName())] = self.skipped.get(str(prim.GetTypeName()), 0) + 1
+            self.skip(prim)
         node = self.scene.add_node(prim.GetName(), parent=parent, transform=transform, mesh=mesh)
         node.metadata = self.metadata.keep(_metadata(prim))
         return int(node.id)
+
+    def skip(self, prim: Any) -> None:
+        kind = str(prim.GetTypeName())
+        self.skipped[kind] = self.skipped.get(kind, 0) + 1
 
     def transform(self, prim: Any, parent: int | None) -> np.ndarray:
         """The local transform (column vectors: USD's row-vector matrix transposed)."""
@@ -192,8 +199,7 @@ class _Walk:
         if chosen.all():
             used, local = None, indices
         else:
-            used, inverse = np.unique(indices, return_inverse=True)
-            local = inverse.reshape(-1, 3)
+            used, local = compact(indices, len(triangles.positions))
 
         def take(values: np.ndarray | None) -> np.ndarray | None:
             return values if values is None or used is None else values[used]
