@@ -7,6 +7,7 @@ Apart from ``test_usd.py`` (the real files and their pictures) to keep each file
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -444,3 +445,36 @@ def Xform "World"
     (warning,) = job.warnings
     assert warning["warning"] == "UnsupportedPrims"
     assert "1 Cube, 1 PointInstancer" in warning["details"]
+
+
+def test_a_package_cannot_reach_out_of_itself(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    secret = outside / "secret.usda"
+    secret.write_text('#usda 1.0\n(\n    defaultPrim = "Secret"\n)\n' + TRIANGLE.format(name="Secret"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "beside.usda").write_text(secret.read_text())
+    inner = (
+        HEADER
+        + f"""
+def Xform "World"
+{{
+    def "Absolute" (
+        references = @{secret}@
+    ) {{ }}
+    def "Up" (
+        references = @../beside.usda@
+    ) {{ }}
+}}
+"""
+    )
+    package = model / "model.usdz"
+    with zipfile.ZipFile(package, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("model.usda", inner)
+    source, job = read(package)
+    assert {n.name for n in source.scene.nodes()} == {"World", "Absolute", "Up"}
+    codes = [w["warning"] for w in job.warnings]
+    assert codes == ["ExternalReference", "CompositionError"]  # ".." stays inside the package: not found
+    assert "elsewhere" not in job.warnings[1]["details"]
+    assert str(tmp_path) not in job.warnings[1]["details"]  # no folder of this machine in the message

@@ -35,6 +35,7 @@ from openrr.assets.readers.usd.pxr_modules import Ar, Sdf, Usd, UsdGeom
 
 MAX_LAYERS = 1000  # layers one model may compose (sublayers, references, payloads)
 MAX_LAYER_BYTES = 8 << 30  # all of them together, as files
+MAX_REPORTED_ERRORS = 20  # composition errors listed as warnings; the rest are counted
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # a scheme: http:, file:, omniverse:... (not C:\ paths)
 _Z_UP_TO_Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 
@@ -70,6 +71,7 @@ def open_stage(job: Job, path: Path) -> Iterator[Opened]:
             raise ConversionFailed(f"{path.name}: not a valid USD stage: {_message(exc)}") from None
         if stage is None:
             raise ConversionFailed(f"{path.name}: not a valid USD stage")
+        _report_composition(job, stage)
         yield Opened(stage, folder, _version(path), _generator(root), _root_transform(job, stage))
     finally:
         for layer in edited:  # back to what is on disk for whoever opens the file next in this process
@@ -88,6 +90,21 @@ def _open_layer(identifier: str, name: str) -> Any:
     return layer
 
 
+def _report_composition(job: Job, stage: Any) -> None:
+    """What USD could not compose (a missing reference, a broken variant), as warnings: the stage is
+    converted without it, as USD's own viewers draw it."""
+    errors = list(stage.GetCompositionErrors())
+    for error in errors[:MAX_REPORTED_ERRORS]:
+        job.warn("CompositionError", "Part of the stage not composed", _without_folders(str(error))[:300])
+    if len(errors) > MAX_REPORTED_ERRORS:
+        job.say(f"{len(errors) - MAX_REPORTED_ERRORS} more composition errors not listed", "WARNING")
+
+
+def _without_folders(text: str) -> str:
+    """``text`` with file names for paths: a message does not show the machine's folders."""
+    return re.sub(r"""(?:^|(?<=[\s@'"(]))(?:[A-Za-z]:)?[\\/][^\s'"@\[\]<>]*[\\/]""", "", text)
+
+
 def _message(exc: Exception) -> str:
     """pxr's error text without its C++ location and with file names instead of paths, short enough for
     a message (pxr writes ``Error in 'function' at line N in file F : 'what went wrong'``)."""
@@ -96,7 +113,7 @@ def _message(exc: Exception) -> str:
         found = re.search(r" : '(.*)$", line)
         text = (found.group(1) if found else line).strip("'")
         if text:
-            texts.append(re.sub(r"(?:[A-Za-z]:)?[\\/][^\s:'\[\]]*[\\/]", "", text))
+            texts.append(_without_folders(text))
     return ("; ".join(texts) or type(exc).__name__)[:300]
 
 

@@ -1,14 +1,15 @@
-"""A composed USD stage walked into openrr's scene: one node per imageable prim, meshes shared between
-instances.
+"""A composed USD stage walked into openrr's scene: one node per imageable or typeless prim, meshes
+shared between instances.
 
 The walk starts at the stage's default prim (every root prim where it names none) and goes down through
 instance proxies, so an instanced asset appears under each of its instances; the geometry of a prim in an
 instance prototype is converted once and its ``Mesh`` shared by every instance (with the same materials).
 A prim that is invisible, or whose purpose is ``proxy`` or ``guide``, is left out with its subtree;
-materials, shaders and subsets are not nodes. A node's transform is the prim's local transformation at
-the default time (a prim that resets the transform stack is placed in the stage's space), the top nodes
-also carrying the stage's axis and unit correction (``stage.Opened.root_transform``). A node keeps the
-prim's authored ``customData`` and custom attributes as object metadata, as ``MetadataKeeper`` selects.
+materials, shaders, subsets and other typed prims that draw nothing are not nodes. A node's transform is
+the prim's local transformation at the default time (a prim that resets the transform stack is placed in
+the stage's space), the top nodes also carrying the stage's axis and unit correction
+(``stage.Opened.root_transform``). A node keeps the prim's authored ``customData`` and custom attributes
+as object metadata, as ``MetadataKeeper`` selects.
 
 A mesh whose data contradicts itself is left out with a warning; the model fails only when nothing at
 all is left to draw (the converter says so).
@@ -92,9 +93,10 @@ class _Walk:
             stack.extend((child, node_id) for child in reversed(children))
 
     def shown(self, prim: Any) -> bool:
-        """Imageable, visible and drawn in renders (the subtree of one that is not is left out too)."""
+        """Visible and drawn in renders, imageable or a typeless group (USD draws what lies under one);
+        a prim of another type (a material, a shader, render settings) is no node, nor is its subtree."""
         if not prim.IsA(UsdGeom.Imageable):
-            return False
+            return not str(prim.GetTypeName())
         imageable = UsdGeom.Imageable(prim)
         if str(imageable.GetVisibilityAttr().Get()) == "invisible":
             return False
