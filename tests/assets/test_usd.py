@@ -179,6 +179,27 @@ def test_blender_usdz_reads_its_textures_from_the_package() -> None:
     assert not job.warnings
 
 
+def test_usdz_converts_to_an_asset_with_its_textures(tmp_path: Path) -> None:
+    path = DATA / "RoughnessTest.usdz"
+    result = convert_model(path, tmp_path / "out", "roughness", None)
+    info = result.info["inputInfo"]
+    assert (info["sourceAssetFormat"], info["sourceAssetGenerator"]) == (
+        "OpenUSD package (USDZ)",
+        "Blender v3.2.2",
+    )
+    statistics = result.info["inputStatistics"]
+    assert (statistics["numMeshes"], statistics["numMaterial"]) == (6, 6)
+    assert statistics["numFaces"] == triangles_in(layer_text(path))
+    scene = load_model(result.asset_path)
+    materials = {p.material.name: p.material for mesh in scene.meshes() for p in mesh.primitives}
+    assert all(m.base_color_texture is not None for m in materials.values())
+    assert sorted(n for n, m in materials.items() if m.metallic_roughness_texture is not None) == [
+        "Tex000",
+        "Tex033",
+        "Tex066",
+    ]
+
+
 # --- pictures --------------------------------------------------------------------------------------------
 
 

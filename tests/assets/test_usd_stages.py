@@ -278,6 +278,7 @@ def test_references_outside_the_models_folder_are_not_read(tmp_path: Path) -> No
     PIL.Image.new("RGB", (4, 4), (255, 0, 0)).save(outside / "secret.png")
     model = tmp_path / "model"
     model.mkdir()
+    (model / "link.usda").symlink_to(secret)  # inside by its name, outside by what it is
     (model / "part.usda").write_text(
         '#usda 1.0\n(\n    defaultPrim = "Part"\n)\n' + TRIANGLE.format(name="Part")
     )
@@ -288,6 +289,8 @@ def Xform "World"
     def "Absolute" (references = @{secret}@) {{ }}
     def "Parent" (references = @../elsewhere/secret.usda@) {{ }}
     def "Remote" (payload = @http://example.invalid/secret.usda@) {{ }}
+    def "Linked" (references = @./link.usda@) {{ }}
+    def "Expression" (references = @`"{secret}"`@) {{ }}
     def Mesh "Textured" (prepend apiSchemas = ["MaterialBindingAPI"])
     {{
         int[] faceVertexCounts = [3]
@@ -323,7 +326,7 @@ def Xform "World"
     assert textured is not None
     assert textured.primitives[0].material.base_color_texture is None
     codes = [w["warning"] for w in job.warnings]
-    assert codes.count("ExternalReference") == 3
+    assert codes.count("ExternalReference") == 5
     assert codes.count("TextureNotLoaded") == 1
     # the file on disk is untouched, and read again whole by the next conversion
     assert "@./part.usda@" in (model / "model.usda").read_text()
