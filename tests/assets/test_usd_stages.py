@@ -481,3 +481,18 @@ def Xform "World"
     assert codes == ["ExternalReference", "CompositionError"]  # ".." stays inside the package: not found
     assert "elsewhere" not in job.warnings[1]["details"]
     assert str(tmp_path) not in job.warnings[1]["details"]  # no folder of this machine in the message
+
+
+def test_absurd_counts_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limits, made small here so that a small stage passes them: a stage of more prims fails, a mesh
+    of more points is left out."""
+    from openrr.assets.readers.usd import geometry, walk
+
+    path = stage(tmp_path, QUADS % "")
+    monkeypatch.setattr(geometry, "MAX_POINTS", 5)
+    source, job = read(path)
+    assert source.scene.polygon_count == 0
+    assert "6 points" in job.warnings[0]["details"]
+    monkeypatch.setattr(walk, "MAX_PRIMS", 1)
+    with pytest.raises(ConversionFailed, match="more than 1 prims"):
+        read(path)
