@@ -92,6 +92,8 @@ def compact(indices: I64, count: int) -> tuple[I64, I64]:
     """The vertices ``indices`` use (of ``count``), in order, and ``indices`` renumbered over them: linear
     time (``np.unique`` sorts or hashes, many times slower on millions of indices)."""
     used = np.flatnonzero(np.bincount(indices.reshape(-1), minlength=count))
+    if len(used) == count:  # every vertex used (the usual case): nothing to renumber
+        return used, indices
     remap = np.zeros(count, dtype=np.int64)
     remap[used] = np.arange(len(used), dtype=np.int64)
     return used, remap[indices]
