@@ -8,6 +8,7 @@ Pillow straight from the files, and pictures are drawn by the real renderer (mod
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import re
@@ -31,7 +32,7 @@ from openrr.model.scene import Node, Scene
 from openrr.render.camera import Camera
 from openrr.render.renderer import Background, Renderer
 
-pxr_sdf = pytest.importorskip("pxr.Sdf")
+pxr_sdf = importlib.import_module("pxr.Sdf")  # usd-core: the formats extra, which scripts/setup installs
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "formats" / "usd"
 W, H = 160, 120
