@@ -129,7 +129,8 @@ def test_guc_text_stage_keeps_its_materials_and_texture() -> None:
     assert set(scales) == {"BottomLeft", "BottomRight", "TopLeft", "TopRight"}
     for node in meshes:
         corner = path_of(scene, node)[-3].removesuffix("Obj")
-        (primitive,) = node.mesh.primitives  # type: ignore[union-attr]
+        assert node.mesh is not None
+        (primitive,) = node.mesh.primitives
         material = primitive.material
         assert material.name == f"{corner}Mat"
         if corner == "BackPlane":

@@ -339,9 +339,10 @@ class _Build:
         """Factors, and glTF's packed texture (roughness in G, metallic in B) where either is textured."""
         metallic, roughness = _unit(self.values["metallic"]), _unit(self.values["roughness"])
         rough, metal = self.channel_image("roughness", 1), self.channel_image("metallic", 2)
-        if rough is None and metal is None:
+        first = rough if rough is not None else metal
+        if first is None:
             return metallic, roughness, None
-        shape = (rough if rough is not None else metal).shape  # type: ignore[union-attr]
+        shape = first.shape
         packed = np.full(shape, 255, dtype=np.uint8)
         if rough is not None:
             packed[:, :, 1] = rough[:, :, 1]
