@@ -252,7 +252,9 @@ def Xform "World"
     }
 }
 """
-    scene = read(stage(tmp_path, body))[0].scene
+    source, job = read(stage(tmp_path, body))
+    scene = source.scene
+    assert not job.warnings  # internal references are no files: nothing refused
     meshes = mesh_nodes(scene)
     assert [path_of(scene, n) for n in meshes] == [["World", "A", "Tri"], ["World", "B", "Tri"]]
     assert meshes[0].mesh is meshes[1].mesh  # one mesh for both instances
@@ -419,12 +421,71 @@ def Xform "World"
     assert scene.polygon_count == 1
 
 
-def test_shapes_and_point_instancers_are_counted_not_converted(tmp_path: Path) -> None:
+def test_implicit_shapes_are_tessellated_at_their_size(tmp_path: Path) -> None:
     body = """
 def Xform "World"
 {
     def Cube "Box"
     {
+        double size = 2
+        color3f[] primvars:displayColor = [(1, 0.5, 0)]
+    }
+    def Sphere "Ball"
+    {
+        double radius = 0.5
+    }
+    def Cylinder "Rod"
+    {
+        uniform token axis = "X"
+        double height = 4
+        double radius = 0.25
+    }
+    def Cone "Spike"
+    {
+        uniform token axis = "Y"
+        double height = 3
+        double radius = 1
+    }
+    def Capsule "Pill"
+    {
+        double height = 1
+        double radius = 0.5
+    }
+    def Sphere "Broken"
+    {
+        double radius = -1
+    }
+}
+"""
+    source, job = read(stage(tmp_path, body))
+    scene = source.scene
+    sizes = {n.name: world_bounds_of(scene, n.id) for n in mesh_nodes(scene)}
+    np.testing.assert_allclose(sizes["Box"], [[-1, -1, -1], [1, 1, 1]], atol=1e-6)
+    np.testing.assert_allclose(sizes["Ball"], [[-0.5] * 3, [0.5] * 3], atol=5e-3)  # 32 sides round
+    np.testing.assert_allclose(sizes["Rod"][:, 0], [-2, 2], atol=1e-6)  # along X
+    np.testing.assert_allclose(sizes["Spike"][:, 1], [-1.5, 1.5], atol=1e-6)  # along Y, centred
+    np.testing.assert_allclose(sizes["Pill"][:, 2], [-1, 1], atol=1e-6)  # height + 2 radii along Z
+    box = scene.node("Box").mesh
+    assert box is not None
+    assert box.triangle_count == 12
+    assert box.primitives[0].material.base_color_factor == pytest.approx((1, 0.5, 0, 1))
+    assert [w["warning"] for w in job.warnings] == ["InvalidMesh"]  # the negative radius
+    assert "Broken" in job.warnings[0]["details"]
+
+
+def world_bounds_of(scene: Any, node_id: int) -> Any:
+    bounds = scene.world_bounds(node_id)
+    assert bounds is not None
+    return bounds
+
+
+def test_point_instancers_and_points_are_counted_not_converted(tmp_path: Path) -> None:
+    body = """
+def Xform "World"
+{
+    def Points "Dust"
+    {
+        point3f[] points = [(0, 0, 0)]
     }
     def PointInstancer "Scatter"
     {
@@ -447,7 +508,7 @@ def Xform "World"
     assert [n.name for n in mesh_nodes(source.scene)] == ["Kept"]
     (warning,) = job.warnings
     assert warning["warning"] == "UnsupportedPrims"
-    assert "1 Cube, 1 PointInstancer" in warning["details"]
+    assert "1 PointInstancer, 1 Points" in warning["details"]
 
 
 def test_a_package_cannot_reach_out_of_itself(tmp_path: Path) -> None:

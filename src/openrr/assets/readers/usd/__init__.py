@@ -2,12 +2,12 @@
 ``pxr``): the stage is composed by the library (sublayers, references, payloads, variants, instancing),
 then walked here into openrr's scene.
 
-A package of its own, not one module, because a stage takes four separate steps, each its own module:
-opening it confined to the model's folder (``stage``), walking its prims into nodes (``walk``), turning a
-``UsdGeomMesh`` into triangles (``geometry``) and a ``UsdPreviewSurface`` into a material with its
-textures (``materials``). Only this module is imported when the readers are listed; ``pxr`` is imported
-when a USD file is read (``source.library``), so a machine without ``usd-core`` lists the format and fails
-only its conversions, with a message naming the package.
+A package of its own, not one module, because a stage takes separate steps, each its own module: opening
+it confined to the model's folder (``stage``), walking its prims into nodes (``walk``), turning a
+``UsdGeomMesh`` into triangles (``geometry``; implicit shapes: ``shapes``) and a ``UsdPreviewSurface``
+into a material with its textures (``materials``). Only this module is imported when the readers are
+listed; ``pxr`` is imported when a USD file is read (``source.library``), so a machine without
+``usd-core`` lists the format and fails only its conversions, with a message naming the package.
 
 Conventions kept (documented in the README's formats list):
 

@@ -124,7 +124,8 @@ def _confine(job: Job, root: Any, folder: Path) -> tuple[list[Any], list[Any]]:
     seen = {root.identifier}
     total = 0
     for layer in layers:  # grows as dependencies are found
-        for asset in list(layer.GetCompositionAssetDependencies()):
+        # "": an internal reference (to a prim of the same layer stack)
+        for asset in [a for a in layer.GetCompositionAssetDependencies() if a]:
             resolved = _resolve(layer, asset)
             if resolved is None or not _inside(resolved, folder):
                 job.warn(
@@ -173,7 +174,7 @@ def _drop_clips(layer: Any) -> int:
 def _resolve(layer: Any, asset: str) -> str | None:
     """``asset`` as the stage would resolve it from ``layer``: "" where no file is found, None where it
     is not a plain path (a URL, a path expression)."""
-    if not asset or (_URL.match(asset) and not re.match(r"^[A-Za-z]:[\\/]", asset)) or "`" in asset:
+    if (_URL.match(asset) and not re.match(r"^[A-Za-z]:[\\/]", asset)) or "`" in asset:
         return None
     anchored = Sdf.ComputeAssetPathRelativeToLayer(layer, asset)
     return str(Ar.GetResolver().Resolve(anchored))

@@ -27,6 +27,7 @@ from openrr.assets.job import Job
 from openrr.assets.readers.usd.geometry import MeshError, Triangles, compact, triangulate
 from openrr.assets.readers.usd.materials import Materials
 from openrr.assets.readers.usd.pxr_modules import Usd, UsdGeom, UsdShade
+from openrr.assets.readers.usd.shapes import SHAPES, tessellate
 from openrr.assets.readers.usd.stage import Opened
 from openrr.model.budget import Allowance, BudgetExceeded, default_allowance, geometry_bytes
 from openrr.model.mesh import Mesh, Primitive
@@ -104,8 +105,9 @@ class _Walk:
 
     def node(self, prim: Any, parent: int | None) -> int:
         transform = self.transform(prim, parent)
-        mesh = self.mesh(prim) if prim.IsA(UsdGeom.Mesh) else None
-        if not prim.IsA(UsdGeom.Mesh) and prim.IsA(UsdGeom.Gprim):
+        drawn = prim.IsA(UsdGeom.Mesh) or str(prim.GetTypeName()) in SHAPES
+        mesh = self.mesh(prim) if drawn else None
+        if not drawn and prim.IsA(UsdGeom.Gprim):
             self.skip(prim)
         node = self.scene.add_node(prim.GetName(), parent=parent, transform=transform, mesh=mesh)
         node.metadata = self.metadata.keep(_metadata(prim))
@@ -133,8 +135,7 @@ class _Walk:
 
     def mesh(self, prim: Any) -> Mesh | None:
         source = prim.GetPrimInPrototype() if prim.IsInstanceProxy() else prim
-        geometry = UsdGeom.Mesh(prim)
-        double_sided = bool(geometry.GetDoubleSidedAttr().Get())
+        double_sided = bool(UsdGeom.Gprim(prim).GetDoubleSidedAttr().Get())
         parts = self.parts(prim)
         key = (
             str(source.GetPath()),
@@ -142,7 +143,7 @@ class _Walk:
         )
         if key not in self.meshes:
             uv_name = next((self.materials.uv_name(m) for m, _ in parts if m), None)
-            triangles = self.read(source, UsdGeom.Mesh(source), uv_name)
+            triangles = self.read(source, uv_name)
             self.meshes[key] = None if triangles is None else self.build(prim, triangles, parts, double_sided)
         return self.meshes[key]
 
@@ -163,11 +164,16 @@ class _Walk:
         parts.append((own if own else None, None))
         return parts
 
-    def read(self, source: Any, mesh: Any, uv_name: str | None) -> Triangles | None:
+    def read(self, source: Any, uv_name: str | None) -> Triangles | None:
+        """The triangles of a mesh or an implicit shape, once per prim (of the prototype, for instances);
+        None, with a warning, where its data contradicts itself."""
         path = str(source.GetPath())
         if path not in self.triangles:
             try:
-                triangles = triangulate(mesh, uv_name)
+                if source.IsA(UsdGeom.Mesh):
+                    triangles = triangulate(UsdGeom.Mesh(source), uv_name)
+                else:
+                    triangles = tessellate(source)
             except (MeshError, ValueError, TypeError) as exc:
                 self.job.warn("InvalidMesh", "Mesh left out", f"{path}: {exc}")
                 triangles = None
