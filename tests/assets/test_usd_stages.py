@@ -451,6 +451,12 @@ def Xform "World"
         double height = 1
         double radius = 0.5
     }
+    def Plane "Floor"
+    {
+        uniform token axis = "Y"
+        double width = 6
+        double length = 2
+    }
     def Sphere "Broken"
     {
         double radius = -1
@@ -465,6 +471,7 @@ def Xform "World"
     np.testing.assert_allclose(sizes["Rod"][:, 0], [-2, 2], atol=1e-6)  # along X
     np.testing.assert_allclose(sizes["Spike"][:, 1], [-1.5, 1.5], atol=1e-6)  # along Y, centred
     np.testing.assert_allclose(sizes["Pill"][:, 2], [-1, 1], atol=1e-6)  # height + 2 radii along Z
+    np.testing.assert_allclose(sizes["Floor"], [[-3, 0, -1], [3, 0, 1]], atol=1e-6)  # normal along Y
     box = scene.node("Box").mesh
     assert box is not None
     assert box.triangle_count == 12
@@ -508,7 +515,7 @@ def Xform "World"
     assert [n.name for n in mesh_nodes(source.scene)] == ["Kept"]
     (warning,) = job.warnings
     assert warning["warning"] == "UnsupportedPrims"
-    assert "1 PointInstancer, 1 Points" in warning["details"]
+    assert "left out: 1 PointInstancer, 1 Points" in warning["details"]
 
 
 def test_a_package_cannot_reach_out_of_itself(tmp_path: Path) -> None:

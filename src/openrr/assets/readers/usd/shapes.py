@@ -1,9 +1,11 @@
-"""USD's implicit shapes (``Cube``, ``Sphere``, ``Cylinder``, ``Cone``, ``Capsule``) as triangles.
+"""USD's implicit shapes (``Cube``, ``Sphere``, ``Cylinder``, ``Cone``, ``Capsule``, ``Plane``) as
+triangles.
 
 Robotics and CAD stages draw much of their geometry with these: each is tessellated here by trimesh's
 primitives at its authored size (a cube's ``size``, a sphere's ``radius``, the others' ``radius``,
-``height`` and ``axis``), with smooth normals, and takes its ``displayColor`` like a mesh. Apart from
-``geometry`` because these have no arrays to check: only a few numbers, each bounded.
+``height`` and ``axis``; a plane's ``width``, ``length`` and ``axis``, its normal), with smooth normals,
+and takes its ``displayColor`` like a mesh. Apart from ``geometry`` because these have no arrays to
+check: only a few numbers, each bounded.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import trimesh
 from openrr.assets.readers.usd.geometry import MeshError, Triangles
 from openrr.assets.readers.usd.pxr_modules import UsdGeom
 
-SHAPES = ("Cube", "Sphere", "Cylinder", "Cone", "Capsule")
+SHAPES = ("Cube", "Sphere", "Cylinder", "Cone", "Capsule", "Plane")
 _SECTIONS = 32  # segments around a round shape
 _TO_AXIS = {  # trimesh builds along Z; USD's axis attribute says which axis the shape runs along
     "X": trimesh.transformations.rotation_matrix(np.pi / 2, [0, 1, 0]),
@@ -32,6 +34,21 @@ def tessellate(prim: Any) -> Triangles:
     if kind == "Cube":
         size = _size(UsdGeom.Cube(prim).GetSizeAttr().Get(), "size")
         shape = trimesh.creation.box(extents=(size, size, size))
+    elif kind == "Plane":
+        plane = UsdGeom.Plane(prim)
+        width = _size(plane.GetWidthAttr().Get(), "width")
+        length = _size(plane.GetLengthAttr().Get(), "length")
+        shape = trimesh.Trimesh(
+            vertices=[
+                (-width / 2, -length / 2, 0),
+                (width / 2, -length / 2, 0),
+                (width / 2, length / 2, 0),
+                (-width / 2, length / 2, 0),
+            ],
+            faces=[(0, 1, 2), (0, 2, 3)],
+            process=False,
+        )
+        shape.apply_transform(_TO_AXIS.get(str(plane.GetAxisAttr().Get()), np.eye(4)))
     elif kind == "Sphere":
         radius = _size(UsdGeom.Sphere(prim).GetRadiusAttr().Get(), "radius")
         shape = trimesh.creation.uv_sphere(radius=radius, count=(_SECTIONS // 2, _SECTIONS))

@@ -52,7 +52,8 @@ def build_scene(job: Job, opened: Opened, name: str, metadata: MetadataKeeper) -
         raise ConversionFailed(exc.message) from None
     if walk.skipped:
         kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(walk.skipped.items()))
-        job.warn("UnsupportedPrims", "Prims not converted", f"only meshes are converted; left out: {kinds}")
+        details = f"only meshes and implicit shapes are converted; left out: {kinds}"
+        job.warn("UnsupportedPrims", "Prims not converted", details)
     return walk.scene
 
 
