@@ -21,7 +21,7 @@ MODULES: dict[str, frozenset[str]] = {
     "ray": frozenset({"ray"}),
     "azure": frozenset({"azure"}),
     # the libraries of openrr.assets.readers' formats (each reader names its own)
-    "formats": frozenset({"laspy", "lazrs", "pye57", "pyassimp", "OCP", "ifcopenshell"}),
+    "formats": frozenset({"laspy", "lazrs", "pye57", "pyassimp", "OCP", "ifcopenshell", "pxr"}),
 }
 
 

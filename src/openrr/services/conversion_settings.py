@@ -32,6 +32,10 @@ SUPPORTED_EXTENSIONS = (
     ".step",
     ".stp",
     ".ifc",
+    ".usd",
+    ".usda",
+    ".usdc",
+    ".usdz",
 )
 
 _MAX_TEXT = 2048  # URIs and SAS; Azure's blob names are at most 1024 characters
