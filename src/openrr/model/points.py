@@ -22,7 +22,6 @@ from numpy.typing import NDArray
 
 from openrr.model.mesh import F32, F64
 
-MAX_POINT_SIZE_SCALE = 100.0
 DEFAULT_POINT_BUDGET = 2_000_000  # points drawn per frame at most: about 60 ms on llvmpipe, 2 cores
 
 
