@@ -52,6 +52,7 @@ class _Reader:
         self.images: dict[int, NDArray[np.uint8]] = {}
         self.materials: dict[int, Material] = {}
         self.mesh_cache: dict[int, Mesh] = {}
+        self.clouds: dict[int, PointCloud] = {}  # by mesh index: nodes sharing one share the cloud
         self.inflated = 0
 
     def array(
@@ -227,6 +228,8 @@ class _Reader:
         meshes = list_of(self.manifest, "meshes")
         if not isinstance(index, int) or not 0 <= index < len(meshes):
             raise Corrupt(f"mesh {index!r} does not exist")
+        if index in self.clouds:
+            return self.clouds[index]
         primitives = list_of(meshes[index], "primitives")
         if not any(p.get("mode") == "points" for p in primitives if isinstance(p, dict)):
             return None
@@ -246,9 +249,10 @@ class _Reader:
             raise Corrupt(f"a point primitive has an invalid pointSize {size}")
         levels = [PointLevel(int(v["count"]), float(v["spacing"])) for v in list_of(desc, "levels")]
         try:
-            return PointCloud(positions, colors, size, tuple(levels))
+            self.clouds[index] = PointCloud(positions, colors, size, tuple(levels))
         except ValueError as exc:
             raise Corrupt(str(exc)) from None
+        return self.clouds[index]
 
 
 def _checked_shape(
