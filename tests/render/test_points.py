@@ -20,6 +20,8 @@ from numpy.typing import NDArray
 
 from openrr.assets.convert import convert_model
 from openrr.client.connection import RenderConnection, connect
+from openrr.client.errors import RenderRequestError
+from openrr.client.scene_types import PointCloudSettings
 from openrr.model.components import CutPlane
 from openrr.model.loader import load_model
 from openrr.model.scene import Scene
@@ -199,6 +201,13 @@ async def test_a_render_server_streams_a_point_cloud(server: LiveServer) -> None
         answer = await conn.request({"v": 2, "type": "pointCloud.set", "pointSizeScale": 2.5}, timeout=20)
         assert answer["type"] == "pointCloud"
         assert answer["pointSizeScale"] == 2.5
+        settings = await conn.scene.set_point_cloud(point_budget=5000)
+        assert settings == PointCloudSettings(2.5, 5000)
+        with pytest.raises(RenderRequestError) as refused:
+            await conn.request(
+                {"v": 2, "type": "pointCloud.set", "pointSizeScale": 0}, validate=False, timeout=20
+            )
+        assert refused.value.code == "BadMessage"
         stats = await conn.request({"type": "stats.get"}, timeout=20)
         assert stats["points"] == 200
         assert stats["pointsDrawn"] == 200
