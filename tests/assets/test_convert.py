@@ -150,16 +150,24 @@ def test_ply_point_cloud(tmp_path: Path) -> None:
     path, points, colours = models.point_ply(tmp_path)
     asset, info = convert(path, tmp_path / "out", {"scaling": 2.0, "unlitMaterials": True})
     (cloud,) = asset.points.values()
-    np.testing.assert_allclose(cloud.positions, points * 2.0, rtol=1e-6)
+    # The points come in their level-of-detail order: the same points, each with its colour.
+    order = np.lexsort(cloud.positions.T[::-1])
+    expected = np.lexsort((points * 2.0).T[::-1])
+    np.testing.assert_allclose(cloud.positions[order], points[expected] * 2.0, rtol=1e-6)
     assert cloud.colors is not None
-    np.testing.assert_allclose(
-        cloud.colors[:, :3], srgb_to_linear(colours[:, :3] / 255.0), atol=0.5 / 255 + 1e-6
-    )
-    assert 0.1 < cloud.point_size < 0.3  # 500 points over a 4 x 2 slab: about 0.13 apart, times 1.5
-    assert asset.scene.polygon_count == 8 * len(points)
+    linear = srgb_to_linear(colours[expected, :3] / 255.0)
+    np.testing.assert_allclose(cloud.colors[order, :3] / 255.0, linear, atol=0.5 / 255 + 1e-6)
+    assert 0.1 < cloud.point_size < 0.3  # 500 points over a 4 x 2 slab: about 0.13 apart, times 1.25
+    assert asset.scene.polygon_count == 0
+    assert asset.scene.point_count == len(points)
     assert info["inputStatistics"]["numPoints"] == len(points)
     assert info["inputStatistics"]["numFaces"] == 0
-    assert info["openrr"]["pointClouds"] == [{"points": len(points), "pointSize": cloud.point_size}]
+    assert info["outputStatistics"]["numPoints"] == len(points)
+    (described,) = info["openrr"]["pointClouds"]
+    assert described["points"] == len(points)
+    assert described["pointSize"] == cloud.point_size
+    assert [v["points"] for v in described["levels"]] == [v.count for v in cloud.levels]
+    assert described["levels"][-1]["points"] == len(points)
     assert not asset.unlit  # points ignore unlitMaterials, as in ARR
     log = (tmp_path / "out" / "out.log").read_text()
     assert "ignored for a point cloud, as in ARR: scaling" not in log
@@ -170,9 +178,10 @@ def test_xyz_point_clouds(tmp_path: Path) -> None:
     text = "# header\n0,0,0,255,0,0\n1 1 1 0 255 0 // comment\n\n2;2;2;0;0;255\n"
     asset, _ = convert(models.xyz_file(tmp_path, text), tmp_path / "out", {"gammaToLinearVertex": False})
     (cloud,) = asset.points.values()
-    np.testing.assert_array_equal(cloud.positions, [[0, 0, 0], [1, 1, 1], [2, 2, 2]])
+    order = np.argsort(cloud.positions[:, 0])  # in level-of-detail order: sorted back here
+    np.testing.assert_array_equal(cloud.positions[order], [[0, 0, 0], [1, 1, 1], [2, 2, 2]])
     assert cloud.colors is not None
-    np.testing.assert_array_equal(cloud.colors, [[1, 0, 0, 1], [0, 1, 0, 1], [0, 0, 1, 1]])
+    np.testing.assert_array_equal(cloud.colors[order], [[255, 0, 0, 255], [0, 255, 0, 255], [0, 0, 255, 255]])
     grey, _ = convert(
         models.xyz_file(tmp_path, "0 0 0 10\n1 0 0 20\n", "i.xyz"),
         tmp_path / "out2",
@@ -180,7 +189,7 @@ def test_xyz_point_clouds(tmp_path: Path) -> None:
     )
     (cloud,) = grey.points.values()
     assert cloud.colors is not None
-    assert np.allclose(cloud.colors[:, 0], [0.5, 1.0], atol=0.5 / 255)
+    assert np.allclose(cloud.colors[np.argsort(cloud.positions[:, 0]), 0] / 255.0, [0.5, 1.0], atol=0.5 / 255)
     bare, _ = convert(models.xyz_file(tmp_path, "0 0 0\n1 2 3\n", "b.xyz"), tmp_path / "out3")
     assert next(iter(bare.points.values())).colors is None
 

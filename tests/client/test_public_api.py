@@ -28,6 +28,7 @@ PUBLIC = (
     "Material",
     "Measurements",
     "OutlineSettings",
+    "PointCloudSettings",
     "RayHit",
     "ReceivedFrame",
     "RemoteScene",

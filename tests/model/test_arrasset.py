@@ -153,33 +153,25 @@ def test_streams_can_be_left_out_and_big_primitives_get_uint32_indices() -> None
     assert [b["dtype"] for b in manifest_of(data)["buffers"]] == ["<f4", "<u4"]
 
 
-def test_point_clouds_are_stored_as_points_and_shown_as_octahedra() -> None:
+def test_point_clouds_are_stored_as_points_on_their_nodes() -> None:
     scene = Scene("cloud")
     node = scene.add_node("points")
     points = np.array([[0, 0, 0], [1, 0, 0], [0, 2, 0]], dtype=np.float32)
     colours = np.array([[1, 0, 0, 1], [0, 1, 0, 1], [0, 0, 1, 1]], dtype=np.float32)
     data = write_asset(Asset(scene, points={node.id: PointCloud(points, colours, 0.1)}))
     asset = read_asset(data)
-    cloud = asset.points[asset.scene.node("points").id]
+    loaded = asset.scene.node("points")
+    cloud = asset.points[loaded.id]
+    assert loaded.points is cloud
+    assert loaded.mesh is None
     np.testing.assert_array_equal(cloud.positions, points)
     assert cloud.colors is not None
+    np.testing.assert_array_equal(cloud.colors, colours * 255)
     assert cloud.point_size == pytest.approx(0.1)
-    mesh = asset.scene.node("points").mesh
-    assert mesh is not None
-    assert mesh.triangle_count == 8 * 3
-    p = mesh.primitives[0]
-    np.testing.assert_allclose(
-        p.positions[:6],
-        [[0.05, 0, 0], [-0.05, 0, 0], [0, 0.05, 0], [0, -0.05, 0], [0, 0, 0.05], [0, 0, -0.05]],
-    )
-    # Every triangle faces away from its point: the winding agrees with the outward normal.
-    corners = p.positions[p.indices]
-    facing = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    centres = np.repeat(points, 8, axis=0)
-    assert (np.einsum("ij,ij->i", facing, corners.mean(axis=1) - centres) > 0).all()
-    assert p.colors is not None
-    assert (p.colors[:6] == colours[0]).all()
-    scene.node("points").mesh = Mesh(
+    assert asset.scene.polygon_count == 0
+    assert asset.scene.point_count == 3
+    node = scene.node("points")
+    node.mesh = Mesh(
         "m",
         (
             Primitive(
@@ -215,9 +207,9 @@ def test_foreign_files_are_refused_by_name(small_asset: bytes) -> None:
 
 def test_unknown_versions_are_refused_with_advice(small_asset: bytes) -> None:
     newer = bytearray(small_asset)
-    struct.pack_into("<I", newer, 8, 3)
+    struct.pack_into("<I", newer, 8, 4)
     message = refused(bytes(newer))
-    assert "format version 3 is not supported (this openrr reads versions 1, 2)" in message
+    assert "format version 4 is not supported (this openrr reads versions 1, 2, 3)" in message
     assert "convert the model again" in message
 
 

@@ -30,7 +30,7 @@ def test_metadata_and_material_fields_round_trip() -> None:
     edited = Material(name="Edited", unlit=True, uv_scale=(2.0, 0.5), uv_offset=(0.25, -1.0))
     mesh.primitives[0].material = edited
     data = write_asset(Asset(scene))
-    assert struct.unpack_from("<I", data, 8)[0] == 2
+    assert struct.unpack_from("<I", data, 8)[0] == 3
     rows = {row["name"]: row for row in manifest_of(data)["nodes"]}
     assert rows["A"]["metadata"] == scene.node("A").metadata
     assert all("metadata" not in row for name, row in rows.items() if name != "A")  # absent when empty

@@ -51,6 +51,8 @@ from openrr.model.arrasset.writer import write_asset
 from openrr.model.lod import build_lods
 from openrr.model.mesh import Mesh
 from openrr.model.metadata import KeyPatterns, MetadataKeeper
+from openrr.model.point_order import with_levels
+from openrr.model.points import PointCloud
 from openrr.model.scene import Scene
 
 MAX_INPUT_BYTES = 8 << 30  # the model file itself (a .gltf's buffers and textures: the glTF reader's limit)
@@ -216,7 +218,8 @@ def _convert(
         _report_overrides(job, overrides)
     with job.step("levels_of_detail"):
         _add_lods(job, scene)
-    low_high = bounds(scene, points)
+        points = _order_points(job, scene)
+    low_high = bounds(scene)
     output_statistics: dict[str, Any] = {
         **parts(scene),
         "recenteringOffset": offset,
@@ -267,6 +270,17 @@ def _input_statistics(job: Job, input_path: Path, source: Source) -> dict[str, A
             f"{input_path.name} holds no triangles or points to convert", code="EmptyModel"
         )
     return statistics
+
+
+def _order_points(job: Job, scene: Scene) -> dict[int, PointCloud]:
+    """Order each point cloud's points for its levels of detail (every prefix an even subsample);
+    the clouds by node id."""
+    clouds: dict[int, PointCloud] = {}
+    for node in scene.point_clouds():
+        assert node.points is not None
+        node.points = clouds[node.id] = with_levels(node.points)
+        job.say(f"{node.name}: {node.points.count} points in {len(node.points.levels)} levels of detail")
+    return clouds
 
 
 def _add_lods(job: Job, scene: Scene) -> None:
@@ -331,7 +345,12 @@ def _info(
                 if m.lods
             ],
             "pointClouds": [
-                {"points": len(c.positions), "pointSize": c.point_size} for c in asset.points.values()
+                {
+                    "points": c.count,
+                    "pointSize": c.point_size,
+                    "levels": [{"points": v.count, "spacing": v.spacing} for v in c.levels],
+                }
+                for c in asset.points.values()
             ],
             "seconds": job.timings,
         },

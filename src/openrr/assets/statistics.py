@@ -9,24 +9,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from openrr.model.arrasset.layout import PointCloud
+from openrr.model.points import PointCloud
 from openrr.model.scene import Scene
 
 
-def bounds(scene: Scene, points: dict[int, PointCloud]) -> NDArray[np.float64]:
-    boxes = []
+def bounds(scene: Scene) -> NDArray[np.float64]:
+    """The world box of every mesh and point cloud (``Node.points``), hidden ones too; zeros for none."""
     whole = scene.bounds(visible_only=False)
-    if whole is not None:
-        boxes.append(whole)
-    for node_id, cloud in points.items():
-        world = scene.world_transform(node_id)
-        moved = cloud.positions @ world[:3, :3].T + world[:3, 3]
-        boxes.append(np.stack([moved.min(axis=0), moved.max(axis=0)]))
-    if not boxes:
-        return np.zeros((2, 3))
-    stacked = np.stack(boxes)
-    out: NDArray[np.float64] = np.stack([stacked[:, 0].min(axis=0), stacked[:, 1].max(axis=0)])
-    return out
+    return np.zeros((2, 3)) if whole is None else whole
 
 
 def input_statistics(scene: Scene, points: dict[int, PointCloud]) -> dict[str, Any]:
@@ -36,7 +26,7 @@ def input_statistics(scene: Scene, points: dict[int, PointCloud]) -> dict[str, A
     depth: dict[int, int] = {}
     for node in scene.nodes():
         depth[node.id] = 1 + (depth[node.parent] if node.parent is not None else 0)
-    point_count = sum(len(c.positions) for c in points.values())
+    point_count = sum(c.count for c in points.values())
     stats = {
         "numMeshes": len(parts) + len(points),
         "numFaces": sum(faces),
@@ -55,11 +45,19 @@ def input_statistics(scene: Scene, points: dict[int, PointCloud]) -> dict[str, A
 
 
 def parts(scene: Scene) -> dict[str, int]:
-    """ARR's ``numMeshPartsCreated`` (distinct parts in the asset, levels of detail not counted) and
-    ``numMeshPartsInstanced`` (parts used by more than one node)."""
+    """ARR's ``numMeshPartsCreated`` (distinct parts in the asset, levels of detail not counted, a point
+    cloud one part) and ``numMeshPartsInstanced`` (parts used by more than one node); ``numPoints``
+    (ARR counts a point cloud's points) where the scene has point clouds."""
     uses: dict[int, int] = {}
     for node in scene.nodes():
         if node.mesh is not None:
             for p in node.mesh.primitives:
                 uses[id(p)] = uses.get(id(p), 0) + 1
-    return {"numMeshPartsCreated": len(uses), "numMeshPartsInstanced": sum(1 for n in uses.values() if n > 1)}
+    clouds = scene.point_clouds()
+    counts = {
+        "numMeshPartsCreated": len(uses) + len(clouds),
+        "numMeshPartsInstanced": sum(1 for n in uses.values() if n > 1),
+    }
+    if clouds:
+        counts["numPoints"] = scene.point_count
+    return counts

@@ -24,8 +24,8 @@ from openrr.assets.overrides import MaterialOverrides
 from openrr.assets.readers import Source
 from openrr.assets.settings import ConversionSettings
 from openrr.assets.statistics import bounds
-from openrr.model.arrasset.layout import PointCloud
 from openrr.model.mesh import F64, Material, Mesh, Primitive
+from openrr.model.points import PointCloud
 from openrr.model.scene import Scene
 
 
@@ -33,8 +33,9 @@ def apply_settings(
     job: Job, source: Source, settings: ConversionSettings, overrides: MaterialOverrides | None = None
 ) -> tuple[Scene, dict[int, PointCloud], list[float]]:
     """The source scene with the settings and ``overrides`` applied: a new scene (meshes, materials and
-    transforms are rebuilt only where something changes), its point clouds, and ARR's recentering
-    offset. ``overrides`` records which of its entries applied."""
+    transforms are rebuilt only where something changes), its point clouds by node id (on their nodes
+    too, ``Node.points``), and ARR's recentering offset. ``overrides`` records which of its entries
+    applied."""
     change = _Coordinates.of(settings)
     if not change.identity:
         job.say(
@@ -47,7 +48,7 @@ def apply_settings(
         job.say(f"sceneGraphMode none: one node, {len(scene.meshes()[0].primitives)} merged mesh parts")
     offset = [0.0, 0.0, 0.0]
     if settings.recenter_to_origin:
-        offset = _recenter(scene, points)
+        offset = _recenter(scene)
         job.say(f"recentred: the model's centre {[round(c, 6) for c in offset]} moved to the origin")
     return scene, points, offset
 
@@ -125,15 +126,19 @@ class _Rebuild:
             added.metadata = node.metadata
             new_id[node.id] = added.id
             if node.id in source.points:
-                points[added.id] = self.cloud(source.points[node.id])
+                points[added.id] = added.points = self.cloud(source.points[node.id])
         return scene, points
 
     def cloud(self, cloud: PointCloud) -> PointCloud:
         change = self.change
-        positions = (
-            cloud.positions if change.identity else (cloud.positions @ change.linear.T).astype(np.float32)
-        )
-        return PointCloud(positions, self.colors(cloud.colors), _point_size(positions))
+        positions = cloud.positions
+        if not change.identity:  # float32 throughout: no float64 copy of a big cloud
+            positions = positions @ change.linear.T.astype(np.float32)
+        colors = cloud.colors
+        if colors is not None and self.settings.gamma_to_linear_vertex:
+            colors = colors.copy()
+            colors[:, :3] = _SRGB_TO_LINEAR_8[colors[:, :3]]
+        return PointCloud(positions, colors, _point_size(positions))
 
     def colors(self, colors: NDArray[np.float32] | None) -> NDArray[np.float32] | None:
         if colors is None or not self.settings.gamma_to_linear_vertex:
@@ -198,9 +203,9 @@ class _Rebuild:
         return changes
 
 
-def _recenter(scene: Scene, points: dict[int, PointCloud]) -> list[float]:
+def _recenter(scene: Scene) -> list[float]:
     """Move the roots so that the centre of the bounds is the origin; the centre as it was."""
-    low, high = bounds(scene, points)
+    low, high = bounds(scene)
     centre = (low + high) / 2.0
     shift = np.eye(4)
     shift[:3, 3] = -centre
@@ -211,7 +216,8 @@ def _recenter(scene: Scene, points: dict[int, PointCloud]) -> list[float]:
 
 
 def _point_size(positions: NDArray[np.float32]) -> float:
-    """The size of the octahedra a triangle renderer draws for points: from the distance between them.
+    """The world size of a point at full density (square points of this side cover the surface the
+    points sample): from the distance between them.
 
     Scans sample surfaces, so the points are spread over an area rather than a volume: the area of the
     two largest sides of the bounding box, shared among the points. No neighbour search (scipy is not a
@@ -220,14 +226,18 @@ def _point_size(positions: NDArray[np.float32]) -> float:
     extent = np.sort(positions.max(axis=0) - positions.min(axis=0))[::-1].astype(np.float64)
     area = float(extent[0] * extent[1]) or float(extent[0] ** 2)
     spacing = math.sqrt(area / len(positions)) if area > 0 else 0.0
-    # 1.5 spacings: octahedra seen face-on are diamonds, which leave gaps at exactly one spacing.
-    return 1.5 * spacing if spacing > 0 else 1e-3 * (float(extent[0]) or 1.0)
+    # 1.25 spacings: squares one spacing wide tile a regular grid exactly; scans are not regular.
+    return 1.25 * spacing if spacing > 0 else 1e-3 * (float(extent[0]) or 1.0)
 
 
 def _srgb_to_linear(values: NDArray[Any]) -> NDArray[np.float32]:
     v = np.asarray(values, dtype=np.float64)
     out = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
     return out.astype(np.float32)
+
+
+# Point colours are RGBA8: their gamma is a table lookup, with no float copy of a big cloud's colours.
+_SRGB_TO_LINEAR_8 = np.rint(_srgb_to_linear(np.arange(256) / 255.0) * 255.0).astype(np.uint8)
 
 
 def _material_key(m: Material) -> tuple[Any, ...]:

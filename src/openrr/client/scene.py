@@ -1,5 +1,6 @@
 """The remote scene of a connection (ARR ``RenderingConnection``'s scene API, data-channel protocol v2):
-its entities, materials and textures, the sky, the outline and shell settings, and spatial queries.
+its entities, materials and textures, the sky, the outline, shell and point-cloud settings, and spatial
+queries.
 
 Reached as ``conn.scene``; every method is one request, sent with ``"v": 2``, and everything it changes
 belongs to the connection (the next client starts from the session's clean slate, as in ARR)::
@@ -31,6 +32,7 @@ from openrr.client.scene_types import (
     EntityState,
     Material,
     OutlineSettings,
+    PointCloudSettings,
     RayHit,
     ShellSettings,
     Skies,
@@ -156,6 +158,17 @@ class RemoteScene:
         """Change the see-through look (0..1 each); what is not given stays. Returns the settings."""
         body = {"type": "shell.set", **optional_fields(desaturation=desaturation, opacity=opacity)}
         return ShellSettings.from_json(await self._ask(body, "shell"))
+
+    async def set_point_cloud(
+        self, *, point_size_scale: float | None = None, point_budget: int | None = None
+    ) -> PointCloudSettings:
+        """Change how point clouds are drawn (ARR ``PointCloudSettings``): ``point_size_scale`` multiplies
+        every point's size (> 0, at most 100), ``point_budget`` caps the points drawn per frame; what is
+        not given stays. Returns the settings in effect."""
+        fields = optional_fields(point_size_scale=point_size_scale, point_budget=point_budget)
+        return PointCloudSettings.from_json(
+            await self._ask({"type": "pointCloud.set", **fields}, "pointCloud")
+        )
 
     # ---- spatial queries --------------------------------------------------------------------------------
     async def raycast(

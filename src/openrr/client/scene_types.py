@@ -319,3 +319,19 @@ class ShellSettings:
             float(_field(answer, "desaturation", (int, float), "shell")),
             float(_field(answer, "opacity", (int, float), "shell")),
         )
+
+
+@dataclass(frozen=True)
+class PointCloudSettings:
+    """How point clouds are drawn (ARR ``PointCloudSettings``): the scale of every point's size and the
+    points drawn per frame at most."""
+
+    point_size_scale: float
+    point_budget: int
+
+    @classmethod
+    def from_json(cls, answer: Mapping[str, Any]) -> PointCloudSettings:
+        return cls(
+            float(_field(answer, "pointSizeScale", (int, float), "pointCloud")),
+            int(_field(answer, "pointBudget", int, "pointCloud")),
+        )

@@ -125,4 +125,9 @@ def usage(scene: Scene) -> Usage:
                 if image is not None and id(image) not in seen:
                     seen.add(id(image))
                     pixels += image.shape[0] * image.shape[1]
+    for node in scene.point_clouds():  # a point cloud's arrays, as the renderer holds them
+        cloud = node.points
+        if cloud is not None and id(cloud) not in seen:
+            seen.add(id(cloud))
+            size += cloud.positions.nbytes + (cloud.colors.nbytes if cloud.colors is not None else 0)
     return Usage(pixels, size)

@@ -4,7 +4,8 @@ Nothing here touches OpenGL, so scenes can be built, loaded and inspected on any
 
 * A ``Node`` (ARR's entity) has a scene-unique integer ``id`` that is never reused, a ``name`` (not
   necessarily unique), a parent, a local 4x4 transform (column vectors: ``world = parent_world @ local``),
-  an optional ``Mesh`` (``openrr.model.mesh``), a ``visible`` flag (ARR's ``Enabled``), an optional RGBA
+  an optional ``Mesh`` (``openrr.model.mesh``) or ``PointCloud`` (``openrr.model.points``), a
+  ``visible`` flag (ARR's ``Enabled``), an optional RGBA
   colour override, ``metadata`` kept by conversion, per-part material choices and components
   (``openrr.model.components``, at most one of each type). Visibility, colour and the state overrides are
   hierarchical, as in ARR; ``openrr.model.world`` resolves them.
@@ -26,6 +27,7 @@ import numpy as np
 from openrr.model.components import Component, OutlineSettings, ShellSettings
 from openrr.model.materials import MaterialTable, TextureTable
 from openrr.model.mesh import F64, RGBA, Material, Mesh
+from openrr.model.points import PointCloud, PointCloudSettings
 from openrr.model.skies import Sky
 from openrr.model.world import WorldState, compute_world
 
@@ -42,6 +44,7 @@ class Node:
     __slots__ = (
         "_color",
         "_mesh",
+        "_points",
         "_scene",
         "_transform",
         "_visible",
@@ -61,6 +64,7 @@ class Node:
         self.parent = parent
         self.children: list[int] = []
         self._mesh = mesh
+        self._points: PointCloud | None = None
         self._transform = _IDENTITY
         self._visible = True
         self._color: RGBA | None = None
@@ -89,10 +93,24 @@ class Node:
 
     @mesh.setter
     def mesh(self, mesh: Mesh | None) -> None:
+        if mesh is not None and self._points is not None:
+            raise ValueError(f"node {self.id} has points: a node has a mesh or a point cloud, not both")
         self._mesh = mesh
         self.part_materials = {}
         self._scene.register_materials(mesh)
         self._scene.structure_revision += 1  # the renderer uploads and releases on structure changes
+
+    @property
+    def points(self) -> PointCloud | None:
+        """The point cloud drawn at this node (a node has a mesh or points, not both), or None."""
+        return self._points
+
+    @points.setter
+    def points(self, cloud: PointCloud | None) -> None:
+        if cloud is not None and self._mesh is not None:
+            raise ValueError(f"node {self.id} has a mesh: a node has a mesh or a point cloud, not both")
+        self._points = cloud
+        self._scene.structure_revision += 1
 
     @property
     def visible(self) -> bool:
@@ -133,11 +151,13 @@ class Scene:
         self.state_revision = 0
         self._world: tuple[int, int, WorldState] | None = None
         self._polygons = (-1, 0)  # (structure_revision, count)
+        self._clouds: tuple[int, list[Node]] = (-1, [])  # (structure_revision, nodes with points)
         self.materials = MaterialTable()
         self.textures = TextureTable()
         self.outline = OutlineSettings()  # change with update_settings, so frames follow
         self.shell = ShellSettings()
         self.sky: Sky | None = None  # the background and ambient light; None: the default look
+        self.point_cloud = PointCloudSettings()
 
     def add_node(
         self,
@@ -148,11 +168,15 @@ class Scene:
         mesh: Mesh | None = None,
         visible: bool = True,
         color: Sequence[float] | None = None,
+        points: PointCloud | None = None,
     ) -> Node:
-        """Add a node under ``parent`` (a node id, None for a root). Raises KeyError for an unknown parent."""
+        """Add a node under ``parent`` (a node id, None for a root). Raises KeyError for an unknown parent,
+        ValueError for both a mesh and points."""
         if parent is not None and parent not in self._nodes:
             raise KeyError(f"no node with id {parent}")
         node = Node(self, next(self._ids), name, parent, mesh)
+        if points is not None:
+            node.points = points
         self.register_materials(mesh)
         if transform is not None:
             node.transform = transform
@@ -187,6 +211,7 @@ class Scene:
                 mesh=src.mesh,
                 visible=src.visible,
                 color=src.color,
+                points=src.points,
             )
             dst.metadata = src.metadata  # read-only after loading: shared, not copied
             mapping[src.id] = dst.id
@@ -299,6 +324,18 @@ class Scene:
             self._polygons = (self.structure_revision, count)
         return self._polygons[1]
 
+    @property
+    def point_count(self) -> int:
+        """Points over all point clouds (hidden ones too)."""
+        return sum(n.points.count for n in self.point_clouds() if n.points is not None)
+
+    def point_clouds(self) -> list[Node]:
+        """The nodes that have a point cloud, parents before children (cached: asked every frame)."""
+        if self._clouds[0] != self.structure_revision:
+            clouds = [n for n in self._nodes.values() if n.points is not None]
+            self._clouds = (self.structure_revision, clouds)
+        return list(self._clouds[1])
+
     def world(self) -> WorldState:
         """World transforms, effective visibility/colour and world bounds of every node (cached)."""
         key = (self.structure_revision, self.state_revision)
@@ -314,17 +351,34 @@ class Scene:
         return matrix
 
     def world_bounds(self, node_id: int) -> F64 | None:
-        """The world AABB (2, 3) of a node's own mesh, or None if it has no mesh."""
+        """The world AABB (2, 3) of a node's own mesh or point cloud, or None if it has neither."""
         state = self.world()
         row = state.row[node_id]
+        cloud = self._nodes[node_id].points
+        if cloud is not None:
+            return _moved_box(cloud.bounds, state.world[row])
         return state.bounds[row] if state.has_mesh[row] else None
 
     def bounds(self, visible_only: bool = True) -> F64 | None:
-        """The world AABB (2, 3) of all (visible) meshes, or None if there are none."""
+        """The world AABB (2, 3) of all (visible) meshes and point clouds, or None if there are none."""
         state = self.world()
         rows = state.has_mesh & state.visible if visible_only else state.has_mesh
-        if not rows.any():
+        boxes = list(state.bounds[rows])
+        for node in self.point_clouds():
+            row = state.row[node.id]
+            if state.visible[row] or not visible_only:
+                assert node.points is not None
+                boxes.append(_moved_box(node.points.bounds, state.world[row]))
+        if not boxes:
             return None
-        boxes = state.bounds[rows]
-        total: F64 = np.stack([boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0)])
+        stacked = np.stack(boxes)
+        total: F64 = np.stack([stacked[:, 0].min(axis=0), stacked[:, 1].max(axis=0)])
         return total
+
+
+def _moved_box(box: F64, world: F64) -> F64:
+    """The AABB of ``box``'s 8 corners moved by ``world``."""
+    corners = np.array([[box[i, 0], box[j, 1], box[k, 2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    moved = corners @ world[:3, :3].T + world[:3, 3]
+    out: F64 = np.stack([moved.min(axis=0), moved.max(axis=0)])
+    return out

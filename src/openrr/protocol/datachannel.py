@@ -34,7 +34,8 @@ An unchanged picture is not rendered again but sent again, with the same ``frame
 latency at a ``frameId``'s first arrival only.
 
 ``stats``: ``frames``, ``fps``, ``frameMs`` (render + encode), ``renderMs``, ``encodeMs``, ``bitrate``
-(bit/s sent over the last second), ``targetBitrate``, ``polygons``, ``polygonsDrawn``, ``limitExceeded``
+(bit/s sent over the last second), ``targetBitrate``, ``polygons``, ``polygonsDrawn``, ``points`` and
+``pointsDrawn`` (of point clouds, as of the last frame rendered), ``limitExceeded``
 and ``limitMessage``, ``poseId``, ``rttMs`` (RTP round trip from the receiver's RTCP reports, null before
 the first), ``codec``, ``encoder``, ``width``, ``height``, ``cpuPercent``, ``rssMiB``.
 

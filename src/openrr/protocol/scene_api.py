@@ -36,6 +36,7 @@ Client → server (v2)                                          Server → clien
   sky.list                                                      skies      skies [names], current
   outline.set      color?, pulseRate?, pulseIntensity?          outline    color, pulseRate, pulseIntensity
   shell.set        desaturation?, opacity?                      shell      desaturation, opacity
+  pointCloud.set   pointSizeScale?, pointBudget?                pointCloud pointSizeScale, pointBudget
   raycast          origin, direction, maxDistance?, mode?,      raycast.result  hits [hit]
                    maxHits?
   query.box        min, max, maxResults?                        query.result    entities [ids]
@@ -86,6 +87,11 @@ scene (diffuse and reflections). ``builtin://default`` is the look before any ``
 
 Outline (ARR ``OutlineSettings``): ``color`` [r, g, b], ``pulseRate`` (Hz, >= 0), ``pulseIntensity`` (0..1).
 Shell (ARR ``ShellRenderingSettings``, the see-through look): ``desaturation`` (0..1), ``opacity`` (0..1).
+Point clouds (ARR ``PointCloudSettings``): ``pointSizeScale`` (> 0, at most 100; 1: a point's size is the
+spacing of the points drawn) multiplies every point's size; ``pointBudget`` (1000 to 100 million) caps the
+points drawn per frame over all clouds (each cloud draws a prefix of its level-of-detail order: the
+picture thins evenly). Point clouds are entities with no mesh parts (``mesh`` false); ray casts and
+spatial queries do not hit points.
 
 Spatial queries (ARR ``RayCastQueryAsync``, spatial queries): ``mode`` ``"closest"`` (default), ``"any"`` or
 ``"all"`` (nearest first, at most ``maxHits``, default 8, at most 64); a ``hit`` is ``entity``, ``part``,
@@ -117,6 +123,7 @@ MAX_LIGHTS = 8
 MAX_RAY_HITS = 64
 MAX_QUERY_RESULTS = 4096
 MAX_ANSWER_BYTES = 256 * 1024
+MAX_POINT_SIZE_SCALE = 100.0
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Unit = Annotated[float, Field(ge=0, le=1)]
@@ -401,6 +408,12 @@ class ShellSet(_Request):
     opacity: Unit | None = None
 
 
+class PointCloudSet(_Request):
+    type: Literal["pointCloud.set"]
+    pointSizeScale: Annotated[float, Field(gt=0, le=MAX_POINT_SIZE_SCALE, allow_inf_nan=False)] | None = None
+    pointBudget: Annotated[int, Field(ge=1000, le=100_000_000)] | None = None
+
+
 class RayCast(_Request):
     type: Literal["raycast"]
     origin: Vec3
@@ -473,6 +486,7 @@ SceneRequest = (
     | SkyList
     | OutlineSet
     | ShellSet
+    | PointCloudSet
     | RayCast
     | QueryBox
     | QuerySphere

@@ -487,6 +487,8 @@ class RenderPipeline:
             "framesRendered": self.frames_rendered,
             "polygons": self.polygons,
             "polygonsDrawn": renderer.stats.triangles if renderer is not None else 0,
+            "points": renderer.stats.scene_points if renderer is not None else 0,
+            "pointsDrawn": renderer.stats.points if renderer is not None else 0,
             "polygonLimit": self.polygon_limit,
             "limitExceeded": bool(renderer is not None and renderer.limit_exceeded),
             "limitMessage": renderer.limit_message if renderer is not None else None,

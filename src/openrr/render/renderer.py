@@ -42,6 +42,7 @@ from openrr.render.glcalls import GLCalls
 from openrr.render.lights import punctual_uniforms
 from openrr.render.outline import OutlinePass, pulse_color, pulsing, screen_box
 from openrr.render.part_materials import MaterialTextures, lod_parts
+from openrr.render.point_pass import PointPass
 from openrr.render.scene_pass import NodeMatrices, ScenePass
 from openrr.render.shaders import Background, DirectionalLight, Hemisphere, default_lights
 from openrr.render.sky import SKY_UNIT, SkyPass
@@ -60,6 +61,8 @@ class RenderStats:
     triangles: int = 0
     nodes_drawn: int = 0
     nodes_culled: int = 0
+    points: int = 0  # of point clouds drawn (render/point_pass.py)
+    scene_points: int = 0  # of the scene's point clouds
 
 
 @dataclass(eq=False)
@@ -120,6 +123,7 @@ class Renderer:
         self._fxaa: Any = self.ctx.program(vertex_shader=full, fragment_shader=shaders.FXAA_FRAGMENT)
         self._quads = {p: self.ctx.vertex_array(p, []) for p in (self._gradient, self._checker, self._fxaa)}
         self._sky = SkyPass(self.ctx)
+        self._points = PointPass(self.ctx)
         self._outline = OutlinePass(self.ctx, full)
         self.clock: Callable[[], float] = time.monotonic  # seconds; the outline's pulse follows it
         self._animating = False
@@ -201,6 +205,7 @@ class Renderer:
         for key_, mesh in wanted.items():
             if key_ not in self._meshes:
                 self._meshes[key_] = (mesh, [self._upload(p) for p in mesh.primitives])
+        self._points.sync(scene if not self.limit_exceeded else None)
         self._synced = key
 
     def _sync_textures(self) -> None:
@@ -362,6 +367,9 @@ class Renderer:
             self._outline.clear()
             target = self._fbo_selection  # the scene's draws also write the selection mask
         target.use()
+        assert self._scene is not None
+        self._stats.points = self._points.render(self._scene, state, camera, view_projection, self.height)
+        self._stats.scene_points = self._scene.point_count
         self._draw_lists(scene_pass, lists, target)
         if outline is not None and box is not None:
             self._outline.draw_line(self._fbo, box, pulse_color(outline, self.clock()))
@@ -437,6 +445,7 @@ class Renderer:
         self._sync()
         self._sync_textures()
         self._sky.release()
+        self._points.release()
         self._outline.release()
         self.ctx.release()
 

@@ -45,6 +45,7 @@ HANDLERS: dict[str, Handler] = {
     "texture.load": scene_materials.texture_load,
     "outline.set": scene_settings.outline_set,
     "shell.set": scene_settings.shell_set,
+    "pointCloud.set": scene_settings.point_cloud_set,
     "sky.set": scene_sky.sky_set,
     "sky.list": scene_sky.sky_list,
     "raycast": spatial_query,

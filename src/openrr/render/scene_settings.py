@@ -1,8 +1,9 @@
-"""The connection's scene-wide settings in protocol v2: ``outline.set`` and ``shell.set`` (ARR's
-``OutlineSettings`` and ``ShellRenderingSettings``).
+"""The connection's scene-wide settings in protocol v2: ``outline.set``, ``shell.set`` and
+``pointCloud.set`` (ARR's ``OutlineSettings``, ``ShellRenderingSettings`` and ``PointCloudSettings``).
 
-Apart from the entity, component and material handlers: these edit no entity, only ``Scene.outline`` and
-``Scene.shell``, which belong to the connection's scene (the next client's fresh scene has the defaults).
+Apart from the entity, component and material handlers: these edit no entity, only ``Scene.outline``,
+``Scene.shell`` and ``Scene.point_cloud``, which belong to the connection's scene (the next client's fresh
+scene has the defaults).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from openrr.model.components import OutlineSettings, ShellSettings
+from openrr.model.points import PointCloudSettings
 from openrr.protocol import scene_api as api
 from openrr.render.scene_context import SceneContext
 
@@ -27,6 +29,10 @@ def outline_json(outline: OutlineSettings) -> dict[str, Any]:
 
 def shell_json(shell: ShellSettings) -> dict[str, Any]:
     return {"desaturation": shell.desaturation, "opacity": shell.opacity}
+
+
+def point_cloud_json(settings: PointCloudSettings) -> dict[str, Any]:
+    return {"pointSizeScale": settings.size_scale, "pointBudget": settings.budget}
 
 
 async def outline_set(ctx: SceneContext, request: api.OutlineSet) -> Answer:
@@ -61,3 +67,19 @@ async def shell_set(ctx: SceneContext, request: api.ShellSet) -> Answer:
         return shell_json(scene.shell)
 
     return "shell", await ctx.gl(edit)
+
+
+async def point_cloud_set(ctx: SceneContext, request: api.PointCloudSet) -> Answer:
+    changes: dict[str, Any] = {}
+    if request.pointSizeScale is not None:
+        changes["size_scale"] = request.pointSizeScale
+    if request.pointBudget is not None:
+        changes["budget"] = request.pointBudget
+
+    def edit() -> dict[str, Any]:
+        scene = ctx.scene
+        scene.point_cloud = dataclasses.replace(scene.point_cloud, **changes)
+        scene.changed()
+        return point_cloud_json(scene.point_cloud)
+
+    return "pointCloud", await ctx.gl(edit)

@@ -7,12 +7,11 @@ levels of detail, the buffer table, statistics), then the data: one little-endia
 positions and uint32 indices). It is not Microsoft's ``.arrAsset`` format, which is undocumented;
 ``read_asset`` says so when it sees anything else.
 
-* ``layout`` — what an asset holds (``Asset``, ``PointCloud``) and the constants of the byte layout;
+* ``layout`` — what an asset holds (``Asset``) and the constants of the byte layout;
 * ``vertex`` — ``VertexFormat``, the precision of each vertex stream (ARR's ``vertex`` settings);
 * ``writer`` — ``write_asset``;
 * ``manifest`` — the header and manifest checks every reading starts with, and ``conversion_hash``;
-* ``reader`` — ``read_asset``: the manifest's buffers mapped into a ``Scene``;
-* ``points`` — point clouds shown as octahedra by a renderer that draws triangles only.
+* ``reader`` — ``read_asset``: the manifest's buffers mapped into a ``Scene``.
 
 Why no compression of geometry by default: measured on a 1.31M-triangle mesh, zlib level 1 saves 46 %
 but inflating takes 150 ms, about half of what loading the raw GLB costs, while mapping the raw arrays and
@@ -23,9 +22,9 @@ Levels of detail (LODs) are made by ``openrr.model.lod`` and travel on ``Mesh.lo
 memory; the renderer picks the level it draws from each level's ``error``
 (``openrr.render.renderer.choose_lod``).
 
-Point clouds: the renderer draws triangles only, so points are stored as a point primitive (positions and
-colours, compact and ready for a future point renderer) and ``read_asset`` turns each point into a small
-octahedron (8 triangles) to show them today; ``Asset.points`` keeps the points themselves.
+Point clouds (``openrr.model.points``) are stored as a point primitive: positions, RGBA8 colours and the
+levels of detail, the points ordered so that every level is a prefix (``openrr.model.point_order``).
+``read_asset`` puts each cloud on its node (``Node.points``), its arrays views of the file.
 
 This package's ``__init__`` imports nothing: ``vertex`` stays importable without numpy.
 """

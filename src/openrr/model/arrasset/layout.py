@@ -1,5 +1,6 @@
-"""What an ``.arrAsset`` holds (``Asset``, ``PointCloud``) and the constants of its byte layout
-(``docs/arrasset.md``), shared by the writer and the reader so that neither imports the other."""
+"""What an ``.arrAsset`` holds (``Asset``) and the constants of its byte layout (``docs/arrasset.md``),
+shared by the writer and the reader so that neither imports the other. ``PointCloud`` lives in
+``openrr.model.points`` and is named here too for the readers that import it from here."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
+from openrr.model.points import PointCloud
 from openrr.model.scene import Scene
 
+__all__ = ["Asset", "PointCloud"]
+
 MAGIC = b"\x89ORR\r\n\x1a\n"  # PNG-style: a non-ASCII byte, CRLF and ^Z catch text-mode transfers
-VERSION = 2  # 2: node metadata, per-material unlit flags and uv transforms (docs/arrasset.md)
-READABLE_VERSIONS = (1, 2)  # a version 1 asset reads as one with no metadata and no uv transforms
+# 2: node metadata, per-material unlit flags and uv transforms; 3: point clouds ordered for levels of
+# detail, with their ``levels`` (docs/arrasset.md)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # older assets read as ones without what later versions added
 HEADER = struct.Struct("<8sIIQQIIQQII")  # 64 bytes; see docs/arrasset.md
 HEADER_SIZE = HEADER.size
 HEADER_CHECKED = 56  # the header's CRC-32 covers its first 56 bytes
@@ -25,21 +28,12 @@ COMPRESS_IMAGES_BELOW = 0.75  # zlib-compress an image when that keeps less than
 
 
 @dataclass(eq=False)
-class PointCloud:
-    """Points drawn at a node: positions (N, 3), linear RGBA colours (N, 4) or None, and the edge
-    length of the octahedron each point becomes in a triangle renderer."""
-
-    positions: NDArray[np.float32]
-    colors: NDArray[np.float32] | None
-    point_size: float
-
-
-@dataclass(eq=False)
 class Asset:
     """What an asset holds: the scene (its meshes carry their levels of detail), the point clouds by
     node id, and the manifest's ``statistics``.
 
-    Writing: nodes listed in ``points`` must have no mesh. Reading: those nodes get an octahedra mesh.
+    Writing: the clouds of ``points`` and of the nodes' own ``Node.points``; nodes listed in ``points``
+    must have no mesh. Reading: each cloud is on its node (``Node.points``) and in ``points``.
     ``unlit`` marks every material as unlit (ARR's ``unlitMaterials``; ``Material.unlit`` marks one);
     read back, it says whether every material is.
     """

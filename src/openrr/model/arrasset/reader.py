@@ -5,7 +5,8 @@ quantised streams, and turns every problem into a ``ModelLoadError``.
 Nothing in the file is trusted: every index, shape, type, offset and checksum is checked before use,
 compressed buffers may inflate to ``INFLATE_LIMIT`` bytes at most in all, and the nodes' object metadata
 to ``openrr.model.metadata.MAX_METADATA_BYTES``. Version 1 assets (no metadata, no uv transforms) read
-as they always did.
+as they always did. Point clouds go on their nodes (``Node.points``) with their levels of detail; those
+of versions 1 and 2, written in no particular order, have one level (every point).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from openrr.model.arrasset.layout import DTYPES, INFLATE_LIMIT, Asset, PointCloud
+from openrr.model.arrasset.layout import DTYPES, INFLATE_LIMIT, Asset
 from openrr.model.arrasset.manifest import Corrupt, floats, list_of, read_manifest
-from openrr.model.arrasset.points import shown_as_octahedra
 from openrr.model.errors import ModelLoadError
 from openrr.model.mesh import AlphaMode, LodLevel, Material, Mesh, Primitive
 from openrr.model.metadata import MetadataKeeper, MetadataValue
+from openrr.model.points import PointCloud, PointLevel
 from openrr.model.scene import Scene
 
 
@@ -51,6 +52,7 @@ class _Reader:
         self.images: dict[int, NDArray[np.uint8]] = {}
         self.materials: dict[int, Material] = {}
         self.mesh_cache: dict[int, Mesh] = {}
+        self.clouds: dict[int, PointCloud] = {}  # by mesh index: nodes sharing one share the cloud
         self.inflated = 0
 
     def array(
@@ -170,8 +172,6 @@ class _Reader:
         return self.mesh_cache[index]
 
     def primitive(self, desc: dict[str, Any]) -> Primitive:
-        if desc["mode"] == "points":
-            return self.octahedra(desc)
         if desc["mode"] != "triangles":
             raise Corrupt(f"unknown primitive mode {desc['mode']!r}")
         count = desc["vertexCount"]
@@ -224,18 +224,37 @@ class _Reader:
         decoded: NDArray[np.float32] = self.array(desc["buffer"], 4, ("<u1",)) * np.float32(1.0 / 255.0)
         return decoded
 
-    def cloud(self, desc: dict[str, Any]) -> PointCloud:
+    def cloud(self, index: Any) -> PointCloud | None:
+        """Mesh ``index`` as a point cloud if it is one (a single ``points`` primitive), else None. The
+        positions (float32) and colours (RGBA8) are views of the file, not copies."""
+        meshes = list_of(self.manifest, "meshes")
+        if not isinstance(index, int) or not 0 <= index < len(meshes):
+            raise Corrupt(f"mesh {index!r} does not exist")
+        if index in self.clouds:
+            return self.clouds[index]
+        primitives = list_of(meshes[index], "primitives")
+        if not any(p.get("mode") == "points" for p in primitives if isinstance(p, dict)):
+            return None
+        if len(primitives) != 1:
+            raise Corrupt(f"mesh {index} mixes points with other primitives")
+        desc = primitives[0]
         positions = self.positions(desc["positions"])
-        colors = self.colors(desc["colors"]) if "colors" in desc else None
+        colors = None
+        if "colors" in desc:
+            if desc["colors"]["encoding"] != "unorm8":
+                raise Corrupt(f"unknown colour encoding {desc['colors']['encoding']!r}")
+            colors = self.array(desc["colors"]["buffer"], 4, ("<u1",))
         if len(positions) != desc["pointCount"] or (colors is not None and len(colors) != len(positions)):
             raise Corrupt("a point primitive's arrays do not match its point count")
         size = float(desc["pointSize"])
         if not math.isfinite(size) or size <= 0:
             raise Corrupt(f"a point primitive has an invalid pointSize {size}")
-        return PointCloud(positions, colors, size)
-
-    def octahedra(self, desc: dict[str, Any]) -> Primitive:
-        return shown_as_octahedra(self.cloud(desc))
+        levels = [PointLevel(int(v["count"]), float(v["spacing"])) for v in list_of(desc, "levels")]
+        try:
+            self.clouds[index] = PointCloud(positions, colors, size, tuple(levels))
+        except ValueError as exc:
+            raise Corrupt(str(exc)) from None
+        return self.clouds[index]
 
 
 def _checked_shape(
@@ -308,7 +327,6 @@ def read_asset(
 def _read(reader: _Reader, name: str) -> Asset:
     manifest = reader.manifest
     keeper = MetadataKeeper()
-    meshes = list_of(manifest, "meshes")
     scene = Scene(name or str(manifest.get("name", "")))
     asset = Asset(scene, statistics=dict(manifest.get("statistics") or {}))
     ids: list[int] = []
@@ -319,13 +337,10 @@ def _read(reader: _Reader, name: str) -> Asset:
         matrix = desc.get("matrix")
         transform = np.array(floats(matrix, 16)).reshape(4, 4) if matrix is not None else None
         mesh_index = desc.get("mesh")
-        mesh = None
-        cloud = None
+        mesh = cloud = None
         if mesh_index is not None:
-            mesh = reader.mesh(mesh_index)
-            first = meshes[mesh_index]["primitives"][0]
-            if first["mode"] == "points":
-                cloud = reader.cloud(first)
+            cloud = reader.cloud(mesh_index)
+            mesh = reader.mesh(mesh_index) if cloud is None else None
         node = scene.add_node(
             str(desc["name"]),
             parent=ids[parent] if parent is not None else None,
@@ -333,6 +348,7 @@ def _read(reader: _Reader, name: str) -> Asset:
             mesh=mesh,
             visible=bool(desc.get("visible", True)),
             color=desc.get("color"),
+            points=cloud,
         )
         node.metadata = _metadata(desc, keeper)
         ids.append(node.id)

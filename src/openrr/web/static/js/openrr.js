@@ -69,7 +69,7 @@ const SCENE_TYPES = new Set([
   "scene.get", "entity.create", "entity.get", "entity.set", "entity.destroy", "entity.bounds",
   "entity.metadata", "component.create", "component.set", "component.get", "component.destroy",
   "material.list", "material.get", "material.set", "material.create", "mesh.setMaterial", "texture.load",
-  "sky.set", "sky.list", "outline.set", "shell.set", "raycast", "query.box", "query.sphere",
+  "sky.set", "sky.list", "outline.set", "shell.set", "pointCloud.set", "raycast", "query.box", "query.sphere",
   "query.orientedBox",
 ]);
 const DEFAULT_REQUEST_TIMEOUT_MS = 10000;
@@ -753,6 +753,11 @@ export class RenderingConnection extends EventTarget {
   /** `{desaturation, opacity}`, each optional; resolves with the settings in effect. */
   setShell(settings) {
     return this.request("shell.set", settings).then(({ desaturation, opacity }) => ({ desaturation, opacity }));
+  }
+
+  /** `{pointSizeScale, pointBudget}`, each optional (ARR's PointCloudSettings); resolves with the settings. */
+  setPointCloud(settings) {
+    return this.request("pointCloud.set", settings).then(({ pointSizeScale, pointBudget }) => ({ pointSizeScale, pointBudget }));
   }
 
   // ---- spatial queries (v2) -------------------------------------------------------------------------------
