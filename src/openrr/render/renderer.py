@@ -60,6 +60,7 @@ class RenderStats:
     triangles: int = 0
     nodes_drawn: int = 0
     nodes_culled: int = 0
+    step_triangles: tuple[int, ...] = ()  # per frame_budget.DETAIL_STEPS: what each would have drawn
 
 
 @dataclass(eq=False)
@@ -101,6 +102,7 @@ class Renderer:
         self._calls = GLCalls.load()  # draw and read back without holding the GIL (see glcalls.py)
         self.polygon_limit = polygon_limit
         self.fxaa = fxaa
+        self.detail = 1.0  # below 1 while the camera moves under a frame budget (draw_lists.choose_lod)
         self.background = Background()
         self.lights: list[DirectionalLight] = default_lights()
         self.ambient = Hemisphere()
@@ -341,8 +343,9 @@ class Renderer:
         self._stats.nodes_culled = int((state.has_mesh & state.visible).sum()) - len(rows)
         worlds = state.world[rows]
         lists: DrawLists[_GpuPrimitive] = draw_lists(
-            camera, self.height, state, rows, worlds, self._meshes, self._material_of(state)
+            camera, self.height, state, rows, worlds, self._meshes, self._material_of(state), self.detail
         )
+        self._stats.step_triangles = lists.step_triangles
         frame_uniforms = shaders.frame_uniforms(
             camera.position, camera.rotation, view_projection, self.lights, self.ambient
         )
