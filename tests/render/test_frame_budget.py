@@ -148,3 +148,24 @@ async def test_moving_detail_renders_the_still_picture_by_itself() -> None:
     await asyncio.wait_for(stopped.wait(), 10)
     assert not detail.moving
     detail.cancel()
+
+
+async def test_the_still_check_looks_again_while_a_coarse_frame_was_being_drawn() -> None:
+    calls: list[int] = []
+    refined = asyncio.Event()
+    now = [0.0]
+
+    def still() -> None:
+        calls.append(detail.drawn_step)
+        if len(calls) == 3:
+            detail.drawn_step = 0  # the full-detail frame has been drawn by now
+            refined.set()
+
+    detail = MovingDetail(still, 30.0, settle_s=0.02, clock=lambda: now[0])
+    detail.drawn_step = 4  # the last frame drawn while moving was coarse
+    detail.pose()
+    now[0] += 1.0
+    await asyncio.wait_for(refined.wait(), 10)
+    await asyncio.sleep(0.1)  # no more checks once a full-detail frame was drawn
+    assert calls == [4, 4, 4]
+    detail.cancel()

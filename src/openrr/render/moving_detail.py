@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from openrr.render.renderer import Renderer
 
 SETTLE_S = 0.1  # no pose for this long: the camera stopped (poses come 30-60 times a second while moving)
+_RECHECKS = 40  # times the still check looks again for a coarse frame that was still being drawn
 
 
 class MovingDetail:
@@ -46,6 +47,8 @@ class MovingDetail:
         self._clock = clock
         self._last_pose = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
+        self._rechecks = 0
+        self.drawn_step = 0  # the step of the last frame drawn (written on the GL thread)
 
     @property
     def moving(self) -> bool:
@@ -61,6 +64,7 @@ class MovingDetail:
     def pose(self) -> None:
         """The camera changed (on the event loop): moving from now until ``settle_s`` without a pose."""
         self._last_pose = self._clock()
+        self._rechecks = 0
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.settle_s, self._check)
 
@@ -69,8 +73,13 @@ class MovingDetail:
         left = self._last_pose + self.settle_s - self._clock()
         if left > 0:  # a pose came meanwhile: look again when it is due
             self._timer = asyncio.get_running_loop().call_later(left, self._check)
-        else:
-            self._on_still()
+            return
+        self._on_still()
+        if self.drawn_step != 0 and self._rechecks < _RECHECKS:
+            # A coarse frame begun while moving was still being drawn, so the still picture could not
+            # start: look again shortly, until a full-detail frame has been drawn.
+            self._rechecks += 1
+            self._timer = asyncio.get_running_loop().call_later(self.settle_s / 2, self._check)
 
     def cancel(self) -> None:
         if self._timer is not None:
@@ -79,8 +88,10 @@ class MovingDetail:
 
     def render(self, renderer: Renderer, camera: Camera, moving: bool) -> NDArray[np.uint8]:
         """Draw one frame on the GL thread at the step the budget allows (full detail when still)."""
-        renderer.detail = DETAIL_STEPS[self.budget.choose(moving)]
+        step = self.budget.choose(moving)
+        renderer.detail = DETAIL_STEPS[step]
         image = renderer.render(camera)
+        self.drawn_step = step
         stats = renderer.stats
         self.budget.observe(stats.triangles, stats.frame_ms, stats.step_triangles)
         return image
