@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 MAX_LEVEL_BYTES = 2 << 30  # levels one render server builds at most, whatever its allowance
 
 
+class _Closed(Exception):
+    """Raised between two levels once the builder is closed: a stopping server does not wait for the rest
+    (the worker thread is joined at exit)."""
+
+
 def geometry_bytes(mesh: Mesh) -> int:
     """What the mesh's arrays take in memory (positions, indices and attributes)."""
     total = 0
@@ -67,6 +72,7 @@ class LodBuilder:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openrr-lod")
         self._tasks: set[asyncio.Task[None]] = set()
         self.built_bytes = 0  # the levels this server built, all models together
+        self._closed = False
         self.meshes_done = 0
 
     def start(self, parsed: Scene) -> asyncio.Task[None] | None:
@@ -110,13 +116,22 @@ class LodBuilder:
             if refused is not None:
                 log.info("no levels of detail for %r: %s", mesh.name, refused)
                 continue
-            build = functools.partial(build_lods, mesh, min_triangles=self.min_triangles)
-            levels = await loop.run_in_executor(self._pool, build)
+            build = functools.partial(
+                build_lods, mesh, min_triangles=self.min_triangles, progress=self._stop_if_closed
+            )
+            try:
+                levels = await loop.run_in_executor(self._pool, build)
+            except _Closed:
+                return
             if levels:
                 self.built_bytes += sum(geometry_bytes(level.mesh) for level in levels)
                 await self._on_gl(functools.partial(self._swap, mesh, levels))
                 self._changed()
             self.meshes_done += 1
+
+    def _stop_if_closed(self, _message: str) -> None:
+        if self._closed:
+            raise _Closed
 
     def _swap(self, mesh: Mesh, levels: tuple[LodLevel, ...]) -> None:
         mesh.lods = levels
@@ -129,6 +144,7 @@ class LodBuilder:
         )
 
     def close(self) -> None:
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
