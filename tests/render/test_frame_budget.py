@@ -138,6 +138,7 @@ async def test_moving_detail_renders_the_still_picture_by_itself() -> None:
     assert not detail.moving
     detail.pose()
     assert detail.moving
+    detail.drawn_step = 2  # a coarse frame was drawn while the camera moved
     now[0] += 0.04
     detail.pose()  # a pose before the settle time: still moving, the timer looks again later
     now[0] += 0.03
@@ -147,6 +148,22 @@ async def test_moving_detail_renders_the_still_picture_by_itself() -> None:
     now[0] += 0.1
     await asyncio.wait_for(stopped.wait(), 10)
     assert not detail.moving
+    detail.cancel()
+
+
+async def test_no_still_picture_when_the_last_frame_was_already_at_full_detail() -> None:
+    calls: list[int] = []
+    now = [0.0]
+    detail = MovingDetail(lambda: calls.append(1), 30.0, settle_s=0.02, clock=lambda: now[0])
+    detail.pose()  # the camera moved, but the frame drawn for it was at full detail
+    now[0] += 1.0
+    await asyncio.sleep(0.2)
+    assert calls == []
+    assert detail.begin() is False  # a frame begun now is drawn as still, and the check waits for it
+    detail.pose()
+    now[0] += 1.0
+    await asyncio.sleep(0.2)
+    assert calls  # a frame was being drawn: the still picture is asked for
     detail.cancel()
 
 

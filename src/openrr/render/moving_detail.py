@@ -5,9 +5,9 @@ three hooks here): this keeps the clock of camera poses. The camera counts as mo
 arrived for ``settle_s``; then a timer on the event loop calls ``on_still`` once, so the pipeline renders
 the still picture at full detail by itself (no pose, no pull from a client is needed for it).
 
-Hooks: :meth:`pose` (event loop, each camera change), :attr:`moving` and :attr:`step` (event loop; the
-step is part of the picture's version: the refined frame is a new picture), :meth:`render` (GL thread:
-draw at the chosen step, then teach the budget what it cost).
+Hooks: :meth:`pose` (event loop, each camera change), :attr:`step` (event loop; part of the picture's
+version: the refined frame is a new picture), :meth:`begin` (event loop, as a render is set going) and
+:meth:`render` (GL thread: draw at the chosen step, then teach the budget what it cost).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class MovingDetail:
         self._timer: asyncio.TimerHandle | None = None
         self._rechecks = 0
         self.drawn_step = 0  # the step of the last frame drawn (written on the GL thread)
+        self._drawing = False  # a frame was begun and is not drawn yet
 
     @property
     def moving(self) -> bool:
@@ -74,10 +75,12 @@ class MovingDetail:
         if left > 0:  # a pose came meanwhile: look again when it is due
             self._timer = asyncio.get_running_loop().call_later(left, self._check)
             return
+        if self.drawn_step == 0 and not self._drawing:
+            return  # the last frame is at full detail already: nothing to redraw, nobody to wake
         self._on_still()
-        if self.drawn_step != 0 and self._rechecks < _RECHECKS:
-            # A coarse frame begun while moving was still being drawn, so the still picture could not
-            # start: look again shortly, until a full-detail frame has been drawn.
+        if self._rechecks < _RECHECKS:
+            # A frame begun while moving may still be being drawn, so the still picture could not start
+            # yet: look again shortly, until a full-detail frame has been drawn.
             self._rechecks += 1
             self._timer = asyncio.get_running_loop().call_later(self.settle_s / 2, self._check)
 
@@ -86,11 +89,19 @@ class MovingDetail:
             self._timer.cancel()
             self._timer = None
 
+    def begin(self) -> bool:
+        """A frame is about to be rendered (event loop): whether it is drawn as moving."""
+        self._drawing = True
+        return self.moving
+
     def render(self, renderer: Renderer, camera: Camera, moving: bool) -> NDArray[np.uint8]:
         """Draw one frame on the GL thread at the step the budget allows (full detail when still)."""
         step = self.budget.choose(moving)
         renderer.detail = DETAIL_STEPS[step]
-        image = renderer.render(camera)
+        try:
+            image = renderer.render(camera)
+        finally:
+            self._drawing = False
         self.drawn_step = step
         stats = renderer.stats
         self.budget.observe(stats.triangles, stats.frame_ms, stats.step_triangles)

@@ -200,7 +200,7 @@ class RenderPipeline:
         pose_id = self._pose_id
         self._frame_ids += 1
         frame_id = self._frame_ids
-        renderer, moving = self.renderer, self.detail.moving
+        renderer, moving = self.renderer, self.detail.begin()
 
         def draw() -> Frame:
             started = time.time()
