@@ -17,6 +17,7 @@ from openrr.assets.settings import ConversionSettings
 from openrr.model.arrasset.layout import Asset
 from openrr.model.arrasset.reader import read_asset
 from openrr.model.loader import load_model
+from openrr.model.lod import LOD_RATIOS
 from openrr.model.mesh import Primitive
 from tests.assets import models
 from tests.render import fixtures
@@ -331,7 +332,7 @@ def test_big_meshes_get_levels_of_detail(tmp_path: Path) -> None:
     assert mesh is not None
     triangles = [327680] + [lv.mesh.triangle_count for lv in mesh.lods]
     assert result.info["openrr"]["levelsOfDetail"] == [{"mesh": "SphereMesh", "triangles": triangles}]
-    assert len(triangles) == 3
+    assert len(triangles) == 1 + len(LOD_RATIOS)
     assert triangles == sorted(triangles, reverse=True)
     assert any("level of detail" in line for line in lines)
 

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from openrr.assets.convert import convert_model
 from openrr.model.loader import load_model
+from openrr.model.lod import LOD_RATIOS
 from openrr.model.scene import Scene
 from openrr.render.camera import Camera
 from openrr.render.renderer import Background, Renderer
@@ -75,7 +76,7 @@ def test_coordinate_settings_move_the_picture_as_asked(tmp_path: Path, renderer:
 def test_levels_of_detail_look_like_the_full_mesh(tmp_path: Path, renderer: Renderer) -> None:
     scene = converted(models.sphere_glb(tmp_path, 7), tmp_path / "out")
     mesh = scene.meshes()[0]
-    assert len(mesh.lods) == 2
+    assert len(mesh.lods) == len(LOD_RATIOS)
     camera = Camera.look_at((0, 0, 4), (0, 0, 0))
     node = scene.roots[0]
     full = Scene()

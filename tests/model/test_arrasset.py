@@ -22,7 +22,7 @@ from openrr.model.arrasset.vertex import VertexFormat
 from openrr.model.arrasset.writer import write_asset
 from openrr.model.errors import ModelLoadError
 from openrr.model.loader import load_model
-from openrr.model.lod import build_lods, simplify
+from openrr.model.lod import LOD_RATIOS, build_lods, simplify
 from openrr.model.mesh import Mesh, Primitive
 from openrr.model.scene import Scene
 from openrr.render.renderer import choose_lod
@@ -306,13 +306,16 @@ def big_sphere() -> Mesh:
 
 def test_levels_of_detail_hit_their_targets(big_sphere: Mesh) -> None:
     levels = build_lods(big_sphere)
-    assert len(levels) == 2
+    assert len(levels) == len(LOD_RATIOS)  # 0.02 of 327,680 is still above LOD_SMALLEST
     counts = [big_sphere.triangle_count] + [level.mesh.triangle_count for level in levels]
-    for level, ratio in zip(levels, (0.25, 0.0625), strict=True):
+    for level, ratio in zip(levels, LOD_RATIOS, strict=True):
         target = big_sphere.triangle_count * ratio
         assert 0.6 * target <= level.mesh.triangle_count <= 1.5 * target
     assert counts == sorted(counts, reverse=True)
-    assert 0 < levels[0].error < levels[1].error < 0.05  # a unit sphere: a few hundredths at most
+    errors = [level.error for level in levels]
+    assert errors[0] > 0
+    assert errors == sorted(errors)
+    assert errors[-1] < 0.1  # a unit sphere: hundredths
     for level in levels:
         p = level.mesh.primitives[0]
         radii = np.linalg.norm(p.positions, axis=1)
@@ -323,7 +326,8 @@ def test_levels_of_detail_hit_their_targets(big_sphere: Mesh) -> None:
             np.concatenate([p.indices[:, [0, 1]], p.indices[:, [1, 2]], p.indices[:, [2, 0]]]), axis=1
         )
         _, uses = np.unique(edges, axis=0, return_counts=True)
-        assert (uses == 2).mean() > 0.99  # still (almost) a closed surface: clustering does not tear it
+        # Still (almost) a closed surface: clustering does not tear it (a few tears at the coarsest).
+        assert (uses == 2).mean() > (0.99 if level.mesh.triangle_count >= 20_000 else 0.95)
     small = Mesh(
         "small",
         (
@@ -364,7 +368,7 @@ def test_lods_are_stored_with_their_mesh(big_sphere: Mesh) -> None:
     scene.add_node("two", mesh=mesh, transform=np.diag([3.0, 3.0, 3.0, 1.0]))
     data = write_asset(Asset(scene))
     manifest = manifest_of(data)
-    assert len(manifest["meshes"]) == 3
+    assert len(manifest["meshes"]) == 1 + len(levels)
     assert manifest["meshes"][0]["lods"][0]["mesh"] == 1
     assert manifest["meshes"][1]["lodOf"] == 0
     copy = read_asset(data).scene
@@ -379,8 +383,8 @@ def test_lods_are_stored_with_their_mesh(big_sphere: Mesh) -> None:
     assert without.lods == ()
     assert choose_lod(one, pixels_per_unit=1e6) is one
     assert choose_lod(one, pixels_per_unit=1.0 / one.lods[0].error) is one.lods[0].mesh
-    assert choose_lod(one, pixels_per_unit=1e-3) is one.lods[1].mesh
-    assert load_model_lods(data) == 2
+    assert choose_lod(one, pixels_per_unit=1e-3) is one.lods[-1].mesh
+    assert load_model_lods(data) == len(levels)
 
 
 def load_model_lods(data: bytes) -> int:

@@ -226,6 +226,7 @@ async def test_render_spec_carries_the_settings(
         video_height=480,
         video_fps=24,
         video_bitrate=1_000_000,
+        frame_budget_ms=40,
         stun_urls=("stun:stun.example.org",),
         turn_urls=("turn:turn.example.org:3478?transport=udp",),
         turn_username="user",
@@ -251,6 +252,7 @@ async def test_render_spec_carries_the_settings(
             24,
             1_000_000,
         )
+        assert render.frame_budget_ms == 40
         assert render.stun_urls == ("stun:stun.example.org",)
         assert render.turn_urls == ("turn:turn.example.org:3478?transport=udp",)
         assert (render.turn_username, render.turn_credential) == ("user", "pass")

@@ -115,6 +115,15 @@ class RenderServerSettings(SettingsGroup):
     video_bitrate: Annotated[
         int, Field(ge=100_000, le=50_000_000), Option("Default video bit/s, 100000..50000000.")
     ] = 3_000_000
+    frame_budget_ms: Annotated[
+        float,
+        Field(ge=5, le=1000),
+        Option(
+            "Render milliseconds a frame may take while the camera moves, 5..1000: big models are then drawn "
+            "at a coarser level of detail that fits, and at full detail once the camera stops.",
+            doc="About 25 fps with the encoder alongside on 2 CPU cores (llvmpipe).",
+        ),
+    ] = 28.0
     stun_urls: Annotated[
         tuple[str, ...],
         Option(

@@ -29,7 +29,8 @@ orientation, fov}.
 ``frame``: ``frameId``, ``pts`` (90 kHz; 0 for the connection's first frame, so it equals the ``pts`` of the
 frame an aiortc or browser receiver decodes), ``poseId`` (newest pose rendered into it, or null), ``t``
 (server clock, seconds, when rendering of the frame began), ``renderMs``, ``encodeMs``, ``keyframe``,
-``bytes``. With ``pong.serverTime`` a client estimates the clock offset and from it glass-to-glass latency.
+``bytes``, ``triangles`` (drawn: fewer than the scene's while the camera moves under the frame budget).
+With ``pong.serverTime`` a client estimates the clock offset and from it glass-to-glass latency.
 An unchanged picture is not rendered again but sent again, with the same ``frameId`` and ``t``: count
 latency at a ``frameId``'s first arrival only.
 

@@ -111,6 +111,8 @@ class RenderSettings:
     video_height: int = 720
     video_fps: float = 30.0
     video_bitrate: int = 3_000_000
+    # Render time a frame may take while the camera moves: coarser levels of detail keep to it.
+    frame_budget_ms: float = 28.0
     # STUN/TURN for real networks (``openrr.render.ice.IceSettings``).
     stun_urls: tuple[str, ...] = ()
     turn_urls: tuple[str, ...] = ()

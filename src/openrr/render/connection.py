@@ -331,6 +331,7 @@ class ClientConnection:
                 poseId=info.pose_id if info else None,
                 t=round(info.started, 6) if info else None,
                 renderMs=round(info.render_ms, 2) if info else None,
+                triangles=info.triangles if info else None,
                 encodeMs=round(sent.encode_ms, 2),
                 keyframe=sent.keyframe,
                 bytes=sent.size,

@@ -36,6 +36,8 @@ from openrr.model.sources import ModelSourcePolicy, SourceRefused, display_name
 from openrr.protocol.handshake import RenderLimits
 from openrr.render import spatial
 from openrr.render.camera import Camera
+from openrr.render.lod_builder import LodBuilder
+from openrr.render.moving_detail import MovingDetail
 from openrr.render.render_ahead import RenderAhead
 from openrr.render.renderer import Renderer, is_software
 from openrr.render.scene_answers import camera_json, node_json, pick_json
@@ -98,6 +100,7 @@ class RenderPipeline:
         fxaa: bool | None = None,
         max_model_bytes: int | None = None,
         limits: RenderLimits | None = None,
+        frame_budget_ms: float | None = None,
     ) -> None:
         self.width, self.height = width, height
         self.policy = policy
@@ -125,12 +128,12 @@ class RenderPipeline:
         self._recent: OrderedDict[int, Frame] = OrderedDict()
         # When frames are rendered (ahead of the track, just in time, or not at all): see render_ahead.py.
         self.frames = RenderAhead(self._render, self._version, self._can_render)
+        # Coarser levels while the camera moves, full detail once it stops; levels for raw models.
+        self.detail = MovingDetail(self.changed, frame_budget_ms)
+        self.lods = LodBuilder(self.on_gl, lambda: self.scene, self.changed, self._allowance)
         self._closed = False
         self.gl_renderer = ""
-        # stats
-        self.frames_rendered = 0
-        self.render_ms_total = 0.0
-        self.render_ms_last = 0.0
+        self.frames_rendered, self.render_ms_total, self.render_ms_last = 0, 0.0, 0.0  # stats
 
     # -- lifetime ---------------------------------------------------------------------------------------
 
@@ -153,6 +156,8 @@ class RenderPipeline:
             return
         self._closed = True
         self.frames.cancel()
+        self.detail.cancel()
+        self.lods.close()
         await self.frames.settle()
         renderer, self._renderer = self._renderer, None
         if renderer is not None:
@@ -184,6 +189,7 @@ class RenderPipeline:
             self.scene.state_revision,
             id(self.scene),
             tick,
+            self.detail.step,
         )
 
     def _can_render(self) -> bool:
@@ -194,11 +200,11 @@ class RenderPipeline:
         pose_id = self._pose_id
         self._frame_ids += 1
         frame_id = self._frame_ids
-        renderer = self.renderer
+        renderer, moving = self.renderer, self.detail.begin()
 
         def draw() -> Frame:
             started = time.time()
-            image = renderer.render(camera)
+            image = self.detail.render(renderer, camera, moving)
             return Frame(image, frame_id, pose_id, started, renderer.stats.frame_ms, renderer.stats.triangles)
 
         frame = await asyncio.get_running_loop().run_in_executor(self._gl, draw)
@@ -248,6 +254,7 @@ class RenderPipeline:
         self._camera_version += 1
         if pose_id is not None:
             self._pose_id = pose_id
+        self.detail.pose()
         self.changed()
 
     def camera_json(self) -> dict[str, Any]:
@@ -373,6 +380,7 @@ class RenderPipeline:
             )
 
         loaded = await self.on_gl(insert)
+        self.lods.start(parsed)
         self.changed()
         self.models[model_id] = loaded
         if preload:

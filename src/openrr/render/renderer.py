@@ -63,6 +63,7 @@ class RenderStats:
     nodes_culled: int = 0
     points: int = 0  # of point clouds drawn (render/point_pass.py)
     scene_points: int = 0  # of the scene's point clouds
+    step_triangles: tuple[int, ...] = ()  # per frame_budget.DETAIL_STEPS: what each would have drawn
 
 
 @dataclass(eq=False)
@@ -104,6 +105,7 @@ class Renderer:
         self._calls = GLCalls.load()  # draw and read back without holding the GIL (see glcalls.py)
         self.polygon_limit = polygon_limit
         self.fxaa = fxaa
+        self.detail = 1.0  # below 1 while the camera moves under a frame budget (draw_lists.choose_lod)
         self.background = Background()
         self.lights: list[DirectionalLight] = default_lights()
         self.ambient = Hemisphere()
@@ -346,8 +348,9 @@ class Renderer:
         self._stats.nodes_culled = int((state.has_mesh & state.visible).sum()) - len(rows)
         worlds = state.world[rows]
         lists: DrawLists[_GpuPrimitive] = draw_lists(
-            camera, self.height, state, rows, worlds, self._meshes, self._material_of(state)
+            camera, self.height, state, rows, worlds, self._meshes, self._material_of(state), self.detail
         )
+        self._stats.step_triangles = lists.step_triangles
         frame_uniforms = shaders.frame_uniforms(
             camera.position, camera.rotation, view_projection, self.lights, self.ambient
         )

@@ -92,6 +92,7 @@ class RenderServer:
             policy=ModelSourcePolicy.from_spec(spec),
             polygon_limit=spec.polygon_limit,
             limits=spec.limits,
+            frame_budget_ms=spec.settings.frame_budget_ms,
         )
         self.pipeline.on_out_of_memory = self._out_of_memory
         self.serving = False  # ready reported and accepted: failures from here on end the session

@@ -315,6 +315,7 @@ def render_settings(render: RenderServerSettings, sessions: SessionSettings) -> 
         video_height=render.video_height,
         video_fps=render.video_fps,
         video_bitrate=render.video_bitrate,
+        frame_budget_ms=render.frame_budget_ms,
         stun_urls=render.stun_urls,
         turn_urls=render.turn_urls,
         turn_username=render.turn_username,
