@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +337,71 @@ async def test_real_converter_statistics_of_a_gltf_folder_and_a_broken_glb(
     assert failed["error"]["code"] == "ConversionProcessFailed"
     assert failed["statistics"] is None
     assert "broken.glb" in failed["log"]
+
+
+async def test_a_client_that_leaves_mid_upload_leaves_nothing(runtime: Runtime, account: Account) -> None:
+    from openrr.api.app import create_app
+
+    app = create_app(runtime)
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.glb"\r\n\r\nglTF half'
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": part, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> MutableMapping[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    path = models_url(account)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"openrr.test"),
+            (b"authorization", f"Bearer {account.token}".encode()),
+            (b"content-type", b"multipart/form-data; boundary=b"),
+        ],
+        "server": ("openrr.test", 443),
+        "client": ("127.0.0.1", 50000),
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400  # said to nobody; what matters is that nothing stays
+    library = model_root(runtime) / account.id / "library"
+    assert not any(library.iterdir())
+    assert await runtime.store.list_models(account.id) == []
+
+
+async def test_the_library_quota_bounds_an_account_and_deleting_frees_it(
+    open_runtime: OpenRuntime, converter: FakeConverter
+) -> None:
+    from openrr.api.app import create_app
+
+    rt = await open_runtime(converter, max_library_mib=1)
+    account, other = await small_account(rt), await small_account(rt)
+    mib = 1 << 20
+    transport = httpx.ASGITransport(app=create_app(rt))
+    async with httpx.AsyncClient(transport=transport, base_url="https://openrr.test") as client:
+        first = await upload(client, account, [("a.glb", b"x" * (mib * 3 // 4))])
+        assert first.status_code == 201, first.text
+        past = await upload(client, account, [("b.glb", b"x" * (mib // 2))])  # only a quarter is left
+        assert (past.status_code, past.json()["error"]["code"]) == (413, "PayloadTooLarge")
+        fits = await upload(client, account, [("c.glb", b"x" * (mib // 4))])
+        assert fits.status_code == 201, fits.text
+        full = await upload(client, account, [("d.glb", b"x")])
+        assert (full.status_code, full.json()["error"]["code"]) == (403, "QuotaExceeded")
+        assert (await upload(client, other, [("e.glb", b"x")])).status_code == 201  # a quota per account
+        await client.delete(models_url(account, f"/{first.json()['id']}"), headers=account.auth)
+        again = await upload(client, account, [("d.glb", b"x")])
+        assert again.status_code == 201, again.text

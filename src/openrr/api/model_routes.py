@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from openrr.api.deps import AuthorizedAccount, runtime
@@ -151,7 +152,7 @@ def _body(state: ModelState) -> dict[str, Any]:
 )
 async def upload_model(request: Request, account: AuthorizedAccount) -> Response:
     library = runtime(request).models
-    model_id, folder = library.begin_upload(account)
+    model_id, folder = await library.begin_upload(account)
     form = UploadForm(folder)
     try:
         await read_upload(request.stream(), request.headers.get("content-type"), form)
@@ -161,6 +162,9 @@ async def upload_model(request: Request, account: AuthorizedAccount) -> Response
         response = error_response(request, status_of(exc), exc.code, exc.message, target=exc.target)
         response.headers["connection"] = "close"
         return response
+    except ClientDisconnect:
+        await library.abort(account, model_id)
+        return Response(status_code=400)  # nobody is left to read it
     except BaseException:
         await library.abort(account, model_id)
         raise

@@ -283,6 +283,14 @@ class LimitSettings(SettingsGroup):
             "arrives, never held whole in memory, and refused with 413 once past the limit.",
         ),
     ] = 1024
+    max_library_mib: Annotated[
+        int,
+        Field(ge=1),
+        Option(
+            "Uploads an account's model library may hold in all, in MiB (403 QuotaExceeded past it).",
+            doc="Counted from the sizes uploaded; deleting models frees it.",
+        ),
+    ] = 10240
     max_upload_files: Annotated[
         int,
         Field(ge=1, le=10000),

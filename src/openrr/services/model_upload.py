@@ -22,6 +22,7 @@ from openrr.storage.base import BadBlobName, safe_relative
 class UploadLimits:
     max_bytes: int  # all files together
     max_files: int
+    max_library_bytes: int  # everything an account's library holds
 
 
 class UploadFolder:
@@ -67,7 +68,10 @@ class UploadFolder:
             return
         self.size += len(data)
         if self.size > self.limits.max_bytes:
-            raise PayloadTooLarge(f"The upload is larger than {_mib(self.limits.max_bytes)}.")
+            raise PayloadTooLarge(
+                f"The upload is larger than {_mib(self.limits.max_bytes)}, the most it may have "
+                "(--max-upload-mib, or what is left of the account's library quota, --max-library-mib)."
+            )
         self._out.write(data)
         self.files[self._name] += len(data)
 

@@ -27,7 +27,7 @@ from typing import Any
 from openrr.domain.clock import Clock
 from openrr.domain.conversion import ConversionInput, ConversionOutput, ConversionStatus
 from openrr.domain.library import LIBRARY_FOLDER, LibraryModel, check_model_name, name_from_file
-from openrr.errors import Conflict, InvalidInput, NotFound, OpenRRError
+from openrr.errors import Conflict, InvalidInput, NotFound, OpenRRError, QuotaExceeded
 from openrr.services.conversion_settings import SUPPORTED_EXTENSIONS
 from openrr.services.conversions import ConversionService
 from openrr.services.model_upload import UploadFolder, UploadLimits
@@ -92,12 +92,17 @@ class ModelLibrary:
         return f"{LIBRARY_FOLDER}/{model_id}/asset/{ASSET_NAME}"
 
     # ---- upload -------------------------------------------------------------------------------------
-    def begin_upload(self, account_id: str) -> tuple[str, UploadFolder]:
-        """A new model id and the empty folder its upload is written to (``finish_upload`` or ``abort``)."""
+    async def begin_upload(self, account_id: str) -> tuple[str, UploadFolder]:
+        """A new model id and the empty folder its upload is written to (``finish_upload`` or ``abort``),
+        bounded by the upload limits and by what is left of the account's library quota."""
+        left = self.limits.max_library_bytes - await self._store.library_bytes(account_id)
+        if left <= 0:
+            raise QuotaExceeded(_quota_message(self.limits.max_library_bytes))
         model_id = uuid.uuid4().hex
         source = self.folder(account_id, model_id) / "source"
-        source.mkdir(parents=True)
-        return model_id, UploadFolder(source, self.limits)
+        await asyncio.to_thread(source.mkdir, parents=True)
+        limits = dataclasses.replace(self.limits, max_bytes=min(self.limits.max_bytes, left))
+        return model_id, UploadFolder(source, limits)
 
     async def abort(self, account_id: str, model_id: str) -> None:
         await asyncio.to_thread(shutil.rmtree, self.folder(account_id, model_id), True)
@@ -217,6 +222,13 @@ class ModelLibrary:
         await self.get(account_id, model_id)
         await self._store.delete_model(account_id, model_id)
         await self.abort(account_id, model_id)
+
+
+def _quota_message(quota: int) -> str:
+    return (
+        f"This account's model library holds {quota >> 20} MiB of uploads, the most this service allows "
+        "(--max-library-mib); delete models to upload more."
+    )
 
 
 def _is_model_id(value: str) -> bool:

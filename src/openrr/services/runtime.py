@@ -151,7 +151,9 @@ class Runtime:
                 clock,
                 conversions,
                 library_root,
-                UploadLimits(limits.max_upload_mib << 20, limits.max_upload_files),
+                UploadLimits(
+                    limits.max_upload_mib << 20, limits.max_upload_files, limits.max_library_mib << 20
+                ),
             ),
             metrics=metrics,
             pool=pool,

@@ -177,7 +177,9 @@ class Store(Protocol):
         """The account's models, oldest first."""
         ...
 
-    async def count_models(self, account_id: str) -> int: ...
+    async def library_bytes(self, account_id: str) -> int:
+        """Bytes uploaded to the account's models, all together."""
+        ...
 
     async def rename_model(self, account_id: str, model_id: str, name: str) -> bool | None:
         """True if renamed, False if the account has another model of that name, None if no such model."""

@@ -77,8 +77,9 @@ class ModelQueries:
             rows = (await conn.execute(query)).all()
         return [model_from(r._mapping) for r in rows]
 
-    async def count_models(self, account_id: str) -> int:
-        query = sa.select(sa.func.count()).where(models.c.account_id == account_id)
+    async def library_bytes(self, account_id: str) -> int:
+        total = sa.func.coalesce(sa.func.sum(models.c.size), 0)
+        query = sa.select(total).where(models.c.account_id == account_id)
         async with self._engine.connect() as conn:
             return int(await conn.scalar(query) or 0)
 
