@@ -87,7 +87,13 @@ def test_drop_convert_and_open_a_model(
     page.once("dialog", lambda dialog: dialog.accept())
     broken.get_by_role("button", name=re.compile("^Delete")).click()
     expect(page.locator("#library li.card")).to_have_count(1)
+    expect(page.locator("#upload")).to_be_hidden()  # it spoke of the deleted model
     shot(page, "renamed-and-deleted")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+    card.scroll_into_view_if_needed()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "library-phone")
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     # Open it in a session: the viewer plays a video with the model in it.
     card.get_by_role("button", name=re.compile("Open in a session")).click()

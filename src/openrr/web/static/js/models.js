@@ -33,6 +33,7 @@ export function startLibrary(api, { fatal, openSession, pollMs }) {
   let loaded = false;
   let touched = false; // the user typed models or picked one: no preselection any more
   let watching = null; // the id whose conversion the progress bar follows
+  let uploaded = null; // the id the bar last spoke of: deleting that model clears the bar
 
   // ---- the picker ----------------------------------------------------------------------------------------
   modelsField.addEventListener("input", () => {
@@ -198,6 +199,7 @@ export function startLibrary(api, { fatal, openSession, pollMs }) {
         bar.value = size ? (0.5 * sent) / size : 0; // the first half of the bar: the upload
       });
       watching = model.id;
+      uploaded = model.id;
       upsert(model);
       poll();
     } catch (err) {
@@ -290,6 +292,7 @@ export function startLibrary(api, { fatal, openSession, pollMs }) {
       await api.deleteModel(id);
       entry.card.remove();
       shown.delete(id);
+      if (uploaded === id) upload.hidden = true;
       showMessage(status, `${entry.model.name} was deleted.`, "ok");
       empty.hidden = shown.size > 0;
       fillPicker();
