@@ -10,6 +10,7 @@ each API version. Foreign exceptions (SQLAlchemy, OS, HTTP clients) are translat
     │   └── QuotaExceeded            QuotaExceeded               403
     ├── NotFound                     NotFound                    404
     ├── Conflict                     Conflict                    409
+    ├── PayloadTooLarge              PayloadTooLarge             413
     ├── Unprocessable                UnprocessableEntity         422
     ├── Throttled                    TooManyRequests             429 (+ Retry-After)
     ├── CapacityExhausted            CapacityExhausted           503 (+ Retry-After)
@@ -62,6 +63,10 @@ class Conflict(OpenRRError):
 
 class Unprocessable(OpenRRError):
     code = "UnprocessableEntity"
+
+
+class PayloadTooLarge(OpenRRError):
+    code = "PayloadTooLarge"
 
 
 class Throttled(OpenRRError):

@@ -251,7 +251,7 @@ async def test_upgrade_from_0002_keeps_sessions_and_counts_them(backend_url: str
             holding = dict(
                 (await conn.execute(sa.select(sessions_table.c.id, sessions_table.c.holds_server))).all()
             )
-        assert version == "0006"  # open_store upgrades to the newest revision
+        assert version == "0007"  # open_store upgrades to the newest revision
         assert holding == {
             "starting": True,
             "ready": True,

@@ -86,7 +86,7 @@ async def test_upgrade_from_0003_keeps_the_data_and_adds_the_table(backend_url: 
     try:
         async with upgraded._engine.connect() as conn:
             version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
-        assert version == "0006"
+        assert version == "0007"
         assert await upgraded.get_account(account.id) == account
         kept = await upgraded.get_session(account.id, "s1")
         assert kept is not None

@@ -361,7 +361,7 @@ async def test_migrations_twice_are_a_no_op(backend_url: str) -> None:
         await first.add_account(account)
         assert await first.insert_session(make_session(account.id, "s1"))
         version = await _schema_version(first)
-        assert version == ["0006"]
+        assert version == ["0007"]
     finally:
         await first.close()
 
@@ -380,6 +380,7 @@ async def test_migrations_twice_are_a_no_op(backend_url: str) -> None:
             "conversions",
             "leases",
             "linked_storage",
+            "models",
             "sessions",
             "signing_keys",
         ]
@@ -417,7 +418,7 @@ async def test_concurrent_open_store_on_a_fresh_database(fresh_url: str) -> None
         return asyncio.run(open_and_use(i))
 
     versions = await asyncio.gather(*(asyncio.to_thread(replica, i) for i in range(n)))
-    assert versions == ["0006"] * n
+    assert versions == ["0007"] * n
     s = await open_store(postgres_url)
     try:
         async with s._engine.connect() as conn:

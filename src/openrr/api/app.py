@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from openrr import __version__
-from openrr.api import cluster, connect_token, errors, internal, metrics, openapi, sts
+from openrr.api import cluster, connect_token, errors, internal, metrics, model_routes, openapi, sts
 from openrr.api import web as web_ui
 from openrr.api.cors import SessionCors
 from openrr.api.limits import BodyLimit, body_limits
@@ -56,7 +56,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     routers = (v2021.router, v2021_conversions.router, sts.router, v1.router, v1_conversions.router)
     api_routes = [
         route
-        for router in (*routers, connect_token.router, internal.router, cluster.router)
+        for router in (*routers, connect_token.router, model_routes.router, internal.router, cluster.router)
         for route in router.routes
     ]
     # In front of them all, the ARR operations without a request model (the polled reads among them) on

@@ -28,6 +28,7 @@ STATUS: dict[type[errors.OpenRRError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.IllegalTransition: 409,
+    errors.PayloadTooLarge: 413,
     errors.Unprocessable: 422,
     errors.Throttled: 429,
     errors.CapacityExhausted: 503,

@@ -10,6 +10,7 @@ from openrr.cli.cluster import cluster
 from openrr.cli.connect import connect
 from openrr.cli.conversions import conversions
 from openrr.cli.keys import keys
+from openrr.cli.models import models
 from openrr.cli.serve import serve
 from openrr.cli.sessions import sessions
 
@@ -26,5 +27,6 @@ cli.add_command(accounts)
 cli.add_command(sessions)
 cli.add_command(connect)
 cli.add_command(conversions)
+cli.add_command(models)
 cli.add_command(cluster)
 cli.add_command(keys)

@@ -47,7 +47,7 @@ host_backend ray_address ray_namespace ray_auth_token_file local_slots warm_pool
 max_texture_pixels max_session_texture_pixels max_models max_scene_bytes render_memory
 max_sessions_per_account max_conversions_per_account converter_memory
 idle_stop_minutes max_lease_minutes heartbeat_interval control_plane_grace connect_token_minutes
-max_body_kib max_offer_kib max_header_kib max_header_fields
+max_body_kib max_offer_kib max_header_kib max_header_fields max_upload_mib max_upload_files max_library_mib
 """
 _HELP_ORDER = _HELP_ORDER_TEXT.split()
 

@@ -274,6 +274,31 @@ class LimitSettings(SettingsGroup):
             doc="Render servers take offers up to 256 KiB and no body on their inspector.",
         ),
     ] = 512
+    max_upload_mib: Annotated[
+        int,
+        Field(ge=1, le=1048576),
+        Option(
+            "Largest model upload (all its files together, in one request to the model library), in MiB.",
+            doc="Only the upload route takes more than `--max-body-kib`; its body is streamed to disk as it "
+            "arrives, never held whole in memory, and refused with 413 once past the limit.",
+        ),
+    ] = 1024
+    max_library_mib: Annotated[
+        int,
+        Field(ge=1),
+        Option(
+            "Uploads an account's model library may hold in all, in MiB (403 QuotaExceeded past it).",
+            doc="Counted from the sizes uploaded; deleting models frees it.",
+        ),
+    ] = 10240
+    max_upload_files: Annotated[
+        int,
+        Field(ge=1, le=10000),
+        Option(
+            "Files one model upload may have (a .gltf with its buffers and textures), 1..10000.",
+            doc="Past it, 413.",
+        ),
+    ] = 256
     max_header_kib: Annotated[
         int,
         Field(ge=1, le=1024),

@@ -33,6 +33,8 @@ from openrr.services.conversion_config import ConversionConfig
 from openrr.services.conversion_runner import Runner
 from openrr.services.conversions import ConversionService
 from openrr.services.metrics import Metrics
+from openrr.services.model_upload import UploadLimits
+from openrr.services.models import ModelLibrary
 from openrr.services.pool import WarmPool
 from openrr.services.session_config import SessionConfig
 from openrr.services.sessions import SessionService
@@ -65,6 +67,7 @@ class Runtime:
     # the bucket of the account it names (whose owner would then be locked out).
     sts_failures: TokenBuckets
     conversions: ConversionService
+    models: ModelLibrary  # each account's uploaded models (openrr.services.models)
     metrics: Metrics = dataclasses.field(default_factory=Metrics)  # this runtime's own registry
     pool: WarmPool | None = None
     # Names this process among the replicas on one store (lease holder, logs, cluster status).
@@ -108,6 +111,19 @@ class Runtime:
             )
             sessions.pool = pool
         limits = settings.limits
+        # The model library lives in the first model root, where sessions of the account look first.
+        library_root = settings.render.model_roots[0].resolve() if settings.render.model_roots else None
+        conversions = ConversionService(
+            store,
+            clock,
+            StorageAccess(
+                container_roots=tuple(root.resolve() for root in settings.conversions.container_roots),
+                accounts=settings.conversions.linked_accounts,
+                library_roots=(library_root,) if library_root else (),
+            ),
+            conversion_config(settings),
+            runner=conversion_runner,
+        )
         return cls(
             settings=settings,
             clock=clock,
@@ -129,15 +145,15 @@ class Runtime:
                 what="failed token",
                 whose="from this address",
             ),
-            conversions=ConversionService(
+            conversions=conversions,
+            models=ModelLibrary(
                 store,
                 clock,
-                StorageAccess(
-                    container_roots=tuple(root.resolve() for root in settings.conversions.container_roots),
-                    accounts=settings.conversions.linked_accounts,
+                conversions,
+                library_root,
+                UploadLimits(
+                    limits.max_upload_mib << 20, limits.max_upload_files, limits.max_library_mib << 20
                 ),
-                conversion_config(settings),
-                runner=conversion_runner,
             ),
             metrics=metrics,
             pool=pool,

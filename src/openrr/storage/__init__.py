@@ -6,7 +6,8 @@ nor reach another account's data:
 
 * ``file:///PATH`` containers: folders inside the calling account's own folder of a configured root
   (``--container-root ROOT``: ``ROOT/<accountId>/CONTAINER``); no SAS needed. Another account's folder, or
-  anything a symlink or ``..`` leads to outside the caller's folder, is NoAccess.
+  anything a symlink or ``..`` leads to outside the caller's folder, is NoAccess. The model library's folders
+  (``library_roots``: ``MODEL_ROOT/<accountId>/library``) are such containers too, of their account alone.
 * Containers of a storage account linked to the calling account (``openrr accounts link-storage``, ARR's
   linked storage; ``linked``): with the SAS from the request if there is one, else with the link's key; a
   link without a key needs a SAS. Storage linked to other accounts is never used.
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from openrr.domain.library import LIBRARY_FOLDER
 from openrr.extras import needs
 from openrr.storage.base import (
     AccessDenied,
@@ -71,6 +73,9 @@ class StorageAccess:
 
     container_roots: tuple[Path, ...] = ()
     accounts: tuple[LinkedAccount, ...] = ()
+    # Model roots whose account folders hold the model library (ROOT/<accountId>/library): the library's
+    # conversions read uploads and write assets there, as file: containers of that account alone.
+    library_roots: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         if any(account.key for account in self.accounts):
@@ -90,7 +95,9 @@ class StorageAccess:
         folder = safe_relative(account_id, what="account id")
         if len(folder.parts) != 1:
             raise NoAccess("The account id cannot name a folder.")
-        return tuple(root / account_id for root in self.container_roots)
+        return tuple(root / account_id for root in self.container_roots) + tuple(
+            root / account_id / LIBRARY_FOLDER for root in self.library_roots
+        )
 
     def endpoints(self, linked: Sequence[LinkedAccount]) -> tuple[LinkedAccount, ...]:
         """Where the account's containers may be: its own links, then the service-wide endpoints."""
@@ -141,12 +148,13 @@ class StorageAccess:
         )
 
     def _open_file(self, uri: str, account_id: str) -> LocalContainer:
-        if self.container_roots and not any(root.is_dir() for root in self.account_roots(account_id)):
+        roots = self.account_roots(account_id)
+        if roots and not any(root.is_dir() for root in roots):
             raise NoAccess(
                 "This account has no folder in the service's container roots: file: containers are "
                 "ROOT/<accountId>/CONTAINER, made by the operator."
             )
-        return LocalContainer(uri, container_folder(uri, self.account_roots(account_id)))
+        return LocalContainer(uri, container_folder(uri, roots))
 
     @staticmethod
     def _check_container_name(name: str) -> None:

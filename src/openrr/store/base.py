@@ -14,6 +14,7 @@ from typing import Protocol
 
 from openrr.domain.account import Account, LinkedStorage, SigningKey
 from openrr.domain.conversion import Conversion, ConversionStatus
+from openrr.domain.library import LibraryModel
 from openrr.domain.session import Session, Status
 
 
@@ -163,6 +164,35 @@ class Store(Protocol):
 
     async def purge_conversions_ended_before(self, cutoff: dt.datetime) -> int:
         """Delete ended conversions whose end is before ``cutoff``; returns how many."""
+        ...
+
+    # the model library (openrr.domain.library): every call names the account, and reaches its models alone
+    async def insert_model(self, model: LibraryModel) -> bool:
+        """Insert; False if the account already has a model of that name."""
+        ...
+
+    async def get_model(self, account_id: str, model_id: str) -> LibraryModel | None: ...
+
+    async def list_models(self, account_id: str) -> Sequence[LibraryModel]:
+        """The account's models, oldest first."""
+        ...
+
+    async def library_bytes(self, account_id: str) -> int:
+        """Bytes uploaded to the account's models, all together."""
+        ...
+
+    async def rename_model(self, account_id: str, model_id: str, name: str) -> bool | None:
+        """True if renamed, False if the account has another model of that name, None if no such model."""
+        ...
+
+    async def end_model(
+        self, account_id: str, model_id: str, status: str, error_code: str | None, error_message: str | None
+    ) -> None:
+        """Record how the model's conversion ended."""
+        ...
+
+    async def delete_model(self, account_id: str, model_id: str) -> bool:
+        """Delete the row; False if there was none."""
         ...
 
     # leader leases: several replicas share one database, and some jobs (the reaper) must run in one only

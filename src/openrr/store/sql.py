@@ -4,9 +4,10 @@ The schema is owned by Alembic (store/migrations); ``open_store`` upgrades it to
 advisory lock on PostgreSQL so that replicas starting together migrate once.
 
 ``SqlStore`` is assembled from one mixin per group of tables, each in a module of its own:
-``account_queries`` (accounts, linked storage, signing keys), ``session_queries``, ``conversion_queries``
-and ``lease_queries``. Rows map to records in ``rows``; compare-and-set and serialised admissions are in
-``concurrency``; a SQLite file's set-up is in ``sqlite_setup``.
+``account_queries`` (accounts, linked storage, signing keys), ``session_queries``, ``conversion_queries``,
+``lease_queries`` and ``model_queries`` (the model library). Rows map to records in ``rows``;
+compare-and-set and serialised admissions are in ``concurrency``; a SQLite file's set-up is in
+``sqlite_setup``.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from openrr.store import migrations
 from openrr.store.account_queries import AccountQueries
 from openrr.store.conversion_queries import ConversionQueries
 from openrr.store.lease_queries import LeaseQueries
+from openrr.store.model_queries import ModelQueries
 from openrr.store.session_queries import SessionQueries
 from openrr.store.sqlite_setup import is_file, sqlite_pragmas, use_wal
 
 
-class SqlStore(AccountQueries, SessionQueries, ConversionQueries, LeaseQueries):
+class SqlStore(AccountQueries, SessionQueries, ConversionQueries, LeaseQueries, ModelQueries):
     """The ``Store`` protocol (``openrr.store.base``) on one SQLAlchemy engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:

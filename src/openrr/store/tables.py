@@ -110,3 +110,23 @@ linked_storage = sa.Table(
     sa.Column("endpoint", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# The model library (openrr.services.models): an account's uploads, each converted into the account's own
+# model folder. Status and error are copied from the model's conversion once it has ended, because
+# conversions are purged after the retention period while a library model stays until it is deleted.
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("entry", sa.String(1024), nullable=False),
+    sa.Column("files", sa.Integer, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("conversion_id", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(16)),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.UniqueConstraint("account_id", "name", name="uq_models_account_name"),
+)

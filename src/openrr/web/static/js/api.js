@@ -1,5 +1,5 @@
 // The control plane's HTTP APIs: the STS, the 2021-01-01 session and conversion APIs, v1 create (the only
-// call that preloads models) and connect tokens. Every failure becomes an ApiError with a readable message.
+// call that preloads models), connect tokens and the model library. Every failure becomes an ApiError with a readable message.
 // The offer relay is openrr.js's (the connection's module, which embedding pages use too).
 
 import { describeFailure } from "./openrr.js";
@@ -182,4 +182,60 @@ export class Api {
   stopSession(id) {
     return this._call("POST", `/${encodeURIComponent(id)}/:stop`);
   }
+
+  // ---- the model library (/openrr/accounts/{id}/models) ---------------------------------------------------
+  _models(suffix = "") {
+    return `openrr/accounts/${encodeURIComponent(this.accountId)}/models${suffix}`;
+  }
+
+  /** Every model of the account, oldest first. */
+  async listModels() {
+    const body = await request("GET", this._models(), { token: this.token });
+    return (body && body.models) || [];
+  }
+
+  /** One model with its conversion's statistics and log. */
+  getModel(id) {
+    return request("GET", this._models(`/${encodeURIComponent(id)}`), { token: this.token });
+  }
+
+  renameModel(id, name) {
+    return request("PATCH", this._models(`/${encodeURIComponent(id)}`), { token: this.token, json: { name } });
+  }
+
+  deleteModel(id) {
+    return request("DELETE", this._models(`/${encodeURIComponent(id)}`), { token: this.token });
+  }
+
+  /**
+   * Upload `files` ([{file, path}], path: the name in the model's folder) as one multipart request.
+   * XMLHttpRequest rather than fetch: only it reports upload progress (`onProgress(sent, total)`).
+   */
+  uploadModel(files, onProgress = () => {}) {
+    const form = new FormData();
+    for (const { file, path } of files) form.append("file", file, path);
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", new URL(this._models(), ROOT));
+      xhr.setRequestHeader("Authorization", `Bearer ${this.token}`);
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : 0);
+      xhr.onerror = () => reject(new ApiError(0, "NetworkError", "The upload could not reach the openrr service."));
+      xhr.onload = async () => {
+        const response = new Response(xhr.responseText || null, {
+          status: xhr.status,
+          headers: { "Content-Type": xhr.getResponseHeader("Content-Type") || "application/json" },
+        });
+        if (!response.ok) reject(await failure(response));
+        else resolve(JSON.parse(xhr.responseText));
+      };
+      xhr.send(form);
+    });
+  }
+}
+
+/** The builtin:// models every session can load: [{url, description}] (no credential needed). */
+export async function builtinModels() {
+  const body = await request("GET", "openrr/builtinModels");
+  return (body && body.models) || [];
 }

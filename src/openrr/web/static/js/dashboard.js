@@ -1,11 +1,13 @@
-// The dashboard: the account's sessions (create, extend, stop) and asset conversions (read only), kept
-// current by polling the 2021 API.
+// The dashboard: the account's sessions (create, extend, stop), its model library (js/models.js) and asset
+// conversions (read only), kept current by polling.
 
 import { Api, ApiError, inspectorUrl } from "./api.js";
 import { clearAuth, goToSignIn, requireAuth } from "./auth.js";
+import { startLibrary } from "./models.js";
 import { byId, el, errorText, formatMinutes, newUuid, showMessage } from "./ui.js";
 
-// Two lists every 2 s (1 request/s): the default throttle (2 requests/s, burst 60) allows this indefinitely.
+// Three lists every 2 s (1.5 requests/s): the default throttle (2 requests/s, burst 60) allows this
+// indefinitely.
 const POLL_MS = 2000;
 const SESSION_ID = /^[A-Za-z0-9_-]{1,256}$/;
 
@@ -43,6 +45,19 @@ function start({ accountId, token }) {
     return false;
   }
 
+  // ---- the model library: "open in a session" starts one with the model and opens its viewer ---------------
+  const pollLibrary = startLibrary(api, {
+    fatal,
+    pollMs: POLL_MS,
+    openSession: async (url, name) => {
+      const size = byId("create-size").value;
+      const lease = Number(byId("create-lease").value) || 30;
+      const created = await api.createSessionWithModels(size, Math.min(Math.max(lease, 1), 1440), [url]);
+      showMessage(status, `Session ${created} is starting with ${name}.`, "ok");
+      location.assign(`viewer.html?session=${encodeURIComponent(created)}`);
+    },
+  });
+
   // ---- the list ------------------------------------------------------------------------------------------
   async function poll() {
     clearTimeout(pollTimer);
@@ -50,6 +65,7 @@ function start({ accountId, token }) {
     polling = true;
     let delay = POLL_MS;
     const conversionsDone = pollConversions(); // its own errors, shown in its own section
+    const libraryDone = pollLibrary(); // likewise
     try {
       const active = await api.listSessions();
       const seen = new Set();
@@ -76,7 +92,7 @@ function start({ accountId, token }) {
       status.dataset.source = "poll";
       showMessage(status, `The session list could not be refreshed: ${errorText(err)} Retrying…`, "error");
     } finally {
-      delay = Math.max(delay, await conversionsDone);
+      delay = Math.max(delay, await conversionsDone, await libraryDone);
       polling = false;
       empty.hidden = shown.size > 0;
       if (!document.hidden && !leaving) pollTimer = setTimeout(poll, delay);

@@ -1,0 +1,311 @@
+"""The model library: each account's uploaded models, converted into its own model folder.
+
+A model's files live in ``MODEL_ROOT/<accountId>/library/<modelId>/`` (the first model root): the upload in
+``source/``, the conversion's outputs in ``asset/`` (``model.arrAsset``, ``model.info.json``, the logs). The
+conversion is an ordinary one of the account (``ConversionService``: its queue, quota and converter
+process), whose ``file:`` containers are that folder (``StorageAccess.library_roots``). A session of the
+account loads the asset by the relative path ``library/<modelId>/asset/model.arrAsset``, which render servers
+look up in the account's own folders only; no other account can reach it, nor any call here with another
+account's id (every store query names the account).
+
+Status: ``Queued`` and ``Converting`` while the conversion is NotStarted or Running, then ``Succeeded`` or
+``Failed``. The end is copied into the store once seen, because conversions are purged after the retention
+period while library models stay until deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from openrr.domain.clock import Clock
+from openrr.domain.conversion import ConversionInput, ConversionOutput, ConversionStatus
+from openrr.domain.library import LIBRARY_FOLDER, LibraryModel, check_model_name, name_from_file
+from openrr.errors import Conflict, InvalidInput, NotFound, OpenRRError, QuotaExceeded
+from openrr.services.conversion_settings import SUPPORTED_EXTENSIONS
+from openrr.services.conversions import ConversionService
+from openrr.services.model_upload import UploadFolder, UploadLimits
+from openrr.store.base import Store
+
+ASSET_NAME = "model.arrAsset"
+CONVERSION_PREFIX = "model-"
+_LOG_TAIL = 64 * 1024  # the end of each log the API shows: the error is at the end
+_STATUS = {
+    ConversionStatus.NOT_STARTED: ("Queued", 0.0),
+    ConversionStatus.RUNNING: ("Converting", 0.5),
+    ConversionStatus.SUCCEEDED: ("Succeeded", 1.0),
+    ConversionStatus.FAILED: ("Failed", 1.0),
+    ConversionStatus.CANCELLED: ("Failed", 1.0),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelState:
+    """A library model as the API shows it: ``progress`` is the conversion's phase (0 queued, 0.5 converting,
+    1 ended); ``url`` the path a session of the account loads it by, once it Succeeded."""
+
+    model: LibraryModel
+    status: str
+    progress: float
+    error_code: str | None
+    error_message: str | None
+    url: str | None
+
+
+class LibraryUnavailable(OpenRRError):
+    code = "ModelLibraryUnavailable"
+
+
+class ModelLibrary:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        conversions: ConversionService,
+        root: Path | None,
+        limits: UploadLimits,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._conversions = conversions
+        self._root = root
+        self.limits = limits
+
+    # ---- paths --------------------------------------------------------------------------------------
+    def _library(self, account_id: str) -> Path:
+        if self._root is None:
+            raise LibraryUnavailable("This service has no model root: the model library is not available.")
+        return self._root / account_id / LIBRARY_FOLDER
+
+    def folder(self, account_id: str, model_id: str) -> Path:
+        return self._library(account_id) / model_id
+
+    @staticmethod
+    def url(model_id: str) -> str:
+        """The relative path a session of the model's account loads its asset by."""
+        return f"{LIBRARY_FOLDER}/{model_id}/asset/{ASSET_NAME}"
+
+    # ---- upload -------------------------------------------------------------------------------------
+    async def begin_upload(self, account_id: str) -> tuple[str, UploadFolder]:
+        """A new model id and the empty folder its upload is written to (``finish_upload`` or ``abort``),
+        bounded by the upload limits and by what is left of the account's library quota."""
+        left = self.limits.max_library_bytes - await self._store.library_bytes(account_id)
+        if left <= 0:
+            raise QuotaExceeded(_quota_message(self.limits.max_library_bytes))
+        model_id = uuid.uuid4().hex
+        source = self.folder(account_id, model_id) / "source"
+        await asyncio.to_thread(source.mkdir, parents=True)
+        limits = dataclasses.replace(self.limits, max_bytes=min(self.limits.max_bytes, left))
+        return model_id, UploadFolder(source, limits)
+
+    async def abort(self, account_id: str, model_id: str) -> None:
+        await asyncio.to_thread(shutil.rmtree, self.folder(account_id, model_id), True)
+
+    async def finish_upload(
+        self, account_id: str, model_id: str, upload: UploadFolder, name: str | None, entry: str | None
+    ) -> ModelState:
+        """Record the uploaded model and start its conversion; the folder is removed if either fails."""
+        try:
+            return await self._finish(account_id, model_id, upload, name, entry)
+        except BaseException:
+            await self.abort(account_id, model_id)
+            raise
+
+    async def _finish(
+        self, account_id: str, model_id: str, upload: UploadFolder, name: str | None, entry: str | None
+    ) -> ModelState:
+        chosen = _entry(upload.files, entry)
+        folder_uri = self.folder(account_id, model_id).resolve().as_uri()
+        model = LibraryModel(
+            account_id=account_id,
+            id=model_id,
+            name="",
+            entry=chosen,
+            files=len(upload.files),
+            size=upload.size,
+            conversion_id=CONVERSION_PREFIX + model_id,
+            created_at=self._clock.now(),
+        )
+        model = await self._insert(model, name)
+        try:
+            await self._conversions.create(
+                account_id,
+                model.conversion_id,
+                ConversionInput(folder_uri, "source/", chosen),
+                ConversionOutput(folder_uri, "asset/", ASSET_NAME),
+            )
+        except BaseException:
+            await self._store.delete_model(account_id, model_id)
+            raise
+        return await self.state(model)
+
+    async def _insert(self, model: LibraryModel, name: str | None) -> LibraryModel:
+        """Insert under ``name``; without one, under the file's name, numbered when it is taken."""
+        if name is not None:
+            named = dataclasses.replace(model, name=check_model_name(name))
+            if await self._store.insert_model(named):
+                return named
+            raise Conflict(f"This account already has a model named '{named.name}'.", code="ModelNameTaken")
+        base = name_from_file(model.entry)
+        for number in range(1, 1000):
+            candidate = base if number == 1 else f"{base[:90]} ({number})"
+            named = dataclasses.replace(model, name=candidate)
+            if await self._store.insert_model(named):
+                return named
+        raise Conflict(
+            f"This account has too many models named '{base}'; give a name.", code="ModelNameTaken"
+        )
+
+    # ---- reads --------------------------------------------------------------------------------------
+    async def get(self, account_id: str, model_id: str) -> LibraryModel:
+        model = await self._store.get_model(account_id, model_id) if _is_model_id(model_id) else None
+        if model is None:
+            raise NotFound(f"No model with id '{model_id}' exists in this account.", code="ModelNotFound")
+        return model
+
+    async def list_models(self, account_id: str) -> Sequence[ModelState]:
+        return [await self.state(m) for m in await self._store.list_models(account_id)]
+
+    async def state(self, model: LibraryModel) -> ModelState:
+        """The model's status, from its conversion while it runs and from the store once it ended."""
+        if model.status is None:
+            model = await self._settle(model)
+        if model.status is not None:
+            url = self.url(model.id) if model.status == "Succeeded" else None
+            return ModelState(model, model.status, 1.0, model.error_code, model.error_message, url)
+        conversion = await self._store.get_conversion(model.account_id, model.conversion_id)
+        status, progress = _STATUS[conversion.status] if conversion else ("Queued", 0.0)
+        return ModelState(model, status, progress, None, None, None)
+
+    async def _settle(self, model: LibraryModel) -> LibraryModel:
+        """Copy an ended conversion's result into the store (a purged one's from the files it left)."""
+        conversion = await self._store.get_conversion(model.account_id, model.conversion_id)
+        if conversion is not None and not conversion.status.terminal:
+            return model
+        if conversion is not None:
+            status, _ = _STATUS[conversion.status]
+            code, message = conversion.error_code, conversion.error_message
+        else:
+            asset = self.folder(model.account_id, model.id) / "asset" / ASSET_NAME
+            status = "Succeeded" if await asyncio.to_thread(asset.is_file) else "Failed"
+            code = message = None if status == "Succeeded" else "ConversionNotFound"
+            if message:
+                message = "The model's conversion record is gone and it left no asset."
+        await self._store.end_model(model.account_id, model.id, status, code, message)
+        return dataclasses.replace(model, status=status, error_code=code, error_message=message)
+
+    async def details(self, model: LibraryModel) -> dict[str, Any]:
+        """The conversion's statistics (from its info.json) and the end of its logs."""
+        asset = self.folder(model.account_id, model.id) / "asset"
+        return await asyncio.to_thread(_read_details, asset)
+
+    # ---- changes ------------------------------------------------------------------------------------
+    async def rename(self, account_id: str, model_id: str, name: str) -> ModelState:
+        model = await self.get(account_id, model_id)
+        new = check_model_name(name)
+        renamed = await self._store.rename_model(account_id, model_id, new)
+        if renamed is None:
+            raise NotFound(f"No model with id '{model_id}' exists in this account.", code="ModelNotFound")
+        if not renamed:
+            raise Conflict(f"This account already has a model named '{new}'.", code="ModelNameTaken")
+        return await self.state(dataclasses.replace(model, name=new))
+
+    async def delete(self, account_id: str, model_id: str) -> None:
+        """Delete the model's row and its folder (upload and asset). A conversion still queued or running
+        fails for want of its files; sessions that loaded the asset keep what they loaded."""
+        await self.get(account_id, model_id)
+        await self._store.delete_model(account_id, model_id)
+        await self.abort(account_id, model_id)
+
+
+def _quota_message(quota: int) -> str:
+    return (
+        f"This account's model library holds {quota >> 20} MiB of uploads, the most this service allows "
+        "(--max-library-mib); delete models to upload more."
+    )
+
+
+def _is_model_id(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def _entry(files: dict[str, int], entry: str | None) -> str:
+    """Which uploaded file is the model: ``entry`` if given, else the only file of a supported format."""
+    if not files:
+        raise InvalidInput("The upload has no file.", code="NoModelFile", target="file")
+    if entry is not None:
+        if entry not in files:
+            raise InvalidInput(f"The entry '{entry}' is not among the uploaded files.", target="entry")
+        candidates = [entry]
+    else:
+        candidates = [name for name in files if PurePosixPath(name).suffix.lower() in SUPPORTED_EXTENSIONS]
+    if not candidates:
+        raise InvalidInput(
+            "The upload has no model file; supported: " + ", ".join(SUPPORTED_EXTENSIONS) + ".",
+            code="NoModelFile",
+            target="file",
+        )
+    if len(candidates) > 1:
+        raise InvalidInput(
+            "The upload has several model files (" + ", ".join(sorted(candidates)[:5]) + "); name the one to "
+            "convert in the entry field.",
+            code="SeveralModelFiles",
+            target="entry",
+        )
+    if PurePosixPath(candidates[0]).suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise InvalidInput(
+            "The entry has an unsupported format; supported: " + ", ".join(SUPPORTED_EXTENSIONS) + ".",
+            target="entry",
+        )
+    return candidates[0]
+
+
+def _read_details(asset: Path) -> dict[str, Any]:
+    info = _json(asset / "model.info.json")
+    inputs = _dict(info.get("inputStatistics"))
+    outputs = _dict(info.get("outputStatistics"))
+    box = _dict(outputs.get("boundingBox"))
+    source = _dict(info.get("inputInfo"))
+    statistics = {
+        "format": source.get("sourceAssetFormat"),
+        "triangles": inputs.get("numFaces"),
+        "vertices": inputs.get("numVertices"),
+        "points": inputs.get("numPoints", 0 if inputs else None),
+        "materials": inputs.get("numMaterial"),
+        "textures": inputs.get("numTextures"),  # written by converters that count them; else null
+        "meshes": inputs.get("numMeshes"),
+        "nodes": inputs.get("numNodes"),
+        "bounds": {"min": box["min"], "max": box["max"]} if "min" in box and "max" in box else None,
+        "assetBytes": _dict(info.get("openrr")).get("assetBytes"),
+    }
+    log = "".join(_tail(asset / name) for name in ("model.service.log", "model.log"))
+    return {"statistics": statistics if info else None, "log": log}
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        if path.stat().st_size > 4 << 20:
+            return {}
+        return _dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - _LOG_TAIL))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
