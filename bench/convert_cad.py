@@ -46,6 +46,8 @@ print(json.dumps({
     "import_s": round(began - started, 2),
     "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     "triangles": stats["numFaces"],
+    "points": stats.get("numPoints", 0),
+    "materials": stats["numMaterial"],
     "asset_mib": round(result.asset_bytes / 2**20, 1),
     "log_tail": result.log_lines[-3:],
 }))

@@ -28,17 +28,21 @@ LAS_FILES = sorted((DATA / "las").glob("*.la[sz]"))
 E57_FILES = sorted((DATA / "e57").glob("*.e57"))
 
 
+RGBA8 = 0.5 / 255 + 1e-9  # a cloud keeps its colours as 8-bit RGBA: half a step of rounding
+
+
 def read(path: Path) -> Source:
     return read_input(Job(lambda line: None), path, path.suffix.lower(), MetadataKeeper(None))
 
 
 def world_points(found: Source) -> tuple[np.ndarray, np.ndarray | None]:
-    """Every cloud's points in world coordinates (float64), and their colours."""
+    """Every cloud's points in world coordinates (float64), and their colours (linear, 0..1: a cloud keeps
+    them as RGBA8)."""
     positions, colours = [], []
     for node_id, cloud in found.points.items():
         world = found.scene.world_transform(node_id)
         positions.append(cloud.positions.astype(np.float64) @ world[:3, :3].T + world[:3, 3])
-        colours.append(cloud.colors)
+        colours.append(None if cloud.colors is None else cloud.colors.astype(np.float64) / 255.0)
     known = [c for c in colours if c is not None]
     rgba: np.ndarray | None = np.concatenate(known) if len(known) == len(colours) else None
     return np.concatenate(positions), rgba
@@ -84,7 +88,7 @@ def test_las_rgb_is_the_files_colour() -> None:
     assert int(expected.max() * 255) <= 255
     _, colours = world_points(read(path))
     assert colours is not None
-    np.testing.assert_allclose(colours[:, :3], expected, atol=1e-6)
+    np.testing.assert_allclose(colours[:, :3], expected, atol=RGBA8)
 
 
 def test_las_intensity_is_grey_by_its_largest_value() -> None:
@@ -92,7 +96,7 @@ def test_las_intensity_is_grey_by_its_largest_value() -> None:
     intensity = np.asarray(laspy.read(path).intensity, dtype=np.float64)
     _, colours = world_points(read(path))
     assert colours is not None
-    np.testing.assert_allclose(colours[:, 0], intensity / intensity.max(), atol=1e-6)
+    np.testing.assert_allclose(colours[:, 0], intensity / intensity.max(), atol=RGBA8)
 
 
 def test_las_far_from_zero_keeps_its_precision() -> None:
@@ -136,7 +140,7 @@ def test_e57_colours_follow_the_colour_limits() -> None:
     expected = np.stack([raw["colorRed"], raw["colorGreen"], raw["colorBlue"]], axis=1) / top
     _, colours = world_points(read(path))
     assert colours is not None
-    np.testing.assert_allclose(colours[:, :3], expected, atol=1e-6)
+    np.testing.assert_allclose(colours[:, :3], expected, atol=RGBA8)
     assert len(np.unique(colours[:, :3].round(2), axis=0)) > 50  # a real photo-coloured scan
 
 
@@ -170,7 +174,7 @@ def test_16_bit_colours(tmp_path: Path, extension: str) -> None:
     positions, colours = world_points(read(path))
     np.testing.assert_allclose(positions, xyz, atol=6e-4)
     assert colours is not None
-    np.testing.assert_allclose(colours[:, :3], rgb / 65535.0, atol=1e-6)
+    np.testing.assert_allclose(colours[:, :3], rgb / 65535.0, atol=RGBA8)
     np.testing.assert_array_equal(colours[:, 3], 1.0)
 
 
@@ -181,7 +185,7 @@ def test_intensity_when_the_rgb_is_all_zero(tmp_path: Path) -> None:
     write_las(path, 2, xyz, intensity=intensity)  # format 2 has RGB fields, every one 0
     _, colours = world_points(read(path))
     assert colours is not None
-    np.testing.assert_allclose(colours[:, 1], intensity / 990.0, atol=1e-6)
+    np.testing.assert_allclose(colours[:, 1], intensity / 990.0, atol=RGBA8)
 
 
 def test_no_colour_and_no_intensity_gives_none(tmp_path: Path) -> None:
@@ -215,7 +219,7 @@ def test_every_point_format(tmp_path: Path, point_format: int) -> None:
     positions, colours = world_points(read(path))
     np.testing.assert_allclose(positions, xyz, atol=6e-4)
     assert colours is not None  # zero RGB where the format has it: the intensity shows
-    np.testing.assert_allclose(colours[:, 0], [0.25, 0.5, 1.0], atol=1e-6)
+    np.testing.assert_allclose(colours[:, 0], [0.25, 0.5, 1.0], atol=RGBA8)
 
 
 def test_chunks_add_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -255,7 +259,7 @@ def test_e57_pose_invalid_points_and_intensity(tmp_path: Path) -> None:
     # 90 degrees about z: (x, y, z) -> (-y, x, z); then 100 along x. The fourth point is invalid.
     np.testing.assert_allclose(positions, [[100, 1, 0], [98, 0, 0], [100, 0, 3]], atol=1e-5)
     assert colours is not None
-    np.testing.assert_allclose(colours[:, 0], [0.0, 0.5, 1.0], atol=1e-6)
+    np.testing.assert_allclose(colours[:, 0], [0.0, 0.5, 1.0], atol=RGBA8)
     assert [node.name for node in found.scene.nodes()] == ["posed", "posed"]
 
 

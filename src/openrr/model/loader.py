@@ -81,18 +81,25 @@ class _LocalResolver(FilePathResolver):
         self.failures: list[str] = []
 
     def get(self, name: str) -> bytes:
-        if self.guard is not None:  # "../../etc/passwd" or a symlink out of the allowed folders
-            _guarded(self.guard, str(self.folder / unquote(name)))
-        try:
+        # As written, percent-decoded, and with Windows separators ("map_Kd .\\wood.jpg" in MTL files
+        # made on Windows), each checked by the guard before it is opened.
+        candidates = list(dict.fromkeys([name, unquote(name), unquote(name).replace("\\", "/")]))
+        problem: Exception | None = None
+        for candidate in candidates:
+            if self.guard is not None:  # "../../etc/passwd" or a symlink out of the allowed folders
+                _guarded(self.guard, str(self.folder / candidate))
             try:
-                data: bytes = super().get(name)
-            except FileNotFoundError:
-                data = super().get(unquote(name))
-        except (OSError, ValueError) as exc:
-            self.failures.append(f"{name}: {exc}")
-            raise ModelLoadError(f"missing or unreadable resource {name!r}") from exc
-        self.budget.take(len(data), name)
-        return data
+                data: bytes = super().get(candidate)
+            except FileNotFoundError as exc:
+                problem = exc  # try the next spelling
+            except (OSError, ValueError) as exc:
+                problem = exc
+                break
+            else:
+                self.budget.take(len(data), name)
+                return data
+        self.failures.append(f"{name}: {problem}")
+        raise ModelLoadError(f"missing or unreadable resource {name!r}") from problem
 
 
 class _HttpResolver(Resolver):

@@ -193,6 +193,8 @@ def _normalised(values: NDArray[Any]) -> NDArray[np.float32]:
 
 def _material(source: Any, images: dict[int, NDArray[np.uint8]], allowance: Allowance) -> Material:
     pbr = source if isinstance(source, trimesh.visual.material.PBRMaterial) else source.to_pbr()
+    # glTF's metallic factor defaults to 1; a classic material (OBJ's MTL, PLY) has no metal at all.
+    metallic = 1.0 if isinstance(source, trimesh.visual.material.PBRMaterial) else 0.0
 
     def image(value: Any) -> NDArray[np.uint8] | None:
         if value is None:
@@ -216,7 +218,7 @@ def _material(source: Any, images: dict[int, NDArray[np.uint8]], allowance: Allo
         name=str(pbr.name or ""),
         base_color_factor=(1.0, 1.0, 1.0, 1.0) if base is None else _rgba(np.asarray(base) / 255.0),
         base_color_texture=image(pbr.baseColorTexture),
-        metallic_factor=number(pbr.metallicFactor, 1.0),
+        metallic_factor=number(pbr.metallicFactor, metallic),
         roughness_factor=number(pbr.roughnessFactor, 1.0),
         metallic_roughness_texture=image(pbr.metallicRoughnessTexture),
         normal_texture=image(pbr.normalTexture),
