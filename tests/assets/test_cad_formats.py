@@ -189,6 +189,66 @@ def test_step_assembly_becomes_the_node_tree_in_metres(tmp_path: Path) -> None:
     np.testing.assert_allclose(green[:3], srgb_to_linear([0.1, 0.7, 0.2]), atol=2e-3)
 
 
+def write_multi_file_assembly(folder: Path) -> Path:
+    """An assembly of two instances of a box whose part Open CASCADE's writer puts in a file of its own
+    (``DOCUMENT_FILE``: the "multi-file" STEP of assemblies exported part by part); the main file. Run
+    in ``folder``: the writer names the part file as its prefix says, here relative."""
+    from OCP.BRepPrimAPI import BRepPrimAPI_MakeBox
+    from OCP.gp import gp_Trsf, gp_Vec
+    from OCP.STEPCAFControl import STEPCAFControl_Writer
+    from OCP.STEPControl import STEPControl_StepModelType
+    from OCP.TCollection import TCollection_ExtendedString
+    from OCP.TDocStd import TDocStd_Document
+    from OCP.TopLoc import TopLoc_Location
+    from OCP.XCAFDoc import XCAFDoc_DocumentTool
+
+    doc = TDocStd_Document(TCollection_ExtendedString("XmlXCAF"))
+    shapes = XCAFDoc_DocumentTool.ShapeTool_s(doc.Main())
+    assembly = shapes.NewShape()
+    part = shapes.AddShape(BRepPrimAPI_MakeBox(10, 10, 10).Shape(), False)
+    moved = gp_Trsf()
+    moved.SetTranslation(gp_Vec(20, 0, 0))
+    shapes.AddComponent(assembly, part, TopLoc_Location())
+    shapes.AddComponent(assembly, part, TopLoc_Location(moved))
+    shapes.UpdateAssemblies()
+    writer = STEPCAFControl_Writer()
+    assert writer.Transfer(doc, STEPControl_StepModelType.STEPControl_AsIs, "part-")
+    main = folder / "main.stp"
+    writer.Write(main.name)
+    return main
+
+
+def test_step_external_references_are_refused_wherever_they_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Open CASCADE's Transfer reads the files a STEP file names, from any folder: another account's
+    # files must not end up in this account's asset, so no reference is followed, inside or outside.
+    written = tmp_path / "written"
+    written.mkdir()
+    monkeypatch.chdir(written)
+    main = write_multi_file_assembly(written)
+    monkeypatch.undo()
+    [part] = [p for p in written.iterdir() if p != main]
+    assert f"DOCUMENT_FILE('{part.name}'" in main.read_text()
+    beside = tmp_path / "beside"
+    beside.mkdir()
+    (beside / main.name).write_bytes(main.read_bytes())
+    (beside / part.name).write_bytes(part.read_bytes())
+    secret = tmp_path / "other-account"
+    secret.mkdir()
+    (secret / part.name).write_bytes(part.read_bytes())
+    outside = tmp_path / "model"
+    outside.mkdir()
+    (outside / main.name).write_text(
+        main.read_text().replace(f"'{part.name}'", f"'../other-account/{part.name}'")
+    )
+    for source, named in ((beside / main.name, part.name), (outside / main.name, "../other-account/")):
+        with pytest.raises(ConversionFailed, match="references 1 other file") as caught:
+            convert(source, source.parent / "out")
+        assert caught.value.code == "ExternalReferences"
+        assert named in caught.value.message
+
+
 def test_step_triangle_budget_refuses_a_model_too_fine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

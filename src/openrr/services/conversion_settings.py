@@ -16,9 +16,9 @@ from openrr.errors import InvalidInput
 from openrr.storage import BadBlobName, safe_relative
 from openrr.storage.base import is_clean_text
 
-# ARR's input formats, and openrr's (its converter adds .obj, and explains when it runs why it cannot read
-# a format ARR took that has no reader yet). Anything else is refused at once. The converter's own list is
-# openrr.assets.readers, which the control plane does not import (numpy, trimesh); a test keeps them equal.
+# ARR's input formats and openrr's own (OBJ, STEP, IFC, OpenUSD). Anything else is refused at once. The
+# converter's own list is openrr.assets.readers, which the control plane does not import (numpy, trimesh,
+# the format libraries); a test keeps them equal.
 SUPPORTED_EXTENSIONS = (
     ".fbx",
     ".gltf",

@@ -36,6 +36,7 @@ from OCP.IFSelect import IFSelect_ReturnStatus
 from OCP.Quantity import Quantity_ColorRGBA, Quantity_TypeOfColor
 from OCP.Standard import Standard_Failure
 from OCP.STEPCAFControl import STEPCAFControl_Reader
+from OCP.STEPConstruct import STEPConstruct_ExternRefs
 from OCP.TCollection import TCollection_AsciiString, TCollection_ExtendedString
 from OCP.TDataStd import TDataStd_Name
 from OCP.TDF import TDF_Label, TDF_Tool
@@ -81,6 +82,7 @@ def read_step(path: Path, budget: TriangleBudget) -> StepModel:
     status = reader.ReadFile(str(path))
     if status != IFSelect_ReturnStatus.IFSelect_RetDone:
         raise ConversionFailed(f"{path.name}: not a readable STEP file (Open CASCADE: {status.name})")
+    _refuse_external_references(reader, path)
     units = _file_units(reader)
     document = TDocStd_Document(TCollection_ExtendedString("XmlXCAF"))
     XCAFDoc_DocumentTool.SetLengthUnit_s(document, 1.0, UnitsMethods_LengthUnit.UnitsMethods_LengthUnit_Meter)
@@ -103,6 +105,24 @@ def read_step(path: Path, budget: TriangleBudget) -> StepModel:
     if budget.used == 0:
         raise ConversionFailed(f"{path.name}: no face could be tessellated", code="EmptyModel")
     return StepModel(walk.scene, units, budget.used)
+
+
+def _refuse_external_references(reader: Any, path: Path) -> None:
+    """``ConversionFailed`` when the file names other files (an assembly whose parts are files of their
+    own: ``DOCUMENT_FILE`` references). ``Transfer`` would read them from wherever the names point,
+    absolute paths and ``..`` included, and an external file may name others in turn: a converted file
+    must not read another account's files, so a model is one file. The check lists the references as
+    ``Transfer`` itself would (the same Open CASCADE class on the same work session)."""
+    references = STEPConstruct_ExternRefs(reader.Reader().WS())
+    references.LoadExternRefs()
+    count = references.NbExternRefs()
+    if count:
+        first = references.FileName(1) or "?"
+        raise ConversionFailed(
+            f"{path.name} references {count} other file(s) ({first!r}...): openrr converts a STEP model "
+            "from one file; export the assembly with its parts in one STEP file",
+            code="ExternalReferences",
+        )
 
 
 @dataclass

@@ -1,11 +1,11 @@
 """LAS and LAZ point clouds (ASPRS LAS 1.0-1.4, point formats 0-10; LAZ through the lazrs backend), read
 by laspy chunk by chunk so that memory stays near the size of the points it gives.
 
-Coordinates are the file's integers scaled and offset in float64; a local origin (the middle of the
-points) is subtracted there, before the float32 conversion, and becomes the node's translation, so that
-georeferenced clouds (millions of metres from zero) keep their millimetres. Colour follows ARR: RGB where
-the point format has it (8- or 16-bit: 16-bit when any value exceeds 255), the intensity as grey where it
-has none (or every RGB value is zero).
+Coordinates are the file's integers scaled and offset in float64; a local origin (the middle of the first
+chunk's points: near the cloud wherever it lies) is subtracted there, before the float32 conversion, and
+becomes the node's translation, so that georeferenced clouds (millions of metres from zero) keep their
+millimetres. Colour follows ARR: RGB where the point format has it (8- or 16-bit: 16-bit when any value
+exceeds 255), the intensity as grey where it has none (or every RGB value is zero).
 """
 
 from __future__ import annotations
