@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from openrr.client.connection import connect
 from openrr.protocol import datachannel as protocol
+from openrr.render.frame import Frame
 from openrr.render.inspector import plotly_js_path
 from openrr.render.logbuffer import LogBuffer, install_log_buffer
-from openrr.render.pipeline import Frame
 from openrr.render.tracing import ENCODE_TID, LOOP_TID, RENDER_TID, Tracer
 from openrr.render.track import SentFrame
 from tests.render import fixtures

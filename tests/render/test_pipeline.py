@@ -14,7 +14,8 @@ import pytest
 
 from openrr.model.sources import ModelSourcePolicy
 from openrr.render import render_ahead as render_ahead_module
-from openrr.render.pipeline import ModelError, RenderPipeline
+from openrr.render.pipeline import RenderPipeline
+from openrr.render.session_models import ModelError
 from tests.render import fixtures
 
 W, H = 320, 180

@@ -23,8 +23,8 @@ from openrr.model.scene import Scene
 from openrr.protocol.scene_api import QueryBox, QueryOrientedBox, QuerySphere, RayCast
 from openrr.render import spatial
 from openrr.render.camera import Camera, quat_from_axis_angle, quat_to_matrix
-from openrr.render.pipeline import ModelError
 from openrr.render.scene_queries import answer_query
+from openrr.render.session_models import ModelError
 from tests.render import fixtures
 
 Hits = list[dict[str, Any]]

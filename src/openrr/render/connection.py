@@ -32,9 +32,11 @@ from openrr.protocol import datachannel as protocol
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, PROTOCOL
 from openrr.render.camera_commands import move_camera
 from openrr.render.encoder import Codec, EncoderConfig
+from openrr.render.frame import PipelineClosed
 from openrr.render.ice import IceSettings
-from openrr.render.pipeline import ModelError, PipelineClosed, RenderPipeline
+from openrr.render.pipeline import RenderPipeline
 from openrr.render.scene_commands import SceneCommands, is_scene_request
+from openrr.render.session_models import ModelError
 from openrr.render.tracing import Tracer
 from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track, negotiated_codec
 

@@ -42,6 +42,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from openrr.render.frame import PipelineClosed
 from openrr.render.inspector_metrics import InspectorMetrics
 from openrr.render.inspector_status import (
     HISTORY_SECONDS,
@@ -51,7 +52,6 @@ from openrr.render.inspector_status import (
     server_status,
 )
 from openrr.render.logbuffer import LEVELS, LOG_BUFFER, LOG_LIMIT_DEFAULT, LogBuffer
-from openrr.render.pipeline import PipelineClosed
 from openrr.render.tracing import TRACE_CAPACITY, Tracer
 
 #: Lets a request through or raises the HTTP error that answers it (401 with the JSON error body).

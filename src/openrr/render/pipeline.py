@@ -10,7 +10,7 @@ the picture, and only its final insertion into the scene takes a turn on the GL 
 Frames: :meth:`RenderPipeline.next_frame` is the video track's ``FrameSource``; when each frame is rendered
 (ahead of the track's pull, just in time, not at all while nothing changes) is ``render_ahead.py``'s part.
 Elsewhere too: what a model may take and how it is fetched (``session_models.py``), and the shapes of the
-answers about nodes, picks and the camera (``scene_answers.py``).
+answers about nodes, picks and the camera (``scene_answers.py``); what a frame is (``frame.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
-from aiortc.mediastreams import MediaStreamError
 from numpy.typing import NDArray
 
 from openrr.memory import OUT_OF_MEMORY, describe
@@ -36,6 +35,7 @@ from openrr.model.sources import ModelSourcePolicy, SourceRefused, display_name
 from openrr.protocol.handshake import RenderLimits
 from openrr.render import spatial
 from openrr.render.camera import Camera
+from openrr.render.frame import Frame, PipelineClosed
 from openrr.render.lod_builder import LodBuilder
 from openrr.render.moving_detail import MovingDetail
 from openrr.render.render_ahead import RenderAhead
@@ -43,6 +43,7 @@ from openrr.render.renderer import Renderer, is_software
 from openrr.render.scene_answers import camera_json, node_json, pick_json
 from openrr.render.session_models import (
     LoadedModel,
+    ModelError,
     allowance_left,
     fetch_model,
     load_progress,
@@ -57,31 +58,6 @@ T = TypeVar("T")
 _DEFAULT_EYE = (0.0, 0.6, 3.0)
 _RECENT_FRAMES = 8
 _NO_IMAGE: NDArray[np.uint8] = np.zeros((0, 0, 3), dtype=np.uint8)
-
-
-@dataclasses.dataclass(frozen=True)
-class Frame:
-    """One rendered picture and what produced it."""
-
-    image: NDArray[np.uint8]
-    frame_id: int
-    pose_id: int | None
-    started: float  # time.time() when the render began (the "glass" a latency is measured from)
-    render_ms: float
-    triangles: int
-
-
-class ModelError(Exception):
-    """A model command that failed; ``code`` is the data-channel error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class PipelineClosed(MediaStreamError):
-    """The pipeline was closed (the server is stopping); as a ``MediaStreamError`` it ends the track."""
 
 
 ProgressSink = Callable[[float, str], None]

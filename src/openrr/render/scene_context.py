@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from openrr.model.scene import Node, Scene
-from openrr.render.pipeline import ModelError, RenderPipeline
+from openrr.render.pipeline import RenderPipeline
+from openrr.render.session_models import ModelError
 
 T = TypeVar("T")
 

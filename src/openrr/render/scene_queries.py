@@ -19,7 +19,7 @@ from openrr.model.scene import Scene
 from openrr.protocol.scene_api import QueryBox, QueryOrientedBox, QuerySphere, RayCast
 from openrr.render import spatial
 from openrr.render.camera import quat_to_matrix
-from openrr.render.pipeline import ModelError
+from openrr.render.session_models import ModelError
 from openrr.render.spatial import IndexNotReady, RayHit
 from openrr.render.spatial_volumes import Box, Sphere, Volume, query
 

@@ -53,7 +53,8 @@ from openrr.render.ice import IceSettings
 from openrr.render.idle import IdleClock
 from openrr.render.inspector import Inspector
 from openrr.render.lease import Lease, SelfStop, keep_lease
-from openrr.render.pipeline import ModelError, RenderPipeline
+from openrr.render.pipeline import RenderPipeline
+from openrr.render.session_models import ModelError
 
 log = logging.getLogger("openrr.render")
 

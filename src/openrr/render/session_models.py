@@ -21,6 +21,16 @@ from openrr.model.scene import Scene
 from openrr.model.sources import CheckedURL, ModelSourcePolicy, display_name
 from openrr.protocol.handshake import RenderLimits
 
+
+class ModelError(Exception):
+    """A model command that failed; ``code`` is the data-channel error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 LOAD_DEADLINE_S = 300.0  # a whole model load, download included
 
 

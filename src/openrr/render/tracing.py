@@ -18,7 +18,7 @@ from typing import Any
 
 from openrr.model.sources import display_name
 from openrr.protocol import datachannel as protocol
-from openrr.render.pipeline import Frame
+from openrr.render.frame import Frame
 from openrr.render.track import SentFrame
 
 TRACE_CAPACITY = 20_000  # events: about 5 minutes at 30 fps (a render and an encode span per frame)
