@@ -2,7 +2,8 @@
 user finds the sample scene picked; a GLB dropped on the drop zone uploads and converts with the progress bar
 reaching its end; its statistics show; "Open in a session" starts a session with it and its viewer shows the
 model (the red box and blue sphere in the video's pixels). A broken file chosen with the file picker fails
-with its log; rename and delete work from the cards."""
+with its log; rename and delete work from the cards. A new user who creates a session without changing the
+form sees the built-in sample scene."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.browser.test_dashboard_viewer import picture, sign_in, wait_for_video
+from tests.browser.test_dashboard_viewer import PICTURE_JS, picture, sign_in, wait_for_video
 from tests.e2e.server import OpenRRServer
 from tests.render import fixtures
 
@@ -104,4 +105,30 @@ def test_drop_convert_and_open_a_model(
     shot(page, "viewer")
     assert seen["red"] > 1000, seen  # the red box
     assert seen["blue"] > 1000, seen  # the blue sphere
+    assert not errors, errors
+
+
+def test_a_new_users_first_session_shows_the_sample_scene(
+    browser: BrowserContext, server: OpenRRServer, shot: Shot
+) -> None:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, server)
+    # Nothing typed, nothing uploaded: the form's defaults are what a new user gets.
+    expect(page.get_by_label("Models to preload (optional)")).to_have_value("builtin://sample")
+    page.get_by_role("button", name="Create session").click()
+    card = page.locator("li.card[data-session]").first
+    expect(card.locator(".badge")).to_have_text("Ready", timeout=60_000)
+    card.get_by_role("link", name=re.compile("viewer")).click()
+    expect(page.locator("#status")).to_contain_text("Connected to session", timeout=60_000)
+    wait_for_video(page)
+    # The generated showroom, framed from above: its red plastic part, and a picture far from uniform.
+    page.wait_for_function(
+        f"() => {{ const p = ({PICTURE_JS})(document.getElementById('video')); return p && p.red > 100; }}"
+    )
+    seen = picture(page)
+    shot(page, "first-session")
+    thumb = seen["thumb"]
+    assert max(thumb) - min(thumb) > 60, seen
     assert not errors, errors
