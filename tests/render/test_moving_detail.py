@@ -1,6 +1,7 @@
 """A real render pipeline (llvmpipe) with a raw GLB: levels of detail built in the background, drawn
 while the camera moves under a frame budget, and the full-detail frame rendered by the pipeline itself
-once the camera stops (no new pose, nobody asking for a frame)."""
+once the camera stops (no new pose, nobody asking for a frame); what the levels take of the session's
+geometry allowance, and their release with their model."""
 
 from __future__ import annotations
 
