@@ -11,8 +11,16 @@ import pytest
 
 from openrr.model.mesh import LodLevel, Mesh, Primitive
 from openrr.render.draw_lists import choose_lod, step_triangles
-from openrr.render.frame_budget import DETAIL_STEPS, REFINE_HEADROOM, CostModel, FrameBudget
+from openrr.render.frame_budget import (
+    DETAIL_STEPS,
+    POINT_COST,
+    REFINE_HEADROOM,
+    CostModel,
+    FrameBudget,
+    work,
+)
 from openrr.render.moving_detail import MovingDetail
+from openrr.render.point_pass import point_budget
 
 FULL = 1_000_000
 # What each step draws for a mesh with levels at every step's fraction.
@@ -101,6 +109,39 @@ def test_noise_around_the_budget_does_not_flicker() -> None:
         budget.observe(triangles, noisy, STEPS)
     changes = sum(1 for a, b in itertools.pairwise(chosen[50:]) if a != b)
     assert changes <= 2
+
+
+def test_points_count_in_the_cost_and_the_still_frame_has_the_whole_point_budget() -> None:
+    """A cloud and no triangles: the cost follows the points, a moving frame draws a step's share of the
+    point budget, the still one all of it."""
+    points = tuple(point_budget(300_000, f) for f in DETAIL_STEPS)
+    assert points[0] == 300_000  # full detail: the whole budget, exactly
+    assert points[2] == 75_000
+    no_triangles = (0,) * len(DETAIL_STEPS)
+    budget = FrameBudget(30.0)
+    step = budget.step
+    for _ in range(30):  # 5 ms plus 0.2 ms a thousand points: all 300,000 would take 65 ms
+        step = budget.choose(True)
+        budget.observe(0, 5.0 + 0.2 * points[step] / 1000, no_triangles, points[step], points)
+    assert DETAIL_STEPS[step] == 0.25  # 20 ms; 0.5 would take 35
+    assert budget.choose(moving=False) == 0
+
+
+def test_points_and_triangles_add_up() -> None:
+    """Either alone fits the budget, both together do not: the step is coarser than for either."""
+    assert work(1000, 10) == 1000 + POINT_COST * 10
+    alone = FrameBudget(30.0)
+    for _ in range(10):
+        step = alone.choose(True)
+        alone.observe(STEPS[step], 5.0 + 20.0 * STEPS[step] / 1e6, STEPS)
+    assert alone.step == 0  # 25 ms
+    both = FrameBudget(30.0)
+    points = tuple(int(FULL / POINT_COST * f) for f in DETAIL_STEPS)  # as much work as the triangles
+    for _ in range(10):
+        step = both.choose(True)
+        cost = 5.0 + 20.0 * work(STEPS[step], points[step]) / 1e6
+        both.observe(STEPS[step], cost, STEPS, points[step], points)
+    assert DETAIL_STEPS[both.step] == 0.5  # 25 ms; all of both would take 45
 
 
 def test_the_budget_must_be_positive() -> None:

@@ -26,6 +26,7 @@ from openrr.model.components import CutPlane
 from openrr.model.loader import load_model
 from openrr.model.scene import Scene
 from openrr.render.camera import Camera
+from openrr.render.moving_detail import MovingDetail
 from openrr.render.renderer import Background, Renderer
 from tests.render.live import LiveServer, live_server
 
@@ -140,6 +141,27 @@ def test_the_budget_thins_the_cloud_evenly(scene: Scene, renderer: Renderer) -> 
         for y in (-0.3, 0.3):
             row, col = pixel(x, y)
             assert lit(frame)[row - 4 : row + 5, col - 4 : col + 5].any(), (x, y)
+
+
+def test_a_moving_camera_draws_fewer_points_and_the_still_frame_the_whole_budget(
+    scene: Scene, renderer: Renderer
+) -> None:
+    """Under a frame budget no frame keeps, moving frames draw the coarsest step's share of the point
+    budget; the still frame after them draws the whole budget again."""
+    scene.point_cloud.budget = 160  # the view wants all 200 points: the budget decides
+    scene.changed()
+    detail = MovingDetail(lambda: None, budget_ms=0.001)
+    try:
+        drawn = []
+        for _ in range(3):
+            detail.render(renderer, CAMERA, moving=True)
+            drawn.append(renderer.stats.points)
+        assert renderer.stats.step_points == (160, 80, 40, 20, 10, 3)
+        assert drawn == [160, 3, 3]  # the first frame knows no cost yet: full detail
+        detail.render(renderer, CAMERA, moving=False)
+        assert renderer.stats.points == 160
+    finally:
+        renderer.detail = 1.0  # the renderer is shared by this module's tests
 
 
 def test_hidden_overridden_tinted_and_cut_points(scene: Scene, renderer: Renderer) -> None:

@@ -104,5 +104,7 @@ class MovingDetail:
             self._drawing = False
         self.drawn_step = step
         stats = renderer.stats
-        self.budget.observe(stats.triangles, stats.frame_ms, stats.step_triangles)
+        self.budget.observe(
+            stats.triangles, stats.frame_ms, stats.step_triangles, stats.points, stats.step_points
+        )
         return image

@@ -106,7 +106,7 @@ class RenderPipeline:
         self.frames = RenderAhead(self._render, self._version, self._can_render)
         # Coarser levels while the camera moves, full detail once it stops; levels for raw models.
         self.detail = MovingDetail(self.changed, frame_budget_ms)
-        self.lods = LodBuilder(self.on_gl, lambda: self.scene, self.changed, self._allowance)
+        self.lods = LodBuilder(self.on_gl, self.on_loads, lambda: self.scene, self.changed, self._allowance)
         self._closed = False
         self.gl_renderer = ""
         self.frames_rendered, self.render_ms_total, self.render_ms_last = 0, 0.0, 0.0  # stats
@@ -146,6 +146,13 @@ class RenderPipeline:
         if self._closed:
             raise PipelineClosed
         return await asyncio.get_running_loop().run_in_executor(self._gl, fn)
+
+    async def on_loads(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the load thread, after the loads submitted before: what a model may take is decided
+        there, one model (or one mesh's levels of detail) at a time."""
+        if self._closed:
+            raise PipelineClosed
+        return await asyncio.get_running_loop().run_in_executor(self._loads, fn)
 
     @property
     def renderer(self) -> Renderer:
@@ -356,9 +363,10 @@ class RenderPipeline:
             )
 
         loaded = await self.on_gl(insert)
-        self.lods.start(parsed)
-        self.changed()
         self.models[model_id] = loaded
+        self._pending.pop(model_id, None)  # counted in self.models from now: not twice
+        self.lods.start(parsed, loaded.levels)
+        self.changed()
         if preload:
             self._preloaded[model_id] = loaded
         if len(self.models) == 1:
@@ -369,6 +377,9 @@ class RenderPipeline:
         model = self.models.pop(model_id, None)
         if model is None:
             raise ModelError("ModelNotFound", f"no model with id {model_id!r} is loaded")
+        # Its levels of detail go with it; a preloaded model's stay on its parsed meshes, which a reset
+        # restores.
+        self.lods.stop(model.levels, release=not model.preloaded)
 
         def remove() -> None:
             for root in model.roots:
@@ -390,6 +401,9 @@ class RenderPipeline:
 
         await self.on_gl(swap)
         self.changed()
+        for model in self.models.values():
+            if not model.preloaded:
+                self.lods.stop(model.levels, release=True)
         self.models = kept
         self.camera = Camera.look_at(_DEFAULT_EYE, (0.0, 0.0, 0.0))
         self._pose_id = None

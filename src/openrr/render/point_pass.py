@@ -6,6 +6,8 @@ detail is a prefix of their buffers (``openrr.model.points``), so a draw is one 
 first ``count`` points. Per frame, each visible cloud in the frustum gets the smallest prefix dense
 enough for its size on screen (points about a pixel apart at its nearest), and all of them together at
 most the scene's point budget (``PointCloudSettings.budget``), shared in proportion to what each wants.
+While the camera moves, the frame budget's detail step scales that budget as it does the triangles
+(``point_budget``); a still frame gets all of it.
 
 A point is a square of ``size`` pixels: its world-space size (the spacing of the prefix drawn, so that a
 sparser prefix still covers the surface, times ``PointCloudSettings.size_scale``) projected at its depth,
@@ -30,6 +32,7 @@ from openrr.model.points import PointCloud, points_for
 from openrr.model.scene import Scene
 from openrr.model.world import WorldState
 from openrr.render.camera import Camera, boxes_in_frustum, frustum_planes
+from openrr.render.frame_budget import DETAIL_STEPS
 from openrr.render.state_shading import MAX_CUT_PLANES, STATES_VERTEX, cut_bits, cut_uniforms
 
 GL_CLIP_DISTANCE0 = 0x3000
@@ -92,6 +95,22 @@ class _GpuCloud:
     vaos: dict[bool, Any] = field(default_factory=dict)  # by cuts: the vertex array of each program
 
 
+def point_budget(budget: int, detail: float) -> int:
+    """The points a frame may draw at ``detail`` (a fraction of ``frame_budget.DETAIL_STEPS``): the scene's
+    budget scaled as the triangles are, so that a moving camera thins a big cloud as it coarsens the
+    meshes; the whole budget at full detail (a still camera)."""
+    return max(1, math.floor(budget * detail))
+
+
+@dataclass(frozen=True)
+class PointPlan:
+    """A frame's point draws at its detail, and the points each detail step would draw from its view (for
+    the frame budget's cost model, as ``DrawLists.step_triangles``)."""
+
+    draws: list[PointDraw]
+    step_points: tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class PointDraw:
     """One cloud's draw in a frame: its row in the world state, the points drawn and their world size."""
@@ -124,17 +143,27 @@ class PointPass:
                 self._clouds[key] = _GpuCloud(cloud, [b for b, _, _ in content], content)
 
     def plan(
-        self, scene: Scene, state: WorldState, camera: Camera, view_projection: F64, height: int
-    ) -> list[PointDraw]:
+        self,
+        scene: Scene,
+        state: WorldState,
+        camera: Camera,
+        view_projection: F64,
+        height: int,
+        detail: float = 1.0,
+    ) -> PointPlan:
         """This frame's draws: visible clouds in the frustum and not cut away whole, each with its
-        prefix (within the budget) and its point size."""
-        nodes = [n for n in scene.point_clouds() if state.visible[state.row[n.id]]]
-        if not nodes:
-            return []
-        rows = np.array([state.row[n.id] for n in nodes], dtype=np.int64)
-        clouds = [n.points for n in nodes if n.points is not None]
+        prefix (within the budget at ``detail``) and its point size."""
+        # Each node with its cloud, paired here: the arrays below are indexed alike.
+        pairs = [
+            (n, n.points)
+            for n in scene.point_clouds()
+            if n.points is not None and state.visible[state.row[n.id]]
+        ]
+        if not pairs:
+            return PointPlan([], ())
+        rows = np.array([state.row[n.id] for n, _ in pairs], dtype=np.int64)
         worlds = state.world[rows]
-        boxes = np.stack([_box(scene, n.id) for n in nodes])
+        boxes = np.stack([_box(scene, n.id) for n, _ in pairs])
         keep = boxes_in_frustum(frustum_planes(view_projection), boxes)
         bits, gone = cut_bits(state.cut_planes, state.cut_mask[rows], boxes)
         keep &= ~gone
@@ -143,23 +172,36 @@ class PointPass:
         distance = np.maximum(np.linalg.norm(nearest - camera.position, axis=1), 1e-9)
         pixels = _focal(camera, height) * scales / distance
         settings = scene.point_cloud
-        picked = [i for i in range(len(nodes)) if keep[i]]
-        wanted = [points_for(clouds[i], float(pixels[i]), settings.budget) for i in picked]
-        share = min(1.0, settings.budget / max(sum(wanted), 1))
+        picked = [i for i in range(len(pairs)) if keep[i]]
+
+        def counts(budget: int) -> list[int]:
+            """The points of each picked cloud within ``budget``, shared in proportion to what each wants."""
+            wanted = [points_for(pairs[i][1], float(pixels[i]), budget) for i in picked]
+            share = min(1.0, budget / max(sum(wanted), 1))
+            return [max(1, math.floor(want * share)) for want in wanted]
+
         draws = []
-        for i, want in zip(picked, wanted, strict=True):
-            count = max(1, math.floor(want * share))
-            size = settings.size_scale * clouds[i].spacing_at(count) * float(scales[i])
+        for i, count in zip(picked, counts(point_budget(settings.budget, detail)), strict=True):
+            size = settings.size_scale * pairs[i][1].spacing_at(count) * float(scales[i])
             draws.append(PointDraw(int(rows[i]), count, size, int(bits[i])))
-        return draws
+        step_points = tuple(sum(counts(point_budget(settings.budget, step))) for step in DETAIL_STEPS)
+        return PointPlan(draws, step_points)
 
     def render(
-        self, scene: Scene, state: WorldState, camera: Camera, view_projection: F64, height: int
-    ) -> int:
-        """Draw this frame's clouds (``plan``), depth-tested, into the bound target; the points drawn."""
-        draws = self.plan(scene, state, camera, view_projection, height)
+        self,
+        scene: Scene,
+        state: WorldState,
+        camera: Camera,
+        view_projection: F64,
+        height: int,
+        detail: float = 1.0,
+    ) -> tuple[int, tuple[int, ...]]:
+        """Draw this frame's clouds (``plan``), depth-tested, into the bound target; the points drawn and
+        the points each detail step would draw."""
+        plan = self.plan(scene, state, camera, view_projection, height, detail)
+        draws = plan.draws
         if not draws:
-            return 0
+            return 0, plan.step_points
         ctx = self.ctx
         ctx.enable(moderngl.DEPTH_TEST | moderngl.PROGRAM_POINT_SIZE)
         ctx.disable(moderngl.BLEND | moderngl.CULL_FACE)
@@ -184,7 +226,7 @@ class PointPass:
             drawn += d.count
         self._clipping(False)
         ctx.disable(moderngl.PROGRAM_POINT_SIZE)
-        return drawn
+        return drawn, plan.step_points
 
     def _set_uniforms(
         self, uniforms: dict[str, Any], frame: dict[str, Any], state: WorldState, d: PointDraw

@@ -64,6 +64,7 @@ class RenderStats:
     points: int = 0  # of point clouds drawn (render/point_pass.py)
     scene_points: int = 0  # of the scene's point clouds
     step_triangles: tuple[int, ...] = ()  # per frame_budget.DETAIL_STEPS: what each would have drawn
+    step_points: tuple[int, ...] = ()  # the same for points (empty: no point cloud in view)
 
 
 @dataclass(eq=False)
@@ -105,7 +106,8 @@ class Renderer:
         self._calls = GLCalls.load()  # draw and read back without holding the GIL (see glcalls.py)
         self.polygon_limit = polygon_limit
         self.fxaa = fxaa
-        self.detail = 1.0  # below 1 while the camera moves under a frame budget (draw_lists.choose_lod)
+        # Below 1 while the camera moves under a frame budget (draw_lists.choose_lod, point_budget).
+        self.detail = 1.0
         self.background = Background()
         self.lights: list[DirectionalLight] = default_lights()
         self.ambient = Hemisphere()
@@ -371,7 +373,9 @@ class Renderer:
             target = self._fbo_selection  # the scene's draws also write the selection mask
         target.use()
         assert self._scene is not None
-        self._stats.points = self._points.render(self._scene, state, camera, view_projection, self.height)
+        self._stats.points, self._stats.step_points = self._points.render(
+            self._scene, state, camera, view_projection, self.height, self.detail
+        )
         self._stats.scene_points = self._scene.point_count
         self._draw_lists(scene_pass, lists, target)
         if outline is not None and box is not None:

@@ -20,6 +20,7 @@ from openrr.model.loader import load_model
 from openrr.model.scene import Scene
 from openrr.model.sources import CheckedURL, ModelSourcePolicy, display_name
 from openrr.protocol.handshake import RenderLimits
+from openrr.render.lod_builder import LevelAccount
 
 
 class ModelError(Exception):
@@ -43,7 +44,15 @@ class LoadedModel:
     nodes: int
     polygons: int
     preloaded: bool
-    usage: Usage = dataclasses.field(default_factory=Usage)
+    read: Usage = dataclasses.field(default_factory=Usage)  # what its file took as it was read
+    # The levels of detail built for it since (``lod_builder``), shared with the copies a reset makes.
+    levels: LevelAccount = dataclasses.field(default_factory=LevelAccount)
+
+    @property
+    def usage(self) -> Usage:
+        """What the model takes of the session's allowance: its file's and its levels' (read on the load
+        thread, while the levels of detail may grow)."""
+        return self.read + Usage(geometry_bytes=self.levels.bytes)
 
     def describe(self) -> dict[str, Any]:
         return {
