@@ -20,7 +20,8 @@ from openrr.model.sources import ModelSourcePolicy
 from openrr.protocol.handshake import RenderLimits
 from openrr.render import lod_builder
 from openrr.render.lod_builder import geometry_bytes
-from openrr.render.pipeline import ModelError, RenderPipeline
+from openrr.render.pipeline import RenderPipeline
+from openrr.render.session_models import ModelError
 
 W, H = 320, 180
 SUBDIVISIONS = 5  # 20,480 triangles: levels at 0.5 and 0.25 (the smaller ones would be under LOD_SMALLEST)
