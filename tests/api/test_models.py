@@ -491,6 +491,25 @@ async def streamed_upload(
     return await client.post(models_url(account), content=body(), headers=headers)
 
 
+async def test_an_upload_whose_files_another_replica_swept_is_not_recorded(
+    client: httpx.AsyncClient,
+    account: Account,
+    runtime: Runtime,
+    open_runtime: OpenRuntime,
+    converter: FakeConverter,
+) -> None:
+    reached, gate = asyncio.Event(), asyncio.Event()
+    uploading = asyncio.create_task(streamed_upload(client, account, "a.glb", 1000, (reached, gate)))
+    await reached.wait()
+    replica = await open_runtime(converter)  # it starts, and sweeps what it does not know
+    assert await replica.models.sweep() == 1
+    gate.set()
+    resp = await uploading
+    assert (resp.status_code, resp.json()["error"]["code"]) == (503, "ServiceUnavailable"), resp.text
+    assert not any((model_root(runtime) / account.id / "library").iterdir())
+    assert await runtime.store.list_models(account.id) == []
+
+
 async def test_uploads_in_flight_share_what_is_left_of_the_quota(
     open_runtime: OpenRuntime, converter: FakeConverter
 ) -> None:

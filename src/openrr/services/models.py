@@ -17,7 +17,9 @@ upload (``sweep``).
 Quota: an account's library holds at most ``max_library_bytes`` of uploads and ``max_library_models``
 models. The bytes and models of uploads in flight are reserved in this process (``_Usage``), so parallel
 uploads of one account share what is left; several control-plane replicas each reserve only their own, so
-each can take what is left. The conversion's outputs are not counted.
+each can take what is left. The conversion's outputs are not counted. A replica's sweep does not know the
+other replicas' uploads either: one whose staging folder it removed fails (503) rather than being recorded
+with files missing.
 
 Status: ``Queued`` and ``Converting`` while the conversion is NotStarted or Running, then ``Succeeded`` or
 ``Failed``. The end is copied into the store once seen, because conversions are purged after the retention
@@ -43,7 +45,15 @@ from typing import Any
 from openrr.domain.clock import Clock
 from openrr.domain.conversion import ConversionInput, ConversionOutput, ConversionStatus
 from openrr.domain.library import LIBRARY_FOLDER, LibraryModel, check_model_name, name_from_file
-from openrr.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, QuotaExceeded, Unavailable
+from openrr.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    QuotaExceeded,
+    TryAgain,
+    Unavailable,
+)
 from openrr.services.conversion_settings import SUPPORTED_EXTENSIONS
 from openrr.services.conversions import ConversionService
 from openrr.services.model_upload import UploadFolder, UploadLimits, storage_errors
@@ -223,7 +233,7 @@ class ModelLibrary:
         try:
             # In place only now that a row owns it: a folder in the library without one is swept away.
             with storage_errors():
-                await asyncio.to_thread(_place, upload.folder, folder)
+                await asyncio.to_thread(_place, upload.folder, folder, upload.files)
             await self._conversions.create(
                 account_id,
                 model.conversion_id,
@@ -369,8 +379,13 @@ def _models_message(most: int) -> str:
     )
 
 
-def _place(staging: Path, folder: Path) -> None:
-    """Move an upload's staging folder into its model's folder, as ``source/``."""
+def _place(staging: Path, folder: Path, files: dict[str, int]) -> None:
+    """Move an upload's staging folder into its model's folder, as ``source/``, if it holds the files the
+    upload wrote: another control-plane replica's sweep, which cannot know this process's uploads, may have
+    removed it meanwhile, and a model must not be recorded with files missing."""
+    found = {p.relative_to(staging).as_posix(): p.stat().st_size for p in staging.rglob("*") if p.is_file()}
+    if found != files:
+        raise TryAgain("The upload's files were removed while it was written; send it again.")
     folder.mkdir()
     staging.rename(folder / "source")
 
