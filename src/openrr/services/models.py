@@ -94,13 +94,15 @@ class LibraryUnavailable(Unavailable):
 @dataclasses.dataclass
 class _Usage:
     """One account's library as this process counts it: what the store holds (read at each upload's start,
-    then kept up to date by this process's own changes) and what its uploads in flight have reserved."""
+    then kept up to date by this process's own changes) and what its uploads in flight have reserved.
+    ``guard`` makes a store read and this process's inserts and deletes of rows happen one after the other,
+    so that the count read is never one that a change of ours is then added to again."""
 
+    guard: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     stored_bytes: int = 0
     stored_models: int = 0
     held_bytes: int = 0
     held_models: int = 0
-    changes: int = 0  # this process's changes to the stored counts: a store read older than one is stale
 
 
 class ModelLibrary:
@@ -146,16 +148,15 @@ class ModelLibrary:
         library = self._library(account_id)
         await self.sweep(account_id)
         usage = self._usage.setdefault(account_id, _Usage())
-        seen = usage.changes
-        models, size = await self._store.library_usage(account_id)
-        with self._lock:
-            if usage.changes == seen:  # else this process changed it meanwhile: its own count is newer
+        async with usage.guard:
+            models, size = await self._store.library_usage(account_id)
+            with self._lock:
                 usage.stored_models, usage.stored_bytes = models, size
-            if usage.stored_models + usage.held_models >= self.limits.max_library_models:
-                raise QuotaExceeded(_models_message(self.limits.max_library_models))
-            if usage.stored_bytes + usage.held_bytes >= self.limits.max_library_bytes:
-                raise QuotaExceeded(_quota_message(self.limits.max_library_bytes))
-            usage.held_models += 1
+                if usage.stored_models + usage.held_models >= self.limits.max_library_models:
+                    raise QuotaExceeded(_models_message(self.limits.max_library_models))
+                if usage.stored_bytes + usage.held_bytes >= self.limits.max_library_bytes:
+                    raise QuotaExceeded(_quota_message(self.limits.max_library_bytes))
+                usage.held_models += 1
         model_id = uuid.uuid4().hex
         self._in_flight.add((account_id, model_id))
         upload = UploadFolder(
@@ -181,17 +182,23 @@ class ModelLibrary:
                 )
             usage.held_bytes += size
 
-    def _release(self, account_id: str, model_id: str, upload: UploadFolder, *, stored: bool) -> None:
-        """End the upload's reservation; ``stored``: its model is in the store now, and counts there."""
+    def _release(self, account_id: str, model_id: str, upload: UploadFolder) -> None:
+        """End the reservation of an upload that was not recorded."""
         with self._lock:
             self._in_flight.discard((account_id, model_id))
             usage = self._usage[account_id]
             usage.held_bytes -= upload.size
             usage.held_models -= 1
-            if stored:
-                usage.stored_bytes += upload.size
-                usage.stored_models += 1
-                usage.changes += 1
+
+    def _record(self, account_id: str, size: int, models: int) -> None:
+        """Move ``models`` (1: an upload's row was inserted; -1: deleted again) from the reserved to the
+        stored counts. Called under the account's ``guard``, with the store's change."""
+        with self._lock:
+            usage = self._usage[account_id]
+            usage.held_bytes -= size * models
+            usage.held_models -= models
+            usage.stored_bytes += size * models
+            usage.stored_models += models
 
     async def abort(self, account_id: str, model_id: str, upload: UploadFolder) -> None:
         """Drop an upload that will not become a model: its files and its reservation."""
@@ -199,7 +206,7 @@ class ModelLibrary:
             await asyncio.to_thread(shutil.rmtree, upload.folder, True)
             await asyncio.to_thread(shutil.rmtree, self.folder(account_id, model_id), True)
         finally:
-            self._release(account_id, model_id, upload, stored=False)
+            self._release(account_id, model_id, upload)
 
     async def finish_upload(
         self, account_id: str, model_id: str, upload: UploadFolder, name: str | None, entry: str | None
@@ -210,7 +217,7 @@ class ModelLibrary:
         except BaseException:
             await self.abort(account_id, model_id, upload)
             raise
-        self._release(account_id, model_id, upload, stored=True)
+        self._in_flight.discard((account_id, model_id))  # its reservation counts as stored now
         return state
 
     async def _finish(
@@ -229,7 +236,10 @@ class ModelLibrary:
             conversion_id=CONVERSION_PREFIX + model_id,
             created_at=self._clock.now(),
         )
-        model = await self._insert(model, name)
+        usage = self._usage[account_id]
+        async with usage.guard:
+            model = await self._insert(model, name)
+            self._record(account_id, upload.size, 1)
         try:
             # In place only now that a row owns it: a folder in the library without one is swept away.
             with storage_errors():
@@ -241,7 +251,9 @@ class ModelLibrary:
                 ConversionOutput(folder_uri, "asset/", ASSET_NAME),
             )
         except BaseException:
-            await self._store.delete_model(account_id, model_id)
+            async with usage.guard:
+                await self._store.delete_model(account_id, model_id)
+                self._record(account_id, upload.size, -1)
             raise
         return await self.state(model)
 
@@ -328,13 +340,12 @@ class ModelLibrary:
         await self._conversions.cancel(
             account_id, model.conversion_id, "The conversion was cancelled: its library model was deleted."
         )
-        if await self._store.delete_model(account_id, model_id):
-            with self._lock:
-                usage = self._usage.get(account_id)
-                if usage is not None:
+        usage = self._usage.setdefault(account_id, _Usage())
+        async with usage.guard:
+            if await self._store.delete_model(account_id, model_id):
+                with self._lock:
                     usage.stored_bytes -= model.size
                     usage.stored_models -= 1
-                    usage.changes += 1
         await asyncio.to_thread(shutil.rmtree, self.folder(account_id, model_id), True)
 
     # ---- leftovers ----------------------------------------------------------------------------------
