@@ -631,3 +631,23 @@ async def test_deleting_a_model_cancels_its_conversion(
         # Its place in --max-conversions-per-account is free again.
         again = await upload(client, account, [("box.glb", b"glTF box")])
         assert again.status_code == 201, again.text
+
+
+async def test_converted_assets_count_in_the_library_quota(
+    open_runtime: OpenRuntime, converter: FakeConverter
+) -> None:
+    from openrr.api.app import create_app
+
+    rt = await open_runtime(converter, max_library_mib=1)
+    account = await small_account(rt)
+    transport = httpx.ASGITransport(app=create_app(rt))
+    async with httpx.AsyncClient(transport=transport, base_url="https://openrr.test") as client:
+        first = await upload(client, account, [("a.glb", b"x" * (1 << 19))])
+        assert first.status_code == 201, first.text
+        assert (await upload(client, account, [("b.glb", b"x")])).status_code == 201  # half a MiB is left
+        await run_queue(rt)  # the fake converter's asset is as large as the model: the library is full now
+        full = await upload(client, account, [("c.glb", b"x")])
+        assert (full.status_code, full.json()["error"]["code"]) == (403, "QuotaExceeded"), full.text
+        assert "converted assets" in full.json()["error"]["message"]
+        await client.delete(models_url(account, f"/{first.json()['id']}"), headers=account.auth)
+        assert (await upload(client, account, [("c.glb", b"x")])).status_code == 201

@@ -287,9 +287,10 @@ class LimitSettings(SettingsGroup):
         int,
         Field(ge=1),
         Option(
-            "Uploads an account's model library may hold in all, in MiB (403 QuotaExceeded past it).",
+            "Uploads and converted assets an account's model library may hold in all, in MiB (403 "
+            "QuotaExceeded past it).",
             doc="Counted from the sizes uploaded, uploads in progress included (in each control-plane "
-            "replica: replicas do not see each other's); the conversions' outputs are not counted. Deleting "
+            "replica: replicas do not see each other's), and the conversions' outputs on disk. Deleting "
             "models frees it.",
         ),
     ] = 10240

@@ -17,7 +17,8 @@ upload (``sweep``).
 Quota: an account's library holds at most ``max_library_bytes`` of uploads and ``max_library_models``
 models. The bytes and models of uploads in flight are reserved in this process (``_Usage``), so parallel
 uploads of one account share what is left; several control-plane replicas each reserve only their own, so
-each can take what is left. The conversion's outputs are not counted. A replica's sweep does not know the
+each can take what is left. The conversions' outputs (``asset/``) count too, as found on disk when an upload
+starts. A replica's sweep does not know the
 other replicas' uploads either: one whose staging folder it removed fails (503) rather than being recorded
 with files missing.
 
@@ -35,6 +36,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import shutil
 import threading
 import uuid
@@ -150,8 +152,9 @@ class ModelLibrary:
         usage = self._usage.setdefault(account_id, _Usage())
         async with usage.guard:
             models, size = await self._store.library_usage(account_id)
+            assets = await asyncio.to_thread(_asset_bytes, library)
             with self._lock:
-                usage.stored_models, usage.stored_bytes = models, size
+                usage.stored_models, usage.stored_bytes = models, size + assets
                 if usage.stored_models + usage.held_models >= self.limits.max_library_models:
                     raise QuotaExceeded(_models_message(self.limits.max_library_models))
                 if usage.stored_bytes + usage.held_bytes >= self.limits.max_library_bytes:
@@ -378,7 +381,8 @@ class ModelLibrary:
 
 def _quota_message(quota: int) -> str:
     return (
-        f"This account's model library holds {quota >> 20} MiB of uploads, the most this service allows "
+        f"This account's model library holds {quota >> 20} MiB of uploads and converted assets, the most "
+        "this service allows "
         "(--max-library-mib); delete models to upload more."
     )
 
@@ -388,6 +392,20 @@ def _models_message(most: int) -> str:
         f"This account's model library holds {most} models, the most this service allows "
         "(--max-library-models); delete models to upload more."
     )
+
+
+def _asset_bytes(library: Path) -> int:
+    """The bytes of the conversions' outputs in ``library`` (each model's ``asset/``), as they are now."""
+    total = 0
+    for _, model_id in _library_entries(library):
+        try:
+            with os.scandir(library / model_id / "asset") as found:
+                total += sum(
+                    e.stat(follow_symlinks=False).st_size for e in found if e.is_file(follow_symlinks=False)
+                )
+        except OSError:  # no asset yet, or a staging folder
+            continue
+    return total
 
 
 def _place(staging: Path, folder: Path, files: dict[str, int]) -> None:
