@@ -9,18 +9,18 @@ look up in the account's own folders only; no other account can reach it, nor an
 account's id (every store query names the account).
 
 Upload: the files are written to ``library/<modelId>.upload/`` (staging); once the model's row is in the
-store it is moved to ``library/<modelId>/source/`` and the conversion is created. A folder in ``library/``
+store it is moved to ``library/<modelId>/source/`` and the conversion is created. Deleting a model cancels
+its conversion first (``ConversionService.cancel``). A folder in ``library/``
 that no row owns and no upload of this process is writing (left by a crash, a failed removal, or a
 conversion that wrote on after its model was deleted) is removed at start-up and before the account's next
 upload (``sweep``).
 
-Quota: an account's library holds at most ``max_library_bytes`` of uploads and ``max_library_models``
-models. The bytes and models of uploads in flight are reserved in this process (``_Usage``), so parallel
-uploads of one account share what is left; several control-plane replicas each reserve only their own, so
-each can take what is left. The conversions' outputs (``asset/``) count too, as found on disk when an upload
-starts. A replica's sweep does not know the
-other replicas' uploads either: one whose staging folder it removed fails (503) rather than being recorded
-with files missing.
+Quota: an account's library holds at most ``max_library_bytes`` of uploads and conversion outputs
+(``asset/``, as found on disk when an upload starts) and ``max_library_models`` models. The bytes and models
+of uploads in flight are reserved in this process (``_Usage``), so parallel uploads of one account share
+what is left; several control-plane replicas each reserve only their own, so each can take what is left. A
+replica's sweep does not know the other replicas' uploads either: one whose staging folder it removed
+fails (503) rather than being recorded with files missing.
 
 Status: ``Queued`` and ``Converting`` while the conversion is NotStarted or Running, then ``Succeeded`` or
 ``Failed``. The end is copied into the store once seen, because conversions are purged after the retention
