@@ -15,6 +15,8 @@ each API version. Foreign exceptions (SQLAlchemy, OS, HTTP clients) are translat
     ├── Throttled                    TooManyRequests             429 (+ Retry-After)
     ├── CapacityExhausted            CapacityExhausted           503 (+ Retry-After)
     ├── TryAgain                     ServiceUnavailable          503 (+ Retry-After)
+    ├── Unavailable                  ServiceUnavailable          503 (no Retry-After: not configured)
+    ├── InsufficientStorage          InsufficientStorage         507
     └── HostError                    RenderServerError           (never reaches a client as such:
                                                                   the session goes to Error instead)
 """
@@ -91,6 +93,18 @@ class TryAgain(OpenRRError):
     """A transient condition that the caller should simply retry."""
 
     code = "ServiceUnavailable"
+
+
+class Unavailable(OpenRRError):
+    """A feature this service is not set up for: retrying will not help until its operator changes that."""
+
+    code = "ServiceUnavailable"
+
+
+class InsufficientStorage(OpenRRError):
+    """The service's disk (or the user's disk quota there) is full: nothing of the request was kept."""
+
+    code = "InsufficientStorage"
 
 
 class HostError(OpenRRError):

@@ -405,3 +405,249 @@ async def test_the_library_quota_bounds_an_account_and_deleting_frees_it(
         await client.delete(models_url(account, f"/{first.json()['id']}"), headers=account.auth)
         again = await upload(client, account, [("d.glb", b"x")])
         assert again.status_code == 201, again.text
+
+
+async def test_a_list_while_the_conversion_is_being_created_leaves_the_model_queued(
+    client: httpx.AsyncClient,
+    account: Account,
+    runtime: Runtime,
+    open_runtime: OpenRuntime,
+    converter: FakeConverter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The row is written before the conversion: a list in between (here, or on another replica) must not
+    take the conversion for gone and fail the model for good."""
+    from openrr.api.app import create_app
+
+    entered, release = asyncio.Event(), asyncio.Event()
+    create = runtime.conversions.create
+
+    async def slow_create(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        await release.wait()
+        return await create(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.conversions, "create", slow_create)
+    uploading = asyncio.create_task(upload(client, account, [("box.glb", b"glTF box")]))
+    await entered.wait()
+    replica = await open_runtime(converter)  # a second control plane on the same store and model root
+    transport = httpx.ASGITransport(app=create_app(replica))
+    async with httpx.AsyncClient(transport=transport, base_url="https://openrr.test") as other:
+        for c in (client, other):
+            (listed,) = (await c.get(models_url(account), headers=account.auth)).json()["models"]
+            assert (listed["status"], listed["error"]) == ("Queued", None)
+    release.set()
+    created = await uploading
+    assert created.status_code == 201, created.text
+    await run_queue(runtime)
+    shown = (await client.get(models_url(account, f"/{created.json()['id']}"), headers=account.auth)).json()
+    assert shown["status"] == "Succeeded"
+
+
+async def test_folders_that_no_model_owns_are_swept(
+    client: httpx.AsyncClient, account: Account, runtime: Runtime
+) -> None:
+    """What a crash mid-upload (or a removal that failed) leaves: a staging folder and a model folder
+    without a row. The account's next upload removes them, and so does start-up for every account."""
+    kept = (await upload(client, account, [("kept.glb", b"glTF kept")])).json()
+    library = model_root(runtime) / account.id / "library"
+    staging = library / ("a" * 32 + ".upload")
+    orphan = library / ("b" * 32) / "source"
+    for folder in (staging, orphan):
+        folder.mkdir(parents=True)
+        (folder / "half.glb").write_bytes(b"glTF half")
+    (library / "notes").mkdir()  # not the library's: left alone
+    again = await upload(client, account, [("new.glb", b"glTF new")])
+    assert again.status_code == 201, again.text
+    assert sorted(p.name for p in library.iterdir()) == sorted([kept["id"], again.json()["id"], "notes"])
+
+    other = model_root(runtime) / "another-account" / "library" / ("c" * 32 + ".upload")
+    other.mkdir(parents=True)
+    assert await runtime.models.sweep() == 1  # what start-up runs (Runtime.start_background)
+    assert not other.exists()
+    assert (library / kept["id"] / "source" / "kept.glb").is_file()
+
+
+async def streamed_upload(
+    client: httpx.AsyncClient,
+    account: Account,
+    name: str,
+    size: int,
+    gate: tuple[asyncio.Event, asyncio.Event] | None = None,
+) -> httpx.Response:
+    """A chunked upload of ``size`` bytes; with ``gate`` (reached, open), it sets ``reached`` half way, once
+    the first half is on disk (the body is pulled a chunk at a time, each once the last is written), and
+    goes on when ``open`` is set."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield f'--b\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n\r\n'.encode()
+        yield b"x" * (size // 2)
+        if gate is not None:
+            gate[0].set()
+            await gate[1].wait()
+        yield b"x" * (size - size // 2) + b"\r\n--b--\r\n"
+
+    headers = {**account.auth, "Content-Type": "multipart/form-data; boundary=b"}
+    return await client.post(models_url(account), content=body(), headers=headers)
+
+
+async def test_an_upload_whose_files_another_replica_swept_is_not_recorded(
+    client: httpx.AsyncClient,
+    account: Account,
+    runtime: Runtime,
+    open_runtime: OpenRuntime,
+    converter: FakeConverter,
+) -> None:
+    reached, gate = asyncio.Event(), asyncio.Event()
+    uploading = asyncio.create_task(streamed_upload(client, account, "a.glb", 1000, (reached, gate)))
+    await reached.wait()
+    replica = await open_runtime(converter)  # it starts, and sweeps what it does not know
+    assert await replica.models.sweep() == 1
+    gate.set()
+    resp = await uploading
+    assert (resp.status_code, resp.json()["error"]["code"]) == (503, "ServiceUnavailable"), resp.text
+    assert not any((model_root(runtime) / account.id / "library").iterdir())
+    assert await runtime.store.list_models(account.id) == []
+
+
+async def test_uploads_in_flight_share_what_is_left_of_the_quota(
+    open_runtime: OpenRuntime, converter: FakeConverter
+) -> None:
+    from openrr.api.app import create_app
+
+    rt = await open_runtime(converter, max_library_mib=1, max_library_models=3)
+    account = await small_account(rt)
+    mib = 1 << 20
+    transport = httpx.ASGITransport(app=create_app(rt))
+    async with httpx.AsyncClient(transport=transport, base_url="https://openrr.test") as client:
+        reached, gate = asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(streamed_upload(client, account, "a.glb", mib * 3 // 4, (reached, gate)))
+        await reached.wait()
+        # 3/8 MiB held by the first (3/4 once it ends): 3/4 more no longer fits, though the store holds
+        # nothing yet (each upload alone would fit).
+        second = await streamed_upload(client, account, "b.glb", mib * 3 // 4)
+        assert (second.status_code, second.json()["error"]["code"]) == (413, "PayloadTooLarge"), second.text
+        gate.set()
+        assert (await first).status_code == 201
+        rest = await streamed_upload(client, account, "c.glb", mib // 4)
+        assert rest.status_code == 201, rest.text
+        assert (await upload(client, account, [("d.glb", b"")])).status_code == 403  # full
+
+        await client.delete(models_url(account, f"/{rest.json()['id']}"), headers=account.auth)
+        # The number of models is bounded too (3 here): empty uploads cost no bytes.
+        for name in ("e.glb", "f.glb"):
+            assert (await upload(client, account, [(name, b"")])).status_code == 201
+        resp = await upload(client, account, [("g.glb", b"")])
+        assert (resp.status_code, resp.json()["error"]["code"]) == (403, "QuotaExceeded"), resp.text
+        assert "--max-library-models" in resp.json()["error"]["message"]
+        assert len((await client.get(models_url(account), headers=account.auth)).json()["models"]) == 3
+
+
+async def test_default_names_follow_the_name_rules(client: httpx.AsyncClient, account: Account) -> None:
+    from openrr.domain.library import check_model_name, name_from_file
+
+    for entry in ('a"<b>.glb', "x/\x01\x7f.obj", "  .glb", "d" * 300 + ".ply"):
+        assert check_model_name(name_from_file(entry)) == name_from_file(entry)
+    resp = await client.post(  # sent raw: httpx would percent-encode what the name rules forbid
+        models_url(account),
+        content=b'--b\r\nContent-Disposition: form-data; name="file"; filename="<script>.glb"\r\n\r\n'
+        b"x\r\n--b--\r\n",
+        headers={**account.auth, "Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert resp.status_code == 201, resp.text
+    assert (resp.json()["name"], resp.json()["entry"]) == ("_script_", "<script>.glb")
+
+
+async def test_a_name_too_long_in_bytes_is_refused(
+    client: httpx.AsyncClient, account: Account, runtime: Runtime
+) -> None:
+    # Under 1024 characters and 255 bytes a part, but 4032 bytes in all: past PATH_MAX under the model root.
+    name = "/".join(["\N{GRINNING FACE}" * 63] * 15) + "/" + "\N{GRINNING FACE}" * 58 + ".glb"
+    assert len(name) < 1024
+    resp = await upload(client, account, [(name, b"glTF")])
+    assert (resp.status_code, resp.json()["error"]["code"]) == (400, "InvalidFileName"), resp.text
+    library = model_root(runtime) / account.id / "library"
+    assert not any(library.iterdir())
+
+
+async def test_a_full_disk_answers_507_and_keeps_nothing(
+    client: httpx.AsyncClient, account: Account, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import io
+
+    from openrr.services.model_upload import UploadFolder
+
+    class FullDisk(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(UploadFolder, "_open", lambda self, path: FullDisk())  # the writer seam
+    resp = await upload(client, account, [("a.glb", b"glTF")])
+    assert (resp.status_code, resp.json()["error"]["code"]) == (507, "InsufficientStorage"), resp.text
+    assert not any((model_root(runtime) / account.id / "library").iterdir())
+    monkeypatch.undo()
+    assert (await upload(client, account, [("a.glb", b"glTF")])).status_code == 201  # nothing stayed held
+
+
+async def test_without_a_model_root_the_library_answers_503(
+    open_runtime: OpenRuntime, converter: FakeConverter
+) -> None:
+    from openrr.api.app import create_app
+
+    rt = await open_runtime(converter, model_roots=())
+    account = await small_account(rt)
+    transport = httpx.ASGITransport(app=create_app(rt))
+    async with httpx.AsyncClient(transport=transport, base_url="https://openrr.test") as client:
+        resp = await upload(client, account, [("a.glb", b"glTF")])
+    assert (resp.status_code, resp.json()["error"]["code"]) == (503, "ModelLibraryUnavailable")
+    assert "Retry-After" not in resp.headers  # retrying will not help
+
+
+async def test_deleting_a_model_cancels_its_conversion(
+    open_runtime: OpenRuntime, converter: FakeConverter
+) -> None:
+    from openrr.api.app import create_app
+    from openrr.domain.conversion import ConversionStatus
+
+    rt = await open_runtime(converter, max_conversions_per_account=1)
+    account = await small_account(rt)
+    transport = httpx.ASGITransport(app=create_app(rt))
+    async with httpx.AsyncClient(transport=transport, base_url="https://openrr.test") as client:
+        created = (await upload(client, account, [("hang.glb", b"hang until cancelled")])).json()
+        await rt.conversions.queue.tick()
+        deadline = asyncio.get_running_loop().time() + 60
+        while not converter.calls:  # until the fake converter runs it
+            assert asyncio.get_running_loop().time() < deadline, "the conversion did not start"
+            await asyncio.sleep(0.01)
+        resp = await client.delete(models_url(account, f"/{created['id']}"), headers=account.auth)
+        assert resp.status_code == 204
+        conversion = await rt.store.get_conversion(account.id, created["conversionId"])
+        assert conversion is not None
+        assert (conversion.status, conversion.error_code) == (ConversionStatus.FAILED, "Cancelled")
+        work_dir = rt.conversions.config.work_dir
+        assert not work_dir.is_dir() or not any(work_dir.iterdir())  # the run is over, its scratch removed
+        assert not (model_root(rt) / account.id / "library" / created["id"]).exists()
+        # Its place in --max-conversions-per-account is free again.
+        again = await upload(client, account, [("box.glb", b"glTF box")])
+        assert again.status_code == 201, again.text
+
+
+async def test_converted_assets_count_in_the_library_quota(
+    open_runtime: OpenRuntime, converter: FakeConverter
+) -> None:
+    from openrr.api.app import create_app
+
+    rt = await open_runtime(converter, max_library_mib=1)
+    account = await small_account(rt)
+    transport = httpx.ASGITransport(app=create_app(rt))
+    async with httpx.AsyncClient(transport=transport, base_url="https://openrr.test") as client:
+        first = await upload(client, account, [("a.glb", b"x" * (1 << 19))])
+        assert first.status_code == 201, first.text
+        assert (await upload(client, account, [("b.glb", b"x")])).status_code == 201  # half a MiB is left
+        await run_queue(rt)  # the fake converter's asset is as large as the model: the library is full now
+        full = await upload(client, account, [("c.glb", b"x")])
+        assert (full.status_code, full.json()["error"]["code"]) == (403, "QuotaExceeded"), full.text
+        assert "converted assets" in full.json()["error"]["message"]
+        await client.delete(models_url(account, f"/{first.json()['id']}"), headers=account.auth)
+        assert (await upload(client, account, [("c.glb", b"x")])).status_code == 201

@@ -47,7 +47,8 @@ async def test_models_are_per_account_with_unique_names(store: SqlStore) -> None
     assert await store.get_model(a.id, car.id) == car
     assert await store.get_model(b.id, car.id) is None
     assert [m.name for m in await store.list_models(a.id)] == ["car"]
-    assert await store.library_bytes(b.id) == 5 << 30
+    assert await store.library_usage(b.id) == (1, 5 << 30)
+    assert await store.library_usage("nobody") == (0, 0)
 
     assert await store.rename_model(b.id, car.id, "mine") is None  # B cannot reach A's model
     assert await store.delete_model(b.id, car.id) is False

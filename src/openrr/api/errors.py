@@ -33,6 +33,8 @@ STATUS: dict[type[errors.OpenRRError], int] = {
     errors.Throttled: 429,
     errors.CapacityExhausted: 503,
     errors.TryAgain: 503,
+    errors.Unavailable: 503,
+    errors.InsufficientStorage: 507,
     errors.HostError: 500,
 }
 

@@ -136,10 +136,14 @@ def _body(state: ModelState) -> dict[str, Any]:
             {
                 400: "Not a multipart body; a bad file name or field; no model file, or several without an "
                 "entry; a bad name.",
-                403: "The access token was issued for another account, or the account has the most "
-                "conversions queued or running it may (QuotaExceeded).",
+                403: "The access token was issued for another account; or QuotaExceeded: the account's "
+                "library is full (--max-library-mib, --max-library-models), or it has the most conversions "
+                "queued or running it may.",
                 409: "The account already has a model of that name (ModelNameTaken).",
-                413: "Larger than --max-upload-mib, or more files than --max-upload-files.",
+                413: "Larger than --max-upload-mib or than what is left of --max-library-mib, or more files "
+                "than --max-upload-files.",
+                503: "The service has no model root (ModelLibraryUnavailable).",
+                507: "The service's disk is full (InsufficientStorage); nothing of the upload was kept.",
             },
             400,
             401,
@@ -147,6 +151,8 @@ def _body(state: ModelState) -> dict[str, Any]:
             409,
             413,
             429,
+            503,
+            507,
         ),
     },
 )
@@ -157,16 +163,16 @@ async def upload_model(request: Request, account: AuthorizedAccount) -> Response
     try:
         await read_upload(request.stream(), request.headers.get("content-type"), form)
     except OpenRRError as exc:
-        await library.abort(account, model_id)
+        await library.abort(account, model_id, folder)
         # The rest of an unread body would be taken for the next request: this connection ends here.
         response = error_response(request, status_of(exc), exc.code, exc.message, target=exc.target)
         response.headers["connection"] = "close"
         return response
     except ClientDisconnect:
-        await library.abort(account, model_id)
+        await library.abort(account, model_id, folder)
         return Response(status_code=400)  # nobody is left to read it
     except BaseException:
-        await library.abort(account, model_id)
+        await library.abort(account, model_id, folder)
         raise
     state = await library.finish_upload(
         account, model_id, folder, form.fields.get("name"), form.fields.get("entry")

@@ -92,7 +92,8 @@ def _text(value: bytes, what: str) -> str:
 
 
 def boundary(content_type: str | None) -> bytes:
-    """The multipart boundary of ``content_type``; 415-like InvalidInput if it is not multipart/form-data."""
+    """The multipart boundary of ``content_type``; 400 ``UnsupportedMediaType`` (as the route documents it:
+    the API's errors are 400 with a code) if it is not multipart/form-data with a boundary."""
     kind, options = parse_options_header(content_type or "")
     found = options.get(b"boundary", b"")
     if kind != b"multipart/form-data" or not found or len(found) > 70:

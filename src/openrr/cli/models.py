@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from openrr.cli.connection import connection_options, resolve_options
@@ -111,8 +112,11 @@ def _files(path: Path) -> list[tuple[str, Path]]:
 
 
 def _row(m: dict[str, Any]) -> list[Any]:
+    """A model's table cells. The text is the server's and the user's (a name may hold "[bold]" or "[/]"):
+    escaped, so that rich's markup neither restyles it nor fails on it."""
     progress = f"{round(float(m.get('progress', 0)) * 100)}%"
-    return [m["name"], m["status"], progress, _size(m["size"]), m["files"], m["createdOn"], m["id"]]
+    cells = [m["name"], m["status"], progress, _size(m["size"]), m["files"], m["createdOn"], m["id"]]
+    return [escape(str(cell)) for cell in cells]
 
 
 def _size(size: int) -> str:
@@ -130,15 +134,24 @@ def _show(m: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(m)
         return
-    print_table(f"model {m['name']}", ["field", "value"], list(zip(_COLUMNS, _row(m), strict=True)))
+    title = f"model {escape(str(m['name']))}"
+    print_table(title, ["field", "value"], list(zip(_COLUMNS, _row(m), strict=True)))
     stats = m.get("statistics") or {}
     if stats:
-        rows = [(key, value) for key, value in stats.items() if value is not None]
+        rows = [(escape(str(key)), escape(str(value))) for key, value in stats.items() if value is not None]
         print_table("statistics", ["statistic", "value"], rows)
     if m.get("error"):
-        err_console.print(f"[red]{m['error']['code']}[/]: {m['error']['message']}", highlight=False)
+        error = m["error"]
+        err_console.print(
+            f"[red]{escape(str(error['code']))}[/]: {escape(str(error['message']))}", highlight=False
+        )
     elif m.get("url"):
-        console.print(f"load it in a session of this account as: {m['url']}", highlight=False, soft_wrap=True)
+        console.print(
+            f"load it in a session of this account as: {m['url']}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @click.group()
@@ -180,7 +193,9 @@ def upload(path: Path, name: str | None, wait: bool, timeout: float, as_json: bo
             model = client.upload(handles, name)
         if not quiet:
             err_console.print(
-                f"uploaded {len(files)} file(s), {_size(total)}: {model['name']}", highlight=False
+                f"uploaded {len(files)} file(s), {_size(total)}: {model['name']}",
+                highlight=False,
+                markup=False,
             )
         return _wait(client, model, timeout, quiet) if wait else model
 
@@ -204,14 +219,14 @@ def _wait(client: ModelClient, model: dict[str, Any], timeout: float, quiet: boo
         disable=quiet,
         transient=True,
     ) as bar:
-        task = bar.add_task(model["status"], total=1.0)
+        task = bar.add_task(escape(str(model["status"])), total=1.0)
         while model["status"] not in _TERMINAL:
             if time.monotonic() > deadline:
                 fail(f"the model {model['name']} is still {model['status']} after {timeout:g} s")
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
             model = client.get_model(model["id"])
-            bar.update(task, description=model["status"], completed=model["progress"])
+            bar.update(task, description=escape(str(model["status"])), completed=model["progress"])
     return client.get_model(model["id"])
 
 
@@ -220,7 +235,10 @@ def _wait(client: ModelClient, model: dict[str, Any], timeout: float, quiet: boo
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(as_json: bool, **opts: Any) -> None:
     """List the account's models."""
-    found = _call(opts, lambda c: c.list_models())
+    _list(_call(opts, lambda c: c.list_models()), as_json)
+
+
+def _list(found: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print_json(found)
     else:
@@ -243,7 +261,7 @@ def show(name: str, as_json: bool, **opts: Any) -> None:
 def rename(old: str, new: str, **opts: Any) -> None:
     """Rename a model."""
     renamed = _call(opts, lambda c: c.rename_model(c.find(old)["id"], new))
-    console.print(f"renamed {old} to {renamed['name']}", highlight=False)
+    console.print(f"renamed {old} to {renamed['name']}", highlight=False, markup=False)
 
 
 @models.command()
@@ -256,4 +274,4 @@ def delete(name: str, **opts: Any) -> None:
         client.delete_model(client.find(name)["id"])
 
     _call(opts, go)
-    console.print(f"deleted {name}", highlight=False)
+    console.print(f"deleted {name}", highlight=False, markup=False)

@@ -48,6 +48,7 @@ max_texture_pixels max_session_texture_pixels max_models max_scene_bytes render_
 max_sessions_per_account max_conversions_per_account converter_memory
 idle_stop_minutes max_lease_minutes heartbeat_interval control_plane_grace connect_token_minutes
 max_body_kib max_offer_kib max_header_kib max_header_fields max_upload_mib max_upload_files max_library_mib
+max_library_models
 """
 _HELP_ORDER = _HELP_ORDER_TEXT.split()
 

@@ -287,10 +287,21 @@ class LimitSettings(SettingsGroup):
         int,
         Field(ge=1),
         Option(
-            "Uploads an account's model library may hold in all, in MiB (403 QuotaExceeded past it).",
-            doc="Counted from the sizes uploaded; deleting models frees it.",
+            "Uploads and converted assets an account's model library may hold in all, in MiB (403 "
+            "QuotaExceeded past it).",
+            doc="Counted from the sizes uploaded, uploads in progress included (in each control-plane "
+            "replica: replicas do not see each other's), and the conversions' outputs on disk. Deleting "
+            "models frees it.",
         ),
     ] = 10240
+    max_library_models: Annotated[
+        int,
+        Field(ge=1, le=1000000),
+        Option(
+            "Models an account's model library may hold, 1..1000000 (403 QuotaExceeded past it).",
+            doc="Uploads in progress count; deleting models frees places.",
+        ),
+    ] = 1000
     max_upload_files: Annotated[
         int,
         Field(ge=1, le=10000),

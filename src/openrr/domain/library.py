@@ -21,6 +21,7 @@ MAX_NAME = 100
 # Printable text without path separators or quotes: a name shows in lists, on a command line and in the
 # dashboard, and is never part of a path (the model's folder is named by its id).
 _NAME = re.compile(r"[^\x00-\x1f\x7f/\\\"<>]{1,100}")
+_NOT_IN_NAME = re.compile(r"[\x00-\x1f\x7f/\\\"<>]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,8 @@ def check_model_name(name: str) -> str:
 
 
 def name_from_file(entry: str) -> str:
-    """The default name of a model uploaded as ``entry``: the file's name without its folder or extension."""
-    stem = entry.rsplit("/", 1)[-1].rsplit(".", 1)[0].strip() or "model"
-    return stem[:MAX_NAME]
+    """The default name of a model uploaded as ``entry``: the file's name without its folder or extension,
+    with what a name may not hold (``" < >``, control characters) replaced by ``_``: it passes
+    ``check_model_name`` whatever the file was called."""
+    stem = entry.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return _NOT_IN_NAME.sub("_", stem)[:MAX_NAME].strip() or "model"

@@ -141,6 +141,14 @@ class ConversionQueue:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
 
+    async def stop(self, account_id: str, conversion_id: str) -> None:
+        """Stop the conversion's run in this process, if it has one (its conversion was ended meanwhile),
+        and wait until the run is over: its converter killed, its scratch folder removed."""
+        job = self._jobs.get((account_id, conversion_id))
+        if job is not None:
+            job.cancel()
+            await asyncio.gather(job, return_exceptions=True)
+
     # ---- claiming -----------------------------------------------------------------------------------
     async def _dispatch(self) -> None:
         free = self._config.workers - len(self._jobs)

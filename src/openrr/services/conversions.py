@@ -24,6 +24,7 @@ from openrr.domain.conversion import (
     ConversionInput,
     ConversionOutput,
     ConversionStatus,
+    Event,
 )
 from openrr.domain.ids import check_resource_id
 from openrr.errors import Conflict, Forbidden, NotFound, QuotaExceeded
@@ -35,7 +36,9 @@ from openrr.services.conversion_runner import Runner, SubprocessRunner
 from openrr.services.conversion_settings import check_sas, normalise_input, normalise_output
 from openrr.storage import StorageAccess, StorageError
 from openrr.storage.base import LinkedAccount
-from openrr.store.base import Admission, Store
+from openrr.store.base import Admission, StaleWrite, Store
+
+CANCELLED = "Cancelled"  # the error code of a conversion ended by ``cancel``
 
 
 class ConversionService:
@@ -167,6 +170,23 @@ class ConversionService:
                 code=ACCESS_ERROR,
                 target=f"settings.{which}Location.storageContainerUri",
             ) from None
+
+    # ---- cancel -------------------------------------------------------------------------------------
+    async def cancel(self, account_id: str, conversion_id: str, message: str) -> None:
+        """End the conversion if it has not ended (Failed, ``Cancelled``, with ``message``), so it no longer
+        counts against the account's limit, and stop its run in this process. A run in another process
+        finds it ended when it finishes, and drops its result; what it wrote meanwhile stays written."""
+        for _ in range(20):
+            current = await self._store.get_conversion(account_id, conversion_id)
+            if current is None or current.status.terminal:
+                break
+            ended = current.apply(Event.FAIL, self._clock.now(), error_code=CANCELLED, error_message=message)
+            try:
+                await self._store.update_conversion(ended)
+                break
+            except StaleWrite:
+                continue  # it changed meanwhile (started, heartbeat): look again
+        await self.queue.stop(account_id, conversion_id)
 
     # ---- retention ----------------------------------------------------------------------------------
     async def purge(self, retention: dt.timedelta) -> int:

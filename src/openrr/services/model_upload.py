@@ -4,17 +4,23 @@ Apart from the library (``openrr.services.models``) because this is the part tha
 into paths: each name must be a safe relative path (no ``..``, no absolute path, no backslash or control
 character, no folder where a file is or the other way round), and nothing is written outside the upload's
 folder. The HTTP layer (``openrr.api.model_upload``) feeds it chunks as the body streams in; the folder's
-size and file count are bounded by ``UploadLimits`` before a byte past them is written.
+size and file count are bounded by ``UploadLimits`` before a byte past them is written, and each chunk is
+first reserved against the account's library quota (``reserve``, which the library shares between the
+account's uploads in flight). File-system errors a client can cause or cannot help become the API's own:
+a name too long for the file system (400 ``InvalidFileName``), a full disk (507 ``InsufficientStorage``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from openrr.errors import InvalidInput, PayloadTooLarge
+from openrr.errors import InsufficientStorage, InvalidInput, PayloadTooLarge
 from openrr.storage.base import BadBlobName, safe_relative
 
 
@@ -23,15 +29,25 @@ class UploadLimits:
     max_bytes: int  # all files together
     max_files: int
     max_library_bytes: int  # everything an account's library holds
+    max_library_models: int = 1000  # models an account's library holds
+
+
+# A relative name's bytes in all: with the model root's own path in front it stays well under Linux's
+# PATH_MAX (4096), so no name that passes here fails with ENAMETOOLONG.
+MAX_NAME_BYTES = 1024
 
 
 class UploadFolder:
     """Files written below ``folder`` (which exists and is empty), one at a time: ``start(name)``, ``write``
-    chunks, ``end()``. ``files`` maps each relative name to its size."""
+    chunks, ``end()``. ``files`` maps each relative name to its size. ``reserve(n)`` is called before ``n``
+    more bytes are written, and raises to refuse them."""
 
-    def __init__(self, folder: Path, limits: UploadLimits) -> None:
+    def __init__(
+        self, folder: Path, limits: UploadLimits, reserve: Callable[[int], None] | None = None
+    ) -> None:
         self.folder = folder
         self.limits = limits
+        self._reserve = reserve
         self.files: dict[str, int] = {}
         self.size = 0
         self._out: BinaryIO | None = None
@@ -56,29 +72,38 @@ class UploadFolder:
                     target="file",
                 )
         path = self.folder.joinpath(*relative.parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL and O_NOFOLLOW: a name never lands on something already there, least of all a symlink.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        self._out = os.fdopen(fd, "wb")
+        with storage_errors():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._out = self._open(path)
         self._name = key
         self.files[key] = 0
+
+    def _open(self, path: Path) -> BinaryIO:
+        """The new file ``path``, open for writing (tests put a writer of their own here)."""
+        # O_EXCL and O_NOFOLLOW: a name never lands on something already there, least of all a symlink.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        return os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> None:
         if self._out is None:
             return
-        self.size += len(data)
-        if self.size > self.limits.max_bytes:
+        if self.size + len(data) > self.limits.max_bytes:
             raise PayloadTooLarge(
                 f"The upload is larger than {_mib(self.limits.max_bytes)}, the most it may have "
-                "(--max-upload-mib, or what is left of the account's library quota, --max-library-mib)."
+                "(--max-upload-mib)."
             )
-        self._out.write(data)
+        if self._reserve is not None:
+            self._reserve(len(data))
+        self.size += len(data)  # counted once reserved: what is released when the upload ends
+        with storage_errors():
+            self._out.write(data)
         self.files[self._name] += len(data)
 
     def end(self) -> None:
         if self._out is not None:
-            self._out.close()
-            self._out = None
+            out, self._out = self._out, None
+            with storage_errors():
+                out.close()  # the last buffered bytes are written here
 
     def close(self) -> None:
         self.end()
@@ -90,13 +115,35 @@ def _checked_name(name: str) -> PurePosixPath:
         relative = safe_relative(name, what="file name")
     except BadBlobName as exc:
         raise InvalidInput(exc.message, code="InvalidFileName", target="file") from None
-    if any(len(part.encode()) > 255 for part in relative.parts) or len(relative.parts) > 32:
+    parts = relative.parts
+    if any(len(p.encode()) > 255 for p in parts) or len(parts) > 32 or len(name.encode()) > MAX_NAME_BYTES:
         raise InvalidInput(
-            "A file name has a part longer than 255 bytes or more than 32 folders.",
+            f"A file name is at most {MAX_NAME_BYTES} bytes (UTF-8), each part at most 255, in at most 32 "
+            "folders.",
             code="InvalidFileName",
             target="file",
         )
     return relative
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turns the file-system errors of an upload into the API's: a name the file system finds too long
+    (400), a full disk or disk quota (507). Others stay as they are: they are the service's own faults."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise InvalidInput(
+                "A file name is too long for the service's file system.",
+                code="InvalidFileName",
+                target="file",
+            ) from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(
+                "The service's disk is full: the upload was not kept. Try again later or ask its operator."
+            ) from None
+        raise
 
 
 def _mib(size: int) -> str:

@@ -8,17 +8,37 @@ account loads the asset by the relative path ``library/<modelId>/asset/model.arr
 look up in the account's own folders only; no other account can reach it, nor any call here with another
 account's id (every store query names the account).
 
+Upload: the files are written to ``library/<modelId>.upload/`` (staging); once the model's row is in the
+store it is moved to ``library/<modelId>/source/`` and the conversion is created. Deleting a model cancels
+its conversion first (``ConversionService.cancel``). A folder in ``library/``
+that no row owns and no upload of this process is writing (left by a crash, a failed removal, or a
+conversion that wrote on after its model was deleted) is removed at start-up and before the account's next
+upload (``sweep``).
+
+Quota: an account's library holds at most ``max_library_bytes`` of uploads and conversion outputs
+(``asset/``, as found on disk when an upload starts) and ``max_library_models`` models. The bytes and models
+of uploads in flight are reserved in this process (``_Usage``), so parallel uploads of one account share
+what is left; several control-plane replicas each reserve only their own, so each can take what is left. A
+replica's sweep does not know the other replicas' uploads either: one whose staging folder it removed
+fails (503) rather than being recorded with files missing.
+
 Status: ``Queued`` and ``Converting`` while the conversion is NotStarted or Running, then ``Succeeded`` or
 ``Failed``. The end is copied into the store once seen, because conversions are purged after the retention
-period while library models stay until deleted.
+period while library models stay until deleted. The row is written before its conversion is created, so a
+missing conversion is taken as gone only once the retention period has passed since the model was created:
+until then it cannot have been purged, and is still being created.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json
+import logging
+import os
 import shutil
+import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -27,14 +47,25 @@ from typing import Any
 from openrr.domain.clock import Clock
 from openrr.domain.conversion import ConversionInput, ConversionOutput, ConversionStatus
 from openrr.domain.library import LIBRARY_FOLDER, LibraryModel, check_model_name, name_from_file
-from openrr.errors import Conflict, InvalidInput, NotFound, OpenRRError, QuotaExceeded
+from openrr.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    QuotaExceeded,
+    TryAgain,
+    Unavailable,
+)
 from openrr.services.conversion_settings import SUPPORTED_EXTENSIONS
 from openrr.services.conversions import ConversionService
-from openrr.services.model_upload import UploadFolder, UploadLimits
+from openrr.services.model_upload import UploadFolder, UploadLimits, storage_errors
 from openrr.store.base import Store
+
+log = logging.getLogger(__name__)
 
 ASSET_NAME = "model.arrAsset"
 CONVERSION_PREFIX = "model-"
+STAGING_SUFFIX = ".upload"  # library/<modelId>.upload/: an upload being written, not yet a model
 _LOG_TAIL = 64 * 1024  # the end of each log the API shows: the error is at the end
 _STATUS = {
     ConversionStatus.NOT_STARTED: ("Queued", 0.0),
@@ -58,8 +89,22 @@ class ModelState:
     url: str | None
 
 
-class LibraryUnavailable(OpenRRError):
+class LibraryUnavailable(Unavailable):
     code = "ModelLibraryUnavailable"
+
+
+@dataclasses.dataclass
+class _Usage:
+    """One account's library as this process counts it: what the store holds (read at each upload's start,
+    then kept up to date by this process's own changes) and what its uploads in flight have reserved.
+    ``guard`` makes a store read and this process's inserts and deletes of rows happen one after the other,
+    so that the count read is never one that a change of ours is then added to again."""
+
+    guard: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    stored_bytes: int = 0
+    stored_models: int = 0
+    held_bytes: int = 0
+    held_models: int = 0
 
 
 class ModelLibrary:
@@ -70,12 +115,19 @@ class ModelLibrary:
         conversions: ConversionService,
         root: Path | None,
         limits: UploadLimits,
+        *,
+        retention: dt.timedelta,
     ) -> None:
         self._store = store
         self._clock = clock
         self._conversions = conversions
         self._root = root
         self.limits = limits
+        self._retention = retention  # how long ended conversions are kept before they are purged
+        # Uploads write in worker threads (``reserve``) while the event loop starts and ends others.
+        self._lock = threading.Lock()
+        self._usage: dict[str, _Usage] = {}
+        self._in_flight: set[tuple[str, str]] = set()  # (account, model) uploads and their recording
 
     # ---- paths --------------------------------------------------------------------------------------
     def _library(self, account_id: str) -> Path:
@@ -93,35 +145,90 @@ class ModelLibrary:
 
     # ---- upload -------------------------------------------------------------------------------------
     async def begin_upload(self, account_id: str) -> tuple[str, UploadFolder]:
-        """A new model id and the empty folder its upload is written to (``finish_upload`` or ``abort``),
-        bounded by the upload limits and by what is left of the account's library quota."""
-        left = self.limits.max_library_bytes - await self._store.library_bytes(account_id)
-        if left <= 0:
-            raise QuotaExceeded(_quota_message(self.limits.max_library_bytes))
+        """A new model id and the empty staging folder its upload is written to (``finish_upload`` or
+        ``abort``), bounded by the upload limits and by what is left of the account's library quota."""
+        library = self._library(account_id)
+        await self.sweep(account_id)
+        usage = self._usage.setdefault(account_id, _Usage())
+        async with usage.guard:
+            models, size = await self._store.library_usage(account_id)
+            assets = await asyncio.to_thread(_asset_bytes, library)
+            with self._lock:
+                usage.stored_models, usage.stored_bytes = models, size + assets
+                if usage.stored_models + usage.held_models >= self.limits.max_library_models:
+                    raise QuotaExceeded(_models_message(self.limits.max_library_models))
+                if usage.stored_bytes + usage.held_bytes >= self.limits.max_library_bytes:
+                    raise QuotaExceeded(_quota_message(self.limits.max_library_bytes))
+                usage.held_models += 1
         model_id = uuid.uuid4().hex
-        source = self.folder(account_id, model_id) / "source"
-        await asyncio.to_thread(source.mkdir, parents=True)
-        limits = dataclasses.replace(self.limits, max_bytes=min(self.limits.max_bytes, left))
-        return model_id, UploadFolder(source, limits)
+        self._in_flight.add((account_id, model_id))
+        upload = UploadFolder(
+            library / (model_id + STAGING_SUFFIX), self.limits, lambda n: self._reserve(account_id, n)
+        )
+        try:
+            with storage_errors():
+                await asyncio.to_thread(upload.folder.mkdir, parents=True)
+        except BaseException:
+            await self.abort(account_id, model_id, upload)
+            raise
+        return model_id, upload
 
-    async def abort(self, account_id: str, model_id: str) -> None:
-        await asyncio.to_thread(shutil.rmtree, self.folder(account_id, model_id), True)
+    def _reserve(self, account_id: str, size: int) -> None:
+        """Hold ``size`` more bytes of the account's quota for an upload in flight, or refuse them (413)."""
+        with self._lock:
+            usage = self._usage[account_id]
+            if usage.stored_bytes + usage.held_bytes + size > self.limits.max_library_bytes:
+                raise PayloadTooLarge(
+                    f"The upload does not fit in what is left of the account's library quota "
+                    f"({self.limits.max_library_bytes >> 20} MiB, --max-library-mib, with its other uploads "
+                    "in progress)."
+                )
+            usage.held_bytes += size
+
+    def _release(self, account_id: str, model_id: str, upload: UploadFolder) -> None:
+        """End the reservation of an upload that was not recorded."""
+        with self._lock:
+            self._in_flight.discard((account_id, model_id))
+            usage = self._usage[account_id]
+            usage.held_bytes -= upload.size
+            usage.held_models -= 1
+
+    def _record(self, account_id: str, size: int, models: int) -> None:
+        """Move ``models`` (1: an upload's row was inserted; -1: deleted again) from the reserved to the
+        stored counts. Called under the account's ``guard``, with the store's change."""
+        with self._lock:
+            usage = self._usage[account_id]
+            usage.held_bytes -= size * models
+            usage.held_models -= models
+            usage.stored_bytes += size * models
+            usage.stored_models += models
+
+    async def abort(self, account_id: str, model_id: str, upload: UploadFolder) -> None:
+        """Drop an upload that will not become a model: its files and its reservation."""
+        try:
+            await asyncio.to_thread(shutil.rmtree, upload.folder, True)
+            await asyncio.to_thread(shutil.rmtree, self.folder(account_id, model_id), True)
+        finally:
+            self._release(account_id, model_id, upload)
 
     async def finish_upload(
         self, account_id: str, model_id: str, upload: UploadFolder, name: str | None, entry: str | None
     ) -> ModelState:
-        """Record the uploaded model and start its conversion; the folder is removed if either fails."""
+        """Record the uploaded model and start its conversion; the files are removed if either fails."""
         try:
-            return await self._finish(account_id, model_id, upload, name, entry)
+            state = await self._finish(account_id, model_id, upload, name, entry)
         except BaseException:
-            await self.abort(account_id, model_id)
+            await self.abort(account_id, model_id, upload)
             raise
+        self._in_flight.discard((account_id, model_id))  # its reservation counts as stored now
+        return state
 
     async def _finish(
         self, account_id: str, model_id: str, upload: UploadFolder, name: str | None, entry: str | None
     ) -> ModelState:
         chosen = _entry(upload.files, entry)
-        folder_uri = self.folder(account_id, model_id).resolve().as_uri()
+        folder = self.folder(account_id, model_id)
+        folder_uri = folder.resolve().as_uri()
         model = LibraryModel(
             account_id=account_id,
             id=model_id,
@@ -132,8 +239,14 @@ class ModelLibrary:
             conversion_id=CONVERSION_PREFIX + model_id,
             created_at=self._clock.now(),
         )
-        model = await self._insert(model, name)
+        usage = self._usage[account_id]
+        async with usage.guard:
+            model = await self._insert(model, name)
+            self._record(account_id, upload.size, 1)
         try:
+            # In place only now that a row owns it: a folder in the library without one is swept away.
+            with storage_errors():
+                await asyncio.to_thread(_place, upload.folder, folder, upload.files)
             await self._conversions.create(
                 account_id,
                 model.conversion_id,
@@ -141,7 +254,9 @@ class ModelLibrary:
                 ConversionOutput(folder_uri, "asset/", ASSET_NAME),
             )
         except BaseException:
-            await self._store.delete_model(account_id, model_id)
+            async with usage.guard:
+                await self._store.delete_model(account_id, model_id)
+                self._record(account_id, upload.size, -1)
             raise
         return await self.state(model)
 
@@ -191,6 +306,10 @@ class ModelLibrary:
         if conversion is not None:
             status, _ = _STATUS[conversion.status]
             code, message = conversion.error_code, conversion.error_message
+        elif self._clock.now() - model.created_at < self._retention:
+            # Not purged (it would have had to end more than the retention period ago, and it was created
+            # after the model): it is being created, by this process or another. Queued until then.
+            return model
         else:
             asset = self.folder(model.account_id, model.id) / "asset" / ASSET_NAME
             status = "Succeeded" if await asyncio.to_thread(asset.is_file) else "Failed"
@@ -217,18 +336,109 @@ class ModelLibrary:
         return await self.state(dataclasses.replace(model, name=new))
 
     async def delete(self, account_id: str, model_id: str) -> None:
-        """Delete the model's row and its folder (upload and asset). A conversion still queued or running
-        fails for want of its files; sessions that loaded the asset keep what they loaded."""
-        await self.get(account_id, model_id)
-        await self._store.delete_model(account_id, model_id)
-        await self.abort(account_id, model_id)
+        """Delete the model: cancel its conversion (so that it frees its place in the account's conversion
+        limit and writes nothing more into the folder), then its row and its folder (upload and asset).
+        Sessions that loaded the asset keep what they loaded."""
+        model = await self.get(account_id, model_id)
+        await self._conversions.cancel(
+            account_id, model.conversion_id, "The conversion was cancelled: its library model was deleted."
+        )
+        usage = self._usage.setdefault(account_id, _Usage())
+        async with usage.guard:
+            if await self._store.delete_model(account_id, model_id):
+                with self._lock:
+                    usage.stored_bytes -= model.size
+                    usage.stored_models -= 1
+        await asyncio.to_thread(shutil.rmtree, self.folder(account_id, model_id), True)
+
+    # ---- leftovers ----------------------------------------------------------------------------------
+    async def sweep(self, account_id: str | None = None) -> int:
+        """Remove the library folders (of ``account_id``, or of every account) that no model row owns and no
+        upload of this process is writing; returns how many. A crash mid-upload, a removal that failed, or
+        a conversion that wrote on after its model was deleted leaves them."""
+        if self._root is None:
+            return 0
+        if account_id is None:
+            accounts = await asyncio.to_thread(_account_folders, self._root)
+        else:
+            accounts = [account_id]
+        removed = 0
+        for account in accounts:
+            library = self._library(account)
+            found = await asyncio.to_thread(_library_entries, library)
+            if not found:
+                continue
+            owned = {m.id for m in await self._store.list_models(account)}
+            for name, model_id in found:
+                if (account, model_id) in self._in_flight or (name == model_id and model_id in owned):
+                    continue
+                await asyncio.to_thread(shutil.rmtree, library / name, True)
+                removed += 1
+        if removed:
+            log.info("removed %d model library folders that no model owned", removed)
+        return removed
 
 
 def _quota_message(quota: int) -> str:
     return (
-        f"This account's model library holds {quota >> 20} MiB of uploads, the most this service allows "
+        f"This account's model library holds {quota >> 20} MiB of uploads and converted assets, the most "
+        "this service allows "
         "(--max-library-mib); delete models to upload more."
     )
+
+
+def _models_message(most: int) -> str:
+    return (
+        f"This account's model library holds {most} models, the most this service allows "
+        "(--max-library-models); delete models to upload more."
+    )
+
+
+def _asset_bytes(library: Path) -> int:
+    """The bytes of the conversions' outputs in ``library`` (each model's ``asset/``), as they are now."""
+    total = 0
+    for _, model_id in _library_entries(library):
+        try:
+            with os.scandir(library / model_id / "asset") as found:
+                total += sum(
+                    e.stat(follow_symlinks=False).st_size for e in found if e.is_file(follow_symlinks=False)
+                )
+        except OSError:  # no asset yet, or a staging folder
+            continue
+    return total
+
+
+def _place(staging: Path, folder: Path, files: dict[str, int]) -> None:
+    """Move an upload's staging folder into its model's folder, as ``source/``, if it holds the files the
+    upload wrote: another control-plane replica's sweep, which cannot know this process's uploads, may have
+    removed it meanwhile, and a model must not be recorded with files missing."""
+    found = {p.relative_to(staging).as_posix(): p.stat().st_size for p in staging.rglob("*") if p.is_file()}
+    if found != files:
+        raise TryAgain("The upload's files were removed while it was written; send it again.")
+    folder.mkdir()
+    staging.rename(folder / "source")
+
+
+def _account_folders(root: Path) -> list[str]:
+    try:
+        return [p.name for p in root.iterdir() if (p / LIBRARY_FOLDER).is_dir()]
+    except OSError:
+        return []
+
+
+def _library_entries(library: Path) -> list[tuple[str, str]]:
+    """(folder name, model id) of each model folder and staging folder in ``library``; nothing else there
+    is the library's."""
+    try:
+        names = [p.name for p in library.iterdir()]
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        model_id = name.removesuffix(STAGING_SUFFIX)
+        if _is_model_id(model_id):
+            found.append((name, model_id))
+    return found
 
 
 def _is_model_id(value: str) -> bool:

@@ -152,8 +152,12 @@ class Runtime:
                 conversions,
                 library_root,
                 UploadLimits(
-                    limits.max_upload_mib << 20, limits.max_upload_files, limits.max_library_mib << 20
+                    limits.max_upload_mib << 20,
+                    limits.max_upload_files,
+                    limits.max_library_mib << 20,
+                    limits.max_library_models,
                 ),
+                retention=dt.timedelta(days=settings.sessions.retention_days),  # as _reap_forever purges
             ),
             metrics=metrics,
             pool=pool,
@@ -198,6 +202,11 @@ class Runtime:
         self._reaper = asyncio.create_task(self._reap_forever(), name="openrr-reaper")
         self._keys_task = asyncio.create_task(self._watch_keys(), name="openrr-keys")
         self.conversions.start()
+        # Library folders left by a crash mid-upload (or a removal that failed) belong to no model.
+        try:
+            await self.models.sweep()
+        except Exception:
+            log.exception("sweeping the model library failed; the next upload of each account does it")
         if self.pool is not None:
             self.pool.start()
 

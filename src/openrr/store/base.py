@@ -177,8 +177,8 @@ class Store(Protocol):
         """The account's models, oldest first."""
         ...
 
-    async def library_bytes(self, account_id: str) -> int:
-        """Bytes uploaded to the account's models, all together."""
+    async def library_usage(self, account_id: str) -> tuple[int, int]:
+        """(models, bytes uploaded) of the account's library, all together."""
         ...
 
     async def rename_model(self, account_id: str, model_id: str, name: str) -> bool | None:

@@ -77,11 +77,12 @@ class ModelQueries:
             rows = (await conn.execute(query)).all()
         return [model_from(r._mapping) for r in rows]
 
-    async def library_bytes(self, account_id: str) -> int:
+    async def library_usage(self, account_id: str) -> tuple[int, int]:
         total = sa.func.coalesce(sa.func.sum(models.c.size), 0)
-        query = sa.select(total).where(models.c.account_id == account_id)
+        query = sa.select(sa.func.count(), total).where(models.c.account_id == account_id)
         async with self._engine.connect() as conn:
-            return int(await conn.scalar(query) or 0)
+            row = (await conn.execute(query)).one()
+        return int(row[0] or 0), int(row[1] or 0)
 
     async def rename_model(self, account_id: str, model_id: str, name: str) -> bool | None:
         try:
