@@ -34,9 +34,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import json
 import logging
-import os
 import shutil
 import threading
 import uuid
@@ -53,11 +51,19 @@ from openrr.errors import (
     NotFound,
     PayloadTooLarge,
     QuotaExceeded,
-    TryAgain,
     Unavailable,
 )
 from openrr.services.conversion_settings import SUPPORTED_EXTENSIONS
 from openrr.services.conversions import ConversionService
+from openrr.services.model_folders import (
+    STAGING_SUFFIX,
+    account_folders,
+    asset_bytes,
+    is_model_id,
+    library_entries,
+    place_upload,
+    read_details,
+)
 from openrr.services.model_upload import UploadFolder, UploadLimits, storage_errors
 from openrr.store.base import Store
 
@@ -65,8 +71,6 @@ log = logging.getLogger(__name__)
 
 ASSET_NAME = "model.arrAsset"
 CONVERSION_PREFIX = "model-"
-STAGING_SUFFIX = ".upload"  # library/<modelId>.upload/: an upload being written, not yet a model
-_LOG_TAIL = 64 * 1024  # the end of each log the API shows: the error is at the end
 _STATUS = {
     ConversionStatus.NOT_STARTED: ("Queued", 0.0),
     ConversionStatus.RUNNING: ("Converting", 0.5),
@@ -152,7 +156,7 @@ class ModelLibrary:
         usage = self._usage.setdefault(account_id, _Usage())
         async with usage.guard:
             models, size = await self._store.library_usage(account_id)
-            assets = await asyncio.to_thread(_asset_bytes, library)
+            assets = await asyncio.to_thread(asset_bytes, library)
             with self._lock:
                 usage.stored_models, usage.stored_bytes = models, size + assets
                 if usage.stored_models + usage.held_models >= self.limits.max_library_models:
@@ -246,7 +250,7 @@ class ModelLibrary:
         try:
             # In place only now that a row owns it: a folder in the library without one is swept away.
             with storage_errors():
-                await asyncio.to_thread(_place, upload.folder, folder, upload.files)
+                await asyncio.to_thread(place_upload, upload.folder, folder, upload.files)
             await self._conversions.create(
                 account_id,
                 model.conversion_id,
@@ -279,7 +283,7 @@ class ModelLibrary:
 
     # ---- reads --------------------------------------------------------------------------------------
     async def get(self, account_id: str, model_id: str) -> LibraryModel:
-        model = await self._store.get_model(account_id, model_id) if _is_model_id(model_id) else None
+        model = await self._store.get_model(account_id, model_id) if is_model_id(model_id) else None
         if model is None:
             raise NotFound(f"No model with id '{model_id}' exists in this account.", code="ModelNotFound")
         return model
@@ -322,7 +326,7 @@ class ModelLibrary:
     async def details(self, model: LibraryModel) -> dict[str, Any]:
         """The conversion's statistics (from its info.json) and the end of its logs."""
         asset = self.folder(model.account_id, model.id) / "asset"
-        return await asyncio.to_thread(_read_details, asset)
+        return await asyncio.to_thread(read_details, asset)
 
     # ---- changes ------------------------------------------------------------------------------------
     async def rename(self, account_id: str, model_id: str, name: str) -> ModelState:
@@ -359,13 +363,13 @@ class ModelLibrary:
         if self._root is None:
             return 0
         if account_id is None:
-            accounts = await asyncio.to_thread(_account_folders, self._root)
+            accounts = await asyncio.to_thread(account_folders, self._root)
         else:
             accounts = [account_id]
         removed = 0
         for account in accounts:
             library = self._library(account)
-            found = await asyncio.to_thread(_library_entries, library)
+            found = await asyncio.to_thread(library_entries, library)
             if not found:
                 continue
             owned = {m.id for m in await self._store.list_models(account)}
@@ -392,57 +396,6 @@ def _models_message(most: int) -> str:
         f"This account's model library holds {most} models, the most this service allows "
         "(--max-library-models); delete models to upload more."
     )
-
-
-def _asset_bytes(library: Path) -> int:
-    """The bytes of the conversions' outputs in ``library`` (each model's ``asset/``), as they are now."""
-    total = 0
-    for _, model_id in _library_entries(library):
-        try:
-            with os.scandir(library / model_id / "asset") as found:
-                total += sum(
-                    e.stat(follow_symlinks=False).st_size for e in found if e.is_file(follow_symlinks=False)
-                )
-        except OSError:  # no asset yet, or a staging folder
-            continue
-    return total
-
-
-def _place(staging: Path, folder: Path, files: dict[str, int]) -> None:
-    """Move an upload's staging folder into its model's folder, as ``source/``, if it holds the files the
-    upload wrote: another control-plane replica's sweep, which cannot know this process's uploads, may have
-    removed it meanwhile, and a model must not be recorded with files missing."""
-    found = {p.relative_to(staging).as_posix(): p.stat().st_size for p in staging.rglob("*") if p.is_file()}
-    if found != files:
-        raise TryAgain("The upload's files were removed while it was written; send it again.")
-    folder.mkdir()
-    staging.rename(folder / "source")
-
-
-def _account_folders(root: Path) -> list[str]:
-    try:
-        return [p.name for p in root.iterdir() if (p / LIBRARY_FOLDER).is_dir()]
-    except OSError:
-        return []
-
-
-def _library_entries(library: Path) -> list[tuple[str, str]]:
-    """(folder name, model id) of each model folder and staging folder in ``library``; nothing else there
-    is the library's."""
-    try:
-        names = [p.name for p in library.iterdir()]
-    except OSError:
-        return []
-    found = []
-    for name in names:
-        model_id = name.removesuffix(STAGING_SUFFIX)
-        if _is_model_id(model_id):
-            found.append((name, model_id))
-    return found
-
-
-def _is_model_id(value: str) -> bool:
-    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
 
 
 def _entry(files: dict[str, int], entry: str | None) -> str:
@@ -474,48 +427,3 @@ def _entry(files: dict[str, int], entry: str | None) -> str:
             target="entry",
         )
     return candidates[0]
-
-
-def _read_details(asset: Path) -> dict[str, Any]:
-    info = _json(asset / "model.info.json")
-    inputs = _dict(info.get("inputStatistics"))
-    outputs = _dict(info.get("outputStatistics"))
-    box = _dict(outputs.get("boundingBox"))
-    source = _dict(info.get("inputInfo"))
-    statistics = {
-        "format": source.get("sourceAssetFormat"),
-        "triangles": inputs.get("numFaces"),
-        "vertices": inputs.get("numVertices"),
-        "points": inputs.get("numPoints", 0 if inputs else None),
-        "materials": inputs.get("numMaterial"),
-        "textures": inputs.get("numTextures"),  # written by converters that count them; else null
-        "meshes": inputs.get("numMeshes"),
-        "nodes": inputs.get("numNodes"),
-        "bounds": {"min": box["min"], "max": box["max"]} if "min" in box and "max" in box else None,
-        "assetBytes": _dict(info.get("openrr")).get("assetBytes"),
-    }
-    log = "".join(_tail(asset / name) for name in ("model.service.log", "model.log"))
-    return {"statistics": statistics if info else None, "log": log}
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        if path.stat().st_size > 4 << 20:
-            return {}
-        return _dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return {}
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _tail(path: Path) -> str:
-    try:
-        with path.open("rb") as f:
-            size = f.seek(0, 2)
-            f.seek(max(0, size - _LOG_TAIL))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
