@@ -329,6 +329,7 @@ async def test_real_converter_statistics_of_a_gltf_folder_and_a_broken_glb(
     assert shown["status"] == "Succeeded", shown
     stats = shown["statistics"]
     assert (stats["triangles"], stats["vertices"], stats["points"], stats["materials"]) == (2, 4, 0, 1)
+    assert stats["textures"] == 1  # stripes.png
     assert stats["format"].lower().startswith("gltf")
     assert stats["bounds"] == {"min": [-1.0, -1.0, 0.0], "max": [1.0, 1.0, 0.0]}
     info = model_root(real_runtime) / account.id / "library" / good["id"] / "asset" / "model.info.json"

@@ -42,7 +42,7 @@ from openrr.assets.material_edits import UNMAPPED
 from openrr.assets.overrides import OVERRIDES_SUFFIX, MaterialOverrides, overrides_file_for
 from openrr.assets.readers import Source, check_format, read_input
 from openrr.assets.settings import ConversionSettings, settings_file_for
-from openrr.assets.statistics import bounds, input_statistics, parts
+from openrr.assets.statistics import bounds, input_statistics, parts, texture_count
 from openrr.assets.transform import apply_settings
 from openrr.model.arrasset.layout import Asset
 from openrr.model.arrasset.manifest import conversion_hash
@@ -339,6 +339,7 @@ def _info(
         "outputStatistics": asset.statistics["outputStatistics"],
         "openrr": {
             "assetBytes": len(data),
+            "textures": texture_count(asset.scene),  # not among ARR's statistics: the model library shows it
             "levelsOfDetail": [
                 {"mesh": m.name, "triangles": [m.triangle_count, *(lv.mesh.triangle_count for lv in m.lods)]}
                 for m in asset.scene.meshes()

@@ -44,6 +44,24 @@ def input_statistics(scene: Scene, points: dict[int, PointCloud]) -> dict[str, A
     return stats
 
 
+def texture_count(scene: Scene) -> int:
+    """The distinct images the scene's materials use (a texture shared by materials counts once)."""
+    seen: set[int] = set()
+    for mesh in scene.meshes():
+        for part in mesh.primitives:
+            m = part.material
+            for texture in (
+                m.base_color_texture,
+                m.metallic_roughness_texture,
+                m.normal_texture,
+                m.occlusion_texture,
+                m.emissive_texture,
+            ):
+                if texture is not None:
+                    seen.add(id(texture))
+    return len(seen)
+
+
 def parts(scene: Scene) -> dict[str, int]:
     """ARR's ``numMeshPartsCreated`` (distinct parts in the asset, levels of detail not counted, a point
     cloud one part) and ``numMeshPartsInstanced`` (parts used by more than one node); ``numPoints``

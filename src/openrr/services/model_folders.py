@@ -80,7 +80,7 @@ def read_details(asset: Path) -> dict[str, Any]:
         "vertices": inputs.get("numVertices"),
         "points": inputs.get("numPoints", 0 if inputs else None),
         "materials": inputs.get("numMaterial"),
-        "textures": inputs.get("numTextures"),  # written by converters that count them; else null
+        "textures": _dict(info.get("openrr")).get("textures"),  # null if converted before it was counted
         "meshes": inputs.get("numMeshes"),
         "nodes": inputs.get("numNodes"),
         "bounds": {"min": box["min"], "max": box["max"]} if "min" in box and "max" in box else None,
