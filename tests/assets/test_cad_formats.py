@@ -26,6 +26,7 @@ from openrr.model.loader import load_model
 from openrr.model.scene import Node, Scene
 from openrr.render.camera import Camera
 from openrr.render.renderer import Background, Renderer
+from tests.assets.test_render import draw
 
 DATA = Path(__file__).parent.parent / "data" / "formats"
 CUBE_CYLINDER = DATA / "step" / "red_cube_blue_cylinder.step"
@@ -418,18 +419,11 @@ def renderer() -> Iterator[Renderer]:
         yield r
 
 
-def frame(renderer: Renderer, scene: Scene, camera: Camera) -> NDArray[np.int64]:
-    renderer.set_scene(scene)
-    picture = renderer.render(camera).astype(np.int64)
-    renderer.set_scene(None)
-    return picture
-
-
 def test_step_renders_in_place_and_in_colour(tmp_path: Path, renderer: Renderer) -> None:
     """From above: the red cube on the left half of the picture, the blue cylinder on the right."""
     scene, _ = convert(CUBE_CYLINDER, tmp_path / "out")
     camera = Camera.look_at((0.0025, 0.005, 0.06), (0.0025, 0.005, 0.0), up=(0, 1, 0), fov=30)
-    picture = frame(renderer, scene, camera)[:, :, :3]
+    picture = draw(renderer, scene, camera)[:, :, :3]
     left, right = picture[40:80, 25:60].reshape(-1, 3), picture[40:80, 100:135].reshape(-1, 3)
     red = (left[:, 0] > left[:, 2] + 40).mean()
     blue = (right[:, 2] > right[:, 0] + 40).mean()
@@ -445,7 +439,7 @@ def test_ifc_renders_in_place_and_in_colour(tmp_path: Path, renderer: Renderer) 
     scene, _ = convert(WALL, tmp_path / "out")
     centre = np.array([43.5938 + 3.784, -79.2095 + 26.212, 9.144 - 23.7804 + 20.349])
     camera = Camera.look_at(tuple(centre + np.array([80.0, 0.0, 0.0])), tuple(centre), up=(0, 0, 1), fov=30)
-    picture = frame(renderer, scene, camera)[:, :, :3]
+    picture = draw(renderer, scene, camera)[:, :, :3]
     yellow = (picture[:, :, 0] > picture[:, :, 2] + 60) & (picture[:, :, 1] > picture[:, :, 2] + 60)
     assert 0.05 < yellow.mean() < 0.5, yellow.mean()
     rows, columns = np.nonzero(yellow)

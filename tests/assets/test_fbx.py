@@ -31,9 +31,9 @@ from openrr.assets.convert import ConversionResult, convert_model
 from openrr.assets.readers import formats
 from openrr.assets.settings import ConversionSettings
 from openrr.model.loader import load_model
-from openrr.model.scene import Scene
 from openrr.render.camera import Camera
 from openrr.render.renderer import Background, Renderer
+from tests.assets.test_render import draw
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats" / "fbx"
 W, H = 160, 120
@@ -226,13 +226,6 @@ def renderer() -> Iterator[Renderer]:
     with Renderer(W, H) as r:
         r.background = Background((0.0, 0.0, 1.0), None)
         yield r
-
-
-def draw(renderer: Renderer, scene: Scene, camera: Camera) -> NDArray[np.int64]:
-    renderer.set_scene(scene)
-    frame = renderer.render(camera).astype(np.int64)
-    renderer.set_scene(None)
-    return frame
 
 
 def model_pixels(frame: NDArray[np.int64]) -> NDArray[np.bool_]:
