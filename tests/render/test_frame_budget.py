@@ -19,7 +19,13 @@ from openrr.render.frame_budget import (
     FrameBudget,
     work,
 )
-from openrr.render.moving_detail import MovingDetail
+from openrr.render.moving_detail import (
+    SETTLE_INTERVALS,
+    SETTLE_MAX_S,
+    SETTLE_MIN_S,
+    SETTLE_S,
+    MovingDetail,
+)
 from openrr.render.point_pass import point_budget
 
 FULL = 1_000_000
@@ -226,4 +232,31 @@ async def test_the_still_check_looks_again_while_a_coarse_frame_was_being_drawn(
     await asyncio.wait_for(refined.wait(), 10)
     await asyncio.sleep(0.1)  # no more checks once a full-detail frame was drawn
     assert calls == [4, 4, 4]
+    detail.cancel()
+
+
+async def test_the_still_wait_follows_the_clients_pace() -> None:
+    now = [0.0]
+    detail = MovingDetail(lambda: None, 30.0, clock=lambda: now[0])
+    assert detail.settle_s == SETTLE_S  # no pace known yet
+
+    def move(rate: float, poses: int = 20) -> None:
+        for _ in range(poses):
+            detail.pose()
+            now[0] += 1 / rate
+        now[0] -= 1 / rate  # at the last pose
+
+    move(30)
+    assert detail.settle_s == pytest.approx(SETTLE_INTERVALS / 30, rel=0.01)
+    now[0] += 0.07
+    assert detail.moving  # two intervals without a pose: still moving at 30 poses a second
+    now[0] += 0.02
+    assert not detail.moving
+    move(120)
+    assert detail.settle_s == SETTLE_MIN_S
+    move(10)
+    assert detail.settle_s == SETTLE_MAX_S
+    now[0] += 2.0
+    detail.pose()  # a new move after a pause: the pause is not the pace
+    assert detail.settle_s == SETTLE_MAX_S
     detail.cancel()
