@@ -349,6 +349,17 @@ class OpenRRServer:
         account = account or self.account
         return ApiClient(self, account, self.token(account))
 
+    def create_v1(self, models: list[str], lease: str = "0:30:0") -> str:
+        """A session of the dev account through the v1 API, which alone can preload models; its id."""
+        r = httpx.post(
+            f"{self.url}/v1/accounts/{self.account.id}/sessions/create",
+            json={"maxLeaseTime": lease, "models": models, "size": "standard"},
+            headers={"Authorization": f"Bearer {self.token()}"},
+            verify=self.ssl_context(),
+        )
+        assert r.status_code == 202, r.text
+        return str(r.json()["sessionId"])
+
 
 def _render_proc(row: dict[str, Any]) -> Proc:
     handle = row["host_handle"]

@@ -165,14 +165,7 @@ def test_sdk_conversion_with_sas_then_a_session_streams_the_asset(
 
     # A v1 session preloads the converted asset straight from the output container, and streams it.
     model_url = f"{asset_uri}?{azurite.sas('output', 'r')}"
-    resp = httpx.post(
-        f"{server.url}/v1/accounts/{server.account.id}/sessions/create",
-        json={"maxLeaseTime": "0:10:0", "models": [model_url], "size": "standard"},
-        headers={"Authorization": f"Bearer {server.token()}"},
-        verify=server.ssl_context(),
-    )
-    assert resp.status_code == 202, resp.text
-    session_id = resp.json()["sessionId"]
+    session_id = server.create_v1([model_url], lease="0:10:0")
     with server.api() as api:
         api.wait_status(session_id, "Ready", timeout=30)
 

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
@@ -78,14 +77,7 @@ def test_cli_model_library(openrr_server: OpenRRServer, tmp_path: Path) -> None:
     assert [m["name"] for m in _json(_models(server, "list", "--json"))] == ["Two nodes", "Striped quad"]
 
     # A session of the account loads the converted model by its library URL, and shows it.
-    resp = httpx.post(
-        f"{server.url}/v1/accounts/{server.account.id}/sessions/create",
-        json={"maxLeaseTime": "0:10:0", "models": [model["url"]], "size": "standard"},
-        headers={"Authorization": f"Bearer {server.token()}"},
-        verify=server.ssl_context(),
-    )
-    assert resp.status_code == 202, resp.text
-    session_id = resp.json()["sessionId"]
+    session_id = server.create_v1([model["url"]], lease="0:10:0")
     with server.api() as api:
         api.wait_status(session_id, "Ready", timeout=30)
 

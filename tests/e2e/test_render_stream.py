@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -60,19 +59,6 @@ def arr(streaming_server: OpenRRServer) -> Iterator[ArrClient]:
         streaming_server.url, account.id, account.key, verify=str(streaming_server.cert)
     ) as client:
         yield client
-
-
-def create_v1(server: OpenRRServer, models: list[str]) -> str:
-    """A session through the v1 API, which alone can preload models."""
-    account = server.account
-    r = httpx.post(
-        f"{server.url}/v1/accounts/{account.id}/sessions/create",
-        json={"maxLeaseTime": "0:30:0", "models": models, "size": "standard"},
-        headers={"Authorization": f"Bearer {server.token()}"},
-        verify=server.ssl_context(),
-    )
-    assert r.status_code == 202, r.text
-    return str(r.json()["sessionId"])
 
 
 def camera_of(camera_json: dict[str, Any]) -> Camera:
@@ -136,7 +122,7 @@ async def test_the_client_sees_the_model_steers_it_picks_and_is_alone(
     streaming_server: OpenRRServer, arr: ArrClient, models: Path, tmp_path: Path
 ) -> None:
     server = streaming_server
-    session_id = create_v1(server, ["two_nodes.glb"])
+    session_id = server.create_v1(["two_nodes.glb"])
     with server.api() as api:
         api.wait_status(session_id, "Ready", timeout=30)
 
@@ -214,7 +200,7 @@ async def test_the_client_sees_the_model_steers_it_picks_and_is_alone(
 
 
 async def test_a_preload_that_fails_puts_the_session_in_error(streaming_server: OpenRRServer) -> None:
-    session_id = create_v1(streaming_server, ["broken.glb"])
+    session_id = streaming_server.create_v1(["broken.glb"])
     with streaming_server.api() as api:
         body = api.wait_status(session_id, "Error", timeout=30)
     assert body["error"]["code"] == "ModelLoadFailed"
