@@ -52,6 +52,9 @@ PUBLIC = (
     "parse_answer",
     "percentiles",
     "session_endpoint",
+    "StereoFrame",
+    "head_views",
+    "symmetric_projection",
 )
 
 

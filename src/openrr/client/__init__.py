@@ -14,8 +14,8 @@ video in, camera and scene commands out, measured as it goes::
 Where each part lives: ``rest`` (the REST client), ``session`` (reaching a session's render server),
 ``connection`` (the WebRTC connection), ``commands`` (the requests it can make), ``scene``, ``entities``,
 ``scene_types`` and ``scene_fields`` (the scene API, protocol v2), ``requests`` (requests waiting for
-answers), ``signalling`` (the offer and its answer), ``measurements`` (what is measured and how), ``errors``,
-``jitter`` (a faster video jitter buffer).
+answers), ``signalling`` (the offer and its answer), ``stereo`` (stereo frames for headsets),
+``measurements`` (what is measured and how), ``errors``, ``jitter`` (a faster video jitter buffer).
 
 The names below are loaded on first use (PEP 562): every ``openrr`` command imports ``openrr.client.rest``,
 which runs this file first, and the control plane (``openrr serve``) must start without the WebRTC and
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     )
     from openrr.client.session import RenderEndpoint, connect_session, session_endpoint
     from openrr.client.signalling import Codec, VideoSettings, offer_error, parse_answer
+    from openrr.client.stereo import StereoFrame, head_views, symmetric_projection
 
 # Each public name and the module of this package that holds it.
 _HOMES = {
@@ -102,6 +103,9 @@ _HOMES = {
     "Skies": "scene_types",
     "Texture": "scene_types",
     "Transform": "scene_types",
+    "StereoFrame": "stereo",
+    "head_views": "stereo",
+    "symmetric_projection": "stereo",
 }
 
 __all__ = [
@@ -131,6 +135,7 @@ __all__ = [
     "SessionNotReadyError",
     "ShellSettings",
     "Skies",
+    "StereoFrame",
     "Texture",
     "Transform",
     "VideoSettings",
@@ -139,11 +144,13 @@ __all__ = [
     "connect_session",
     "fps",
     "glass_to_glass_ms",
+    "head_views",
     "input_latencies_ms",
     "offer_error",
     "parse_answer",
     "percentiles",
     "session_endpoint",
+    "symmetric_projection",
 ]
 
 

@@ -23,6 +23,8 @@ from openrr.client.scene import RemoteScene
 class RenderCommands(abc.ABC):
     """Camera, model, node and query requests; the answers are the server's messages as dicts."""
 
+    xr_layout: dict[str, Any] | None = None  # the ``xr.started`` answer while in stereo mode
+
     @abc.abstractmethod
     async def request(
         self,
@@ -121,3 +123,33 @@ class RenderCommands(abc.ABC):
     async def stats(self) -> dict[str, Any]:
         """The server's current ``stats``."""
         return await self.request({"type": "stats.get"})
+
+    # ---- stereo (openrr.protocol.xr; frames and poses: RenderConnection.xr_frame, send_xr_pose) ----------
+    async def start_xr(
+        self,
+        eye_width: int,
+        eye_height: int,
+        *,
+        layout: str = "side-by-side",
+        depth: bool = True,
+        background: str = "opaque",
+    ) -> dict[str, Any]:
+        """Switch the stream to stereo; returns ``xr.started`` (the frame size and each eye's rectangles),
+        which is also kept as ``xr_layout`` for the stereo frames to come."""
+        answer = await self.request(
+            {
+                "type": "xr.start",
+                "eye": {"width": eye_width, "height": eye_height},
+                "layout": layout,
+                "depth": depth,
+                "background": background,
+            }
+        )
+        self.xr_layout = answer
+        return answer
+
+    async def end_xr(self) -> dict[str, Any]:
+        """Back to the 2D view."""
+        answer = await self.request({"type": "xr.end"})
+        self.xr_layout = None
+        return answer

@@ -53,7 +53,9 @@ from openrr.client.signalling import (
     post_offer,
     prefer_codec,
 )
+from openrr.client.stereo import StereoFrame
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL
+from openrr.protocol.xr import XrPose
 
 Image = npt.NDArray[np.uint8]
 
@@ -350,6 +352,40 @@ class RenderConnection(RenderCommands):
             produced += 1
             yield self.latest
 
+    async def xr_frame(self, pose_id: int | None = None, timeout: float | None = None) -> StereoFrame:
+        """The next stereo frame rendered from pose ``pose_id`` or a later one (any stereo frame for None),
+        with its ``frame`` message; needs :meth:`start_xr` first. Raises TimeoutError."""
+        layout = self.xr_layout
+        if layout is None:
+            raise RuntimeError("start the stereo mode (start_xr) first")
+        timeout = self.timeout if timeout is None else timeout
+
+        def meta() -> Mapping[str, Any] | None:
+            found = self.log.meta_for(self.latest.pts) if self.latest is not None else None
+            pose = found.get("poseId", -1) if found is not None and "xr" in found else -1
+            return found if isinstance(pose, int) and pose >= (pose_id or 0) else None
+
+        try:
+            async with asyncio.timeout(timeout):
+                await self._until(lambda: meta() is not None)
+        except TimeoutError:
+            raise TimeoutError(f"no stereo frame of pose {pose_id} arrived within {timeout:g} s") from None
+        found, latest = meta(), self.latest
+        assert found is not None
+        assert latest is not None
+        return StereoFrame(latest.image(), found, layout)
+
+    def send_xr_pose(self, pose: Mapping[str, Any]) -> int:
+        """Send an ``xr.pose`` (``time``, ``head``, ``views``, ``predictMs``?; ``poseId`` added when missing).
+        No answer comes: the frames rendered from it carry its ``poseId``, which is returned."""
+        body = {"v": 1, "type": "xr.pose", **pose}
+        body.setdefault("poseId", self.next_pose_id())
+        XrPose.model_validate(body)  # a mistake fails here, not as a BadMessage later
+        self._open_channel().send(json.dumps(body, separators=(",", ":")))
+        self.poses.append((int(body["poseId"]), time.monotonic()))
+        self._pose = max(self._pose, int(body["poseId"]))
+        return int(body["poseId"])
+
     # ---- requests ---------------------------------------------------------------------------------------
     async def request(
         self,
@@ -374,9 +410,7 @@ class RenderConnection(RenderCommands):
         validate: bool,
     ) -> tuple[dict[str, Any], float, float]:
         request = self._requests.build(msg, validate)
-        channel = self._channel
-        if self._closed or self._lost is not None or channel is None or channel.readyState != "open":
-            raise RenderConnectError(0, "ConnectionClosed", self._lost or "the data channel is not open")
+        channel = self._open_channel()
         sent_at = time.monotonic()
         pose_id = request.body.get("poseId")
         if request.kind in _CAMERA_TYPES and isinstance(pose_id, int):
@@ -385,6 +419,12 @@ class RenderConnection(RenderCommands):
         timeout = self.timeout if timeout is None else timeout
         answer, received_at = await self._requests.exchange(request, channel.send, timeout, on_progress)
         return answer, sent_at, received_at
+
+    def _open_channel(self) -> RTCDataChannel:
+        channel = self._channel
+        if self._closed or self._lost is not None or channel is None or channel.readyState != "open":
+            raise RenderConnectError(0, "ConnectionClosed", self._lost or "the data channel is not open")
+        return channel
 
     def next_pose_id(self) -> int:
         """A pose id above every one sent or seen, so a pose left over from an earlier client (still

@@ -192,6 +192,10 @@ class FrameLog:
         shift, count = max(votes.items(), key=lambda kv: (kv[1], -abs(kv[0])))
         return shift if count >= 3 and count > 2 * votes.get(0, 0) else 0
 
+    def meta_for(self, pts: int) -> Mapping[str, Any] | None:
+        """The ``frame`` message of the decoded frame ``pts``, once it has arrived."""
+        return self._meta.get(pts + self.pts_shift())
+
     def matched(self, since: float | None = None) -> list[Matched]:
         """Decoded frames (received at or after ``since``) that have their ``frame`` message, by arrival.
 

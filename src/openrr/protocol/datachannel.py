@@ -1,11 +1,12 @@
 """The data-channel protocol between a client and its render server: versioned JSON messages.
 
 Version 1 is below; version 2 adds the scene API (entities, components, materials, sky, spatial queries),
-documented in ``openrr.protocol.scene_api``, and keeps every v1 message. Every message is a JSON object
-with ``"v"`` (1, or 2 for a client that speaks v2) and a ``"type"``. A client request may carry an ``"id"``
-(string or integer); every answer to it repeats it as ``"re"``, so clients can match answers and measure
-round trips. Camera requests may carry a ``"poseId"``: the server stamps the id of the newest pose it
-rendered on every frame's stats, which is how a client measures input → frame latency.
+documented in ``openrr.protocol.scene_api``, and keeps every v1 message. Stereo streaming to headsets
+(``xr.start``, ``xr.pose``, ``xr.end``) is in ``openrr.protocol.xr``, in both versions. Every message is a
+JSON object with ``"v"`` (1, or 2 for a client that speaks v2) and a ``"type"``. A client request may
+carry an ``"id"`` (string or integer); every answer to it repeats it as ``"re"``, so clients can match
+answers and measure round trips. Camera requests may carry a ``"poseId"``: the server stamps the id of the
+newest pose it rendered on every frame's stats, which is how a client measures input → frame latency.
 
 Client → server                                   Server → client
   camera.set    position, orientation, fov          hello         protocol version, session, video, limits
@@ -29,7 +30,8 @@ orientation, fov}.
 ``frame``: ``frameId``, ``pts`` (90 kHz; 0 for the connection's first frame, so it equals the ``pts`` of the
 frame an aiortc or browser receiver decodes), ``poseId`` (newest pose rendered into it, or null), ``t``
 (server clock, seconds, when rendering of the frame began), ``renderMs``, ``encodeMs``, ``keyframe``,
-``bytes``, ``triangles`` (drawn: fewer than the scene's while the camera moves under the frame budget).
+``bytes``, ``triangles`` (drawn: fewer than the scene's while the camera moves under the frame budget),
+and in stereo mode ``xr`` (the eyes' poses it was rendered from: ``openrr.protocol.xr``).
 With ``pong.serverTime`` a client estimates the clock offset and from it glass-to-glass latency.
 An unchanged picture is not rendered again but sent again, with the same ``frameId`` and ``t``: count
 latency at a ``frameId``'s first arrival only.
@@ -62,6 +64,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from openrr.protocol.scene_api import SCENE_TYPES, SceneRequest
+from openrr.protocol.xr import XrEnd, XrPose, XrStart
 
 VERSION = 1  # what a v1 client sends and sees; a v2 client sends "v": 2 (see scene_api.py)
 VERSIONS = (1, 2)
@@ -170,6 +173,9 @@ Request = Annotated[
     | Pick
     | StatsGet
     | Ping
+    | XrStart
+    | XrPose
+    | XrEnd
     | SceneRequest,
     Field(discriminator="type"),
 ]

@@ -91,7 +91,9 @@ VIEW_ELEVATION = 28.0
 class Camera:
     """Pose (position, orientation), vertical field of view in degrees, and an orbit ``target``.
 
-    ``near``/``far`` of None mean "fit the scene bounds each frame" (see ``clip_planes``).
+    ``near``/``far`` of None mean "fit the scene bounds each frame" (see ``clip_planes``). ``frustum``, when
+    set, is an asymmetric field of view (a headset's eye): the (left, right, bottom, top) tangents at
+    distance 1, which the projection uses instead of ``fov`` and the aspect ratio.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class Camera:
         target: Vec | None = None,
         near: float | None = None,
         far: float | None = None,
+        frustum: tuple[float, float, float, float] | None = None,
     ) -> None:
         self.position = np.array(position, dtype=np.float64)
         self.orientation = np.array(orientation, dtype=np.float64)
@@ -112,6 +115,21 @@ class Camera:
         self.target = self.position + self.forward * 5.0 if target is None else np.array(target, float)
         self.near = near
         self.far = far
+        self.frustum = frustum
+
+    @classmethod
+    def eye(
+        cls,
+        position: Vec,
+        orientation: Vec,
+        frustum: tuple[float, float, float, float],
+        near: float,
+        far: float,
+    ) -> Camera:
+        """A headset eye's camera: its own asymmetric ``frustum``, ``fov`` its vertical extent (which level
+        of detail and point size follow)."""
+        fov = math.degrees(math.atan(frustum[3]) - math.atan(frustum[2]))
+        return cls(position, orientation, min(178.0, max(1.5, fov)), near=near, far=far, frustum=frustum)
 
     @classmethod
     def look_at(cls, eye: Vec, target: Vec, up: Vec = WORLD_UP, fov: float = 60.0) -> Camera:
@@ -119,7 +137,9 @@ class Camera:
         return cls(eye_, look_rotation(np.asarray(target, dtype=np.float64) - eye_, up), fov, target)
 
     def copy(self) -> Camera:
-        return Camera(self.position, self.orientation, self.fov, self.target, self.near, self.far)
+        return Camera(
+            self.position, self.orientation, self.fov, self.target, self.near, self.far, self.frustum
+        )
 
     def set_pose(self, position: Vec, orientation: Vec, fov: float | None = None) -> None:
         """Set the pose directly; the orbit target stays at the same distance in front of the camera."""
@@ -158,10 +178,15 @@ class Camera:
         return view
 
     def projection_matrix(self, aspect: float, near: float, far: float) -> F64:
-        f = 1.0 / math.tan(math.radians(self.fov) / 2)
         proj = np.zeros((4, 4))
-        proj[0, 0] = f / aspect
-        proj[1, 1] = f
+        if self.frustum is not None:
+            left, right, bottom, top = self.frustum
+            proj[0, 0], proj[0, 2] = 2 / (right - left), (right + left) / (right - left)
+            proj[1, 1], proj[1, 2] = 2 / (top - bottom), (top + bottom) / (top - bottom)
+        else:
+            f = 1.0 / math.tan(math.radians(self.fov) / 2)
+            proj[0, 0] = f / aspect
+            proj[1, 1] = f
         proj[2, 2] = (far + near) / (near - far)
         proj[2, 3] = 2 * far * near / (near - far)
         proj[3, 2] = -1.0

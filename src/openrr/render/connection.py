@@ -30,6 +30,7 @@ from openrr.compat.aiortc import offered_direction
 from openrr.model.sources import display_name
 from openrr.protocol import datachannel as protocol
 from openrr.protocol.handshake import DATA_CHANNEL_LABEL, PROTOCOL
+from openrr.protocol.xr import XrEnd, XrPose, XrStart
 from openrr.render.camera_commands import move_camera
 from openrr.render.encoder import Codec, EncoderConfig
 from openrr.render.frame import PipelineClosed
@@ -39,6 +40,7 @@ from openrr.render.scene_commands import SceneCommands, is_scene_request
 from openrr.render.session_models import ModelError
 from openrr.render.tracing import Tracer
 from openrr.render.track import EncodedVideoTrack, SentFrame, add_video_track, negotiated_codec
+from openrr.render.xr_mode import XrMode
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +226,10 @@ class ClientConnection:
 
     async def _handle(self, request: protocol.Request) -> None:
         try:
-            reply = await self._reply(request)
+            if isinstance(request, XrStart | XrPose | XrEnd):
+                reply = await self._xr(request)
+            else:
+                reply = await self._reply(request)
             if reply is not None:
                 self.send(reply)
         except ModelError as exc:
@@ -274,6 +279,29 @@ class ClientConnection:
                 return answer("pong", t=request.t, serverTime=time.time())
         return None  # model loads run as tasks of their own (see _on_message)
 
+    async def _xr(self, request: XrStart | XrPose | XrEnd) -> str | None:
+        """Stereo mode (protocol/xr.py): its start, its poses (unanswered) and its end."""
+        p = self.pipeline
+
+        def answer(type_: str, **fields: Any) -> str:
+            return protocol.message(type_, request.id, v=request.v, **fields)
+
+        match request:
+            case XrPose():
+                if p.xr is None:
+                    raise ModelError("BadMessage", "xr.pose before xr.start: start the stereo mode first")
+                p.xr.pose(request)
+                p.camera_changed(request.poseId)
+                return None
+            case XrStart():
+                mode = XrMode(request, p.frame_interval or 1 / self.encoder.fps)
+                self.track.resize(*mode.layout.frame_size)
+                await p.start_xr(mode)
+                return answer("xr.started", **mode.describe())
+        self.track.resize(self.encoder.width, self.encoder.height)
+        await p.start_xr(None)
+        return answer("ack")
+
     async def _load(self, request: protocol.ModelLoad) -> None:
         model_id = request.modelId or display_name(request.url)  # as the pipeline names it
         last = [-1.0]
@@ -322,6 +350,7 @@ class ClientConnection:
         info = self.pipeline.frame_info(sent.frame_id)
         if self.tracer is not None:
             self.tracer.frame(sent, info)
+        stereo: dict[str, Any] = {"xr": info.xr} if info is not None and info.xr is not None else {}
         self.send(
             protocol.message(
                 "frame",
@@ -337,6 +366,7 @@ class ClientConnection:
                 encodeMs=round(sent.encode_ms, 2),
                 keyframe=sent.keyframe,
                 bytes=sent.size,
+                **stereo,
             )
         )
 
@@ -364,6 +394,7 @@ class ClientConnection:
             "codec": track.codec,
             "encoder": track.encoder,
             "rttMs": self._rtt_ms,
+            "xrScale": self.pipeline.xr.scale.current if self.pipeline.xr is not None else None,
             "cpuPercent": self._cpu_percent,
             "rssMiB": round(memory, 1),
         }

@@ -7,6 +7,8 @@ the pipeline itself.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError
@@ -23,6 +25,7 @@ class Frame:
     started: float  # time.time() when the render began (the "glass" a latency is measured from)
     render_ms: float
     triangles: int
+    xr: Mapping[str, Any] | None = None  # a stereo frame's eyes (the ``frame`` message's ``xr``)
 
 
 class PipelineClosed(MediaStreamError):

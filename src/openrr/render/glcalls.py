@@ -30,6 +30,8 @@ GL_UNSIGNED_INT = 0x1405
 GL_RGB = 0x1907
 GL_UNSIGNED_BYTE = 0x1401
 GL_PACK_ALIGNMENT = 0x0D05
+GL_DEPTH_COMPONENT = 0x1902
+GL_FLOAT = 0x1406
 
 
 class GLCalls:
@@ -86,3 +88,14 @@ class GLCalls:
             raise ValueError("the frame must be C-contiguous")
         self._pixel_store(GL_PACK_ALIGNMENT, 1)
         self._read_pixels(0, 0, width, height, GL_RGB, GL_UNSIGNED_BYTE, frame.ctypes.data)
+
+    def read_depth(self, depth: NDArray[np.float32]) -> None:
+        """Read the bound framebuffer's depth into ``depth`` (H, W) float32, bottom row of GL first.
+
+        Unlike moderngl's ``read(attachment=-1)``, which leaves the framebuffer's read buffer at GL_NONE
+        (so the next colour read fails), a depth read needs no read buffer at all."""
+        height, width = depth.shape
+        if not depth.flags.c_contiguous or depth.dtype != np.float32:
+            raise ValueError("the depth must be a C-contiguous float32 array")
+        self._pixel_store(GL_PACK_ALIGNMENT, 1)
+        self._read_pixels(0, 0, width, height, GL_DEPTH_COMPONENT, GL_FLOAT, depth.ctypes.data)

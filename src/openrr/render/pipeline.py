@@ -38,6 +38,7 @@ from openrr.render.camera import Camera
 from openrr.render.frame import Frame, PipelineClosed
 from openrr.render.lod_builder import LodBuilder
 from openrr.render.moving_detail import MovingDetail
+from openrr.render.node_edits import edit_node
 from openrr.render.render_ahead import RenderAhead
 from openrr.render.renderer import Renderer, is_software
 from openrr.render.scene_answers import camera_json, node_json, pick_json
@@ -50,6 +51,7 @@ from openrr.render.session_models import (
     relative_to_roots,
     restore_preloaded,
 )
+from openrr.render.xr_mode import XrMode
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,6 +96,7 @@ class RenderPipeline:
         self.scene = Scene("session")
         self.camera = Camera.look_at(_DEFAULT_EYE, (0.0, 0.0, 0.0))
         self.models: dict[str, LoadedModel] = {}
+        self.xr: XrMode | None = None  # the client's stereo mode (render/xr_mode.py)
         self._loading: set[str] = set()
         self._parsed: dict[str, Scene] = {}  # preloaded models by source, parsed once
         self._preloaded: dict[str, LoadedModel] = {}  # the session's own models: every reset restores them
@@ -183,10 +186,19 @@ class RenderPipeline:
         pose_id = self._pose_id
         self._frame_ids += 1
         frame_id = self._frame_ids
-        renderer, moving = self.renderer, self.detail.begin()
+        renderer, size, xr = self.renderer, (self.width, self.height), self.xr
+        eyes = xr.snapshot() if xr is not None else None
+        moving = self.detail.begin() if xr is None else False  # stereo: always full detail (xr_mode.py)
 
         def draw() -> Frame:
             started = time.time()
+            if xr is not None:
+                stereo, meta = xr.draw(renderer, eyes)
+                pose = eyes.pose_id if eyes is not None else None
+                return Frame(stereo, frame_id, pose, started, xr.render_ms, xr.triangles, meta)
+            if (renderer.width, renderer.height) != size:  # back from stereo (see start_xr)
+                renderer.resize(*size)
+            renderer.transparent = False
             image = self.detail.render(renderer, camera, moving)
             return Frame(image, frame_id, pose_id, started, renderer.stats.frame_ms, renderer.stats.triangles)
 
@@ -257,14 +269,19 @@ class RenderPipeline:
     def pose_id(self) -> int | None:
         return self._pose_id
 
+    async def start_xr(self, mode: XrMode | None) -> None:
+        """Stereo from the next frame on (``mode``), or 2D again (None): as after a resize, no frame of the
+        other kind is sent afterwards."""
+        self.xr = mode
+        await self.resize(self.width, self.height, force=True)
+
     # -- size -------------------------------------------------------------------------------------------
 
-    async def resize(self, width: int, height: int) -> None:
-        if (width, height) == (self.width, self.height):
+    async def resize(self, width: int, height: int, *, force: bool = False) -> None:
+        if (width, height) == (self.width, self.height) and not force:
             return
         await self.frames.settle()  # no frame of the old size may become the newest after this
-        await self.on_gl(lambda: self.renderer.resize(width, height))
-        self.width, self.height = width, height
+        self.width, self.height = width, height  # the next render resizes the renderer (see _render)
         self.frames.latest = None
         self._camera_version += 1
         self.changed()
@@ -407,6 +424,7 @@ class RenderPipeline:
         self.models = kept
         self.camera = Camera.look_at(_DEFAULT_EYE, (0.0, 0.0, 0.0))
         self._pose_id = None
+        self.xr = None
         await self.frame_scene(from_above=True)
 
     # -- nodes and picking ------------------------------------------------------------------------------
@@ -420,26 +438,11 @@ class RenderPipeline:
         color: tuple[float, float, float, float] | None,
         clear_color: bool,
     ) -> dict[str, Any]:
-        def edit() -> dict[str, Any]:
-            try:
-                node = self.scene.node(key)
-            except KeyError:
-                raise ModelError("NodeNotFound", f"no node {key!r} in the scene") from None
-            if transform is not None:
-                # glTF matrices are column-major; ours are row-major.
-                node.transform = np.array(transform, dtype=np.float64).reshape(4, 4).T
-            if visible is not None:
-                node.visible = visible
-            if clear_color:
-                node.color = None
-            elif color is not None:
-                try:
-                    node.color = color
-                except ValueError as exc:
-                    raise ModelError("BadMessage", str(exc)) from None
-            return node_json(node)
-
-        node = await self.on_gl(edit)
+        node = await self.on_gl(
+            lambda: edit_node(
+                self.scene, key, transform=transform, visible=visible, color=color, clear_color=clear_color
+            )
+        )
         self.changed()
         return node
 

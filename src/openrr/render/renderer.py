@@ -109,6 +109,9 @@ class Renderer:
         # Below 1 while the camera moves under a frame budget (draw_lists.choose_lod, point_budget).
         self.detail = 1.0
         self.background = Background()
+        # AR on pass-through and see-through devices: clear to black and never draw the sky, so that the
+        # client can take the background away (protocol/xr.py).
+        self.transparent = False
         self.lights: list[DirectionalLight] = default_lights()
         self.ambient = Hemisphere()
         self.stats = RenderStats()  # of the last finished frame (read from other threads)
@@ -322,8 +325,25 @@ class Renderer:
         self.stats = self._stats
         return frame
 
+    def read_depth(self) -> NDArray[np.float32]:
+        """The depth buffer of the last ``render`` (window depth 0..1, 1 where nothing was drawn), shape
+        (height, width), top row first like the frame."""
+        depth = np.empty((self.height, self.width), dtype=np.float32)
+        self._fbo.use()
+        if self._calls is not None:
+            self._calls.read_depth(depth)
+        else:  # moderngl leaves the read buffer at GL_NONE after a depth read: a colour read restores it
+            depth[:] = np.frombuffer(
+                self._fbo.read(attachment=-1, dtype="f4", alignment=1), np.float32
+            ).reshape(depth.shape)
+            self._fbo.read(viewport=(0, 0, 1, 1), components=3)
+        return depth
+
     def _draw_background(self, camera: Camera) -> None:
         top, bottom = self.background.top, self.background.bottom
+        if self.transparent:
+            self._fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            return
         self._fbo.clear(*top, 1.0, depth=1.0)
         if self._sky.active:
             view = camera.view_matrix()

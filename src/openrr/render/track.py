@@ -23,6 +23,7 @@ cannot be forgotten.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -214,6 +215,15 @@ class EncodedVideoTrack(MediaStreamTrack):
         if self._encoder is not None:
             self._encoder.set_bitrate(self._target_bitrate)
 
+    def resize(self, width: int, height: int) -> None:
+        """Encode at ``width`` x ``height`` from the first frame of that size on, with a new encoder (which
+        starts with a keyframe, SPS and PPS: receivers follow the change there); frames of another size
+        meanwhile are scaled as before. Raises ValueError for a size no H.264 level can take."""
+        config = dataclasses.replace(self._config, width=width, height=height)
+        if config.codec == "h264":
+            config.h264_level  # noqa: B018 -- raises ValueError before the encoder thread would
+        self._config = config
+
     def sent_bps(self) -> float:
         """Bits per second encoded over the second before the latest frame (shorter when younger)."""
         if self._start is None or not self._recent:
@@ -312,9 +322,15 @@ class EncodedVideoTrack(MediaStreamTrack):
     def _encode(self, frame: npt.NDArray[np.uint8], pts: int, force_keyframe: bool) -> list[av.Packet[Any]]:
         # Runs on the encoder thread: creating the encoder here keeps the NVENC probe and codec
         # set-up off the event loop.
+        config = self._config
+        if self._encoder is not None and frame.shape[:2] == (config.height, config.width):
+            opened = self._encoder.config
+            if (opened.width, opened.height) != (config.width, config.height):  # resized: start anew
+                self._encoder.close()
+                self._encoder = None
         if self._encoder is None:
             assert self._codec is not None  # resolved by recv()
-            self._encoder = VideoEncoder(with_codec(self._config, self._codec))
+            self._encoder = VideoEncoder(with_codec(config, self._codec))
             self._encoder.set_bitrate(self._target_bitrate)
         if force_keyframe:
             self._encoder.request_keyframe()
