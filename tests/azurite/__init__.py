@@ -1,9 +1,7 @@
 """Azurite, Microsoft's Azure Storage emulator, for the blob storage and conversion tests.
 
-The version is pinned by ``package.json`` and ``package-lock.json`` in this folder. ``install()`` runs
-``npm ci`` with them into ``build/azurite`` (git-ignored) once, and again only when the lock file changes;
-Node.js and npm must be installed (``scripts/setup`` installs Debian's ``nodejs`` and ``npm``), and the tests
-fail, not skip, without them. ``Azurite`` starts the blob service alone, in memory, on a free loopback port,
+The version is pinned by ``package.json`` and ``package-lock.json`` in this folder, installed by
+``tests.npm_packages``. ``Azurite`` starts the blob service alone, in memory, on a free loopback port,
 and stops exactly the process it started, by pid.
 """
 
@@ -11,11 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
-import filecmp
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -23,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import npm_packages
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-CACHE = REPO / "build" / "azurite"
 ACCOUNT = "devstoreaccount1"
 # Azurite's documented development key (public; it only ever opens this emulator).
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -34,37 +29,7 @@ _LISTENING = re.compile(r"Azurite Blob service successfully listens on (http://\
 
 def install() -> Path:
     """The azurite-blob executable, installed from the lock file if it is not yet (fails without npm)."""
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.fail(
-            "the Azurite tests need Node.js and npm (Debian: apt-get install nodejs npm; scripts/setup "
-            "installs them)",
-            pytrace=False,
-        )
-    CACHE.mkdir(parents=True, exist_ok=True)
-    executable = CACHE / "node_modules" / ".bin" / "azurite-blob"
-    with open(CACHE / ".install-lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        lock_file = CACHE / "package-lock.json"
-        current = (
-            executable.exists() and lock_file.exists() and filecmp.cmp(lock_file, HERE / "package-lock.json")
-        )
-        if not current:
-            for name in ("package.json", "package-lock.json"):
-                shutil.copyfile(HERE / name, CACHE / name)
-            done = subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
-                cwd=CACHE,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                stdin=subprocess.DEVNULL,
-            )
-            if done.returncode != 0 or not executable.exists():
-                pytest.fail(
-                    f"npm ci of Azurite failed ({done.returncode}):\n{done.stderr[-3000:]}", pytrace=False
-                )
-    return executable
+    return npm_packages.install(HERE, "azurite", "node_modules/.bin/azurite-blob")
 
 
 class Azurite:

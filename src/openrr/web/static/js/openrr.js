@@ -607,6 +607,40 @@ export class RenderingConnection extends EventTarget {
     return rttMs;
   }
 
+  // ---- stereo for headsets (protocol/xr.py) ---------------------------------------------------------------
+  /**
+   * Switch the stream to stereo; resolves with `xr.started` (the frame size, each eye's colour and depth
+   * rectangles, the depth encoding). From then on every `frame` event carries `xr`: the eyes it was
+   * rendered from.
+   * @param {object} options `eye: {width, height}` (even, 64..2048), `layout` ("side-by-side" |
+   *   "top-bottom"), `depth` (true), `background` ("opaque" | "transparent")
+   */
+  startXr({ eye, layout = "side-by-side", depth = true, background = "opaque" }) {
+    return this.request("xr.start", { eye, layout, depth, background });
+  }
+
+  /** Back to the 2D view. */
+  endXr() {
+    return this.request("xr.end");
+  }
+
+  /**
+   * Send the head's pose for the next frames (no answer: the frames rendered from it carry its poseId).
+   * `time` is its predicted display time (ms, this page's clock), `predictMs` how far past it the server
+   * should predict, `head` {position, orientation}, `views` [left, right] {eye, position, orientation,
+   * projection}, in the scene's world space. Returns the poseId, or null when not connected.
+   */
+  sendXrPose({ time, predictMs = 0, head, views }) {
+    const channel = this.channel;
+    if (!this.connected || !channel || channel.readyState !== "open") return null;
+    this._poseId += 1;
+    const message = { v: 1, type: "xr.pose", poseId: this._poseId, time, predictMs, head, views };
+    this._poses.set(message.poseId, performance.now());
+    if (this._poses.size > 200) this._poses.delete(this._poses.keys().next().value);
+    channel.send(JSON.stringify(message));
+    return message.poseId;
+  }
+
   // ---- entities (v2) --------------------------------------------------------------------------------------
   /** Every entity, parents before their children: [entity]. A big scene is read in pages (an answer is
    * bounded to one data-channel message); see getScenePage to read only part of it. */

@@ -10,6 +10,7 @@ import { attachControls } from "./input.js";
 import { ConnectionStatus, RemoteRenderingError, RenderingSession } from "./openrr.js";
 import { createSceneTools } from "./tools/scene-tools.js";
 import { byId, errorText, formatBitrate, formatMinutes, formatMs, showMessage, sleep } from "./ui.js";
+import { XrViewer, immersiveModes } from "./xr/session.js";
 
 const WAIT_POLL_MS = 2000; // while the session is Starting
 const WATCH_MS = 10000; // while connected: lease and status
@@ -36,8 +37,10 @@ function start({ accountId, token }) {
   const disconnectButton = byId("disconnect");
   const modelLoad = byId("model-load");
   const cameraButtons = [...document.querySelectorAll("[data-camera]")];
+  const xrButtons = { "immersive-vr": byId("enter-vr"), "immersive-ar": byId("enter-ar") };
 
   let client = null;
+  let headset = null; // the immersive session's XrViewer while one runs
   let attempt = 0; // every connect() bumps it; a continuation of an older attempt gives up
   let watchTimer = 0;
   let inputLatency = null; // smoothed input → frame, ms
@@ -57,6 +60,7 @@ function start({ accountId, token }) {
     placeholder.textContent = live ? "" : text;
     stats.hidden = !live || byId("toggle-stats").getAttribute("aria-pressed") !== "true";
     for (const button of cameraButtons) button.disabled = !live;
+    for (const button of Object.values(xrButtons)) button.disabled = !live || headset !== null;
     modelLoad.disabled = !live;
     disconnectButton.disabled = !(live || state === "connecting" || state === "waiting" || state === "checking");
     reconnectButton.textContent = state === "idle" && !client ? "Connect" : "Reconnect";
@@ -65,6 +69,7 @@ function start({ accountId, token }) {
 
   function dropClient() {
     clearTimeout(watchTimer);
+    if (headset) headset.end();
     if (client) client.disconnect();
     if (rendering && rendering.connection) rendering.connection.disconnect(); // one still connecting
     client = null;
@@ -391,6 +396,36 @@ function start({ accountId, token }) {
     button.addEventListener("click", () => {
       const c = live();
       if (c) send(CAMERA[button.dataset.camera](c));
+    });
+  }
+
+  // ---- headsets (WebXR) -------------------------------------------------------------------------------
+  // Offered only where the browser has an immersive mode (a headset's browser); the 2D view stays as it is.
+  immersiveModes().then(({ vr, ar }) => {
+    xrButtons["immersive-vr"].hidden = !vr;
+    xrButtons["immersive-ar"].hidden = !ar;
+  });
+  for (const [mode, button] of Object.entries(xrButtons)) {
+    button.addEventListener("click", async () => {
+      const c = live();
+      if (!c || headset) return;
+      const viewer = (headset = new XrViewer({ connection: c, video }));
+      globalThis.openrrXr = viewer; // for the console and the browser tests
+      for (const b of Object.values(xrButtons)) b.disabled = true;
+      viewer.addEventListener("state", (event) => {
+        if (event.detail.state !== "ended") return;
+        if (headset === viewer) headset = null;
+        for (const b of Object.values(xrButtons)) b.disabled = !live();
+      });
+      try {
+        await viewer.start(mode); // the click is the user gesture requestSession needs
+        showMessage(status, "In the headset. Take it off or press its menu button to come back.", "ok");
+      } catch (err) {
+        if (headset === viewer) headset = null;
+        await viewer.end();
+        for (const b of Object.values(xrButtons)) b.disabled = !live();
+        showMessage(status, `The headset view could not start: ${errorText(err)}`, "error");
+      }
     });
   }
 

@@ -1,0 +1,334 @@
+"""The viewer in a headset: WebXR in Chromium with an emulated Quest 3 (IWER, from the npm registry:
+tests/iwer), against a real control plane and render server streaming stereo with depth.
+
+One session for the module: the red box / blue sphere model is loaded through the viewer's form, then
+Enter VR. IWER shows the immersive session's canvas over the whole window, the left eye on the left half
+and the right eye on the right half, so each test reads the eyes' pixels from a screenshot and compares
+them with where the scene's points project through the views the page used (``openrrXr.views``) and the
+model's placement in the room (``openrrXr.placement``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests import iwer
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.test_dashboard_viewer import create_2021, sign_in, wait_for_video
+from tests.e2e.server import OpenRRServer
+from tests.render import fixtures
+
+pytestmark = pytest.mark.e2e
+Shot = Callable[[Page, str], Path]
+SESSION = "headset"
+WIDTH, HEIGHT = 1280, 720  # the window: each eye gets half of it
+BOX = (fixtures.RED_X, 0.0, 0.0)
+SPHERE = (fixtures.BLUE_X, fixtures.BLUE_Y, 0.0)
+
+
+@dataclass
+class Headset:
+    page: Page
+    errors: list[str]
+
+
+@pytest.fixture(scope="module")
+def headset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Headset]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup, which installs Debian's chromium package")
+    base = tmp_path_factory.mktemp("headset")
+    models = base / "models"
+    models.mkdir()
+    fixtures.two_node_glb(models)
+    root = base / "model-root"
+    root.mkdir()
+    server = OpenRRServer(base / "data", model_root=str(root), video_width=640, video_height=360)
+    try:
+        server.start()
+        (root / server.account.id).symlink_to(models, target_is_directory=True)
+        create_2021(server, SESSION, lease=30)
+        with server.api() as api:
+            api.wait_status(SESSION, "Ready", timeout=20)
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                str(base / "chromium-profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                ignore_https_errors=True,
+                viewport={"width": WIDTH, "height": HEIGHT},
+            )
+            context.set_default_timeout(20_000)
+            iwer.install_into(context)
+            try:
+                page = context.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                sign_in(page, server, next_page=f"viewer.html?session={SESSION}")
+                expect(page.locator("#status")).to_have_text(f"Connected to session {SESSION}.")
+                wait_for_video(page)
+                page.get_by_label("Path or URL").fill("two_nodes.glb")
+                page.get_by_role("button", name="Load", exact=True).click()
+                expect(page.locator("#model-status")).to_contain_text("Loaded", timeout=60_000)
+                yield Headset(page, errors)
+            finally:
+                context.close()
+    finally:
+        _running, left = server.cleanup()
+        assert not left, f"processes left behind: {left}"
+
+
+@pytest.fixture
+def page(headset: Headset) -> Iterator[Page]:
+    yield headset.page
+    assert not headset.errors, headset.errors
+
+
+# ---- reading the eyes -----------------------------------------------------------------------------------
+def eyes(page: Page) -> tuple[np.ndarray, np.ndarray]:
+    """The left and the right eye's pictures, as IWER shows them (the two halves of the window)."""
+    image = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(int)
+    half = image.shape[1] // 2
+    return image[:, :half], image[:, half:]
+
+
+def centroid(picture: np.ndarray, colour: str) -> tuple[float, float, int]:
+    r, g, b = picture[..., 0], picture[..., 1], picture[..., 2]
+    mask = (r > 90) & (r > 2 * g) & (r > 2 * b) if colour == "red" else (b > 90) & (b > 2 * r) & (b > 2 * g)
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return math.nan, math.nan, 0
+    return float(xs.mean()), float(ys.mean()), len(xs)
+
+
+def project(page: Page, scene_point: tuple[float, float, float]) -> list[tuple[float, float]]:
+    """Where a scene point lies in each eye's picture (pixels, origin top left) through this frame's views."""
+    state: dict[str, Any] = page.evaluate(
+        "() => ({ views: openrrXr.views, inverse: Array.from(openrrXr.placement.inverse()) })"
+    )
+    to_xr = np.array(state["inverse"]).reshape(4, 4).T  # column-major
+    point = to_xr @ np.array([*scene_point, 1.0])
+    out = []
+    for view in state["views"]:
+        projection = np.array(view["projection"]).reshape(4, 4).T
+        eye = np.array(view["matrix"]).reshape(4, 4).T
+        clip = projection @ np.linalg.inv(eye) @ point
+        ndc = clip[:3] / clip[3]
+        vp = view["viewport"]
+        out.append(((ndc[0] + 1) / 2 * vp["width"], (1 - ndc[1]) / 2 * vp["height"]))
+    return out
+
+
+def xr_frames(page: Page, count: int) -> None:
+    """Wait for ``count`` more immersive frames (device changes apply at the next one)."""
+    page.evaluate(
+        """(count) => new Promise((done) => {
+          let left = count;
+          const tick = () => (--left <= 0 ? done() : requestAnimationFrame(tick));
+          requestAnimationFrame(tick);
+        })""",
+        count,
+    )
+
+
+def settle(page: Page) -> None:
+    """Let the stream catch up with the newest pose: a few frames decoded after it."""
+    page.wait_for_timeout(800)
+    xr_frames(page, 3)
+
+
+def enter_vr(page: Page) -> None:
+    if page.evaluate("() => Boolean(globalThis.openrrXr && openrrXr.session)"):
+        return
+    button = page.get_by_role("button", name="Enter VR")
+    expect(button).to_be_visible()
+    expect(button).to_be_enabled()
+    button.click()
+    page.wait_for_function("() => globalThis.openrrXr && openrrXr.layout && openrrXr.frames.current")
+
+
+# ---- the tests -------------------------------------------------------------------------------------------
+def test_each_eye_sees_the_model_from_its_own_position(page: Page, shot: Shot) -> None:
+    expect(page.get_by_role("button", name="Enter AR")).to_be_visible()  # IWER's Quest 3 has pass-through
+    enter_vr(page)
+    settle(page)
+    layout = page.evaluate("() => openrrXr.layout")
+    assert layout["eyes"][1]["depth"] is not None
+    left, right = eyes(page)
+    shot(page, "vr")
+    expected_box = project(page, BOX)
+    expected_sphere = project(page, SPHERE)
+    for name, (lx, ly, ln), (rx, ry, rn), (ex_l, ex_r) in (
+        ("box", centroid(left, "red"), centroid(right, "red"), expected_box),
+        ("sphere", centroid(left, "blue"), centroid(right, "blue"), expected_sphere),
+    ):
+        assert ln > 400, (name, ln)
+        assert rn > 400, (name, rn)
+        # Each eye sees it where that eye's own view puts it (within a few pixels of the projected centre)...
+        assert abs(lx - ex_l[0]) < 6, (name, lx, ex_l)
+        assert abs(rx - ex_r[0]) < 6, (name, rx, ex_r)
+        assert abs(ly - ex_l[1]) < 6, (name, ly, ex_l)
+        # ... so the two differ by the disparity of its distance, on the same rows.
+        disparity = lx - rx
+        assert disparity == pytest.approx(ex_l[0] - ex_r[0], abs=2.0), name
+        assert disparity > 8, name
+        assert abs(ly - ry) < 1.5, name
+
+
+def test_reprojection_keeps_the_model_fixed_while_the_head_turns(page: Page, shot: Shot) -> None:
+    enter_vr(page)
+    page.evaluate("() => { openrrXr.sendPoses = false; }")  # the stream stays at the last pose sent
+    try:
+        settle(page)
+        before, _ = eyes(page)
+        x0, _, _ = centroid(before, "blue")
+        expected_before = project(page, SPHERE)[0][0]
+        turn = math.radians(6)  # to the left: the world moves right in the picture
+        page.evaluate(
+            "(half) => { xrDevice.quaternion.set(0, Math.sin(half), 0, Math.cos(half)); }", turn / 2
+        )
+        xr_frames(page, 4)
+        after, _ = eyes(page)
+        shot(page, "turned")
+        x1, _, n = centroid(after, "blue")
+        expected_after = project(page, SPHERE)[0][0]
+        moved = expected_after - expected_before
+        assert moved > 30  # without reprojection the sphere would stay where it was on screen
+        assert n > 400
+        assert x1 - x0 == pytest.approx(moved, abs=4.0)
+    finally:
+        page.evaluate("() => { xrDevice.quaternion.set(0, 0, 0, 1); openrrXr.sendPoses = true; }")
+        settle(page)
+
+
+def test_a_controller_ray_selects_the_entity_it_points_at(page: Page, shot: Shot) -> None:
+    enter_vr(page)
+    inverse = np.array(page.evaluate("() => Array.from(openrrXr.placement.inverse())")).reshape(4, 4).T
+    target = (inverse @ np.array([*SPHERE, 1.0]))[:3]
+    origin = np.array([0.2, 1.4, -0.1])
+    forward = (target - origin) / np.linalg.norm(target - origin)
+    quaternion = look_rotation(forward)
+    page.evaluate(
+        """([p, q]) => { const c = xrDevice.controllers.right;
+             c.position.set(p[0], p[1], p[2]); c.quaternion.set(q[0], q[1], q[2], q[3]); }""",
+        [origin.tolist(), quaternion],
+    )
+    xr_frames(page, 3)
+    page.evaluate(
+        """() => { window.selections = [];
+             openrrXr.addEventListener('select', (e) => selections.push(e.detail)); }"""
+    )
+    page.evaluate("() => xrDevice.controllers.right.updateButtonValue('trigger', 1)")
+    page.wait_for_function("() => selections.length > 0")
+    page.evaluate("() => xrDevice.controllers.right.updateButtonValue('trigger', 0)")
+    selection = page.evaluate("() => selections[0]")
+    assert selection["hit"] is not None, selection
+    name = page.evaluate(
+        "(id) => openrrXr.connection.getEntity(id).then((e) => e.name)", selection["hit"]["entity"]
+    )
+    assert name == "BlueSphere"
+    hit = np.array(selection["hit"]["position"])
+    assert np.linalg.norm(hit - np.array(SPHERE)) == pytest.approx(0.6, abs=0.05)  # on the sphere's surface
+    settle(page)
+    shot(page, "selected")
+
+
+def test_local_rays_and_the_remote_model_hide_each_other_by_depth(page: Page, shot: Shot) -> None:
+    """Two controller rays cross the box sideways: one 0.3 m behind it, one 0.3 m in front of it. Where
+    the box is on screen, the one behind is hidden by the streamed box and the one in front covers it;
+    away from the box both show."""
+    enter_vr(page)
+    inverse = np.array(page.evaluate("() => Array.from(openrrXr.placement.inverse())")).reshape(4, 4).T
+    box = (inverse @ np.array([*BOX, 1.0]))[:3]
+    sideways = look_rotation(np.array([1.0, 0.0, 0.0]))  # -Z turned to +X
+    behind = box + np.array([-0.5, 0.03, -0.3])
+    in_front = box + np.array([-0.5, -0.03, 0.3])
+    page.evaluate(
+        """([a, b, q]) => {
+          for (const [c, p] of [[xrDevice.controllers.right, a], [xrDevice.controllers.left, b]]) {
+            c.position.set(p[0], p[1], p[2]); c.quaternion.set(q[0], q[1], q[2], q[3]);
+          }
+        }""",
+        [behind.tolist(), in_front.tolist(), sideways],
+    )
+    settle(page)
+    left, _ = eyes(page)
+    shot(page, "rays-and-box")
+
+    def cyan_near(point: np.ndarray) -> bool:
+        x, y = project_xr(page, point)[0]
+        window = left[int(y) - 3 : int(y) + 4, int(x) - 3 : int(x) + 4]
+        r, g, b = window[..., 0], window[..., 1], window[..., 2]
+        return bool(((b > 150) & (g > 120) & (b > r + 60)).any())  # the rays' light blue
+
+    across = np.array([1.0, 0.0, 0.0])
+    assert not cyan_near(behind + across * 0.5)  # behind the box: hidden by the streamed picture
+    assert cyan_near(in_front + across * 0.5)  # in front of it: over the box
+    assert cyan_near(behind + across * 0.1)  # beside the box (on screen too), both show
+    assert cyan_near(in_front + across * 0.1)
+    page.evaluate(
+        """() => { for (const c of [xrDevice.controllers.right, xrDevice.controllers.left]) {
+             c.position.set(0, -5, 0); } }"""
+    )
+
+
+def project_xr(page: Page, point: np.ndarray) -> list[tuple[float, float]]:
+    """Where a point of the headset's space lies in each eye's picture."""
+    inverse = np.array(page.evaluate("() => Array.from(openrrXr.placement.inverse())")).reshape(4, 4).T
+    scene = np.linalg.inv(inverse) @ np.array([*point, 1.0])
+    return project(page, (float(scene[0]), float(scene[1]), float(scene[2])))
+
+
+def look_rotation(forward: np.ndarray) -> list[float]:
+    """The quaternion (x, y, z, w) turning -Z to ``forward`` with +Y kept up."""
+    f = forward / np.linalg.norm(forward)
+    right = np.cross(f, [0.0, 1.0, 0.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, f)
+    m = np.column_stack([right, up, -f])
+    w = math.sqrt(max(0.0, 1 + m[0, 0] + m[1, 1] + m[2, 2])) / 2
+    return [(m[2, 1] - m[1, 2]) / (4 * w), (m[0, 2] - m[2, 0]) / (4 * w), (m[1, 0] - m[0, 1]) / (4 * w), w]
+
+
+def test_enter_ar_shows_the_room_around_the_model(page: Page, shot: Shot) -> None:
+    if page.evaluate("() => Boolean(globalThis.openrrXr && openrrXr.session)"):
+        page.evaluate("() => openrrXr.end()")
+    page.wait_for_function("() => !openrrXr.session")
+    button = page.get_by_role("button", name="Enter AR")
+    expect(button).to_be_enabled()
+    button.click()
+    page.wait_for_function(
+        "() => openrrXr.session && openrrXr.layout && openrrXr.layout.background === 'transparent'"
+        " && openrrXr.frames.current"
+    )
+    # The room: whatever is behind the immersive canvas shows through where the model is not. Paint it
+    # magenta and hide the page's own content, so that a screenshot tells the room from the model.
+    page.evaluate(
+        """() => {
+          document.documentElement.style.background = "rgb(255, 0, 255)";
+          for (const child of document.body.children) {
+            if (!child.hasAttribute("data-webxr_runtime")) child.style.visibility = "hidden";
+          }
+          document.body.style.background = "transparent";
+        }"""
+    )
+    settle(page)
+    left, right = eyes(page)
+    shot(page, "ar")
+    for picture in (left, right):
+        magenta = (picture[..., 0] > 200) & (picture[..., 1] < 60) & (picture[..., 2] > 200)
+        assert magenta.mean() > 0.6, magenta.mean()  # no sky, no gradient: the room
+        assert centroid(picture, "red")[2] > 400
+        assert centroid(picture, "blue")[2] > 400
+    page.evaluate("() => openrrXr.end()")
+    page.wait_for_function("() => !openrrXr.session")
