@@ -211,13 +211,12 @@ def test_reprojection_keeps_the_model_fixed_while_the_head_turns(page: Page, sho
         settle(page)
 
 
-def test_a_controller_ray_selects_the_entity_it_points_at(page: Page, shot: Shot) -> None:
-    enter_vr(page)
+def point_and_select(page: Page, scene_target: tuple[float, float, float]) -> dict[str, Any]:
+    """Point the right controller from beside the head at a scene point, pull the trigger; the select."""
     inverse = np.array(page.evaluate("() => Array.from(openrrXr.placement.inverse())")).reshape(4, 4).T
-    target = (inverse @ np.array([*SPHERE, 1.0]))[:3]
+    target = (inverse @ np.array([*scene_target, 1.0]))[:3]
     origin = np.array([0.2, 1.4, -0.1])
-    forward = (target - origin) / np.linalg.norm(target - origin)
-    quaternion = look_rotation(forward)
+    quaternion = look_rotation(target - origin)
     page.evaluate(
         """([p, q]) => { const c = xrDevice.controllers.right;
              c.position.set(p[0], p[1], p[2]); c.quaternion.set(q[0], q[1], q[2], q[3]); }""",
@@ -226,21 +225,111 @@ def test_a_controller_ray_selects_the_entity_it_points_at(page: Page, shot: Shot
     xr_frames(page, 3)
     page.evaluate(
         """() => { window.selections = [];
-             openrrXr.addEventListener('select', (e) => selections.push(e.detail)); }"""
+             openrrXr.addEventListener('select', (e) => selections.push(e.detail), { once: true }); }"""
     )
     page.evaluate("() => xrDevice.controllers.right.updateButtonValue('trigger', 1)")
     page.wait_for_function("() => selections.length > 0")
     page.evaluate("() => xrDevice.controllers.right.updateButtonValue('trigger', 0)")
-    selection = page.evaluate("() => selections[0]")
+    xr_frames(page, 2)
+    selection: dict[str, Any] = page.evaluate("() => selections[0]")
+    return selection
+
+
+def entity_name(page: Page, entity: int) -> str:
+    return str(page.evaluate("(id) => openrrXr.connection.getEntity(id).then((e) => e.name)", entity))
+
+
+def press(page: Page, button: str) -> None:
+    """Press and release one of the right controller's buttons (a frame apart: the page acts on presses)."""
+    page.evaluate("(b) => xrDevice.controllers.right.updateButtonValue(b, 1)", button)
+    xr_frames(page, 2)
+    page.evaluate("(b) => xrDevice.controllers.right.updateButtonValue(b, 0)", button)
+    xr_frames(page, 2)
+
+
+def test_a_controller_ray_selects_the_entity_it_points_at(page: Page, shot: Shot) -> None:
+    enter_vr(page)
+    selection = point_and_select(page, SPHERE)
     assert selection["hit"] is not None, selection
-    name = page.evaluate(
-        "(id) => openrrXr.connection.getEntity(id).then((e) => e.name)", selection["hit"]["entity"]
-    )
-    assert name == "BlueSphere"
+    assert entity_name(page, selection["hit"]["entity"]) == "BlueSphere"
     hit = np.array(selection["hit"]["position"])
     assert np.linalg.norm(hit - np.array(SPHERE)) == pytest.approx(0.6, abs=0.05)  # on the sphere's surface
     settle(page)
     shot(page, "selected")
+
+
+def test_the_controller_buttons_measure_see_through_and_cut(page: Page, shot: Shot) -> None:
+    enter_vr(page)
+    page.evaluate(
+        """() => { window.toolEvents = [];
+             for (const type of ['measure', 'tool'])
+               openrrXr.addEventListener(type, (e) => toolEvents.push({ type, ...e.detail })); }"""
+    )
+    on_sphere = point_and_select(page, SPHERE)["hit"]
+    press(page, "b-button")
+    on_box = point_and_select(page, BOX)["hit"]
+    assert entity_name(page, on_box["entity"]) == "RedBox"
+    press(page, "b-button")
+    page.wait_for_function("() => toolEvents.some((e) => e.type === 'measure')")
+    measured = page.evaluate("() => toolEvents.find((e) => e.type === 'measure')")
+    expected = np.linalg.norm(np.array(on_sphere["position"]) - np.array(on_box["position"]))
+    assert measured["distance"] == pytest.approx(expected, rel=1e-6)
+    assert measured["distance"] > 2.0  # from the sphere's surface to the box's, 3 units apart
+    settle(page)
+    shot(page, "measured")
+
+    def state_of(entity: int) -> Any:
+        return page.evaluate(
+            """(id) => openrrXr.connection.getComponent(id, 'HierarchicalStateOverride')
+                 .then((c) => c.properties.seeThrough, () => null)""",
+            entity,
+        )
+
+    press(page, "a-button")  # the box was selected last: see-through
+    page.wait_for_function("() => toolEvents.some((e) => e.tool === 'seeThrough' && e.state)")
+    assert state_of(on_box["entity"]) == "ForceOn"
+    press(page, "a-button")
+    page.wait_for_function("() => toolEvents.some((e) => e.tool === 'seeThrough' && !e.state)")
+    assert state_of(on_box["entity"]) in ("InheritFromParent", None)
+
+    press(page, "thumbstick")  # a cut plane where the ray met the box, facing the user
+    page.wait_for_function("() => toolEvents.some((e) => e.tool === 'cut' && e.state)")
+    cut = page.evaluate("() => toolEvents.find((e) => e.tool === 'cut' && e.state).entity")
+    component = page.evaluate("(id) => openrrXr.connection.getComponent(id, 'CutPlane')", cut)
+    assert component["component"] == "CutPlane"
+    settle(page)
+    shot(page, "cut")
+    press(page, "thumbstick")
+    page.wait_for_function("() => toolEvents.some((e) => e.tool === 'cut' && !e.state)")
+    assert not page.evaluate("() => toolEvents.some((e) => e.tool === 'error')"), page.evaluate(
+        "() => toolEvents"
+    )
+
+
+def test_grabbing_moves_the_model_with_the_hand(page: Page, shot: Shot) -> None:
+    enter_vr(page)
+    inverse = np.array(page.evaluate("() => Array.from(openrrXr.placement.inverse())")).reshape(4, 4).T
+    sphere_before = (inverse @ np.array([*SPHERE, 1.0]))[:3]
+    page.evaluate(
+        """() => { const c = xrDevice.controllers.right;
+             c.position.set(0.2, 1.3, -0.5); c.quaternion.set(0, 0, 0, 1); }"""
+    )
+    xr_frames(page, 3)
+    page.evaluate("() => xrDevice.controllers.right.updateButtonValue('squeeze', 1)")
+    xr_frames(page, 3)
+    page.evaluate("() => xrDevice.controllers.right.position.set(0.35, 1.3, -0.5)")  # 15 cm to the right
+    xr_frames(page, 3)
+    page.evaluate("() => xrDevice.controllers.right.updateButtonValue('squeeze', 0)")
+    xr_frames(page, 3)
+    inverse = np.array(page.evaluate("() => Array.from(openrrXr.placement.inverse())")).reshape(4, 4).T
+    sphere_after = (inverse @ np.array([*SPHERE, 1.0]))[:3]
+    assert sphere_after - sphere_before == pytest.approx([0.15, 0.0, 0.0], abs=1e-3)
+    settle(page)
+    left, _ = eyes(page)
+    shot(page, "moved")
+    x, _, n = centroid(left, "blue")
+    assert n > 400
+    assert x == pytest.approx(project(page, SPHERE)[0][0], abs=6)  # the picture follows
 
 
 def test_local_rays_and_the_remote_model_hide_each_other_by_depth(page: Page, shot: Shot) -> None:

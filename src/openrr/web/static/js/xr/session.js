@@ -5,21 +5,24 @@
 // space through the model's Placement, with the display time and how far to predict), and the newest
 // streamed picture is reprojected to the eyes' poses of this frame (reprojection.js), so the model stays
 // fixed in the room while the next picture is on its way. Controllers and hands point and select (a ray
-// cast through the scene API selects the entity they point at) and grab (the model follows the hand).
+// cast through the scene API selects the entity they point at) and grab (the model follows the hand); their
+// buttons carry the scene API's tools (tools.js: see-through, measure, cut).
 //
 // Events: "state" {state: "running" | "ended", reason}, "select" {hit (or null), ray}, "frame" {poseId,
-// latencyMs}.
+// latencyMs}, and the tools' "measure" and "tool".
 
 import { Placement } from "./placement.js";
 import { Reprojection } from "./reprojection.js";
 import { LocalContent } from "./local.js";
 import { StereoFrames } from "./frames.js";
+import { XrTools } from "./tools.js";
 import { fromRotationTranslation, invertRigid, multiply, transformDirection, transformPoint, translationOf } from "./math.js";
 
 const MAX_EYE = { width: 960, height: 1080 }; // what a CPU render server streams at; a GPU takes more
 const RAY_M = 4.0;
 const RAY_COLOUR = [0.2, 0.8, 1.0, 1.0];
 const HIT_COLOUR = [1.0, 0.75, 0.1, 1.0];
+const MEASURE_COLOUR = [0.3, 1.0, 0.4, 1.0];
 
 /** Which immersive modes this browser offers: {vr, ar}. */
 export async function immersiveModes() {
@@ -55,6 +58,8 @@ export class XrViewer extends EventTarget {
     this.selected = null; // the entity id a controller selected last
     this.views = []; // this frame's views {eye, projection, matrix, viewport} (headset space), for tests
     this._hits = new Map(); // input source -> the point its ray meets (headset space)
+    this._targets = new Map(); // input source -> {entity, position, direction} of its last hit (scene)
+    this.tools = new XrTools(this);
     this._grabs = new Map(); // input source -> {from: grip pose at the start, placement}
     this._sentAt = new Map(); // poseId -> performance.now()
     this._newPicture = false;
@@ -167,9 +172,19 @@ export class XrViewer extends EventTarget {
       if (!this.frames.current) this.frames.current = this.frames.newest();
     }
     const shown = this.frames.current;
+    this.tools.poll(session.inputSources, this._targets);
+    const toScene = this.placement.inverse();
     const rays = this._rays(frame);
     const cursors = [...this._hits.values()].map((position) => ({ position, colour: HIT_COLOUR }));
-    const toScene = this.placement.inverse();
+    const marks = this.tools.measured.map((p) => transformPoint(toScene, p));
+    for (const position of marks) cursors.push({ position, colour: MEASURE_COLOUR });
+    if (marks.length === 2) {
+      const span = marks[1].map((v, i) => v - marks[0][i]);
+      const length = Math.hypot(...span);
+      if (length > 0) {
+        rays.push({ origin: marks[0], direction: span.map((v) => v / length), length, colour: MEASURE_COLOUR });
+      }
+    }
     this.views = [];
     pose.views.forEach((view, index) => {
       const vp = layer.getViewport(view);
@@ -250,6 +265,7 @@ export class XrViewer extends EventTarget {
     }
     if (detail.hit) {
       this._hits.set(event.inputSource, transformPoint(this.placement.inverse(), detail.hit.position));
+      this._targets.set(event.inputSource, { entity: detail.hit.entity, position: detail.hit.position, direction });
       if (this.selected !== null && this.selected !== detail.hit.entity) {
         await this.connection.setStateOverride(this.selected, { selected: null }).catch(() => {});
       }
@@ -257,6 +273,7 @@ export class XrViewer extends EventTarget {
       await this.connection.setStateOverride(detail.hit.entity, { selected: true }).catch(() => {});
     } else {
       this._hits.delete(event.inputSource);
+      this._targets.delete(event.inputSource);
     }
     this.dispatchEvent(new CustomEvent("select", { detail }));
   }
