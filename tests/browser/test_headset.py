@@ -275,6 +275,7 @@ def test_the_controller_buttons_measure_see_through_and_cut(page: Page, shot: Sh
     expected = np.linalg.norm(np.array(on_sphere["position"]) - np.array(on_box["position"]))
     assert measured["distance"] == pytest.approx(expected, rel=1e-6)
     assert measured["distance"] > 2.0  # from the sphere's surface to the box's, 3 units apart
+    expect(page.locator("#status")).to_contain_text(f"Measured in the headset: {measured['distance']:.3f}")
     settle(page)
     shot(page, "measured")
 

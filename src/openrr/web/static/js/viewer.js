@@ -412,6 +412,10 @@ function start({ accountId, token }) {
       const viewer = (headset = new XrViewer({ connection: c, video }));
       globalThis.openrrXr = viewer; // for the console and the browser tests
       for (const b of Object.values(xrButtons)) b.disabled = true;
+      viewer.addEventListener("measure", (event) => {
+        const [a, b] = event.detail.points.map((p) => `(${p.map((v) => v.toFixed(3)).join(", ")})`);
+        showMessage(status, `Measured in the headset: ${event.detail.distance.toFixed(3)} from ${a} to ${b}.`, "ok");
+      });
       viewer.addEventListener("state", (event) => {
         if (event.detail.state !== "ended") return;
         if (headset === viewer) headset = null;
