@@ -49,6 +49,8 @@ def test_a_pose_as_webxr_gives_it_parses() -> None:
         ({"projection": "orthographic"}, "perspective"),
         ({"projection": "too wide"}, "85 degrees"),
         ({"orientation": (0, 0, 0, 0)}, "must not be zero"),
+        ({"orientation": (1e300, 0, 0, 1)}, "less than or equal to 1000000"),
+        ({"position": (1e7, 0, 0)}, "less than or equal to 1000000"),
     ],
 )
 def test_bad_poses_are_refused_with_the_reason(change: dict[str, Any], reason: str) -> None:
@@ -68,6 +70,8 @@ def test_bad_poses_are_refused_with_the_reason(change: dict[str, Any], reason: s
             left["projection"] = list(m.ravel())
         case {"orientation": q}:
             left["orientation"] = list(q)
+        case {"position": p}:
+            left["position"] = list(p)
         case _:
             body.update(change)
     with pytest.raises(datachannel.BadMessage, match=reason):

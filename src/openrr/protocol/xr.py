@@ -67,8 +67,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-Vec3 = tuple[Finite, Finite, Finite]
-Quat = tuple[Finite, Finite, Finite, Finite]
+# Positions within a million scene units of the origin: enough for any model, and far enough from float
+# overflow that the eyes' matrices, near and far stay finite.
+Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
+Vec3 = tuple[Coordinate, Coordinate, Coordinate]
+Quat = tuple[Coordinate, Coordinate, Coordinate, Coordinate]
 EyeSide = Annotated[int, Field(ge=64, le=2048, multiple_of=2)]
 
 DEPTH_ENCODING = "inverse-linear-8"
@@ -135,7 +138,7 @@ class EyeView(Pose):
 class XrPose(_Message):
     type: Literal["xr.pose"]
     poseId: Annotated[int, Field(ge=0, le=2**53)]
-    time: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    time: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
     predictMs: Annotated[float, Field(ge=0, le=MAX_PREDICT_MS)] = 0.0
     head: Pose
     views: Annotated[list[EyeView], Field(min_length=2, max_length=2)]
