@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from tests import iwer
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.browser.test_dashboard_viewer import create_2021, sign_in, wait_for_video
-from tests.e2e.server import OpenRRServer
+from tests.browser.session_page import session_browser
+from tests.browser.test_viewer_tools import open_viewer
 from tests.render import fixtures
 
 pytestmark = pytest.mark.e2e
@@ -44,48 +43,11 @@ class Headset:
 
 @pytest.fixture(scope="module")
 def headset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Headset]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup, which installs Debian's chromium package")
     base = tmp_path_factory.mktemp("headset")
-    models = base / "models"
-    models.mkdir()
-    fixtures.two_node_glb(models)
-    root = base / "model-root"
-    root.mkdir()
-    server = OpenRRServer(base / "data", model_root=str(root), video_width=640, video_height=360)
-    try:
-        server.start()
-        (root / server.account.id).symlink_to(models, target_is_directory=True)
-        create_2021(server, SESSION, lease=30)
-        with server.api() as api:
-            api.wait_status(SESSION, "Ready", timeout=20)
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(base / "chromium-profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_ARGS,
-                ignore_https_errors=True,
-                viewport={"width": WIDTH, "height": HEIGHT},
-            )
-            context.set_default_timeout(20_000)
-            iwer.install_into(context)
-            try:
-                page = context.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                sign_in(page, server, next_page=f"viewer.html?session={SESSION}")
-                expect(page.locator("#status")).to_have_text(f"Connected to session {SESSION}.")
-                wait_for_video(page)
-                page.get_by_label("Path or URL").fill("two_nodes.glb")
-                page.get_by_role("button", name="Load", exact=True).click()
-                expect(page.locator("#model-status")).to_contain_text("Loaded", timeout=60_000)
-                yield Headset(page, errors)
-            finally:
-                context.close()
-    finally:
-        _running, left = server.cleanup()
-        assert not left, f"processes left behind: {left}"
+    with session_browser(base, SESSION, width=WIDTH, height=HEIGHT, timeout_ms=20_000) as (server, context):
+        iwer.install_into(context)
+        viewer = open_viewer(context, server, SESSION)
+        yield Headset(viewer.page, viewer.errors)
 
 
 @pytest.fixture

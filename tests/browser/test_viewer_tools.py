@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.browser.test_dashboard_viewer import create_2021, page_point, sign_in, wait_for_video
+from tests.browser.session_page import session_browser
+from tests.browser.test_dashboard_viewer import page_point, sign_in, wait_for_video
 from tests.e2e.server import OpenRRServer
 from tests.render import fixtures
 
@@ -88,46 +88,17 @@ def wait_picture(page: Page, condition: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Viewer]:
     """One control plane, one session with the model loaded through the viewer, one Chromium page."""
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup, which installs Debian's chromium package")
-    base = tmp_path_factory.mktemp("viewer-tools")
-    models = base / "models"
-    models.mkdir()
-    fixtures.two_node_glb(models)
-    root = base / "model-root"
-    root.mkdir()
-    server = OpenRRServer(base / "data", model_root=str(root), video_width=640, video_height=360)
-    try:
-        server.start()
-        (root / server.account.id).symlink_to(models, target_is_directory=True)
-        create_2021(server, SESSION, lease=30)
-        with server.api() as api:
-            api.wait_status(SESSION, "Ready", timeout=20)
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(base / "chromium-profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_ARGS,
-                ignore_https_errors=True,
-                viewport={"width": 1280, "height": 720},
-            )
-            context.set_default_timeout(15_000)
-            try:
-                yield open_viewer(context, server)
-            finally:
-                context.close()
-    finally:
-        _running, left = server.cleanup()
-        assert not left, f"processes left behind: {left}"
+    with session_browser(tmp_path_factory.mktemp("viewer-tools"), SESSION) as (server, context):
+        yield open_viewer(context, server)
 
 
-def open_viewer(context: BrowserContext, server: OpenRRServer) -> Viewer:
+def open_viewer(context: BrowserContext, server: OpenRRServer, session: str = SESSION) -> Viewer:
+    """The viewer of ``session``, signed in, with the red box / blue sphere model loaded through its form."""
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    sign_in(page, server, next_page=f"viewer.html?session={SESSION}")
-    expect(page.locator("#status")).to_have_text(f"Connected to session {SESSION}.")
+    sign_in(page, server, next_page=f"viewer.html?session={session}")
+    expect(page.locator("#status")).to_have_text(f"Connected to session {session}.")
     wait_for_video(page)
     page.get_by_label("Path or URL").fill("two_nodes.glb")
     page.get_by_role("button", name="Load", exact=True).click()
