@@ -173,15 +173,19 @@ def test_reprojection_keeps_the_model_fixed_while_the_head_turns(page: Page, sho
         settle(page)
 
 
-def point_and_select(page: Page, scene_target: tuple[float, float, float]) -> dict[str, Any]:
-    """Point the right controller from beside the head at a scene point, pull the trigger; the select."""
+def point_and_select(
+    page: Page, scene_target: tuple[float, float, float], *, hand: bool = False
+) -> dict[str, Any]:
+    """Point the right controller (or hand) from beside the head at a scene point, pull the trigger (or
+    pinch); the select."""
     inverse = np.array(page.evaluate("() => Array.from(openrrXr.placement.inverse())")).reshape(4, 4).T
     target = (inverse @ np.array([*scene_target, 1.0]))[:3]
     origin = np.array([0.2, 1.4, -0.1])
     quaternion = look_rotation(target - origin)
+    device = "xrDevice.hands.right" if hand else "xrDevice.controllers.right"
     page.evaluate(
-        """([p, q]) => { const c = xrDevice.controllers.right;
-             c.position.set(p[0], p[1], p[2]); c.quaternion.set(q[0], q[1], q[2], q[3]); }""",
+        f"""([p, q]) => {{ const c = {device};
+             c.position.set(p[0], p[1], p[2]); c.quaternion.set(q[0], q[1], q[2], q[3]); }}""",
         [origin.tolist(), quaternion],
     )
     xr_frames(page, 3)
@@ -189,9 +193,10 @@ def point_and_select(page: Page, scene_target: tuple[float, float, float]) -> di
         """() => { window.selections = [];
              openrrXr.addEventListener('select', (e) => selections.push(e.detail), { once: true }); }"""
     )
-    page.evaluate("() => xrDevice.controllers.right.updateButtonValue('trigger', 1)")
+    press_js = f"{device}.updatePinchValue(1)" if hand else f"{device}.updateButtonValue('trigger', 1)"
+    page.evaluate(f"() => {press_js}")
     page.wait_for_function("() => selections.length > 0")
-    page.evaluate("() => xrDevice.controllers.right.updateButtonValue('trigger', 0)")
+    page.evaluate(f"() => {press_js.replace('1)', '0)')}")
     xr_frames(page, 2)
     selection: dict[str, Any] = page.evaluate("() => selections[0]")
     return selection
@@ -218,6 +223,20 @@ def test_a_controller_ray_selects_the_entity_it_points_at(page: Page, shot: Shot
     assert np.linalg.norm(hit - np.array(SPHERE)) == pytest.approx(0.6, abs=0.05)  # on the sphere's surface
     settle(page)
     shot(page, "selected")
+
+
+def test_a_hand_selects_by_pinching(page: Page) -> None:
+    enter_vr(page)
+    page.evaluate("() => { xrDevice.primaryInputMode = 'hand'; }")
+    try:
+        xr_frames(page, 3)
+        assert page.evaluate("() => [...openrrXr.session.inputSources].some((s) => s.hand)")
+        selection = point_and_select(page, BOX, hand=True)
+        assert selection["hit"] is not None, selection
+        assert entity_name(page, selection["hit"]["entity"]) == "RedBox"
+    finally:
+        page.evaluate("() => { xrDevice.primaryInputMode = 'controller'; }")
+        xr_frames(page, 3)
 
 
 def test_the_controller_buttons_measure_see_through_and_cut(page: Page, shot: Shot) -> None:

@@ -40,7 +40,8 @@ latency at a ``frameId``'s first arrival only.
 (bit/s sent over the last second), ``targetBitrate``, ``polygons``, ``polygonsDrawn``, ``points`` and
 ``pointsDrawn`` (of point clouds, as of the last frame rendered), ``limitExceeded``
 and ``limitMessage``, ``poseId``, ``rttMs`` (RTP round trip from the receiver's RTCP reports, null before
-the first), ``codec``, ``encoder``, ``width``, ``height``, ``cpuPercent``, ``rssMiB``.
+the first), ``codec``, ``encoder``, ``width``, ``height``, ``cpuPercent``, ``rssMiB``, ``xrScale`` (in stereo
+mode the eyes' resolution scale, else null).
 
 Errors carry a ``code``: ``BadMessage``, ``ModelLoadFailed``, ``ModelSourceRefused`` (outside the
 server's model roots, or a private address), ``ModelAlreadyLoaded``, ``ModelNotFound``, ``NodeNotFound``,

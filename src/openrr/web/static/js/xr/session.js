@@ -70,7 +70,7 @@ export class XrViewer extends EventTarget {
   async start(mode) {
     if (this.session) throw new Error("an immersive session is already running");
     const ar = mode === "immersive-ar";
-    const session = await navigator.xr.requestSession(mode, { optionalFeatures: ["local-floor"] });
+    const session = await navigator.xr.requestSession(mode, { optionalFeatures: ["local-floor", "hand-tracking"] });
     this.session = session;
     this.transparent = ar;
     const canvas = document.createElement("canvas");
