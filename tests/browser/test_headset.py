@@ -124,6 +124,8 @@ def test_each_eye_sees_the_model_from_its_own_position(page: Page, shot: Shot) -
     expect(page.get_by_role("button", name="Enter AR")).to_be_visible()  # IWER's Quest 3 has pass-through
     enter_vr(page)
     settle(page)
+    # A headset's browser asks for more than the 2D view's bitrate: two eyes and their depth.
+    assert page.evaluate("() => openrrXr.connection.videoSettings.bitrate") == 12_000_000
     layout = page.evaluate("() => openrrXr.layout")
     assert layout["eyes"][1]["depth"] is not None
     left, right = eyes(page)

@@ -14,6 +14,8 @@ import { XrViewer, immersiveModes } from "./xr/session.js";
 
 const WAIT_POLL_MS = 2000; // while the session is Starting
 const WATCH_MS = 10000; // while connected: lease and status
+// What a headset's browser asks for: both eyes with their depth are a 1920x2160 picture (README: Headsets).
+const HEADSET_BITRATE = 12_000_000;
 // The control plane's root: this module is served at <root>/ui/js/viewer.js (relative, for path prefixes).
 const ROOT = new URL("../../", import.meta.url);
 
@@ -114,7 +116,8 @@ function start({ accountId, token }) {
     for (const cell of stats.querySelectorAll("dd")) cell.textContent = "–";
     let c;
     try {
-      c = await rendering.connect(video);
+      const { vr, ar } = await immersiveModes();
+      c = await rendering.connect(video, vr || ar ? { video: { bitrate: HEADSET_BITRATE } } : {});
     } catch (err) {
       if (mine === attempt) await connectFailed(err, mine);
       return;
