@@ -50,10 +50,11 @@ def renderer(tmp_path_factory: pytest.TempPathFactory) -> Renderer:
     return r
 
 
-def stereo_frame(renderer: Renderer, *, pose_id: int = 1, **start: object) -> StereoFrame:
+def stereo_frame(renderer: Renderer, *, pose_id: int = 1, step: int = 0, **start: object) -> StereoFrame:
     request = XrStart.model_validate({"type": "xr.start", "eye": {"width": EYE, "height": EYE}, **start})
     mode = XrMode(request, 1 / 30)
     mode.scale = StereoScale(budget_ms=1e9)  # full resolution however long this machine takes
+    mode.scale.index = step
     body = {"type": "xr.pose", "poseId": pose_id, "time": 5000.0}
     body.update(head_views((0, 0, 0), IDENTITY, ipd=IPD, left_projection=symmetric_projection(90)))
     mode.pose(XrPose.model_validate(body))
@@ -123,3 +124,24 @@ def test_transparent_background_is_black_where_the_depth_is_empty(renderer: Rend
         assert empty.mean() > 0.5
         assert frame.eye(eye)[empty].max() == 0  # no sky, no gradient: the client removes it
         assert frame.eye(eye)[~empty].max() > 100
+
+
+def test_a_smaller_scale_fills_the_top_left_of_each_rectangle(renderer: Renderer) -> None:
+    frame = stereo_frame(renderer, step=3, layout="top-bottom", eye={"width": EYE, "height": 720})
+    width, height = frame.xr["size"]
+    assert (width, height) == (600, 450)  # 0.625 of 960 x 720, even
+    assert frame.xr["scale"] == 0.625
+    for eye in (0, 1):
+        x, y, w, h = frame.layout["eyes"][eye]["color"]
+        cell = frame.image[y : y + h, x : x + w]
+        assert cell[:height, :width].max() > 0  # drawn
+        assert cell[height:].max() == 0  # the rest of the rectangle stays black
+        assert cell[:, width:].max() == 0
+        assert frame.eye(eye).shape == (height, width, 3)
+        assert frame.distance(eye).shape == (height, width)
+    # The picture is the same view at a lower resolution: the plate where it was, as a share of the eye.
+    ys, xs = np.nonzero(plate_mask(frame, 0))
+    full = stereo_frame(renderer, layout="top-bottom", eye={"width": EYE, "height": 720})
+    full_ys, full_xs = np.nonzero(plate_mask(full, 0))
+    assert xs.mean() / width == pytest.approx(full_xs.mean() / EYE, abs=0.003)
+    assert ys.mean() / height == pytest.approx(full_ys.mean() / 720, abs=0.003)

@@ -76,7 +76,7 @@ async def test_stereo_frames_carry_disparity_depth_and_their_pose_through_the_co
         assert frame.pose_id == pose_id
 
         scale = frame.xr["scale"]
-        focal = round(EYE * scale) / 2
+        focal = frame.xr["size"][0] / 2  # tan(45 degrees) = 1
         (left_x, left_y), (right_x, right_y) = plate_centre(frame, 0), plate_centre(frame, 1)
         assert left_x - right_x == pytest.approx(focal * IPD / (-PLATE_Z - 0.01), abs=1.0)
         assert left_y == pytest.approx(right_y, abs=0.5)

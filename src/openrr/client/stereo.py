@@ -105,10 +105,10 @@ class StereoFrame:
         return xr
 
     def _drawn(self, rect: Sequence[int]) -> NDArray[np.uint8]:
-        """The part of ``rect`` the eye was drawn into (the top-left ``scale`` of it)."""
-        x, y, w, h = rect
-        scale = float(self.xr["scale"])
-        return self.image[y : y + round(h * scale), x : x + round(w * scale)]
+        """The part of ``rect`` the eye was drawn into (its top-left ``size``)."""
+        x, y, _, _ = rect
+        width, height = (int(v) for v in self.xr["size"])
+        return self.image[y : y + height, x : x + width]
 
     def eye(self, index: int) -> NDArray[np.uint8]:
         """Eye ``index``'s picture (0 left, 1 right) at the resolution it was drawn."""

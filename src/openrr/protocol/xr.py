@@ -36,11 +36,12 @@ field of view is used (asymmetric frusta are kept), the server chooses near and 
 The server renders each frame from the newest pose, extrapolated to ``time + predictMs`` from the motion of
 the head over its last poses (position linearly, rotation at constant angular velocity), at full detail.
 When a frame takes longer than the frame interval it draws each eye at a smaller ``scale`` (down to
-``MIN_SCALE``) instead of skipping poses; the picture then fills the top-left ``scale`` part of each
-rectangle (colour and depth alike) and the rest is black.
+``MIN_SCALE``) instead of skipping poses; the picture then fills the top-left ``size`` [width, height]
+pixels of each rectangle (colour and depth alike) and the rest is black.
 
 Each ``frame`` message of a stereo frame carries ``xr``: {``time`` (the predicted display time it was
-rendered for, client milliseconds), ``scale``, ``near``, ``far``, ``views``: [{``eye``, ``position``,
+rendered for, client milliseconds), ``scale``, ``size`` (the pixels drawn of each rectangle), ``near``,
+``far``, ``views``: [{``eye``, ``position``,
 ``orientation``, ``projection`` (16, column-major, with this near/far)}]}: the poses actually rendered,
 which a client reprojects from to the head's pose at display time.
 

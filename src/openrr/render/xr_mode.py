@@ -156,6 +156,7 @@ class XrMode:
         meta = {
             "time": snap.time_ms,
             "scale": w / self.layout.eye_width,
+            "size": [w, h],
             "near": near,
             "far": far,
             "views": views,

@@ -145,7 +145,7 @@ export class Reprojection {
     if (w !== layout.frame.width || h !== layout.frame.height) return; // a 2D picture still on its way out
     const { uniforms: u } = this.shader;
     const eye = layout.eyes[index];
-    const rect = (r) => [r[0] / w, r[1] / h, (r[2] * xr.scale) / w, (r[3] * xr.scale) / h];
+    const rect = (r) => [r[0] / w, r[1] / h, xr.size[0] / w, xr.size[1] / h]; // the drawn part of r
     gl.useProgram(this.shader.program);
     gl.activeTexture(gl.TEXTURE0);
     gl.bindTexture(gl.TEXTURE_2D, this.texture);

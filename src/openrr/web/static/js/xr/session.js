@@ -106,10 +106,10 @@ export class XrViewer extends EventTarget {
   }
 
   async _begin({ viewport, head }) {
-    const eye = {
-      width: evenWithin(viewport ? viewport.width : this.maxEye.width, this.maxEye.width),
-      height: evenWithin(viewport ? viewport.height : this.maxEye.height, this.maxEye.height),
-    };
+    // The headset's own eye size, scaled down as a whole (square pixels) to fit maxEye.
+    const [w, h] = viewport ? [viewport.width, viewport.height] : [this.maxEye.width, this.maxEye.height];
+    const fit = Math.min(1, this.maxEye.width / w, this.maxEye.height / h);
+    const eye = { width: evenWithin(w * fit, this.maxEye.width), height: evenWithin(h * fit, this.maxEye.height) };
     this.layout = await this.connection.startXr({
       eye,
       depth: true,
