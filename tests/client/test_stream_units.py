@@ -41,6 +41,7 @@ from openrr.client.measurements import (
     input_latencies_ms,
     percentiles,
 )
+from openrr.client.requests import RequestTable
 from openrr.client.rest import ArrClient
 from openrr.client.session import connect_session
 from openrr.client.signalling import VideoSettings, loopback_addresses, offer_error, parse_answer
@@ -647,3 +648,17 @@ def test_cli_fails_cleanly(fake: FakeRender) -> None:
     result = invoke(fake, "--timeout", "0.5")
     assert result.exit_code == 1
     assert "within 0.5 s" in result.stderr
+
+
+async def test_a_request_cancelled_as_its_answer_arrives_is_cancelled() -> None:
+    """The answer and the cancellation land in the same turn of the loop: the waiting task must end
+    cancelled (Python 3.11's asyncio.wait_for returned the answer and swallowed the cancellation, so
+    `openrr connect --orbit` sometimes never stopped orbiting)."""
+    table = RequestTable()
+    request = table.build({"type": "stats.get"})
+    waiting = asyncio.create_task(table.exchange(request, lambda _text: None, 5.0, None))
+    await asyncio.sleep(0)  # sent, waiting for its answer
+    assert table.deliver({"type": "stats", "re": request.id}, 1.0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting

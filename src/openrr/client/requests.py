@@ -81,7 +81,10 @@ class RequestTable:
         self._pending[request.id] = _Pending(future, on_progress)
         try:
             send(request.text)
-            answer, received_at = await asyncio.wait_for(future, timeout)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as the answer
+            # does (it returns the answer instead), so a task cancelled while waiting here ran on.
+            async with asyncio.timeout(timeout):
+                answer, received_at = await future
         except TimeoutError:
             raise TimeoutError(f"no answer to {request.kind} within {timeout:g} s") from None
         finally:
