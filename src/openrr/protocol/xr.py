@@ -5,8 +5,8 @@ A connection is in 2D (one camera, ``camera.*``) until the client sends ``xr.sta
 ``xr.end`` (or until it leaves) every video frame holds both eyes, rendered from the newest ``xr.pose``.
 
 Client → server                                                    Server → client
-  xr.start  eye {width, height}, layout?, depth?, background?       xr.started  frame, eyes, depth,
-                                                                                background
+  xr.start  eye {width, height}, layout?, depth?, background?       xr.started  frame, layout, eyes,
+                                                                                depth, background
   xr.pose   poseId, time, predictMs?, head, views [left, right]     (no answer: frames carry the poseId)
   xr.end                                                            ack
 
@@ -41,9 +41,9 @@ pixels of each rectangle (colour and depth alike) and the rest is black.
 
 Each ``frame`` message of a stereo frame carries ``xr``: {``time`` (the predicted display time it was
 rendered for, client milliseconds), ``scale``, ``size`` (the pixels drawn of each rectangle), ``near``,
-``far``, ``views``: [{``eye``, ``position``,
-``orientation``, ``projection`` (16, column-major, with this near/far)}]}: the poses actually rendered,
-which a client reprojects from to the head's pose at display time.
+``far``, ``views``: [{``eye``, ``position``, ``orientation``, ``projection`` (16, column-major, with this
+near/far)}]}: the poses actually rendered, which a client reprojects from to the head's pose at display
+time.
 
 Depth encoding (``DEPTH_ENCODING``): grey pixels (R = G = B) holding inverse depth linearly, as the depth
 buffer does: for a level ``L`` of a depth pixel, ``t = (L - DEPTH_FAR_LEVEL) / (DEPTH_NEAR_LEVEL -
