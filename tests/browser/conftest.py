@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,25 +36,35 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[BrowserContext]:
-    """A fresh headless Chromium profile that trusts the test servers' self-signed certificates."""
+@contextmanager
+def chromium(
+    profile: Path, *, width: int = 1280, height: int = 800, timeout_ms: int = 15_000
+) -> Iterator[BrowserContext]:
+    """A fresh headless Chromium profile in ``profile`` that trusts the test servers' self-signed
+    certificates, closed afterwards."""
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/setup, which installs Debian's chromium package")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
+            str(profile),
             executable_path=CHROMIUM,
             headless=True,
             args=CHROMIUM_ARGS,
             ignore_https_errors=True,
-            viewport={"width": 1280, "height": 800},
+            viewport={"width": width, "height": height},
         )
-        context.set_default_timeout(15_000)
+        context.set_default_timeout(timeout_ms)
         try:
             yield context
         finally:
             context.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[BrowserContext]:
+    """A fresh headless Chromium (see :func:`chromium`)."""
+    with chromium(tmp_path / "chromium-profile") as context:
+        yield context
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import BrowserContext, sync_playwright
+from playwright.sync_api import BrowserContext
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import chromium
 from tests.browser.test_dashboard_viewer import create_2021
 from tests.e2e.server import OpenRRServer
 from tests.render import fixtures
@@ -23,8 +22,6 @@ def session_browser(
     """A server (video 640x360) whose account's folder holds ``two_nodes.glb``, session ``session`` Ready
     in it, and a Chromium context of ``width`` x ``height``; everything stopped afterwards, and a process
     left behind fails the test."""
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup, which installs Debian's chromium package")
     models = base / "models"
     models.mkdir()
     fixtures.two_node_glb(models)
@@ -37,20 +34,10 @@ def session_browser(
         create_2021(server, session, lease=30)
         with server.api() as api:
             api.wait_status(session, "Ready", timeout=20)
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(base / "chromium-profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_ARGS,
-                ignore_https_errors=True,
-                viewport={"width": width, "height": height},
-            )
-            context.set_default_timeout(timeout_ms)
-            try:
-                yield server, context
-            finally:
-                context.close()
+        with chromium(
+            base / "chromium-profile", width=width, height=height, timeout_ms=timeout_ms
+        ) as context:
+            yield server, context
     finally:
         _running, left = server.cleanup()
         assert not left, f"processes left behind: {left}"
